@@ -1,0 +1,21 @@
+//! ferrobus: a Raft-replicated MySQL/MariaDB binlog server.
+//!
+//! A node pulls the binary log from a real master as a replica would (the syncer), keeps
+//! every event in a durable segmented log on disk, and serves that log to downstream
+//! replicas and CDC clients exactly as the master would, by GTID or by file and position.
+//! It is driven through an HTTP admin API.
+//!
+//! # Layout
+//!
+//! - [`limits`]: every bound, as a named constant.
+//! - [`mysql`]: the MySQL wire protocol, pure (bytes ↔ values).
+//! - [`net`]: blocking packet connections and the MySQL client used by the syncer.
+//! - [`binlog`]: what a binlog is, pure: events, checksums, GTIDs, transactions, files.
+//! - [`storage`]: the durable segmented log and the binlog indexes over it.
+//! - [`syncer`]: the replica client that pulls the master's binlog into storage.
+//! - [`server`]: the binlog server that streams stored events to downstream replicas.
+//! - [`api`]: the HTTP admin API.
+//! - [`config`], [`cli`], [`ctl`], [`daemon`]: configuration, command line, the admin
+//!   client, and the process that ties the threads together.
+
+pub mod limits;

@@ -1,0 +1,85 @@
+//! Every bound ferrobus enforces, as a named constant, with the relations between them
+//! checked at compile time. A limit lives here, not at the place that enforces it, so that
+//! an operator reading one file learns every number the daemon holds itself to.
+//!
+//! This module holds constants only: no code, no configuration (configurable values have
+//! their defaults in `config`, and their hard bounds here).
+
+/// Largest payload of one physical MySQL packet (3-byte length); a logical packet of this
+/// length or more continues in the next physical packet.
+pub const PACKET_PAYLOAD_MAX: usize = 0xff_ff_ff;
+
+/// Largest logical packet (joined payload) ferrobus accepts from a peer: MySQL's own
+/// `max_allowed_packet` ceiling. A binlog event is one logical packet.
+pub const LOGICAL_PACKET_MAX: usize = 1 << 30;
+
+/// Largest command packet a downstream client may send to the binlog server (queries,
+/// handshake responses). Replicas send short statements; anything larger is hostile.
+pub const CLIENT_COMMAND_MAX: usize = 1 << 20;
+
+/// Largest binlog event ferrobus stores or serves (MySQL's `max_allowed_packet` ceiling).
+pub const EVENT_BYTES_MAX: usize = LOGICAL_PACKET_MAX - 1;
+
+/// Largest payload of one log entry (one Raft entry). A transaction bigger than this is
+/// stored as several chunk entries; a batch of small transactions stays under it.
+pub const ENTRY_PAYLOAD_MAX: usize = 4 << 20;
+
+/// Largest storage segment file before the log rolls to a new one.
+pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+
+/// How many binlog entries the syncer proposes in one group (one fsync).
+pub const BATCH_ENTRIES_MAX: usize = 256;
+
+/// Bytes of binlog the syncer gathers before it stores a batch (one fsync).
+pub const BATCH_BYTES_MAX: usize = 8 << 20;
+
+/// Depth of the channel between the syncer's network reader and its appender.
+pub const SYNCER_QUEUE_DEPTH_MAX: usize = 1024;
+
+/// Most downstream connections the binlog server accepts at once, whatever is configured.
+pub const SERVER_CONNECTIONS_MAX: usize = 4096;
+
+/// Default for the configured maximum of downstream connections.
+pub const SERVER_CONNECTIONS_DEFAULT: usize = 256;
+
+/// Largest HTTP request body the admin API reads.
+pub const HTTP_BODY_BYTES_MAX: usize = 1 << 20;
+
+/// Admin API worker threads.
+pub const HTTP_WORKERS_MAX: usize = 8;
+
+/// Read/write timeout on every socket to an upstream master, in milliseconds (a heartbeat
+/// arrives well before it when the master is idle).
+pub const UPSTREAM_IO_TIMEOUT_MS: u64 = 30_000;
+
+/// Connect timeout to an upstream master.
+pub const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Heartbeat period the syncer asks its master for.
+pub const UPSTREAM_HEARTBEAT_PERIOD_MS: u64 = 1_000;
+
+/// Reconnect backoff to the upstream master: first wait and ceiling.
+pub const RECONNECT_BACKOFF_MIN_MS: u64 = 100;
+pub const RECONNECT_BACKOFF_MAX_MS: u64 = 5_000;
+
+/// How long the binlog server waits for a downstream client's next command, and for a
+/// write to a downstream client to make progress.
+pub const DOWNSTREAM_IO_TIMEOUT_MS: u64 = 60_000;
+
+/// Heartbeat period used for a downstream replica that asked for none, in milliseconds.
+pub const DOWNSTREAM_HEARTBEAT_DEFAULT_MS: u64 = 30_000;
+
+/// Shortest heartbeat period honoured for a downstream replica.
+pub const DOWNSTREAM_HEARTBEAT_MIN_MS: u64 = 10;
+
+/// Timeout of one HTTP call from `ctl` (and later, forwarding) to a node.
+pub const HTTP_CLIENT_TIMEOUT_MS: u64 = 10_000;
+
+/// Longest binlog file name accepted anywhere (MySQL's FN_REFLEN is 512).
+pub const BINLOG_FILE_NAME_MAX: usize = 255;
+
+const _: () = assert!(ENTRY_PAYLOAD_MAX <= BATCH_BYTES_MAX);
+const _: () = assert!((ENTRY_PAYLOAD_MAX as u64) < SEGMENT_BYTES_MAX);
+const _: () = assert!(SERVER_CONNECTIONS_DEFAULT <= SERVER_CONNECTIONS_MAX);
+const _: () = assert!(RECONNECT_BACKOFF_MIN_MS <= RECONNECT_BACKOFF_MAX_MS);
+const _: () = assert!(UPSTREAM_HEARTBEAT_PERIOD_MS * 3 < UPSTREAM_IO_TIMEOUT_MS);
