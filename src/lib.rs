@@ -11,11 +11,25 @@
 //! - [`mysql`]: the MySQL wire protocol, pure (bytes ↔ values).
 //! - [`net`]: blocking packet connections and the MySQL client used by the syncer.
 //! - [`binlog`]: what a binlog is, pure: events, checksums, GTIDs, transactions, files.
-//! - [`storage`]: the durable segmented log and the binlog indexes over it.
-//! - [`syncer`]: the replica client that pulls the master's binlog into storage.
+//! - [`storage`]: the durable segmented log of entries (later the Raft log).
+//! - [`store`]: the binlog store over that log: entry payloads, indexes, reading cursor,
+//!   and the watermark that wakes waiting readers.
+//! - [`syncer`]: the replica client that pulls the master's binlog into the store.
 //! - [`server`]: the binlog server that streams stored events to downstream replicas.
 //! - [`api`]: the HTTP admin API.
 //! - [`config`], [`cli`], [`ctl`], [`daemon`]: configuration, command line, the admin
 //!   client, and the process that ties the threads together.
 
+pub mod api;
+pub mod binlog;
+pub mod cli;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
 pub mod limits;
+pub mod mysql;
+pub mod net;
+pub mod server;
+pub mod storage;
+pub mod store;
+pub mod syncer;

@@ -83,3 +83,16 @@ const _: () = assert!((ENTRY_PAYLOAD_MAX as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(SERVER_CONNECTIONS_DEFAULT <= SERVER_CONNECTIONS_MAX);
 const _: () = assert!(RECONNECT_BACKOFF_MIN_MS <= RECONNECT_BACKOFF_MAX_MS);
 const _: () = assert!(UPSTREAM_HEARTBEAT_PERIOD_MS * 3 < UPSTREAM_IO_TIMEOUT_MS);
+
+/// Bytes the storage log gathers in its write buffer before it issues a write syscall: a
+/// batch larger than this is written in several calls (the buffer never grows past it plus
+/// one record).
+pub const LOG_WRITE_BUFFER_BYTES_MAX: usize = 8 << 20;
+
+/// Largest request body an admin API client may *declare* (Content-Length) and still have
+/// its connection kept: tiny_http 0.12 drains an unread body on drop by allocating the whole
+/// declared remainder at once, so a request declaring more than this gets its 413 reply and
+/// the connection is abandoned (leaked) rather than drained.
+pub const HTTP_BODY_DRAIN_BYTES_MAX: usize = 64 << 20;
+
+const _: () = assert!(HTTP_BODY_BYTES_MAX <= HTTP_BODY_DRAIN_BYTES_MAX);

@@ -1,0 +1,192 @@
+//! The HTTP admin API: a small JSON-over-HTTP server (tiny_http) that lets an operator start,
+//! stop and inspect the syncer and the binlog server of this node.
+//!
+//! This module owns the listening socket and its worker threads; the routing table and
+//! request handling live in `routes`, argument parsing in `validate`, the wire types in
+//! `model`. It knows nothing of what the daemon does: every action goes through the
+//! [`Backend`] trait, which the daemon implements.
+//!
+//! Known limits of tiny_http 0.12 this module cannot remove: accepted sockets have no read
+//! timeout, so a client that stalls while sending a body holds a worker until it closes;
+//! and an accept error ends tiny_http's accept thread (logged, the API then stops
+//! answering).
+
+pub mod model;
+pub mod routes;
+pub mod validate;
+
+#[cfg(test)]
+mod server_tests;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+pub use model::{
+    Health, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
+    SyncerStatus,
+};
+
+use crate::limits::HTTP_WORKERS_MAX;
+
+/// What the admin API drives. The daemon implements it; every method must return promptly
+/// (it runs on an HTTP worker thread) and report failures as an [`ApiError`].
+pub trait Backend: Send + Sync + 'static {
+    fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError>;
+    /// Succeeds when the syncer is already stopped.
+    fn syncer_stop(&self) -> Result<(), ApiError>;
+    fn syncer_status(&self) -> Result<SyncerStatus, ApiError>;
+    fn server_start(&self, args: ServerArgs) -> Result<(), ApiError>;
+    /// Succeeds when the server is already stopped.
+    fn server_stop(&self) -> Result<(), ApiError>;
+    fn server_status(&self) -> Result<ServerStatus, ApiError>;
+    fn health(&self) -> Health;
+}
+
+/// A failed admin request: the HTTP status and the message put in the reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed or its arguments are invalid.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+
+    /// 404: no such resource.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, message)
+    }
+
+    /// 409: the request conflicts with the current state (starting what already runs).
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(409, message)
+    }
+
+    /// 500: the node failed to do what it should have been able to do.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, message)
+    }
+
+    /// 503: the node is not ready to serve this request yet.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The running admin API: a bound listener and its worker threads.
+pub struct AdminServer {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    local_addr: SocketAddr,
+}
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks a free port) and starts `workers` threads serving it,
+    /// clamped to 1..=HTTP_WORKERS_MAX.
+    pub fn start(
+        addr: &str,
+        backend: Arc<dyn Backend>,
+        workers: usize,
+    ) -> Result<AdminServer, io::Error> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+        let mut admin = AdminServer {
+            server: Arc::new(server),
+            workers: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            local_addr,
+        };
+        for index in 0..workers.clamp(1, HTTP_WORKERS_MAX) {
+            // On failure `admin` is dropped, which stops the workers already started.
+            let worker = admin.spawn_worker(index, Arc::clone(&backend))?;
+            admin.workers.push(worker);
+        }
+        log::info!("admin API listening on http://{local_addr}");
+        Ok(admin)
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting work, lets each worker finish its current request, and joins them.
+    pub fn shutdown(mut self) {
+        self.stop_workers();
+    }
+
+    fn spawn_worker(
+        &self,
+        index: usize,
+        backend: Arc<dyn Backend>,
+    ) -> Result<JoinHandle<()>, io::Error> {
+        let server = Arc::clone(&self.server);
+        let stopping = Arc::clone(&self.stopping);
+        thread::Builder::new()
+            .name(format!("admin-http-{index}"))
+            .spawn(move || worker_loop(&server, backend.as_ref(), &stopping))
+    }
+
+    fn stop_workers(&mut self) {
+        if self.workers.is_empty() {
+            return;
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        // Each unblock wakes exactly one thread blocked in recv(); a worker exits on the
+        // first wake-up it sees once `stopping` is set, so one per worker frees them all.
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            if worker.join().is_err() {
+                log::error!("admin API worker thread panicked outside request handling");
+            }
+        }
+        log::info!("admin API on {} stopped", self.local_addr);
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop_workers();
+    }
+}
+
+fn worker_loop(server: &tiny_http::Server, backend: &dyn Backend, stopping: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => routes::serve(request, backend),
+            Err(error) => {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                // tiny_http reports accept errors this way and then ends its accept thread.
+                log::error!("admin API: no longer accepting connections: {error}");
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The values the admin API carries: the arguments of the start commands and the status
+//! replies, as serde types shared by the daemon (which persists the arguments), the HTTP
+//! layer and `ctl` (which decodes the replies).
+//!
+//! This module holds plain data only: no validation (see `validate`), no I/O. Status types
+//! must never hold a password, and the argument types never print one in `Debug`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What `Debug` prints instead of a password.
+const REDACTED: &str = "<redacted>";
+
+/// Arguments of `PUT /binlog/syncer/start`: which master to pull the binlog from, as whom,
+/// and from where. Also the syncer's desired state that the daemon persists.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncerArgs {
+    /// The server_id the syncer registers with on the master (like a replica's).
+    pub syncer_id: u32,
+    /// The master, as `host:port`.
+    pub mysql_addr: String,
+    pub mysql_user: String,
+    pub mysql_password: String,
+    /// The replica UUID announced to the master (`@slave_uuid`); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncer_uuid: Option<String>,
+    /// Semi-synchronous replication; accepted in the type, rejected by validation for now.
+    #[serde(default)]
+    pub semi_sync: bool,
+    /// MariaDB GTID list to start after, e.g. `0-1-100,1-2-5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+    /// Binlog file to start in; comes with `binlog_pos`, excludes `gtid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_file: Option<String>,
+    /// Byte offset in `binlog_file` to start at (4 = just after the magic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_pos: Option<u64>,
+}
+
+impl fmt::Debug for SyncerArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncerArgs")
+            .field("syncer_id", &self.syncer_id)
+            .field("mysql_addr", &self.mysql_addr)
+            .field("mysql_user", &self.mysql_user)
+            .field("mysql_password", &REDACTED)
+            .field("syncer_uuid", &self.syncer_uuid)
+            .field("semi_sync", &self.semi_sync)
+            .field("gtid", &self.gtid)
+            .field("binlog_file", &self.binlog_file)
+            .field("binlog_pos", &self.binlog_pos)
+            .finish()
+    }
+}
+
+/// Arguments of `PUT /binlog/server/start`: where the binlog server listens and the
+/// credentials downstream replicas must present.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerArgs {
+    /// Listen address, as `host:port`.
+    pub addr: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerArgs")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+/// State of the syncer as `GET /binlog/syncer/status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncerState {
+    Running,
+    Connecting,
+    Stopped,
+    Error,
+}
+
+impl SyncerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncerState::Running => "running",
+            SyncerState::Connecting => "connecting",
+            SyncerState::Stopped => "stopped",
+            SyncerState::Error => "error",
+        }
+    }
+}
+
+/// Reply data of `GET /binlog/syncer/status`. Absent values serialize as `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncerStatus {
+    pub status: SyncerState,
+    pub mysql_addr: Option<String>,
+    pub mysql_user: Option<String>,
+    pub syncer_id: Option<u32>,
+    /// GTID of the last transaction stored.
+    pub current_gtid: Option<String>,
+    /// Master binlog file and end position of the last event stored.
+    pub last_binlog_file: Option<String>,
+    pub last_file_position: Option<u64>,
+    pub executed_gtid_set: Option<String>,
+    pub purged_gtid_set: Option<String>,
+    pub last_error: Option<String>,
+    /// How far the stored binlog is behind the master, by event timestamps.
+    pub lag_seconds: Option<u64>,
+    /// Events and bytes stored since the syncer started.
+    pub events: u64,
+    pub bytes: u64,
+}
+
+/// State of the binlog server as `GET /binlog/server/status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    Running,
+    Stopped,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Running => "running",
+            ServerState::Stopped => "stopped",
+        }
+    }
+}
+
+/// How a downstream replica asked to be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaveMode {
+    Gtid,
+    FilePos,
+}
+
+impl SlaveMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaveMode::Gtid => "gtid",
+            SlaveMode::FilePos => "file_pos",
+        }
+    }
+}
+
+/// One connected downstream replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaveInfo {
+    pub server_id: u32,
+    pub host: String,
+    pub port: u16,
+    pub mode: SlaveMode,
+    /// Where it is being served from: a GTID set, or `file:pos`.
+    pub position: String,
+    pub bytes_sent: u64,
+    /// When it connected, in seconds since the Unix epoch.
+    pub connected_since: u64,
+}
+
+/// Reply data of `GET /binlog/server/status`. Absent values serialize as `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub addr: Option<String>,
+    pub user: Option<String>,
+    pub status: ServerState,
+    pub slaves: Vec<SlaveInfo>,
+}
+
+/// Reply data of `GET /health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// "ok" when the node serves requests.
+    pub status: String,
+    /// The ferrobus version.
+    pub version: String,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syncer_args() -> SyncerArgs {
+        SyncerArgs {
+            syncer_id: 7,
+            mysql_addr: "db:3306".into(),
+            mysql_user: "repl".into(),
+            mysql_password: "s3cret-pw".into(),
+            syncer_uuid: None,
+            semi_sync: false,
+            gtid: Some("0-1-5".into()),
+            binlog_file: None,
+            binlog_pos: None,
+        }
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let text = format!("{:?}", syncer_args());
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(text.contains(REDACTED));
+        let server = ServerArgs {
+            addr: "0.0.0.0:3307".into(),
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        let text = format!("{server:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("0.0.0.0:3307"));
+    }
+
+    #[test]
+    fn syncer_args_round_trip_without_absent_options() {
+        let args = syncer_args();
+        let json = serde_json::to_string(&args).unwrap();
+        assert!(!json.contains("binlog_file"), "{json}");
+        let back: SyncerArgs = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, args);
+    }
+
+    #[test]
+    fn syncer_status_serializes_absent_values_as_null() {
+        let status = SyncerStatus {
+            status: SyncerState::Connecting,
+            mysql_addr: None,
+            mysql_user: None,
+            syncer_id: None,
+            current_gtid: None,
+            last_binlog_file: None,
+            last_file_position: None,
+            executed_gtid_set: None,
+            purged_gtid_set: None,
+            last_error: None,
+            lag_seconds: None,
+            events: 0,
+            bytes: 0,
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(value["status"], "connecting");
+        assert!(value["last_error"].is_null());
+        assert!(value.as_object().unwrap().contains_key("lag_seconds"));
+        let back: SyncerStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn enums_use_interface_spelling() {
+        assert_eq!(
+            serde_json::to_string(&SlaveMode::FilePos).unwrap(),
+            "\"file_pos\""
+        );
+        assert_eq!(SlaveMode::FilePos.as_str(), "file_pos");
+        assert_eq!(
+            serde_json::to_string(&ServerState::Running).unwrap(),
+            "\"running\""
+        );
+        assert_eq!(SyncerState::Error.as_str(), "error");
+    }
+}

@@ -1,0 +1,356 @@
+//! The admin API's routing table and request handling: which method and path reach which
+//! [`Backend`] call, how the body is read (capped), and how every outcome becomes a JSON
+//! reply in the `{"message": ..., "data": ...}` envelope.
+//!
+//! This module serves one already-accepted request at a time; it owns no socket and no
+//! thread. A panic while handling a request is caught here so it costs that request a 500,
+//! never the worker.
+
+use std::io::Read;
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::validate;
+use super::{ApiError, Backend};
+use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX};
+
+/// One admin action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    SyncerStart,
+    SyncerStop,
+    SyncerStatus,
+    ServerStart,
+    ServerStop,
+    ServerStatus,
+    Health,
+}
+
+/// The routing table: method, path, action.
+const ROUTES: &[(&str, &str, Route)] = &[
+    ("PUT", "/binlog/syncer/start", Route::SyncerStart),
+    ("PUT", "/binlog/syncer/stop", Route::SyncerStop),
+    ("GET", "/binlog/syncer/status", Route::SyncerStatus),
+    ("PUT", "/binlog/server/start", Route::ServerStart),
+    ("PUT", "/binlog/server/stop", Route::ServerStop),
+    ("GET", "/binlog/server/status", Route::ServerStatus),
+    ("GET", "/health", Route::Health),
+];
+
+/// Where a method and request target lead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Found(Route),
+    /// The path exists but not with this method; `allow` lists the methods it takes.
+    MethodNotAllowed {
+        allow: String,
+    },
+    NotFound,
+}
+
+/// Looks a request up in the routing table; the query string and fragment are ignored.
+pub fn resolve(method: &str, target: &str) -> Resolution {
+    let path = request_path(target);
+    let mut allowed: Vec<&str> = Vec::new();
+    for &(route_method, route_path, route) in ROUTES {
+        if route_path != path {
+            continue;
+        }
+        if route_method == method {
+            return Resolution::Found(route);
+        }
+        allowed.push(route_method);
+    }
+    if allowed.is_empty() {
+        Resolution::NotFound
+    } else {
+        Resolution::MethodNotAllowed {
+            allow: allowed.join(", "),
+        }
+    }
+}
+
+/// The path part of a request target.
+fn request_path(target: &str) -> &str {
+    target.split(['?', '#']).next().unwrap_or(target)
+}
+
+/// A reply ready to send: status, JSON body, and the `Allow` header for 405s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub allow: Option<String>,
+}
+
+impl Reply {
+    /// 200 `{"message":"success","data":data}`.
+    pub fn success(data: Value) -> Reply {
+        // Written by hand so that "message" comes first, as the interface shows it.
+        Reply {
+            status: 200,
+            body: format!("{{\"message\":\"success\",\"data\":{data}}}"),
+            allow: None,
+        }
+    }
+
+    /// `{"message": error.message}` with the error's status.
+    pub fn error(error: &ApiError) -> Reply {
+        Reply {
+            status: error.status,
+            body: json!({ "message": error.message }).to_string(),
+            allow: None,
+        }
+    }
+}
+
+/// Runs one action against the backend and builds its reply. `body` is only looked at by
+/// the start routes.
+pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
+    let outcome = match route {
+        Route::SyncerStart => validate::syncer_args_from_json(body)
+            .and_then(|args| backend.syncer_start(args))
+            .map(|()| Value::Null),
+        Route::SyncerStop => backend.syncer_stop().map(|()| Value::Null),
+        Route::SyncerStatus => backend.syncer_status().and_then(|status| to_data(&status)),
+        Route::ServerStart => validate::server_args_from_json(body)
+            .and_then(|args| backend.server_start(args))
+            .map(|()| Value::Null),
+        Route::ServerStop => backend.server_stop().map(|()| Value::Null),
+        Route::ServerStatus => backend.server_status().and_then(|status| to_data(&status)),
+        Route::Health => to_data(&backend.health()),
+    };
+    match outcome {
+        Ok(data) => Reply::success(data),
+        Err(error) => Reply::error(&error),
+    }
+}
+
+fn to_data<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|error| ApiError::internal(format!("cannot encode the reply: {error}")))
+}
+
+/// `dispatch`, with a panic in the backend turned into a 500.
+fn dispatch_guarded(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
+    // The backend is shared state behind `&`; a panic in it is the backend's bug to
+    // report, and the reply we send does not depend on any state it may have left.
+    match panic::catch_unwind(AssertUnwindSafe(|| dispatch(backend, route, body))) {
+        Ok(reply) => reply,
+        Err(payload) => {
+            log::error!(
+                "admin API: handler for {route:?} panicked: {}",
+                panic_message(payload.as_ref())
+            );
+            Reply::error(&ApiError::internal(
+                "internal error: the request handler panicked",
+            ))
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
+/// Serves one request to the end; never panics.
+pub fn serve(request: tiny_http::Request, backend: &dyn Backend) {
+    // `handle` guards the backend call itself; this outer guard is for tiny_http's own
+    // code (reading, responding), so that no request can take the worker down.
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| handle(request, backend))) {
+        log::error!(
+            "admin API: serving a request panicked: {}",
+            panic_message(payload.as_ref())
+        );
+    }
+}
+
+fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
+    let method = request.method().as_str().to_owned();
+    let target = request.url().to_owned();
+    let remote = request
+        .remote_addr()
+        .map_or_else(|| "?".to_string(), ToString::to_string);
+    let declared = request.body_length();
+
+    if declared.is_some_and(|bytes| bytes > HTTP_BODY_DRAIN_BYTES_MAX) {
+        log::warn!(
+            "admin API: {remote} declared a {}-byte body for {method} {target}; replying 413 \
+             and abandoning the connection",
+            declared.unwrap_or(0)
+        );
+        abandon(request, body_too_large());
+        return;
+    }
+
+    let reply = match resolve(&method, &target) {
+        Resolution::NotFound => Reply::error(&ApiError::not_found(format!(
+            "no such route: {method} {}",
+            request_path(&target)
+        ))),
+        Resolution::MethodNotAllowed { allow } => Reply {
+            allow: Some(allow.clone()),
+            ..Reply::error(&ApiError::new(
+                405,
+                format!("method {method} not allowed here; allowed: {allow}"),
+            ))
+        },
+        Resolution::Found(route) => match read_body(&mut request) {
+            Ok(body) => dispatch_guarded(backend, route, &body),
+            Err(reply) => reply,
+        },
+    };
+    log::debug!("admin API: {remote} {method} {target} -> {}", reply.status);
+    if let Err(error) = request.respond(to_response(reply)) {
+        log::debug!("admin API: could not send the reply to {remote}: {error}");
+    }
+}
+
+fn body_too_large() -> Reply {
+    Reply::error(&ApiError::new(
+        413,
+        format!("request body too large (at most {HTTP_BODY_BYTES_MAX} bytes)"),
+    ))
+}
+
+/// Reads the whole body, at most HTTP_BODY_BYTES_MAX bytes of it; the error is the reply.
+fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
+    if request
+        .body_length()
+        .is_some_and(|bytes| bytes > HTTP_BODY_BYTES_MAX)
+    {
+        return Err(body_too_large());
+    }
+    let mut body = Vec::new();
+    // One byte past the cap tells a too-large chunked body from one that just fits.
+    let cap = HTTP_BODY_BYTES_MAX as u64 + 1;
+    match request.as_reader().take(cap).read_to_end(&mut body) {
+        Ok(_) if body.len() > HTTP_BODY_BYTES_MAX => Err(body_too_large()),
+        Ok(_) => Ok(body),
+        Err(error) => Err(Reply::error(&ApiError::bad_request(format!(
+            "could not read the request body: {error}"
+        )))),
+    }
+}
+
+fn to_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = tiny_http::Response::from_string(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header("Content-Type", "application/json"));
+    if let Some(allow) = reply.allow {
+        response.add_header(header("Allow", &allow));
+    }
+    response
+}
+
+/// Builds a header from text this module controls (constants and route methods).
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|()| panic!("invalid built-in header {name}: {value}"))
+}
+
+/// Sends `reply`'s status and headers, then gives up on the connection without dropping the
+/// request: tiny_http 0.12 would drain the rest of the declared body by allocating all of it
+/// at once, which a hostile Content-Length turns into an abort. The connection and its
+/// tiny_http thread leak until the process exits; only a request declaring more than
+/// HTTP_BODY_DRAIN_BYTES_MAX gets here.
+fn abandon(request: tiny_http::Request, reply: Reply) {
+    let stream = request.upgrade("abandoned", to_response(reply));
+    std::mem::forget(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_resolves() {
+        for &(method, path, route) in ROUTES {
+            assert_eq!(resolve(method, path), Resolution::Found(route));
+        }
+    }
+
+    #[test]
+    fn query_strings_are_ignored() {
+        assert_eq!(
+            resolve("GET", "/health?verbose=1"),
+            Resolution::Found(Route::Health)
+        );
+        assert_eq!(
+            resolve("PUT", "/binlog/syncer/stop#x"),
+            Resolution::Found(Route::SyncerStop)
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        for path in [
+            "/",
+            "/health/",
+            "/binlog/syncer",
+            "/binlog/syncer/start/x",
+            "",
+            "/HEALTH",
+        ] {
+            assert_eq!(resolve("GET", path), Resolution::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn wrong_methods_list_the_allowed_ones() {
+        assert_eq!(
+            resolve("GET", "/binlog/syncer/start"),
+            Resolution::MethodNotAllowed {
+                allow: "PUT".into()
+            }
+        );
+        assert_eq!(
+            resolve("POST", "/health"),
+            Resolution::MethodNotAllowed {
+                allow: "GET".into()
+            }
+        );
+        assert_eq!(
+            resolve("put", "/health"),
+            Resolution::MethodNotAllowed {
+                allow: "GET".into()
+            }
+        );
+    }
+
+    #[test]
+    fn envelopes() {
+        let reply = Reply::success(Value::Null);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, r#"{"message":"success","data":null}"#);
+        let reply = Reply::success(json!({"a": [1, "x\"y"]}));
+        let value: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            value,
+            json!({"message": "success", "data": {"a": [1, "x\"y"]}})
+        );
+        let reply = Reply::error(&ApiError::conflict("already \"running\""));
+        assert_eq!(reply.status, 409);
+        let value: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(value, json!({"message": "already \"running\""}));
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let payload: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(panic_message(payload.as_ref()), "boom");
+        let payload: Box<dyn std::any::Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_message(payload.as_ref()), "bang");
+        let payload: Box<dyn std::any::Any + Send> = Box::new(3);
+        assert_eq!(
+            panic_message(payload.as_ref()),
+            "(non-string panic payload)"
+        );
+    }
+}

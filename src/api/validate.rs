@@ -1,0 +1,805 @@
+//! Turns admin API request bodies into typed arguments, and checks typed arguments, with an
+//! error that names the offending field. `ctl` runs the same checks before it sends.
+//!
+//! Pure functions only: bytes or values in, arguments or a `FieldError` out. No I/O, no
+//! knowledge of HTTP beyond the 400 status `ApiError` conversion. GTID lists are checked
+//! only for their shape here; their meaning is the binlog module's business.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use serde_json::{Map, Value};
+
+use super::model::{ServerArgs, SyncerArgs};
+use super::ApiError;
+use crate::limits::BINLOG_FILE_NAME_MAX;
+
+/// Longest piece of user input echoed back inside an error message.
+const ECHO_CHARS_MAX: usize = 64;
+
+/// Longest host name (DNS limit).
+const HOST_NAME_MAX: usize = 253;
+
+/// A request or argument problem, tied to the field it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The JSON field name (`""` for the body as a whole).
+    pub field: &'static str,
+    /// The whole human-readable message, naming the field.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, message: String) -> FieldError {
+        FieldError { field, message }
+    }
+
+    /// "field `x` <problem>".
+    fn field(field: &'static str, problem: &str) -> FieldError {
+        FieldError::new(field, format!("field `{field}` {problem}"))
+    }
+
+    fn body(message: String) -> FieldError {
+        FieldError::new("", message)
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> ApiError {
+        ApiError::bad_request(error.message)
+    }
+}
+
+/// Parses and checks the body of `PUT /binlog/syncer/start`.
+pub fn syncer_args_from_json(body: &[u8]) -> Result<SyncerArgs, ApiError> {
+    let object = parse_object(body)?;
+    let args = SyncerArgs {
+        syncer_id: required_u32(&object, "syncer_id")?,
+        mysql_addr: required_string(&object, "mysql_addr")?,
+        mysql_user: required_string(&object, "mysql_user")?,
+        mysql_password: required_string(&object, "mysql_password")?,
+        syncer_uuid: optional_string(&object, "syncer_uuid")?,
+        semi_sync: optional_bool(&object, "semi_sync")?.unwrap_or(false),
+        gtid: optional_string(&object, "gtid")?,
+        binlog_file: optional_string(&object, "binlog_file")?,
+        binlog_pos: optional_u64(&object, "binlog_pos")?,
+    };
+    check_syncer_args(&args)?;
+    Ok(args)
+}
+
+/// Parses and checks the body of `PUT /binlog/server/start`.
+pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
+    let object = parse_object(body)?;
+    let args = ServerArgs {
+        addr: required_string(&object, "addr")?,
+        user: required_string(&object, "user")?,
+        password: required_string(&object, "password")?,
+    };
+    check_server_args(&args)?;
+    Ok(args)
+}
+
+/// Checks syncer arguments however they were obtained (JSON body, command line, state file).
+pub fn check_syncer_args(args: &SyncerArgs) -> Result<(), FieldError> {
+    if args.syncer_id == 0 {
+        return Err(FieldError::field(
+            "syncer_id",
+            "must be a positive integer (u32), got 0",
+        ));
+    }
+    check_host_port("mysql_addr", &args.mysql_addr)?;
+    check_user("mysql_user", &args.mysql_user)?;
+    if let Some(uuid) = &args.syncer_uuid {
+        check_uuid("syncer_uuid", uuid)?;
+    }
+    if args.semi_sync {
+        return Err(FieldError::new(
+            "semi_sync",
+            "semi_sync not supported yet".to_string(),
+        ));
+    }
+    check_start_position(args)
+}
+
+/// Checks binlog server arguments however they were obtained.
+pub fn check_server_args(args: &ServerArgs) -> Result<(), FieldError> {
+    check_host_port("addr", &args.addr)?;
+    check_user("user", &args.user)
+}
+
+/// `gtid` excludes `binlog_file`; `binlog_file` and `binlog_pos` come together.
+fn check_start_position(args: &SyncerArgs) -> Result<(), FieldError> {
+    if let Some(gtid) = &args.gtid {
+        if args.binlog_file.is_some() {
+            return Err(FieldError::field(
+                "gtid",
+                "cannot be combined with `binlog_file`: give either a GTID list or a binlog \
+                 file and position",
+            ));
+        }
+        check_gtid_list_syntax(gtid).map_err(|problem| FieldError::field("gtid", &problem))?;
+    }
+    match (&args.binlog_file, args.binlog_pos) {
+        (Some(_), None) => Err(FieldError::field(
+            "binlog_pos",
+            "is required when `binlog_file` is given",
+        )),
+        (None, Some(_)) => Err(FieldError::field(
+            "binlog_file",
+            "is required when `binlog_pos` is given",
+        )),
+        (Some(file), Some(pos)) => {
+            check_binlog_file(file)?;
+            check_binlog_pos(pos)
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+fn check_binlog_file(file: &str) -> Result<(), FieldError> {
+    if file.is_empty() {
+        return Err(FieldError::field("binlog_file", "must not be empty"));
+    }
+    if file.len() > BINLOG_FILE_NAME_MAX {
+        return Err(FieldError::field(
+            "binlog_file",
+            &format!("must be at most {BINLOG_FILE_NAME_MAX} bytes long"),
+        ));
+    }
+    // The master names its files without a directory; a separator or control character
+    // can only be a mistake (or an attempt to reach outside the data dir).
+    if file
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(FieldError::field(
+            "binlog_file",
+            &format!(
+                "must be a plain file name like \"mysql-bin.000001\", got {}",
+                echo(file)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_binlog_pos(pos: u64) -> Result<(), FieldError> {
+    // Every binlog file starts with the 4-byte magic; no event starts before offset 4.
+    if pos < 4 {
+        return Err(FieldError::field(
+            "binlog_pos",
+            &format!("must be at least 4 (events start after the 4-byte binlog magic), got {pos}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user(field: &'static str, user: &str) -> Result<(), FieldError> {
+    if user.is_empty() {
+        return Err(FieldError::field(field, "must not be empty"));
+    }
+    // The user name travels NUL-terminated in the MySQL handshake.
+    if user.contains('\0') {
+        return Err(FieldError::field(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
+/// Checks `host:port` (`[v6]:port` for IPv6) with a numeric port in 1..=65535.
+pub fn check_host_port(field: &'static str, addr: &str) -> Result<(), FieldError> {
+    host_port_problem(addr, 1).map_or(Ok(()), |problem| {
+        Err(FieldError::field(
+            field,
+            &format!(
+                "must be host:port with a port in 1..65535 ({problem}), got {}",
+                echo(addr)
+            ),
+        ))
+    })
+}
+
+/// Checks an address to listen on: like [`check_host_port`], but port 0 ("any free
+/// port") is allowed.
+pub fn check_bind_addr(field: &'static str, addr: &str) -> Result<(), FieldError> {
+    host_port_problem(addr, 0).map_or(Ok(()), |problem| {
+        Err(FieldError::field(
+            field,
+            &format!(
+                "must be host:port with a port in 0..65535 ({problem}), got {}",
+                echo(addr)
+            ),
+        ))
+    })
+}
+
+/// Why `addr` is not a valid `host:port` with a port of at least `port_min`, or `None`
+/// when it is.
+fn host_port_problem(addr: &str, port_min: u16) -> Option<&'static str> {
+    let (host, port) = match split_host_port(addr) {
+        Ok(parts) => parts,
+        Err(problem) => return Some(problem),
+    };
+    if let Some(problem) = host_problem(host) {
+        return Some(problem);
+    }
+    port_problem(port, port_min)
+}
+
+fn split_host_port(addr: &str) -> Result<(&str, &str), &'static str> {
+    if addr.contains("://") {
+        return Err("give host:port without a scheme such as http://");
+    }
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or("missing `]`")?;
+        if v6.parse::<Ipv6Addr>().is_err() {
+            return Err("not an IPv6 address inside `[]`");
+        }
+        let port = after.strip_prefix(':').ok_or("missing port")?;
+        return Ok((v6, port));
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("missing port")?;
+    if host.contains(':') {
+        return Err("an IPv6 address must be written in brackets, like [::1]:3306");
+    }
+    Ok((host, port))
+}
+
+fn host_problem(host: &str) -> Option<&'static str> {
+    if host.is_empty() {
+        return Some("missing host");
+    }
+    if host.len() > HOST_NAME_MAX {
+        return Some("host name too long");
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("host contains whitespace or control characters");
+    }
+    None
+}
+
+fn port_problem(port: &str, port_min: u16) -> Option<&'static str> {
+    // `u16::from_str` would accept a leading `+`; a port is digits only.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("port is not a number");
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port >= port_min => None,
+        _ => Some("port out of range"),
+    }
+}
+
+/// Checks the shape of a MariaDB GTID list: `domain-server-seq` triples of decimal numbers,
+/// comma-separated, blanks allowed around entries. An empty list is valid (start from the
+/// beginning). Returns the problem, without the field name.
+pub fn check_gtid_list_syntax(list: &str) -> Result<(), String> {
+    if list.trim().is_empty() {
+        return Ok(());
+    }
+    for entry in list.split(',') {
+        check_gtid_syntax(entry.trim())?;
+    }
+    Ok(())
+}
+
+fn check_gtid_syntax(gtid: &str) -> Result<(), String> {
+    let problem = || {
+        format!(
+            "must be a MariaDB GTID list like \"0-1-100,1-2-5\" (domain-server-sequence), \
+             got entry {}",
+            echo(gtid)
+        )
+    };
+    let mut parts = gtid.split('-');
+    let (Some(domain_id), Some(server_id), Some(seq_no), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(problem());
+    };
+    let numbers_ok = parse_digits::<u32>(domain_id).is_some()
+        && parse_digits::<u32>(server_id).is_some()
+        && parse_digits::<u64>(seq_no).is_some();
+    if numbers_ok {
+        Ok(())
+    } else {
+        Err(problem())
+    }
+}
+
+fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Checks an `8-4-4-4-12` hexadecimal UUID.
+fn check_uuid(field: &'static str, uuid: &str) -> Result<(), FieldError> {
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let shape_ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()));
+    if shape_ok {
+        Ok(())
+    } else {
+        Err(FieldError::field(
+            field,
+            &format!(
+                "must be a UUID like \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\", got {}",
+                echo(uuid)
+            ),
+        ))
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, FieldError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(FieldError::body(
+            "request body is empty: expected a JSON object".to_string(),
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(FieldError::body(format!(
+            "request body must be a JSON object, got {}",
+            json_kind(&other)
+        ))),
+        Err(error) => Err(FieldError::body(format!(
+            "request body is not valid JSON: {error}"
+        ))),
+    }
+}
+
+/// A field's value, with `null` meaning absent.
+fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    object.get(field).filter(|value| !value.is_null())
+}
+
+fn missing(field: &'static str) -> FieldError {
+    FieldError::new(field, format!("missing field `{field}`"))
+}
+
+fn wrong_type(field: &'static str, expected: &str, got: &Value) -> FieldError {
+    FieldError::field(
+        field,
+        &format!("must be {expected}, got {}", json_kind(got)),
+    )
+}
+
+fn required_string(object: &Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
+    optional_string(object, field)?.ok_or_else(|| missing(field))
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, FieldError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn required_u32(object: &Map<String, Value>, field: &'static str) -> Result<u32, FieldError> {
+    let value = present(object, field).ok_or_else(|| missing(field))?;
+    value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| wrong_type(field, "a positive integer (u32)", value))
+}
+
+fn optional_u64(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<u64>, FieldError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| wrong_type(field, "an unsigned integer (u64)", value)),
+    }
+}
+
+fn optional_bool(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<bool>, FieldError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(wrong_type(field, "true or false", other)),
+    }
+}
+
+/// Names a JSON value for an error message, showing short scalars themselves.
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => format!("the string {}", echo(text)),
+        Value::Array(_) => "an array".to_string(),
+        Value::Object(_) => "an object".to_string(),
+    }
+}
+
+/// Quotes user input for an error message, cut to a readable length.
+fn echo(text: &str) -> String {
+    if text.chars().count() <= ECHO_CHARS_MAX {
+        return format!("{text:?}");
+    }
+    let cut: String = text.chars().take(ECHO_CHARS_MAX).collect();
+    format!("{cut:?}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good_syncer() -> Value {
+        json!({
+            "syncer_id": 101,
+            "mysql_addr": "127.0.0.1:3306",
+            "mysql_user": "repl",
+            "mysql_password": "pw",
+        })
+    }
+
+    fn with(mut base: Value, field: &str, value: Value) -> Vec<u8> {
+        base[field] = value;
+        serde_json::to_vec(&base).unwrap()
+    }
+
+    fn without(mut base: Value, field: &str) -> Vec<u8> {
+        base.as_object_mut().unwrap().remove(field);
+        serde_json::to_vec(&base).unwrap()
+    }
+
+    fn syncer_error(body: &[u8]) -> String {
+        let error = syncer_args_from_json(body).unwrap_err();
+        assert_eq!(error.status, 400);
+        error.message
+    }
+
+    fn server_error(body: &[u8]) -> String {
+        let error = server_args_from_json(body).unwrap_err();
+        assert_eq!(error.status, 400);
+        error.message
+    }
+
+    #[test]
+    fn minimal_syncer_body_parses() {
+        let args = syncer_args_from_json(&serde_json::to_vec(&good_syncer()).unwrap()).unwrap();
+        assert_eq!(args.syncer_id, 101);
+        assert_eq!(args.mysql_addr, "127.0.0.1:3306");
+        assert_eq!(args.mysql_user, "repl");
+        assert_eq!(args.mysql_password, "pw");
+        assert_eq!(args.syncer_uuid, None);
+        assert!(!args.semi_sync);
+        assert_eq!(
+            (args.gtid, args.binlog_file, args.binlog_pos),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn full_syncer_body_parses_and_ignores_unknown_fields() {
+        let body = json!({
+            "syncer_id": 4294967295u64,
+            "mysql_addr": "[::1]:3306",
+            "mysql_user": "repl",
+            "mysql_password": "",
+            "syncer_uuid": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "semi_sync": false,
+            "binlog_file": "mysql-bin.000007",
+            "binlog_pos": 4,
+            "future_field": [1, 2],
+        });
+        let args = syncer_args_from_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(args.syncer_id, u32::MAX);
+        assert_eq!(args.binlog_file.as_deref(), Some("mysql-bin.000007"));
+        assert_eq!(args.binlog_pos, Some(4));
+        assert_eq!(args.mysql_password, "");
+    }
+
+    #[test]
+    fn nulls_count_as_absent_for_optional_fields() {
+        let body = with(good_syncer(), "gtid", Value::Null);
+        assert_eq!(syncer_args_from_json(&body).unwrap().gtid, None);
+        let body = with(good_syncer(), "semi_sync", Value::Null);
+        assert!(!syncer_args_from_json(&body).unwrap().semi_sync);
+    }
+
+    #[test]
+    fn gtid_lists_are_accepted() {
+        for gtid in [
+            "0-1-100",
+            "0-1-100,1-2-5",
+            " 0-1-1 , 2-3-4 ",
+            "",
+            "4294967295-1-18446744073709551615",
+        ] {
+            let body = with(good_syncer(), "gtid", json!(gtid));
+            let args = syncer_args_from_json(&body).unwrap();
+            assert_eq!(args.gtid.as_deref(), Some(gtid));
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected() {
+        assert!(syncer_error(b"").contains("empty"));
+        assert!(syncer_error(b"  \n").contains("empty"));
+        assert!(syncer_error(b"{\"syncer_id\": 1").contains("not valid JSON"));
+        assert!(syncer_error(b"\xff\xfe").contains("not valid JSON"));
+        assert!(syncer_error(b"[1,2]").contains("must be a JSON object, got an array"));
+        assert!(syncer_error(b"42").contains("must be a JSON object"));
+        assert!(server_error(b"null").contains("must be a JSON object, got null"));
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for field in ["syncer_id", "mysql_addr", "mysql_user", "mysql_password"] {
+            let message = syncer_error(&without(good_syncer(), field));
+            assert_eq!(message, format!("missing field `{field}`"));
+            let message = syncer_error(&with(good_syncer(), field, Value::Null));
+            assert_eq!(message, format!("missing field `{field}`"));
+        }
+    }
+
+    #[test]
+    fn syncer_id_must_be_a_positive_u32() {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("5"),
+            json!(4294967296u64),
+            json!(true),
+        ] {
+            let message = syncer_error(&with(good_syncer(), "syncer_id", bad.clone()));
+            assert!(
+                message.starts_with("field `syncer_id` must be a positive integer (u32)"),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn string_fields_reject_other_types() {
+        for field in [
+            "mysql_addr",
+            "mysql_user",
+            "mysql_password",
+            "syncer_uuid",
+            "gtid",
+            "binlog_file",
+        ] {
+            let message = syncer_error(&with(good_syncer(), field, json!(12)));
+            assert_eq!(message, format!("field `{field}` must be a string, got 12"));
+        }
+        let message = syncer_error(&with(good_syncer(), "mysql_user", json!({"a": 1})));
+        assert_eq!(
+            message,
+            "field `mysql_user` must be a string, got an object"
+        );
+    }
+
+    #[test]
+    fn semi_sync_must_be_bool_and_false() {
+        let message = syncer_error(&with(good_syncer(), "semi_sync", json!("yes")));
+        assert!(
+            message.starts_with("field `semi_sync` must be true or false"),
+            "{message}"
+        );
+        let message = syncer_error(&with(good_syncer(), "semi_sync", json!(true)));
+        assert_eq!(message, "semi_sync not supported yet");
+    }
+
+    #[test]
+    fn addresses_must_be_host_port() {
+        for good in [
+            "db:3306",
+            "127.0.0.1:1",
+            "[::1]:3306",
+            "[fe80::1]:65535",
+            "my-host.example.com:3307",
+        ] {
+            let body = with(good_syncer(), "mysql_addr", json!(good));
+            assert!(syncer_args_from_json(&body).is_ok(), "{good}");
+        }
+        for bad in [
+            "db",
+            "db:",
+            ":3306",
+            "db:0",
+            "db:65536",
+            "db:+33",
+            "db:33a",
+            "::1:3306",
+            "[::1]",
+            "[::1]3306",
+            "[nothost]:3306",
+            "d b:3306",
+            "db:-1",
+            "",
+        ] {
+            let message = syncer_error(&with(good_syncer(), "mysql_addr", json!(bad)));
+            assert!(
+                message.starts_with("field `mysql_addr` must be host:port with a port in 1..65535"),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn bind_addresses_may_use_port_zero() {
+        assert!(check_bind_addr("admin_addr", "127.0.0.1:0").is_ok());
+        assert!(check_bind_addr("admin_addr", "[::]:9595").is_ok());
+        assert!(check_host_port("addr", "127.0.0.1:0").is_err());
+        let error = check_bind_addr("admin_addr", "127.0.0.1:65536").unwrap_err();
+        assert!(error.message.contains("0..65535"), "{}", error.message);
+        let error = check_host_port("admin", "http://h:1").unwrap_err();
+        assert!(
+            error.message.contains("without a scheme"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn empty_or_nul_user_is_rejected() {
+        let message = syncer_error(&with(good_syncer(), "mysql_user", json!("")));
+        assert_eq!(message, "field `mysql_user` must not be empty");
+        let message = syncer_error(&with(good_syncer(), "mysql_user", json!("a\u{0}b")));
+        assert!(message.contains("NUL"), "{message}");
+    }
+
+    #[test]
+    fn syncer_uuid_must_look_like_a_uuid() {
+        for bad in [
+            "",
+            "not-a-uuid",
+            "1b4e28ba2fa111d2883f0016d3cca427",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca42g",
+        ] {
+            let message = syncer_error(&with(good_syncer(), "syncer_uuid", json!(bad)));
+            assert!(
+                message.starts_with("field `syncer_uuid` must be a UUID"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn gtid_syntax_is_checked() {
+        for bad in [
+            "0-1",
+            "0-1-2-3",
+            "a-1-2",
+            "0-1-2,",
+            ",0-1-2",
+            "0-1--2",
+            "0-+1-2",
+            "4294967296-1-1",
+            "0-1-2;1-1-1",
+            "0-1-2 3",
+        ] {
+            let message = syncer_error(&with(good_syncer(), "gtid", json!(bad)));
+            assert!(
+                message.starts_with("field `gtid` must be a MariaDB GTID list"),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn start_position_combinations() {
+        let mut base = good_syncer();
+        base["binlog_file"] = json!("mysql-bin.000001");
+        let message = syncer_error(&serde_json::to_vec(&base).unwrap());
+        assert_eq!(
+            message,
+            "field `binlog_pos` is required when `binlog_file` is given"
+        );
+
+        let message = syncer_error(&with(good_syncer(), "binlog_pos", json!(4)));
+        assert_eq!(
+            message,
+            "field `binlog_file` is required when `binlog_pos` is given"
+        );
+
+        base["binlog_pos"] = json!(4);
+        base["gtid"] = json!("0-1-1");
+        let message = syncer_error(&serde_json::to_vec(&base).unwrap());
+        assert!(message.starts_with("field `gtid` cannot be combined with `binlog_file`"));
+    }
+
+    #[test]
+    fn binlog_pos_and_file_values_are_checked() {
+        let mut base = good_syncer();
+        base["binlog_file"] = json!("mysql-bin.000001");
+        for bad_pos in [json!(0), json!(3)] {
+            let message = syncer_error(&with(base.clone(), "binlog_pos", bad_pos));
+            assert!(
+                message.starts_with("field `binlog_pos` must be at least 4"),
+                "{message}"
+            );
+        }
+        for bad_pos in [json!(-4), json!("4"), json!(4.5)] {
+            let message = syncer_error(&with(base.clone(), "binlog_pos", bad_pos));
+            assert!(
+                message.starts_with("field `binlog_pos` must be an unsigned integer (u64)"),
+                "{message}"
+            );
+        }
+        base["binlog_pos"] = json!(4);
+        for bad_file in ["", "../etc/passwd", "a\\b", "a\nb"] {
+            let message = syncer_error(&with(base.clone(), "binlog_file", json!(bad_file)));
+            assert!(message.starts_with("field `binlog_file` must"), "{message}");
+        }
+        let long = "x".repeat(BINLOG_FILE_NAME_MAX + 1);
+        let message = syncer_error(&with(base, "binlog_file", json!(long)));
+        assert!(message.contains("at most"), "{message}");
+    }
+
+    #[test]
+    fn server_body() {
+        let good = json!({"addr": "0.0.0.0:3307", "user": "u", "password": "p", "x": 1});
+        let args = server_args_from_json(&serde_json::to_vec(&good).unwrap()).unwrap();
+        assert_eq!(args.addr, "0.0.0.0:3307");
+        for field in ["addr", "user", "password"] {
+            assert_eq!(
+                server_error(&without(good.clone(), field)),
+                format!("missing field `{field}`")
+            );
+            assert_eq!(
+                server_error(&with(good.clone(), field, json!(false))),
+                format!("field `{field}` must be a string, got false")
+            );
+        }
+        assert!(server_error(&with(good.clone(), "addr", json!("0.0.0.0")))
+            .starts_with("field `addr` must be host:port"));
+        assert_eq!(
+            server_error(&with(good, "user", json!(""))),
+            "field `user` must not be empty"
+        );
+    }
+
+    #[test]
+    fn long_input_is_cut_in_messages() {
+        let long = "h".repeat(10_000);
+        let message = syncer_error(&with(good_syncer(), "mysql_addr", json!(long)));
+        assert!(message.len() < 300, "{}", message.len());
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn field_error_names_its_field() {
+        let args = SyncerArgs {
+            syncer_id: 1,
+            mysql_addr: "db".into(),
+            mysql_user: "u".into(),
+            mysql_password: String::new(),
+            syncer_uuid: None,
+            semi_sync: false,
+            gtid: None,
+            binlog_file: None,
+            binlog_pos: None,
+        };
+        assert_eq!(check_syncer_args(&args).unwrap_err().field, "mysql_addr");
+    }
+}

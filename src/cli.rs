@@ -1,0 +1,1327 @@
+//! The ferrobus command line: turns the program's arguments into a [`Cli`] value, or into a
+//! [`UsageError`] that says what is wrong and which `--help` to read, and holds the help text
+//! of every command.
+//!
+//! Parsing only: this module runs nothing, prints nothing and touches no file or socket
+//! (`parse` reads one environment variable, the default admin address; the rest is pure).
+//! Flags are taken as `--flag value` or `--flag=value`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::api::validate::{self, FieldError};
+use crate::api::{ServerArgs, SyncerArgs};
+
+/// Where `ctl` finds the admin API unless told otherwise.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9595";
+
+/// Environment variable that replaces [`DEFAULT_ADMIN_ADDR`].
+pub const ADMIN_ADDR_ENV: &str = "FERROBUS_ADMIN";
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cli {
+    Serve(ServeArgs),
+    Ctl(CtlArgs),
+    /// Print this text to stdout and exit 0.
+    Help(String),
+    /// Print [`version_text`] and exit 0.
+    Version,
+}
+
+/// `ferrobus serve`; `None` means "not given" (the config file or built-in default applies).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ServeArgs {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_addr: Option<String>,
+}
+
+/// `ferrobus ctl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtlArgs {
+    /// The node's admin API, `host:port`.
+    pub admin: String,
+    /// Print the raw JSON reply.
+    pub json: bool,
+    pub command: CtlCommand,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CtlCommand {
+    SyncerStart(SyncerArgs),
+    SyncerStop,
+    SyncerStatus,
+    ServerStart(ServerArgs),
+    ServerStop,
+    ServerStatus,
+    Health,
+}
+
+/// A command line that cannot be run. Exit status 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError {
+    pub message: String,
+    /// The command whose help explains the fix, e.g. `ferrobus ctl syncer start --help`.
+    pub help_command: String,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "error: {}\nRun `{}` for usage.",
+            self.message, self.help_command
+        )
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// "ferrobus <version>".
+pub fn version_text() -> String {
+    format!("ferrobus {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Parses the arguments after the program name (`std::env::args().skip(1)`). The default
+/// admin address comes from `FERROBUS_ADMIN` when set.
+pub fn parse(args: &[String]) -> Result<Cli, UsageError> {
+    let from_env = std::env::var(ADMIN_ADDR_ENV)
+        .ok()
+        .filter(|addr| !addr.trim().is_empty());
+    parse_with_default_admin(args, from_env.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR))
+}
+
+/// [`parse`] with the default admin address given: pure.
+pub fn parse_with_default_admin(args: &[String], default_admin: &str) -> Result<Cli, UsageError> {
+    let mut tokens = Tokens::new(args);
+    let top = Level(&[]);
+    match tokens.next() {
+        None => Err(top.error("no command given")),
+        Some(Token::Flag { name, inline }) => match name {
+            "--help" | "-h" => Ok(top.help()),
+            "--version" | "-V" => {
+                top.no_value(name, inline)?;
+                tokens.expect_end(top)?;
+                Ok(Cli::Version)
+            }
+            _ => Err(top.unknown_flag(name)),
+        },
+        Some(Token::Word(word)) => match word {
+            "serve" => parse_serve(&mut tokens),
+            "ctl" => parse_ctl(&mut tokens, default_admin),
+            "help" => help_command(&mut tokens),
+            "version" => Ok(Cli::Version),
+            _ => Err(top.unknown_command(word)),
+        },
+    }
+}
+
+/// `ferrobus help [COMMAND...]`.
+fn help_command(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
+    let path: Vec<&str> = tokens.rest().iter().map(String::as_str).collect();
+    help_text(&path)
+        .map(Cli::Help)
+        .ok_or_else(|| Level(&[]).error(&format!("no help for `{}`", path.join(" "))))
+}
+
+fn parse_serve(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
+    let level = Level(&["serve"]);
+    let mut args = ServeArgs::default();
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        match name {
+            "--help" | "-h" => return Ok(level.help()),
+            "--config" => set_once(&mut args.config, name, level, || {
+                tokens.path(name, inline, level)
+            })?,
+            "--data-dir" => set_once(&mut args.data_dir, name, level, || {
+                tokens.path(name, inline, level)
+            })?,
+            "--admin-addr" => set_once(&mut args.admin_addr, name, level, || {
+                let addr = tokens.value(name, inline, level)?;
+                validate::check_bind_addr("admin_addr", &addr)
+                    .map_err(|error| level.error(&flag_message(&error)))?;
+                Ok(addr)
+            })?,
+            _ => return Err(level.unknown_flag(name)),
+        }
+    }
+    Ok(Cli::Serve(args))
+}
+
+/// `--admin` and `--json`, accepted anywhere after `ctl`.
+struct CtlGlobals {
+    admin: Option<String>,
+    json: bool,
+}
+
+impl CtlGlobals {
+    /// Takes `name` if it is a global flag; `Ok(false)` if it is not one.
+    fn take(
+        &mut self,
+        tokens: &mut Tokens<'_>,
+        name: &str,
+        inline: Option<&str>,
+        level: Level,
+    ) -> Result<bool, UsageError> {
+        match name {
+            "--admin" => {
+                set_once(&mut self.admin, name, level, || {
+                    let addr = tokens.value(name, inline, level)?;
+                    check_addr("admin", &addr, level)?;
+                    Ok(addr)
+                })?;
+                Ok(true)
+            }
+            "--json" => {
+                level.no_value(name, inline)?;
+                if self.json {
+                    return Err(level.error(&format!("option {name} given twice")));
+                }
+                self.json = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageError> {
+    let level = Level(&["ctl"]);
+    let mut globals = CtlGlobals {
+        admin: None,
+        json: false,
+    };
+    let command = loop {
+        match tokens.next() {
+            None => return Err(level.error("missing command (syncer, server or health)")),
+            Some(Token::Flag { name, inline }) => {
+                if name == "--help" || name == "-h" {
+                    return Ok(level.help());
+                }
+                if !globals.take(tokens, name, inline, level)? {
+                    return Err(level.unknown_flag(name));
+                }
+            }
+            Some(Token::Word(word)) => match word {
+                "syncer" => break parse_syncer(tokens, &mut globals)?,
+                "server" => break parse_server(tokens, &mut globals)?,
+                "health" => {
+                    let level = Level(&["ctl", "health"]);
+                    break parse_no_options(tokens, &mut globals, level, CtlCommand::Health)?;
+                }
+                _ => return Err(level.unknown_command(word)),
+            },
+        }
+    };
+    Ok(match command {
+        Step::Run(command) => Cli::Ctl(CtlArgs {
+            admin: globals.admin.unwrap_or_else(|| default_admin.to_string()),
+            json: globals.json,
+            command,
+        }),
+        Step::Help(level) => level.help(),
+    })
+}
+
+/// What a sub-parser found: something to run, or `--help` at some level.
+enum Step<T> {
+    Run(T),
+    Help(Level),
+}
+
+/// `ctl syncer ...`.
+fn parse_syncer(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "syncer"]);
+    let word = match subcommand(tokens, globals, level)? {
+        Step::Run(word) => word,
+        Step::Help(level) => return Ok(Step::Help(level)),
+    };
+    match word {
+        "start" => parse_syncer_start(tokens, globals),
+        "stop" => {
+            let level = Level(&["ctl", "syncer", "stop"]);
+            parse_no_options(tokens, globals, level, CtlCommand::SyncerStop)
+        }
+        "status" => {
+            let level = Level(&["ctl", "syncer", "status"]);
+            parse_no_options(tokens, globals, level, CtlCommand::SyncerStatus)
+        }
+        _ => Err(level.unknown_command(word)),
+    }
+}
+
+/// `ctl server ...`.
+fn parse_server(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "server"]);
+    let word = match subcommand(tokens, globals, level)? {
+        Step::Run(word) => word,
+        Step::Help(level) => return Ok(Step::Help(level)),
+    };
+    match word {
+        "start" => parse_server_start(tokens, globals),
+        "stop" => {
+            let level = Level(&["ctl", "server", "stop"]);
+            parse_no_options(tokens, globals, level, CtlCommand::ServerStop)
+        }
+        "status" => {
+            let level = Level(&["ctl", "server", "status"]);
+            parse_no_options(tokens, globals, level, CtlCommand::ServerStatus)
+        }
+        _ => Err(level.unknown_command(word)),
+    }
+}
+
+/// Reads up to the next word of a command group, taking global flags on the way.
+fn subcommand<'a>(
+    tokens: &mut Tokens<'a>,
+    globals: &mut CtlGlobals,
+    level: Level,
+) -> Result<Step<&'a str>, UsageError> {
+    loop {
+        match tokens.next() {
+            None => return Err(level.error("missing command (start, stop or status)")),
+            Some(Token::Word(word)) => return Ok(Step::Run(word)),
+            Some(Token::Flag { name, inline }) => {
+                if name == "--help" || name == "-h" {
+                    return Ok(Step::Help(level));
+                }
+                if !globals.take(tokens, name, inline, level)? {
+                    return Err(level.unknown_flag(name));
+                }
+            }
+        }
+    }
+}
+
+/// A leaf command without options of its own.
+fn parse_no_options(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+    level: Level,
+    command: CtlCommand,
+) -> Result<Step<CtlCommand>, UsageError> {
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        if name == "--help" || name == "-h" {
+            return Ok(Step::Help(level));
+        }
+        if !globals.take(tokens, name, inline, level)? {
+            return Err(level.unknown_flag(name));
+        }
+    }
+    Ok(Step::Run(command))
+}
+
+/// The options of `ctl syncer start`, as given.
+#[derive(Default)]
+struct SyncerStartOptions {
+    syncer_id: Option<u32>,
+    mysql_addr: Option<String>,
+    mysql_user: Option<String>,
+    mysql_password: Option<String>,
+    syncer_uuid: Option<String>,
+    semi_sync: bool,
+    gtid: Option<String>,
+    binlog_file: Option<String>,
+    binlog_pos: Option<u64>,
+}
+
+fn parse_syncer_start(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "syncer", "start"]);
+    let mut options = SyncerStartOptions::default();
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        if name == "--help" || name == "-h" {
+            return Ok(Step::Help(level));
+        }
+        if globals.take(tokens, name, inline, level)? {
+            continue;
+        }
+        let o = &mut options;
+        match name {
+            "--syncer-id" => set_once(&mut o.syncer_id, name, level, || {
+                let text = tokens.value(name, inline, level)?;
+                parse_number::<u32>(&text)
+                    .filter(|&id| id > 0)
+                    .ok_or_else(|| level.bad_value(name, "a positive integer (u32)", &text))
+            })?,
+            "--mysql-addr" => set_once(&mut o.mysql_addr, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--mysql-user" => set_once(&mut o.mysql_user, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--mysql-password" => set_once(&mut o.mysql_password, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--syncer-uuid" => set_once(&mut o.syncer_uuid, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--gtid" => set_once(&mut o.gtid, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--binlog-file" => set_once(&mut o.binlog_file, name, level, || {
+                tokens.value(name, inline, level)
+            })?,
+            "--binlog-pos" => set_once(&mut o.binlog_pos, name, level, || {
+                let text = tokens.value(name, inline, level)?;
+                parse_number::<u64>(&text)
+                    .ok_or_else(|| level.bad_value(name, "an unsigned integer (u64)", &text))
+            })?,
+            "--semi-sync" => {
+                level.no_value(name, inline)?;
+                o.semi_sync = true;
+            }
+            _ => return Err(level.unknown_flag(name)),
+        }
+    }
+    let args = SyncerArgs {
+        syncer_id: required(options.syncer_id, "--syncer-id", level)?,
+        mysql_addr: required(options.mysql_addr, "--mysql-addr", level)?,
+        mysql_user: required(options.mysql_user, "--mysql-user", level)?,
+        mysql_password: required(options.mysql_password, "--mysql-password", level)?,
+        syncer_uuid: options.syncer_uuid,
+        semi_sync: options.semi_sync,
+        gtid: options.gtid,
+        binlog_file: options.binlog_file,
+        binlog_pos: options.binlog_pos,
+    };
+    validate::check_syncer_args(&args).map_err(|error| level.error(&flag_message(&error)))?;
+    Ok(Step::Run(CtlCommand::SyncerStart(args)))
+}
+
+fn parse_server_start(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "server", "start"]);
+    let (mut addr, mut user, mut password) = (None, None, None);
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        if name == "--help" || name == "-h" {
+            return Ok(Step::Help(level));
+        }
+        if globals.take(tokens, name, inline, level)? {
+            continue;
+        }
+        let slot = match name {
+            "--addr" => &mut addr,
+            "--user" => &mut user,
+            "--password" => &mut password,
+            _ => return Err(level.unknown_flag(name)),
+        };
+        set_once(slot, name, level, || tokens.value(name, inline, level))?;
+    }
+    let args = ServerArgs {
+        addr: required(addr, "--addr", level)?,
+        user: required(user, "--user", level)?,
+        password: required(password, "--password", level)?,
+    };
+    validate::check_server_args(&args).map_err(|error| level.error(&flag_message(&error)))?;
+    Ok(Step::Run(CtlCommand::ServerStart(args)))
+}
+
+fn required<T>(value: Option<T>, flag: &str, level: Level) -> Result<T, UsageError> {
+    value.ok_or_else(|| level.error(&format!("missing required option {flag}")))
+}
+
+/// Stores the value `produce` yields, refusing a flag given twice.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    flag: &str,
+    level: Level,
+    produce: impl FnOnce() -> Result<T, UsageError>,
+) -> Result<(), UsageError> {
+    if slot.is_some() {
+        return Err(level.error(&format!("option {flag} given twice")));
+    }
+    *slot = Some(produce()?);
+    Ok(())
+}
+
+/// Decimal digits only (no sign, no blanks), within `T`'s range.
+fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn check_addr(field: &'static str, addr: &str, level: Level) -> Result<(), UsageError> {
+    validate::check_host_port(field, addr).map_err(|error| level.error(&flag_message(&error)))
+}
+
+/// Rewrites a validation message about JSON fields in terms of command-line options:
+/// "field `binlog_pos` ... `binlog_file`" becomes "option --binlog-pos ... --binlog-file".
+fn flag_message(error: &FieldError) -> String {
+    const FIELDS: [&str; 14] = [
+        "syncer_id",
+        "mysql_addr",
+        "mysql_user",
+        "mysql_password",
+        "syncer_uuid",
+        "semi_sync",
+        "gtid",
+        "binlog_file",
+        "binlog_pos",
+        "addr",
+        "user",
+        "password",
+        "admin",
+        "admin_addr",
+    ];
+    let mut message = error.message.clone();
+    let mut named = false;
+    for field in FIELDS {
+        let flag = format!("--{}", field.replace('_', "-"));
+        let as_field = format!("field `{field}`");
+        let quoted = format!("`{field}`");
+        named |= message.contains(&quoted);
+        message = message
+            .replace(&as_field, &format!("option {flag}"))
+            .replace(&quoted, &flag);
+    }
+    if named || error.field.is_empty() {
+        message
+    } else {
+        format!("--{}: {message}", error.field.replace('_', "-"))
+    }
+}
+
+/// One command-line token.
+enum Token<'a> {
+    /// `--name`, `--name=inline`, or a short `-x`.
+    Flag {
+        name: &'a str,
+        inline: Option<&'a str>,
+    },
+    Word(&'a str),
+}
+
+/// The arguments, consumed left to right.
+struct Tokens<'a> {
+    args: &'a [String],
+    next_index: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(args: &'a [String]) -> Tokens<'a> {
+        Tokens {
+            args,
+            next_index: 0,
+        }
+    }
+
+    fn next_raw(&mut self) -> Option<&'a str> {
+        let arg = self.args.get(self.next_index)?;
+        self.next_index += 1;
+        Some(arg.as_str())
+    }
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let arg = self.next_raw()?;
+        Some(
+            if let Some(long) = arg.strip_prefix("--").filter(|s| !s.is_empty()) {
+                match long.split_once('=') {
+                    Some((name, inline)) => Token::Flag {
+                        // `name` is `arg` minus its "=value" tail, still borrowed from `args`.
+                        name: &arg[..name.len() + 2],
+                        inline: Some(inline),
+                    },
+                    None => Token::Flag {
+                        name: arg,
+                        inline: None,
+                    },
+                }
+            } else if arg.len() > 1 && arg.starts_with('-') {
+                Token::Flag {
+                    name: arg,
+                    inline: None,
+                }
+            } else {
+                Token::Word(arg)
+            },
+        )
+    }
+
+    /// Everything not consumed yet.
+    fn rest(&mut self) -> &'a [String] {
+        let rest = self.args.get(self.next_index..).unwrap_or(&[]);
+        self.next_index = self.args.len();
+        rest
+    }
+
+    fn expect_end(&mut self, level: Level) -> Result<(), UsageError> {
+        match self.next_raw() {
+            None => Ok(()),
+            Some(extra) => Err(level.error(&format!("unexpected argument `{extra}`"))),
+        }
+    }
+
+    /// The value of `flag`: its `=value`, else the next argument (whatever it looks like,
+    /// so that a password may start with a dash).
+    fn value(
+        &mut self,
+        flag: &str,
+        inline: Option<&str>,
+        level: Level,
+    ) -> Result<String, UsageError> {
+        match inline {
+            Some(value) => Ok(value.to_string()),
+            None => self
+                .next_raw()
+                .map(str::to_string)
+                .ok_or_else(|| level.error(&format!("option {flag} needs a value"))),
+        }
+    }
+
+    fn path(
+        &mut self,
+        flag: &str,
+        inline: Option<&str>,
+        level: Level,
+    ) -> Result<PathBuf, UsageError> {
+        let value = self.value(flag, inline, level)?;
+        if value.is_empty() {
+            return Err(level.error(&format!("option {flag} needs a non-empty path")));
+        }
+        Ok(PathBuf::from(value))
+    }
+}
+
+/// A position in the command tree, for help texts and error hints.
+#[derive(Clone, Copy)]
+struct Level(&'static [&'static str]);
+
+impl Level {
+    fn help_command(self) -> String {
+        let mut words = vec!["ferrobus"];
+        words.extend_from_slice(self.0);
+        words.push("--help");
+        words.join(" ")
+    }
+
+    fn error(self, message: &str) -> UsageError {
+        UsageError {
+            message: message.to_string(),
+            help_command: self.help_command(),
+        }
+    }
+
+    fn help(self) -> Cli {
+        Cli::Help(help_text(self.0).unwrap_or_default())
+    }
+
+    fn unknown_flag(self, flag: &str) -> UsageError {
+        self.error(&format!("unknown option {flag}"))
+    }
+
+    fn unknown_command(self, word: &str) -> UsageError {
+        self.error(&format!("unknown command `{word}`"))
+    }
+
+    fn bad_value(self, flag: &str, expected: &str, got: &str) -> UsageError {
+        self.error(&format!("option {flag} must be {expected}, got {got:?}"))
+    }
+
+    fn no_value(self, flag: &str, inline: Option<&str>) -> Result<(), UsageError> {
+        match inline {
+            None => Ok(()),
+            Some(_) => Err(self.error(&format!("option {flag} takes no value"))),
+        }
+    }
+
+    /// Only flags are allowed from here on.
+    fn flag(self, token: Token<'_>) -> Result<(&str, Option<&str>), UsageError> {
+        match token {
+            Token::Flag { name, inline } => Ok((name, inline)),
+            Token::Word(word) => Err(self.error(&format!("unexpected argument `{word}`"))),
+        }
+    }
+}
+
+/// The help text of a command path (`[]` is the top level), or `None` if there is no such
+/// command.
+pub fn help_text(path: &[&str]) -> Option<String> {
+    let text = match path {
+        [] => top_help(),
+        ["serve"] => SERVE_HELP.to_string(),
+        ["ctl"] => ctl_help(),
+        ["ctl", "syncer"] => format!("{SYNCER_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "syncer", "start"] => format!("{SYNCER_START_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "syncer", "stop"] => format!("{SYNCER_STOP_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "syncer", "status"] => format!("{SYNCER_STATUS_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "server"] => format!("{SERVER_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "server", "start"] => format!("{SERVER_START_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "server", "stop"] => format!("{SERVER_STOP_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "server", "status"] => format!("{SERVER_STATUS_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "health"] => format!("{HEALTH_HELP}{CTL_OPTIONS_NOTE}"),
+        _ => return None,
+    };
+    Some(text)
+}
+
+fn top_help() -> String {
+    format!(
+        "{version} - a Raft-replicated MySQL/MariaDB binlog server
+
+Usage:
+  ferrobus serve [OPTIONS]          run a node
+  ferrobus ctl [OPTIONS] COMMAND    control a running node through its admin API
+  ferrobus help [COMMAND...]        show the help of a command
+  ferrobus --version                print the version
+
+Options:
+  -h, --help       print this help
+  -V, --version    print the version
+
+Examples:
+  ferrobus serve --data-dir /var/lib/ferrobus
+  ferrobus ctl syncer status
+  ferrobus help ctl syncer start
+
+Run `ferrobus <command> --help` (e.g. `ferrobus ctl --help`) for the options of a command.
+",
+        version = version_text()
+    )
+}
+
+const SERVE_HELP: &str =
+    "Run a ferrobus node: the HTTP admin API, and the syncer and binlog server it is
+told to start (a restarted node resumes what was running).
+
+Usage:
+  ferrobus serve [--config FILE] [--data-dir DIR] [--admin-addr HOST:PORT]
+
+Options:
+  --config FILE            TOML configuration file; every key in it is optional
+                           (default: none)
+  --data-dir DIR           where the binlog and the node's state are kept; overrides
+                           data_dir from the config file (default: ./ferrobus-data)
+  --admin-addr HOST:PORT   address of the HTTP admin API; overrides admin_addr from the
+                           config file; port 0 picks a free port, which the log shows
+                           (default: 127.0.0.1:9595)
+  -h, --help               print this help
+
+Logs go to stderr; set RUST_LOG to change the level (default: info).
+SIGTERM or SIGINT stops the node cleanly.
+
+Examples:
+  ferrobus serve
+  ferrobus serve --config /etc/ferrobus.toml --data-dir /var/lib/ferrobus --admin-addr 0.0.0.0:9595
+";
+
+fn ctl_help() -> String {
+    format!(
+        "Control a running ferrobus node through its HTTP admin API.
+
+Usage:
+  ferrobus ctl [--admin HOST:PORT] [--json] COMMAND
+
+Commands:
+  syncer start    start pulling the binlog from a MySQL/MariaDB master
+  syncer stop     stop the syncer
+  syncer status   show the syncer's state and position
+  server start    start serving the stored binlog to replicas
+  server stop     stop the binlog server
+  server status   show the binlog server's state and connected replicas
+  health          check that the node answers
+
+Options (accepted anywhere after `ctl`):
+  --admin HOST:PORT   the node's admin API (default: {DEFAULT_ADMIN_ADDR}, or the
+                      {ADMIN_ADDR_ENV} environment variable when set)
+  --json              print the node's raw JSON reply instead of text
+  -h, --help          print this help
+
+Exit status: 0 success, 1 the node answered with an error (printed to stderr),
+2 usage error, 3 the node could not be reached.
+
+Examples:
+  ferrobus ctl health
+  ferrobus ctl --admin 10.0.0.5:9595 --json syncer status
+  ferrobus ctl syncer start --help
+"
+    )
+}
+
+const CTL_OPTIONS_NOTE: &str = "
+Common options: --admin HOST:PORT (default: 127.0.0.1:9595, or $FERROBUS_ADMIN) and
+--json (print the raw JSON reply); see `ferrobus ctl --help`.
+";
+
+const SYNCER_HELP: &str =
+    "Control the syncer, which pulls the binlog from a MySQL/MariaDB master as a
+replica would and stores it on this node.
+
+Usage:
+  ferrobus ctl [OPTIONS] syncer start --syncer-id N --mysql-addr HOST:PORT
+                                      --mysql-user USER --mysql-password PASSWORD [...]
+  ferrobus ctl [OPTIONS] syncer stop
+  ferrobus ctl [OPTIONS] syncer status
+
+Run `ferrobus ctl syncer start --help` for the options of `start`.
+
+Examples:
+  ferrobus ctl syncer status
+  ferrobus ctl syncer stop
+";
+
+const SYNCER_START_HELP: &str =
+    "Start the syncer: connect to a master as a replica and store its binlog.
+Fails (HTTP 409) if the syncer already runs; the node keeps these settings and
+resumes the syncer after a restart.
+
+Usage:
+  ferrobus ctl [OPTIONS] syncer start --syncer-id N --mysql-addr HOST:PORT
+      --mysql-user USER --mysql-password PASSWORD [--syncer-uuid UUID]
+      [--gtid GTIDLIST | --binlog-file FILE --binlog-pos N]
+
+Options:
+  --syncer-id N              server_id to register with on the master, unique among
+                             its replicas (required; 1..4294967295)
+  --mysql-addr HOST:PORT     the master (required; IPv6 as [::1]:3306)
+  --mysql-user USER          replication user on the master (required)
+  --mysql-password PASSWORD  its password (required; may be empty: --mysql-password=)
+  --syncer-uuid UUID         replica UUID announced to the master
+                             (default: chosen by the node)
+  --semi-sync                semi-synchronous replication (not supported yet)
+  --gtid GTIDLIST            start after this MariaDB GTID list, e.g. 0-1-100,1-2-5
+                             (cannot be combined with --binlog-file)
+  --binlog-file FILE         start in this binlog file of the master (needs --binlog-pos)
+  --binlog-pos N             at this byte offset in it, 4 or more (needs --binlog-file)
+  -h, --help                 print this help
+
+Without --gtid or --binlog-file the node decides where to start (it resumes after
+what it has stored). Note that a password given on the command line is visible to
+other local users in the process list.
+
+Examples:
+  ferrobus ctl syncer start --syncer-id 1001 --mysql-addr 10.0.0.1:3306 \\
+      --mysql-user repl --mysql-password secret --gtid 0-1-100
+  ferrobus ctl syncer start --syncer-id 1001 --mysql-addr db.example.com:3306 \\
+      --mysql-user repl --mysql-password secret --binlog-file mysql-bin.000003 --binlog-pos 4
+";
+
+const SYNCER_STOP_HELP: &str = "Stop the syncer. Succeeds when it is already stopped.
+
+Usage:
+  ferrobus ctl [OPTIONS] syncer stop
+
+Options:
+  -h, --help   print this help
+
+Example:
+  ferrobus ctl syncer stop
+";
+
+const SYNCER_STATUS_HELP: &str =
+    "Show the syncer's state (running, connecting, stopped or error), its master,
+position (GTID, binlog file and offset), lag, counters and last error.
+
+Usage:
+  ferrobus ctl [OPTIONS] syncer status
+
+Options:
+  -h, --help   print this help
+
+Examples:
+  ferrobus ctl syncer status
+  ferrobus ctl --json syncer status
+";
+
+const SERVER_HELP: &str =
+    "Control the binlog server, which serves the stored binlog to downstream replicas
+and CDC clients as a MySQL/MariaDB master would.
+
+Usage:
+  ferrobus ctl [OPTIONS] server start --addr HOST:PORT --user USER --password PASSWORD
+  ferrobus ctl [OPTIONS] server stop
+  ferrobus ctl [OPTIONS] server status
+
+Run `ferrobus ctl server start --help` for the options of `start`.
+
+Examples:
+  ferrobus ctl server status
+  ferrobus ctl server stop
+";
+
+const SERVER_START_HELP: &str =
+    "Start the binlog server. Fails (HTTP 409) if it already runs; the node keeps
+these settings and restarts the server after a restart.
+
+Usage:
+  ferrobus ctl [OPTIONS] server start --addr HOST:PORT --user USER --password PASSWORD
+
+Options:
+  --addr HOST:PORT      address to listen on for replicas (required; e.g. 0.0.0.0:3307)
+  --user USER           user name replicas must log in with (required)
+  --password PASSWORD   its password (required; may be empty: --password=)
+  -h, --help            print this help
+
+Example:
+  ferrobus ctl server start --addr 0.0.0.0:3307 --user repl --password secret
+";
+
+const SERVER_STOP_HELP: &str =
+    "Stop the binlog server, disconnecting its replicas. Succeeds when it is already
+stopped.
+
+Usage:
+  ferrobus ctl [OPTIONS] server stop
+
+Options:
+  -h, --help   print this help
+
+Example:
+  ferrobus ctl server stop
+";
+
+const SERVER_STATUS_HELP: &str =
+    "Show the binlog server's state, address and user, and a table of connected
+replicas (server_id, address, mode, position, bytes sent, connected since).
+
+Usage:
+  ferrobus ctl [OPTIONS] server status
+
+Options:
+  -h, --help   print this help
+
+Examples:
+  ferrobus ctl server status
+  ferrobus ctl --json server status
+";
+
+const HEALTH_HELP: &str = "Check that the node answers; prints its status and version.
+
+Usage:
+  ferrobus ctl [OPTIONS] health
+
+Options:
+  -h, --help   print this help
+
+Example:
+  ferrobus ctl --admin 127.0.0.1:9595 health
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(line: &str) -> Result<Cli, UsageError> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        parse_with_default_admin(&args, "127.0.0.1:9595")
+    }
+
+    fn ctl(line: &str) -> CtlArgs {
+        match parse_words(line) {
+            Ok(Cli::Ctl(args)) => args,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn usage_error(line: &str) -> UsageError {
+        match parse_words(line) {
+            Err(error) => error,
+            other => panic!("{line}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    fn help(line: &str) -> String {
+        match parse_words(line) {
+            Ok(Cli::Help(text)) => text,
+            other => panic!("{line}: expected help, got {other:?}"),
+        }
+    }
+
+    const START: &str = "ctl syncer start --syncer-id 7 --mysql-addr db:3306 --mysql-user repl \
+                         --mysql-password pw";
+
+    #[test]
+    fn top_level() {
+        assert!(help("--help").contains("ferrobus serve"));
+        assert!(help("-h").contains("ferrobus ctl"));
+        assert!(help("help").starts_with(&version_text()));
+        assert_eq!(parse_words("--version"), Ok(Cli::Version));
+        assert_eq!(parse_words("-V"), Ok(Cli::Version));
+        assert_eq!(parse_words("version"), Ok(Cli::Version));
+        assert_eq!(usage_error("").message, "no command given");
+        let error = usage_error("frobnicate");
+        assert_eq!(error.message, "unknown command `frobnicate`");
+        assert_eq!(error.help_command, "ferrobus --help");
+        assert_eq!(usage_error("--bogus").message, "unknown option --bogus");
+        assert_eq!(
+            usage_error("--version extra").message,
+            "unexpected argument `extra`"
+        );
+        assert!(usage_error("help nope")
+            .message
+            .contains("no help for `nope`"));
+    }
+
+    #[test]
+    fn serve() {
+        assert_eq!(parse_words("serve"), Ok(Cli::Serve(ServeArgs::default())));
+        assert_eq!(
+            parse_words("serve --config /etc/f.toml --data-dir=/d --admin-addr [::1]:9000"),
+            Ok(Cli::Serve(ServeArgs {
+                config: Some("/etc/f.toml".into()),
+                data_dir: Some("/d".into()),
+                admin_addr: Some("[::1]:9000".into()),
+            }))
+        );
+        let Ok(Cli::Serve(args)) = parse_words("serve --admin-addr 127.0.0.1:0") else {
+            panic!()
+        };
+        assert_eq!(args.admin_addr.as_deref(), Some("127.0.0.1:0"));
+        assert!(help("serve --help").contains("--data-dir DIR"));
+        assert!(help("serve --data-dir /x -h").contains("--admin-addr"));
+        assert_eq!(
+            usage_error("serve --config").message,
+            "option --config needs a value"
+        );
+        assert_eq!(
+            usage_error("serve --data-dir=").message,
+            "option --data-dir needs a non-empty path"
+        );
+        assert_eq!(
+            usage_error("serve --data-dir a --data-dir b").message,
+            "option --data-dir given twice"
+        );
+        let error = usage_error("serve --admin-addr localhost");
+        assert!(
+            error
+                .message
+                .starts_with("option --admin-addr must be host:port"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.help_command, "ferrobus serve --help");
+        assert_eq!(
+            usage_error("serve now").message,
+            "unexpected argument `now`"
+        );
+        assert_eq!(usage_error("serve --json").message, "unknown option --json");
+    }
+
+    #[test]
+    fn ctl_simple_commands_and_globals() {
+        let args = ctl("ctl health");
+        assert_eq!(args.admin, "127.0.0.1:9595");
+        assert!(!args.json);
+        assert_eq!(args.command, CtlCommand::Health);
+        assert_eq!(ctl("ctl syncer stop").command, CtlCommand::SyncerStop);
+        assert_eq!(ctl("ctl syncer status").command, CtlCommand::SyncerStatus);
+        assert_eq!(ctl("ctl server stop").command, CtlCommand::ServerStop);
+        assert_eq!(ctl("ctl server status").command, CtlCommand::ServerStatus);
+        // Globals before the command, between words, after it, with `=`.
+        for line in [
+            "ctl --admin 10.0.0.5:1 --json server status",
+            "ctl server --json --admin=10.0.0.5:1 status",
+            "ctl server status --admin 10.0.0.5:1 --json",
+        ] {
+            let args = ctl(line);
+            assert_eq!(args.admin, "10.0.0.5:1", "{line}");
+            assert!(args.json, "{line}");
+        }
+        let args =
+            parse_with_default_admin(&["ctl".into(), "health".into()], "env-host:1").unwrap();
+        assert_eq!(
+            args,
+            Cli::Ctl(CtlArgs {
+                admin: "env-host:1".into(),
+                json: false,
+                command: CtlCommand::Health
+            })
+        );
+    }
+
+    #[test]
+    fn ctl_errors() {
+        let error = usage_error("ctl");
+        assert!(error.message.starts_with("missing command"));
+        assert_eq!(error.help_command, "ferrobus ctl --help");
+        assert_eq!(
+            usage_error("ctl syncer").help_command,
+            "ferrobus ctl syncer --help"
+        );
+        assert_eq!(
+            usage_error("ctl syncer restart").message,
+            "unknown command `restart`"
+        );
+        assert_eq!(
+            usage_error("ctl reboot").message,
+            "unknown command `reboot`"
+        );
+        assert_eq!(
+            usage_error("ctl health now").message,
+            "unexpected argument `now`"
+        );
+        assert_eq!(
+            usage_error("ctl server status --verbose").message,
+            "unknown option --verbose"
+        );
+        assert_eq!(
+            usage_error("ctl --json --json health").message,
+            "option --json given twice"
+        );
+        assert_eq!(
+            usage_error("ctl --json=yes health").message,
+            "option --json takes no value"
+        );
+        assert_eq!(
+            usage_error("ctl health --admin").message,
+            "option --admin needs a value"
+        );
+        assert!(usage_error("ctl --admin nohost health")
+            .message
+            .starts_with("option --admin must be host:port"));
+        let error = usage_error("ctl syncer stop --force");
+        assert_eq!(error.help_command, "ferrobus ctl syncer stop --help");
+    }
+
+    #[test]
+    fn help_at_every_level() {
+        assert!(help("ctl --help").contains("--admin HOST:PORT"));
+        assert!(help("ctl --json -h").contains("Exit status"));
+        assert!(help("ctl syncer --help").contains("syncer status"));
+        assert!(help("ctl syncer start --help").contains("--binlog-pos N"));
+        assert!(help(&format!("{START} --help")).contains("--syncer-uuid UUID"));
+        assert!(help("ctl syncer stop --help").contains("already stopped"));
+        assert!(help("ctl syncer status -h").contains("lag"));
+        assert!(help("ctl server --help").contains("server start --addr"));
+        assert!(help("ctl server start --help").contains("--password PASSWORD"));
+        assert!(help("ctl server stop --help").contains("disconnecting"));
+        assert!(help("ctl server status --help").contains("replicas"));
+        assert!(help("ctl health --help").contains("version"));
+        assert_eq!(
+            help("help ctl syncer start"),
+            help("ctl syncer start --help")
+        );
+        assert_eq!(help("help serve"), help("serve --help"));
+        // Every leaf mentions the common ctl options and an example.
+        for path in [
+            &["ctl", "syncer", "start"][..],
+            &["ctl", "syncer", "stop"],
+            &["ctl", "server", "start"],
+            &["ctl", "health"],
+        ] {
+            let text = help_text(path).unwrap();
+            assert!(text.contains("--admin HOST:PORT"), "{path:?}");
+            assert!(text.contains("Example"), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn syncer_start_minimal_and_full() {
+        let args = ctl(START);
+        assert_eq!(
+            args.command,
+            CtlCommand::SyncerStart(SyncerArgs {
+                syncer_id: 7,
+                mysql_addr: "db:3306".into(),
+                mysql_user: "repl".into(),
+                mysql_password: "pw".into(),
+                syncer_uuid: None,
+                semi_sync: false,
+                gtid: None,
+                binlog_file: None,
+                binlog_pos: None,
+            })
+        );
+        let args = ctl(&format!(
+            "{START} --syncer-uuid=1b4e28ba-2fa1-11d2-883f-0016d3cca427 --binlog-file mysql-bin.000003 --binlog-pos=4 --json"
+        ));
+        assert!(args.json);
+        let CtlCommand::SyncerStart(start) = args.command else {
+            panic!()
+        };
+        assert_eq!(start.binlog_file.as_deref(), Some("mysql-bin.000003"));
+        assert_eq!(start.binlog_pos, Some(4));
+        assert!(start.syncer_uuid.is_some());
+        let CtlCommand::SyncerStart(start) = ctl(&format!("{START} --gtid 0-1-100,1-2-5")).command
+        else {
+            panic!()
+        };
+        assert_eq!(start.gtid.as_deref(), Some("0-1-100,1-2-5"));
+    }
+
+    #[test]
+    fn passwords_may_be_empty_or_start_with_a_dash() {
+        let args: Vec<String> = [
+            "ctl",
+            "syncer",
+            "start",
+            "--syncer-id",
+            "1",
+            "--mysql-addr",
+            "h:1",
+            "--mysql-user",
+            "u",
+            "--mysql-password",
+            "--not-a-flag",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let Ok(Cli::Ctl(CtlArgs {
+            command: CtlCommand::SyncerStart(start),
+            ..
+        })) = parse_with_default_admin(&args, DEFAULT_ADMIN_ADDR)
+        else {
+            panic!()
+        };
+        assert_eq!(start.mysql_password, "--not-a-flag");
+        let CtlCommand::ServerStart(server) =
+            ctl("ctl server start --addr 0.0.0.0:3307 --user u --password=").command
+        else {
+            panic!()
+        };
+        assert_eq!(server.password, "");
+        assert_eq!(server.addr, "0.0.0.0:3307");
+    }
+
+    #[test]
+    fn syncer_start_errors_name_the_option() {
+        let cases = [
+            ("ctl syncer start", "missing required option --syncer-id"),
+            (
+                "ctl syncer start --syncer-id 1 --mysql-addr h:1 --mysql-user u",
+                "missing required option --mysql-password",
+            ),
+            (
+                "ctl syncer start --syncer-id 0",
+                "option --syncer-id must be a positive integer (u32), got \"0\"",
+            ),
+            (
+                "ctl syncer start --syncer-id -3",
+                "option --syncer-id must be a positive integer (u32), got \"-3\"",
+            ),
+            (
+                "ctl syncer start --syncer-id 4294967296",
+                "option --syncer-id must be a positive integer (u32)",
+            ),
+            (
+                "ctl syncer start --binlog-pos x",
+                "option --binlog-pos must be an unsigned integer (u64), got \"x\"",
+            ),
+            (
+                "ctl syncer start --syncer-id 1 --syncer-id 2",
+                "option --syncer-id given twice",
+            ),
+            (
+                "ctl syncer start --semi-sync=1",
+                "option --semi-sync takes no value",
+            ),
+            (
+                "ctl syncer start --mysql-host h",
+                "unknown option --mysql-host",
+            ),
+            ("ctl syncer start extra", "unexpected argument `extra`"),
+        ];
+        for (line, expected) in cases {
+            let error = usage_error(line);
+            assert!(
+                error.message.starts_with(expected),
+                "{line}: {}",
+                error.message
+            );
+            assert_eq!(error.help_command, "ferrobus ctl syncer start --help");
+        }
+        let validated = [
+            ("--mysql-addr=db", "option --mysql-addr must be host:port"),
+            ("--semi-sync", "--semi-sync: semi_sync not supported yet"),
+            (
+                "--binlog-file f.000001",
+                "option --binlog-pos is required when --binlog-file is given",
+            ),
+            (
+                "--binlog-pos 4",
+                "option --binlog-file is required when --binlog-pos is given",
+            ),
+            (
+                "--binlog-file f.000001 --binlog-pos 3",
+                "option --binlog-pos must be at least 4",
+            ),
+            (
+                "--gtid 0-1-1 --binlog-file f.1 --binlog-pos 4",
+                "option --gtid cannot be combined with --binlog-file",
+            ),
+            ("--gtid 0-1", "option --gtid must be a MariaDB GTID list"),
+            ("--syncer-uuid nope", "option --syncer-uuid must be a UUID"),
+        ];
+        for (extra, expected) in validated {
+            // A later --mysql-addr replaces nothing: build the line without the default one.
+            let line = if extra.starts_with("--mysql-addr") {
+                format!(
+                    "ctl syncer start --syncer-id 7 --mysql-user repl --mysql-password pw {extra}"
+                )
+            } else {
+                format!("{START} {extra}")
+            };
+            let error = usage_error(&line);
+            assert!(
+                error.message.starts_with(expected),
+                "{line}: {}",
+                error.message
+            );
+        }
+        assert_eq!(
+            usage_error(
+                "ctl syncer start --syncer-id 7 --mysql-addr h:1 --mysql-user= --mysql-password p"
+            )
+            .message,
+            "option --mysql-user must not be empty"
+        );
+    }
+
+    #[test]
+    fn server_start_errors() {
+        assert_eq!(
+            usage_error("ctl server start --addr h:1 --user u").message,
+            "missing required option --password"
+        );
+        assert!(
+            usage_error("ctl server start --addr h --user u --password p")
+                .message
+                .starts_with("option --addr must be host:port")
+        );
+        assert_eq!(
+            usage_error("ctl server start --addr h:1 --user= --password p").message,
+            "option --user must not be empty"
+        );
+        assert_eq!(
+            usage_error("ctl server start --port 1").message,
+            "unknown option --port"
+        );
+        assert_eq!(
+            usage_error("ctl server start --user a --user b").message,
+            "option --user given twice"
+        );
+    }
+
+    #[test]
+    fn usage_error_display_has_the_hint() {
+        let text = usage_error("ctl syncer restart").to_string();
+        assert_eq!(
+            text,
+            "error: unknown command `restart`\nRun `ferrobus ctl syncer --help` for usage."
+        );
+    }
+
+    #[test]
+    fn debug_of_parsed_commands_hides_passwords() {
+        let text = format!("{:?}", parse_words(START));
+        assert!(!text.contains("\"pw\""), "{text}");
+    }
+}

@@ -1,0 +1,634 @@
+//! `ferrobus ctl`: sends one admin API request to a node and prints the reply, as text for
+//! people or as the raw JSON with `--json`, and turns the outcome into the exit status.
+//!
+//! The HTTP exchange is the only I/O here; turning a reply into output is a set of pure
+//! functions (`render` and the `format_*` helpers) so it can be tested without a node.
+//! This module does not validate arguments (`cli` did) and does not retry.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::api::{Health, ServerStatus, SlaveInfo, SyncerStatus};
+use crate::cli::{CtlArgs, CtlCommand};
+use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
+
+/// Exit statuses of `ctl` (see the interface contract).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_NODE_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+/// Longest piece of a non-JSON reply quoted in an error message.
+const SNIPPET_CHARS_MAX: usize = 200;
+
+/// What a null value prints as.
+const ABSENT: &str = "-";
+
+/// Runs one `ctl` command against the node; returns the process exit status.
+pub fn run(args: CtlArgs) -> i32 {
+    let request = match Request::for_command(&args.command) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let url = format!("http://{}{}", args.admin, request.path);
+    match send(&request, &url) {
+        Ok((status, body)) => {
+            let outcome = render(&args.command, status, &body, args.json);
+            print!("{}", outcome.stdout);
+            eprint!("{}", outcome.stderr);
+            outcome.exit_code
+        }
+        Err(error) => {
+            eprintln!("error: cannot reach the node at {}: {error}", args.admin);
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Put,
+}
+
+/// The HTTP request a command becomes.
+#[derive(Debug, PartialEq, Eq)]
+struct Request {
+    method: Method,
+    path: &'static str,
+    /// JSON body, for the start commands.
+    body: Option<String>,
+}
+
+impl Request {
+    fn for_command(command: &CtlCommand) -> Result<Request, String> {
+        let (method, path, body) = match command {
+            CtlCommand::SyncerStart(args) => {
+                (Method::Put, "/binlog/syncer/start", Some(to_json(args)?))
+            }
+            CtlCommand::SyncerStop => (Method::Put, "/binlog/syncer/stop", None),
+            CtlCommand::SyncerStatus => (Method::Get, "/binlog/syncer/status", None),
+            CtlCommand::ServerStart(args) => {
+                (Method::Put, "/binlog/server/start", Some(to_json(args)?))
+            }
+            CtlCommand::ServerStop => (Method::Put, "/binlog/server/stop", None),
+            CtlCommand::ServerStatus => (Method::Get, "/binlog/server/status", None),
+            CtlCommand::Health => (Method::Get, "/health", None),
+        };
+        Ok(Request { method, path, body })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|error| format!("cannot encode the request: {error}"))
+}
+
+/// Sends the request; any transport failure (connect, timeout, broken reply) is an error,
+/// every HTTP status is an answer.
+fn send(request: &Request, url: &str) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(HTTP_CLIENT_TIMEOUT_MS)))
+        .http_status_as_error(false)
+        // The admin API is reached directly: an HTTP_PROXY meant for the internet must not
+        // capture it, and it never redirects.
+        .proxy(None)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let response = match (request.method, &request.body) {
+        (Method::Get, _) => agent.get(url).call(),
+        (Method::Put, Some(body)) => agent
+            .put(url)
+            .header("Content-Type", "application/json")
+            .send(body.as_str()),
+        (Method::Put, None) => agent.put(url).send_empty(),
+    };
+    let mut response = response?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
+    Ok((status, body))
+}
+
+/// What to print and how to exit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+}
+
+/// Turns the node's reply into output. With `json`, stdout gets the reply exactly as
+/// received; errors also go to stderr as text.
+pub fn render(command: &CtlCommand, status: u16, body: &str, json: bool) -> Outcome {
+    let Ok(reply) = serde_json::from_str::<Value>(body) else {
+        return Outcome {
+            stdout: String::new(),
+            stderr: format!(
+                "error: the node replied HTTP {status} with a body that is not JSON: {}\n",
+                snippet(body)
+            ),
+            exit_code: EXIT_NODE_ERROR,
+        };
+    };
+    let raw = if json {
+        with_newline(body)
+    } else {
+        String::new()
+    };
+    if !(200..300).contains(&status) {
+        let message = reply
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| snippet(body), str::to_string);
+        return Outcome {
+            stdout: raw,
+            stderr: format!("error: {message} (HTTP {status})\n"),
+            exit_code: EXIT_NODE_ERROR,
+        };
+    }
+    let stdout = if json {
+        raw
+    } else {
+        format_success(command, reply.get("data").unwrap_or(&Value::Null))
+    };
+    Outcome {
+        stdout,
+        stderr: String::new(),
+        exit_code: EXIT_OK,
+    }
+}
+
+/// Human text for a successful reply.
+fn format_success(command: &CtlCommand, data: &Value) -> String {
+    match command {
+        CtlCommand::SyncerStart(_) => "syncer started\n".to_string(),
+        CtlCommand::SyncerStop => "syncer stopped\n".to_string(),
+        CtlCommand::ServerStart(_) => "binlog server started\n".to_string(),
+        CtlCommand::ServerStop => "binlog server stopped\n".to_string(),
+        CtlCommand::SyncerStatus => typed(data, format_syncer_status),
+        CtlCommand::ServerStatus => typed(data, format_server_status),
+        CtlCommand::Health => typed(data, format_health),
+    }
+}
+
+/// Formats `data` as `T` when it decodes as one (a node of another version may send
+/// something else), else prints it generically.
+fn typed<T: serde::de::DeserializeOwned>(data: &Value, format: fn(&T) -> String) -> String {
+    match serde_json::from_value::<T>(data.clone()) {
+        Ok(value) => format(&value),
+        Err(_) => format_value(data),
+    }
+}
+
+/// Syncer status as aligned `key: value` lines, in the interface's order.
+pub fn format_syncer_status(status: &SyncerStatus) -> String {
+    format_fields(&[
+        ("status", status.status.as_str().to_string()),
+        ("mysql_addr", or_absent(&status.mysql_addr)),
+        ("mysql_user", or_absent(&status.mysql_user)),
+        ("syncer_id", or_absent(&status.syncer_id)),
+        ("current_gtid", or_absent(&status.current_gtid)),
+        ("last_binlog_file", or_absent(&status.last_binlog_file)),
+        ("last_file_position", or_absent(&status.last_file_position)),
+        ("executed_gtid_set", or_absent(&status.executed_gtid_set)),
+        ("purged_gtid_set", or_absent(&status.purged_gtid_set)),
+        ("last_error", or_absent(&status.last_error)),
+        ("lag_seconds", or_absent(&status.lag_seconds)),
+        ("events", status.events.to_string()),
+        ("bytes", status.bytes.to_string()),
+    ])
+}
+
+/// Server status: `key: value` lines, then a table of the connected replicas.
+pub fn format_server_status(status: &ServerStatus) -> String {
+    let mut text = format_fields(&[
+        ("status", status.status.as_str().to_string()),
+        ("addr", or_absent(&status.addr)),
+        ("user", or_absent(&status.user)),
+        ("slaves", status.slaves.len().to_string()),
+    ]);
+    if !status.slaves.is_empty() {
+        text.push('\n');
+        text.push_str(&format_slave_table(&status.slaves));
+    }
+    text
+}
+
+/// The replicas as a left-aligned table with a header row.
+pub fn format_slave_table(slaves: &[SlaveInfo]) -> String {
+    let header = [
+        "SERVER_ID",
+        "HOST",
+        "PORT",
+        "MODE",
+        "POSITION",
+        "BYTES_SENT",
+        "CONNECTED_SINCE",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for slave in slaves {
+        rows.push(vec![
+            slave.server_id.to_string(),
+            slave.host.clone(),
+            slave.port.to_string(),
+            slave.mode.as_str().to_string(),
+            slave.position.clone(),
+            slave.bytes_sent.to_string(),
+            format_unix_time(slave.connected_since),
+        ]);
+    }
+    format_table(&rows)
+}
+
+pub fn format_health(health: &Health) -> String {
+    format_fields(&[
+        ("status", health.status.clone()),
+        ("version", health.version.clone()),
+        ("uptime_seconds", health.uptime_seconds.to_string()),
+    ])
+}
+
+/// Any JSON value: an object as `key: value` lines, anything else as pretty JSON.
+pub fn format_value(value: &Value) -> String {
+    match value {
+        Value::Object(object) => format_object(object),
+        Value::Null => String::new(),
+        other => with_newline(&serde_json::to_string_pretty(other).unwrap_or_default()),
+    }
+}
+
+fn format_object(object: &Map<String, Value>) -> String {
+    let fields: Vec<(&str, String)> = object
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::Null => ABSENT.to_string(),
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (key.as_str(), text)
+        })
+        .collect();
+    format_fields(&fields)
+}
+
+/// `key: value` lines with the values aligned one column after the longest key.
+pub fn format_fields(fields: &[(&str, String)]) -> String {
+    let width = fields.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
+    let mut text = String::new();
+    for (key, value) in fields {
+        let label = format!("{key}:");
+        let _ = writeln!(text, "{label:<width$} {value}");
+    }
+    text
+}
+
+/// Rows of cells as columns two spaces apart, trailing blanks trimmed.
+pub fn format_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn or_absent<T: ToString>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| ABSENT.to_string(), ToString::to_string)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_unix_time(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let in_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01, counting in 400-year eras of
+/// 146097 days that start on March 1st (so the leap day ends the year).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01.
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let trimmed = text.trim();
+    if trimmed.chars().count() <= SNIPPET_CHARS_MAX {
+        return format!("{trimmed:?}");
+    }
+    let cut: String = trimmed.chars().take(SNIPPET_CHARS_MAX).collect();
+    format!("{cut:?}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ServerArgs, ServerState, SlaveMode, SyncerArgs, SyncerState};
+    use serde_json::json;
+
+    fn syncer_status() -> SyncerStatus {
+        SyncerStatus {
+            status: SyncerState::Running,
+            mysql_addr: Some("10.0.0.1:3306".into()),
+            mysql_user: Some("repl".into()),
+            syncer_id: Some(1001),
+            current_gtid: Some("0-1-100".into()),
+            last_binlog_file: Some("mysql-bin.000003".into()),
+            last_file_position: Some(4567),
+            executed_gtid_set: Some("0-1-100".into()),
+            purged_gtid_set: None,
+            last_error: None,
+            lag_seconds: Some(0),
+            events: 12,
+            bytes: 3456,
+        }
+    }
+
+    fn slave(server_id: u32, host: &str) -> SlaveInfo {
+        SlaveInfo {
+            server_id,
+            host: host.into(),
+            port: 40001,
+            mode: SlaveMode::FilePos,
+            position: "mysql-bin.000001:4".into(),
+            bytes_sent: 99,
+            connected_since: 0,
+        }
+    }
+
+    fn success(data: Value) -> String {
+        json!({"message": "success", "data": data}).to_string()
+    }
+
+    #[test]
+    fn requests_per_command() {
+        let start = SyncerArgs {
+            syncer_id: 3,
+            mysql_addr: "h:1".into(),
+            mysql_user: "u".into(),
+            mysql_password: "p".into(),
+            syncer_uuid: None,
+            semi_sync: false,
+            gtid: Some("0-1-2".into()),
+            binlog_file: None,
+            binlog_pos: None,
+        };
+        let request = Request::for_command(&CtlCommand::SyncerStart(start)).unwrap();
+        assert_eq!(
+            (request.method, request.path),
+            (Method::Put, "/binlog/syncer/start")
+        );
+        let body: Value = serde_json::from_str(request.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"syncer_id": 3, "mysql_addr": "h:1", "mysql_user": "u", "mysql_password": "p",
+                   "semi_sync": false, "gtid": "0-1-2"})
+        );
+        // The body the client sends is one the server accepts.
+        let text = request.body.unwrap();
+        assert!(crate::api::validate::syncer_args_from_json(text.as_bytes()).is_ok());
+
+        let server = ServerArgs {
+            addr: "0.0.0.0:1".into(),
+            user: "u".into(),
+            password: String::new(),
+        };
+        let request = Request::for_command(&CtlCommand::ServerStart(server)).unwrap();
+        let text = request.body.unwrap();
+        assert!(crate::api::validate::server_args_from_json(text.as_bytes()).is_ok());
+
+        let cases = [
+            (CtlCommand::SyncerStop, Method::Put, "/binlog/syncer/stop"),
+            (
+                CtlCommand::SyncerStatus,
+                Method::Get,
+                "/binlog/syncer/status",
+            ),
+            (CtlCommand::ServerStop, Method::Put, "/binlog/server/stop"),
+            (
+                CtlCommand::ServerStatus,
+                Method::Get,
+                "/binlog/server/status",
+            ),
+            (CtlCommand::Health, Method::Get, "/health"),
+        ];
+        for (command, method, path) in cases {
+            let request = Request::for_command(&command).unwrap();
+            assert_eq!(
+                request,
+                Request {
+                    method,
+                    path,
+                    body: None
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn syncer_status_lines_are_aligned() {
+        let text = format_syncer_status(&syncer_status());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 13);
+        assert_eq!(lines[0], "status:             running");
+        assert_eq!(lines[5], "last_binlog_file:   mysql-bin.000003");
+        assert_eq!(lines[8], "purged_gtid_set:    -");
+        assert_eq!(lines[12], "bytes:              3456");
+        // Every value starts in the same column.
+        let column = lines[0].find("running").unwrap();
+        assert!(lines
+            .iter()
+            .all(|line| line.len() > column && line.as_bytes()[column - 1] == b' '));
+    }
+
+    #[test]
+    fn server_status_with_and_without_slaves() {
+        let mut status = ServerStatus {
+            addr: Some("0.0.0.0:3307".into()),
+            user: Some("repl".into()),
+            status: ServerState::Running,
+            slaves: vec![],
+        };
+        assert_eq!(
+            format_server_status(&status),
+            "status: running\naddr:   0.0.0.0:3307\nuser:   repl\nslaves: 0\n"
+        );
+        status.slaves = vec![slave(7, "10.0.0.7"), slave(123456, "h")];
+        status.slaves[1].mode = SlaveMode::Gtid;
+        status.slaves[1].position = "0-1-5".into();
+        status.slaves[1].connected_since = 1_700_000_000;
+        let text = format_server_status(&status);
+        let table: Vec<&str> = text.lines().skip(5).collect();
+        assert_eq!(
+            table,
+            [
+                "SERVER_ID  HOST      PORT   MODE      POSITION            BYTES_SENT  CONNECTED_SINCE",
+                "7          10.0.0.7  40001  file_pos  mysql-bin.000001:4  99          1970-01-01T00:00:00Z",
+                "123456     h         40001  gtid      0-1-5               99          2023-11-14T22:13:20Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn unix_times() {
+        assert_eq!(format_unix_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_unix_time(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(format_unix_time(4_102_444_800), "2100-01-01T00:00:00Z");
+        assert_eq!(format_unix_time(253_402_300_799), "9999-12-31T23:59:59Z");
+        // Never panics, even at the end of the range.
+        assert!(format_unix_time(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn render_success_as_text_and_json() {
+        let body = success(serde_json::to_value(syncer_status()).unwrap());
+        let outcome = render(&CtlCommand::SyncerStatus, 200, &body, false);
+        assert_eq!(outcome.exit_code, EXIT_OK);
+        assert_eq!(outcome.stdout, format_syncer_status(&syncer_status()));
+        assert_eq!(outcome.stderr, "");
+
+        let outcome = render(&CtlCommand::SyncerStatus, 200, &body, true);
+        assert_eq!(outcome.stdout, format!("{body}\n"));
+
+        let outcome = render(&CtlCommand::SyncerStop, 200, &success(Value::Null), false);
+        assert_eq!(outcome.stdout, "syncer stopped\n");
+        let outcome = render(&CtlCommand::ServerStop, 200, &success(Value::Null), false);
+        assert_eq!(outcome.stdout, "binlog server stopped\n");
+
+        let health = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 5});
+        let outcome = render(&CtlCommand::Health, 200, &success(health), false);
+        assert_eq!(
+            outcome.stdout,
+            "status:         ok\nversion:        0.1.0\nuptime_seconds: 5\n"
+        );
+    }
+
+    #[test]
+    fn unexpected_data_is_printed_generically() {
+        let health = json!({"status": "ok", "version": "9.9", "raft": {"leader": 1}, "note": null});
+        let outcome = render(&CtlCommand::Health, 200, &success(health), false);
+        assert_eq!(outcome.exit_code, EXIT_OK);
+        assert_eq!(
+            outcome.stdout,
+            "note:    -\nraft:    {\"leader\":1}\nstatus:  ok\nversion: 9.9\n"
+        );
+        let outcome = render(
+            &CtlCommand::ServerStatus,
+            200,
+            &success(json!([1, 2])),
+            false,
+        );
+        assert_eq!(outcome.stdout, "[\n  1,\n  2\n]\n");
+    }
+
+    #[test]
+    fn render_errors() {
+        let body = r#"{"message":"syncer already running"}"#;
+        let outcome = render(&CtlCommand::Health, 409, body, false);
+        assert_eq!(
+            outcome,
+            Outcome {
+                stdout: String::new(),
+                stderr: "error: syncer already running (HTTP 409)\n".into(),
+                exit_code: EXIT_NODE_ERROR,
+            }
+        );
+        let outcome = render(&CtlCommand::Health, 409, body, true);
+        assert_eq!(outcome.stdout, format!("{body}\n"));
+        assert_eq!(outcome.exit_code, EXIT_NODE_ERROR);
+
+        let outcome = render(&CtlCommand::Health, 502, "<html>bad gateway</html>", true);
+        assert_eq!(outcome.exit_code, EXIT_NODE_ERROR);
+        assert_eq!(outcome.stdout, "");
+        assert!(outcome
+            .stderr
+            .contains("HTTP 502 with a body that is not JSON: \"<html>bad gateway</html>\""));
+
+        let outcome = render(&CtlCommand::Health, 500, r#"{"error":"x"}"#, false);
+        assert_eq!(
+            outcome.stderr,
+            "error: \"{\\\"error\\\":\\\"x\\\"}\" (HTTP 500)\n"
+        );
+
+        let long = "x".repeat(5000);
+        let outcome = render(&CtlCommand::Health, 200, &long, false);
+        assert!(outcome.stderr.len() < 400);
+    }
+
+    #[test]
+    fn tables_handle_ragged_rows() {
+        let rows = vec![
+            vec!["A".to_string(), "BB".to_string()],
+            vec!["ccc".to_string()],
+        ];
+        assert_eq!(format_table(&rows), "A    BB\nccc\n");
+        assert_eq!(format_table(&[]), "");
+        assert_eq!(format_fields(&[]), "");
+    }
+
+    #[test]
+    fn unreachable_node_exits_3() {
+        // Bind then drop a listener to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = CtlArgs {
+            admin: format!("127.0.0.1:{port}"),
+            json: false,
+            command: CtlCommand::Health,
+        };
+        assert_eq!(run(args), EXIT_UNREACHABLE);
+    }
+}

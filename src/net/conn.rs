@@ -1,0 +1,444 @@
+//! [`PacketConn`]: logical MySQL packets over a blocking byte stream.
+//!
+//! Reads are buffered and joined (frames of 0xFFFFFF bytes continue in the next one), with
+//! sequence ids checked and a per-connection bound on the logical length. Writes are split
+//! into frames and buffered; [`PacketConn::write_packet`] flushes, while
+//! [`PacketConn::write_packet_no_flush`] lets a streaming server batch many small events
+//! into few syscalls. One sequence counter serves both directions, as in MySQL: it is reset
+//! to 0 at the start of each command.
+//!
+//! After an I/O error the connection should be dropped, with one exception that callers
+//! may rely on: a read that times out before the first frame of a packet has fully arrived
+//! (for frames shorter than the read buffer) consumes nothing, so the read can be retried.
+//! This module knows nothing about what packets mean.
+
+use std::io::{self, Read, Write};
+
+use super::NetError;
+use crate::mysql::packet::{frame_header, parse_header, physical_chunks, Joiner, HEADER_LEN};
+
+/// Read buffer size: many small binlog events per syscall, without a large per-connection
+/// cost when thousands of downstream connections sit idle.
+const READ_BUF_BYTES: usize = 16 << 10;
+/// Buffered output is written to the stream once it reaches this size.
+const WRITE_BUF_BYTES: usize = 64 << 10;
+/// Frames at least this long are written straight from the caller's slice, not copied.
+const WRITE_DIRECT_BYTES: usize = 16 << 10;
+
+pub struct PacketConn<S: Read + Write> {
+    stream: S,
+    rbuf: Box<[u8]>,
+    /// Unconsumed input is `rbuf[rpos..rend]`.
+    rpos: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    /// Sequence id of the next packet, read or written.
+    seq: u8,
+    packet_len_max: usize,
+}
+
+impl<S: Read + Write> PacketConn<S> {
+    /// `packet_len_max`: the largest logical packet accepted from the peer (capped at
+    /// `limits::LOGICAL_PACKET_MAX`).
+    pub fn new(stream: S, packet_len_max: usize) -> Self {
+        PacketConn {
+            stream,
+            rbuf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
+            rpos: 0,
+            rend: 0,
+            wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
+            seq: 0,
+            packet_len_max,
+        }
+    }
+
+    pub fn set_packet_len_max(&mut self, packet_len_max: usize) {
+        self.packet_len_max = packet_len_max;
+    }
+
+    /// Starts a new command exchange: the next packet carries sequence id 0.
+    pub fn reset_seq(&mut self) {
+        self.seq = 0;
+    }
+
+    pub fn set_seq(&mut self, seq: u8) {
+        self.seq = seq;
+    }
+
+    /// The sequence id the next packet (read or written) carries.
+    pub fn seq(&self) -> u8 {
+        self.seq
+    }
+
+    /// Reads one logical packet into a new buffer.
+    pub fn read_packet(&mut self) -> Result<Vec<u8>, NetError> {
+        let mut buf = Vec::new();
+        self.read_packet_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads one logical packet into `buf` (cleared first), reusing its allocation.
+    /// Returns [`NetError::Closed`] if the stream ends exactly at a packet boundary.
+    pub fn read_packet_into(&mut self, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        buf.clear();
+        let mut joiner = Joiner::new(self.seq, self.packet_len_max);
+        let mut first = true;
+        loop {
+            self.fill_to(HEADER_LEN, first)?;
+            let header = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
+            let (len, seq) = parse_header([header[0], header[1], header[2], header[3]]);
+            // Check sequence and size before spending memory or reads on the payload.
+            let last = joiner.accept(seq, len)?;
+            if HEADER_LEN + len <= self.rbuf.len() {
+                // Buffer the whole frame before consuming any of it (see module doc).
+                self.fill_to(HEADER_LEN + len, false)?;
+            }
+            self.rpos += HEADER_LEN;
+            self.read_payload(len, buf)?;
+            first = false;
+            if last {
+                break;
+            }
+        }
+        self.seq = joiner.next_seq();
+        Ok(())
+    }
+
+    /// Appends `len` payload bytes to `buf`, from the buffer first, then the stream.
+    fn read_payload(&mut self, len: usize, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        let buffered = (self.rend - self.rpos).min(len);
+        buf.extend_from_slice(&self.rbuf[self.rpos..self.rpos + buffered]);
+        self.rpos += buffered;
+        let missing = len - buffered;
+        if missing == 0 {
+            return Ok(());
+        }
+        // The buffer is empty here: read the rest straight into the destination.
+        let start = buf.len();
+        buf.resize(start + missing, 0);
+        self.stream
+            .read_exact(&mut buf[start..])
+            .map_err(NetError::Io)
+    }
+
+    /// Reads until at least `n` bytes (n <= buffer size) are buffered. `at_boundary`: an
+    /// end of stream with nothing buffered is a clean close, not a truncated packet.
+    fn fill_to(&mut self, n: usize, at_boundary: bool) -> Result<(), NetError> {
+        assert!(n <= self.rbuf.len(), "fill_to({n}) beyond the read buffer");
+        if self.rend - self.rpos >= n {
+            return Ok(());
+        }
+        if self.rpos > 0 {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+        }
+        while self.rend < n {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) if at_boundary && self.rend == 0 => return Err(NetError::Closed),
+                Ok(0) => {
+                    return Err(NetError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a packet",
+                    )))
+                }
+                Ok(read) => self.rend += read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(NetError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes received but not yet returned as packets.
+    pub fn buffered_input_len(&self) -> usize {
+        self.rend - self.rpos
+    }
+
+    /// Writes one logical packet and flushes.
+    pub fn write_packet(&mut self, payload: &[u8]) -> Result<(), NetError> {
+        self.write_packet_no_flush(payload)?;
+        self.flush()
+    }
+
+    /// Queues one logical packet; output reaches the stream when the buffer fills or on
+    /// [`flush`](Self::flush).
+    pub fn write_packet_no_flush(&mut self, payload: &[u8]) -> Result<(), NetError> {
+        for chunk in physical_chunks(payload) {
+            self.wbuf
+                .extend_from_slice(&frame_header(chunk.len(), self.seq));
+            self.seq = self.seq.wrapping_add(1);
+            if chunk.len() >= WRITE_DIRECT_BYTES {
+                self.write_buffered()?;
+                self.stream.write_all(chunk)?;
+            } else {
+                self.wbuf.extend_from_slice(chunk);
+                if self.wbuf.len() >= WRITE_BUF_BYTES {
+                    self.write_buffered()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one logical packet made of `head` followed by `body` without joining them
+    /// first (a binlog event packet is a 0x00 status byte and the event, which may be
+    /// large): same framing as [`write_packet_no_flush`](Self::write_packet_no_flush).
+    pub fn write_parts_no_flush(&mut self, head: &[u8], body: &[u8]) -> Result<(), NetError> {
+        let total = head.len() + body.len();
+        let mut done = 0usize;
+        loop {
+            let len = (total - done).min(crate::limits::PACKET_PAYLOAD_MAX);
+            self.wbuf.extend_from_slice(&frame_header(len, self.seq));
+            self.seq = self.seq.wrapping_add(1);
+            let end = done + len;
+            if done < head.len() {
+                let h_end = end.min(head.len());
+                self.wbuf.extend_from_slice(&head[done..h_end]);
+            }
+            let b_start = done.max(head.len()) - head.len();
+            let b_end = end.saturating_sub(head.len());
+            if b_start < b_end {
+                let piece = &body[b_start..b_end];
+                if piece.len() >= WRITE_DIRECT_BYTES {
+                    self.write_buffered()?;
+                    self.stream.write_all(piece)?;
+                } else {
+                    self.wbuf.extend_from_slice(piece);
+                }
+            }
+            if self.wbuf.len() >= WRITE_BUF_BYTES {
+                self.write_buffered()?;
+            }
+            done = end;
+            // A payload that is an exact multiple of the maximum ends with an empty packet.
+            if len < crate::limits::PACKET_PAYLOAD_MAX {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written to the stream.
+    pub fn buffered_output_len(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    fn write_buffered(&mut self) -> Result<(), NetError> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf)?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued and flushes the stream.
+    pub fn flush(&mut self) -> Result<(), NetError> {
+        self.write_buffered()?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream; reading or writing it directly bypasses the buffers.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// The stream; buffered input and unflushed output are lost.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{LOGICAL_PACKET_MAX, PACKET_PAYLOAD_MAX};
+    use crate::mysql::packet::encode_packets;
+    use crate::mysql::ProtocolError;
+    use std::collections::VecDeque;
+
+    /// An in-memory stream: reads come from `input` in the given slices (an empty slice is
+    /// a WouldBlock, as a socket read timeout), writes go to `output`.
+    #[derive(Default)]
+    struct MockStream {
+        input: VecDeque<Vec<u8>>,
+        output: Vec<u8>,
+        writes: usize,
+    }
+
+    impl Read for MockStream {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let Some(mut chunk) = self.input.pop_front() else {
+                return Ok(0);
+            };
+            if chunk.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = chunk.len().min(out.len());
+            out[..n].copy_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                chunk.drain(..n);
+                self.input.push_front(chunk);
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for MockStream {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            self.output.extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn_reading(chunks: Vec<Vec<u8>>) -> PacketConn<MockStream> {
+        let stream = MockStream {
+            input: chunks.into(),
+            ..Default::default()
+        };
+        PacketConn::new(stream, LOGICAL_PACKET_MAX)
+    }
+
+    #[test]
+    fn writes_then_reads_packets_of_every_size() {
+        let sizes = [
+            0,
+            1,
+            300,
+            READ_BUF_BYTES,
+            PACKET_PAYLOAD_MAX,
+            PACKET_PAYLOAD_MAX + 7,
+        ];
+        let payloads: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 % 256) as u8).collect())
+            .collect();
+        let mut writer = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
+        for p in &payloads {
+            writer.write_packet_no_flush(p).unwrap();
+        }
+        writer.flush().unwrap();
+        let wire = writer.into_inner().output;
+        let mut expected = Vec::new();
+        let mut seq = 0;
+        for p in &payloads {
+            seq = encode_packets(p, seq, &mut expected);
+        }
+        assert!(wire == expected);
+        // Feed it back in awkward slices.
+        let chunks: Vec<Vec<u8>> = wire.chunks(10_007).map(|c| c.to_vec()).collect();
+        let mut reader = conn_reading(chunks);
+        let mut buf = Vec::new();
+        for p in &payloads {
+            reader.read_packet_into(&mut buf).unwrap();
+            assert!(&buf == p, "payload of {} bytes", p.len());
+        }
+        assert_eq!(reader.seq(), seq);
+        assert!(matches!(reader.read_packet(), Err(NetError::Closed)));
+    }
+
+    #[test]
+    fn parts_frame_like_one_payload() {
+        for len in [
+            0usize,
+            1,
+            100,
+            20_000,
+            0xff_ff_fe,
+            0xff_ff_ff,
+            0xff_ff_ff * 2 + 7,
+        ] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut joined = vec![0u8];
+            joined.extend_from_slice(&body);
+            let mut a = PacketConn::new(MockStream::default(), usize::MAX);
+            a.write_packet_no_flush(&joined).unwrap();
+            a.flush().unwrap();
+            let mut b = PacketConn::new(MockStream::default(), usize::MAX);
+            b.write_parts_no_flush(&[0], &body).unwrap();
+            b.flush().unwrap();
+            assert!(a.get_ref().output == b.get_ref().output, "length {len}");
+        }
+    }
+
+    #[test]
+    fn small_packets_are_batched_until_flush() {
+        let mut conn = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
+        for _ in 0..100 {
+            conn.write_packet_no_flush(&[0; 100]).unwrap();
+        }
+        assert_eq!(conn.get_ref().writes, 0);
+        assert_eq!(conn.buffered_output_len(), 100 * 104);
+        conn.flush().unwrap();
+        assert_eq!(conn.get_ref().writes, 1);
+        assert_eq!(conn.seq(), 100);
+    }
+
+    #[test]
+    fn sequence_is_checked_and_shared_with_writes() {
+        let mut wire = Vec::new();
+        encode_packets(b"\x00answer", 1, &mut wire);
+        let mut conn = conn_reading(vec![wire]);
+        conn.write_packet(b"\x0e").unwrap();
+        assert_eq!(conn.read_packet().unwrap(), b"\x00answer");
+        assert_eq!(conn.seq(), 2);
+
+        let mut wire = Vec::new();
+        encode_packets(b"late", 5, &mut wire);
+        let mut conn = conn_reading(vec![wire]);
+        assert!(matches!(
+            conn.read_packet(),
+            Err(NetError::Protocol(ProtocolError::OutOfOrder {
+                expected: 0,
+                got: 5
+            }))
+        ));
+    }
+
+    #[test]
+    fn oversized_packet_is_refused() {
+        let mut wire = Vec::new();
+        encode_packets(&[1; 2000], 0, &mut wire);
+        let mut conn = conn_reading(vec![wire]);
+        conn.set_packet_len_max(1000);
+        assert!(matches!(
+            conn.read_packet(),
+            Err(NetError::Protocol(ProtocolError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn close_inside_a_packet_is_an_io_error() {
+        let mut wire = Vec::new();
+        encode_packets(b"hello", 0, &mut wire);
+        wire.truncate(6);
+        let mut conn = conn_reading(vec![wire]);
+        match conn.read_packet() {
+            Err(NetError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_before_a_full_frame_can_be_retried() {
+        let mut wire = Vec::new();
+        encode_packets(b"first", 0, &mut wire);
+        encode_packets(b"second", 1, &mut wire);
+        let (a, rest) = wire.split_at(2);
+        let (b, c) = rest.split_at(10);
+        let mut conn = conn_reading(vec![a.to_vec(), vec![], b.to_vec(), vec![], c.to_vec()]);
+        let err = conn.read_packet().unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(conn.read_packet().unwrap(), b"first");
+        assert!(conn.read_packet().unwrap_err().is_timeout());
+        assert_eq!(conn.read_packet().unwrap(), b"second");
+    }
+}

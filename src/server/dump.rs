@@ -1,0 +1,394 @@
+//! Streams the stored binlog to one downstream replica: resolves the start (file+position or
+//! MariaDB GTID state), sends the preamble a master sends (artificial ROTATE, FDE, GTID_LIST),
+//! then every stored event in order, heartbeats while idle, and either waits for new data
+//! (woken by the store, no polling) or ends with EOF for a non-blocking dump.
+//!
+//! Only events up to the store's watermark are read, so a transaction is sent whole or not
+//! at all. Every event's CRC32 is checked again before it leaves.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::binlog::event;
+use crate::binlog::gtid::{MariaGtid, MariaGtidList};
+use crate::binlog::transaction::{Gtid, TransactionTracker};
+use crate::mysql::resultset::ER_MASTER_FATAL_ERROR_READING_BINLOG;
+use crate::net::conn::PacketConn;
+use crate::net::NetError;
+use crate::store::cursor::{Cursor, Item};
+use crate::store::index::{BinlogIndex, Loc};
+use crate::store::{Store, StoreError};
+
+/// Where a dump starts, as the replica asked.
+#[derive(Clone, Debug)]
+pub enum DumpStart {
+    FilePos {
+        file: String,
+        pos: u64,
+    },
+    /// MariaDB GTID mode: `@slave_connect_state`.
+    MariaGtid(String),
+}
+
+/// How the replica asked to be served.
+#[derive(Clone, Debug)]
+pub struct DumpOptions {
+    pub start: DumpStart,
+    pub non_blocking: bool,
+    pub heartbeat_period: Duration,
+    /// Whether artificial events carry a CRC32 (the replica is checksum-aware and did not
+    /// ask for NONE).
+    pub artificial_crc: bool,
+    pub server_id: u32,
+}
+
+/// Live position of a dump, for the status API.
+#[derive(Debug, Default)]
+pub struct DumpProgress {
+    pub position: Mutex<(String, u64)>,
+    pub bytes_sent: AtomicU64,
+}
+
+/// Why a dump ended.
+#[derive(Debug)]
+pub enum DumpError {
+    /// Sent to the replica as ERR 1236 (before anything else was sent).
+    Refused(String),
+    Net(NetError),
+    Store(StoreError),
+}
+
+impl fmt::Display for DumpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DumpError::Refused(m) => write!(f, "refused: {m}"),
+            DumpError::Net(e) => write!(f, "connection: {e}"),
+            DumpError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl From<NetError> for DumpError {
+    fn from(e: NetError) -> Self {
+        DumpError::Net(e)
+    }
+}
+
+impl From<StoreError> for DumpError {
+    fn from(e: StoreError) -> Self {
+        DumpError::Store(e)
+    }
+}
+
+/// A resolved start.
+struct Start {
+    loc: Loc,
+    file: String,
+    /// FDE to send as a copy (log_pos 0) when the dump does not start at the file's FDE.
+    fde_copy: Option<Vec<u8>>,
+    /// GTID mode: the replica's state, to skip groups it has and to send as GTID_LIST.
+    state: Option<MariaGtidList>,
+}
+
+/// Streams until the replica goes away, the server stops, or (non-blocking) the end.
+pub fn run<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    store: &Store,
+    opts: &DumpOptions,
+    progress: &DumpProgress,
+    stop: &AtomicBool,
+) -> Result<(), DumpError> {
+    let start = {
+        let index = store.index();
+        match resolve(&index, &opts.start) {
+            Ok(s) => s,
+            Err(message) => {
+                send_err(conn, &message)?;
+                return Err(DumpError::Refused(message));
+            }
+        }
+    };
+    let mut file = start.file.clone();
+    let mut pos = start.loc.pos;
+    let crc = opts.artificial_crc;
+    send_event(
+        conn,
+        &event::build_rotate(&file, pos, opts.server_id, true, crc),
+        progress,
+    )?;
+    if let Some(fde) = &start.fde_copy {
+        send_event(conn, &event::with_log_pos_zeroed_fde(fde, true), progress)?;
+    }
+    if let Some(state) = &start.state {
+        if pos > 4 {
+            let list = event::build_gtid_list(state, pos, opts.server_id, crc);
+            send_event(conn, &list, progress)?;
+        }
+    }
+    conn.flush()?;
+    set_position(progress, &file, pos);
+
+    let mut cursor = Cursor::at(start.loc);
+    let mut filter = start.state.map(GroupFilter::new);
+    let mut seen = store.whole_upto();
+    loop {
+        while let Some(item) = cursor.next(store, seen)? {
+            match item {
+                Item::FileStart(fs) => {
+                    file = fs.file_name;
+                    pos = fs.start_pos;
+                    let rotate = event::build_rotate(&file, pos, opts.server_id, true, crc);
+                    send_event(conn, &rotate, progress)?;
+                    if pos > 4 {
+                        send_event(
+                            conn,
+                            &event::with_log_pos_zeroed_fde(&fs.fde, true),
+                            progress,
+                        )?;
+                    }
+                    if let Some(f) = filter.as_mut() {
+                        f.new_file(&fs.fde);
+                    }
+                }
+                Item::Event { pos: at, bytes } => {
+                    if !event::verify_checksum(&bytes) {
+                        let message = format!(
+                            "stored event at {file}:{at} fails its CRC32 check; refusing to serve it"
+                        );
+                        log::error!("{message}");
+                        send_err(conn, &message)?;
+                        return Err(DumpError::Refused(message));
+                    }
+                    pos = at + bytes.len() as u64;
+                    if filter.as_mut().is_some_and(|f| f.skip(&bytes)) {
+                        continue;
+                    }
+                    send_event(conn, &bytes, progress)?;
+                }
+            }
+        }
+        conn.flush()?;
+        set_position(progress, &file, pos);
+        if opts.non_blocking {
+            conn.write_packet(&[0xfe, 0, 0, 0x02, 0])?;
+            conn.flush()?;
+            return Ok(());
+        }
+        // Wait for new whole transactions; a heartbeat each period of silence.
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match store.wait_beyond(seen, opts.heartbeat_period) {
+                None => return Ok(()),
+                Some(upto) if upto > seen => {
+                    seen = upto;
+                    break;
+                }
+                Some(_) => {
+                    let hb = event::build_heartbeat(&file, pos_u32(pos), opts.server_id, crc);
+                    send_event(conn, &hb, progress)?;
+                    conn.flush()?;
+                }
+            }
+        }
+    }
+}
+
+fn pos_u32(pos: u64) -> u32 {
+    u32::try_from(pos).unwrap_or(u32::MAX)
+}
+
+fn set_position(progress: &DumpProgress, file: &str, pos: u64) {
+    let mut p = progress.position.lock().expect("progress lock");
+    if p.0 != file {
+        p.0 = file.to_string();
+    }
+    p.1 = pos;
+}
+
+fn send_event<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    bytes: &[u8],
+    progress: &DumpProgress,
+) -> Result<(), NetError> {
+    conn.write_parts_no_flush(&[0], bytes)?;
+    progress
+        .bytes_sent
+        .fetch_add(bytes.len() as u64 + 1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn send_err<S: Read + Write>(conn: &mut PacketConn<S>, message: &str) -> Result<(), NetError> {
+    let err = crate::mysql::resultset::ErrPacket {
+        code: ER_MASTER_FATAL_ERROR_READING_BINLOG,
+        sql_state: *b"HY000",
+        message: message.to_string(),
+    };
+    conn.write_packet(&err.encode())?;
+    conn.flush()
+}
+
+/// Turns the replica's request into a location, or the text of ERR 1236.
+fn resolve(index: &BinlogIndex, start: &DumpStart) -> Result<Start, String> {
+    match start {
+        DumpStart::FilePos { file, pos } => resolve_file_pos(index, file, *pos),
+        DumpStart::MariaGtid(state) => resolve_gtid(index, state),
+    }
+}
+
+fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Result<Start, String> {
+    let files = index.files();
+    let (first, last) = match (files.first(), files.last()) {
+        (Some(f), Some(l)) => (f.name.as_str(), l.name.as_str()),
+        _ => return Err("ferrobus has not stored any binlog yet".into()),
+    };
+    let name = if name.is_empty() { first } else { name };
+    let file = index.file_index(name).ok_or_else(|| {
+        format!(
+            "Could not find first log file name in binary log index file: {name} is not stored \
+             (ferrobus has {first} .. {last})"
+        )
+    })?;
+    let meta = &files[file];
+    let pos = pos.max(4);
+    if pos < meta.start_pos || pos > meta.end_pos {
+        return Err(format!(
+            "position {pos} of {name} is not stored (ferrobus has {name} from {} to {})",
+            meta.start_pos, meta.end_pos
+        ));
+    }
+    let loc = locate(index, file, pos)?;
+    let fde_copy = (pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone());
+    Ok(Start {
+        loc,
+        file: name.to_string(),
+        fde_copy,
+        state: None,
+    })
+}
+
+/// The location of `pos` in `file`, which must be an event boundary.
+fn locate(index: &BinlogIndex, file: usize, pos: u64) -> Result<Loc, String> {
+    let name = &index.files()[file].name;
+    if let Some(e) = index.entry_at(file, pos) {
+        return Ok(Loc {
+            entry: e.index,
+            offset: (pos - e.start_pos) as usize,
+            file,
+            pos,
+        });
+    }
+    // At the end of the stored content of the file: start reading after its last entry.
+    let after = index
+        .entries_of(file)
+        .last()
+        .map(|e| e.index)
+        .unwrap_or(index.files()[file].file_start_entry);
+    if pos == index.files()[file].end_pos {
+        return Ok(Loc {
+            entry: after + 1,
+            offset: 0,
+            file,
+            pos,
+        });
+    }
+    Err(format!("position {pos} of {name} is not stored"))
+}
+
+fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Start, String> {
+    let state = MariaGtidList::parse(state_text).map_err(|e| {
+        format!("Error: connecting slave sent a malformed GTID state '{state_text}': {e}")
+    })?;
+    let first = index
+        .first_loc()
+        .ok_or_else(|| "ferrobus has not stored any binlog yet".to_string())?;
+    let mut start: Option<Loc> = None;
+    let mut covered = std::collections::BTreeSet::new();
+    for gtid in state.iter() {
+        covered.insert(gtid.domain_id);
+        let loc = match index.maria_group(gtid) {
+            Some(group) => group.end,
+            None => return Err(missing_gtid_message(index, gtid)),
+        };
+        start = Some(start.map_or(loc, |s| earlier(s, loc)));
+    }
+    // Domains the replica has never seen are sent from the beginning.
+    if start.is_none() || index.maria_domains().any(|d| !covered.contains(&d)) {
+        start = Some(first);
+    }
+    let loc = start.expect("set above");
+    let meta = &index.files()[loc.file];
+    Ok(Start {
+        loc,
+        file: meta.name.clone(),
+        fde_copy: (loc.pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone()),
+        state: Some(state),
+    })
+}
+
+fn missing_gtid_message(index: &BinlogIndex, gtid: &MariaGtid) -> String {
+    match index.maria_first_seq(gtid.domain_id) {
+        Some(first) if gtid.seq_no < first => format!(
+            "Could not find GTID state requested by slave in any binlog files. Probably the \
+             slave state is too old and required binlog files have been purged: GTID {gtid} is \
+             older than the first stored transaction of domain {} (seq_no {first})",
+            gtid.domain_id
+        ),
+        _ => format!(
+            "Error: connecting slave requested to start from GTID {gtid}, which is not in the \
+             master's binlog"
+        ),
+    }
+}
+
+fn earlier(a: Loc, b: Loc) -> Loc {
+    if (b.entry, b.offset) < (a.entry, a.offset) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Skips the groups a GTID-mode replica already has.
+struct GroupFilter {
+    state: MariaGtidList,
+    tracker: TransactionTracker,
+    skipping: bool,
+}
+
+impl GroupFilter {
+    fn new(state: MariaGtidList) -> GroupFilter {
+        GroupFilter {
+            state,
+            tracker: TransactionTracker::new(4),
+            skipping: false,
+        }
+    }
+
+    fn new_file(&mut self, fde: &[u8]) {
+        self.tracker = TransactionTracker::new(event::checksum_len_of_fde(fde));
+        self.skipping = false;
+    }
+
+    /// Whether to skip this event.
+    fn skip(&mut self, ev: &[u8]) -> bool {
+        let Ok(step) = self.tracker.feed(ev) else {
+            return false;
+        };
+        if step.starts_group {
+            self.skipping = match step.gtid {
+                Some(Gtid::Maria(g)) => self.state.contains(&g),
+                _ => false,
+            };
+        }
+        let skip = self.skipping;
+        if step.ends_group {
+            self.skipping = false;
+        }
+        skip
+    }
+}

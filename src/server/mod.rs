@@ -1,0 +1,278 @@
+//! The binlog server: listens for downstream replicas and CDC clients and serves them the
+//! stored binlog as the master would. One thread per connection, a configured maximum of
+//! connections (past it: ERR 1040), and a registry of dumping replicas for the status API.
+//!
+//! It reads the store and never writes it.
+
+pub mod dump;
+pub mod query;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::binlog::event::{EventHeader, FormatDescription};
+use crate::limits::DOWNSTREAM_IO_TIMEOUT_MS;
+use crate::mysql::resultset::{ErrPacket, ER_CON_COUNT_ERROR};
+use crate::store::Store;
+use dump::DumpProgress;
+use query::ServerView;
+
+/// What the binlog server is started with.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub addr: String,
+    pub user: String,
+    pub password: String,
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A dumping replica, for the status API.
+#[derive(Clone)]
+pub struct SlaveEntry {
+    pub server_id: u32,
+    pub host: String,
+    pub port: u16,
+    pub mode: &'static str,
+    pub progress: Arc<DumpProgress>,
+    pub connected_since: u64,
+}
+
+/// A snapshot of one dumping replica.
+#[derive(Clone, Debug)]
+pub struct SlaveSnapshot {
+    pub server_id: u32,
+    pub host: String,
+    pub port: u16,
+    pub mode: &'static str,
+    pub file: String,
+    pub position: u64,
+    pub bytes_sent: u64,
+    pub connected_since: u64,
+}
+
+/// State shared by the listener and the sessions.
+pub struct Shared {
+    pub(crate) store: Arc<Store>,
+    config: ServerConfig,
+    pub(crate) stop: AtomicBool,
+    slaves: Mutex<BTreeMap<u64, SlaveEntry>>,
+    sockets: Mutex<BTreeMap<u64, TcpStream>>,
+    active: AtomicUsize,
+    next_id: AtomicU64,
+    /// Version of the syncer's master, used until a file is stored.
+    fallback_version: String,
+}
+
+impl Shared {
+    pub(crate) fn args(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// What queries and the handshake report, from the stored data.
+    pub fn view(&self) -> ServerView {
+        let index = self.store.index();
+        let files = index.files();
+        let (version, server_id) = files
+            .last()
+            .and_then(|f| {
+                let fde = FormatDescription::parse(&f.fde).ok()?;
+                let header = EventHeader::parse(&f.fde).ok()?;
+                Some((fde.server_version, header.server_id))
+            })
+            .unwrap_or_else(|| (self.fallback_version.clone(), 0));
+        ServerView {
+            version,
+            server_id,
+            gtid_binlog_pos: index.maria_state().to_string(),
+            master_status: files.last().map(|f| (f.name.clone(), f.end_pos)),
+            binary_logs: files.iter().map(|f| (f.name.clone(), f.end_pos)).collect(),
+            unix_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    /// The version string of the handshake: MariaDB servers prefix "5.5.5-" so that old
+    /// clients see a 5.5-compatible server; MariaDB clients strip it.
+    pub(crate) fn handshake_version(&self, version: &str) -> String {
+        if version.contains("MariaDB") && !version.starts_with("5.5.5-") {
+            format!("5.5.5-{version}")
+        } else {
+            version.to_string()
+        }
+    }
+
+    pub(crate) fn register(&self, id: u64, entry: SlaveEntry) {
+        self.slaves.lock().expect("slaves lock").insert(id, entry);
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.slaves.lock().expect("slaves lock").remove(&id);
+    }
+}
+
+/// A running binlog server.
+pub struct BinlogServer {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl BinlogServer {
+    /// Binds `config.addr` and starts accepting.
+    pub fn start(
+        config: ServerConfig,
+        store: Arc<Store>,
+        fallback_version: String,
+    ) -> io::Result<BinlogServer> {
+        let listener = TcpListener::bind(&config.addr)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            stop: AtomicBool::new(false),
+            slaves: Mutex::new(BTreeMap::new()),
+            sockets: Mutex::new(BTreeMap::new()),
+            active: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            fallback_version,
+        });
+        let s = shared.clone();
+        let handle = thread::Builder::new()
+            .name("binlog-listen".into())
+            .spawn(move || accept_loop(listener, s))?;
+        log::info!("binlog server listening on {local_addr}");
+        Ok(BinlogServer {
+            shared,
+            local_addr,
+            listener: Some(handle),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Every dumping replica.
+    pub fn slaves(&self) -> Vec<SlaveSnapshot> {
+        self.shared
+            .slaves
+            .lock()
+            .expect("slaves lock")
+            .values()
+            .map(|s| {
+                let (file, position) = s.progress.position.lock().expect("progress lock").clone();
+                SlaveSnapshot {
+                    server_id: s.server_id,
+                    host: s.host.clone(),
+                    port: s.port,
+                    mode: s.mode,
+                    file,
+                    position,
+                    bytes_sent: s.progress.bytes_sent.load(Ordering::Relaxed),
+                    connected_since: s.connected_since,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops accepting, closes every connection, and joins the listener.
+    pub fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
+        for sock in self.shared.sockets.lock().expect("sockets lock").values() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        if let Some(h) = self.listener.take() {
+            let _ = h.join();
+        }
+        log::info!("binlog server on {} stopped", self.local_addr);
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("binlog server: accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let timeout = Some(Duration::from_millis(DOWNSTREAM_IO_TIMEOUT_MS));
+        let _ = stream.set_read_timeout(timeout);
+        let _ = stream.set_write_timeout(timeout);
+        let max = shared.config.max_connections;
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= max {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            refuse_too_many(stream, peer, max);
+            continue;
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            shared
+                .sockets
+                .lock()
+                .expect("sockets lock")
+                .insert(id, clone);
+        }
+        let s = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("binlog-conn-{id}"))
+            .spawn(move || {
+                if let Err(e) = session::serve(stream, peer, id, &s) {
+                    log::debug!("binlog server: connection {id} from {peer} ended: {e}");
+                }
+                s.sockets.lock().expect("sockets lock").remove(&id);
+                s.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            log::error!("binlog server: cannot start a connection thread: {e}");
+            shared.sockets.lock().expect("sockets lock").remove(&id);
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn refuse_too_many(mut stream: TcpStream, peer: SocketAddr, max: usize) {
+    log::warn!("binlog server: refusing {peer}: {max} connections already");
+    let err = ErrPacket {
+        code: ER_CON_COUNT_ERROR,
+        sql_state: *b"08004",
+        message: "Too many connections".into(),
+    };
+    let mut out = Vec::new();
+    crate::mysql::packet::encode_packets(&err.encode(), 0, &mut out);
+    let _ = stream.write_all(&out);
+    let _ = stream.shutdown(Shutdown::Both);
+}

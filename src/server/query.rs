@@ -1,0 +1,577 @@
+//! Answers the statements replicas, `mariadb-binlog` and CDC libraries send, pure.
+//!
+//! Matching is case-insensitive and tolerates spacing and a trailing `;`. Every statement
+//! gets an answer: a result set, OK, or a MySQL error that leaves the connection usable.
+//! It must not touch sockets or the store: the session hands it a [`ServerView`].
+
+use std::collections::BTreeMap;
+
+use crate::mysql::resultset::{ER_PARSE_ERROR, ER_UNKNOWN_SYSTEM_VARIABLE};
+
+/// What a statement needs to know about the server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerView {
+    /// Version without the "5.5.5-" handshake prefix.
+    pub version: String,
+    pub server_id: u32,
+    pub gtid_binlog_pos: String,
+    /// Last stored file and the end of its whole content.
+    pub master_status: Option<(String, u64)>,
+    /// Stored files and their sizes (end of stored content).
+    pub binary_logs: Vec<(String, u64)>,
+    pub unix_time: u64,
+}
+
+/// The session's user variables (`SET @x = …`), lower-cased names without the `@`.
+pub type UserVars = BTreeMap<String, Option<String>>;
+
+/// The answer to one statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ok,
+    Rows {
+        columns: Vec<String>,
+        rows: Vec<Vec<Option<String>>>,
+    },
+    Err {
+        code: u16,
+        message: String,
+    },
+}
+
+impl Reply {
+    fn variables(rows: Vec<(&str, String)>) -> Reply {
+        Reply::Rows {
+            columns: vec!["Variable_name".into(), "Value".into()],
+            rows: rows
+                .into_iter()
+                .map(|(n, v)| vec![Some(n.to_string()), Some(v)])
+                .collect(),
+        }
+    }
+}
+
+/// Answers one statement, updating `vars` for `SET @…`.
+pub fn answer(sql: &str, vars: &mut UserVars, view: &ServerView) -> Reply {
+    let text = normalize(sql);
+    let lower = text.to_ascii_lowercase();
+    if lower.is_empty() {
+        return Reply::Err {
+            code: ER_PARSE_ERROR,
+            message: "Query was empty".into(),
+        };
+    }
+    if let Some(rest) = strip_word(&lower, "set") {
+        let original_rest = &text[text.len() - rest.len()..];
+        return set_statement(original_rest, vars, view);
+    }
+    if let Some(rest) = strip_word(&lower, "select") {
+        let original_rest = &text[text.len() - rest.len()..];
+        return select_statement(rest, original_rest, vars, view);
+    }
+    if let Some(rest) = strip_word(&lower, "show") {
+        return show_statement(rest, view);
+    }
+    if matches!(
+        lower.as_str(),
+        "begin" | "commit" | "rollback" | "start transaction"
+    ) || lower.starts_with("use ")
+    {
+        return Reply::Ok;
+    }
+    unsupported(&text)
+}
+
+fn unsupported(text: &str) -> Reply {
+    let shown: String = text.chars().take(200).collect();
+    Reply::Err {
+        code: ER_PARSE_ERROR,
+        message: format!("ferrobus does not support this statement: {shown}"),
+    }
+}
+
+/// Trims, drops trailing `;`, collapses whitespace outside quotes.
+fn normalize(sql: &str) -> String {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    let mut out = String::with_capacity(trimmed.len());
+    let mut quote: Option<char> = None;
+    let mut last_space = false;
+    for c in trimmed.chars() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c.is_whitespace() => {
+                if !last_space {
+                    out.push(' ');
+                }
+                last_space = true;
+                continue;
+            }
+            None => {
+                if c == '\'' || c == '"' || c == '`' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+        last_space = false;
+    }
+    out
+}
+
+/// `rest` after `word` and a space, when `s` starts with that word.
+fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    let rest = s.strip_prefix(word)?;
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    rest.strip_prefix(' ')
+}
+
+/// Splits on commas that are outside quotes and parentheses.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' | '`' => quote = Some(c),
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(s[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            },
+        }
+    }
+    parts.push(s[start..].trim());
+    parts
+}
+
+fn unquote(v: &str) -> Option<&str> {
+    let v = v.trim();
+    for q in ['\'', '"'] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return Some(&v[1..v.len() - 1]);
+        }
+    }
+    None
+}
+
+fn set_statement(rest: &str, vars: &mut UserVars, view: &ServerView) -> Reply {
+    for assignment in split_top_level(rest) {
+        let Some((name, value)) = assignment.split_once('=') else {
+            // `SET NAMES utf8mb4`, `SET CHARACTER SET …`, `SET autocommit 1`: accept.
+            continue;
+        };
+        let name = name.trim().trim_start_matches(':');
+        let Some(user_var) = name.strip_prefix('@').filter(|n| !n.starts_with('@')) else {
+            continue; // session/global system variables: accepted, no effect here
+        };
+        let value = value.trim();
+        let resolved = if let Some(s) = unquote(value) {
+            Some(s.to_string())
+        } else if value.eq_ignore_ascii_case("null") {
+            None
+        } else if let Some(sysvar) = value.strip_prefix("@@") {
+            match system_variable(sysvar, view) {
+                Some(v) => v,
+                None => return unknown_variable(sysvar),
+            }
+        } else {
+            Some(value.to_string())
+        };
+        vars.insert(user_var.to_ascii_lowercase(), resolved);
+    }
+    Reply::Ok
+}
+
+fn unknown_variable(name: &str) -> Reply {
+    let bare = name.rsplit('.').next().unwrap_or(name);
+    Reply::Err {
+        code: ER_UNKNOWN_SYSTEM_VARIABLE,
+        message: format!("Unknown system variable '{bare}'"),
+    }
+}
+
+/// The value of a system variable (`global.x`, `session.x` or `x`), None if unknown.
+fn system_variable(name: &str, view: &ServerView) -> Option<Option<String>> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower
+        .strip_prefix("global.")
+        .or_else(|| lower.strip_prefix("session."))
+        .or_else(|| lower.strip_prefix("local."))
+        .unwrap_or(&lower);
+    let v = match bare {
+        "version" => view.version.clone(),
+        "version_comment" => "ferrobus binlog server".into(),
+        "server_id" => view.server_id.to_string(),
+        "gtid_binlog_pos" | "gtid_current_pos" | "gtid_binlog_state" => {
+            view.gtid_binlog_pos.clone()
+        }
+        "gtid_slave_pos" => String::new(),
+        "gtid_domain_id" => "0".into(),
+        "gtid_strict_mode" => "1".into(),
+        "binlog_checksum" => "CRC32".into(),
+        "binlog_format" => "ROW".into(),
+        "binlog_row_image" => "FULL".into(),
+        "binlog_row_metadata" => "NO_LOG".into(),
+        "log_bin" => "1".into(),
+        "max_allowed_packet" => "1073741824".into(),
+        "autocommit" => "1".into(),
+        "auto_increment_increment" => "1".into(),
+        "lower_case_table_names" => "0".into(),
+        "character_set_server"
+        | "character_set_client"
+        | "character_set_results"
+        | "character_set_connection" => "utf8mb4".into(),
+        "collation_server" | "collation_connection" => "utf8mb4_general_ci".into(),
+        "time_zone" | "system_time_zone" => "SYSTEM".into(),
+        "sql_mode" => String::new(),
+        "transaction_isolation" | "tx_isolation" => "REPEATABLE-READ".into(),
+        "wait_timeout" | "interactive_timeout" => "28800".into(),
+        "net_write_timeout" | "net_read_timeout" => "60".into(),
+        "license" => "GPL".into(),
+        "hostname" => "ferrobus".into(),
+        "port" => "0".into(),
+        "socket" => String::new(),
+        "read_only" => "1".into(),
+        _ => return None,
+    };
+    Some(Some(v))
+}
+
+fn select_statement(rest: &str, original: &str, vars: &UserVars, view: &ServerView) -> Reply {
+    if rest.contains(" from ") {
+        // python-mysql-replication reads column metadata from information_schema: an empty
+        // answer makes it fall back to unnamed columns instead of failing.
+        if rest.contains("information_schema") {
+            return empty_rows(rest);
+        }
+        return unsupported(original);
+    }
+    let items = split_top_level(original);
+    let mut columns = Vec::with_capacity(items.len());
+    let mut row = Vec::with_capacity(items.len());
+    for item in items {
+        let (expr, alias) = split_alias(item);
+        let lower = expr.to_ascii_lowercase();
+        let value = if lower == "version()" {
+            Some(view.version.clone())
+        } else if lower == "unix_timestamp()" {
+            Some(view.unix_time.to_string())
+        } else if lower == "database()" || lower == "user()" || lower == "current_user()" {
+            None
+        } else if lower == "connection_id()" {
+            Some("1".into())
+        } else if let Some(sysvar) = lower.strip_prefix("@@") {
+            match system_variable(sysvar, view) {
+                Some(v) => v,
+                None => return unknown_variable(sysvar),
+            }
+        } else if let Some(user_var) = lower.strip_prefix('@') {
+            vars.get(user_var).cloned().flatten()
+        } else if let Some(s) = unquote(expr) {
+            Some(s.to_string())
+        } else if lower.parse::<i64>().is_ok() {
+            Some(lower.clone())
+        } else {
+            return unsupported(original);
+        };
+        columns.push(alias.unwrap_or(expr).to_string());
+        row.push(value);
+    }
+    Reply::Rows {
+        columns,
+        rows: vec![row],
+    }
+}
+
+/// `expr AS alias` / `expr alias`.
+fn split_alias(item: &str) -> (&str, Option<&str>) {
+    let lower = item.to_ascii_lowercase();
+    if let Some(i) = lower.rfind(" as ") {
+        return (
+            item[..i].trim(),
+            Some(item[i + 4..].trim().trim_matches('`')),
+        );
+    }
+    (item.trim(), None)
+}
+
+/// An empty result set whose columns are the selected names.
+fn empty_rows(rest: &str) -> Reply {
+    let list = rest.split(" from ").next().unwrap_or("");
+    let columns = split_top_level(list)
+        .into_iter()
+        .map(|c| split_alias(c).1.unwrap_or(c).to_ascii_uppercase())
+        .collect();
+    Reply::Rows {
+        columns,
+        rows: Vec::new(),
+    }
+}
+
+fn show_statement(rest: &str, view: &ServerView) -> Reply {
+    let rest = rest
+        .strip_prefix("global ")
+        .or_else(|| rest.strip_prefix("session "))
+        .unwrap_or(rest);
+    if let Some(pattern) = rest.strip_prefix("variables") {
+        return show_variables(pattern.trim(), view);
+    }
+    match rest {
+        "master status" | "binary log status" => {
+            let rows = view
+                .master_status
+                .iter()
+                .map(|(f, p)| {
+                    vec![
+                        Some(f.clone()),
+                        Some(p.to_string()),
+                        Some(String::new()),
+                        Some(String::new()),
+                    ]
+                })
+                .collect();
+            Reply::Rows {
+                columns: vec![
+                    "File".into(),
+                    "Position".into(),
+                    "Binlog_Do_DB".into(),
+                    "Binlog_Ignore_DB".into(),
+                ],
+                rows,
+            }
+        }
+        "binary logs" | "master logs" => Reply::Rows {
+            columns: vec!["Log_name".into(), "File_size".into()],
+            rows: view
+                .binary_logs
+                .iter()
+                .map(|(f, s)| vec![Some(f.clone()), Some(s.to_string())])
+                .collect(),
+        },
+        "warnings" | "errors" => Reply::Rows {
+            columns: vec!["Level".into(), "Code".into(), "Message".into()],
+            rows: Vec::new(),
+        },
+        "slave hosts" | "replicas" => Reply::Rows {
+            columns: vec![
+                "Server_id".into(),
+                "Host".into(),
+                "Port".into(),
+                "Master_id".into(),
+            ],
+            rows: Vec::new(),
+        },
+        _ => unsupported(&format!("SHOW {rest}")),
+    }
+}
+
+fn show_variables(pattern: &str, view: &ServerView) -> Reply {
+    const NAMES: &[&str] = &[
+        "server_id",
+        "version",
+        "binlog_checksum",
+        "binlog_format",
+        "binlog_row_image",
+        "binlog_row_metadata",
+        "log_bin",
+        "gtid_binlog_pos",
+        "gtid_current_pos",
+        "gtid_domain_id",
+        "gtid_strict_mode",
+        "max_allowed_packet",
+        "lower_case_table_names",
+        "character_set_server",
+        "collation_server",
+        "time_zone",
+        "system_time_zone",
+    ];
+    let like = pattern
+        .strip_prefix("like ")
+        .and_then(unquote)
+        .map(str::to_ascii_lowercase);
+    if !pattern.is_empty() && like.is_none() {
+        return unsupported(&format!("SHOW VARIABLES {pattern}"));
+    }
+    let rows = NAMES
+        .iter()
+        .filter(|n| like.as_deref().is_none_or(|p| like_matches(p, n)))
+        .filter_map(|n| Some((*n, system_variable(n, view)??)))
+        .collect();
+    Reply::variables(rows)
+}
+
+/// SQL LIKE with `%` and `_`, case-insensitive (both sides already lower-cased).
+fn like_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some((b'_', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some((b'\\', rest)) if !rest.is_empty() => {
+                !s.is_empty() && s[0] == rest[0] && go(&rest[1..], &s[1..])
+            }
+            Some((c, rest)) => !s.is_empty() && s[0] == *c && go(rest, &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ServerView {
+        ServerView {
+            version: "10.11.19-MariaDB-log".into(),
+            server_id: 7,
+            gtid_binlog_pos: "0-7-5".into(),
+            master_status: Some(("bin.000002".into(), 583)),
+            binary_logs: vec![("bin.000001".into(), 1199), ("bin.000002".into(), 583)],
+            unix_time: 1_700_000_000,
+        }
+    }
+
+    fn rows(r: Reply) -> Vec<Vec<Option<String>>> {
+        match r {
+            Reply::Rows { rows, .. } => rows,
+            other => panic!("expected rows, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_the_mariadb_replica_sequence() {
+        let v = view();
+        let mut vars = UserVars::new();
+        assert_eq!(
+            rows(answer("SELECT UNIX_TIMESTAMP()", &mut vars, &v)),
+            vec![vec![Some("1700000000".into())]]
+        );
+        assert_eq!(
+            rows(answer("SHOW VARIABLES LIKE 'SERVER_ID'", &mut vars, &v)),
+            vec![vec![Some("server_id".into()), Some("7".into())]]
+        );
+        assert_eq!(
+            answer("SET @master_heartbeat_period= 1000000000", &mut vars, &v),
+            Reply::Ok
+        );
+        assert_eq!(
+            answer(
+                "SET @master_binlog_checksum= @@global.binlog_checksum",
+                &mut vars,
+                &v
+            ),
+            Reply::Ok
+        );
+        assert_eq!(
+            rows(answer("SELECT @master_binlog_checksum", &mut vars, &v)),
+            vec![vec![Some("CRC32".into())]]
+        );
+        assert_eq!(
+            answer("SET @mariadb_slave_capability=4", &mut vars, &v),
+            Reply::Ok
+        );
+        assert_eq!(
+            rows(answer("SELECT @@GLOBAL.gtid_domain_id", &mut vars, &v)),
+            vec![vec![Some("0".into())]]
+        );
+        assert_eq!(
+            answer("SET @slave_connect_state='0-7-3'", &mut vars, &v),
+            Reply::Ok
+        );
+        assert_eq!(vars.get("slave_connect_state"), Some(&Some("0-7-3".into())));
+        assert_eq!(
+            answer("SET @slave_gtid_strict_mode=1", &mut vars, &v),
+            Reply::Ok
+        );
+    }
+
+    #[test]
+    fn tolerates_case_spacing_and_semicolons() {
+        let v = view();
+        let mut vars = UserVars::new();
+        assert_eq!(
+            rows(answer("  select\n  VERSION() ;", &mut vars, &v)),
+            vec![vec![Some("10.11.19-MariaDB-log".into())]]
+        );
+        assert_eq!(
+            rows(answer("show   master\tstatus", &mut vars, &v))[0][0],
+            Some("bin.000002".into())
+        );
+        assert_eq!(
+            rows(answer(
+                "SHOW GLOBAL VARIABLES LIKE 'binlog_checksum'",
+                &mut vars,
+                &v
+            )),
+            vec![vec![Some("binlog_checksum".into()), Some("CRC32".into())]]
+        );
+    }
+
+    #[test]
+    fn unknown_statements_and_variables_are_errors() {
+        let v = view();
+        let mut vars = UserVars::new();
+        assert!(matches!(
+            answer("DROP TABLE x", &mut vars, &v),
+            Reply::Err {
+                code: ER_PARSE_ERROR,
+                ..
+            }
+        ));
+        assert!(matches!(
+            answer("SELECT @@no_such_thing", &mut vars, &v),
+            Reply::Err {
+                code: ER_UNKNOWN_SYSTEM_VARIABLE,
+                ..
+            }
+        ));
+        assert!(matches!(answer("", &mut vars, &v), Reply::Err { .. }));
+    }
+
+    #[test]
+    fn show_binary_logs_and_several_selects() {
+        let v = view();
+        let mut vars = UserVars::new();
+        assert_eq!(rows(answer("SHOW BINARY LOGS", &mut vars, &v)).len(), 2);
+        let r = answer(
+            "SELECT @@server_id, @@gtid_binlog_pos AS pos, @@gtid_current_pos",
+            &mut vars,
+            &v,
+        );
+        match r {
+            Reply::Rows { columns, rows } => {
+                assert_eq!(columns, vec!["@@server_id", "pos", "@@gtid_current_pos"]);
+                assert_eq!(
+                    rows,
+                    vec![vec![
+                        Some("7".into()),
+                        Some("0-7-5".into()),
+                        Some("0-7-5".into())
+                    ]]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn like_patterns() {
+        assert!(like_matches("server\\_id", "server_id"));
+        assert!(like_matches("gtid%", "gtid_binlog_pos"));
+        assert!(!like_matches("gtid", "gtid_binlog_pos"));
+    }
+}

@@ -1,0 +1,325 @@
+//! One downstream connection: handshake and mysql_native_password authentication, then the
+//! command loop (queries answered by [`super::query`], COM_REGISTER_SLAVE remembered,
+//! COM_BINLOG_DUMP handed to [`super::dump`]).
+//!
+//! A protocol error ends this connection only; it must never affect another one.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::limits::{
+    CLIENT_COMMAND_MAX, DOWNSTREAM_HEARTBEAT_DEFAULT_MS, DOWNSTREAM_HEARTBEAT_MIN_MS,
+};
+use crate::mysql::auth;
+use crate::mysql::command::Command;
+use crate::mysql::handshake::{self, AuthSwitchRequest, HandshakeResponse41, HandshakeV10};
+use crate::mysql::resultset::{
+    encode_text_resultset, ErrPacket, OkPacket, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR,
+    ER_MASTER_FATAL_ERROR_READING_BINLOG, ER_UNKNOWN_COM_ERROR,
+};
+use crate::net::conn::PacketConn;
+use crate::net::NetError;
+
+use super::dump::{self, DumpOptions, DumpStart};
+use super::query::{self, Reply, UserVars};
+use super::{Shared, SlaveEntry};
+
+const NATIVE_PLUGIN: &str = "mysql_native_password";
+
+/// Capabilities the binlog server offers.
+const SERVER_CAPABILITIES: u32 = handshake::CLIENT_LONG_PASSWORD
+    | handshake::CLIENT_FOUND_ROWS
+    | handshake::CLIENT_LONG_FLAG
+    | handshake::CLIENT_CONNECT_WITH_DB
+    | handshake::CLIENT_PROTOCOL_41
+    | handshake::CLIENT_TRANSACTIONS
+    | handshake::CLIENT_SECURE_CONNECTION
+    | handshake::CLIENT_MULTI_RESULTS
+    | handshake::CLIENT_PLUGIN_AUTH
+    | handshake::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
+
+const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
+
+/// Serves one connection until it ends.
+pub fn serve<S: Read + Write>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    shared: &Arc<Shared>,
+) -> Result<(), NetError> {
+    let mut conn = PacketConn::new(stream, CLIENT_COMMAND_MAX);
+    let user = authenticate(&mut conn, peer, conn_id, shared)?;
+    log::debug!("binlog server: {user}@{peer} authenticated (connection {conn_id})");
+    let mut vars = UserVars::new();
+    let mut registered: Option<(u32, String, u16)> = None;
+    loop {
+        conn.reset_seq();
+        let packet = match conn.read_packet() {
+            Ok(p) => p,
+            Err(NetError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let command = match Command::decode(&packet) {
+            Ok(c) => c,
+            Err(e) => {
+                send_err(
+                    &mut conn,
+                    ER_UNKNOWN_COM_ERROR,
+                    "08S01",
+                    &format!("bad command: {e}"),
+                )?;
+                continue;
+            }
+        };
+        match command {
+            Command::Quit => return Ok(()),
+            Command::Ping | Command::InitDb(_) => send_ok(&mut conn)?,
+            Command::Query(sql) => {
+                let view = shared.view();
+                let reply = query::answer(&sql, &mut vars, &view);
+                send_reply(&mut conn, reply)?;
+            }
+            Command::RegisterSlave(r) => {
+                let host = if r.host.is_empty() {
+                    peer.ip().to_string()
+                } else {
+                    r.host.clone()
+                };
+                registered = Some((r.server_id, host, r.port));
+                send_ok(&mut conn)?;
+            }
+            Command::BinlogDump(d) => {
+                let start = match vars.get("slave_connect_state").cloned().flatten() {
+                    Some(state) => DumpStart::MariaGtid(state),
+                    None => DumpStart::FilePos {
+                        file: d.binlog_filename.clone(),
+                        pos: u64::from(d.binlog_pos),
+                    },
+                };
+                let opts = DumpOptions {
+                    start,
+                    non_blocking: d.flags & 1 != 0,
+                    heartbeat_period: heartbeat_period(&vars),
+                    artificial_crc: artificial_crc(&vars),
+                    server_id: shared.view().server_id,
+                };
+                let server_id = registered.as_ref().map_or(d.server_id, |r| r.0);
+                return run_dump(
+                    &mut conn,
+                    peer,
+                    conn_id,
+                    server_id,
+                    &registered,
+                    opts,
+                    shared,
+                );
+            }
+            Command::BinlogDumpGtid(_) => {
+                send_err(
+                    &mut conn,
+                    ER_MASTER_FATAL_ERROR_READING_BINLOG,
+                    "HY000",
+                    "COM_BINLOG_DUMP_GTID (MySQL GTID auto-positioning) is not supported by this \
+                     ferrobus version; use MariaDB GTID or file and position",
+                )?;
+                return Ok(());
+            }
+            Command::Other(code) => send_err(
+                &mut conn,
+                ER_UNKNOWN_COM_ERROR,
+                "08S01",
+                &format!("Unknown command {code:#04x}"),
+            )?,
+        }
+    }
+}
+
+fn run_dump<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    peer: SocketAddr,
+    conn_id: u64,
+    server_id: u32,
+    registered: &Option<(u32, String, u16)>,
+    opts: DumpOptions,
+    shared: &Arc<Shared>,
+) -> Result<(), NetError> {
+    let progress = Arc::new(dump::DumpProgress::default());
+    let (host, port) = registered
+        .as_ref()
+        .map_or((peer.ip().to_string(), peer.port()), |r| (r.1.clone(), r.2));
+    let mode = match opts.start {
+        DumpStart::MariaGtid(_) => "gtid",
+        DumpStart::FilePos { .. } => "file_pos",
+    };
+    log::info!(
+        "binlog server: replica server id {server_id} at {peer} dumps ({mode}: {:?})",
+        opts.start
+    );
+    shared.register(
+        conn_id,
+        SlaveEntry {
+            server_id,
+            host,
+            port,
+            mode,
+            progress: progress.clone(),
+            connected_since: unix_now(),
+        },
+    );
+    let result = dump::run(conn, &shared.store, &opts, &progress, &shared.stop);
+    shared.unregister(conn_id);
+    match result {
+        Ok(()) => Ok(()),
+        Err(dump::DumpError::Net(e)) => Err(e),
+        Err(e) => {
+            log::warn!("binlog server: dump for server id {server_id} at {peer} ended: {e}");
+            Ok(())
+        }
+    }
+}
+
+fn heartbeat_period(vars: &UserVars) -> Duration {
+    let ns = vars
+        .get("master_heartbeat_period")
+        .cloned()
+        .flatten()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ns| *ns > 0.0);
+    match ns {
+        Some(ns) => Duration::from_millis(((ns / 1e6) as u64).max(DOWNSTREAM_HEARTBEAT_MIN_MS)),
+        None => Duration::from_millis(DOWNSTREAM_HEARTBEAT_DEFAULT_MS),
+    }
+}
+
+fn artificial_crc(vars: &UserVars) -> bool {
+    match vars.get("master_binlog_checksum").cloned().flatten() {
+        Some(v) => !v.eq_ignore_ascii_case("none") && !v.is_empty(),
+        None => false,
+    }
+}
+
+fn authenticate<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    peer: SocketAddr,
+    conn_id: u64,
+    shared: &Shared,
+) -> Result<String, NetError> {
+    let nonce = crate::net::random_nonce()?;
+    let view = shared.view();
+    let greeting = HandshakeV10 {
+        protocol_version: 10,
+        server_version: shared.handshake_version(&view.version),
+        connection_id: conn_id as u32,
+        auth_plugin_data: nonce.to_vec(),
+        capabilities: SERVER_CAPABILITIES,
+        character_set: 45,
+        status_flags: STATUS_AUTOCOMMIT,
+        auth_plugin_name: NATIVE_PLUGIN.to_string(),
+        mariadb_capabilities: 0,
+    };
+    conn.set_seq(0);
+    conn.write_packet(&greeting.encode())?;
+    conn.flush()?;
+    let payload = conn.read_packet()?;
+    let response = match HandshakeResponse41::decode(&payload, SERVER_CAPABILITIES) {
+        Ok(r) => r,
+        Err(e) => {
+            send_err(conn, ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")?;
+            return Err(NetError::Protocol(e));
+        }
+    };
+    let mut auth_response = response.auth_response.clone();
+    let plugin = response
+        .auth_plugin_name
+        .as_deref()
+        .unwrap_or(NATIVE_PLUGIN);
+    if plugin != NATIVE_PLUGIN {
+        let switch = AuthSwitchRequest {
+            plugin_name: NATIVE_PLUGIN.to_string(),
+            plugin_data: nonce.to_vec(),
+        };
+        conn.write_packet(&switch.encode())?;
+        conn.flush()?;
+        auth_response = conn.read_packet()?;
+    }
+    let args = shared.args();
+    let ok = response.username == args.user
+        && auth::verify_native(args.password.as_bytes(), &nonce, &auth_response);
+    if !ok {
+        let using = if auth_response.is_empty() {
+            "NO"
+        } else {
+            "YES"
+        };
+        let message = format!(
+            "Access denied for user '{}'@'{}' (using password: {using})",
+            response.username,
+            peer.ip()
+        );
+        log::info!("binlog server: {message}");
+        send_err(conn, ER_ACCESS_DENIED_ERROR, "28000", &message)?;
+        return Err(NetError::Auth(message));
+    }
+    send_ok(conn)?;
+    Ok(response.username)
+}
+
+fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {
+    let ok = OkPacket {
+        affected_rows: 0,
+        last_insert_id: 0,
+        status_flags: STATUS_AUTOCOMMIT,
+        warnings: 0,
+        info: String::new(),
+    };
+    conn.write_packet(&ok.encode())?;
+    conn.flush()
+}
+
+fn send_err<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    code: u16,
+    state: &str,
+    message: &str,
+) -> Result<(), NetError> {
+    let mut sql_state = [b'H', b'Y', b'0', b'0', b'0'];
+    if state.len() == 5 {
+        sql_state.copy_from_slice(state.as_bytes());
+    }
+    let err = ErrPacket {
+        code,
+        sql_state,
+        message: message.to_string(),
+    };
+    conn.write_packet(&err.encode())?;
+    conn.flush()
+}
+
+fn send_reply<S: Read + Write>(conn: &mut PacketConn<S>, reply: Reply) -> Result<(), NetError> {
+    match reply {
+        Reply::Ok => send_ok(conn),
+        Reply::Err { code, message } => {
+            let state = if code == crate::mysql::resultset::ER_PARSE_ERROR {
+                "42000"
+            } else {
+                "HY000"
+            };
+            send_err(conn, code, state, &message)
+        }
+        Reply::Rows { columns, rows } => {
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            for payload in encode_text_resultset(&names, &rows, false) {
+                conn.write_packet_no_flush(&payload)?;
+            }
+            conn.flush()
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,16 @@
+//! Durable storage: the segmented append-only log of entries (later the Raft log) that
+//! holds the binlog, with one writer and many concurrent readers.
+//!
+//! - `record`: the on-disk format, pure.
+//! - `seglog`: the log itself ([`Log`] writer, [`LogReader`] handles), files and recovery.
+//! - `error`: [`StorageError`].
+//!
+//! This module must not interpret entry data: `kind` and `data` are opaque here.
+
+pub mod error;
+pub mod record;
+pub mod seglog;
+
+pub use error::StorageError;
+pub use record::Entry;
+pub use seglog::{Log, LogOptions, LogReader, Recovery};

@@ -1,0 +1,399 @@
+//! In-memory indexes over the stored binlog, pure: built by feeding entries in log order, at
+//! startup (scan) and after every append. Answers "where does file F position P live", "where
+//! does the transaction after GTID G start", "which files are stored", and "up to which entry
+//! is every transaction whole" (the watermark readers may serve up to).
+//!
+//! This module must not do I/O: callers feed it entries and read locations out of it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::binlog::event::EventHeader;
+use crate::binlog::gtid::{MariaGtid, MariaGtidList};
+use crate::binlog::transaction::{Gtid, TransactionTracker};
+use crate::store::entry::{EntryError, EventsHeader, FileStart, KIND_EVENTS, KIND_FILE_START};
+
+/// A place in the stored byte stream: an entry and an offset into its binlog bytes, with the
+/// master file and position it stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub entry: u64,
+    pub offset: usize,
+    pub file: usize,
+    pub pos: u64,
+}
+
+/// One stored master binlog file.
+#[derive(Clone, Debug)]
+pub struct FileMeta {
+    pub name: String,
+    /// First stored position (4 when the whole file is stored).
+    pub start_pos: u64,
+    /// The FORMAT_DESCRIPTION event as the master sent it.
+    pub fde: Vec<u8>,
+    /// Index of the `FileStart` entry.
+    pub file_start_entry: u64,
+    /// End of the stored content of this file (exclusive), counting whole groups only.
+    pub end_pos: u64,
+}
+
+/// One `Events` entry.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryMeta {
+    pub index: u64,
+    pub file: usize,
+    pub start_pos: u64,
+    pub len: usize,
+    /// Offset of the first event that starts in this entry, if any does.
+    pub first_event_offset: Option<usize>,
+}
+
+/// Where a GTID's transaction starts and where the one after it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupLoc {
+    pub server_id: u32,
+    pub start: Loc,
+    pub end: Loc,
+}
+
+/// Why an entry could not be indexed. Any of these means the stored log is not a binlog
+/// stream ferrobus wrote, so the caller refuses to serve it.
+#[derive(Debug)]
+pub enum IndexError {
+    Entry(EntryError),
+    Event { pos: u64, reason: String },
+    Discontiguous { expected: u64, found: u64 },
+    NoFile { index: u64 },
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexError::Entry(e) => write!(f, "{e}"),
+            IndexError::Event { pos, reason } => write!(f, "bad event at position {pos}: {reason}"),
+            IndexError::Discontiguous { expected, found } => write!(
+                f,
+                "entry starts at position {found} but the file's content ends at {expected}"
+            ),
+            IndexError::NoFile { index } => write!(f, "entry {index} has events but no file"),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+impl From<EntryError> for IndexError {
+    fn from(e: EntryError) -> Self {
+        IndexError::Entry(e)
+    }
+}
+
+/// A group (transaction) seen start but not end yet.
+#[derive(Clone, Copy, Debug)]
+struct OpenGroup {
+    gtid: Option<MariaGtid>,
+    start: Loc,
+}
+
+/// The indexes. Feed every entry in log order with [`BinlogIndex::feed`].
+#[derive(Default)]
+pub struct BinlogIndex {
+    files: Vec<FileMeta>,
+    entries: Vec<EntryMeta>,
+    maria: BTreeMap<(u32, u64), GroupLoc>,
+    /// Last GTID per domain of whole stored groups (MariaDB's gtid_binlog_pos).
+    maria_state: MariaGtidList,
+    /// Smallest stored seq_no per domain (to tell "purged" from "never there").
+    maria_first_seq: BTreeMap<u32, u64>,
+    tracker: Option<TransactionTracker>,
+    /// Bytes of an event that began in an earlier entry (a chunked event).
+    carry: Vec<u8>,
+    carry_start: Option<Loc>,
+    open_group: Option<OpenGroup>,
+    /// Last entry index up to which every group is whole: readers may serve up to it.
+    whole_upto: u64,
+    /// Stream position (file, pos) at the end of entry `whole_upto`.
+    whole_end: Option<(usize, u64)>,
+    /// Where the next byte of the current file goes, counting every stored byte.
+    next_pos: Option<u64>,
+    last_index: u64,
+    events: u64,
+    bytes: u64,
+}
+
+impl BinlogIndex {
+    pub fn new() -> BinlogIndex {
+        BinlogIndex::default()
+    }
+
+    /// Feeds one entry (of any kind; kinds this index does not know are skipped).
+    pub fn feed(&mut self, index: u64, kind: u8, data: &[u8]) -> Result<(), IndexError> {
+        self.last_index = index;
+        match kind {
+            KIND_FILE_START => self.feed_file_start(index, FileStart::decode(data)?),
+            KIND_EVENTS => self.feed_events(index, data)?,
+            _ => {
+                if self.open_group.is_none() && self.carry.is_empty() {
+                    self.whole_upto = index;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn feed_file_start(&mut self, index: u64, fs: FileStart) {
+        let checksum_len = crate::binlog::event::checksum_len_of_fde(&fs.fde);
+        self.tracker = Some(TransactionTracker::new(checksum_len));
+        self.carry.clear();
+        self.carry_start = None;
+        self.open_group = None;
+        self.next_pos = Some(fs.start_pos);
+        self.files.push(FileMeta {
+            name: fs.file_name,
+            start_pos: fs.start_pos,
+            fde: fs.fde,
+            file_start_entry: index,
+            end_pos: fs.start_pos,
+        });
+        let file = self.files.len() - 1;
+        self.whole_upto = index;
+        self.whole_end = Some((file, self.files[file].start_pos));
+    }
+
+    fn feed_events(&mut self, index: u64, data: &[u8]) -> Result<(), IndexError> {
+        let (header, bytes) = EventsHeader::decode(data)?;
+        let file = self
+            .files
+            .len()
+            .checked_sub(1)
+            .ok_or(IndexError::NoFile { index })?;
+        let expected = self.next_pos.unwrap_or(header.start_pos);
+        if header.start_pos != expected {
+            return Err(IndexError::Discontiguous {
+                expected,
+                found: header.start_pos,
+            });
+        }
+        self.next_pos = Some(header.start_pos + bytes.len() as u64);
+        let mut meta = EntryMeta {
+            index,
+            file,
+            start_pos: header.start_pos,
+            len: bytes.len(),
+            first_event_offset: None,
+        };
+        let mut offset = 0usize;
+        // Finish an event carried over from earlier entries first.
+        if let Some(carry_start) = self.carry_start {
+            let need = self.carry_need()?;
+            let take = need.min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..take]);
+            offset = take;
+            if self.carry.len() == self.carry_total()? {
+                let event = std::mem::take(&mut self.carry);
+                self.carry_start = None;
+                let end = Loc {
+                    entry: index,
+                    offset,
+                    file,
+                    pos: header.start_pos + offset as u64,
+                };
+                self.on_event(&event, carry_start, end)?;
+            }
+        }
+        while offset < bytes.len() {
+            let start = Loc {
+                entry: index,
+                offset,
+                file,
+                pos: header.start_pos + offset as u64,
+            };
+            meta.first_event_offset.get_or_insert(offset);
+            let rest = &bytes[offset..];
+            let size = event_size(rest, start.pos)?;
+            if let Some(Some(event)) = size.map(|s| rest.get(..s)) {
+                let end = Loc {
+                    offset: offset + event.len(),
+                    pos: start.pos + event.len() as u64,
+                    ..start
+                };
+                self.on_event(event, start, end)?;
+                offset += event.len();
+            } else {
+                self.carry.clear();
+                self.carry.extend_from_slice(rest);
+                self.carry_start = Some(start);
+                offset = bytes.len();
+            }
+        }
+        self.entries.push(meta);
+        if self.open_group.is_none() && self.carry_start.is_none() {
+            self.whole_upto = index;
+            self.whole_end = Some((file, header.start_pos + bytes.len() as u64));
+        }
+        Ok(())
+    }
+
+    fn carry_total(&self) -> Result<usize, IndexError> {
+        let pos = self.carry_start.map_or(0, |l| l.pos);
+        match event_size(&self.carry, pos)? {
+            Some(total) => Ok(total),
+            // Header not complete yet: ask for the rest of the header first.
+            None => Ok(crate::binlog::event::HEADER_LEN),
+        }
+    }
+
+    fn carry_need(&self) -> Result<usize, IndexError> {
+        Ok(self.carry_total()?.saturating_sub(self.carry.len()))
+    }
+
+    fn on_event(&mut self, event: &[u8], start: Loc, end: Loc) -> Result<(), IndexError> {
+        let tracker = self
+            .tracker
+            .as_mut()
+            .ok_or(IndexError::NoFile { index: start.entry })?;
+        let step = tracker.feed(event).map_err(|e| IndexError::Event {
+            pos: start.pos,
+            reason: e.to_string(),
+        })?;
+        self.events += 1;
+        self.bytes += event.len() as u64;
+        if step.starts_group {
+            let gtid = match step.gtid {
+                Some(Gtid::Maria(g)) => Some(g),
+                _ => None,
+            };
+            self.open_group = Some(OpenGroup { gtid, start });
+        }
+        if step.ends_group {
+            let group = self.open_group.take();
+            if let Some(OpenGroup {
+                gtid: Some(g),
+                start,
+            }) = group
+            {
+                self.maria.insert(
+                    (g.domain_id, g.seq_no),
+                    GroupLoc {
+                        server_id: g.server_id,
+                        start,
+                        end,
+                    },
+                );
+                self.maria_first_seq.entry(g.domain_id).or_insert(g.seq_no);
+                self.maria_state.update(g);
+            }
+            self.files[end.file].end_pos = end.pos;
+        }
+        Ok(())
+    }
+
+    pub fn files(&self) -> &[FileMeta] {
+        &self.files
+    }
+
+    pub fn file_index(&self, name: &str) -> Option<usize> {
+        self.files.iter().rposition(|f| f.name == name)
+    }
+
+    /// Last entry index up to which every group is whole.
+    pub fn whole_upto(&self) -> u64 {
+        self.whole_upto
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// (file name, position) at the end of the whole entries: where the syncer resumes.
+    pub fn resume_point(&self) -> Option<(String, u64)> {
+        self.whole_end
+            .map(|(file, pos)| (self.files[file].name.clone(), pos))
+    }
+
+    /// MariaDB gtid_binlog_pos of the whole stored groups.
+    pub fn maria_state(&self) -> &MariaGtidList {
+        &self.maria_state
+    }
+
+    pub fn maria_group(&self, gtid: &MariaGtid) -> Option<&GroupLoc> {
+        self.maria
+            .get(&(gtid.domain_id, gtid.seq_no))
+            .filter(|g| g.server_id == gtid.server_id)
+    }
+
+    /// Smallest stored seq_no in a domain.
+    pub fn maria_first_seq(&self, domain_id: u32) -> Option<u64> {
+        self.maria_first_seq.get(&domain_id).copied()
+    }
+
+    pub fn maria_domains(&self) -> impl Iterator<Item = u32> + '_ {
+        self.maria_first_seq.keys().copied()
+    }
+
+    /// Counters: events and bytes indexed.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.events, self.bytes)
+    }
+
+    /// The `Events` entries of a file, in order.
+    pub fn entries_of(&self, file: usize) -> &[EntryMeta] {
+        let lo = self.entries.partition_point(|e| e.file < file);
+        let hi = self.entries.partition_point(|e| e.file <= file);
+        &self.entries[lo..hi]
+    }
+
+    /// The `Events` entry holding position `pos` of `file`, if stored.
+    pub fn entry_at(&self, file: usize, pos: u64) -> Option<&EntryMeta> {
+        let entries = self.entries_of(file);
+        let i = entries.partition_point(|e| e.start_pos + e.len as u64 <= pos);
+        entries.get(i).filter(|e| e.start_pos <= pos)
+    }
+
+    /// The first `Events` entry with an index above `index`.
+    pub fn entry_after(&self, index: u64) -> Option<&EntryMeta> {
+        let i = self.entries.partition_point(|e| e.index <= index);
+        self.entries.get(i)
+    }
+
+    pub fn entry_meta(&self, index: u64) -> Option<&EntryMeta> {
+        let i = self.entries.partition_point(|e| e.index < index);
+        self.entries.get(i).filter(|e| e.index == index)
+    }
+
+    /// Index of the `FileStart` entry that opens the file after `file`, if any.
+    pub fn next_file(&self, file: usize) -> Option<&FileMeta> {
+        self.files.get(file + 1)
+    }
+
+    /// Location of the first stored byte of the store, if any.
+    pub fn first_loc(&self) -> Option<Loc> {
+        let first = self.entries.first()?;
+        let offset = first.first_event_offset?;
+        Some(Loc {
+            entry: first.index,
+            offset,
+            file: first.file,
+            pos: first.start_pos + offset as u64,
+        })
+    }
+}
+
+/// Size of the event at the start of `bytes`, or None if its header is not all there.
+fn event_size(bytes: &[u8], pos: u64) -> Result<Option<usize>, IndexError> {
+    if bytes.len() < crate::binlog::event::HEADER_LEN {
+        return Ok(None);
+    }
+    let header = EventHeader::parse(bytes).map_err(|e| IndexError::Event {
+        pos,
+        reason: e.to_string(),
+    })?;
+    let size = header.event_size as usize;
+    if size < crate::binlog::event::HEADER_LEN || size > crate::limits::EVENT_BYTES_MAX {
+        return Err(IndexError::Event {
+            pos,
+            reason: format!("event size {size} out of range"),
+        });
+    }
+    Ok(Some(size))
+}

@@ -1,0 +1,361 @@
+//! The syncer: a replica of the upstream master that pulls its binary log into the store.
+//!
+//! One supervisor thread per running syncer connects, runs the pre-checks, asks for a dump
+//! from where the store ends (or from the requested start point on a fresh store), and
+//! reconnects with bounded exponential backoff when the connection breaks. Each connection
+//! has a reader (network → bounded channel) and an appender (channel → [`ingest`] → store);
+//! the appender takes whatever has queued up while the previous fsync ran, so catch-up
+//! batches grow by themselves (group commit). The syncer publishes its status into a shared
+//! snapshot; it must not serve anything downstream.
+
+pub mod ingest;
+pub mod upstream;
+
+use std::fmt;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::limits::{
+    BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_QUEUE_DEPTH_MAX,
+};
+use crate::store::{Store, StoreError};
+use ingest::{Ingest, Seen};
+use upstream::{DumpPacket, Upstream};
+
+/// Why a syncer connection ended.
+#[derive(Debug)]
+pub enum SyncerError {
+    Connect(String),
+    Connection(String),
+    Precheck(String),
+    Master(String),
+    Ingest(ingest::IngestError),
+    Store(StoreError),
+}
+
+impl fmt::Display for SyncerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncerError::Connect(e) => write!(f, "cannot connect to the master: {e}"),
+            SyncerError::Connection(e) => write!(f, "connection to the master failed: {e}"),
+            SyncerError::Precheck(e) => write!(f, "pre-check failed: {e}"),
+            SyncerError::Master(e) => write!(f, "the master reported: {e}"),
+            SyncerError::Ingest(e) => write!(f, "bad binlog stream: {e}"),
+            SyncerError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SyncerError {}
+
+/// Where a fresh store starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartPoint {
+    /// The master's oldest binlog file still on disk, position 4.
+    Oldest,
+    /// After this MariaDB GTID state.
+    Gtid(String),
+    /// This file and position.
+    FilePos(String, u64),
+}
+
+/// What a syncer is asked to do.
+#[derive(Clone, Debug)]
+pub struct SyncerConfig {
+    pub upstream: Upstream,
+    pub start: StartPoint,
+}
+
+/// Connection state, as the status API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Stopped,
+    Connecting,
+    Running,
+    Error,
+}
+
+impl State {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Connecting => "connecting",
+            State::Running => "running",
+            State::Error => "error",
+        }
+    }
+}
+
+/// The syncer's published status.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub state: State,
+    pub last_error: Option<String>,
+    pub master_version: Option<String>,
+    pub master_server_id: Option<u32>,
+    pub file: Option<String>,
+    pub position: u64,
+    pub events: u64,
+    pub bytes: u64,
+    pub lag_seconds: Option<u64>,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    /// Wakes the supervisor out of a backoff sleep when stopping.
+    sleep: (Mutex<()>, Condvar),
+    socket: Mutex<Option<TcpStream>>,
+    progress: Mutex<Progress>,
+}
+
+/// A running syncer. Dropping it without `stop` leaves the thread running; call `stop`.
+pub struct Syncer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Called when the store cannot make data durable: the process must stop (house rule 3).
+pub type FatalHook = Arc<dyn Fn(&StoreError) + Send + Sync>;
+
+impl Syncer {
+    pub fn start(config: SyncerConfig, store: Arc<Store>, fatal: FatalHook) -> Syncer {
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            sleep: (Mutex::new(()), Condvar::new()),
+            socket: Mutex::new(None),
+            progress: Mutex::new(Progress {
+                state: State::Connecting,
+                ..Progress::default()
+            }),
+        });
+        let s = shared.clone();
+        let thread = thread::Builder::new()
+            .name("syncer".into())
+            .spawn(move || supervise(config, store, s, fatal))
+            .expect("spawn syncer thread");
+        Syncer {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.shared.progress.lock().expect("progress lock").clone()
+    }
+
+    /// Stops the syncer: closes the connection, stores the whole transactions received, and
+    /// joins the thread.
+    pub fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(sock) = self.shared.socket.lock().expect("socket lock").as_ref() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        self.shared.sleep.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn supervise(config: SyncerConfig, store: Arc<Store>, shared: Arc<Shared>, fatal: FatalHook) {
+    let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
+    while !shared.stop.load(Ordering::SeqCst) {
+        set_state(&shared, State::Connecting, None);
+        let received_any = Arc::new(AtomicBool::new(false));
+        let result = session(&config, &store, &shared, &received_any);
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let err = match result {
+            Ok(()) => "the master closed the dump".to_string(),
+            Err(SyncerError::Store(e)) => {
+                fatal(&e);
+                set_state(&shared, State::Error, Some(e.to_string()));
+                return;
+            }
+            Err(e) => e.to_string(),
+        };
+        if received_any.load(Ordering::SeqCst) {
+            backoff_ms = RECONNECT_BACKOFF_MIN_MS;
+        }
+        log::warn!("syncer: {err}; reconnecting in {backoff_ms} ms");
+        set_state(&shared, State::Error, Some(err));
+        let guard = shared.sleep.0.lock().expect("sleep lock");
+        let _ = shared
+            .sleep
+            .1
+            .wait_timeout_while(guard, Duration::from_millis(backoff_ms), |_| {
+                !shared.stop.load(Ordering::SeqCst)
+            });
+        backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MAX_MS);
+    }
+    set_state(&shared, State::Stopped, None);
+    log::info!("syncer stopped");
+}
+
+fn set_state(shared: &Shared, state: State, error: Option<String>) {
+    let mut p = shared.progress.lock().expect("progress lock");
+    p.state = state;
+    if error.is_some() {
+        p.last_error = error;
+    }
+}
+
+/// One connection: from connect to the end of the stream.
+fn session(
+    config: &SyncerConfig,
+    store: &Arc<Store>,
+    shared: &Arc<Shared>,
+    received_any: &AtomicBool,
+) -> Result<(), SyncerError> {
+    store.discard_partial_tail().map_err(SyncerError::Store)?;
+    let resume = store.index().resume_point();
+    let up = &config.upstream;
+    let (file, pos) = match (&resume, &config.start) {
+        (Some((f, p)), _) => (f.clone(), *p),
+        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
+        (None, StartPoint::Gtid(g)) => upstream::resolve_gtid(up, g)?,
+        (None, StartPoint::Oldest) => (String::new(), 4),
+    };
+    let (mut client, info) = upstream::connect(up)?;
+    let file = if file.is_empty() {
+        info.binlogs[0].clone()
+    } else {
+        file
+    };
+    if !info.binlogs.contains(&file) {
+        return Err(SyncerError::Precheck(format!(
+            "the master no longer has binlog file {file} (it has {} .. {}); the position \
+             ferrobus needs was purged on the master",
+            info.binlogs.first().map(String::as_str).unwrap_or("?"),
+            info.binlogs.last().map(String::as_str).unwrap_or("?"),
+        )));
+    }
+    {
+        let mut p = shared.progress.lock().expect("progress lock");
+        p.master_version = Some(info.version.clone());
+        p.master_server_id = Some(info.server_id);
+        p.file = Some(file.clone());
+        p.position = pos;
+    }
+    *shared.socket.lock().expect("socket lock") = client.try_clone_stream().ok();
+    if shared.stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    log::info!(
+        "syncer: dumping from {} ({}) at {file}:{pos} as server id {}",
+        up.addr,
+        info.version,
+        up.server_id
+    );
+    upstream::start_dump(&mut client, up, &file, pos, None)?;
+    set_state(shared, State::Running, None);
+
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(SYNCER_QUEUE_DEPTH_MAX);
+    let appender = {
+        let store = store.clone();
+        let shared = shared.clone();
+        let ingest = Ingest::new(resume);
+        thread::Builder::new()
+            .name("syncer-append".into())
+            .spawn(move || append_loop(rx, ingest, &store, &shared))
+            .expect("spawn appender")
+    };
+    let read_result = loop {
+        match upstream::read_dump_packet(&mut client) {
+            Ok(DumpPacket::Event(ev)) => {
+                received_any.store(true, Ordering::Relaxed);
+                if tx.send(ev).is_err() {
+                    break Ok(()); // the appender stopped; its error wins
+                }
+            }
+            Ok(DumpPacket::Eof) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    drop(tx);
+    *shared.socket.lock().expect("socket lock") = None;
+    let append_result = appender.join().expect("appender thread panicked");
+    append_result.and(read_result)
+}
+
+fn append_loop(
+    rx: mpsc::Receiver<Vec<u8>>,
+    mut ingest: Ingest,
+    store: &Store,
+    shared: &Shared,
+) -> Result<(), SyncerError> {
+    let mut result = Ok(());
+    let mut last_timestamp: Option<u32> = None;
+    let mut caught_up = false;
+    while let Ok(first) = rx.recv() {
+        let mut pending = Some(first);
+        let mut taken = 0usize;
+        let mut events = 0u64;
+        let mut bytes = 0u64;
+        while let Some(ev) = pending.take() {
+            taken += ev.len();
+            match ingest.on_event(&ev) {
+                Ok(Seen::Content { timestamp }) => {
+                    events += 1;
+                    bytes += ev.len() as u64;
+                    last_timestamp = Some(timestamp);
+                    caught_up = false;
+                }
+                Ok(Seen::Heartbeat) => caught_up = !ingest.in_group(),
+                Ok(Seen::Artificial) => {}
+                Err(e) => {
+                    result = Err(SyncerError::Ingest(e));
+                    break;
+                }
+            }
+            if taken < BATCH_BYTES_MAX {
+                pending = rx.try_recv().ok();
+            }
+        }
+        let entries = ingest.take_entries(true);
+        if !entries.is_empty() {
+            store.append(entries).map_err(SyncerError::Store)?;
+        }
+        publish(shared, &ingest, events, bytes, last_timestamp, caught_up);
+        if result.is_err() {
+            break;
+        }
+    }
+    // Whole transactions received before the stream ended are stored; a partial one is not.
+    let entries = ingest.take_entries(true);
+    if !entries.is_empty() {
+        store.append(entries).map_err(SyncerError::Store)?;
+    }
+    result
+}
+
+fn publish(
+    shared: &Shared,
+    ingest: &Ingest,
+    events: u64,
+    bytes: u64,
+    last_timestamp: Option<u32>,
+    caught_up: bool,
+) {
+    let mut p = shared.progress.lock().expect("progress lock");
+    if let Some((file, pos)) = ingest.position() {
+        p.file = Some(file.to_string());
+        p.position = pos;
+    }
+    p.events += events;
+    p.bytes += bytes;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    p.lag_seconds = if caught_up {
+        Some(0)
+    } else {
+        last_timestamp.map(|t| now.saturating_sub(u64::from(t)))
+    };
+}
