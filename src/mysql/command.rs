@@ -25,6 +25,8 @@ pub const COM_RESET_CONNECTION: u8 = 0x1f;
 
 /// COM_BINLOG_DUMP / COM_BINLOG_DUMP_GTID flag: send what there is, then EOF, instead of
 /// waiting for new events.
+/// COM_BINLOG_DUMP flag (MariaDB): send ANNOTATE_ROWS events too.
+pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 2;
 pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
 /// COM_BINLOG_DUMP_GTID flag: the GTID set (sid data) follows the position.
 pub const BINLOG_THROUGH_GTID: u16 = 4;

@@ -38,6 +38,9 @@ pub enum DumpStart {
 pub struct DumpOptions {
     pub start: DumpStart,
     pub non_blocking: bool,
+    /// MariaDB: the replica asked for ANNOTATE_ROWS events (a master leaves them out
+    /// otherwise).
+    pub send_annotate_rows: bool,
     pub heartbeat_period: Duration,
     /// Whether artificial events carry a CRC32 (the replica is checksum-aware and did not
     /// ask for NONE).
@@ -113,7 +116,10 @@ pub fn run<S: Read + Write>(
     };
     let mut file = start.file.clone();
     let mut pos = start.loc.pos;
-    let crc = opts.artificial_crc;
+    // Artificial events carry a checksum as the replica asked until the first FDE is sent;
+    // from then on as that file's FDE says (what a MariaDB master does, and what
+    // mariadb-binlog expects when it parses them).
+    let mut crc = opts.artificial_crc;
     send_event(
         conn,
         &event::build_rotate(&file, pos, opts.server_id, true, crc),
@@ -121,6 +127,7 @@ pub fn run<S: Read + Write>(
     )?;
     if let Some(fde) = &start.fde_copy {
         send_event(conn, &event::with_log_pos_zeroed_fde(fde, true), progress)?;
+        crc = event::checksum_len_of_fde(fde) > 0;
     }
     if let Some(state) = &start.state {
         if pos > 4 {
@@ -148,6 +155,7 @@ pub fn run<S: Read + Write>(
                             &event::with_log_pos_zeroed_fde(&fs.fde, true),
                             progress,
                         )?;
+                        crc = event::checksum_len_of_fde(&fs.fde) > 0;
                     }
                     if let Some(f) = filter.as_mut() {
                         f.new_file(&fs.fde);
@@ -163,7 +171,12 @@ pub fn run<S: Read + Write>(
                         return Err(DumpError::Refused(message));
                     }
                     pos = at + bytes.len() as u64;
-                    if filter.as_mut().is_some_and(|f| f.skip(&bytes)) {
+                    if bytes.get(4) == Some(&event::FORMAT_DESCRIPTION_EVENT) {
+                        crc = event::checksum_len_of_fde(&bytes) > 0;
+                    }
+                    if filter.as_mut().is_some_and(|f| f.skip(&bytes))
+                        || (!opts.send_annotate_rows && is_annotate_rows(&bytes))
+                    {
                         continue;
                     }
                     send_event(conn, &bytes, progress)?;
@@ -196,6 +209,10 @@ pub fn run<S: Read + Write>(
             }
         }
     }
+}
+
+fn is_annotate_rows(ev: &[u8]) -> bool {
+    ev.get(4) == Some(&event::ANNOTATE_ROWS_EVENT)
 }
 
 fn pos_u32(pos: u64) -> u32 {

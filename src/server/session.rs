@@ -13,7 +13,7 @@ use crate::limits::{
     CLIENT_COMMAND_MAX, DOWNSTREAM_HEARTBEAT_DEFAULT_MS, DOWNSTREAM_HEARTBEAT_MIN_MS,
 };
 use crate::mysql::auth;
-use crate::mysql::command::Command;
+use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
 use crate::mysql::handshake::{self, AuthSwitchRequest, HandshakeResponse41, HandshakeV10};
 use crate::mysql::resultset::{
     encode_text_resultset, ErrPacket, OkPacket, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR,
@@ -100,7 +100,8 @@ pub fn serve<S: Read + Write>(
                 };
                 let opts = DumpOptions {
                     start,
-                    non_blocking: d.flags & 1 != 0,
+                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0,
+                    send_annotate_rows: d.flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
                     heartbeat_period: heartbeat_period(&vars),
                     artificial_crc: artificial_crc(&vars),
                     server_id: shared.view().server_id,

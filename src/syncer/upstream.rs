@@ -9,7 +9,7 @@ use crate::binlog::event::{self, EventHeader};
 use crate::limits::{
     UPSTREAM_CONNECT_TIMEOUT_MS, UPSTREAM_HEARTBEAT_PERIOD_MS, UPSTREAM_IO_TIMEOUT_MS,
 };
-use crate::mysql::command::{BinlogDump, Command, RegisterSlave};
+use crate::mysql::command::{BinlogDump, Command, RegisterSlave, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
 use crate::net::client::Client;
 use crate::net::NetError;
 
@@ -154,7 +154,9 @@ pub fn start_dump(
     })?;
     let dump = Command::BinlogDump(BinlogDump {
         binlog_pos: pos32,
-        flags: 0,
+        // Without it a MariaDB master leaves ANNOTATE_ROWS events out and the stored file
+        // would have holes.
+        flags: BINLOG_SEND_ANNOTATE_ROWS_EVENT,
         server_id: up.server_id,
         binlog_filename: file.to_string(),
     });
