@@ -794,7 +794,7 @@ Options:
   --mysql-user USER          replication user on the master (required)
   --mysql-password PASSWORD  its password (required; may be empty: --mysql-password=)
   --syncer-uuid UUID         replica UUID announced to the master
-                             (default: chosen by the node)
+                             as @slave_uuid (default: none)
   --semi-sync                semi-synchronous replication (not supported yet)
   --gtid GTIDLIST            start after this MariaDB GTID list, e.g. 0-1-100,1-2-5
                              (cannot be combined with --binlog-file)
@@ -802,8 +802,9 @@ Options:
   --binlog-pos N             at this byte offset in it, 4 or more (needs --binlog-file)
   -h, --help                 print this help
 
-Without --gtid or --binlog-file the node decides where to start (it resumes after
-what it has stored). Note that a password given on the command line is visible to
+Without --gtid or --binlog-file an empty node starts at the master's oldest binlog
+file still on disk (position 4); a node that holds binlog always resumes right after
+what it has stored (a start point is refused then). Note that a password given on the command line is visible to
 other local users in the process list.
 
 Examples:

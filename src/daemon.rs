@@ -198,6 +198,7 @@ impl Node {
                 user: args.mysql_user.clone(),
                 password: args.mysql_password.clone(),
                 server_id: args.syncer_id,
+                uuid: args.syncer_uuid.clone(),
             },
             start,
         };

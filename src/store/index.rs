@@ -389,7 +389,7 @@ fn event_size(bytes: &[u8], pos: u64) -> Result<Option<usize>, IndexError> {
         reason: e.to_string(),
     })?;
     let size = header.event_size as usize;
-    if size < crate::binlog::event::HEADER_LEN || size > crate::limits::EVENT_BYTES_MAX {
+    if !(crate::binlog::event::HEADER_LEN..=crate::limits::EVENT_BYTES_MAX).contains(&size) {
         return Err(IndexError::Event {
             pos,
             reason: format!("event size {size} out of range"),

@@ -22,6 +22,8 @@ pub struct Upstream {
     pub user: String,
     pub password: String,
     pub server_id: u32,
+    /// Announced as `@slave_uuid` when given.
+    pub uuid: Option<String>,
 }
 
 /// What the pre-checks learned about the master.
@@ -117,6 +119,9 @@ pub fn start_dump(
         "SET @mariadb_slave_capability=4".to_string(),
         format!("SET @master_heartbeat_period={heartbeat_ns}"),
     ];
+    if let Some(uuid) = &up.uuid {
+        setup.push(format!("SET @slave_uuid='{}'", uuid.replace('\'', "")));
+    }
     if let Some(state) = connect_state {
         setup.push(format!(
             "SET @slave_connect_state='{}'",
