@@ -1,7 +1,165 @@
 #!/usr/bin/env bash
-# Benchmark (issue 2): catch-up ingest of a >= 100 MB sysbench binlog into a fresh node,
-# next to mariadb-binlog --raw fetching the same binlog; writes BENCHMARKS.md.
-# Not written yet.
+# Benchmark: catch-up ingest of a >= 100 MB sysbench binlog into a fresh ferrobus node, next
+# to `mariadb-binlog --read-from-remote-server --raw` fetching the same binlog; regenerates
+# BENCHMARKS.md. Run with `make bench`.
+#
+#   1. builds the release binary;
+#   2. starts a throwaway MariaDB master (temp dir, free 127.0.0.1 port) and fills its binlog
+#      with sysbench oltp_write_only until SHOW BINARY LOGS totals >= BENCH_BINLOG_MB;
+#   3. scripts/bench/rounds.py runs BENCH_ROUNDS rounds, alternating the reference fetch and
+#      a fresh ferrobus node syncing the whole binlog, then writes BENCHMARKS.md.
+#
+# Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
+# BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir.
+# It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
-echo "bench: not yet implemented (scripts/bench.sh is a placeholder)" >&2
-exit 1
+cd "$(dirname "$0")/.."
+
+BINLOG_MB=${BENCH_BINLOG_MB:-100}
+ROUNDS=${BENCH_ROUNDS:-3}
+# sysbench stops when the binlog is big enough or after this long, whichever comes first.
+LOAD_SECONDS_MAX=300
+SYSBENCH_TABLES=4
+SYSBENCH_TABLE_SIZE=10000
+SYSBENCH_THREADS=4
+
+BENCH_START=$(date +%s)
+say() { printf 'bench: %s\n' "$*"; }
+
+say "cargo build -j2 --release"
+cargo build -j2 --release
+BIN=$PWD/target/release/ferrobus
+[ -x "$BIN" ] || { echo "bench: $BIN missing after build" >&2; exit 1; }
+for tool in mariadbd mariadb mariadb-install-db mariadb-binlog sysbench python3; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] \
+        || { echo "bench: $tool not found (run scripts/install-test-deps.sh)" >&2; exit 1; }
+done
+MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+
+WORK=$(mktemp -d /tmp/ferrobus-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    # rounds.py writes the pid of the node it runs, so an interrupted round is stopped too.
+    if [ -s "$WORK/ferrobus.pid" ]; then
+        PIDS+=("$(cat "$WORK/ferrobus.pid")")
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 150); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$status" -ne 0 ]; then
+        echo "bench: FAILED (exit $status); log tails from $WORK:" >&2
+        for f in "$WORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
+            "$WORK"/round-*/mariadb-binlog.log; do
+            [ -s "$f" ] || continue
+            echo "---- $f" >&2
+            tail -n 20 "$f" >&2
+        done
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+sql() {
+    mariadb --no-defaults --user=root --host=127.0.0.1 --port="$PORT" --batch --skip-column-names \
+        -e "$1"
+}
+
+# Sum of File_size over SHOW BINARY LOGS.
+binlog_total_bytes() {
+    sql "SHOW BINARY LOGS" | awk '{ s += $2 } END { printf "%d\n", s }'
+}
+
+PORT=$(free_port)
+MDIR=$WORK/master
+mkdir -p "$MDIR"
+say "MariaDB master on 127.0.0.1:$PORT in $MDIR"
+mariadb-install-db --no-defaults --user=root --datadir="$MDIR/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$MDIR/install.log" 2>&1
+"$MARIADBD" --no-defaults --user=root --datadir="$MDIR/data" --socket="$MDIR/s.sock" \
+    --pid-file="$MDIR/mariadbd.pid" --port="$PORT" --bind-address=127.0.0.1 --server-id=1 \
+    --log-bin="$MDIR/data/bin" --binlog-format=ROW --binlog-checksum=CRC32 \
+    --innodb-flush-log-at-trx-commit=0 --sync-binlog=0 --max-binlog-size=64M \
+    --skip-name-resolve --max-connections=200 >"$MDIR/error.log" 2>&1 &
+MASTER_PID=$!
+PIDS+=("$MASTER_PID")
+for _ in $(seq 1 120); do
+    sql "SELECT 1" >/dev/null 2>&1 && break
+    kill -0 "$MASTER_PID" 2>/dev/null || { echo "bench: mariadbd exited" >&2; exit 1; }
+    sleep 0.5
+done
+sql "SELECT 1" >/dev/null
+sql "SET sql_log_bin=0;
+    CREATE USER repl@'%' IDENTIFIED BY 'replpass';
+    GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO repl@'%';
+    SET sql_log_bin=1;
+    CREATE DATABASE sbtest;"
+
+SB_ARGS=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root
+    --mysql-db=sbtest --tables="$SYSBENCH_TABLES" --table-size="$SYSBENCH_TABLE_SIZE")
+say "sysbench oltp_write_only prepare ($SYSBENCH_TABLES tables x $SYSBENCH_TABLE_SIZE rows)"
+sysbench oltp_write_only "${SB_ARGS[@]}" prepare >"$WORK/sysbench-prepare.log" 2>&1
+
+TARGET_BYTES=$((BINLOG_MB * 1000 * 1000))
+say "sysbench oltp_write_only run ($SYSBENCH_THREADS threads) until the binlog is >= $BINLOG_MB MB"
+LOAD_START=$(date +%s)
+sysbench oltp_write_only "${SB_ARGS[@]}" --threads="$SYSBENCH_THREADS" \
+    --time="$LOAD_SECONDS_MAX" --report-interval=10 run >"$WORK/sysbench-run.log" 2>&1 &
+SB_PID=$!
+PIDS+=("$SB_PID")
+while kill -0 "$SB_PID" 2>/dev/null; do
+    [ "$(binlog_total_bytes)" -ge "$TARGET_BYTES" ] && break
+    sleep 1
+done
+kill -TERM "$SB_PID" 2>/dev/null || true
+wait "$SB_PID" 2>/dev/null || true
+LOAD_SECONDS=$(($(date +%s) - LOAD_START))
+
+# The binlog must be still before it is measured: wait until two reads agree.
+prev=""
+for _ in $(seq 1 30); do
+    now=$(sql "SHOW MASTER STATUS" | awk '{ print $1, $2 }')
+    [ -n "$now" ] && [ "$now" = "$prev" ] && break
+    prev=$now
+    sleep 1
+done
+read -r MASTER_FILE MASTER_POS <<<"$now"
+TOTAL_BYTES=$(binlog_total_bytes)
+FILE_COUNT=$(sql "SHOW BINARY LOGS" | wc -l)
+FIRST_FILE=$(sql "SHOW BINARY LOGS" | head -n 1 | awk '{ print $1 }')
+say "binlog: $TOTAL_BYTES bytes in $FILE_COUNT files ($FIRST_FILE .. $MASTER_FILE:$MASTER_POS), load took ${LOAD_SECONDS}s"
+if [ "$TOTAL_BYTES" -lt "$TARGET_BYTES" ]; then
+    echo "bench: binlog only $TOTAL_BYTES bytes after ${LOAD_SECONDS}s (wanted $TARGET_BYTES)" >&2
+    exit 1
+fi
+
+# In the background so that a signal reaches the trap at once rather than after the rounds.
+python3 scripts/bench/rounds.py \
+    --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" --rounds "$ROUNDS" \
+    --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" \
+    --total-bytes "$TOTAL_BYTES" --file-count "$FILE_COUNT" \
+    --load-seconds "$LOAD_SECONDS" --bench-start "$BENCH_START" \
+    --sysbench "tables=$SYSBENCH_TABLES table_size=$SYSBENCH_TABLE_SIZE threads=$SYSBENCH_THREADS" \
+    --out BENCHMARKS.md &
+ROUNDS_PID=$!
+PIDS+=("$ROUNDS_PID")
+wait "$ROUNDS_PID"
+say "done in $(($(date +%s) - BENCH_START))s; wrote BENCHMARKS.md"

@@ -136,15 +136,118 @@ impl Cursor {
     }
 }
 
-/// Event size from a header the index already validated when the entry was stored.
+/// Event size from a header the index validated when the entry was stored. Clamped all the
+/// same: a cursor placed off an event boundary (a replica's bad position) reads garbage as a
+/// header, and must not gather gigabytes for it; the server's CRC check then refuses it.
 fn event_size(bytes: &[u8]) -> usize {
     let size = u32::from_le_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]) as usize;
-    size.max(HEADER_LEN)
+    size.clamp(HEADER_LEN, crate::limits::EVENT_BYTES_MAX)
 }
 
 fn bad(index: u64, e: super::entry::EntryError) -> StoreError {
     StoreError::Index {
         index,
         error: super::index::IndexError::Entry(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testdata::{dump_stream, file_events, ingest};
+
+    fn store_with(names: &[&str], limit: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store.append(ingest(&dump_stream(names), limit)).unwrap();
+        (dir, store)
+    }
+
+    /// Everything a cursor yields up to `upto`, files as names and events as (pos, bytes).
+    fn drain(cursor: &mut Cursor, store: &Store, upto: u64) -> Vec<(String, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(item) = cursor.next(store, upto).unwrap() {
+            out.push(match item {
+                Item::FileStart(fs) => (fs.file_name, fs.start_pos, Vec::new()),
+                Item::Event { pos, bytes } => (String::new(), pos, bytes),
+            });
+        }
+        out
+    }
+
+    fn expected(names: &[&str]) -> Vec<(String, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                out.push((name.to_string(), 4, Vec::new()));
+            }
+            out.extend(
+                file_events(name)
+                    .into_iter()
+                    .map(|(p, e)| (String::new(), p, e)),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn reads_every_event_back_in_order() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        for limit in [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40, 10] {
+            let (_dir, store) = store_with(&names, limit);
+            let first = store.index().first_loc().unwrap();
+            let mut cursor = Cursor::at(first);
+            let got = drain(&mut cursor, &store, store.whole_upto());
+            assert_eq!(got, expected(&names), "limit {limit}");
+            assert_eq!(cursor.next_entry(), store.whole_upto() + 1);
+            // From entry 1 the first FileStart comes too.
+            let got = drain(&mut Cursor::at_entry(1), &store, store.whole_upto());
+            assert_eq!(got[0], ("bin.000001".to_string(), 4, Vec::new()));
+            assert_eq!(got[1..], expected(&names)[..]);
+        }
+    }
+
+    #[test]
+    fn starts_at_a_group_end() {
+        let (_dir, store) = store_with(&["bin.000001"], 40);
+        let events = file_events("bin.000001");
+        let g = crate::binlog::gtid::MariaGtid::parse("0-1-7").unwrap();
+        let end = store.index().maria_group(&g).unwrap().end;
+        let got = drain(&mut Cursor::at(end), &store, store.whole_upto());
+        let want: Vec<_> = events
+            .into_iter()
+            .filter(|(p, _)| *p >= end.pos)
+            .map(|(p, e)| (String::new(), p, e))
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn stops_at_upto_and_continues_past_it_later() {
+        let (_dir, store) = store_with(&["bin.000001"], 10);
+        let all = expected(&["bin.000001"]);
+        let last = store.whole_upto();
+        let first = store.index().first_loc().unwrap();
+        for upto in [2, 5, 77, last / 2, last - 1] {
+            let mut cursor = Cursor::at(first);
+            let head = drain(&mut cursor, &store, upto);
+            // Only events whose last byte is in an entry up to `upto`.
+            let end_of_upto = {
+                let index = store.index();
+                let e = index.entry_meta(upto).unwrap();
+                e.start_pos + e.len as u64
+            };
+            let want: Vec<_> = all
+                .iter()
+                .filter(|(_, p, e)| p + e.len() as u64 <= end_of_upto)
+                .cloned()
+                .collect();
+            assert_eq!(head, want, "upto {upto}");
+            assert_eq!(cursor.next_entry(), upto + 1);
+            // The rest (including an event cut at `upto`) comes once more is allowed.
+            let tail = drain(&mut cursor, &store, last);
+            assert_eq!([head, tail].concat(), all, "upto {upto}");
+        }
     }
 }

@@ -105,6 +105,9 @@ pub struct BinlogIndex {
     maria_state: MariaGtidList,
     /// Smallest stored seq_no per domain (to tell "purged" from "never there").
     maria_first_seq: BTreeMap<u32, u64>,
+    /// The GTID_LIST stored before the first GTID group: the master's gtid_binlog_pos where
+    /// the store begins, so that a replica stopped exactly there can be served.
+    maria_start_state: Option<MariaGtidList>,
     tracker: Option<TransactionTracker>,
     /// Bytes of an event that began in an earlier entry (a chunked event).
     carry: Vec<u8>,
@@ -183,12 +186,17 @@ impl BinlogIndex {
             first_event_offset: None,
         };
         let mut offset = 0usize;
-        // Finish an event carried over from earlier entries first.
-        if let Some(carry_start) = self.carry_start {
+        // Finish an event carried over from earlier entries first. It takes two rounds when
+        // the carried part does not hold the whole header: the header's rest first, then
+        // the body the header announces.
+        while let Some(carry_start) = self.carry_start {
+            if offset >= bytes.len() {
+                break;
+            }
             let need = self.carry_need()?;
-            let take = need.min(bytes.len());
-            self.carry.extend_from_slice(&bytes[..take]);
-            offset = take;
+            let take = need.min(bytes.len() - offset);
+            self.carry.extend_from_slice(&bytes[offset..offset + take]);
+            offset += take;
             if self.carry.len() == self.carry_total()? {
                 let event = std::mem::take(&mut self.carry);
                 self.carry_start = None;
@@ -258,6 +266,17 @@ impl BinlogIndex {
         })?;
         self.events += 1;
         self.bytes += event.len() as u64;
+        if self.maria_start_state.is_none()
+            && self.maria_first_seq.is_empty()
+            && event.get(crate::binlog::event::TYPE_CODE_OFFSET)
+                == Some(&crate::binlog::event::GTID_LIST_EVENT)
+        {
+            // A list that does not parse only leaves the start state unknown.
+            self.maria_start_state =
+                crate::binlog::event::GtidListEvent::parse(event, tracker.checksum_len())
+                    .ok()
+                    .map(|list| MariaGtidList::from_gtids(list.gtids));
+        }
         if step.starts_group {
             let gtid = match step.gtid {
                 Some(Gtid::Maria(g)) => Some(g),
@@ -320,6 +339,12 @@ impl BinlogIndex {
         self.maria
             .get(&(gtid.domain_id, gtid.seq_no))
             .filter(|g| g.server_id == gtid.server_id)
+    }
+
+    /// The master's GTID state where the store begins, from the first stored GTID_LIST event
+    /// (None when no GTID_LIST precedes the first stored group).
+    pub fn maria_start_state(&self) -> Option<&MariaGtidList> {
+        self.maria_start_state.as_ref()
     }
 
     /// Smallest stored seq_no in a domain.
@@ -396,4 +421,227 @@ fn event_size(bytes: &[u8], pos: u64) -> Result<Option<usize>, IndexError> {
         });
     }
     Ok(Some(size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testdata::{dump_stream, file_bytes, file_events, index_of, ingest};
+
+    const LIMITS: [usize; 4] = [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40, 10];
+
+    /// Every MariaDB group of a file: (gtid, start pos, end pos).
+    fn groups_of(name: &str) -> Vec<(MariaGtid, u64, u64)> {
+        let mut tracker = TransactionTracker::new(4);
+        let mut out = Vec::new();
+        let mut open = None;
+        for (pos, ev) in file_events(name) {
+            let step = tracker.feed(&ev).unwrap();
+            if step.starts_group {
+                open = match step.gtid {
+                    Some(Gtid::Maria(g)) => Some((g, pos)),
+                    _ => None,
+                };
+            }
+            if step.ends_group {
+                if let Some((g, start)) = open.take() {
+                    out.push((g, start, pos + ev.len() as u64));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_gtid_group_is_found() {
+        for limit in LIMITS {
+            let index = index_of(&ingest(&dump_stream(&["bin.000001"]), limit));
+            let groups = groups_of("bin.000001");
+            assert_eq!(groups.len(), 17, "README: 0-1-1..15 and 2-1-1..2");
+            for (g, start, end) in &groups {
+                let loc = index
+                    .maria_group(g)
+                    .unwrap_or_else(|| panic!("{g}/{limit}"));
+                assert_eq!((loc.start.pos, loc.end.pos), (*start, *end), "{g}/{limit}");
+                assert_eq!((loc.start.file, loc.end.file), (0, 0));
+                let other_server = MariaGtid { server_id: 9, ..*g };
+                assert!(index.maria_group(&other_server).is_none());
+            }
+            assert_eq!(
+                index.maria_state(),
+                &MariaGtidList::parse("0-1-15,2-1-2").unwrap()
+            );
+            assert_eq!(index.maria_first_seq(0), Some(1));
+            assert_eq!(index.maria_first_seq(2), Some(1));
+            assert_eq!(index.maria_domains().collect::<Vec<_>>(), vec![0, 2]);
+            assert_eq!(index.maria_start_state(), Some(&MariaGtidList::new()));
+            let events = file_events("bin.000001");
+            assert_eq!(
+                index.totals(),
+                (
+                    events.len() as u64,
+                    file_bytes("bin.000001").len() as u64 - 4
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn group_locations_point_at_the_stored_bytes() {
+        for limit in LIMITS {
+            let entries = ingest(&dump_stream(&["bin.000001"]), limit);
+            let index = index_of(&entries);
+            let file = file_bytes("bin.000001");
+            for (g, start, _) in groups_of("bin.000001") {
+                let loc = index.maria_group(&g).unwrap().start;
+                let data = &entries[loc.entry as usize - 1].1;
+                let (h, bytes) = EventsHeader::decode(data).unwrap();
+                assert_eq!(h.start_pos + loc.offset as u64, start);
+                assert_eq!(
+                    bytes[loc.offset..],
+                    file[start as usize..start as usize + bytes.len() - loc.offset]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn entry_at_finds_every_event_start() {
+        for limit in LIMITS {
+            let entries = ingest(&dump_stream(&["bin.000001"]), limit);
+            let index = index_of(&entries);
+            for (pos, ev) in file_events("bin.000001") {
+                let e = index.entry_at(0, pos).unwrap();
+                assert!(e.start_pos <= pos && pos < e.start_pos + e.len as u64);
+                let (h, bytes) = EventsHeader::decode(&entries[e.index as usize - 1].1).unwrap();
+                assert_eq!(h.start_pos, e.start_pos);
+                let off = (pos - e.start_pos) as usize;
+                let n = ev.len().min(bytes.len() - off);
+                assert_eq!(bytes[off..off + n], ev[..n], "{pos}/{limit}");
+            }
+            assert!(index.entry_at(0, 4587).is_none());
+            assert!(index.entry_at(1, 4).is_none());
+            assert!(index.entry_at(0, 3).is_none());
+        }
+    }
+
+    #[test]
+    fn files_and_resume_point_of_whole_files() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        let entries = ingest(&dump_stream(&names), 100);
+        let index = index_of(&entries);
+        let files = index.files();
+        assert_eq!(files.len(), 3);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(files[i].name, *name);
+            assert_eq!(files[i].start_pos, 4);
+            assert_eq!(files[i].end_pos, file_bytes(name).len() as u64);
+            assert_eq!(files[i].fde, file_events(name)[0].1);
+            assert_eq!(index.file_index(name), Some(i));
+            assert_eq!(
+                entries[files[i].file_start_entry as usize - 1].0,
+                KIND_FILE_START
+            );
+        }
+        assert_eq!(index.file_index("bin.000009"), None);
+        assert_eq!(index.whole_upto(), entries.len() as u64);
+        assert_eq!(index.last_index(), entries.len() as u64);
+        assert_eq!(index.resume_point(), Some(("bin.000003".into(), 430)));
+        let first = index.first_loc().unwrap();
+        assert_eq!(
+            (first.entry, first.offset, first.file, first.pos),
+            (2, 0, 0, 4)
+        );
+        assert_eq!(index.next_file(0).unwrap().name, "bin.000002");
+        assert!(index.next_file(2).is_none());
+        // bin.000002 begins with a GTID_LIST of what came before.
+        let index = index_of(&ingest(&dump_stream(&["bin.000002"]), 100));
+        assert_eq!(
+            index.maria_start_state(),
+            Some(&MariaGtidList::parse("0-1-15,2-1-2").unwrap())
+        );
+        assert_eq!(index.maria_first_seq(0), Some(16));
+    }
+
+    #[test]
+    fn whole_upto_excludes_a_trailing_partial_chunk() {
+        let entries = ingest(&dump_stream(&["bin.000001"]), 40);
+        // Cut the log after every entry: the watermark is the last entry that ends outside
+        // a group, and the resume point is where it ends.
+        for cut in 1..=entries.len() {
+            let index = index_of(&entries[..cut]);
+            let mut expect = 1;
+            let mut expect_end = 4;
+            for (i, (kind, data)) in entries[..cut].iter().enumerate() {
+                if *kind == KIND_EVENTS {
+                    let (h, bytes) = EventsHeader::decode(data).unwrap();
+                    if !h.ends_inside_group() {
+                        expect = i as u64 + 1;
+                        expect_end = h.start_pos + bytes.len() as u64;
+                    }
+                }
+            }
+            assert_eq!(index.whole_upto(), expect, "cut {cut}");
+            assert_eq!(index.last_index(), cut as u64);
+            assert_eq!(
+                index.resume_point(),
+                Some(("bin.000001".to_string(), expect_end))
+            );
+            assert_eq!(index.files()[0].end_pos, expect_end, "cut {cut}");
+        }
+        // Some cut really does end inside a group.
+        let partial = entries
+            .iter()
+            .position(|(k, d)| {
+                *k == KIND_EVENTS && EventsHeader::decode(d).unwrap().0.ends_inside_group()
+            })
+            .unwrap();
+        assert!(index_of(&entries[..=partial]).whole_upto() < partial as u64 + 1);
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        let entries = ingest(&dump_stream(&["bin.000001"]), 300);
+        let mut index = BinlogIndex::new();
+        assert!(matches!(
+            index.feed(1, KIND_EVENTS, &entries[1].1),
+            Err(IndexError::NoFile { index: 1 })
+        ));
+        let mut index = index_of(&entries[..2]);
+        // Entry 3 again after entry 2 is fine; skipping entry 3 is not.
+        assert!(matches!(
+            index.feed(3, KIND_EVENTS, &entries[3].1),
+            Err(IndexError::Discontiguous { .. })
+        ));
+        let mut index = BinlogIndex::new();
+        assert!(matches!(
+            index.feed(1, KIND_FILE_START, &[]),
+            Err(IndexError::Entry(_))
+        ));
+        // An event whose size field says less than a header.
+        let mut index = index_of(&entries[..1]);
+        let mut data = entries[1].1.clone();
+        data[crate::store::entry::EVENTS_HEADER_LEN + 9..][..4].copy_from_slice(&[5, 0, 0, 0]);
+        assert!(matches!(
+            index.feed(2, KIND_EVENTS, &data),
+            Err(IndexError::Event { pos: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped() {
+        let entries = ingest(
+            &dump_stream(&["bin.000001"]),
+            crate::limits::ENTRY_PAYLOAD_MAX,
+        );
+        let mut index = index_of(&entries);
+        let last = entries.len() as u64;
+        index.feed(last + 1, 99, b"raft config").unwrap();
+        assert_eq!(index.whole_upto(), last + 1);
+        assert_eq!(index.resume_point(), Some(("bin.000001".into(), 4587)));
+        assert!(index.entry_meta(last + 1).is_none());
+        assert_eq!(index.entry_meta(last).unwrap().index, last);
+        assert_eq!(index.entry_after(1).unwrap().index, 2);
+        assert!(index.entry_after(last).is_none());
+    }
 }

@@ -226,3 +226,212 @@ fn build_index(reader: &LogReader) -> Result<BinlogIndex, StoreError> {
     }
     Ok(index)
 }
+
+/// Real MariaDB binlog files turned into what a master's dump sends, for the tests of the
+/// store, the syncer's ingest and the binlog server.
+#[cfg(test)]
+pub(crate) mod testdata {
+    use std::path::PathBuf;
+
+    use super::index::BinlogIndex;
+    use crate::binlog::event;
+    use crate::binlog::file::BinlogFileReader;
+    use crate::syncer::ingest::Ingest;
+
+    pub const SERVER_ID: u32 = 1;
+
+    fn path(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/mariadb")
+            .join(name)
+    }
+
+    /// The file's bytes, magic included.
+    pub fn file_bytes(name: &str) -> Vec<u8> {
+        std::fs::read(path(name)).expect("read test binlog")
+    }
+
+    /// The file's events with their positions.
+    pub fn file_events(name: &str) -> Vec<(u64, Vec<u8>)> {
+        let file = std::fs::File::open(path(name)).expect("open test binlog");
+        let mut reader = BinlogFileReader::new(file);
+        let mut out = Vec::new();
+        while let Some(ev) = reader.next_event().expect("read test binlog event") {
+            out.push(ev);
+        }
+        out
+    }
+
+    /// A dump of whole files in a row: per file an artificial ROTATE to its position 4, then
+    /// its events as they are (the FDE at 4 first, the real ROTATE last).
+    pub fn dump_stream(names: &[&str]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for name in names {
+            out.push(event::build_rotate(name, 4, SERVER_ID, true, true));
+            out.extend(file_events(name).into_iter().map(|(_, ev)| ev));
+        }
+        out
+    }
+
+    /// Feeds a whole stream to a fresh ingest; every event must be accepted.
+    pub fn ingest(stream: &[Vec<u8>], entry_payload_max: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut ingest = Ingest::with_entry_limit(None, entry_payload_max);
+        for ev in stream {
+            ingest.on_event(ev).expect("ingest accepts the stream");
+        }
+        ingest.take_entries(true)
+    }
+
+    /// An index fed `entries` as log entries 1, 2, …
+    pub fn index_of(entries: &[(u8, Vec<u8>)]) -> BinlogIndex {
+        let mut index = BinlogIndex::new();
+        for (i, (kind, data)) in entries.iter().enumerate() {
+            index
+                .feed(i as u64 + 1, *kind, data)
+                .expect("index accepts");
+        }
+        index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::entry::{EventsHeader, KIND_EVENTS};
+    use super::testdata::{dump_stream, ingest};
+    use super::*;
+
+    const NAMES: [&str; 3] = ["bin.000001", "bin.000002", "bin.000003"];
+
+    /// Files (name, start, end, FileStart entry), resume point, GTID state.
+    type Summary = (Vec<(String, u64, u64, u64)>, Option<(String, u64)>, String);
+
+    fn summary(index: &BinlogIndex) -> Summary {
+        (
+            index
+                .files()
+                .iter()
+                .map(|f| (f.name.clone(), f.start_pos, f.end_pos, f.file_start_entry))
+                .collect(),
+            index.resume_point(),
+            index.maria_state().to_string(),
+        )
+    }
+
+    /// Index of the first entry that ends inside a group.
+    fn first_partial(entries: &[(u8, Vec<u8>)]) -> usize {
+        entries
+            .iter()
+            .position(|(k, d)| {
+                *k == KIND_EVENTS && EventsHeader::decode(d).unwrap().0.ends_inside_group()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn reopening_rebuilds_the_same_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = ingest(&dump_stream(&NAMES), 200);
+        let n = entries.len() as u64;
+        let before = {
+            let (store, report) = Store::open(dir.path()).unwrap();
+            assert_eq!(report.entries, 0);
+            assert_eq!(store.whole_upto(), 0);
+            assert_eq!(store.append(entries.clone()).unwrap(), n);
+            assert_eq!(store.append(Vec::new()).unwrap(), n);
+            assert_eq!(store.whole_upto(), n);
+            assert!(store.disk_bytes() > 0);
+            assert_eq!(store.read(1).unwrap().data, entries[0].1);
+            let s = summary(&store.index());
+            s
+        };
+        assert_eq!(
+            before.1,
+            Some(("bin.000003".to_string(), 430)),
+            "resume at the end of the last file"
+        );
+        assert_eq!(before.2, "0-1-18,2-1-2");
+        let (store, report) = Store::open(dir.path()).unwrap();
+        assert_eq!(report.entries, n);
+        assert_eq!(report.partial_entries_dropped, 0);
+        assert_eq!(report.torn_bytes_truncated, 0);
+        assert_eq!(summary(&store.index()), before);
+        assert_eq!(store.whole_upto(), n);
+    }
+
+    #[test]
+    fn a_trailing_partial_group_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = ingest(&dump_stream(&NAMES), 60);
+        let partial = first_partial(&entries);
+        let whole = {
+            let (store, _) = Store::open(dir.path()).unwrap();
+            store.append(entries[..=partial].to_vec()).unwrap();
+            assert_eq!(store.index().last_index(), partial as u64 + 1);
+            // Readers never see the partial chunk.
+            assert!(store.whole_upto() < partial as u64 + 1);
+            store.whole_upto()
+        };
+        let (store, report) = Store::open(dir.path()).unwrap();
+        assert_eq!(report.partial_entries_dropped, partial as u64 + 1 - whole);
+        assert_eq!(report.entries, whole);
+        assert_eq!(store.index().last_index(), whole);
+        assert_eq!(store.whole_upto(), whole);
+        assert!(store.read(whole + 1).is_err());
+    }
+
+    #[test]
+    fn discard_partial_tail_drops_the_open_group_and_the_rest_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = ingest(&dump_stream(&NAMES), 60);
+        let partial = first_partial(&entries);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store.append(entries[..=partial].to_vec()).unwrap();
+        let whole = store.whole_upto();
+        let resume = store.index().resume_point().unwrap();
+        store.discard_partial_tail().unwrap();
+        assert_eq!(store.index().last_index(), whole);
+        assert_eq!(store.index().resume_point(), Some(resume.clone()));
+        // Nothing to drop a second time.
+        store.discard_partial_tail().unwrap();
+        assert_eq!(store.index().last_index(), whole);
+        // The entries from the resume point on are the ones ingest made first time round.
+        store.append(entries[whole as usize..].to_vec()).unwrap();
+        let full = Store::open(tempfile::tempdir().unwrap().path())
+            .map(|(s, _)| {
+                s.append(entries.clone()).unwrap();
+                summary(&s.index())
+            })
+            .unwrap();
+        assert_eq!(summary(&store.index()), full);
+    }
+
+    #[test]
+    fn wait_beyond_wakes_on_append_and_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = ingest(&dump_stream(&["bin.000001"]), 300);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let store = Arc::new(store);
+        store.append(entries[..2].to_vec()).unwrap();
+        assert_eq!(store.wait_beyond(0, Duration::ZERO), Some(2));
+        assert_eq!(store.wait_beyond(2, Duration::ZERO), Some(2));
+        let writer = {
+            let store = store.clone();
+            let rest = entries[2..].to_vec();
+            std::thread::spawn(move || store.append(rest).unwrap())
+        };
+        let got = store.wait_beyond(2, Duration::from_secs(60));
+        let last = writer.join().unwrap();
+        assert_eq!(last, entries.len() as u64);
+        assert!(matches!(got, Some(w) if w > 2 && w <= last), "{got:?}");
+
+        let waiter = {
+            let store = store.clone();
+            std::thread::spawn(move || store.wait_beyond(last, Duration::from_secs(60)))
+        };
+        store.close();
+        assert_eq!(waiter.join().unwrap(), None);
+        assert_eq!(store.wait_beyond(0, Duration::from_secs(60)), None);
+    }
+}

@@ -85,6 +85,14 @@ impl Setup {
         replica
     }
 
+    /// Waits until `replica` has applied all the master wrote; fails at once when the node
+    /// has exited or replication stopped with an error.
+    fn wait_replica(&self, replica: &MariaDb) {
+        replica
+            .wait_caught_up_checking(&self.master, CATCH_UP_TIMEOUT, &|| self.node.check_alive())
+            .unwrap();
+    }
+
     fn first_file_mode(&self) -> ReplMode {
         ReplMode::FilePos {
             file: self.master.first_binlog().unwrap(),
@@ -147,9 +155,7 @@ fn replica_chain_test(name: &str, use_gtid: bool) {
     };
     let replica = s.start_replica(mode);
     Load::run(s.master.port(), LoadPlan::standard()).unwrap();
-    replica
-        .wait_caught_up_with(&s.master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    s.wait_replica(&replica);
     assert_same_checksums(&s.master, &replica, LOAD_DB).unwrap();
     s.wait_node_synced();
     check_syncer_status(&s);
@@ -203,10 +209,8 @@ fn kill9_ferrobus_mid_load_then_restart() {
     let stats = load.finish().unwrap();
     assert_eq!(stats.rounds_done, LoadPlan::paced().rounds);
     s.wait_node_synced();
-    // wait_caught_up_with fails at once on a stopped SQL thread (a duplicate key error).
-    replica
-        .wait_caught_up_with(&s.master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    // wait_replica fails at once on a stopped SQL thread (a duplicate key error).
+    s.wait_replica(&replica);
     assert_same_checksums(&s.master, &replica, LOAD_DB).unwrap();
     let status = replica.slave_status().unwrap();
     assert_eq!(status.get("Last_SQL_Errno"), "0", "{}", status.summary());
@@ -227,9 +231,7 @@ fn master_restart_mid_load_syncer_reconnects() {
     let stats = load.finish().unwrap();
     eprintln!("load across the master restart: {stats:?}");
     s.wait_node_synced();
-    replica
-        .wait_caught_up_with(&s.master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    s.wait_replica(&replica);
     assert_same_checksums(&s.master, &replica, LOAD_DB).unwrap();
     check_syncer_status(&s);
 }
@@ -351,7 +353,7 @@ fn without_field(base: &Value, field: &str) -> Vec<u8> {
 /// node keeps serving.
 #[test]
 fn bad_input_admin_api() {
-    let mut s = Setup::new("bad-admin");
+    let s = Setup::new("bad-admin");
     // Start from a node with nothing running.
     s.node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
     s.node.put_ok("/binlog/server/stop", &json!({})).unwrap();
@@ -600,9 +602,7 @@ fn bad_input_mysql_port() {
     let s = Setup::new("bad-mysql");
     let replica = s.start_replica(ReplMode::Gtid);
     Load::run(s.master.port(), LoadPlan::small()).unwrap();
-    replica
-        .wait_caught_up_with(&s.master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    s.wait_replica(&replica);
 
     let report = abuse_mysql_port(s.server_port, FERRO_USER, FERRO_PASSWORD, true).unwrap();
     eprintln!(
@@ -617,9 +617,7 @@ fn bad_input_mysql_port() {
 
     // With the truncated connections still open, replication goes on.
     Load::run(s.master.port(), LoadPlan::small()).unwrap();
-    replica
-        .wait_caught_up_with(&s.master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    s.wait_replica(&replica);
     assert_same_checksums(&s.master, &replica, LOAD_DB).unwrap();
     drop(report);
     assert_eq!(s.node.get_ok("/health").unwrap()["status"], "ok");

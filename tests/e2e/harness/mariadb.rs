@@ -132,6 +132,7 @@ impl MariaDb {
             format!("--datadir={d}"),
             format!("--socket={}", self.socket.display()),
             format!("--pid-file={d}/mariadbd.pid"),
+            format!("--tmpdir={}", self.work.join("tmp").display()),
             format!("--port={}", self.port),
             "--bind-address=127.0.0.1".to_string(),
             format!("--server-id={}", self.opts.server_id),
@@ -393,6 +394,8 @@ fn socket_path(work: &WorkDir) -> Result<PathBuf> {
 }
 
 fn install_db(work: &WorkDir, datadir: &Path) -> Result<()> {
+    let tmpdir = work.join("tmp");
+    std::fs::create_dir_all(&tmpdir)?;
     let mut cmd = Command::new(require_tool("mariadb-install-db")?);
     cmd.args([
         "--no-defaults".to_string(),
@@ -400,6 +403,8 @@ fn install_db(work: &WorkDir, datadir: &Path) -> Result<()> {
         format!("--datadir={}", datadir.display()),
         "--auth-root-authentication-method=normal".to_string(),
         "--skip-test-db".to_string(),
+        // Own temp dir: parallel bootstraps sharing /tmp collide on temp-table files.
+        format!("--tmpdir={}", tmpdir.display()),
     ]);
     let output = run_command(cmd, None, START_TIMEOUT)?;
     let log = work.join("install-db.log");

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -42,7 +43,8 @@ pub struct Node {
     data_dir: PathBuf,
     log_path: PathBuf,
     admin_port: u16,
-    proc: Option<Proc>,
+    // A Mutex so that `&self` methods (used from several threads) can notice an exit.
+    proc: Mutex<Option<Proc>>,
     agent: ureq::Agent,
 }
 
@@ -67,7 +69,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             log_path: data_dir.with_extension("log"),
             admin_port: free_port(),
-            proc: None,
+            proc: Mutex::new(None),
             agent,
         };
         node.spawn_and_wait()?;
@@ -95,12 +97,36 @@ impl Node {
         format!("127.0.0.1:{}", self.admin_port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.proc.as_ref().map(Proc::pid)
+    fn proc(&self) -> MutexGuard<'_, Option<Proc>> {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.proc.as_mut().is_some_and(Proc::is_running)
+    pub fn pid(&self) -> Option<u32> {
+        self.proc().as_ref().map(Proc::pid)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc().as_mut().is_some_and(Proc::is_running)
+    }
+
+    /// "exit code 101" when the process has ended by itself (not stopped by the test).
+    pub fn exited(&self) -> Option<String> {
+        self.proc()
+            .as_mut()
+            .and_then(Proc::try_exit)
+            .map(describe_status)
+    }
+
+    /// An error naming the exit when the process has ended by itself.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.exited() {
+            Some(how) => fail(format!(
+                "ferrobus {} has exited ({how}); log tail:\n{}",
+                self.name,
+                tail_file(&self.log_path, 20)
+            )),
+            None => Ok(()),
+        }
     }
 
     fn spawn_and_wait(&mut self) -> Result<()> {
@@ -112,7 +138,7 @@ impl Node {
             .arg(self.admin_addr())
             .env("RUST_LOG", "info,ferrobus=debug")
             .env_remove("FERROBUS_ADMIN");
-        self.proc = Some(Proc::spawn(
+        *self.proc() = Some(Proc::spawn(
             &format!("ferrobus {}", self.name),
             cmd,
             &self.log_path,
@@ -123,8 +149,8 @@ impl Node {
             self.admin_addr()
         );
         let result = poll(&desc, START_TIMEOUT, || {
-            if let Some(status) = self.proc.as_mut().and_then(Proc::try_exit) {
-                return fail(format!("ferrobus exited ({})", describe_status(status)));
+            if let Some(how) = self.exited() {
+                return fail(format!("ferrobus exited ({how})"));
             }
             Ok(match self.request("GET", "/health", None) {
                 Ok((200, _)) => Poll::Ready(()),
@@ -151,10 +177,16 @@ impl Node {
         let request = builder
             .body(body.unwrap_or_default().to_vec())
             .map_err(|e| format!("building {method} {url}: {e}"))?;
-        let mut response = self
-            .agent
-            .run(request)
-            .context(|| format!("{method} {url}"))?;
+        let mut response = match self.agent.run(request) {
+            Ok(response) => response,
+            Err(e) => {
+                let note = match self.exited() {
+                    Some(how) => format!(" (ferrobus has exited: {how})"),
+                    None => String::new(),
+                };
+                return fail(format!("{method} {url}: HTTP error: {e}{note}"));
+            }
+        };
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -239,6 +271,7 @@ impl Node {
             master.name()
         );
         poll(&desc, timeout, || {
+            self.check_alive()?;
             let (file, pos) = master.master_status()?;
             let status = self.syncer_status()?;
             let synced_file = status["last_binlog_file"].as_str().unwrap_or("");
@@ -257,7 +290,7 @@ impl Node {
 
     /// SIGKILL: a crash. `restart` brings it back.
     pub fn kill9(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
+        if let Some(mut proc) = self.proc().take() {
             proc.kill9();
         }
     }
@@ -265,7 +298,8 @@ impl Node {
     /// SIGTERM and wait (bounded) for the exit; returns the exit code (None: killed by a
     /// signal, i.e. it did not exit by itself).
     pub fn terminate(&mut self) -> Result<Option<i32>> {
-        match self.proc.take() {
+        let taken = self.proc().take();
+        match taken {
             Some(mut proc) => {
                 let status = proc
                     .terminate(Duration::from_secs(30))
@@ -282,7 +316,7 @@ impl Node {
         if self.is_running() {
             self.terminate()?;
         }
-        self.proc = None;
+        self.proc().take();
         self.spawn_and_wait()
     }
 
@@ -301,7 +335,7 @@ impl Drop for Node {
             self.print_log();
         }
         // Proc's own Drop stops it by pid (SIGTERM, then SIGKILL).
-        self.proc.take();
+        self.proc().take();
     }
 }
 

@@ -102,6 +102,17 @@ impl MariaDb {
     /// gtid_slave_pos equals the master's gtid_binlog_pos (read once, now). Call it when the
     /// master has no more writes coming.
     pub fn wait_caught_up_with(&self, master: &MariaDb, timeout: Duration) -> Result<()> {
+        self.wait_caught_up_checking(master, timeout, &|| Ok(()))
+    }
+
+    /// Like `wait_caught_up_with`, and fails as soon as `upstream_alive` fails (e.g. the
+    /// ferrobus process between master and replica has exited).
+    pub fn wait_caught_up_checking(
+        &self,
+        master: &MariaDb,
+        timeout: Duration,
+        upstream_alive: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         let target = master.gtid_binlog_pos()?;
         let desc = format!(
             "replica {} to reach {}'s gtid_binlog_pos {target}",
@@ -109,6 +120,7 @@ impl MariaDb {
             master.name()
         );
         poll(&desc, timeout, || {
+            upstream_alive()?;
             let status = self.slave_status()?;
             if status.stopped_with_error() {
                 return fail(format!(

@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Measured rounds of `make bench` (called by scripts/bench.sh), then BENCHMARKS.md.
+
+Given a still MariaDB master whose binlog scripts/bench.sh has filled, it alternates, for
+--rounds rounds:
+  reference  `mariadb-binlog --read-from-remote-server --raw --to-last-log` fetches every
+             binlog file into a fresh directory; timed around the whole process.
+  ferrobus   a fresh data dir and a release `ferrobus serve`; timed from the PUT
+             /binlog/syncer/start until GET /binlog/syncer/status (polled every 10 ms) shows
+             the master's SHOW MASTER STATUS file and position. Then peak RSS (VmHWM), CPU
+             time, bytes of DATA_DIR/log, and a SIGTERM that must end the node with exit 0.
+It writes the pid of the running node to WORK/ferrobus.pid so the shell's trap can stop it
+too, and stops it itself on any failure. It must not touch the master's data or anything
+outside WORK except the report file.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+MIB = 1024 * 1024
+BINLOG_MAGIC_BYTES = 4
+POLL_PERIOD_S = 0.010
+HEALTH_TIMEOUT_S = 30
+CATCH_UP_TIMEOUT_S = 300
+REFERENCE_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 30
+HTTP_TIMEOUT_S = 5
+RATIO_GOAL_MIN = 0.8
+DISK_GOAL_MAX = 1.05
+
+
+class BenchError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a live process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def vm_hwm_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+def tree_bytes(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def run_reference(args, rdir):
+    out = os.path.join(rdir, "ref")
+    os.makedirs(out)
+    cmd = [
+        "mariadb-binlog", "--no-defaults", "--read-from-remote-server", "--raw",
+        "--to-last-log", "-h127.0.0.1", f"-P{args.port}", "-urepl", "-preplpass",
+        f"--result-file={out}/", args.first_file,
+    ]
+    master_cpu0 = cpu_seconds(args.master_pid)
+    with open(os.path.join(rdir, "mariadb-binlog.log"), "wb") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        seconds = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise BenchError(f"mariadb-binlog exited {proc.returncode}")
+    fetched = tree_bytes(out)
+    if fetched != args.total_bytes:
+        raise BenchError(f"mariadb-binlog wrote {fetched} bytes, master has {args.total_bytes}")
+    shutil.rmtree(out)
+    return {
+        "seconds": seconds,
+        "mib_s": args.total_bytes / MIB / seconds,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "master_cpu_s": cpu_seconds(args.master_pid) - master_cpu0,
+    }
+
+
+def wait_healthy(admin, proc):
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"ferrobus exited {proc.returncode} before it was healthy")
+        try:
+            code, _ = http("GET", f"http://{admin}/health")
+            if code == 200:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise BenchError("ferrobus admin API not healthy in time")
+
+
+def wait_caught_up(admin, proc, args):
+    """Polls status until it shows the master's position; returns the last status."""
+    url = f"http://{admin}/binlog/syncer/status"
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while True:
+        code, reply = http("GET", url)
+        if code != 200:
+            raise BenchError(f"status answered {code}: {reply}")
+        st = reply["data"]
+        if (st.get("last_binlog_file") == args.master_file
+                and st.get("last_file_position") == args.master_pos):
+            return st
+        if st.get("status") == "error":
+            raise BenchError(f"syncer error: {st.get('last_error')}")
+        if proc.poll() is not None:
+            raise BenchError(f"ferrobus exited {proc.returncode} while syncing")
+        if time.monotonic() > deadline:
+            raise BenchError(f"not caught up after {CATCH_UP_TIMEOUT_S}s; status {st}")
+        time.sleep(POLL_PERIOD_S)
+
+
+def stop_node(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise BenchError(f"ferrobus did not stop within {STOP_TIMEOUT_S}s of SIGTERM")
+
+
+def run_ferrobus(args, rdir):
+    data_dir = os.path.join(rdir, "node")
+    admin = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, RUST_LOG="warn")
+    pid_file = os.path.join(args.work, "ferrobus.pid")
+    with open(os.path.join(rdir, "ferrobus.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [args.bin, "serve", "--data-dir", data_dir, "--admin-addr", admin],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(pid_file, "w") as f:
+        f.write(str(proc.pid))
+    try:
+        wait_healthy(admin, proc)
+        start = {
+            "syncer_id": 1001, "mysql_addr": f"127.0.0.1:{args.port}",
+            "mysql_user": "repl", "mysql_password": "replpass",
+        }
+        cpu0 = cpu_seconds(proc.pid)
+        master_cpu0 = cpu_seconds(args.master_pid)
+        t0 = time.monotonic()
+        code, reply = http("PUT", f"http://{admin}/binlog/syncer/start", start)
+        if code != 200:
+            raise BenchError(f"syncer/start answered {code}: {reply}")
+        st = wait_caught_up(admin, proc, args)
+        seconds = time.monotonic() - t0
+        cpu = cpu_seconds(proc.pid) - cpu0
+        master_cpu = cpu_seconds(args.master_pid) - master_cpu0
+        rss = vm_hwm_bytes(proc.pid)
+        threads = thread_cpu(proc.pid)
+        code = stop_node(proc)
+        if code != 0:
+            raise BenchError(f"ferrobus exited {code} after SIGTERM (wanted 0)")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        os.remove(pid_file)
+    disk = tree_bytes(os.path.join(data_dir, "log"))
+    shutil.rmtree(data_dir)
+    payload = args.total_bytes - BINLOG_MAGIC_BYTES * args.file_count
+    return {
+        "seconds": seconds,
+        "mib_s": args.total_bytes / MIB / seconds,
+        "events": st["events"],
+        "bytes": st["bytes"],
+        "events_s": st["events"] / seconds,
+        "rss_mib": rss / MIB,
+        "disk_bytes": disk,
+        "disk_ratio": disk / payload,
+        "cpu_s": cpu,
+        "master_cpu_s": master_cpu,
+        "threads": threads,
+    }
+
+
+def thread_cpu(pid):
+    """CPU seconds per thread name, summed, to show where the node spent its time."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        fields = tail.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def machine():
+    model = "unknown"
+    mem_kib = 0
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {
+        "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+        "model": model,
+        "mem_gib": mem_kib / 1024 / 1024,
+        "kernel": f"{platform.system()} {platform.release()}",
+    }
+
+
+def versions(args):
+    def first_line(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            return " ".join((r.stdout or r.stderr).strip().splitlines()[0].split())
+        except (OSError, IndexError):
+            return "unknown"
+    return {
+        "ferrobus": first_line([args.bin, "--version"]),
+        "mariadbd": first_line(["mariadbd", "--version"]),
+        "sysbench": first_line(["sysbench", "--version"]),
+        "rustc": first_line(["rustc", "--version"]),
+    }
+
+
+def row(name, values, fmt):
+    cells = [fmt.format(statistics.median(values))] + [fmt.format(v) for v in values]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def write_report(args, refs, nodes, path):
+    ratios = [n["mib_s"] / r["mib_s"] for r, n in zip(refs, nodes)]
+    ratio = statistics.median(ratios)
+    disk = statistics.median(n["disk_ratio"] for n in nodes)
+    m = machine()
+    v = versions(args)
+    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
+    n = len(refs)
+    head = "| | median | " + " | ".join(f"round {i + 1}" for i in range(n)) + " |"
+    sep = "|---|---:|" + "---:|" * n
+    verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    threads = {}
+    for node in nodes:
+        for name, s in node["threads"].items():
+            threads.setdefault(name, []).append(s)
+    thread_list = ", ".join(
+        f"`{name}` {statistics.median(s):.2f} s"
+        for name, s in sorted(threads.items(), key=lambda kv: -statistics.median(kv[1])))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (scripts/bench.sh); the whole file is rewritten on every run.",
+        "",
+        f"- Date: {date}",
+        f"- Machine: {m['nproc']} CPUs ({m['model']}), {m['mem_gib']:.1f} GiB memory, "
+        f"kernel {m['kernel']}",
+        f"- Software: {v['ferrobus']} (release build), {v['mariadbd']}, {v['sysbench']}, "
+        f"{v['rustc']}",
+        f"- Binlog: {args.total_bytes} bytes ({args.total_bytes / MIB:.1f} MiB) in "
+        f"{args.file_count} files, {nodes[0]['events']} events as counted by ferrobus "
+        f"(`events` in syncer status), made by sysbench oltp_write_only "
+        f"({args.sysbench}) in {args.load_seconds} s of load",
+        f"- Rounds: {n}, alternating reference then ferrobus; the whole bench took "
+        f"{int(time.time()) - args.bench_start} s",
+        "",
+        "## Catch-up of the whole binlog from a MariaDB master",
+        "",
+        head,
+        sep,
+        row("reference `mariadb-binlog --raw` MiB/s", [r["mib_s"] for r in refs], "{:.1f}"),
+        row("ferrobus MiB/s", [x["mib_s"] for x in nodes], "{:.1f}"),
+        row(f"ratio ferrobus / reference (goal ≥ {RATIO_GOAL_MIN})", ratios, "{:.2f}"),
+        row("ferrobus events/s", [x["events_s"] for x in nodes], "{:,.0f}"),
+        row("ferrobus peak RSS (VmHWM) MiB", [x["rss_mib"] for x in nodes], "{:.1f}"),
+        row(f"ferrobus disk bytes per binlog byte (goal ≤ {DISK_GOAL_MAX})",
+            [x["disk_ratio"] for x in nodes], "{:.3f}"),
+        row("reference seconds", [r["seconds"] for r in refs], "{:.2f}"),
+        row("ferrobus seconds", [x["seconds"] for x in nodes], "{:.2f}"),
+        row("reference client CPU s", [r["cpu_s"] for r in refs], "{:.2f}"),
+        row("ferrobus CPU s", [x["cpu_s"] for x in nodes], "{:.2f}"),
+        row("mariadbd CPU s during reference", [r["master_cpu_s"] for r in refs], "{:.2f}"),
+        row("mariadbd CPU s during ferrobus", [x["master_cpu_s"] for x in nodes], "{:.2f}"),
+        "",
+        f"Goals: ratio ≥ {RATIO_GOAL_MIN}: {verdict(ratio >= RATIO_GOAL_MIN)} "
+        f"(median {ratio:.2f}); disk ≤ {DISK_GOAL_MAX}: {verdict(disk <= DISK_GOAL_MAX)} "
+        f"(median {disk:.3f}).",
+        "",
+        f"ferrobus CPU by thread (median over rounds): {thread_list}.",
+        "",
+        "## What was measured",
+        "",
+        "A throwaway MariaDB master (ROW format, CRC32 checksums, `sync_binlog=0`, "
+        "`innodb_flush_log_at_trx_commit=0`, 64 MiB binlog files) on 127.0.0.1 was filled "
+        "by sysbench and then left idle, so both clients read the same finished binlog from "
+        "the master's page cache over loopback TCP. The reference is the time for "
+        "`mariadb-binlog --read-from-remote-server --raw --to-last-log` to copy every "
+        "binlog file to local files (no fsync). The ferrobus figure is the time from "
+        "`PUT /binlog/syncer/start` on a freshly started release node with an empty data "
+        "dir until `GET /binlog/syncer/status` (polled every 10 ms) reports the master's "
+        "`SHOW MASTER STATUS` file and position; it includes connecting, the dump, checking "
+        "each event's CRC32, grouping events into transactions and making them durable in "
+        "the node's log (fsync per batch) before the position is published. MiB/s is the "
+        "master's total binlog bytes (SHOW BINARY LOGS) over those seconds; events/s uses "
+        "the node's own event count. Peak RSS is VmHWM just before the node is stopped with "
+        "SIGTERM (it must exit 0). Disk is the sum of file sizes under DATA_DIR/log divided "
+        "by the binlog bytes less each file's 4-byte magic. Both programs share the 2 CPUs "
+        "with the master, which does the sending in both cases.",
+        "",
+    ]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)
+    return ratio, disk
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--master-pid", type=int, required=True)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--first-file", required=True)
+    p.add_argument("--master-file", required=True)
+    p.add_argument("--master-pos", type=int, required=True)
+    p.add_argument("--total-bytes", type=int, required=True)
+    p.add_argument("--file-count", type=int, required=True)
+    p.add_argument("--load-seconds", type=int, required=True)
+    p.add_argument("--bench-start", type=int, required=True)
+    p.add_argument("--sysbench", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    # SIGTERM from the shell's trap becomes an exception, so the node is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    refs, nodes = [], []
+    for i in range(args.rounds):
+        rdir = os.path.join(args.work, f"round-{i + 1}")
+        os.makedirs(rdir)
+        r = run_reference(args, rdir)
+        refs.append(r)
+        print(f"bench: round {i + 1} reference {r['seconds']:.2f} s = {r['mib_s']:.1f} MiB/s",
+              flush=True)
+        n = run_ferrobus(args, rdir)
+        nodes.append(n)
+        print(f"bench: round {i + 1} ferrobus  {n['seconds']:.2f} s = {n['mib_s']:.1f} MiB/s, "
+              f"{n['events_s']:,.0f} events/s, RSS {n['rss_mib']:.1f} MiB, "
+              f"disk {n['disk_ratio']:.3f}, CPU {n['cpu_s']:.2f} s "
+              f"(master {n['master_cpu_s']:.2f} s)", flush=True)
+    if len({n["events"] for n in nodes}) != 1:
+        raise BenchError(f"event counts differ between rounds: {[n['events'] for n in nodes]}")
+    ratio, disk = write_report(args, refs, nodes, args.out)
+    print(f"bench: median ratio {ratio:.2f} (goal >= {RATIO_GOAL_MIN}), "
+          f"disk {disk:.3f} (goal <= {DISK_GOAL_MAX})", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
