@@ -104,14 +104,19 @@ pub fn run<S: Read + Write>(
     progress: &DumpProgress,
     stop: &AtomicBool,
 ) -> Result<(), DumpError> {
-    let start = {
+    let resolved = {
         let index = store.index();
-        match resolve(&index, &opts.start) {
-            Ok(s) => s,
-            Err(message) => {
-                send_err(conn, &message)?;
-                return Err(DumpError::Refused(message));
-            }
+        resolve(&index, &opts.start)
+    };
+    let checked = match resolved {
+        Ok(s) => check_event_boundary(store, &s)?.map(|()| s),
+        Err(message) => Err(message),
+    };
+    let start = match checked {
+        Ok(s) => s,
+        Err(message) => {
+            send_err(conn, &message)?;
+            return Err(DumpError::Refused(message));
         }
     };
     let mut file = start.file.clone();
@@ -247,6 +252,49 @@ fn send_err<S: Read + Write>(conn: &mut PacketConn<S>, message: &str) -> Result<
     };
     conn.write_packet(&err.encode())?;
     conn.flush()
+}
+
+/// Whether the start location is where an event begins: walks the events of its entry from
+/// the first one that starts in it. A replica asking for a position inside an event gets an
+/// error instead of garbage.
+fn check_event_boundary(store: &Store, start: &Start) -> Result<Result<(), String>, StoreError> {
+    let not_boundary = || {
+        Err(format!(
+            "position {} of {} is not the start of an event",
+            start.loc.pos, start.file
+        ))
+    };
+    let first_offset = {
+        let index = store.index();
+        match index.entry_meta(start.loc.entry) {
+            // Past the last entry of the file: the end of its content, a boundary.
+            None => return Ok(Ok(())),
+            Some(meta) => meta.first_event_offset,
+        }
+    };
+    let Some(first_offset) = first_offset else {
+        return Ok(not_boundary());
+    };
+    if start.loc.offset < first_offset {
+        return Ok(not_boundary());
+    }
+    let mut cursor = Cursor::at(Loc {
+        offset: first_offset,
+        ..start.loc
+    });
+    let upto = store.whole_upto();
+    let mut at = start.loc.pos - (start.loc.offset - first_offset) as u64;
+    while at < start.loc.pos {
+        match cursor.next(store, upto)? {
+            Some(Item::Event { pos, bytes }) => at = pos + bytes.len() as u64,
+            Some(Item::FileStart(_)) | None => break,
+        }
+    }
+    Ok(if at == start.loc.pos {
+        Ok(())
+    } else {
+        not_boundary()
+    })
 }
 
 /// Turns the replica's request into a location, or the text of ERR 1236.
@@ -614,5 +662,53 @@ mod tests {
             .collect();
         assert_eq!(skipped_groups, want);
         assert!(skipped_events > want.len() * 2);
+    }
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::*;
+    use crate::store::testdata::{dump_stream, file_events, ingest};
+
+    /// A store in a temp dir holding the entries of `names` cut at `limit` bytes.
+    fn store_for(names: &[&str], limit: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store.append(ingest(&dump_stream(names), limit)).unwrap();
+        (dir, store)
+    }
+
+    fn check(store: &Store, pos: u64) -> Result<(), String> {
+        let start = {
+            let index = store.index();
+            resolve(
+                &index,
+                &DumpStart::FilePos {
+                    file: "bin.000001".into(),
+                    pos,
+                },
+            )?
+        };
+        check_event_boundary(store, &start).unwrap()
+    }
+
+    #[test]
+    fn every_event_start_is_a_boundary_and_nothing_else_is() {
+        for limit in [60, 200, 4096] {
+            let (_dir, store) = store_for(&["bin.000001"], limit);
+            let events = file_events("bin.000001");
+            let starts: Vec<u64> = events.iter().map(|(p, _)| *p).collect();
+            let end = events.last().map(|(p, e)| p + e.len() as u64).unwrap();
+            for pos in 4..end {
+                let result = check(&store, pos);
+                if starts.contains(&pos) {
+                    assert_eq!(result, Ok(()), "limit {limit}, event start {pos}");
+                } else {
+                    let err = result.expect_err(&format!("limit {limit}, inside at {pos}"));
+                    assert!(err.contains("not the start of an event"), "{err}");
+                }
+            }
+            assert_eq!(check(&store, end), Ok(()), "end of the file");
+        }
     }
 }
