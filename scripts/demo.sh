@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=./target/debug/ferrobus
+BIN=${FERROBUS_BIN:-./target/debug/ferrobus}
 [ -x "$BIN" ] || cargo build -j2
 scripts/install-test-deps.sh >/dev/null
 
@@ -76,6 +76,11 @@ sql() {
         -e "$2"
 }
 
+# slave_status PORT: SHOW SLAVE STATUS, one "Field: value" line each (column names on).
+slave_status() {
+    mariadb --no-defaults --user=root --host=127.0.0.1 --port="$1" -e "SHOW SLAVE STATUS\G"
+}
+
 ctl() {
     echo "+ ferrobus ctl $*" >&2
     "$BIN" ctl --admin "127.0.0.1:$ADMIN_PORT" "$@"
@@ -127,7 +132,7 @@ for i in 1 2 3 4 5; do
     done
     if [ -z "$arrived" ]; then
         echo "replica: row $i did not arrive within 10 s" >&2
-        sql "$REPLICA_PORT" "SHOW SLAVE STATUS\G" >&2 || true
+        slave_status "$REPLICA_PORT" >&2 || true
         exit 1
     fi
     echo "replica: has    row $i ($arrived)"
@@ -138,5 +143,5 @@ sql "$REPLICA_PORT" "SELECT id, words FROM demo.greetings ORDER BY id"
 echo "== status"
 ctl syncer status
 ctl server status
-sql "$REPLICA_PORT" "SHOW SLAVE STATUS\G" | grep -E 'Slave_(IO|SQL)_Running:|Gtid_IO_Pos|Last_(IO|SQL)_Error'
+slave_status "$REPLICA_PORT" | grep -E 'Slave_(IO|SQL)_Running:|Gtid_IO_Pos|Last_(IO|SQL)_Error'
 echo "== demo done"

@@ -81,10 +81,12 @@ else
         rm -rf "$VENV_DIR"
         say "creating venv $VENV_DIR"
         if ! python3 -m venv "$VENV_DIR" >/dev/null 2>&1; then
-            # Debian's python3 ships venv/ensurepip separately.
+            # Debian's python3 ships venv/ensurepip separately; use Debian's interpreter then
+            # (the python3 on PATH may be another build that python3-venv does not fix).
             rm -rf "$VENV_DIR"
-            apt_install python3-venv
-            python3 -m venv "$VENV_DIR" || die "python3 -m venv $VENV_DIR failed even with python3-venv"
+            apt_install python3 python3-venv
+            /usr/bin/python3 -m venv "$VENV_DIR" \
+                || die "python3 -m venv $VENV_DIR failed even with Debian's python3-venv"
         fi
     fi
     say "pip install mysql-replication==$MYSQL_REPLICATION_VERSION PyMySQL==$PYMYSQL_VERSION"

@@ -323,7 +323,7 @@ def write_report(args, refs, nodes, path):
         row("ferrobus events/s", [x["events_s"] for x in nodes], "{:,.0f}"),
         row("ferrobus peak RSS (VmHWM) MiB", [x["rss_mib"] for x in nodes], "{:.1f}"),
         row(f"ferrobus disk bytes per binlog byte (goal ≤ {DISK_GOAL_MAX})",
-            [x["disk_ratio"] for x in nodes], "{:.3f}"),
+            [x["disk_ratio"] for x in nodes], "{:.4f}"),
         row("reference seconds", [r["seconds"] for r in refs], "{:.2f}"),
         row("ferrobus seconds", [x["seconds"] for x in nodes], "{:.2f}"),
         row("reference client CPU s", [r["cpu_s"] for r in refs], "{:.2f}"),
@@ -333,7 +333,7 @@ def write_report(args, refs, nodes, path):
         "",
         f"Goals: ratio ≥ {RATIO_GOAL_MIN}: {verdict(ratio >= RATIO_GOAL_MIN)} "
         f"(median {ratio:.2f}); disk ≤ {DISK_GOAL_MAX}: {verdict(disk <= DISK_GOAL_MAX)} "
-        f"(median {disk:.3f}).",
+        f"(median {disk:.4f}).",
         "",
         f"ferrobus CPU by thread (median over rounds): {thread_list}.",
         "",
@@ -396,13 +396,13 @@ def main():
         nodes.append(n)
         print(f"bench: round {i + 1} ferrobus  {n['seconds']:.2f} s = {n['mib_s']:.1f} MiB/s, "
               f"{n['events_s']:,.0f} events/s, RSS {n['rss_mib']:.1f} MiB, "
-              f"disk {n['disk_ratio']:.3f}, CPU {n['cpu_s']:.2f} s "
+              f"disk {n['disk_ratio']:.4f}, CPU {n['cpu_s']:.2f} s "
               f"(master {n['master_cpu_s']:.2f} s)", flush=True)
     if len({n["events"] for n in nodes}) != 1:
         raise BenchError(f"event counts differ between rounds: {[n['events'] for n in nodes]}")
     ratio, disk = write_report(args, refs, nodes, args.out)
     print(f"bench: median ratio {ratio:.2f} (goal >= {RATIO_GOAL_MIN}), "
-          f"disk {disk:.3f} (goal <= {DISK_GOAL_MAX})", flush=True)
+          f"disk {disk:.4f} (goal <= {DISK_GOAL_MAX})", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::limits::{
-    BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_QUEUE_DEPTH_MAX,
+    BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_CHUNK_BYTES_MAX,
+    SYNCER_QUEUE_DEPTH_MAX,
 };
+use crate::net::client::Client;
 use crate::store::{Store, StoreError};
 use ingest::{Ingest, Seen};
-use upstream::{DumpPacket, Upstream};
+use upstream::Upstream;
 
 /// Why a syncer connection ended.
 #[derive(Debug)]
@@ -266,22 +268,57 @@ fn session(
             .spawn(move || append_loop(rx, ingest, &store, &shared))
             .expect("spawn appender")
     };
-    let read_result = loop {
-        match upstream::read_dump_packet(&mut client) {
-            Ok(DumpPacket::Event(ev)) => {
-                received_any.store(true, Ordering::Relaxed);
-                if tx.send(ev).is_err() {
-                    break Ok(()); // the appender stopped; its error wins
-                }
-            }
-            Ok(DumpPacket::Eof) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
+    let read_result = read_loop(&mut client, &tx, received_any);
     drop(tx);
     *shared.socket.lock().expect("socket lock") = None;
     let append_result = appender.join().expect("appender thread panicked");
     append_result.and(read_result)
+}
+
+/// Reads events into chunks (whole events back to back) and hands a chunk over when it is
+/// big enough or when the socket has nothing more buffered, so the appender gets everything
+/// that has arrived without waiting for more, and no allocation is made per event.
+fn read_loop(
+    client: &mut Client,
+    tx: &mpsc::SyncSender<Vec<u8>>,
+    received_any: &AtomicBool,
+) -> Result<(), SyncerError> {
+    let mut packet = Vec::new();
+    let mut chunk = Vec::with_capacity(SYNCER_CHUNK_BYTES_MAX);
+    loop {
+        let more = upstream::read_dump_event_into(client, &mut packet, &mut chunk)?;
+        received_any.store(true, Ordering::Relaxed);
+        let drained = client.conn_mut().buffered_input_len() == 0;
+        if !chunk.is_empty() && (!more || drained || chunk.len() >= SYNCER_CHUNK_BYTES_MAX) {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(SYNCER_CHUNK_BYTES_MAX));
+            if tx.send(full).is_err() {
+                return Ok(()); // the appender stopped; its error wins
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Splits a chunk of back-to-back events (the reader framed them, so sizes are exact).
+fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        if rest.len() < crate::binlog::event::HEADER_LEN {
+            return None;
+        }
+        let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
+        // A size that disagrees with the packet is caught by ingest; hand over what is left.
+        let size = if size < crate::binlog::event::HEADER_LEN || size > rest.len() {
+            rest.len()
+        } else {
+            size
+        };
+        let (event, tail) = rest.split_at(size);
+        rest = tail;
+        Some(event)
+    })
 }
 
 fn append_loop(
@@ -298,22 +335,25 @@ fn append_loop(
         let mut taken = 0usize;
         let mut events = 0u64;
         let mut bytes = 0u64;
-        while let Some(ev) = pending.take() {
-            taken += ev.len();
-            match ingest.on_event(&ev) {
-                Ok(Seen::Content { timestamp }) => {
-                    events += 1;
-                    bytes += ev.len() as u64;
-                    last_timestamp = Some(timestamp);
-                    caught_up = false;
-                }
-                Ok(Seen::Heartbeat) => caught_up = !ingest.in_group(),
-                Ok(Seen::Artificial) => {}
-                Err(e) => {
-                    result = Err(SyncerError::Ingest(e));
-                    break;
+        'batch: while let Some(chunk) = pending.take() {
+            taken += chunk.len();
+            for ev in chunk_events(&chunk) {
+                match ingest.on_event(ev) {
+                    Ok(Seen::Content { timestamp }) => {
+                        events += 1;
+                        bytes += ev.len() as u64;
+                        last_timestamp = Some(timestamp);
+                        caught_up = false;
+                    }
+                    Ok(Seen::Heartbeat) => caught_up = !ingest.in_group(),
+                    Ok(Seen::Artificial) => {}
+                    Err(e) => {
+                        result = Err(SyncerError::Ingest(e));
+                        break 'batch;
+                    }
                 }
             }
+            // Group commit: whatever queued up while the last fsync ran goes in this one.
             if taken < BATCH_BYTES_MAX {
                 pending = rx.try_recv().ok();
             }

@@ -178,6 +178,34 @@ pub enum DumpPacket {
     Eof,
 }
 
+/// Reads the next packet of a dump stream into `packet` and, when it is an event, appends
+/// the event (without the 0x00 status byte) to `events`. Returns false at EOF.
+pub fn read_dump_event_into(
+    client: &mut Client,
+    packet: &mut Vec<u8>,
+    events: &mut Vec<u8>,
+) -> Result<bool, SyncerError> {
+    client
+        .conn_mut()
+        .read_packet_into(packet)
+        .map_err(conn_error)?;
+    match packet.first() {
+        Some(0x00) => {
+            events.extend_from_slice(&packet[1..]);
+            Ok(true)
+        }
+        Some(0xfe) if packet.len() < 9 => Ok(false),
+        Some(0xff) => Err(SyncerError::Master(
+            crate::mysql::resultset::ErrPacket::decode(packet)
+                .map(|e| format!("{} (error {})", e.message, e.code))
+                .unwrap_or_else(|_| "malformed error packet".into()),
+        )),
+        _ => Err(SyncerError::Connection(
+            "the master sent a packet that is not an event".into(),
+        )),
+    }
+}
+
 /// Reads the next packet of a dump stream: an event (without the 0x00 status byte), EOF, or
 /// the master's error.
 pub fn read_dump_packet(client: &mut Client) -> Result<DumpPacket, SyncerError> {
