@@ -79,12 +79,7 @@ pub fn nonce_from_slice(data: &[u8]) -> Option<[u8; SCRAMBLE_LEN]> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mysql::test_hex as hex;
 
     /// Captured from the mariadb 10.11 CLI logging in with password "secret" to a
     /// MariaDB 10.11 server that sent this nonce.

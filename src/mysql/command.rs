@@ -226,12 +226,7 @@ fn encode_binlog_dump_gtid(dump: &BinlogDumpGtid, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mysql::test_hex as hex;
 
     #[test]
     fn decodes_captured_query_and_quit() {

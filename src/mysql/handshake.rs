@@ -372,12 +372,7 @@ impl AuthSwitchRequest {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mysql::test_hex as hex;
 
     /// Payload of the greeting of MariaDB 10.11.19 (captured on 127.0.0.1).
     const MARIADB_GREETING: &str = "0a352e352e352d31302e31312e31392d4d6172696144422d302b646562313275312d6c6f67000500000070726a4041624a2b00fef7080200ff81150000000000001d00000037735d5a2b653d4066654771006d7973716c5f6e61746976655f70617373776f726400";

@@ -552,12 +552,7 @@ impl TextResultSetDecoder {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mysql::test_hex as hex;
 
     /// MariaDB 10.11 answering `select 1, null, 'abc' as x` (payloads, without headers).
     const CAPTURED_RESULTSET: [&str; 8] = [
