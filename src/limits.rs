@@ -102,3 +102,67 @@ pub const LOG_WRITE_BUFFER_BYTES_MAX: usize = 8 << 20;
 pub const HTTP_BODY_DRAIN_BYTES_MAX: usize = 64 << 20;
 
 const _: () = assert!(HTTP_BODY_BYTES_MAX <= HTTP_BODY_DRAIN_BYTES_MAX);
+
+/// Largest raft message frame between peers (protobuf bytes of one `Message`). An append
+/// carries at least one whole entry and a snapshot its whole state, so it is far above one
+/// batch; a frame declaring more ends that peer connection.
+pub const PEER_FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// Messages waiting for one peer's outbound thread; `send` drops (and counts) beyond this,
+/// and Raft retransmits.
+pub const PEER_QUEUE_DEPTH_MAX: usize = 4096;
+
+/// Queued messages are gathered into one socket write until it reaches this many bytes
+/// (one message larger than this is written alone).
+pub const PEER_BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Write timeout of an outbound peer socket, and the longest an inbound peer socket may
+/// stall inside a hello or a frame (between frames it may stay idle).
+pub const PEER_IO_TIMEOUT_MS: u64 = 5_000;
+
+/// Timeout of one TCP connect to a peer (also bounds how long a shutdown can wait for it).
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// Reconnect backoff of an outbound peer thread: first wait and ceiling.
+pub const PEER_BACKOFF_MIN_MS: u64 = 100;
+pub const PEER_BACKOFF_MAX_MS: u64 = 2_000;
+
+/// Inbound peer connections served at once (one reader thread each); more are refused.
+pub const PEER_INBOUND_CONNECTIONS_MAX: usize = 64;
+
+const _: () = assert!(BATCH_BYTES_MAX < PEER_FRAME_BYTES_MAX);
+const _: () = assert!(PEER_BATCH_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
+const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(PEER_BACKOFF_MIN_MS <= PEER_BACKOFF_MAX_MS);
+
+/// Period of the raft thread's logical clock (one `tick`).
+pub const RAFT_TICK_INTERVAL_MS: u64 = 100;
+
+/// Ticks without a leader's word before a follower starts a (pre-)election; raft-rs draws
+/// the real timeout from [this, 2 × this), so elections start 1–2 s after the leader's last
+/// heartbeat.
+pub const RAFT_ELECTION_TICKS: usize = 10;
+
+/// Ticks between a leader's heartbeats.
+pub const RAFT_HEARTBEAT_TICKS: usize = 1;
+
+/// Bytes of entries raft-rs puts in one append message (at least one entry is sent).
+pub const RAFT_MSG_BYTES_MAX: u64 = 1 << 20;
+
+/// Append messages a leader keeps in flight to one follower before it waits for acks.
+pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;
+
+/// Bytes of proposed but uncommitted entry data a leader accepts before it drops new
+/// proposals (a leader cut off from its quorum stops growing its log).
+pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 64 << 20;
+
+/// Largest state-machine snapshot (data bytes) stored and sent to a lagging follower.
+pub const RAFT_SNAPSHOT_BYTES_MAX: usize = 32 << 20;
+
+/// Largest raft state file (HardState + ConfState); anything bigger is corrupt.
+pub const RAFT_STATE_FILE_BYTES_MAX: u64 = 1 << 20;
+
+const _: () = assert!(RAFT_HEARTBEAT_TICKS < RAFT_ELECTION_TICKS);
+const _: () = assert!(ENTRY_PAYLOAD_MAX as u64 <= RAFT_UNCOMMITTED_BYTES_MAX);
+const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX < PEER_FRAME_BYTES_MAX);
+const _: () = assert!((RAFT_MSG_BYTES_MAX as usize) < PEER_FRAME_BYTES_MAX);

@@ -489,11 +489,22 @@ fn version_has_checksum_alg(server_version: &str) -> bool {
 /// LOG_EVENT_BINLOG_IN_USE_F clear. With `with_crc` the trailing CRC32 is recomputed;
 /// without it the last 4 bytes are left as they were (MariaDB only fixes the CRC when the
 /// dump carries checksums).
+/// Offset of `created` (u32 timestamp) in a FORMAT_DESCRIPTION body: after binlog_version
+/// (2 bytes) and server_version (50 bytes).
+pub const FDE_CREATED_OFFSET: usize = 52;
+
 pub fn with_log_pos_zeroed_fde(fde: &[u8], with_crc: bool) -> Vec<u8> {
     let mut out = fde.to_vec();
     set_log_pos(&mut out, 0);
     if let Some(flags) = out.get_mut(FLAGS_OFFSET) {
         *flags &= !(LOG_EVENT_BINLOG_IN_USE_F as u8);
+    }
+    // `created` (body offset 52) is zeroed too, as masters do: a non-zero value tells the
+    // replica the master just started, and it would drop its temporary tables.
+    if let Some(created) =
+        out.get_mut(HEADER_LEN + FDE_CREATED_OFFSET..HEADER_LEN + FDE_CREATED_OFFSET + 4)
+    {
+        created.fill(0);
     }
     if with_crc {
         set_checksum(&mut out);

@@ -415,19 +415,53 @@ fn show_variables(pattern: &str, view: &ServerView) -> Reply {
 }
 
 /// SQL LIKE with `%` and `_`, case-insensitive (both sides already lower-cased).
+/// Iterative, with one backtrack point (the last `%`): linear in practice and never deep,
+/// whatever pattern a client sends.
 fn like_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some((b'%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
-            Some((b'_', rest)) => !s.is_empty() && go(rest, &s[1..]),
-            Some((b'\\', rest)) if !rest.is_empty() => {
-                !s.is_empty() && s[0] == rest[0] && go(&rest[1..], &s[1..])
+    // Tokens: Some(byte) matches that byte, None matches any one byte; `%` handled apart.
+    enum Tok {
+        Any,
+        One(Option<u8>),
+    }
+    let p = pattern.as_bytes();
+    let mut toks = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'%' => toks.push(Tok::Any),
+            b'_' => toks.push(Tok::One(None)),
+            b'\\' if i + 1 < p.len() => {
+                i += 1;
+                toks.push(Tok::One(Some(p[i])));
             }
-            Some((c, rest)) => !s.is_empty() && s[0] == *c && go(rest, &s[1..]),
+            c => toks.push(Tok::One(Some(c))),
+        }
+        i += 1;
+    }
+    let s = name.as_bytes();
+    let (mut ti, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match toks.get(ti) {
+            Some(Tok::Any) => {
+                star = Some((ti, si));
+                ti += 1;
+            }
+            Some(Tok::One(c)) if c.is_none_or(|c| c == s[si]) => {
+                ti += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((st, ss)) => {
+                    ti = st + 1;
+                    si = ss + 1;
+                    star = Some((st, ss + 1));
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    toks[ti..].iter().all(|t| matches!(t, Tok::Any))
 }
 
 #[cfg(test)]
@@ -573,5 +607,13 @@ mod tests {
         assert!(like_matches("server\\_id", "server_id"));
         assert!(like_matches("gtid%", "gtid_binlog_pos"));
         assert!(!like_matches("gtid", "gtid_binlog_pos"));
+        assert!(like_matches("%_id", "server_id"));
+        assert!(like_matches("s%r%d", "server_id"));
+        assert!(!like_matches("s%x%d", "server_id"));
+        assert!(like_matches("%", ""));
+        assert!(!like_matches("_", ""));
+        // A hostile pattern finishes quickly and without deep recursion.
+        let hostile = format!("{}z", "%".repeat(100_000));
+        assert!(!like_matches(&hostile, "server_id"));
     }
 }

@@ -2,11 +2,14 @@
 //!
 //! One integration binary. `harness/` starts and stops everything; `smoke.rs` proves the
 //! harness against MariaDB alone (no ferrobus); `foundation.rs` holds issue 2's tests of a
-//! single ferrobus node between a master and its replicas and clients.
+//! single ferrobus node between a master and its replicas and clients; `foundation_more.rs`
+//! adds start points, the connection limit, heartbeats, syncer errors, persistence of
+//! stopped parts and `ferrobus ctl`.
 //!
 //! Run with few threads (each test starts two or three servers): `make test`, or
 //! `cargo test --test e2e -- --test-threads=2`. Prerequisites: scripts/install-test-deps.sh.
 
 mod foundation;
+mod foundation_more;
 mod harness;
 mod smoke;

@@ -43,6 +43,8 @@ pub struct Node {
     data_dir: PathBuf,
     log_path: PathBuf,
     admin_port: u16,
+    /// Extra `serve` arguments (e.g. `--config FILE`), given on every start.
+    extra_args: Vec<String>,
     // A Mutex so that `&self` methods (used from several threads) can notice an exit.
     proc: Mutex<Option<Proc>>,
     agent: ureq::Agent,
@@ -52,6 +54,12 @@ impl Node {
     /// Starts `ferrobus serve --data-dir <data_dir> --admin-addr 127.0.0.1:<free port>` and
     /// waits until GET /health answers 200. The log goes to `<data_dir>.log`.
     pub fn start(data_dir: &Path) -> Result<Node> {
+        Node::start_with_args(data_dir, &[])
+    }
+
+    /// Like `start`, with extra `ferrobus serve` arguments after the harness's own (kept
+    /// for restarts).
+    pub fn start_with_args(data_dir: &Path, extra_args: &[String]) -> Result<Node> {
         let name = data_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -69,6 +77,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             log_path: data_dir.with_extension("log"),
             admin_port: free_port(),
+            extra_args: extra_args.to_vec(),
             proc: Mutex::new(None),
             agent,
         };
@@ -136,6 +145,7 @@ impl Node {
             .arg(&self.data_dir)
             .arg("--admin-addr")
             .arg(self.admin_addr())
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,ferrobus=debug")
             .env_remove("FERROBUS_ADMIN");
         *self.proc() = Some(Proc::spawn(

@@ -1,0 +1,1236 @@
+//! Peer transport: raft [`Message`]s between cluster nodes over plain TCP, blocking, one
+//! thread per connection.
+//!
+//! Every connection goes one way, from the sender's outbound thread to the receiver's
+//! listener (a pair of nodes uses two connections). It opens with a hello
+//! ([`HELLO_LEN`] bytes: [`HELLO_MAGIC`], the sender's raft id u64 LE, the cluster id u64 LE),
+//! then carries frames: length u32 LE, CRC32 of the body u32 LE, body = the protobuf bytes of
+//! one `Message`, at most [`PEER_FRAME_BYTES_MAX`]. A bad hello or frame ends that connection
+//! only (logged and counted). The receiver never writes.
+//!
+//! Sending never blocks the caller (the raft thread): [`Transport::send`] puts the message on
+//! the peer's bounded queue, or drops and counts it when the queue is full or the peer is
+//! unknown; Raft retransmits what is lost. Each peer's outbound thread connects (with a
+//! timeout), writes the hello, gathers whatever is queued into few writes, and after any
+//! error reconnects with bounded exponential backoff, discarding the messages queued while
+//! the peer could not be reached. Failures are reported back for `RawNode::report_unreachable`
+//! ([`Transport::take_unreachable`]) and snapshot outcomes for `RawNode::report_snapshot`
+//! ([`Transport::take_snapshot_reports`]).
+//!
+//! Inbound connections each get a reader thread that hands every message to the callback
+//! given at start. The newest connection from a node id replaces older ones, so a peer that
+//! vanished without closing its socket costs at most one idle thread.
+//!
+//! This module decides nothing about Raft: it does not look inside messages beyond routing
+//! (`to`) and sanity (`from`, `to` match the connection), keeps no durable state, and never
+//! retries a message itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::ToSocketAddrs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use raft::SnapshotStatus;
+
+use crate::limits::{
+    PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_BATCH_BYTES_MAX, PEER_CONNECT_TIMEOUT_MS,
+    PEER_FRAME_BYTES_MAX, PEER_INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX,
+};
+
+/// First bytes of every peer connection: name and wire version.
+pub const HELLO_MAGIC: [u8; 8] = *b"FBRAFT\0\x01";
+/// Magic + sender node id + cluster id.
+pub const HELLO_LEN: usize = 24;
+/// Length + CRC32.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
+/// An outbound buffer that grew past this (one huge message) is released after use.
+const OUTBOUND_BUFFER_KEEP_BYTES: usize = 2 * PEER_BATCH_BYTES_MAX;
+/// First allocation for an inbound frame body; it grows as bytes actually arrive, so a
+/// header that lies about its length cannot make us allocate the whole bound up front.
+const INBOUND_BODY_RESERVE_BYTES: usize = 64 << 10;
+
+/// Called by a reader thread for every message received. It runs on that reader thread and
+/// must not block indefinitely (e.g. a bounded channel whose receiver is dropped at shutdown
+/// is fine), or [`Transport::shutdown`] waits for it.
+pub type InboundFn = Box<dyn Fn(Message) + Send + Sync>;
+
+/// Why a hello or a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    BadMagic,
+    WrongCluster {
+        expected: u64,
+        got: u64,
+    },
+    TooLarge {
+        len: usize,
+    },
+    BadChecksum {
+        expected: u32,
+        actual: u32,
+    },
+    Decode(String),
+    Encode(String),
+    /// The frame's `from` is not the node that said hello.
+    WrongSender {
+        hello: u64,
+        from: u64,
+    },
+    /// The frame is addressed to another node (the sender has a stale address).
+    WrongReceiver {
+        me: u64,
+        to: u64,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::BadMagic => write!(f, "bad hello magic (not a ferrobus raft peer)"),
+            FrameError::WrongCluster { expected, got } => {
+                write!(
+                    f,
+                    "peer belongs to cluster {got:#x}, this node to {expected:#x}"
+                )
+            }
+            FrameError::TooLarge { len } => {
+                write!(f, "frame of {len} bytes exceeds {PEER_FRAME_BYTES_MAX}")
+            }
+            FrameError::BadChecksum { expected, actual } => {
+                write!(
+                    f,
+                    "frame CRC32 {actual:#010x}, header says {expected:#010x}"
+                )
+            }
+            FrameError::Decode(e) => write!(f, "frame is not a raft message: {e}"),
+            FrameError::Encode(e) => write!(f, "cannot encode raft message: {e}"),
+            FrameError::WrongSender { hello, from } => {
+                write!(
+                    f,
+                    "message from node {from} on the connection of node {hello}"
+                )
+            }
+            FrameError::WrongReceiver { me, to } => {
+                write!(f, "message for node {to} arrived at node {me}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// What ended an inbound connection.
+#[derive(Debug)]
+enum ConnError {
+    Io(io::Error),
+    Frame(FrameError),
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnError::Io(e) => write!(f, "i/o: {e}"),
+            ConnError::Frame(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<io::Error> for ConnError {
+    fn from(e: io::Error) -> Self {
+        ConnError::Io(e)
+    }
+}
+
+impl From<FrameError> for ConnError {
+    fn from(e: FrameError) -> Self {
+        ConnError::Frame(e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire format (pure).
+
+/// The hello a sender writes first on every connection.
+pub fn encode_hello(node_id: u64, cluster_id: u64) -> [u8; HELLO_LEN] {
+    let mut h = [0u8; HELLO_LEN];
+    h[..8].copy_from_slice(&HELLO_MAGIC);
+    h[8..16].copy_from_slice(&node_id.to_le_bytes());
+    h[16..24].copy_from_slice(&cluster_id.to_le_bytes());
+    h
+}
+
+/// Checks a hello against this node's cluster and returns the sender's node id.
+pub fn decode_hello(h: &[u8; HELLO_LEN], cluster_id: u64) -> Result<u64, FrameError> {
+    let (magic, rest) = h.split_at(8);
+    if magic != HELLO_MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    let (node, cluster) = rest.split_at(8);
+    let got = u64_le(cluster);
+    if got != cluster_id {
+        return Err(FrameError::WrongCluster {
+            expected: cluster_id,
+            got,
+        });
+    }
+    Ok(u64_le(node))
+}
+
+/// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
+pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let size = msg.compute_size() as usize;
+    if size > PEER_FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { len: size });
+    }
+    let start = out.len();
+    out.reserve(FRAME_HEADER_LEN + size);
+    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    if let Err(e) = msg.write_to_vec(out) {
+        out.truncate(start);
+        return Err(FrameError::Encode(e.to_string()));
+    }
+    let body = &out[start + FRAME_HEADER_LEN..];
+    // compute_size and the written length agree; the length field must match the body.
+    let len = body.len() as u32;
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Reads a frame header: body length (checked against the bound) and body CRC32.
+pub fn decode_frame_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<(usize, u32), FrameError> {
+    let (len, crc) = h.split_at(4);
+    let len = u32_le(len) as usize;
+    if len > PEER_FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { len });
+    }
+    Ok((len, u32_le(crc)))
+}
+
+/// Checks a frame body's CRC32 and decodes the message. Entry payloads share `body`'s
+/// memory rather than being copied.
+pub fn decode_frame_body(body: &Bytes, crc: u32) -> Result<Message, FrameError> {
+    let actual = crc32fast::hash(body);
+    if actual != crc {
+        return Err(FrameError::BadChecksum {
+            expected: crc,
+            actual,
+        });
+    }
+    Message::parse_from_carllerche_bytes(body).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Checks that a received message belongs on this connection.
+fn check_route(msg: &Message, hello_id: u64, my_id: u64) -> Result<(), FrameError> {
+    if msg.from != hello_id {
+        return Err(FrameError::WrongSender {
+            hello: hello_id,
+            from: msg.from,
+        });
+    }
+    if msg.to != my_id {
+        return Err(FrameError::WrongReceiver {
+            me: my_id,
+            to: msg.to,
+        });
+    }
+    Ok(())
+}
+
+fn u64_le(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_le_bytes(a)
+}
+
+fn u32_le(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+fn is_snapshot(msg: &Message) -> bool {
+    msg.get_msg_type() == MessageType::MsgSnapshot
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared state and counters.
+
+/// Counters since start. `dropped_*` messages never reached the peer's socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages written to a peer socket.
+    pub sent: u64,
+    /// Dropped by `send` because the peer's queue held [`PEER_QUEUE_DEPTH_MAX`] messages.
+    pub dropped_queue_full: u64,
+    /// Dropped by `send` because no address is known for `msg.to`.
+    pub dropped_unknown_peer: u64,
+    /// Dropped by an outbound thread: queued while the peer was unreachable, lost with a
+    /// failed write, too large to frame, or still queued when the peer was removed.
+    pub dropped_unsent: u64,
+    /// Connections established after an earlier attempt or connection to that peer failed.
+    pub reconnects: u64,
+    /// Connection attempts (connect + hello) that failed.
+    pub connect_failures: u64,
+    /// Messages received and handed to the inbound callback.
+    pub received: u64,
+    /// Inbound connections refused: bad or foreign hello, or over the connection limit.
+    pub refused_connections: u64,
+    /// Inbound connections ended by a bad frame.
+    pub bad_frames: u64,
+}
+
+impl TransportStats {
+    /// Every message dropped, for whatever reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_unknown_peer + self.dropped_unsent
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_unknown_peer: AtomicU64,
+    dropped_unsent: AtomicU64,
+    reconnects: AtomicU64,
+    connect_failures: AtomicU64,
+    received: AtomicU64,
+    refused_connections: AtomicU64,
+    bad_frames: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// State every thread of one transport shares.
+struct Shared {
+    my_id: u64,
+    cluster_id: u64,
+    stopping: AtomicBool,
+    counters: Counters,
+    /// Threads started and not yet finished (tests check it reaches 0 after shutdown).
+    threads_alive: AtomicUsize,
+    unreachable: Mutex<BTreeSet<u64>>,
+    /// Only the latest outcome per peer matters to Raft, so this stays small.
+    snapshot_reports: Mutex<BTreeMap<u64, SnapshotStatus>>,
+}
+
+impl Shared {
+    fn report_unreachable(&self, id: u64) {
+        lock(&self.unreachable).insert(id);
+    }
+
+    fn report_snapshot(&self, id: u64, status: SnapshotStatus) {
+        lock(&self.snapshot_reports).insert(id, status);
+    }
+
+    /// Counts messages that will never be sent and reports a lost snapshot as failed.
+    fn discard(&self, to: u64, dropped: u64, had_snapshot: bool) {
+        bump(&self.counters.dropped_unsent, dropped);
+        if had_snapshot {
+            self.report_snapshot(to, SnapshotStatus::Failure);
+        }
+    }
+}
+
+/// Locks, ignoring poisoning: every critical section here leaves the data consistent, and a
+/// panicking inbound callback must not take the whole transport down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts a thread as alive from before it is spawned until its closure ends (or is dropped
+/// because the spawn failed).
+struct ThreadToken(Arc<Shared>);
+
+impl ThreadToken {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.threads_alive.fetch_add(1, Ordering::SeqCst);
+        ThreadToken(Arc::clone(shared))
+    }
+}
+
+impl Drop for ThreadToken {
+    fn drop(&mut self) {
+        self.0.threads_alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn spawn_counted<T, F>(shared: &Arc<Shared>, name: String, f: F) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let token = ThreadToken::new(shared);
+    thread::Builder::new().name(name).spawn(move || {
+        let _token = token;
+        f()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The transport.
+
+/// A running peer transport. Dropping it stops it as [`Transport::shutdown`] does.
+pub struct Transport {
+    shared: Arc<Shared>,
+    inbound: Arc<Inbound>,
+    local_addr: SocketAddr,
+    accept_thread: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    peers: Mutex<HashMap<u64, PeerHandle>>,
+    /// Threads of removed or replaced peers, joined when they finish or at shutdown, so
+    /// `remove_peer` never waits for a connect in progress.
+    retired: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Transport {
+    /// Binds `listen_addr` (port 0 picks one, see [`Transport::local_addr`]) and starts
+    /// accepting peers of cluster `cluster_id`; every message received goes to `inbound`.
+    pub fn start(
+        listen_addr: &str,
+        my_id: u64,
+        cluster_id: u64,
+        inbound: InboundFn,
+    ) -> io::Result<Transport> {
+        let listener = TcpListener::bind(listen_addr)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            my_id,
+            cluster_id,
+            stopping: AtomicBool::new(false),
+            counters: Counters::default(),
+            threads_alive: AtomicUsize::new(0),
+            unreachable: Mutex::new(BTreeSet::new()),
+            snapshot_reports: Mutex::new(BTreeMap::new()),
+        });
+        let inbound = Arc::new(Inbound {
+            shared: Arc::clone(&shared),
+            deliver: inbound,
+            conns: Mutex::new(HashMap::new()),
+        });
+        let accept_inbound = Arc::clone(&inbound);
+        let accept_thread = spawn_counted(&shared, "raft-accept".into(), move || {
+            run_accept(listener, accept_inbound)
+        })?;
+        log::info!("raft transport of node {my_id} listening on {local_addr}");
+        Ok(Transport {
+            shared,
+            inbound,
+            local_addr,
+            accept_thread: Some(accept_thread),
+            peers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Sets (or changes) the address of peer `id`. A new peer gets its outbound thread; a
+    /// changed address makes the thread drop its connection and connect to the new one,
+    /// keeping what is queued. The address is resolved at every connect.
+    pub fn set_peer(&self, id: u64, addr: &str) -> io::Result<()> {
+        self.reap_retired();
+        let mut peers = lock(&self.peers);
+        if let Some(handle) = peers.get(&id) {
+            handle.peer.set_addr(addr);
+            return Ok(());
+        }
+        let peer = Arc::new(Peer::new(id, addr));
+        let (thread_peer, thread_shared) = (Arc::clone(&peer), Arc::clone(&self.shared));
+        let thread = spawn_counted(&self.shared, format!("raft-out-{id}"), move || {
+            run_outbound(&thread_peer, &thread_shared)
+        })?;
+        peers.insert(id, PeerHandle { peer, thread });
+        Ok(())
+    }
+
+    /// Forgets peer `id`: its thread stops (without waiting here) and its queue is dropped.
+    pub fn remove_peer(&self, id: u64) {
+        let removed = lock(&self.peers).remove(&id);
+        if let Some(handle) = removed {
+            handle.peer.stop();
+            lock(&self.retired).push(handle.thread);
+        }
+        self.reap_retired();
+    }
+
+    /// Queues `msg` for `msg.to`. Never blocks: when the peer is unknown or its queue is
+    /// full the message is dropped and counted (a dropped snapshot is reported as failed).
+    pub fn send(&self, msg: Message) {
+        let to = msg.to;
+        let snapshot = is_snapshot(&msg);
+        let counters = &self.shared.counters;
+        let outcome = match lock(&self.peers).get(&to) {
+            None => Err(&counters.dropped_unknown_peer),
+            Some(handle) => handle
+                .peer
+                .push(msg)
+                .map_err(|_| &counters.dropped_queue_full),
+        };
+        if let Err(counter) = outcome {
+            bump(counter, 1);
+            log::trace!("raft transport: dropped a message for node {to}");
+            if snapshot {
+                self.shared.report_snapshot(to, SnapshotStatus::Failure);
+            }
+        }
+    }
+
+    /// Queues every message of `msgs` (e.g. a `Ready`'s messages).
+    pub fn send_all(&self, msgs: impl IntoIterator<Item = Message>) {
+        for msg in msgs {
+            self.send(msg);
+        }
+    }
+
+    /// Peers that could not be reached (connect or write failed) since the last call, for
+    /// `RawNode::report_unreachable`.
+    pub fn take_unreachable(&self) -> Vec<u64> {
+        std::mem::take(&mut *lock(&self.shared.unreachable))
+            .into_iter()
+            .collect()
+    }
+
+    /// Outcome of snapshot messages since the last call, the latest per peer, for
+    /// `RawNode::report_snapshot`: `Finish` once a `MsgSnapshot` was written to the peer's
+    /// socket, `Failure` when it was dropped anywhere. (Written is not applied; Raft learns
+    /// the rest from the follower's reply.)
+    pub fn take_snapshot_reports(&self) -> Vec<(u64, SnapshotStatus)> {
+        std::mem::take(&mut *lock(&self.shared.snapshot_reports))
+            .into_iter()
+            .collect()
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TransportStats {
+            sent: get(&c.sent),
+            dropped_queue_full: get(&c.dropped_queue_full),
+            dropped_unknown_peer: get(&c.dropped_unknown_peer),
+            dropped_unsent: get(&c.dropped_unsent),
+            reconnects: get(&c.reconnects),
+            connect_failures: get(&c.connect_failures),
+            received: get(&c.received),
+            refused_connections: get(&c.refused_connections),
+            bad_frames: get(&c.bad_frames),
+        }
+    }
+
+    /// Stops every thread and joins it. Waits at most for a connect in progress
+    /// ([`PEER_CONNECT_TIMEOUT_MS`]) and for inbound callbacks to return.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let Some(accept_thread) = self.accept_thread.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Tell every outbound thread first so they wind down while we wait for the rest.
+        let peers: Vec<PeerHandle> = lock(&self.peers).drain().map(|(_, h)| h).collect();
+        for handle in &peers {
+            handle.peer.stop();
+        }
+        wake_listener(self.local_addr);
+        let readers = accept_thread.join().unwrap_or_else(|_| {
+            log::error!("raft transport: accept thread panicked");
+            Vec::new()
+        });
+        // No reader starts after the accept thread ended; unblock the ones still reading.
+        for conn in lock(&self.inbound.conns).values() {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        let retired = std::mem::take(&mut *lock(&self.retired));
+        let threads = readers
+            .into_iter()
+            .chain(peers.into_iter().map(|h| h.thread))
+            .chain(retired);
+        for thread in threads {
+            if thread.join().is_err() {
+                log::error!("raft transport: a peer thread panicked");
+            }
+        }
+        log::info!("raft transport of node {} stopped", self.shared.my_id);
+    }
+
+    fn reap_retired(&self) {
+        let mut retired = lock(&self.retired);
+        let (done, running): (Vec<_>, Vec<_>) = retired.drain(..).partition(|t| t.is_finished());
+        *retired = running;
+        drop(retired);
+        for t in done {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Unblocks the accept thread's `accept` by connecting to the listener once.
+fn wake_listener(local_addr: SocketAddr) {
+    let mut addr = local_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    let timeout = Duration::from_millis(PEER_CONNECT_TIMEOUT_MS);
+    if let Err(e) = TcpStream::connect_timeout(&addr, timeout) {
+        log::error!("raft transport: cannot wake the listener on {addr}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Outbound: one thread per peer.
+
+struct PeerHandle {
+    peer: Arc<Peer>,
+    thread: JoinHandle<()>,
+}
+
+/// One peer as seen by `send` and by its outbound thread.
+struct Peer {
+    id: u64,
+    state: Mutex<PeerState>,
+    /// Signalled on a new message, an address change and stop.
+    wake: Condvar,
+}
+
+struct PeerState {
+    queue: VecDeque<Message>,
+    addr: String,
+    addr_changed: bool,
+    stop: bool,
+    /// A clone of the live connection, so stop and address changes can interrupt a write.
+    conn: Option<TcpStream>,
+}
+
+/// What the outbound thread should do next.
+enum Next {
+    Stop,
+    Reconnect,
+    Send,
+}
+
+impl Peer {
+    fn new(id: u64, addr: &str) -> Self {
+        Peer {
+            id,
+            state: Mutex::new(PeerState {
+                queue: VecDeque::new(),
+                addr: addr.to_string(),
+                addr_changed: false,
+                stop: false,
+                conn: None,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn push(&self, msg: Message) -> Result<(), Message> {
+        let mut st = lock(&self.state);
+        if st.stop || st.queue.len() >= PEER_QUEUE_DEPTH_MAX {
+            return Err(msg);
+        }
+        st.queue.push_back(msg);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn set_addr(&self, addr: &str) {
+        let mut st = lock(&self.state);
+        if st.addr == addr {
+            return;
+        }
+        log::info!("raft transport: node {} moves to {addr}", self.id);
+        st.addr = addr.to_string();
+        st.addr_changed = true;
+        shutdown_conn(&st);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        let mut st = lock(&self.state);
+        st.stop = true;
+        shutdown_conn(&st);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The address to connect to, or None when stopping.
+    fn next_addr(&self) -> Option<String> {
+        let mut st = lock(&self.state);
+        st.addr_changed = false;
+        (!st.stop).then(|| st.addr.clone())
+    }
+
+    fn set_conn(&self, conn: Option<TcpStream>) {
+        let mut st = lock(&self.state);
+        st.conn = conn;
+        if st.stop || st.addr_changed {
+            // Set while we were connecting; make the new connection fail fast too.
+            shutdown_conn(&st);
+        }
+    }
+
+    /// Waits until there is something to send, or a reason to stop or reconnect.
+    fn wait_next(&self) -> Next {
+        let mut st = lock(&self.state);
+        loop {
+            if st.stop {
+                return Next::Stop;
+            }
+            if st.addr_changed {
+                return Next::Reconnect;
+            }
+            if !st.queue.is_empty() {
+                return Next::Send;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Stop or Reconnect if one was asked for.
+    fn interrupted(&self) -> Option<PumpEnd> {
+        let st = lock(&self.state);
+        if st.stop {
+            Some(PumpEnd::Stop)
+        } else if st.addr_changed {
+            Some(PumpEnd::Reconnect)
+        } else {
+            None
+        }
+    }
+
+    /// Moves everything queued into `into` (which must be empty), without allocating.
+    fn take_queue(&self, into: &mut VecDeque<Message>) {
+        std::mem::swap(&mut lock(&self.state).queue, into);
+    }
+
+    /// Waits `backoff`, or less if stopped or moved. Returns false when stopping.
+    fn wait_backoff(&self, backoff: Duration) -> bool {
+        let deadline = Instant::now() + backoff;
+        let mut st = lock(&self.state);
+        loop {
+            if st.stop {
+                return false;
+            }
+            let now = Instant::now();
+            if st.addr_changed || now >= deadline {
+                return true;
+            }
+            st = self
+                .wake
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Drops what is queued (the peer cannot be reached, or it is being removed).
+    fn discard_queue(&self, shared: &Shared) {
+        let mut dropped = VecDeque::new();
+        self.take_queue(&mut dropped);
+        if !dropped.is_empty() {
+            let snapshot = dropped.iter().any(is_snapshot);
+            shared.discard(self.id, dropped.len() as u64, snapshot);
+        }
+    }
+}
+
+fn shutdown_conn(st: &PeerState) {
+    if let Some(conn) = &st.conn {
+        let _ = conn.shutdown(Shutdown::Both);
+    }
+}
+
+/// How a connection's pump loop ended.
+enum PumpEnd {
+    Stop,
+    Reconnect,
+    Failed { sent_any: bool, error: io::Error },
+}
+
+fn run_outbound(peer: &Peer, shared: &Shared) {
+    let id = peer.id;
+    let mut backoff_ms = PEER_BACKOFF_MIN_MS;
+    let mut attempted = false;
+    let mut failing = false;
+    let mut out = Outbound::new(id);
+    while let Some(addr) = peer.next_addr() {
+        let end = match connect_peer(&addr, shared) {
+            Ok(stream) => {
+                if attempted {
+                    bump(&shared.counters.reconnects, 1);
+                }
+                if failing {
+                    log::info!("raft transport: connected to node {id} at {addr}");
+                    failing = false;
+                }
+                let clone = stream.try_clone().ok();
+                peer.set_conn(clone);
+                let end = out.pump(peer, shared, stream);
+                peer.set_conn(None);
+                end
+            }
+            Err(error) => {
+                bump(&shared.counters.connect_failures, 1);
+                PumpEnd::Failed {
+                    sent_any: false,
+                    error,
+                }
+            }
+        };
+        attempted = true;
+        match end {
+            PumpEnd::Stop => break,
+            PumpEnd::Reconnect => {
+                backoff_ms = PEER_BACKOFF_MIN_MS;
+                continue;
+            }
+            PumpEnd::Failed { sent_any, error } => {
+                if sent_any {
+                    backoff_ms = PEER_BACKOFF_MIN_MS;
+                }
+                if failing {
+                    log::debug!("raft transport: node {id} at {addr} still unreachable: {error}");
+                } else {
+                    log::warn!("raft transport: node {id} at {addr} unreachable: {error}");
+                }
+                failing = true;
+                shared.report_unreachable(id);
+                peer.discard_queue(shared);
+            }
+        }
+        if !peer.wait_backoff(Duration::from_millis(backoff_ms)) {
+            break;
+        }
+        backoff_ms = (backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
+    }
+    peer.discard_queue(shared);
+}
+
+/// Connects, sets timeouts and writes the hello.
+fn connect_peer(addr: &str, shared: &Shared) -> io::Result<TcpStream> {
+    let timeout = Duration::from_millis(PEER_CONNECT_TIMEOUT_MS);
+    let mut last_error = io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{addr} resolves to no address"),
+    );
+    // Resolution of a host name has no timeout in std; peers are normally given as IPs.
+    for sock_addr in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&sock_addr, timeout) {
+            Ok(mut stream) => {
+                let io_timeout = Some(Duration::from_millis(PEER_IO_TIMEOUT_MS));
+                stream.set_nodelay(true)?;
+                stream.set_write_timeout(io_timeout)?;
+                stream.set_read_timeout(io_timeout)?;
+                stream.write_all(&encode_hello(shared.my_id, shared.cluster_id))?;
+                return Ok(stream);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
+/// The outbound thread's reusable buffers.
+struct Outbound {
+    id: u64,
+    batch: VecDeque<Message>,
+    buf: Vec<u8>,
+}
+
+/// Messages encoded into the write buffer but not yet written.
+#[derive(Default)]
+struct Pending {
+    count: u64,
+    snapshot: bool,
+}
+
+impl Outbound {
+    fn new(id: u64) -> Self {
+        Outbound {
+            id,
+            batch: VecDeque::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends queued messages on `stream` until stopped, moved, or an error.
+    fn pump(&mut self, peer: &Peer, shared: &Shared, mut stream: TcpStream) -> PumpEnd {
+        let mut sent_any = false;
+        loop {
+            match peer.wait_next() {
+                Next::Stop => return PumpEnd::Stop,
+                Next::Reconnect => return PumpEnd::Reconnect,
+                Next::Send => {}
+            }
+            // Check before taking the batch: the receiver may have gone away while we were
+            // idle, and a write into a dead connection can still "succeed" once.
+            if let Err(error) = check_open(&stream) {
+                return PumpEnd::Failed { sent_any, error };
+            }
+            peer.take_queue(&mut self.batch);
+            if let Err(error) = self.write_batch(shared, &mut stream) {
+                // A write cut short by stop or an address change is not the peer's fault.
+                return peer
+                    .interrupted()
+                    .unwrap_or(PumpEnd::Failed { sent_any, error });
+            }
+            sent_any = true;
+        }
+    }
+
+    /// Encodes and writes `self.batch`, one write per [`PEER_BATCH_BYTES_MAX`] gathered.
+    /// On error every message not yet written counts as dropped.
+    fn write_batch(&mut self, shared: &Shared, stream: &mut TcpStream) -> io::Result<()> {
+        self.buf.clear();
+        let mut pending = Pending::default();
+        let mut result = Ok(());
+        while let Some(msg) = self.batch.pop_front() {
+            self.encode(shared, &msg, &mut pending);
+            if self.buf.len() >= PEER_BATCH_BYTES_MAX {
+                result = self.flush(shared, stream, &mut pending);
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = self.flush(shared, stream, &mut pending);
+        }
+        if result.is_err() {
+            let snapshot = pending.snapshot || self.batch.iter().any(is_snapshot);
+            let dropped = pending.count + self.batch.len() as u64;
+            self.batch.clear();
+            shared.discard(self.id, dropped, snapshot);
+        }
+        if self.buf.capacity() > OUTBOUND_BUFFER_KEEP_BYTES {
+            self.buf = Vec::new();
+        }
+        result
+    }
+
+    fn encode(&mut self, shared: &Shared, msg: &Message, pending: &mut Pending) {
+        match encode_frame(msg, &mut self.buf) {
+            Ok(()) => {
+                pending.count += 1;
+                pending.snapshot |= is_snapshot(msg);
+            }
+            Err(e) => {
+                log::error!(
+                    "raft transport: dropping a {:?} for node {}: {e}",
+                    msg.get_msg_type(),
+                    self.id
+                );
+                shared.discard(self.id, 1, is_snapshot(msg));
+            }
+        }
+    }
+
+    fn flush(
+        &mut self,
+        shared: &Shared,
+        stream: &mut TcpStream,
+        pending: &mut Pending,
+    ) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(&self.buf)?;
+        self.buf.clear();
+        bump(&shared.counters.sent, pending.count);
+        if pending.snapshot {
+            shared.report_snapshot(self.id, SnapshotStatus::Finish);
+        }
+        *pending = Pending::default();
+        Ok(())
+    }
+}
+
+/// Fails when the receiver closed or reset the connection. The receiver never writes, so
+/// anything readable means the connection is over.
+fn check_open(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    let mut byte = [0u8; 1];
+    let peeked = stream.peek(&mut byte);
+    stream.set_nonblocking(false)?;
+    match peeked {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "peer closed the connection",
+        )),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "peer wrote on a one-way connection",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Inbound: one accept thread, one reader thread per connection.
+
+struct Inbound {
+    shared: Arc<Shared>,
+    deliver: InboundFn,
+    /// Live inbound connections by serial, so shutdown and newer connections of the same
+    /// node can end them.
+    conns: Mutex<HashMap<u64, InboundConn>>,
+}
+
+struct InboundConn {
+    /// The sender's node id once its hello was accepted.
+    node_id: Option<u64>,
+    stream: TcpStream,
+}
+
+fn run_accept(listener: TcpListener, inbound: Arc<Inbound>) -> Vec<JoinHandle<()>> {
+    let shared = Arc::clone(&inbound.shared);
+    let mut readers: Vec<JoinHandle<()>> = Vec::new();
+    let mut serial: u64 = 0;
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                log::warn!("raft transport: accept failed: {e}");
+                thread::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS));
+                continue;
+            }
+        };
+        readers = reap(readers);
+        serial += 1;
+        if let Some(reader) = start_reader(&inbound, stream, remote, serial) {
+            readers.push(reader);
+        }
+    }
+    readers
+}
+
+/// Joins the reader threads that have finished and returns the others.
+fn reap(readers: Vec<JoinHandle<()>>) -> Vec<JoinHandle<()>> {
+    let (done, running): (Vec<_>, Vec<_>) = readers.into_iter().partition(|t| t.is_finished());
+    for t in done {
+        let _ = t.join();
+    }
+    running
+}
+
+fn start_reader(
+    inbound: &Arc<Inbound>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    serial: u64,
+) -> Option<JoinHandle<()>> {
+    let shared = &inbound.shared;
+    let mut conns = lock(&inbound.conns);
+    if conns.len() >= PEER_INBOUND_CONNECTIONS_MAX {
+        drop(conns);
+        bump(&shared.counters.refused_connections, 1);
+        log::warn!(
+            "raft transport: refusing {remote}: {PEER_INBOUND_CONNECTIONS_MAX} connections open"
+        );
+        return None;
+    }
+    let clone = match stream.try_clone() {
+        Ok(clone) => clone,
+        Err(e) => {
+            log::warn!("raft transport: dropping connection from {remote}: {e}");
+            return None;
+        }
+    };
+    conns.insert(
+        serial,
+        InboundConn {
+            node_id: None,
+            stream: clone,
+        },
+    );
+    drop(conns);
+    let reader_inbound = Arc::clone(inbound);
+    let spawned = spawn_counted(shared, format!("raft-in-{serial}"), move || {
+        run_reader(&reader_inbound, stream, remote, serial)
+    });
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            lock(&inbound.conns).remove(&serial);
+            log::error!("raft transport: cannot start a reader for {remote}: {e}");
+            None
+        }
+    }
+}
+
+/// Removes a reader's connection from the table when the reader ends, however it ends.
+struct ConnEntry<'a> {
+    inbound: &'a Inbound,
+    serial: u64,
+}
+
+impl Drop for ConnEntry<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = lock(&self.inbound.conns).remove(&self.serial) {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn run_reader(inbound: &Inbound, stream: TcpStream, remote: SocketAddr, serial: u64) {
+    let _entry = ConnEntry { inbound, serial };
+    let counters = &inbound.shared.counters;
+    match serve_inbound(inbound, stream, serial) {
+        Ok(node) => log::debug!("raft transport: node {node} at {remote} disconnected"),
+        Err((node, e)) => {
+            match (&e, node) {
+                (_, None) => bump(&counters.refused_connections, 1),
+                (ConnError::Frame(_), Some(_)) => bump(&counters.bad_frames, 1),
+                (ConnError::Io(_), Some(_)) => {}
+            }
+            let who = node.map_or_else(|| "peer".to_string(), |n| format!("node {n}"));
+            log::warn!("raft transport: closing connection from {who} at {remote}: {e}");
+        }
+    }
+}
+
+/// Reads the hello, then frames until the connection ends or shutdown. Returns the
+/// sender's id, or the error that ended the connection with the sender's id if known.
+fn serve_inbound(
+    inbound: &Inbound,
+    mut stream: TcpStream,
+    serial: u64,
+) -> Result<u64, (Option<u64>, ConnError)> {
+    let shared = &inbound.shared;
+    let io_timeout = Some(Duration::from_millis(PEER_IO_TIMEOUT_MS));
+    let setup = stream
+        .set_read_timeout(io_timeout)
+        .and_then(|()| stream.set_write_timeout(io_timeout));
+    setup.map_err(|e| (None, e.into()))?;
+    let mut hello = [0u8; HELLO_LEN];
+    stream
+        .read_exact(&mut hello)
+        .map_err(|e| (None, e.into()))?;
+    let node = decode_hello(&hello, shared.cluster_id).map_err(|e| (None, e.into()))?;
+    claim_node(inbound, serial, node);
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return Ok(node);
+        }
+        match read_message(&mut stream, &shared.stopping) {
+            Ok(Some(msg)) => {
+                check_route(&msg, node, shared.my_id).map_err(|e| (Some(node), e.into()))?;
+                bump(&shared.counters.received, 1);
+                (inbound.deliver)(msg);
+            }
+            Ok(None) => return Ok(node),
+            Err(e) => return Err((Some(node), e)),
+        }
+    }
+}
+
+/// Records which node this connection belongs to and ends that node's older connections:
+/// a node has one outbound connection to us, so older ones are dead or being replaced.
+fn claim_node(inbound: &Inbound, serial: u64, node: u64) {
+    let mut conns = lock(&inbound.conns);
+    for (other, conn) in conns.iter_mut() {
+        if *other != serial && conn.node_id == Some(node) {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            conn.node_id = None;
+        }
+    }
+    if let Some(conn) = conns.get_mut(&serial) {
+        conn.node_id = Some(node);
+    }
+}
+
+/// Reads one frame. Ok(None): the sender closed between frames, or shutdown.
+fn read_message(
+    stream: &mut TcpStream,
+    stopping: &AtomicBool,
+) -> Result<Option<Message>, ConnError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    if !read_header(stream, &mut header, stopping)? {
+        return Ok(None);
+    }
+    let (len, crc) = decode_frame_header(&header)?;
+    let mut body = Vec::with_capacity(len.min(INBOUND_BODY_RESERVE_BYTES));
+    // Grows with the bytes that arrive; each read may stall up to PEER_IO_TIMEOUT_MS.
+    stream.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed inside a frame",
+        )
+        .into());
+    }
+    let msg = decode_frame_body(&Bytes::from(body), crc)?;
+    Ok(Some(msg))
+}
+
+/// Reads a frame header, waiting as long as needed for its first byte (an idle peer is
+/// fine) but no longer than the read timeout for the rest. Ok(false): closed or stopping.
+fn read_header(
+    stream: &mut TcpStream,
+    header: &mut [u8; FRAME_HEADER_LEN],
+    stopping: &AtomicBool,
+) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < header.len() {
+        match stream.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a frame header",
+                ))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) && filled == 0 => {
+                if stopping.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
