@@ -239,9 +239,18 @@ impl Node {
         Ok(())
     }
 
-    fn update_desired(&self, change: impl FnOnce(&mut Desired)) -> Result<(), ApiError> {
+    /// Runs one change of what the node does (start or stop) and saves the desired state,
+    /// all under the desired-state lock: changes are serialized, a stop finishes (its thread
+    /// joined) before the next start begins, and the saved state always matches what runs.
+    /// Lock order: desired, then the syncer or server slot.
+    fn change(
+        &self,
+        act: impl FnOnce() -> Result<(), ApiError>,
+        record: impl FnOnce(&mut Desired),
+    ) -> Result<(), ApiError> {
         let mut desired = self.desired.lock().expect("desired lock");
-        change(&mut desired);
+        act()?;
+        record(&mut desired);
         save_desired(&self.data_dir, &desired)
             .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))
     }
@@ -264,17 +273,24 @@ fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
 
 impl Backend for Node {
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
-        self.start_syncer(args.clone(), false)?;
-        self.update_desired(|d| d.syncer = Some(args))
+        self.change(
+            || self.start_syncer(args.clone(), false),
+            |d| d.syncer = Some(args.clone()),
+        )
     }
 
     fn syncer_stop(&self) -> Result<(), ApiError> {
-        let taken = self.syncer.lock().expect("syncer lock").take();
-        if let Some((_, syncer)) = taken {
-            syncer.stop();
-            log::info!("syncer stopped through the API");
-        }
-        self.update_desired(|d| d.syncer = None)
+        self.change(
+            || {
+                let taken = self.syncer.lock().expect("syncer lock").take();
+                if let Some((_, syncer)) = taken {
+                    syncer.stop();
+                    log::info!("syncer stopped through the API");
+                }
+                Ok(())
+            },
+            |d| d.syncer = None,
+        )
     }
 
     fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
@@ -316,16 +332,23 @@ impl Backend for Node {
     }
 
     fn server_start(&self, args: ServerArgs) -> Result<(), ApiError> {
-        self.start_server(args.clone())?;
-        self.update_desired(|d| d.server = Some(args))
+        self.change(
+            || self.start_server(args.clone()),
+            |d| d.server = Some(args.clone()),
+        )
     }
 
     fn server_stop(&self) -> Result<(), ApiError> {
-        let taken = self.server.lock().expect("server lock").take();
-        if let Some(server) = taken {
-            server.stop();
-        }
-        self.update_desired(|d| d.server = None)
+        self.change(
+            || {
+                let taken = self.server.lock().expect("server lock").take();
+                if let Some(server) = taken {
+                    server.stop();
+                }
+                Ok(())
+            },
+            |d| d.server = None,
+        )
     }
 
     fn server_status(&self) -> Result<ServerStatus, ApiError> {

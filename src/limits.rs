@@ -77,6 +77,17 @@ pub const DOWNSTREAM_HEARTBEAT_DEFAULT_MS: u64 = 30_000;
 /// Shortest heartbeat period honoured for a downstream replica.
 pub const DOWNSTREAM_HEARTBEAT_MIN_MS: u64 = 10;
 
+/// How long a dump waits for new data between checks when the replica turned heartbeats off
+/// (`@master_heartbeat_period = 0`): no heartbeat is sent, this only bounds the wait.
+pub const DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS: u64 = 3_600_000;
+
+/// User variables (`SET @x = …`) one downstream connection may hold, and their size.
+pub const USER_VARS_MAX: usize = 64;
+pub const USER_VAR_BYTES_MAX: usize = 4096;
+
+/// How long stopping the binlog server waits for its connections to close.
+pub const SERVER_STOP_WAIT_MS: u64 = 5_000;
+
 /// Timeout of one HTTP call from `ctl` (and later, forwarding) to a node.
 pub const HTTP_CLIENT_TIMEOUT_MS: u64 = 10_000;
 

@@ -61,7 +61,8 @@ impl ConsensusError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            ConsensusError::SyncFailed { .. } | ConsensusError::Log(StorageError::SyncFailed { .. })
+            ConsensusError::SyncFailed { .. }
+                | ConsensusError::Log(StorageError::SyncFailed { .. })
         )
     }
 

@@ -479,10 +479,8 @@ impl Transport {
         let counters = &self.shared.counters;
         let outcome = match lock(&self.peers).get(&to) {
             None => Err(&counters.dropped_unknown_peer),
-            Some(handle) => handle
-                .peer
-                .push(msg)
-                .map_err(|_| &counters.dropped_queue_full),
+            Some(handle) if handle.peer.push(msg) => Ok(()),
+            Some(_) => Err(&counters.dropped_queue_full),
         };
         if let Err(counter) = outcome {
             bump(counter, 1);
@@ -651,15 +649,16 @@ impl Peer {
         }
     }
 
-    fn push(&self, msg: Message) -> Result<(), Message> {
+    /// Queues `msg`; false when the queue is full (or the peer stopping) and it was dropped.
+    fn push(&self, msg: Message) -> bool {
         let mut st = lock(&self.state);
         if st.stop || st.queue.len() >= PEER_QUEUE_DEPTH_MAX {
-            return Err(msg);
+            return false;
         }
         st.queue.push_back(msg);
         drop(st);
         self.wake.notify_one();
-        Ok(())
+        true
     }
 
     fn set_addr(&self, addr: &str) {
@@ -1233,4 +1232,449 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::Entry;
+    use std::sync::mpsc;
+
+    const CLUSTER: u64 = 0xfeed;
+
+    /// Polls `cond` until it holds; fails the test after a generous bound (not a timing
+    /// assertion: only a guard against hanging forever).
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn msg(from: u64, to: u64, index: u64) -> Message {
+        Message {
+            msg_type: MessageType::MsgAppend,
+            from,
+            to,
+            term: 3,
+            index,
+            ..Default::default()
+        }
+    }
+
+    fn big_msg(from: u64, to: u64, data_bytes: usize) -> Message {
+        let mut m = msg(from, to, 1);
+        let data: Vec<u8> = (0..data_bytes).map(|i| (i * 7 % 251) as u8).collect();
+        let e = Entry {
+            index: 2,
+            term: 3,
+            data: Bytes::from(data),
+            context: Bytes::from_static(&[2]),
+            ..Default::default()
+        };
+        m.mut_entries().push(e);
+        m
+    }
+
+    /// A transport whose received messages come out of the returned channel.
+    fn start(id: u64, addr: &str) -> (Transport, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let inbound: InboundFn = Box::new(move |m| {
+            let _ = lock(&tx).send(m);
+        });
+        (Transport::start(addr, id, CLUSTER, inbound).unwrap(), rx)
+    }
+
+    fn recv(rx: &mpsc::Receiver<Message>) -> Message {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("no message arrived")
+    }
+
+    fn addr_of(t: &Transport) -> String {
+        t.local_addr().to_string()
+    }
+
+    /// A raw client connection to `t`, with a read timeout so tests cannot hang.
+    fn raw_connect(t: &Transport) -> TcpStream {
+        let s = TcpStream::connect(t.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// True once the transport has closed `s` (reads EOF or an error).
+    fn closed_by_peer(s: &mut TcpStream) -> bool {
+        let mut b = [0u8; 16];
+        !matches!(s.read(&mut b), Ok(n) if n > 0)
+    }
+
+    fn shutdown_checked(t: Transport) {
+        let shared = Arc::clone(&t.shared);
+        t.shutdown();
+        assert_eq!(shared.threads_alive.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn transport_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Transport>();
+    }
+
+    #[test]
+    fn hello_roundtrip_and_refusals() {
+        let h = encode_hello(7, CLUSTER);
+        assert_eq!(&h[..8], b"FBRAFT\0\x01");
+        assert_eq!(decode_hello(&h, CLUSTER), Ok(7));
+        assert_eq!(
+            decode_hello(&h, CLUSTER + 1),
+            Err(FrameError::WrongCluster {
+                expected: CLUSTER + 1,
+                got: CLUSTER
+            })
+        );
+        let mut bad = h;
+        bad[7] = 2; // another wire version
+        assert_eq!(decode_hello(&bad, CLUSTER), Err(FrameError::BadMagic));
+    }
+
+    #[test]
+    fn frame_roundtrip() {
+        let m = big_msg(1, 2, 1000);
+        let mut buf = vec![0xAA]; // frames append
+        encode_frame(&m, &mut buf).unwrap();
+        encode_frame(&msg(1, 2, 9), &mut buf).unwrap();
+        let mut rest = &buf[1..];
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            let header: [u8; FRAME_HEADER_LEN] = rest[..FRAME_HEADER_LEN].try_into().unwrap();
+            let (len, crc) = decode_frame_header(&header).unwrap();
+            let body = Bytes::copy_from_slice(&rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]);
+            got.push(decode_frame_body(&body, crc).unwrap());
+            rest = &rest[FRAME_HEADER_LEN + len..];
+        }
+        assert_eq!(got, vec![m, msg(1, 2, 9)]);
+    }
+
+    #[test]
+    fn frame_corruption_and_size_are_detected() {
+        let mut buf = Vec::new();
+        encode_frame(&msg(1, 2, 5), &mut buf).unwrap();
+        let header: [u8; FRAME_HEADER_LEN] = buf[..FRAME_HEADER_LEN].try_into().unwrap();
+        let (len, crc) = decode_frame_header(&header).unwrap();
+        assert_eq!(len, buf.len() - FRAME_HEADER_LEN);
+        let mut body = buf[FRAME_HEADER_LEN..].to_vec();
+        body[0] ^= 0x40;
+        assert!(matches!(
+            decode_frame_body(&Bytes::from(body), crc),
+            Err(FrameError::BadChecksum { .. })
+        ));
+        let mut huge = [0u8; FRAME_HEADER_LEN];
+        huge[..4].copy_from_slice(&(PEER_FRAME_BYTES_MAX as u32 + 1).to_le_bytes());
+        assert_eq!(
+            decode_frame_header(&huge),
+            Err(FrameError::TooLarge {
+                len: PEER_FRAME_BYTES_MAX + 1
+            })
+        );
+        // A body with a valid CRC that is not protobuf.
+        let junk = Bytes::from_static(&[0xFF; 10]);
+        assert!(matches!(
+            decode_frame_body(&junk, crc32fast::hash(&junk)),
+            Err(FrameError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn route_checks() {
+        let m = msg(1, 2, 0);
+        assert_eq!(check_route(&m, 1, 2), Ok(()));
+        assert_eq!(
+            check_route(&m, 3, 2),
+            Err(FrameError::WrongSender { hello: 3, from: 1 })
+        );
+        assert_eq!(
+            check_route(&m, 1, 4),
+            Err(FrameError::WrongReceiver { me: 4, to: 2 })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            header in proptest::array::uniform8(proptest::prelude::any::<u8>()),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let _ = decode_frame_header(&header);
+            let body = Bytes::from(body);
+            let _ = decode_frame_body(&body, crc32fast::hash(&body));
+            let mut hello = [0u8; HELLO_LEN];
+            hello[..8].copy_from_slice(&header);
+            let _ = decode_hello(&hello, CLUSTER);
+        }
+    }
+
+    #[test]
+    fn two_transports_exchange_in_order() {
+        let (a, a_rx) = start(1, "127.0.0.1:0");
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        b.set_peer(1, &addr_of(&a)).unwrap();
+        const N: u64 = 2000;
+        for i in 0..N {
+            a.send(msg(1, 2, i));
+            b.send(msg(2, 1, i));
+        }
+        for i in 0..N {
+            assert_eq!(recv(&b_rx), msg(1, 2, i));
+            assert_eq!(recv(&a_rx), msg(2, 1, i));
+        }
+        wait_until("sent counters", || {
+            a.stats().sent == N && b.stats().sent == N
+        });
+        assert_eq!(a.stats().received, N);
+        assert_eq!(a.stats().dropped(), 0);
+        assert!(a.take_unreachable().is_empty());
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    #[test]
+    fn large_message_arrives_whole() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        let big = big_msg(1, 2, 6 << 20);
+        a.send(big.clone());
+        a.send(msg(1, 2, 42));
+        assert_eq!(recv(&b_rx), big);
+        assert_eq!(recv(&b_rx), msg(1, 2, 42));
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    #[test]
+    fn bad_connections_are_refused_and_good_peers_still_served() {
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        let mut valid = Vec::new();
+        encode_frame(&msg(1, 2, 1), &mut valid).unwrap();
+
+        let mut garbage = raw_connect(&b);
+        garbage.write_all(&[0x55; 100]).unwrap();
+        let mut wrong_magic = raw_connect(&b);
+        let mut hello = encode_hello(1, CLUSTER);
+        hello[0] = b'X';
+        wrong_magic.write_all(&hello).unwrap();
+        let mut wrong_cluster = raw_connect(&b);
+        wrong_cluster
+            .write_all(&encode_hello(1, CLUSTER + 1))
+            .unwrap();
+        let mut short_then_close = raw_connect(&b);
+        short_then_close.write_all(&HELLO_MAGIC).unwrap();
+        short_then_close.shutdown(Shutdown::Write).unwrap();
+        for s in [&mut garbage, &mut wrong_magic, &mut wrong_cluster] {
+            assert!(closed_by_peer(s));
+        }
+        wait_until("refusals counted", || b.stats().refused_connections == 4);
+
+        let mut bad_crc = raw_connect(&b);
+        bad_crc.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        let mut corrupt = valid.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        bad_crc.write_all(&corrupt).unwrap();
+        let mut oversize = raw_connect(&b);
+        oversize.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        oversize.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        oversize.write_all(&[0; 4]).unwrap();
+        let mut wrong_sender = raw_connect(&b);
+        wrong_sender.write_all(&encode_hello(3, CLUSTER)).unwrap();
+        wrong_sender.write_all(&valid).unwrap();
+        for s in [&mut bad_crc, &mut oversize, &mut wrong_sender] {
+            assert!(closed_by_peer(s));
+        }
+        wait_until("bad frames counted", || b.stats().bad_frames == 3);
+        assert_eq!(b.stats().received, 0);
+
+        // A hand-made good peer and a real transport are both served.
+        let mut good = raw_connect(&b);
+        good.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        good.write_all(&valid).unwrap();
+        assert_eq!(recv(&b_rx), msg(1, 2, 1));
+        let (a, _a_rx) = start(3, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        a.send(msg(3, 2, 7));
+        assert_eq!(recv(&b_rx), msg(3, 2, 7));
+        assert!(b_rx.try_recv().is_err());
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    #[test]
+    fn newest_connection_of_a_node_replaces_older_ones() {
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        let mut first = raw_connect(&b);
+        first.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        let mut frame = Vec::new();
+        encode_frame(&msg(1, 2, 1), &mut frame).unwrap();
+        first.write_all(&frame).unwrap();
+        assert_eq!(recv(&b_rx), msg(1, 2, 1));
+        let mut second = raw_connect(&b);
+        second.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        assert!(closed_by_peer(&mut first));
+        frame.clear();
+        encode_frame(&msg(1, 2, 2), &mut frame).unwrap();
+        second.write_all(&frame).unwrap();
+        assert_eq!(recv(&b_rx), msg(1, 2, 2));
+        assert_eq!(b.stats().bad_frames, 0);
+        shutdown_checked(b);
+    }
+
+    /// An address nobody listens on (for now): bind port 0, note it, release it.
+    fn free_addr() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    #[test]
+    fn down_peer_drops_then_reconnects_when_it_comes_up() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let addr = free_addr();
+        a.set_peer(2, &addr).unwrap();
+        let total = (PEER_QUEUE_DEPTH_MAX * 3) as u64;
+        for i in 0..total {
+            a.send(msg(1, 2, i)); // returns at once, whatever the peer's state
+        }
+        wait_until("peer reported unreachable", || {
+            a.take_unreachable().contains(&2)
+        });
+        let s = a.stats();
+        assert!(s.connect_failures >= 1);
+        assert_eq!(s.sent, 0);
+        wait_until("queued messages discarded", || {
+            let s = a.stats();
+            s.dropped() == total
+        });
+
+        let (b, b_rx) = start(2, &addr);
+        const MARK: u64 = 1 << 40;
+        let mut next = MARK;
+        wait_until("delivery after the peer came up", || {
+            a.send(msg(1, 2, next));
+            next += 1;
+            matches!(b_rx.try_recv(), Ok(m) if m.index >= MARK)
+        });
+        let s = a.stats();
+        assert!(s.reconnects >= 1);
+        assert!(s.sent >= 1);
+        // Messages on a working connection arrive in order.
+        let mut last = 0;
+        a.send(msg(1, 2, u64::MAX));
+        loop {
+            let m = recv(&b_rx);
+            assert!(m.index > last);
+            last = m.index;
+            if m.index == u64::MAX {
+                break;
+            }
+        }
+
+        // The peer restarts on the same address: the idle connection is found dead and
+        // replaced.
+        shutdown_checked(b);
+        let (b, b_rx) = start(2, &addr);
+        const MARK2: u64 = 1 << 50;
+        let mut next = MARK2;
+        wait_until("delivery after the peer restarted", || {
+            a.send(msg(1, 2, next));
+            next += 1;
+            matches!(b_rx.try_recv(), Ok(m) if m.index >= MARK2)
+        });
+        assert!(a.stats().reconnects >= 2);
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    #[test]
+    fn address_change_reconnects_to_the_new_address() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let (b1, b1_rx) = start(2, "127.0.0.1:0");
+        let (b2, b2_rx) = start(2, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b1)).unwrap();
+        a.send(msg(1, 2, 1));
+        assert_eq!(recv(&b1_rx), msg(1, 2, 1));
+        a.set_peer(2, &addr_of(&b1)).unwrap(); // same address: nothing changes
+        a.set_peer(2, &addr_of(&b2)).unwrap();
+        a.send(msg(1, 2, 2));
+        assert_eq!(recv(&b2_rx), msg(1, 2, 2));
+        a.send(msg(1, 2, 3));
+        assert_eq!(recv(&b2_rx), msg(1, 2, 3));
+        assert!(b1_rx.try_recv().is_err());
+        shutdown_checked(a);
+        shutdown_checked(b1);
+        shutdown_checked(b2);
+    }
+
+    #[test]
+    fn unknown_and_removed_peers_drop_and_report_snapshots() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        a.send(msg(1, 9, 0));
+        let mut snap = msg(1, 9, 0);
+        snap.set_msg_type(MessageType::MsgSnapshot);
+        a.send(snap.clone());
+        assert_eq!(a.stats().dropped_unknown_peer, 2);
+        assert_eq!(
+            a.take_snapshot_reports(),
+            vec![(9, SnapshotStatus::Failure)]
+        );
+        assert!(a.take_snapshot_reports().is_empty());
+
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        snap.to = 2;
+        a.send(snap.clone());
+        assert_eq!(recv(&b_rx), snap);
+        wait_until("snapshot reported sent", || {
+            a.take_snapshot_reports() == vec![(2, SnapshotStatus::Finish)]
+        });
+
+        a.remove_peer(2);
+        a.send(msg(1, 2, 5));
+        assert_eq!(a.stats().dropped_unknown_peer, 3);
+        // Only a's accept thread is left (b has no peers, so a has no readers).
+        wait_until("removed peer's thread ends", || {
+            a.shared.threads_alive.load(Ordering::SeqCst) == 1
+        });
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    #[test]
+    fn shutdown_joins_every_thread() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        b.set_peer(1, &addr_of(&a)).unwrap();
+        a.set_peer(3, &free_addr()).unwrap(); // down: its thread sits in backoff
+        a.send(msg(1, 2, 1));
+        a.send(msg(1, 3, 1));
+        assert_eq!(recv(&b_rx), msg(1, 2, 1));
+        // Inbound connections stuck in every state: mid-hello, idle after hello.
+        let mut half = raw_connect(&a);
+        half.write_all(&HELLO_MAGIC[..3]).unwrap();
+        let mut idle = raw_connect(&a);
+        idle.write_all(&encode_hello(4, CLUSTER)).unwrap();
+        b.send(msg(2, 1, 1));
+        wait_until("readers running", || {
+            lock(&a.inbound.conns).len() == 3 && a.stats().received == 1
+        });
+        // accept + 2 outbound + 3 readers
+        assert_eq!(a.shared.threads_alive.load(Ordering::SeqCst), 6);
+        shutdown_checked(a);
+        assert!(closed_by_peer(&mut half));
+        assert!(closed_by_peer(&mut idle));
+        // b's writer to a now fails; b still shuts down cleanly.
+        b.send(msg(2, 1, 2));
+        shutdown_checked(b);
+    }
 }

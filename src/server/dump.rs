@@ -92,8 +92,11 @@ struct Start {
     file: String,
     /// FDE to send as a copy (log_pos 0) when the dump does not start at the file's FDE.
     fde_copy: Option<Vec<u8>>,
-    /// GTID mode: the replica's state, to skip groups it has and to send as GTID_LIST.
+    /// GTID mode: the replica's state, sent as the fake GTID_LIST.
     state: Option<MariaGtidList>,
+    /// GTID mode: the state's GTIDs that come after the start location: in their domains,
+    /// groups are skipped until that GTID has passed (what a MariaDB master does).
+    pending: MariaGtidList,
 }
 
 /// Streams until the replica goes away, the server stops, or (non-blocking) the end.
@@ -144,7 +147,10 @@ pub fn run<S: Read + Write>(
     set_position(progress, &file, pos);
 
     let mut cursor = Cursor::at(start.loc);
-    let mut filter = start.state.map(GroupFilter::new);
+    let mut filter = start
+        .state
+        .is_some()
+        .then(|| GroupFilter::new(start.pending.clone()));
     let mut seen = store.whole_upto();
     loop {
         while let Some(item) = cursor.next(store, seen)? {
@@ -333,6 +339,7 @@ fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Result<Start, 
         file: name.to_string(),
         fde_copy,
         state: None,
+        pending: MariaGtidList::new(),
     })
 }
 
@@ -389,17 +396,40 @@ fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Start, String> 
         };
         start = Some(start.map_or(loc, |s| earlier(s, loc)));
     }
-    // Domains the replica has never seen are sent from the beginning.
-    if start.is_none() || index.maria_domains().any(|d| !covered.contains(&d)) {
+    // Domains the replica has never seen are sent from the beginning, which is only right
+    // when the store holds that domain's whole history.
+    let uncovered: Vec<u32> = index
+        .maria_domains()
+        .filter(|d| !covered.contains(d))
+        .collect();
+    for domain in &uncovered {
+        check_whole_history(index, *domain)?;
+    }
+    if start.is_none() || !uncovered.is_empty() {
         start = Some(first);
     }
     let loc = start.expect("set above");
     let meta = &index.files()[loc.file];
+    // The GTIDs the stream has not passed yet at `loc`: their domains are skipped until then.
+    let mut pending = state.clone();
+    for gtid in state.iter() {
+        let passed = index
+            .maria_group(gtid)
+            .is_some_and(|g| !is_before(loc, g.end))
+            || index
+                .maria_start_state()
+                .and_then(|s| s.get(gtid.domain_id))
+                == Some(gtid);
+        if passed {
+            pending.remove(gtid.domain_id);
+        }
+    }
     Ok(Start {
         loc,
         file: meta.name.clone(),
         fde_copy: (loc.pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone()),
         state: Some(state),
+        pending,
     })
 }
 
@@ -418,6 +448,27 @@ fn missing_gtid_message(index: &BinlogIndex, gtid: &MariaGtid) -> String {
     }
 }
 
+/// A replica without a position in `domain` would be sent the domain from the start of the
+/// store: refuse unless the store begins before the domain's first transaction.
+fn check_whole_history(index: &BinlogIndex, domain: u32) -> Result<(), String> {
+    match index.maria_start_state() {
+        Some(start) => match start.get(domain) {
+            None => Ok(()),
+            Some(at) => Err(format!(
+                "Could not find GTID state requested by slave in any binlog files. Probably the                  slave state is too old and required binlog files have been purged: the slave                  has no position in domain {domain}, and ferrobus's binlog of that domain                  begins after {at}"
+            )),
+        },
+        None => Err(format!(
+            "the slave has no position in domain {domain}, and ferrobus does not know where              its binlog of that domain begins; start the slave at a GTID of domain {domain}"
+        )),
+    }
+}
+
+/// Whether `a` comes before `b` in the stored stream.
+fn is_before(a: Loc, b: Loc) -> bool {
+    (a.entry, a.offset) < (b.entry, b.offset)
+}
+
 fn earlier(a: Loc, b: Loc) -> Loc {
     if (b.entry, b.offset) < (a.entry, a.offset) {
         b
@@ -428,17 +479,21 @@ fn earlier(a: Loc, b: Loc) -> Loc {
 
 /// Skips the groups a GTID-mode replica already has.
 struct GroupFilter {
-    state: MariaGtidList,
+    /// Per domain, the GTID to reach; groups of that domain are skipped until it has passed.
+    pending: MariaGtidList,
     tracker: TransactionTracker,
     skipping: bool,
+    /// The domain whose pending GTID is the group being skipped now.
+    reaching: Option<u32>,
 }
 
 impl GroupFilter {
-    fn new(state: MariaGtidList) -> GroupFilter {
+    fn new(pending: MariaGtidList) -> GroupFilter {
         GroupFilter {
-            state,
+            pending,
             tracker: TransactionTracker::new(4),
             skipping: false,
+            reaching: None,
         }
     }
 
@@ -454,12 +509,23 @@ impl GroupFilter {
         };
         if step.starts_group {
             self.skipping = match step.gtid {
-                Some(Gtid::Maria(g)) => self.state.contains(&g),
+                Some(Gtid::Maria(g)) => match self.pending.get(g.domain_id) {
+                    Some(target) => {
+                        if *target == g {
+                            self.reaching = Some(g.domain_id);
+                        }
+                        true
+                    }
+                    None => false,
+                },
                 _ => false,
             };
         }
         let skip = self.skipping;
         if step.ends_group {
+            if let Some(domain) = self.reaching.take() {
+                self.pending.remove(domain);
+            }
             self.skipping = false;
         }
         skip

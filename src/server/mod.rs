@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::binlog::event::{EventHeader, FormatDescription};
-use crate::limits::DOWNSTREAM_IO_TIMEOUT_MS;
+use crate::limits::{DOWNSTREAM_IO_TIMEOUT_MS, SERVER_STOP_WAIT_MS};
 use crate::mysql::resultset::{ErrPacket, ER_CON_COUNT_ERROR};
 use crate::store::Store;
 use dump::DumpProgress;
@@ -207,6 +207,20 @@ impl BinlogServer {
         if let Some(h) = self.listener.take() {
             let _ = h.join();
         }
+        // Connection threads end once their sockets are shut down; wait for them, bounded,
+        // so that a new server started right after sees none of the old sessions.
+        let deadline = std::time::Instant::now() + Duration::from_millis(SERVER_STOP_WAIT_MS);
+        while self.shared.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.shared.active.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!(
+                "binlog server on {}: {left} connections still closing",
+                self.local_addr
+            );
+        }
         log::info!("binlog server on {} stopped", self.local_addr);
     }
 }
@@ -245,6 +259,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 .lock()
                 .expect("sockets lock")
                 .insert(id, clone);
+        }
+        // A stop that ran between accept and the insert above did not see this socket.
+        if shared.stop.load(Ordering::SeqCst) {
+            shared.sockets.lock().expect("sockets lock").remove(&id);
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            break;
         }
         let s = shared.clone();
         let spawned = thread::Builder::new()

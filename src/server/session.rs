@@ -11,7 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::limits::{
     CLIENT_COMMAND_MAX, DOWNSTREAM_HEARTBEAT_DEFAULT_MS, DOWNSTREAM_HEARTBEAT_MIN_MS,
+    DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS, USER_VARS_MAX, USER_VAR_BYTES_MAX,
 };
+
+/// The error a session over its user-variable budget gets (ER_OUT_OF_RESOURCES); the
+/// connection ends after it.
+const ER_TOO_MANY_USER_VARS: u16 = 1041;
 use crate::mysql::auth;
 use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
 use crate::mysql::handshake::{self, AuthSwitchRequest, HandshakeResponse41, HandshakeV10};
@@ -55,6 +60,9 @@ pub fn serve<S: Read + Write>(
     let mut vars = UserVars::new();
     let mut registered: Option<(u32, String, u16)> = None;
     loop {
+        if shared.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         conn.reset_seq();
         let packet = match conn.read_packet() {
             Ok(p) => p,
@@ -79,6 +87,23 @@ pub fn serve<S: Read + Write>(
             Command::Query(sql) => {
                 let view = shared.view();
                 let reply = query::answer(&sql, &mut vars, &view);
+                if vars.len() > USER_VARS_MAX
+                    || vars
+                        .values()
+                        .flatten()
+                        .any(|v| v.len() > USER_VAR_BYTES_MAX)
+                {
+                    send_err(
+                        &mut conn,
+                        ER_TOO_MANY_USER_VARS,
+                        "HY000",
+                        &format!(
+                            "ferrobus keeps at most {USER_VARS_MAX} user variables of at most \
+                             {USER_VAR_BYTES_MAX} bytes per connection"
+                        ),
+                    )?;
+                    return Ok(());
+                }
                 send_reply(&mut conn, reply)?;
             }
             Command::RegisterSlave(r) => {
@@ -186,9 +211,10 @@ fn heartbeat_period(vars: &UserVars) -> Duration {
         .get("master_heartbeat_period")
         .cloned()
         .flatten()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ns| *ns > 0.0);
+        .and_then(|v| v.trim().parse::<f64>().ok());
     match ns {
+        // 0: the replica turned heartbeats off; wake only for new data (and a rare check).
+        Some(ns) if ns <= 0.0 => Duration::from_millis(DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS),
         Some(ns) => Duration::from_millis(((ns / 1e6) as u64).max(DOWNSTREAM_HEARTBEAT_MIN_MS)),
         None => Duration::from_millis(DOWNSTREAM_HEARTBEAT_DEFAULT_MS),
     }

@@ -20,6 +20,11 @@ use std::fmt;
 pub const KIND_FILE_START: u8 = 1;
 /// Entry kind code of an [`Events`] entry.
 pub const KIND_EVENTS: u8 = 2;
+/// Entry kind code of a start-state entry: the MariaDB GTID state (text, e.g. `0-1-5`) of the
+/// master's binlog at the place where the store begins, when it begins after the start of
+/// the master's history (a syncer started at a GTID or a file position). It lets the binlog
+/// server serve a replica that stopped exactly there.
+pub const KIND_START_STATE: u8 = 4;
 
 /// `Events` flag: the first byte does not start an event group (continues the previous
 /// entry's transaction).

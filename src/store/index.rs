@@ -11,7 +11,9 @@ use std::fmt;
 use crate::binlog::event::EventHeader;
 use crate::binlog::gtid::{MariaGtid, MariaGtidList};
 use crate::binlog::transaction::{Gtid, TransactionTracker};
-use crate::store::entry::{EntryError, EventsHeader, FileStart, KIND_EVENTS, KIND_FILE_START};
+use crate::store::entry::{
+    EntryError, EventsHeader, FileStart, KIND_EVENTS, KIND_FILE_START, KIND_START_STATE,
+};
 
 /// A place in the stored byte stream: an entry and an offset into its binlog bytes, with the
 /// master file and position it stands for.
@@ -129,12 +131,56 @@ impl BinlogIndex {
         BinlogIndex::default()
     }
 
+    /// Checks, without changing anything, that a batch continues the indexed stream: every
+    /// payload decodes, `Events` come after a file, and each starts where the stream ends.
+    /// The store runs it before it makes a batch durable, so a batch that could never be
+    /// indexed is refused instead of written.
+    pub fn check_batch(&self, batch: &[(u8, Vec<u8>)]) -> Result<(), IndexError> {
+        let mut has_file = !self.files.is_empty();
+        let mut next_pos = self.next_pos;
+        for (i, (kind, data)) in batch.iter().enumerate() {
+            match *kind {
+                KIND_FILE_START => {
+                    next_pos = Some(FileStart::decode(data)?.start_pos);
+                    has_file = true;
+                }
+                KIND_START_STATE => {
+                    parse_start_state(data)?;
+                }
+                KIND_EVENTS => {
+                    let (header, bytes) = EventsHeader::decode(data)?;
+                    if !has_file {
+                        return Err(IndexError::NoFile {
+                            index: self.last_index + 1 + i as u64,
+                        });
+                    }
+                    if let Some(expected) = next_pos.filter(|p| *p != header.start_pos) {
+                        return Err(IndexError::Discontiguous {
+                            expected,
+                            found: header.start_pos,
+                        });
+                    }
+                    next_pos = Some(header.start_pos + bytes.len() as u64);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Feeds one entry (of any kind; kinds this index does not know are skipped).
     pub fn feed(&mut self, index: u64, kind: u8, data: &[u8]) -> Result<(), IndexError> {
         self.last_index = index;
         match kind {
             KIND_FILE_START => self.feed_file_start(index, FileStart::decode(data)?),
             KIND_EVENTS => self.feed_events(index, data)?,
+            KIND_START_STATE => {
+                let state = parse_start_state(data)?;
+                self.maria_start_state.get_or_insert(state);
+                if self.open_group.is_none() && self.carry.is_empty() {
+                    self.whole_upto = index;
+                }
+            }
             _ => {
                 if self.open_group.is_none() && self.carry.is_empty() {
                     self.whole_upto = index;
@@ -307,6 +353,12 @@ impl BinlogIndex {
         Ok(())
     }
 
+    /// server_id of the master whose binlog is stored (from the last file's FDE header).
+    pub fn master_server_id(&self) -> Option<u32> {
+        let fde = &self.files.last()?.fde;
+        EventHeader::parse(fde).ok().map(|h| h.server_id)
+    }
+
     pub fn files(&self) -> &[FileMeta] {
         &self.files
     }
@@ -402,6 +454,15 @@ impl BinlogIndex {
             pos: first.start_pos + offset as u64,
         })
     }
+}
+
+fn parse_start_state(data: &[u8]) -> Result<MariaGtidList, IndexError> {
+    std::str::from_utf8(data)
+        .ok()
+        .and_then(|text| MariaGtidList::parse(text).ok())
+        .ok_or(IndexError::Entry(EntryError(
+            "start state is not a MariaDB GTID list",
+        )))
 }
 
 /// Size of the event at the start of `bytes`, or None if its header is not all there.

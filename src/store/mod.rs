@@ -35,6 +35,14 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// Whether the store could not make written data durable: the process must stop
+    /// (house rule 3), since the kernel may have dropped the dirty pages.
+    pub fn is_sync_failure(&self) -> bool {
+        matches!(self, StoreError::Storage(StorageError::SyncFailed { .. }))
+    }
+}
+
 impl From<StorageError> for StoreError {
     fn from(e: StorageError) -> Self {
         StoreError::Storage(e)
@@ -114,6 +122,12 @@ impl Store {
             return Ok(self.reader.last_index());
         }
         let mut log = self.log.lock().expect("log lock poisoned");
+        self.index()
+            .check_batch(&entries)
+            .map_err(|error| StoreError::Index {
+                index: log.last_index() + 1,
+                error,
+            })?;
         let first = log.last_index() + 1;
         let entries: Vec<Entry> = entries
             .into_iter()
@@ -127,7 +141,7 @@ impl Store {
             .collect();
         log.append(&entries)?;
         log.sync()?;
-        let whole_upto = {
+        {
             let mut index = self.index.write().expect("index lock poisoned");
             for e in &entries {
                 index
@@ -137,10 +151,11 @@ impl Store {
                         error,
                     })?;
             }
-            index.whole_upto()
-        };
+            // Published while the index is still locked, so a reader that resolved a start
+            // in the new entries also sees the watermark that lets it read them.
+            self.publish(index.whole_upto());
+        }
         drop(log);
-        self.publish(whole_upto);
         Ok(first + entries.len() as u64 - 1)
     }
 

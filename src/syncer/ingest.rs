@@ -9,11 +9,12 @@
 use std::fmt;
 
 use crate::binlog::event::{self, EventHeader, HEADER_LEN};
+use crate::binlog::gtid::MariaGtidList;
 use crate::binlog::transaction::TransactionTracker;
 use crate::limits::ENTRY_PAYLOAD_MAX;
 use crate::store::entry::{
     EventsHeader, FileStart, ENDS_INSIDE_GROUP, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START,
-    STARTS_INSIDE_GROUP,
+    KIND_START_STATE, STARTS_INSIDE_GROUP,
 };
 
 /// Why the stream cannot be stored. Every one of these ends the connection; the syncer
@@ -125,6 +126,13 @@ impl Ingest {
             ready: Vec::new(),
             events_bytes_max: entry_payload_max - EVENTS_HEADER_LEN,
         }
+    }
+
+    /// Records, as the store's first entry, the master's GTID state where the store begins
+    /// (only for a store that begins after the start of the master's history).
+    pub fn record_start_state(&mut self, state: &MariaGtidList) {
+        self.ready
+            .push((KIND_START_STATE, state.to_string().into_bytes()));
     }
 
     /// File and position of the next content byte the stream will bring.

@@ -157,7 +157,12 @@ impl Syncer {
         if let Some(sock) = self.shared.socket.lock().expect("socket lock").as_ref() {
             let _ = sock.shutdown(Shutdown::Both);
         }
-        self.shared.sleep.1.notify_all();
+        {
+            // Under the mutex, so the wake-up cannot fall between the supervisor's check of
+            // `stop` and its wait.
+            let _guard = self.shared.sleep.0.lock().expect("sleep lock");
+            self.shared.sleep.1.notify_all();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -175,7 +180,7 @@ fn supervise(config: SyncerConfig, store: Arc<Store>, shared: Arc<Shared>, fatal
         }
         let err = match result {
             Ok(()) => "the master closed the dump".to_string(),
-            Err(SyncerError::Store(e)) => {
+            Err(SyncerError::Store(e)) if e.is_sync_failure() => {
                 fatal(&e);
                 set_state(&shared, State::Error, Some(e.to_string()));
                 return;
@@ -216,19 +221,36 @@ fn session(
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
     store.discard_partial_tail().map_err(SyncerError::Store)?;
-    let resume = store.index().resume_point();
+    let (resume, stored_master) = {
+        let index = store.index();
+        (index.resume_point(), index.master_server_id())
+    };
     let up = &config.upstream;
+    let (mut client, info) = connect_checked(up, shared)?;
+    if let Some(stored) = stored_master.filter(|id| *id != info.server_id) {
+        return Err(SyncerError::Precheck(format!(
+            "the stored binlog comes from a master with server_id {stored}, but {} has              server_id {}; ferrobus does not mix two masters' binlogs (use a fresh data              directory for a different master)",
+            up.addr, info.server_id
+        )));
+    }
     let (file, pos) = match (&resume, &config.start) {
         (Some((f, p)), _) => (f.clone(), *p),
         (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(g)) => upstream::resolve_gtid(up, g)?,
-        (None, StartPoint::Oldest) => (String::new(), 4),
+        (None, StartPoint::Gtid(g)) => {
+            // The GTID dump leaves this connection unusable: resolve, then reconnect.
+            let at = upstream::resolve_gtid(&mut client, up, g)?;
+            (client, _) = connect_checked(up, shared)?;
+            at
+        }
+        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
     };
-    let (mut client, info) = upstream::connect(up)?;
-    let file = if file.is_empty() {
-        info.binlogs[0].clone()
-    } else {
-        file
+    // A store that begins after the start of the master's history records the GTID state
+    // there, so that a replica that stopped exactly there can be served.
+    let start_state = match (&resume, &config.start) {
+        (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
+            Some(upstream::gtid_state_at(&mut client, &file, pos)?)
+        }
+        _ => None,
     };
     if !info.binlogs.contains(&file) {
         return Err(SyncerError::Precheck(format!(
@@ -245,7 +267,6 @@ fn session(
         p.file = Some(file.clone());
         p.position = pos;
     }
-    *shared.socket.lock().expect("socket lock") = client.try_clone_stream().ok();
     if shared.stop.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -262,7 +283,10 @@ fn session(
     let appender = {
         let store = store.clone();
         let shared = shared.clone();
-        let ingest = Ingest::new(resume);
+        let mut ingest = Ingest::new(resume);
+        if let Some(state) = &start_state {
+            ingest.record_start_state(state);
+        }
         thread::Builder::new()
             .name("syncer-append".into())
             .spawn(move || append_loop(rx, ingest, &store, &shared))
@@ -271,8 +295,27 @@ fn session(
     let read_result = read_loop(&mut client, &tx, received_any);
     drop(tx);
     *shared.socket.lock().expect("socket lock") = None;
-    let append_result = appender.join().expect("appender thread panicked");
+    let append_result = appender.join().unwrap_or_else(|_| {
+        Err(SyncerError::Connection(
+            "the appender thread panicked (a bug: see the log above)".into(),
+        ))
+    });
     append_result.and(read_result)
+}
+
+/// Connects, registers the socket so that `stop` can interrupt any later wait on it, and
+/// runs the pre-checks.
+fn connect_checked(
+    up: &Upstream,
+    shared: &Shared,
+) -> Result<(Client, upstream::MasterInfo), SyncerError> {
+    let mut client = upstream::open(up)?;
+    *shared.socket.lock().expect("socket lock") = client.try_clone_stream().ok();
+    if shared.stop.load(Ordering::SeqCst) {
+        return Err(SyncerError::Connection("stopping".into()));
+    }
+    let info = upstream::precheck(&mut client)?;
+    Ok((client, info))
 }
 
 /// Reads events into chunks (whole events back to back) and hands a chunk over when it is

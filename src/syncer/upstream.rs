@@ -35,21 +35,41 @@ pub struct MasterInfo {
     pub binlogs: Vec<String>,
 }
 
-/// Connects and runs the pre-checks; the connection is ready for a dump.
-pub fn connect(up: &Upstream) -> Result<(Client, MasterInfo), SyncerError> {
-    let mut client = Client::connect(
+/// Connects and logs in; run [`precheck`] before a dump.
+pub fn open(up: &Upstream) -> Result<Client, SyncerError> {
+    Client::connect(
         &up.addr,
         &up.user,
         &up.password,
         Duration::from_millis(UPSTREAM_CONNECT_TIMEOUT_MS),
         Duration::from_millis(UPSTREAM_IO_TIMEOUT_MS),
     )
-    .map_err(|e| SyncerError::Connect(e.to_string()))?;
-    let info = precheck(&mut client)?;
-    Ok((client, info))
+    .map_err(|e| SyncerError::Connect(e.to_string()))
 }
 
-fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
+/// The master's GTID state at a file position (`BINLOG_GTID_POS`), for a store that begins
+/// there.
+pub fn gtid_state_at(
+    client: &mut Client,
+    file: &str,
+    pos: u64,
+) -> Result<crate::binlog::gtid::MariaGtidList, SyncerError> {
+    let sql = format!(
+        "SELECT BINLOG_GTID_POS('{}', {pos})",
+        file.replace(['\'', '\\'], "")
+    );
+    let text = one_value(client, &sql)?.ok_or_else(|| {
+        SyncerError::Precheck(format!(
+            "{file}:{pos} is not a position in the master's binlog (BINLOG_GTID_POS returned              NULL); give the position of an event, as SHOW BINLOG EVENTS lists them"
+        ))
+    })?;
+    crate::binlog::gtid::MariaGtidList::parse(&text)
+        .map_err(|e| SyncerError::Master(format!("BINLOG_GTID_POS returned {text:?}: {e}")))
+}
+
+/// Checks the master can be synced from: MariaDB, binary log on, CRC32 checksums, a binlog
+/// listed. Returns what it learned.
+pub fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
     let version = one_value(client, "SELECT VERSION()")?.unwrap_or_default();
     if !version.contains("MariaDB") {
         return Err(SyncerError::Precheck(format!(
@@ -230,14 +250,17 @@ pub fn read_dump_packet(client: &mut Client) -> Result<DumpPacket, SyncerError> 
 
 /// Asks the master where the transaction after `gtid_state` begins: dumps in GTID mode and
 /// reads until the first content after the skipped part. Returns (file, position).
-pub fn resolve_gtid(up: &Upstream, gtid_state: &str) -> Result<(String, u64), SyncerError> {
-    let (mut client, _info) = connect(up)?;
-    start_dump(&mut client, up, "", 4, Some(gtid_state))?;
+pub fn resolve_gtid(
+    client: &mut Client,
+    up: &Upstream,
+    gtid_state: &str,
+) -> Result<(String, u64), SyncerError> {
+    start_dump(client, up, "", 4, Some(gtid_state))?;
     let mut file: Option<String> = None;
     // Where the file's content the master sent begins (4 when it starts the file whole).
     let mut first_content: Option<u64> = None;
     loop {
-        let ev = match read_dump_packet(&mut client)? {
+        let ev = match read_dump_packet(client)? {
             DumpPacket::Event(ev) => ev,
             DumpPacket::Eof => {
                 return Err(SyncerError::Master("dump ended before any event".into()))

@@ -330,13 +330,8 @@ fn syncer_starts_at_a_gtid_in_the_middle() {
     }
     assert_eq!(node.syncer_status().unwrap()["status"], "stopped");
 
-    // A GTID replica positioned at the start GTID gets everything after it.
-    // FAILS: ferrobus refuses it with ERR 1236 "GTID 0-1-6 is older than the first stored
-    // transaction of domain 0 (seq_no 7) ... purged". The store learns its start state only
-    // from a GTID_LIST event stored before any group (store/index.rs on_event); a syncer
-    // started at a GTID (or file+position) in the middle of a file stores no GTID_LIST first,
-    // so `maria_start_state` stays None and server/dump.rs resolve_gtid cannot recognize a
-    // replica that stopped exactly where the store begins.
+    // A GTID replica positioned at the start GTID gets everything after it: the node
+    // recorded the master's GTID state where its store begins (a start-state entry).
     let replica = MariaDb::start("start-gtid-replica", MariaDbOpts::server_id(REPLICA_ID)).unwrap();
     replica
         .sql(&format!("SET GLOBAL gtid_slave_pos = '{start_gtid}'"))

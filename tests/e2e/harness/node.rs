@@ -67,8 +67,13 @@ impl Node {
         if let Some(parent) = data_dir.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        // No pooled keep-alive connections, like curl and `ferrobus ctl`: tiny_http 0.12's
+        // connection pool can leave a new connection unserved while every pool thread sits
+        // on an idle keep-alive connection (see README, known limitations).
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .timeout_global(Some(HTTP_TIMEOUT))
             .build()
             .into();

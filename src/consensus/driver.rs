@@ -1,0 +1,860 @@
+//! `Driver`: what the one raft thread does with its `RawNode`, without the thread and
+//! without the network, so that a whole cluster can run in one test by routing messages.
+//!
+//! `handle_ready` follows raft-rs's documented order: a leader's `messages()` may leave
+//! before anything is persisted (Raft thesis 10.2.1); then the snapshot is installed, the
+//! entries appended and the HardState recorded, all made durable with one `persist` (one log
+//! fsync, the state file only when it changed); only then may `persisted_messages()` leave
+//! and committed entries be applied. After `advance`, the light ready's commit index is
+//! persisted before its committed entries are handed out, then `advance_apply`. Committed
+//! conf changes are applied to raft (`apply_conf_change`) and the new ConfState is stored
+//! before `handle_ready` returns.
+//!
+//! This module must not open sockets, start threads, sleep, or interpret the data of normal
+//! entries; the caller sends the messages and applies the committed entries.
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{Config, RawNode, SnapshotStatus, StateRole};
+
+use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
+use crate::consensus::ConsensusError;
+use crate::limits::{
+    ENTRY_PAYLOAD_MAX, RAFT_ELECTION_TICKS, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX,
+    RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
+};
+
+/// Result of driver operations.
+pub type Result<T> = std::result::Result<T, ConsensusError>;
+
+/// What one `handle_ready` produced for the caller.
+#[derive(Debug, Default)]
+pub struct ReadyOutput {
+    /// Messages to send to peers, in order (all may be sent now: everything they depend on
+    /// is durable). `handle_ready_with` hands them to its callback instead.
+    pub messages_to_send: Vec<Message>,
+    /// A snapshot from the leader was installed: the state machine must restore from its
+    /// data before applying `committed`.
+    pub snapshot: Option<Snapshot>,
+    /// Newly committed entries, to apply in order. Conf change entries among them have
+    /// already been applied to raft; the empty entries of new leaders are included (they
+    /// advance the applied index).
+    pub committed: Vec<Entry>,
+    /// The membership changed in this Ready (conf change applied or snapshot installed).
+    pub conf_state: Option<ConfState>,
+    /// Raft's view after this Ready.
+    pub leader_id: u64,
+    pub term: u64,
+    pub is_leader: bool,
+    /// Leader or role changed in this Ready.
+    pub soft_state_changed: bool,
+    /// raft needs a snapshot newer than the stored one (to catch up a follower, typically
+    /// one added after the last snapshot): after applying `committed`, the caller should
+    /// call `store_snapshot` with the state machine's data.
+    pub snapshot_requested: bool,
+}
+
+/// The raft-rs configuration ferrobus runs with (see the `RAFT_*` limits).
+pub fn raft_config(id: u64, applied: u64) -> Config {
+    Config {
+        id,
+        election_tick: RAFT_ELECTION_TICKS,
+        heartbeat_tick: RAFT_HEARTBEAT_TICKS,
+        applied,
+        max_size_per_msg: RAFT_MSG_BYTES_MAX,
+        max_inflight_msgs: RAFT_INFLIGHT_MSGS_MAX,
+        max_uncommitted_size: RAFT_UNCOMMITTED_BYTES_MAX,
+        check_quorum: true,
+        pre_vote: true,
+        ..Config::default()
+    }
+}
+
+/// A logger that drops raft-rs's log lines.
+pub fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// The raft node of the raft thread.
+pub struct Driver {
+    raw: RawNode<RaftStorage>,
+    storage: RaftStorage,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("id", &self.id())
+            .field("term", &self.term())
+            .field("leader_id", &self.leader_id())
+            .field("commit_index", &self.commit_index())
+            .finish()
+    }
+}
+
+impl Driver {
+    /// Starts raft node `id` on `storage`. `applied` is the index the state machine has
+    /// applied (from its restored snapshot); entries after it up to the commit index come
+    /// out of the first `handle_ready`s again. An `applied` at or below the log's base
+    /// means "from the base" (the state machine restored the stored snapshot).
+    pub fn new(
+        id: u64,
+        storage: RaftStorage,
+        applied: u64,
+        logger: &slog::Logger,
+    ) -> Result<Driver> {
+        let commit = storage.hard_state().commit;
+        if applied > commit {
+            return Err(ConsensusError::AppliedAhead { applied, commit });
+        }
+        let base = storage.first_index() - 1;
+        let applied = if applied > base { applied } else { 0 };
+        let config = raft_config(id, applied);
+        config.validate()?;
+        let raw = RawNode::new(&config, storage.clone(), logger)?;
+        Ok(Driver { raw, storage })
+    }
+
+    /// Advances the logical clock by one tick (every `RAFT_TICK_INTERVAL_MS`).
+    pub fn tick(&mut self) -> bool {
+        self.raw.tick()
+    }
+
+    /// Starts an election now (tests, leadership transfer targets).
+    pub fn campaign(&mut self) -> Result<()> {
+        Ok(self.raw.campaign()?)
+    }
+
+    /// Proposes a normal entry of `kind` (1..=0x3f, stored as the entry's context byte).
+    /// Fails with `Raft(ProposalDropped)` when this node is not the leader: proposals are
+    /// never forwarded by raft, so a deposed leader's proposals cannot reach the new one.
+    pub fn propose(&mut self, kind: u8, data: Vec<u8>) -> Result<()> {
+        self.check_leader()?;
+        if !(1..=NORMAL_KIND_MAX).contains(&kind) {
+            let reason = format!("entry kind {kind} is not in 1..={NORMAL_KIND_MAX}");
+            return Err(ConsensusError::Unrepresentable { index: 0, reason });
+        }
+        if data.len() > ENTRY_PAYLOAD_MAX {
+            let reason = format!("{} bytes, more than {ENTRY_PAYLOAD_MAX}", data.len());
+            return Err(ConsensusError::Unrepresentable { index: 0, reason });
+        }
+        Ok(self.raw.propose(vec![kind], data)?)
+    }
+
+    /// `propose`, only while this node leads in `term` (the term its proposer started in):
+    /// fences a proposer that has not yet noticed a leadership change.
+    pub fn propose_in_term(&mut self, term: u64, kind: u8, data: Vec<u8>) -> Result<()> {
+        if self.term() != term {
+            return Err(ConsensusError::Raft(raft::Error::ProposalDropped));
+        }
+        self.propose(kind, data)
+    }
+
+    fn check_leader(&self) -> Result<()> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(ConsensusError::Raft(raft::Error::ProposalDropped))
+        }
+    }
+
+    /// Proposes a single membership change.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<()> {
+        self.check_leader()?;
+        Ok(self.raw.propose_conf_change(Vec::new(), cc)?)
+    }
+
+    /// Proposes a (possibly joint) membership change.
+    pub fn propose_conf_change_v2(&mut self, cc: ConfChangeV2) -> Result<()> {
+        self.check_leader()?;
+        Ok(self.raw.propose_conf_change(Vec::new(), cc)?)
+    }
+
+    /// Feeds a message from a peer.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        Ok(self.raw.step(m)?)
+    }
+
+    /// Tells raft a peer could not be reached (it slows down appends to it).
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
+    /// Tells raft how sending a snapshot to a peer ended.
+    pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
+        self.raw.report_snapshot(id, status);
+    }
+
+    pub fn has_ready(&self) -> bool {
+        self.raw.has_ready()
+    }
+
+    /// Handles one Ready in the documented order; every message goes to
+    /// `messages_to_send` (sent after the fsync, even a leader's).
+    pub fn handle_ready(&mut self) -> Result<ReadyOutput> {
+        let mut messages = Vec::new();
+        let mut out = self.handle_ready_with(&mut |m| messages.extend(m))?;
+        out.messages_to_send = messages;
+        Ok(out)
+    }
+
+    /// Handles one Ready, handing each batch of messages to `send` as soon as it may leave:
+    /// a leader's `messages()` before the fsync, the rest after it. An error leaves raft
+    /// mid-Ready: the caller must stop the node (and the process when `is_fatal()`).
+    pub fn handle_ready_with(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<ReadyOutput> {
+        let mut out = ReadyOutput::default();
+        if !self.raw.has_ready() {
+            self.fill_roles(&mut out);
+            return Ok(out);
+        }
+        let mut rd = self.raw.ready();
+        out.soft_state_changed = rd.ss().is_some();
+        send_nonempty(send, rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            let snapshot = rd.snapshot().clone();
+            self.storage.apply_snapshot(snapshot.clone())?;
+            out.conf_state = Some(snapshot.get_metadata().get_conf_state().clone());
+            out.snapshot = Some(snapshot);
+        }
+        self.storage.append(rd.entries())?;
+        if let Some(hs) = rd.hs() {
+            self.storage.set_hard_state(hs.clone());
+        }
+        self.storage.persist()?;
+        send_nonempty(send, rd.take_persisted_messages());
+        let committed = rd.take_committed_entries();
+        self.apply_conf_changes(&committed, &mut out);
+        out.committed = committed;
+
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit);
+        }
+        send_nonempty(send, light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_conf_changes(&committed, &mut out);
+        out.committed.extend(committed);
+        // The commit index and ConfState are durable before anything is applied.
+        self.storage.persist()?;
+        self.raw.advance_apply();
+        self.fill_roles(&mut out);
+        Ok(out)
+    }
+
+    /// Applies committed conf changes to raft and stores the resulting ConfState. A change
+    /// raft refuses is skipped on every node alike (it is deterministic), and logged.
+    fn apply_conf_changes(&mut self, entries: &[Entry], out: &mut ReadyOutput) {
+        for e in entries {
+            let applied = match e.get_entry_type() {
+                EntryType::EntryNormal => continue,
+                // raft-rs never commits an empty v1 conf change; skip as its examples do.
+                EntryType::EntryConfChange if e.data.is_empty() => continue,
+                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&e.data)
+                    .map_err(ConsensusError::from)
+                    .and_then(|cc| Ok(self.raw.apply_conf_change(&cc)?)),
+                // An empty v2 change is the leader's "leave joint configuration".
+                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)
+                    .map_err(ConsensusError::from)
+                    .and_then(|cc| Ok(self.raw.apply_conf_change(&cc)?)),
+            };
+            match applied {
+                Ok(cs) => {
+                    self.storage.set_conf_state(cs.clone());
+                    out.conf_state = Some(cs);
+                }
+                Err(e2) => log::error!(
+                    "raft {}: conf change in entry {} not applied: {e2}",
+                    self.id(),
+                    e.index
+                ),
+            }
+        }
+    }
+
+    fn fill_roles(&self, out: &mut ReadyOutput) {
+        out.leader_id = self.leader_id();
+        out.term = self.term();
+        out.is_leader = self.is_leader();
+        out.snapshot_requested = self.storage.take_snapshot_request();
+    }
+
+    /// Stores the state machine's snapshot `data`, taken at the applied index (with the
+    /// membership raft runs with), for followers that need it. Call between `handle_ready`s,
+    /// after applying what they returned. Returns the snapshot's index.
+    pub fn store_snapshot(&mut self, data: Vec<u8>) -> Result<u64> {
+        let index = self.applied_index();
+        let term = self.storage.term_of(index)?;
+        let conf_state = self.storage.conf_state();
+        self.storage.set_snapshot(data, index, term, conf_state)?;
+        Ok(index)
+    }
+
+    /// `store_snapshot`, then forgets the log up to it.
+    pub fn snapshot_and_compact(&mut self, data: Vec<u8>) -> Result<u64> {
+        let index = self.store_snapshot(data)?;
+        self.storage.compact(index)?;
+        Ok(index)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.raw.raft.id
+    }
+
+    /// The leader this node knows of (0 when none).
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Index of the last entry handed out as committed.
+    pub fn applied_index(&self) -> u64 {
+        self.raw.raft.raft_log.applied
+    }
+
+    /// The membership raft currently runs with.
+    pub fn conf_state(&self) -> ConfState {
+        self.raw.raft.prs().conf().to_conf_state()
+    }
+
+    pub fn storage(&self) -> &RaftStorage {
+        &self.storage
+    }
+}
+
+fn send_nonempty(send: &mut dyn FnMut(Vec<Message>), messages: Vec<Message>) {
+    if !messages.is_empty() {
+        send(messages);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+    use std::path::Path;
+
+    use raft::eraftpb::ConfChangeType;
+    use raft::{GetEntriesContext, Storage};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::consensus::storage::INIT_INDEX;
+
+    const KIND_TEST: u8 = 3;
+
+    /// The test state machine: the (index, data) of every non-empty normal entry applied.
+    type Applied = Vec<(u64, Vec<u8>)>;
+
+    fn encode_sm(sm: &Applied) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, d) in sm {
+            out.extend_from_slice(&i.to_le_bytes());
+            out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+            out.extend_from_slice(d);
+        }
+        out
+    }
+
+    fn decode_sm(mut b: &[u8]) -> Applied {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let i = u64::from_le_bytes(b[..8].try_into().unwrap());
+            let n = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+            out.push((i, b[12..12 + n].to_vec()));
+            b = &b[12 + n..];
+        }
+        out
+    }
+
+    struct Node {
+        dir: TempDir,
+        driver: Option<Driver>,
+        sm: Applied,
+    }
+
+    /// Opens the node's storage and restores its state machine from the stored snapshot,
+    /// as the node thread does at startup.
+    fn start(id: u64, dir: &Path) -> (Driver, Applied) {
+        let (storage, _) = RaftStorage::open(dir).unwrap();
+        let (sm, applied) = match storage.stored_snapshot() {
+            Some(s) => (decode_sm(&s.data), s.get_metadata().index),
+            None => (Vec::new(), 0),
+        };
+        let driver = Driver::new(id, storage, applied, &discard_logger()).unwrap();
+        (driver, sm)
+    }
+
+    struct Cluster {
+        nodes: BTreeMap<u64, Node>,
+        isolated: BTreeSet<u64>,
+        queue: VecDeque<Message>,
+    }
+
+    impl Cluster {
+        fn new(ids: &[u64]) -> Cluster {
+            let mut c = Cluster {
+                nodes: BTreeMap::new(),
+                isolated: BTreeSet::new(),
+                queue: VecDeque::new(),
+            };
+            for &id in ids {
+                let dir = tempfile::tempdir().unwrap();
+                let (storage, _) = RaftStorage::open(dir.path()).unwrap();
+                let cs = ConfState {
+                    voters: ids.to_vec(),
+                    ..ConfState::default()
+                };
+                storage.initialize(cs).unwrap();
+                drop(storage);
+                c.add(id, dir);
+            }
+            c
+        }
+
+        fn add(&mut self, id: u64, dir: TempDir) {
+            let (driver, sm) = start(id, dir.path());
+            let node = Node {
+                dir,
+                driver: Some(driver),
+                sm,
+            };
+            self.nodes.insert(id, node);
+        }
+
+        fn d(&mut self, id: u64) -> &mut Driver {
+            self.nodes.get_mut(&id).unwrap().driver.as_mut().unwrap()
+        }
+
+        fn live(&self) -> Vec<u64> {
+            self.nodes
+                .iter()
+                .filter(|(_, n)| n.driver.is_some())
+                .map(|(&id, _)| id)
+                .collect()
+        }
+
+        fn handle_all_ready(&mut self) -> bool {
+            let mut any = false;
+            for id in self.live() {
+                let node = self.nodes.get_mut(&id).unwrap();
+                let driver = node.driver.as_mut().unwrap();
+                if !driver.has_ready() {
+                    continue;
+                }
+                any = true;
+                let out = driver.handle_ready().unwrap();
+                if let Some(s) = &out.snapshot {
+                    node.sm = decode_sm(&s.data);
+                }
+                for e in out.committed {
+                    if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                        assert_eq!(&e.context[..], &[KIND_TEST]);
+                        node.sm.push((e.index, e.data.to_vec()));
+                    }
+                }
+                self.queue.extend(out.messages_to_send);
+                if out.snapshot_requested {
+                    node.driver
+                        .as_mut()
+                        .unwrap()
+                        .store_snapshot(encode_sm(&node.sm))
+                        .unwrap();
+                }
+            }
+            any
+        }
+
+        /// Delivers queued messages like the transport does: a message to a cut-off or
+        /// absent node is lost (reported unreachable), and the sender of a snapshot learns
+        /// whether it arrived (raft pauses a follower until it does).
+        fn deliver(&mut self) {
+            while let Some(m) = self.queue.pop_front() {
+                let (from, to) = (m.from, m.to);
+                let is_snapshot = m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+                let cut = self.isolated.contains(&from) || self.isolated.contains(&to);
+                let delivered = match self.nodes.get_mut(&to) {
+                    Some(Node {
+                        driver: Some(d), ..
+                    }) if !cut => {
+                        // A peer unknown to the receiver is refused; raft retries.
+                        let _ = d.step(m);
+                        true
+                    }
+                    _ => false,
+                };
+                let Some(Node {
+                    driver: Some(sender),
+                    ..
+                }) = self.nodes.get_mut(&from)
+                else {
+                    continue;
+                };
+                if !delivered {
+                    sender.report_unreachable(to);
+                }
+                if is_snapshot {
+                    let status = if delivered {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    sender.report_snapshot(to, status);
+                }
+            }
+        }
+
+        /// Handles Readies and delivers messages until nothing moves.
+        fn settle(&mut self) {
+            for _ in 0..10_000 {
+                let any = self.handle_all_ready();
+                if !any && self.queue.is_empty() {
+                    return;
+                }
+                self.deliver();
+            }
+            panic!("cluster did not settle");
+        }
+
+        fn tick(&mut self) {
+            for id in self.live() {
+                self.d(id).tick();
+            }
+            self.settle();
+        }
+
+        /// Ticks until exactly one of `among` leads and the others follow it.
+        fn elect(&mut self, among: &[u64]) -> u64 {
+            for _ in 0..200 {
+                self.tick();
+                let leaders: Vec<u64> = among
+                    .iter()
+                    .copied()
+                    .filter(|&id| self.d(id).is_leader())
+                    .collect();
+                if let [leader] = leaders[..] {
+                    let term = self.d(leader).term();
+                    if among.iter().all(|&id| {
+                        let d = self.d(id);
+                        d.leader_id() == leader && d.term() == term
+                    }) {
+                        return leader;
+                    }
+                }
+            }
+            panic!("no leader elected among {among:?}");
+        }
+
+        fn propose(&mut self, id: u64, data: &str) {
+            self.d(id)
+                .propose(KIND_TEST, data.as_bytes().to_vec())
+                .unwrap();
+        }
+
+        fn sm_data(&self, id: u64) -> Vec<String> {
+            self.nodes[&id]
+                .sm
+                .iter()
+                .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+                .collect()
+        }
+
+        fn log(&mut self, id: u64) -> Vec<Entry> {
+            let st = self.d(id).storage().clone();
+            let (lo, hi) = (st.first_index(), st.last_index() + 1);
+            st.entries(lo, hi, None, GetEntriesContext::empty(false))
+                .unwrap()
+        }
+    }
+
+    fn strings(range: std::ops::RangeInclusive<u32>, prefix: &str) -> Vec<String> {
+        range.map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[test]
+    fn config_is_the_documented_one() {
+        let c = raft_config(7, 0);
+        assert_eq!((c.election_tick, c.heartbeat_tick), (10, 1));
+        assert!(c.pre_vote && c.check_quorum);
+        assert_eq!(c.max_size_per_msg, 1 << 20);
+        assert_eq!(c.max_inflight_msgs, 256);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn three_nodes_elect_one_leader_and_commit_in_order() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        let term = c.d(leader).term();
+        // Initial term 1; pre-vote does not bump it, the one real election does.
+        assert_eq!(term, 2);
+        let leaders = [1, 2, 3].iter().filter(|&&id| c.d(id).is_leader()).count();
+        assert_eq!(leaders, 1);
+        let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        assert!(matches!(
+            c.d(follower).propose(KIND_TEST, b"x".to_vec()),
+            Err(ConsensusError::Raft(raft::Error::ProposalDropped))
+        ));
+        for i in 1..=10 {
+            c.propose(leader, &format!("e{i}"));
+        }
+        c.settle();
+        // Index 1 is the initial snapshot, 2 the new leader's empty entry, 3..=12 ours.
+        for id in [1, 2, 3] {
+            assert_eq!(c.sm_data(id), strings(1..=10, "e"), "node {id}");
+            let idx: Vec<u64> = c.nodes[&id].sm.iter().map(|(i, _)| *i).collect();
+            assert_eq!(idx, (3..=12).collect::<Vec<_>>());
+            let log = c.log(id);
+            assert_eq!(log.len(), 11);
+            assert!(log.iter().all(|e| e.term == 2));
+            assert!(log[0].data.is_empty());
+            assert_eq!(&log[10].data[..], b"e10");
+            assert_eq!(c.d(id).commit_index(), 12);
+            assert_eq!(c.d(id).applied_index(), 12);
+            assert_eq!(c.d(id).storage().hard_state().commit, 12);
+        }
+    }
+
+    #[test]
+    fn restarted_follower_rejoins_and_catches_up() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        for i in 1..=3 {
+            c.propose(leader, &format!("a{i}"));
+        }
+        c.settle();
+        let f = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        c.nodes.get_mut(&f).unwrap().driver = None;
+        for i in 4..=8 {
+            c.propose(leader, &format!("a{i}"));
+        }
+        c.settle();
+        assert_eq!(c.d(leader).commit_index(), 10);
+        let (driver, sm) = start(f, c.nodes[&f].dir.path());
+        // Durable state came back: term, vote, and a commit covering the first batch.
+        assert_eq!(driver.term(), 2);
+        assert_eq!(driver.storage().hard_state().commit, 5);
+        assert_eq!(driver.storage().last_index(), 5);
+        let node = c.nodes.get_mut(&f).unwrap();
+        node.driver = Some(driver);
+        node.sm = sm;
+        for _ in 0..3 {
+            c.tick();
+        }
+        c.propose(leader, "a9");
+        c.settle();
+        assert_eq!(c.sm_data(f), strings(1..=9, "a"));
+        assert_eq!(c.log(f), c.log(leader));
+        assert_eq!(c.d(f).commit_index(), 11);
+        assert_eq!(c.d(f).leader_id(), leader);
+    }
+
+    #[test]
+    fn partitioned_leader_is_replaced_and_its_log_repaired() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let old = c.elect(&[1, 2, 3]);
+        c.propose(old, "committed");
+        c.settle();
+        c.isolated.insert(old);
+        // The cut-off leader still accepts these; they can never commit.
+        for i in 1..=3 {
+            c.propose(old, &format!("lost{i}"));
+        }
+        c.settle();
+        assert_eq!(c.d(old).storage().last_index(), 6);
+        let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != old).collect();
+        let new = c.elect(&rest);
+        assert_ne!(new, old);
+        let new_term = c.d(new).term();
+        assert!(new_term > 2);
+        // check_quorum: the old leader steps down on its own within two election timeouts.
+        for _ in 0..2 * RAFT_ELECTION_TICKS {
+            if !c.d(old).is_leader() {
+                break;
+            }
+            c.tick();
+        }
+        assert!(!c.d(old).is_leader());
+        assert_eq!(c.d(old).term(), 2);
+        assert!(c.d(old).propose(KIND_TEST, b"late".to_vec()).is_err());
+        for i in 1..=3 {
+            c.propose(new, &format!("new{i}"));
+        }
+        c.settle();
+        let mut expect = vec!["committed".to_string()];
+        expect.extend(strings(1..=3, "new"));
+        for &id in &rest {
+            assert_eq!(c.sm_data(id), expect, "node {id}");
+        }
+        assert_eq!(c.sm_data(old), vec!["committed".to_string()]);
+        c.isolated.clear();
+        for _ in 0..5 {
+            c.tick();
+        }
+        assert_eq!(c.d(new).leader_id(), new);
+        assert_eq!(c.d(old).leader_id(), new);
+        assert_eq!(c.sm_data(old), expect);
+        let log = c.log(old);
+        assert_eq!(log, c.log(new));
+        assert!(log.iter().all(|e| !e.data.starts_with(b"lost")));
+        assert_eq!(log.last().unwrap().term, new_term);
+        // The repaired log is what reopening finds on disk.
+        let st = c.d(old).storage().clone();
+        c.nodes.get_mut(&old).unwrap().driver = None;
+        drop(st);
+        let (st, _) = RaftStorage::open(c.nodes[&old].dir.path()).unwrap();
+        let (lo, hi) = (st.first_index(), st.last_index() + 1);
+        let reopened = st.entries(lo, hi, None, GetEntriesContext::empty(false));
+        assert_eq!(reopened.unwrap(), log);
+    }
+
+    fn voters(cs: ConfState) -> Vec<u64> {
+        let mut v = cs.voters;
+        v.sort_unstable();
+        v
+    }
+
+    fn conf_change(ty: ConfChangeType, id: u64) -> ConfChange {
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ty);
+        cc.node_id = id;
+        cc
+    }
+
+    #[test]
+    fn added_node_gets_a_snapshot_after_compaction_and_catches_up() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        for i in 1..=20 {
+            c.propose(leader, &format!("b{i}"));
+        }
+        c.settle();
+        let data = encode_sm(&c.nodes[&leader].sm);
+        let snap_index = c.d(leader).snapshot_and_compact(data).unwrap();
+        assert_eq!(snap_index, 22);
+        assert_eq!(c.d(leader).storage().first_index(), 23);
+        c.d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
+            .unwrap();
+        c.settle();
+        for id in [1, 2, 3] {
+            assert_eq!(voters(c.d(id).conf_state()), vec![1, 2, 3, 4]);
+            assert_eq!(voters(c.d(id).storage().conf_state()), vec![1, 2, 3, 4]);
+        }
+        c.propose(leader, "b21");
+        c.settle();
+        // A brand-new node: empty storage, not initialized.
+        let dir = tempfile::tempdir().unwrap();
+        c.add(4, dir);
+        assert!(!c.d(4).storage().is_initialized());
+        for _ in 0..5 {
+            c.tick();
+        }
+        c.propose(leader, "b22");
+        c.settle();
+        assert_eq!(c.sm_data(4), strings(1..=22, "b"));
+        assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
+        // The compacted snapshot predates node 4's membership (raft-rs would refuse it),
+        // so the leader was asked for a fresh one, past the AddNode entry at 23.
+        let st4 = c.d(4).storage().clone();
+        let s4 = st4.stored_snapshot().unwrap().get_metadata().index;
+        assert!(s4 > 23, "{s4}");
+        assert_eq!(st4.first_index(), s4 + 1);
+        let leader_snap = c.d(leader).storage().stored_snapshot().unwrap();
+        assert_eq!(leader_snap.get_metadata().index, s4);
+        assert_eq!(
+            voters(leader_snap.get_metadata().get_conf_state().clone()),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(voters(st4.conf_state()), vec![1, 2, 3, 4]);
+        assert_eq!(voters(c.d(4).conf_state()), vec![1, 2, 3, 4]);
+        assert_eq!(c.d(4).commit_index(), c.d(leader).commit_index());
+        let leader_log = c.log(leader);
+        let tail: Vec<Entry> = leader_log.into_iter().filter(|e| e.index > s4).collect();
+        assert_eq!(c.log(4), tail);
+        assert_eq!(tail.last().map(|e| e.index), Some(25));
+        // Node 4 restarts from its own snapshot and log.
+        c.nodes.get_mut(&4).unwrap().driver = None;
+        let (driver, sm) = start(4, c.nodes[&4].dir.path());
+        assert_eq!(voters(driver.conf_state()), vec![1, 2, 3, 4]);
+        let node = c.nodes.get_mut(&4).unwrap();
+        node.driver = Some(driver);
+        node.sm = sm;
+        c.tick();
+        assert_eq!(c.sm_data(4), strings(1..=22, "b"));
+    }
+
+    #[test]
+    fn removed_node_leaves_and_the_rest_continue() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        c.propose(leader, "before");
+        c.settle();
+        let gone = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != gone).collect();
+        c.d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::RemoveNode, gone))
+            .unwrap();
+        c.settle();
+        for &id in &rest {
+            assert_eq!(voters(c.d(id).conf_state()), rest);
+            assert_eq!(voters(c.d(id).storage().conf_state()), rest);
+        }
+        // The removed node is cut off for good; two voters still make a quorum.
+        c.nodes.get_mut(&gone).unwrap().driver = None;
+        for _ in 0..30 {
+            c.tick();
+        }
+        assert!(c.d(leader).is_leader());
+        c.propose(leader, "after");
+        c.settle();
+        for &id in &rest {
+            assert_eq!(c.sm_data(id), vec!["before".to_string(), "after".into()]);
+        }
+        // The membership survives a restart.
+        let other = rest.iter().copied().find(|&id| id != leader).unwrap();
+        c.nodes.get_mut(&other).unwrap().driver = None;
+        let (driver, _) = start(other, c.nodes[&other].dir.path());
+        assert_eq!(voters(driver.conf_state()), rest);
+    }
+
+    #[test]
+    fn single_node_cluster_commits_alone() {
+        let mut c = Cluster::new(&[1]);
+        assert_eq!(c.elect(&[1]), 1);
+        c.propose(1, "solo");
+        c.settle();
+        assert_eq!(c.sm_data(1), vec!["solo".to_string()]);
+        assert_eq!(c.d(1).storage().hard_state().commit, 3);
+    }
+
+    #[test]
+    fn bad_proposals_and_applied_ahead_are_refused() {
+        let mut c = Cluster::new(&[1]);
+        c.elect(&[1]);
+        for kind in [0, 0x40, 0xff] {
+            assert!(matches!(
+                c.d(1).propose(kind, vec![1]),
+                Err(ConsensusError::Unrepresentable { .. })
+            ));
+        }
+        let big = vec![0; ENTRY_PAYLOAD_MAX + 1];
+        assert!(c.d(1).propose(KIND_TEST, big).is_err());
+        let st = c.d(1).storage().clone();
+        let commit = st.hard_state().commit;
+        assert!(matches!(
+            Driver::new(1, st, commit + 1, &discard_logger()),
+            Err(ConsensusError::AppliedAhead { .. })
+        ));
+        assert_eq!(INIT_INDEX, 1);
+    }
+}
