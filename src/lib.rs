@@ -14,6 +14,8 @@
 //! - [`storage`]: the durable segmented log of entries (later the Raft log).
 //! - [`store`]: the binlog store over that log: entry payloads, indexes, reading cursor,
 //!   and the watermark that wakes waiting readers.
+//! - [`consensus`]: Raft (raft-rs) over the durable log: storage, the Ready-loop driver, and
+//!   the peer transport (being wired into the daemon; see issue 3).
 //! - [`syncer`]: the replica client that pulls the master's binlog into the store.
 //! - [`server`]: the binlog server that streams stored events to downstream replicas.
 //! - [`api`]: the HTTP admin API.
@@ -24,6 +26,7 @@ pub mod api;
 pub mod binlog;
 pub mod cli;
 pub mod config;
+pub mod consensus;
 pub mod ctl;
 pub mod daemon;
 pub mod limits;

@@ -12,6 +12,7 @@
 
 pub mod driver;
 pub mod storage;
+pub mod transport;
 
 use std::fmt;
 use std::io;
