@@ -125,6 +125,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn disk_bytes(&self) -> u64 {
+        let v = self.read();
+        let records: u64 = v
+            .segments
+            .iter()
+            .flat_map(|s| s.locs.iter())
+            .map(|l| u64::from(l.len))
+            .sum();
+        records + (v.segments.len() * SEGMENT_HEADER_LEN) as u64
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, View> {
         self.view.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -236,6 +247,13 @@ fn read_record(file: &File, path: &Path, loc: Loc, index: u64) -> Result<Entry> 
 #[derive(Clone)]
 pub struct LogReader {
     shared: Arc<Shared>,
+}
+
+impl LogReader {
+    /// Bytes of all segment files (headers and records).
+    pub fn disk_bytes(&self) -> u64 {
+        self.shared.disk_bytes()
+    }
 }
 
 impl fmt::Debug for LogReader {
@@ -424,14 +442,7 @@ impl Log {
 
     /// Bytes of all segment files (headers and records).
     pub fn disk_bytes(&self) -> u64 {
-        let v = self.shared.read();
-        let records: u64 = v
-            .segments
-            .iter()
-            .flat_map(|s| s.locs.iter())
-            .map(|l| u64::from(l.len))
-            .sum();
-        records + (v.segments.len() * SEGMENT_HEADER_LEN) as u64
+        self.shared.disk_bytes()
     }
 
     /// Writes `entries` (which must continue the log: the first has index

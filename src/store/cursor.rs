@@ -70,6 +70,10 @@ impl Cursor {
             if self.next_entry > upto {
                 return Ok(None);
             }
+            if store.index().is_dead(self.next_entry) {
+                self.next_entry += 1;
+                continue;
+            }
             let entry = store.read(self.next_entry)?;
             self.next_entry += 1;
             match entry.kind {

@@ -25,6 +25,10 @@ pub const KIND_EVENTS: u8 = 2;
 /// the master's history (a syncer started at a GTID or a file position). It lets the binlog
 /// server serve a replica that stopped exactly there.
 pub const KIND_START_STATE: u8 = 4;
+/// Entry kind code of an abandon entry (empty payload): the transaction the entries before it
+/// left open (chunks a dead leader proposed) will never be completed; those entries are dead,
+/// never served, and the stream continues from the end of the last whole transaction.
+pub const KIND_ABANDON: u8 = 5;
 
 /// `Events` flag: the first byte does not start an event group (continues the previous
 /// entry's transaction).

@@ -12,7 +12,8 @@ use crate::binlog::event::EventHeader;
 use crate::binlog::gtid::{MariaGtid, MariaGtidList};
 use crate::binlog::transaction::{Gtid, TransactionTracker};
 use crate::store::entry::{
-    EntryError, EventsHeader, FileStart, KIND_EVENTS, KIND_FILE_START, KIND_START_STATE,
+    EntryError, EventsHeader, FileStart, KIND_ABANDON, KIND_EVENTS, KIND_FILE_START,
+    KIND_START_STATE,
 };
 
 /// A place in the stored byte stream: an entry and an offset into its binlog bytes, with the
@@ -124,6 +125,8 @@ pub struct BinlogIndex {
     last_index: u64,
     events: u64,
     bytes: u64,
+    /// Ranges of entries (inclusive) that hold an abandoned partial transaction: never read.
+    dead: Vec<(u64, u64)>,
 }
 
 impl BinlogIndex {
@@ -144,6 +147,7 @@ impl BinlogIndex {
                     next_pos = Some(FileStart::decode(data)?.start_pos);
                     has_file = true;
                 }
+                KIND_ABANDON => next_pos = self.whole_end.map(|(_, pos)| pos).or(next_pos),
                 KIND_START_STATE => {
                     parse_start_state(data)?;
                 }
@@ -174,6 +178,7 @@ impl BinlogIndex {
         match kind {
             KIND_FILE_START => self.feed_file_start(index, FileStart::decode(data)?),
             KIND_EVENTS => self.feed_events(index, data)?,
+            KIND_ABANDON => self.abandon(index),
             KIND_START_STATE => {
                 let state = parse_start_state(data)?;
                 self.maria_start_state.get_or_insert(state);
@@ -188,6 +193,43 @@ impl BinlogIndex {
             }
         }
         Ok(())
+    }
+
+    /// Drops the open partial transaction: the entries after `whole_upto` become dead, and
+    /// the stream continues from the end of the last whole entry.
+    fn abandon(&mut self, index: u64) {
+        if self.whole_upto + 1 < index {
+            let first_dead = self.whole_upto + 1;
+            log::warn!(
+                "entries {first_dead}..={} hold a transaction that was never completed; they \
+                 are abandoned and never served",
+                index - 1
+            );
+            self.dead.push((first_dead, index - 1));
+            while self.entries.last().is_some_and(|e| e.index >= first_dead) {
+                self.entries.pop();
+            }
+        }
+        self.open_group = None;
+        self.carry.clear();
+        self.carry_start = None;
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.reset();
+        }
+        self.next_pos = self.whole_end.map(|(_, pos)| pos).or(self.next_pos);
+        self.whole_upto = index;
+    }
+
+    /// Whether entry `index` was abandoned (never to be read).
+    pub fn is_dead(&self, index: u64) -> bool {
+        self.dead
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&index))
+    }
+
+    /// Whether the indexed stream ends inside a transaction (entries after `whole_upto`).
+    pub fn has_partial_tail(&self) -> bool {
+        self.open_group.is_some() || self.carry_start.is_some()
     }
 
     fn feed_file_start(&mut self, index: u64, fs: FileStart) {
@@ -704,5 +746,39 @@ mod tests {
         assert_eq!(index.entry_meta(last).unwrap().index, last);
         assert_eq!(index.entry_after(1).unwrap().index, 2);
         assert!(index.entry_after(last).is_none());
+    }
+
+    #[test]
+    fn an_abandoned_partial_transaction_is_dead_and_the_refetch_continues() {
+        let entries = ingest(&dump_stream(&["bin.000001"]), 40);
+        let whole = index_of(&entries);
+        // Every cut that leaves a transaction open: abandon it, then feed the rest again
+        // from the last whole entry, as a new leader's syncer would.
+        for cut in 1..entries.len() {
+            let mut index = index_of(&entries[..cut]);
+            if !index.has_partial_tail() {
+                continue;
+            }
+            let whole_upto = index.whole_upto() as usize;
+            let abandon_at = cut as u64 + 1;
+            index.feed(abandon_at, KIND_ABANDON, &[]).unwrap();
+            assert!(!index.has_partial_tail());
+            assert_eq!(index.whole_upto(), abandon_at);
+            for dead in whole_upto as u64 + 1..abandon_at {
+                assert!(index.is_dead(dead), "cut {cut}: entry {dead} is dead");
+            }
+            assert!(!index.is_dead(abandon_at));
+            for (k, (kind, data)) in entries[whole_upto..].iter().enumerate() {
+                index
+                    .feed(abandon_at + 1 + k as u64, *kind, data)
+                    .unwrap_or_else(|e| panic!("cut {cut}: refetched entry {k}: {e}"));
+            }
+            assert_eq!(index.resume_point(), whole.resume_point(), "cut {cut}");
+            assert_eq!(index.maria_state(), whole.maria_state(), "cut {cut}");
+            for (gtid, _, _) in groups_of("bin.000001") {
+                let group = index.maria_group(&gtid).expect("group indexed");
+                assert!(!index.is_dead(group.start.entry), "cut {cut}: {gtid}");
+            }
+        }
     }
 }

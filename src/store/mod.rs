@@ -21,13 +21,19 @@ use index::{BinlogIndex, IndexError};
 #[derive(Debug)]
 pub enum StoreError {
     Storage(StorageError),
-    Index { index: u64, error: IndexError },
+    /// A write through a store whose log consensus writes (a bug in the caller).
+    ReadOnly,
+    Index {
+        index: u64,
+        error: IndexError,
+    },
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Storage(e) => write!(f, "{e}"),
+            StoreError::ReadOnly => write!(f, "this store's log is written by consensus"),
             StoreError::Index { index, error } => write!(f, "log entry {index}: {error}"),
         }
     }
@@ -57,7 +63,9 @@ struct Watermark {
 
 /// The store. Share it as `Arc<Store>`.
 pub struct Store {
-    log: Mutex<Log>,
+    /// The writer, when this store writes its own log (single node); None when the log is
+    /// written by consensus and the store only applies committed entries.
+    log: Option<Mutex<Log>>,
     reader: LogReader,
     index: RwLock<BinlogIndex>,
     watermark: Mutex<Watermark>,
@@ -101,7 +109,7 @@ impl Store {
         let whole_upto = index.whole_upto();
         Ok((
             Store {
-                log: Mutex::new(log),
+                log: Some(Mutex::new(log)),
                 reader,
                 index: RwLock::new(index),
                 watermark: Mutex::new(Watermark {
@@ -121,7 +129,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(self.reader.last_index());
         }
-        let mut log = self.log.lock().expect("log lock poisoned");
+        let mut log = self.writer()?;
         self.index()
             .check_batch(&entries)
             .map_err(|error| StoreError::Index {
@@ -165,10 +173,47 @@ impl Store {
         self.changed.notify_all();
     }
 
+    /// A store over a log that consensus writes: the indexes are built from the entries up
+    /// to `applied`, and later entries come through [`Store::apply`] once committed.
+    pub fn open_applied(reader: LogReader, applied: u64) -> Result<Store, StoreError> {
+        let index = build_index_upto(&reader, applied)?;
+        let whole_upto = index.whole_upto();
+        Ok(Store {
+            log: None,
+            reader,
+            index: RwLock::new(index),
+            watermark: Mutex::new(Watermark {
+                whole_upto,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Indexes committed entries (in log order) and wakes readers. Entries of kinds the
+    /// binlog index does not know (commands, empty entries) only move the watermark.
+    pub fn apply(&self, entries: &[(u64, u8, &[u8])]) -> Result<(), StoreError> {
+        let mut index = self.index.write().expect("index lock poisoned");
+        for (i, kind, data) in entries {
+            index
+                .feed(*i, *kind, data)
+                .map_err(|error| StoreError::Index { index: *i, error })?;
+        }
+        self.publish(index.whole_upto());
+        Ok(())
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Log>, StoreError> {
+        match &self.log {
+            Some(log) => Ok(log.lock().expect("log lock poisoned")),
+            None => Err(StoreError::ReadOnly),
+        }
+    }
+
     /// Drops entries after the last whole transaction (chunks of a transaction whose
     /// connection broke): nobody was served them, and the syncer fetches it again whole.
     pub fn discard_partial_tail(&self) -> Result<(), StoreError> {
-        let mut log = self.log.lock().expect("log lock poisoned");
+        let mut log = self.writer()?;
         let whole_upto = self.index().whole_upto();
         let last = log.last_index();
         if whole_upto >= last {
@@ -223,14 +268,20 @@ impl Store {
 
     /// Bytes of the log on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.log.lock().expect("log lock poisoned").disk_bytes()
+        match &self.log {
+            Some(log) => log.lock().expect("log lock poisoned").disk_bytes(),
+            None => self.reader.disk_bytes(),
+        }
     }
 }
 
 fn build_index(reader: &LogReader) -> Result<BinlogIndex, StoreError> {
+    build_index_upto(reader, reader.last_index())
+}
+
+fn build_index_upto(reader: &LogReader, last: u64) -> Result<BinlogIndex, StoreError> {
     let mut index = BinlogIndex::new();
     let first = reader.first_index();
-    let last = reader.last_index();
     if last >= first && last > 0 {
         for i in first..=last {
             let e = reader.read(i)?;
