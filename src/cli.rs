@@ -10,7 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::api::validate::{self, FieldError};
-use crate::api::{ServerArgs, SyncerArgs};
+use crate::api::{MemberAdd, MemberUpdate, ServerArgs, SyncerArgs};
+use crate::config::{self, ClusterOverrides, InitialClusterState};
 
 /// Where `ctl` finds the admin API unless told otherwise.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9595";
@@ -35,6 +36,9 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub admin_addr: Option<String>,
+    /// `--name`, `--peer-addr`, `--initial-cluster`, `--initial-cluster-state`; for
+    /// [`config::load_with_cluster`].
+    pub cluster: ClusterOverrides,
 }
 
 /// `ferrobus ctl`.
@@ -56,6 +60,12 @@ pub enum CtlCommand {
     ServerStop,
     ServerStatus,
     Health,
+    MembersList,
+    MemberAdd(MemberAdd),
+    MemberUpdate(MemberUpdate),
+    MemberRemove { name: String },
+    Cluster,
+    Purge { to_file: String },
 }
 
 /// A command line that cannot be run. Exit status 2.
@@ -144,6 +154,32 @@ fn parse_serve(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
                     .map_err(|error| level.error(&flag_message(&error)))?;
                 Ok(addr)
             })?,
+            "--name" => set_once(&mut args.cluster.name, name, level, || {
+                let value = tokens.value(name, inline, level)?;
+                validate::check_member_name("name", &value)
+                    .map_err(|error| level.error(&flag_message(&error)))?;
+                Ok(value)
+            })?,
+            "--peer-addr" => set_once(&mut args.cluster.peer_addr, name, level, || {
+                let value = tokens.value(name, inline, level)?;
+                validate::canonical_addr("peer_addr", &value)
+                    .map_err(|error| level.error(&flag_message(&error)))
+            })?,
+            "--initial-cluster" => {
+                set_once(&mut args.cluster.initial_cluster, name, level, || {
+                    let value = tokens.value(name, inline, level)?;
+                    config::parse_initial_cluster(&value)
+                        .map_err(|message| level.error(&format!("option {name}: {message}")))?;
+                    Ok(value)
+                })?
+            }
+            "--initial-cluster-state" => {
+                set_once(&mut args.cluster.initial_cluster_state, name, level, || {
+                    let value = tokens.value(name, inline, level)?;
+                    InitialClusterState::parse(&value)
+                        .ok_or_else(|| level.bad_value(name, "new or existing", &value))
+                })?
+            }
             _ => return Err(level.unknown_flag(name)),
         }
     }
@@ -195,7 +231,10 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
     };
     let command = loop {
         match tokens.next() {
-            None => return Err(level.error("missing command (syncer, server or health)")),
+            None => {
+                return Err(level
+                    .error("missing command (syncer, server, members, cluster, purge or health)"))
+            }
             Some(Token::Flag { name, inline }) => {
                 if name == "--help" || name == "-h" {
                     return Ok(level.help());
@@ -207,6 +246,12 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
             Some(Token::Word(word)) => match word {
                 "syncer" => break parse_syncer(tokens, &mut globals)?,
                 "server" => break parse_server(tokens, &mut globals)?,
+                "members" => break parse_members(tokens, &mut globals)?,
+                "cluster" => {
+                    let level = Level(&["ctl", "cluster"]);
+                    break parse_no_options(tokens, &mut globals, level, CtlCommand::Cluster)?;
+                }
+                "purge" => break parse_purge(tokens, &mut globals)?,
                 "health" => {
                     let level = Level(&["ctl", "health"]);
                     break parse_no_options(tokens, &mut globals, level, CtlCommand::Health)?;
@@ -237,7 +282,7 @@ fn parse_syncer(
     globals: &mut CtlGlobals,
 ) -> Result<Step<CtlCommand>, UsageError> {
     let level = Level(&["ctl", "syncer"]);
-    let word = match subcommand(tokens, globals, level)? {
+    let word = match subcommand(tokens, globals, level, "start, stop or status")? {
         Step::Run(word) => word,
         Step::Help(level) => return Ok(Step::Help(level)),
     };
@@ -261,7 +306,7 @@ fn parse_server(
     globals: &mut CtlGlobals,
 ) -> Result<Step<CtlCommand>, UsageError> {
     let level = Level(&["ctl", "server"]);
-    let word = match subcommand(tokens, globals, level)? {
+    let word = match subcommand(tokens, globals, level, "start, stop or status")? {
         Step::Run(word) => word,
         Step::Help(level) => return Ok(Step::Help(level)),
     };
@@ -279,15 +324,158 @@ fn parse_server(
     }
 }
 
-/// Reads up to the next word of a command group, taking global flags on the way.
+/// `ctl members ...`.
+fn parse_members(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "members"]);
+    let word = match subcommand(tokens, globals, level, "list, add, remove or update")? {
+        Step::Run(word) => word,
+        Step::Help(level) => return Ok(Step::Help(level)),
+    };
+    match word {
+        "list" => {
+            let level = Level(&["ctl", "members", "list"]);
+            parse_no_options(tokens, globals, level, CtlCommand::MembersList)
+        }
+        "add" => parse_member_add(tokens, globals),
+        "remove" => parse_member_remove(tokens, globals),
+        "update" => parse_member_update(tokens, globals),
+        _ => Err(level.unknown_command(word)),
+    }
+}
+
+/// The `--flag value` options of a leaf command, each at most once; `None` on `--help`.
+fn parse_valued_options(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+    level: Level,
+    allowed: &[&str],
+) -> Result<Option<Vec<(String, String)>>, UsageError> {
+    let mut values: Vec<(String, String)> = Vec::new();
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        if name == "--help" || name == "-h" {
+            return Ok(None);
+        }
+        if globals.take(tokens, name, inline, level)? {
+            continue;
+        }
+        if !allowed.contains(&name) {
+            return Err(level.unknown_flag(name));
+        }
+        if values.iter().any(|(flag, _)| flag == name) {
+            return Err(level.error(&format!("option {name} given twice")));
+        }
+        let value = tokens.value(name, inline, level)?;
+        values.push((name.to_string(), value));
+    }
+    Ok(Some(values))
+}
+
+/// Takes the value of `flag` out of `values`.
+fn take_value(values: &mut Vec<(String, String)>, flag: &str) -> Option<String> {
+    let position = values.iter().position(|(name, _)| name == flag)?;
+    Some(values.swap_remove(position).1)
+}
+
+fn member_name(values: &mut Vec<(String, String)>, level: Level) -> Result<String, UsageError> {
+    let name = required(take_value(values, "--name"), "--name", level)?;
+    validate::check_member_name("name", &name)
+        .map_err(|error| level.error(&flag_message(&error)))?;
+    Ok(name)
+}
+
+fn member_addr(
+    values: &mut Vec<(String, String)>,
+    flag: &str,
+    field: &'static str,
+    level: Level,
+) -> Result<Option<String>, UsageError> {
+    take_value(values, flag)
+        .map(|url| {
+            validate::canonical_addr(field, &url)
+                .map_err(|error| level.error(&flag_message(&error)))
+        })
+        .transpose()
+}
+
+fn parse_member_add(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "members", "add"]);
+    let allowed = ["--name", "--peer-url", "--admin-url"];
+    let Some(mut values) = parse_valued_options(tokens, globals, level, &allowed)? else {
+        return Ok(Step::Help(level));
+    };
+    let name = member_name(&mut values, level)?;
+    let peer_url = member_addr(&mut values, "--peer-url", "peer_url", level)?;
+    let peer_url = required(peer_url, "--peer-url", level)?;
+    let admin_url = member_addr(&mut values, "--admin-url", "admin_url", level)?;
+    Ok(Step::Run(CtlCommand::MemberAdd(MemberAdd {
+        name,
+        peer_url,
+        admin_url,
+    })))
+}
+
+fn parse_member_update(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "members", "update"]);
+    let Some(mut values) = parse_valued_options(tokens, globals, level, &["--name", "--peer-url"])?
+    else {
+        return Ok(Step::Help(level));
+    };
+    let name = member_name(&mut values, level)?;
+    let peer_url = member_addr(&mut values, "--peer-url", "peer_url", level)?;
+    let new_peer_url = required(peer_url, "--peer-url", level)?;
+    Ok(Step::Run(CtlCommand::MemberUpdate(MemberUpdate {
+        name,
+        new_peer_url,
+    })))
+}
+
+fn parse_member_remove(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "members", "remove"]);
+    let Some(mut values) = parse_valued_options(tokens, globals, level, &["--name"])? else {
+        return Ok(Step::Help(level));
+    };
+    let name = member_name(&mut values, level)?;
+    Ok(Step::Run(CtlCommand::MemberRemove { name }))
+}
+
+fn parse_purge(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "purge"]);
+    let Some(mut values) = parse_valued_options(tokens, globals, level, &["--to-file"])? else {
+        return Ok(Step::Help(level));
+    };
+    let to_file = required(take_value(&mut values, "--to-file"), "--to-file", level)?;
+    validate::check_binlog_file("to_file", &to_file)
+        .map_err(|error| level.error(&flag_message(&error)))?;
+    Ok(Step::Run(CtlCommand::Purge { to_file }))
+}
+
+/// Reads up to the next word of a command group, taking global flags on the way;
+/// `expected` lists the words, for the error when there is none.
 fn subcommand<'a>(
     tokens: &mut Tokens<'a>,
     globals: &mut CtlGlobals,
     level: Level,
+    expected: &str,
 ) -> Result<Step<&'a str>, UsageError> {
     loop {
         match tokens.next() {
-            None => return Err(level.error("missing command (start, stop or status)")),
+            None => return Err(level.error(&format!("missing command ({expected})"))),
             Some(Token::Word(word)) => return Ok(Step::Run(word)),
             Some(Token::Flag { name, inline }) => {
                 if name == "--help" || name == "-h" {
@@ -465,7 +653,7 @@ fn check_addr(field: &'static str, addr: &str, level: Level) -> Result<(), Usage
 /// Rewrites a validation message about JSON fields in terms of command-line options:
 /// "field `binlog_pos` ... `binlog_file`" becomes "option --binlog-pos ... --binlog-file".
 fn flag_message(error: &FieldError) -> String {
-    const FIELDS: [&str; 14] = [
+    const FIELDS: [&str; 19] = [
         "syncer_id",
         "mysql_addr",
         "mysql_user",
@@ -480,6 +668,11 @@ fn flag_message(error: &FieldError) -> String {
         "password",
         "admin",
         "admin_addr",
+        "name",
+        "peer_addr",
+        "peer_url",
+        "admin_url",
+        "to_file",
     ];
     let mut message = error.message.clone();
     let mut named = false;
@@ -667,6 +860,13 @@ pub fn help_text(path: &[&str]) -> Option<String> {
         ["ctl", "server", "stop"] => format!("{SERVER_STOP_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "server", "status"] => format!("{SERVER_STATUS_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "health"] => format!("{HEALTH_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "members"] => format!("{MEMBERS_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "members", "list"] => format!("{MEMBERS_LIST_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "members", "add"] => format!("{MEMBERS_ADD_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "members", "remove"] => format!("{MEMBERS_REMOVE_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "members", "update"] => format!("{MEMBERS_UPDATE_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "cluster"] => format!("{CLUSTER_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "purge"] => format!("{PURGE_HELP}{CTL_OPTIONS_NOTE}"),
         _ => return None,
     };
     Some(text)
@@ -698,11 +898,13 @@ Run `ferrobus <command> --help` (e.g. `ferrobus ctl --help`) for the options of 
 }
 
 const SERVE_HELP: &str =
-    "Run a ferrobus node: the HTTP admin API, and the syncer and binlog server it is
-told to start (a restarted node resumes what was running).
+    "Run a ferrobus node: the HTTP admin API, the Raft peer transport, and the syncer and
+binlog server it is told to start (a restarted node resumes what was running).
 
 Usage:
   ferrobus serve [--config FILE] [--data-dir DIR] [--admin-addr HOST:PORT]
+                 [--name NAME] [--peer-addr HOST:PORT]
+                 [--initial-cluster NAME=HOST:PORT,...] [--initial-cluster-state new|existing]
 
 Options:
   --config FILE            TOML configuration file; every key in it is optional
@@ -712,14 +914,35 @@ Options:
   --admin-addr HOST:PORT   address of the HTTP admin API; overrides admin_addr from the
                            config file; port 0 picks a free port, which the log shows
                            (default: 127.0.0.1:9595)
+  --name NAME              this node's name in the cluster: letters, digits, - _ .
+                           (default: default)
+  --peer-addr HOST:PORT    where the Raft peer transport listens; 0.0.0.0 or [::] with
+                           the port of this node's --initial-cluster entry listens on all
+                           interfaces (default: this node's --initial-cluster entry, else
+                           127.0.0.1:9596)
+  --initial-cluster NAME=HOST:PORT,...
+                           every initial member and its peer address, this node included;
+                           all nodes of a new cluster get the same list (default: a
+                           one-node cluster NAME=PEER_ADDR)
+  --initial-cluster-state new|existing
+                           new: bootstrap a new cluster with the listed members;
+                           existing: join a running cluster after `ferrobus ctl members
+                           add` (the list then names its members and this node)
+                           (default: new)
   -h, --help               print this help
 
+The config file takes the same keys: name, peer_addr, initial_cluster,
+initial_cluster_state, and [retention] max_bytes, max_age_seconds,
+check_interval_seconds. A node's raft id comes from its name and peer address; ids
+are never reused, so a removed node comes back under a new name or address.
 Logs go to stderr; set RUST_LOG to change the level (default: info).
 SIGTERM or SIGINT stops the node cleanly.
 
 Examples:
   ferrobus serve
   ferrobus serve --config /etc/ferrobus.toml --data-dir /var/lib/ferrobus --admin-addr 0.0.0.0:9595
+  ferrobus serve --name n1 --peer-addr 10.0.0.1:9596 --admin-addr 10.0.0.1:9595 \\
+      --initial-cluster n1=10.0.0.1:9596,n2=10.0.0.2:9596,n3=10.0.0.3:9596
 ";
 
 fn ctl_help() -> String {
@@ -736,6 +959,12 @@ Commands:
   server start    start serving the stored binlog to replicas
   server stop     stop the binlog server
   server status   show the binlog server's state and connected replicas
+  members list    list the cluster's members
+  members add     add a member (then start it with --initial-cluster-state existing)
+  members remove  remove a member
+  members update  change a member's peer address
+  cluster         list the members and which one leads
+  purge           drop the stored binlog before a file, on every node
   health          check that the node answers
 
 Options (accepted anywhere after `ctl`):
@@ -743,6 +972,9 @@ Options (accepted anywhere after `ctl`):
                       {ADMIN_ADDR_ENV} environment variable when set)
   --json              print the node's raw JSON reply instead of text
   -h, --help          print this help
+
+Any node takes any command: a follower forwards syncer, membership and purge
+commands to the leader and prints the leader's answer.
 
 Exit status: 0 success, 1 the node answered with an error (printed to stderr),
 2 usage error, 3 the node could not be reached.
@@ -903,6 +1135,114 @@ Examples:
   ferrobus ctl --json server status
 ";
 
+const MEMBERS_HELP: &str = "Manage the members of the cluster (through the leader).
+
+Usage:
+  ferrobus ctl [OPTIONS] members list
+  ferrobus ctl [OPTIONS] members add --name NAME --peer-url HOST:PORT [--admin-url HOST:PORT]
+  ferrobus ctl [OPTIONS] members remove --name NAME
+  ferrobus ctl [OPTIONS] members update --name NAME --peer-url HOST:PORT
+
+Run `ferrobus ctl members <command> --help` for the details of each.
+
+Examples:
+  ferrobus ctl members list
+  ferrobus ctl members add --name n4 --peer-url 10.0.0.4:9596 --admin-url 10.0.0.4:9595
+";
+
+const MEMBERS_LIST_HELP: &str =
+    "List the cluster's members: name, raft id, peer address, admin API address and
+binlog server address, as this node knows them.
+
+Usage:
+  ferrobus ctl [OPTIONS] members list
+
+Options:
+  -h, --help   print this help
+
+Examples:
+  ferrobus ctl members list
+  ferrobus ctl --json members list
+";
+
+const MEMBERS_ADD_HELP: &str =
+    "Add a member to the cluster. Then start the new node with the same --name and
+--peer-addr, --initial-cluster listing the members and itself, and
+--initial-cluster-state existing: it joins and catches up. Refused (HTTP 409) when
+the name's id was used before (ids are never reused), the address is taken, or
+the change would break the quorum.
+
+Usage:
+  ferrobus ctl [OPTIONS] members add --name NAME --peer-url HOST:PORT [--admin-url HOST:PORT]
+
+Options:
+  --name NAME             the new node's name (required)
+  --peer-url HOST:PORT    its Raft peer address (required; http:// is accepted and dropped)
+  --admin-url HOST:PORT   its admin API address (default: announced by the node itself
+                          once it runs)
+  -h, --help              print this help
+
+Example:
+  ferrobus ctl members add --name n4 --peer-url 10.0.0.4:9596 --admin-url 10.0.0.4:9595
+";
+
+const MEMBERS_REMOVE_HELP: &str =
+    "Remove a member from the cluster. Refused when it would break the quorum; the
+removed node's id is never given again.
+
+Usage:
+  ferrobus ctl [OPTIONS] members remove --name NAME
+
+Options:
+  --name NAME   the member to remove (required)
+  -h, --help    print this help
+
+Example:
+  ferrobus ctl members remove --name n3
+";
+
+const MEMBERS_UPDATE_HELP: &str = "Change a member's Raft peer address (its id stays the same).
+
+Usage:
+  ferrobus ctl [OPTIONS] members update --name NAME --peer-url HOST:PORT
+
+Options:
+  --name NAME            the member (required)
+  --peer-url HOST:PORT   its new peer address (required)
+  -h, --help             print this help
+
+Example:
+  ferrobus ctl members update --name n2 --peer-url 10.0.0.12:9596
+";
+
+const CLUSTER_HELP: &str = "List the cluster's members and show which one is the leader.
+
+Usage:
+  ferrobus ctl [OPTIONS] cluster
+
+Options:
+  -h, --help   print this help
+
+Examples:
+  ferrobus ctl cluster
+  ferrobus ctl --json cluster
+";
+
+const PURGE_HELP: &str =
+    "Drop the stored binlog before a file, on every node (through the leader), like
+PURGE BINARY LOGS TO. Replicas that still need purged data get an error saying so.
+
+Usage:
+  ferrobus ctl [OPTIONS] purge --to-file FILE
+
+Options:
+  --to-file FILE   the first binlog file to keep, e.g. mysql-bin.000042 (required)
+  -h, --help       print this help
+
+Example:
+  ferrobus ctl purge --to-file mysql-bin.000042
+";
+
 const HEALTH_HELP: &str = "Check that the node answers; prints its status and version.
 
 Usage:
@@ -979,6 +1319,7 @@ mod tests {
                 config: Some("/etc/f.toml".into()),
                 data_dir: Some("/d".into()),
                 admin_addr: Some("[::1]:9000".into()),
+                cluster: ClusterOverrides::default(),
             }))
         );
         let Ok(Cli::Serve(args)) = parse_words("serve --admin-addr 127.0.0.1:0") else {
@@ -1013,6 +1354,197 @@ mod tests {
             "unexpected argument `now`"
         );
         assert_eq!(usage_error("serve --json").message, "unknown option --json");
+    }
+
+    #[test]
+    fn serve_cluster_flags() {
+        let Ok(Cli::Serve(args)) = parse_words(
+            "serve --name n2 --peer-addr=http://10.0.0.2:9596 --initial-cluster \
+             n1=10.0.0.1:9596,n2=10.0.0.2:9596 --initial-cluster-state existing",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            args.cluster,
+            ClusterOverrides {
+                name: Some("n2".into()),
+                peer_addr: Some("10.0.0.2:9596".into()),
+                initial_cluster: Some("n1=10.0.0.1:9596,n2=10.0.0.2:9596".into()),
+                initial_cluster_state: Some(InitialClusterState::Existing),
+            }
+        );
+        let cases = [
+            ("serve --name 'x'", "option --name must consist of"),
+            ("serve --name=", "option --name must not be empty"),
+            (
+                "serve --peer-addr h",
+                "option --peer-addr must be host:port",
+            ),
+            (
+                "serve --initial-cluster n1=h:1,n1=h:2",
+                "option --initial-cluster: initial_cluster lists the name \"n1\" twice",
+            ),
+            (
+                "serve --initial-cluster-state old",
+                "option --initial-cluster-state must be new or existing, got \"old\"",
+            ),
+            ("serve --name a --name b", "option --name given twice"),
+        ];
+        for (line, expected) in cases {
+            let error = usage_error(line);
+            assert!(
+                error.message.starts_with(expected),
+                "{line}: {}",
+                error.message
+            );
+            assert_eq!(error.help_command, "ferrobus serve --help");
+        }
+        let text = help("serve --help");
+        for flag in [
+            "--name NAME",
+            "--peer-addr HOST:PORT",
+            "--initial-cluster NAME=HOST:PORT",
+            "new|existing",
+            "[retention]",
+        ] {
+            assert!(text.contains(flag), "{flag}");
+        }
+    }
+
+    #[test]
+    fn ctl_cluster_commands() {
+        assert_eq!(ctl("ctl members list").command, CtlCommand::MembersList);
+        assert_eq!(ctl("ctl cluster --json").command, CtlCommand::Cluster);
+        assert_eq!(
+            ctl("ctl members add --name n4 --peer-url http://10.0.0.4:9596 --admin-url=10.0.0.4:9595")
+                .command,
+            CtlCommand::MemberAdd(MemberAdd {
+                name: "n4".into(),
+                peer_url: "10.0.0.4:9596".into(),
+                admin_url: Some("10.0.0.4:9595".into()),
+            })
+        );
+        assert_eq!(
+            ctl("ctl members add --peer-url h:1 --name n4").command,
+            CtlCommand::MemberAdd(MemberAdd {
+                name: "n4".into(),
+                peer_url: "h:1".into(),
+                admin_url: None,
+            })
+        );
+        assert_eq!(
+            ctl("ctl --admin h:9 members update --name n2 --peer-url h:2").command,
+            CtlCommand::MemberUpdate(MemberUpdate {
+                name: "n2".into(),
+                new_peer_url: "h:2".into(),
+            })
+        );
+        assert_eq!(
+            ctl("ctl members remove --name n3").command,
+            CtlCommand::MemberRemove { name: "n3".into() }
+        );
+        assert_eq!(
+            ctl("ctl purge --to-file mysql-bin.000042").command,
+            CtlCommand::Purge {
+                to_file: "mysql-bin.000042".into()
+            }
+        );
+        let cases = [
+            (
+                "ctl members",
+                "missing command (list, add, remove or update)",
+                "ctl members",
+            ),
+            ("ctl members join", "unknown command `join`", "ctl members"),
+            (
+                "ctl members add --name n4",
+                "missing required option --peer-url",
+                "ctl members add",
+            ),
+            (
+                "ctl members add --peer-url h:1",
+                "missing required option --name",
+                "ctl members add",
+            ),
+            (
+                "ctl members add --name n4 --peer-url h",
+                "option --peer-url must be host:port",
+                "ctl members add",
+            ),
+            (
+                "ctl members add --name n4 --peer-url h:1 --admin-url x",
+                "option --admin-url must be host:port",
+                "ctl members add",
+            ),
+            (
+                "ctl members add --name a=b --peer-url h:1",
+                "option --name must consist of",
+                "ctl members add",
+            ),
+            (
+                "ctl members add --name a --name b",
+                "option --name given twice",
+                "ctl members add",
+            ),
+            (
+                "ctl members remove",
+                "missing required option --name",
+                "ctl members remove",
+            ),
+            (
+                "ctl members remove --name n1 --peer-url h:1",
+                "unknown option --peer-url",
+                "ctl members remove",
+            ),
+            (
+                "ctl members update --name n1",
+                "missing required option --peer-url",
+                "ctl members update",
+            ),
+            (
+                "ctl members list --name x",
+                "unknown option --name",
+                "ctl members list",
+            ),
+            (
+                "ctl members remove n1",
+                "unexpected argument `n1`",
+                "ctl members remove",
+            ),
+            (
+                "ctl cluster now",
+                "unexpected argument `now`",
+                "ctl cluster",
+            ),
+            (
+                "ctl purge",
+                "missing required option --to-file",
+                "ctl purge",
+            ),
+            (
+                "ctl purge --to-file a/b",
+                "option --to-file must be a plain file name",
+                "ctl purge",
+            ),
+            (
+                "ctl purge --to-file",
+                "option --to-file needs a value",
+                "ctl purge",
+            ),
+        ];
+        for (line, expected, help_of) in cases {
+            let error = usage_error(line);
+            assert!(
+                error.message.starts_with(expected),
+                "{line}: {}",
+                error.message
+            );
+            assert_eq!(
+                error.help_command,
+                format!("ferrobus {help_of} --help"),
+                "{line}"
+            );
+        }
     }
 
     #[test]
@@ -1105,6 +1637,16 @@ mod tests {
         assert!(help("ctl server stop --help").contains("disconnecting"));
         assert!(help("ctl server status --help").contains("replicas"));
         assert!(help("ctl health --help").contains("version"));
+        assert!(help("ctl --help").contains("members add"));
+        assert!(help("ctl --help").contains("forwards"));
+        assert!(help("ctl members --help").contains("members update --name NAME"));
+        assert!(help("ctl members list --help").contains("raft id"));
+        assert!(help("ctl members add --name x --help").contains("--admin-url HOST:PORT"));
+        assert!(help("ctl members remove -h").contains("never given again"));
+        assert!(help("ctl members update --help").contains("id stays"));
+        assert!(help("ctl cluster --help").contains("leader"));
+        assert!(help("ctl purge --help").contains("--to-file FILE"));
+        assert_eq!(help("help ctl members add"), help("ctl members add --help"));
         assert_eq!(
             help("help ctl syncer start"),
             help("ctl syncer start --help")
@@ -1116,6 +1658,13 @@ mod tests {
             &["ctl", "syncer", "stop"],
             &["ctl", "server", "start"],
             &["ctl", "health"],
+            &["ctl", "members"],
+            &["ctl", "members", "list"],
+            &["ctl", "members", "add"],
+            &["ctl", "members", "remove"],
+            &["ctl", "members", "update"],
+            &["ctl", "cluster"],
+            &["ctl", "purge"],
         ] {
             let text = help_text(path).unwrap();
             assert!(text.contains("--admin HOST:PORT"), "{path:?}");

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::api::{Health, ServerStatus, SlaveInfo, SyncerStatus};
+use crate::api::{
+    Health, MemberRemove, MemberView, PurgeArgs, ServerStatus, SlaveInfo, SyncerStatus,
+};
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
 
@@ -54,6 +56,8 @@ pub fn run(args: CtlArgs) -> i32 {
 enum Method {
     Get,
     Put,
+    Post,
+    Delete,
 }
 
 /// The HTTP request a command becomes.
@@ -79,6 +83,20 @@ impl Request {
             CtlCommand::ServerStop => (Method::Put, "/binlog/server/stop", None),
             CtlCommand::ServerStatus => (Method::Get, "/binlog/server/status", None),
             CtlCommand::Health => (Method::Get, "/health", None),
+            CtlCommand::MembersList => (Method::Get, "/members", None),
+            CtlCommand::MemberAdd(args) => (Method::Post, "/members", Some(to_json(args)?)),
+            CtlCommand::MemberUpdate(args) => (Method::Put, "/members", Some(to_json(args)?)),
+            CtlCommand::MemberRemove { name } => {
+                let body = to_json(&MemberRemove { name: name.clone() })?;
+                (Method::Delete, "/members", Some(body))
+            }
+            CtlCommand::Cluster => (Method::Get, "/cluster", None),
+            CtlCommand::Purge { to_file } => {
+                let body = to_json(&PurgeArgs {
+                    to_file: to_file.clone(),
+                })?;
+                (Method::Put, "/binlog/purge", Some(body))
+            }
         };
         Ok(Request { method, path, body })
     }
@@ -100,13 +118,24 @@ fn send(request: &Request, url: &str) -> Result<(u16, String), ureq::Error> {
         .max_redirects(0)
         .build()
         .new_agent();
+    let json = "application/json";
     let response = match (request.method, &request.body) {
         (Method::Get, _) => agent.get(url).call(),
         (Method::Put, Some(body)) => agent
             .put(url)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", json)
             .send(body.as_str()),
         (Method::Put, None) => agent.put(url).send_empty(),
+        (Method::Post, body) => agent
+            .post(url)
+            .header("Content-Type", json)
+            .send(body.as_deref().unwrap_or("")),
+        // kingbus's DELETE /members takes a JSON body; ureq wants that asked for.
+        (Method::Delete, body) => agent
+            .delete(url)
+            .header("Content-Type", json)
+            .force_send_body()
+            .send(body.as_deref().unwrap_or("")),
     };
     let mut response = response?;
     let status = response.status().as_u16();
@@ -173,6 +202,58 @@ fn format_success(command: &CtlCommand, data: &Value) -> String {
         CtlCommand::SyncerStatus => typed(data, format_syncer_status),
         CtlCommand::ServerStatus => typed(data, format_server_status),
         CtlCommand::Health => typed(data, format_health),
+        CtlCommand::MembersList => typed(data, |members: &Vec<MemberView>| format_members(members)),
+        CtlCommand::Cluster => typed(data, |members: &Vec<MemberView>| format_members(members)),
+        CtlCommand::MemberAdd(args) => after_change(&format!("member {} added", args.name), data),
+        CtlCommand::MemberUpdate(args) => after_change(
+            &format!("member {} now at {}", args.name, args.new_peer_url),
+            data,
+        ),
+        CtlCommand::MemberRemove { name } => after_change(&format!("member {name} removed"), data),
+        CtlCommand::Purge { to_file } => format!("binlog before {to_file} purged\n"),
+    }
+}
+
+/// What a membership change printed: a line saying what was done, then the members.
+fn after_change(done: &str, data: &Value) -> String {
+    let table = match data {
+        Value::Null => String::new(),
+        _ => format!("\n{}", typed(data, |m: &Vec<MemberView>| format_members(m))),
+    };
+    format!("{done}\n{table}")
+}
+
+/// The members as a table, with a LEADER column when the reply says who leads
+/// (`/cluster`).
+pub fn format_members(members: &[MemberView]) -> String {
+    let with_leader = members.iter().any(|member| member.is_leader.is_some());
+    let mut header = vec!["NAME", "ID", "PEER_URL", "ADMIN_URL", "BINLOG_ADDR"];
+    if with_leader {
+        header.push("LEADER");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for member in members {
+        let mut row = vec![
+            member.name.clone(),
+            member.id.clone(),
+            list_or_absent(&member.peer_urls),
+            list_or_absent(&member.admin_urls),
+            or_absent(&member.binlog_addr),
+        ];
+        if with_leader {
+            let leads = member.is_leader == Some(true);
+            row.push(if leads { "yes" } else { "no" }.to_string());
+        }
+        rows.push(row);
+    }
+    format_table(&rows)
+}
+
+fn list_or_absent(values: &[String]) -> String {
+    if values.is_empty() {
+        ABSENT.to_string()
+    } else {
+        values.join(",")
     }
 }
 
@@ -472,6 +553,121 @@ mod tests {
                 }
             );
         }
+    }
+
+    fn member_json(name: &str, id: &str, leader: Option<bool>) -> Value {
+        let mut value = json!({"Id": id, "name": name, "peerURLs": [format!("{name}:9596")],
+            "adminURLs": [format!("{name}:9595")], "binlog_addr": null});
+        if let Some(leader) = leader {
+            value["isLeader"] = json!(leader);
+            value["is_leader"] = json!(leader);
+        }
+        value
+    }
+
+    #[test]
+    fn cluster_requests() {
+        use crate::api::{MemberAdd, MemberUpdate};
+        let add = CtlCommand::MemberAdd(MemberAdd {
+            name: "n4".into(),
+            peer_url: "h:1".into(),
+            admin_url: None,
+        });
+        let request = Request::for_command(&add).unwrap();
+        assert_eq!((request.method, request.path), (Method::Post, "/members"));
+        let body = request.body.unwrap();
+        assert_eq!(body, r#"{"name":"n4","peer_url":"h:1"}"#);
+        assert!(crate::api::validate::member_add_from_json(body.as_bytes()).is_ok());
+
+        let update = CtlCommand::MemberUpdate(MemberUpdate {
+            name: "n2".into(),
+            new_peer_url: "h:2".into(),
+        });
+        let request = Request::for_command(&update).unwrap();
+        assert_eq!((request.method, request.path), (Method::Put, "/members"));
+        let body = request.body.unwrap();
+        assert_eq!(body, r#"{"name":"n2","new_peer_url":"h:2"}"#);
+        assert!(crate::api::validate::member_update_from_json(body.as_bytes()).is_ok());
+
+        let remove = CtlCommand::MemberRemove { name: "n3".into() };
+        let request = Request::for_command(&remove).unwrap();
+        assert_eq!((request.method, request.path), (Method::Delete, "/members"));
+        assert_eq!(request.body.as_deref(), Some(r#"{"name":"n3"}"#));
+
+        let purge = CtlCommand::Purge {
+            to_file: "b.000002".into(),
+        };
+        let request = Request::for_command(&purge).unwrap();
+        assert_eq!(
+            (request.method, request.path),
+            (Method::Put, "/binlog/purge")
+        );
+        let body = request.body.unwrap();
+        assert!(crate::api::validate::purge_args_from_json(body.as_bytes()).is_ok());
+
+        for (command, path) in [
+            (CtlCommand::MembersList, "/members"),
+            (CtlCommand::Cluster, "/cluster"),
+        ] {
+            let request = Request::for_command(&command).unwrap();
+            assert_eq!(
+                request,
+                Request {
+                    method: Method::Get,
+                    path,
+                    body: None
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn member_tables() {
+        let members = json!([
+            member_json("n1", "1a", None),
+            member_json("n22", "2bc", None)
+        ]);
+        let outcome = render(&CtlCommand::MembersList, 200, &success(members), false);
+        assert_eq!(
+            outcome.stdout,
+            "NAME  ID   PEER_URL  ADMIN_URL  BINLOG_ADDR\n\
+             n1    1a   n1:9596   n1:9595    -\n\
+             n22   2bc  n22:9596  n22:9595   -\n"
+        );
+        let mut second = member_json("n2", "2", Some(true));
+        second["adminURLs"] = json!([]);
+        second["binlog_addr"] = json!("0.0.0.0:3307");
+        let cluster = json!([member_json("n1", "1", Some(false)), second]);
+        let outcome = render(&CtlCommand::Cluster, 200, &success(cluster.clone()), false);
+        assert_eq!(
+            outcome.stdout,
+            "NAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR   LEADER\n\
+             n1    1   n1:9596   n1:9595    -             no\n\
+             n2    2   n2:9596   -          0.0.0.0:3307  yes\n"
+        );
+        let outcome = render(&CtlCommand::Cluster, 200, &success(cluster.clone()), true);
+        assert_eq!(outcome.stdout, format!("{}\n", success(cluster)));
+
+        let remove = CtlCommand::MemberRemove { name: "n3".into() };
+        let members = json!([member_json("n1", "1", None)]);
+        let outcome = render(&remove, 200, &success(members), false);
+        assert_eq!(
+            outcome.stdout,
+            "member n3 removed\n\nNAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR\nn1    1   n1:9596   n1:9595    -\n"
+        );
+        let purge = CtlCommand::Purge {
+            to_file: "b.000002".into(),
+        };
+        let outcome = render(&purge, 200, &success(Value::Null), false);
+        assert_eq!(outcome.stdout, "binlog before b.000002 purged\n");
+        let outcome = render(
+            &CtlCommand::MembersList,
+            503,
+            r#"{"message":"no leader is known"}"#,
+            false,
+        );
+        assert_eq!(outcome.exit_code, EXIT_NODE_ERROR);
+        assert_eq!(outcome.stderr, "error: no leader is known (HTTP 503)\n");
     }
 
     #[test]

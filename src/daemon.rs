@@ -206,7 +206,9 @@ impl Node {
             log::error!("the store cannot make data durable: {e}; stopping the process");
             std::process::exit(1);
         });
-        let syncer = Syncer::start(config, self.store.clone(), fatal);
+        let sink: Arc<dyn crate::syncer::Sink> =
+            Arc::new(crate::syncer::LocalSink(self.store.clone()));
+        let syncer = Syncer::start(config, self.store.clone(), sink, fatal);
         log::info!("syncer started: {args:?}");
         *slot = Some((args, syncer));
         Ok(())

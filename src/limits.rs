@@ -177,3 +177,18 @@ const _: () = assert!(RAFT_HEARTBEAT_TICKS < RAFT_ELECTION_TICKS);
 const _: () = assert!(ENTRY_PAYLOAD_MAX as u64 <= RAFT_UNCOMMITTED_BYTES_MAX);
 const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX < PEER_FRAME_BYTES_MAX);
 const _: () = assert!((RAFT_MSG_BYTES_MAX as usize) < PEER_FRAME_BYTES_MAX);
+
+/// Requests waiting for the raft thread (proposals, peer messages, membership and peer
+/// changes). Proposers block when it is full; peer messages are dropped (Raft retransmits).
+/// The raft thread drains up to this many before each Ready, so they share one fsync.
+pub const RAFT_REQUEST_QUEUE_DEPTH_MAX: usize = 1024;
+
+/// Timeout of one admin request a follower forwards to the leader (connect, send, reply);
+/// below HTTP_CLIENT_TIMEOUT_MS so that `ctl` hears the follower's 502 rather than timing
+/// out itself.
+pub const FORWARD_TIMEOUT_MS: u64 = 8_000;
+
+/// Largest leader reply a follower relays; a longer one is a 502.
+pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
+
+const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);

@@ -23,7 +23,11 @@ fn main() -> ExitCode {
                 data_dir: serve.data_dir,
                 admin_addr: serve.admin_addr,
             };
-            let config = match config::load(serve.config.as_deref(), &overrides) {
+            let config = match config::load_with_cluster(
+                serve.config.as_deref(),
+                &overrides,
+                &serve.cluster,
+            ) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{e}");

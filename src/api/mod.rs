@@ -1,16 +1,20 @@
 //! The HTTP admin API: a small JSON-over-HTTP server (tiny_http) that lets an operator start,
-//! stop and inspect the syncer and the binlog server of this node.
+//! stop and inspect the syncer and the binlog server of this node, and manage the cluster's
+//! membership.
 //!
 //! This module owns the listening socket and its worker threads; the routing table and
-//! request handling live in `routes`, argument parsing in `validate`, the wire types in
-//! `model`. It knows nothing of what the daemon does: every action goes through the
-//! [`Backend`] trait, which the daemon implements.
+//! request handling live in `routes`, leader forwarding in `forward`, argument parsing in
+//! `validate`, the wire types in `model`. It knows nothing of what the daemon does: every
+//! action goes through the [`Backend`] trait, which the daemon implements. Leader-only
+//! routes (`/binlog/syncer/*`, membership changes, purge) are served locally only when the
+//! backend says [`ClusterRoute::Local`]; otherwise they are forwarded to the leader.
 //!
 //! Known limits of tiny_http 0.12 this module cannot remove: accepted sockets have no read
 //! timeout, so a client that stalls while sending a body holds a worker until it closes;
 //! and an accept error ends tiny_http's accept thread (logged, the API then stops
 //! answering).
 
+pub mod forward;
 pub mod model;
 pub mod routes;
 pub mod validate;
@@ -26,14 +30,36 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 pub use model::{
-    Health, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
-    SyncerStatus,
+    Health, MemberAdd, MemberRemove, MemberUpdate, MemberView, PurgeArgs, ServerArgs, ServerState,
+    ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
 };
 
 use crate::limits::HTTP_WORKERS_MAX;
 
+/// Where this node sends a leader-only request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClusterRoute {
+    /// This node leads (or runs alone): serve it here.
+    #[default]
+    Local,
+    /// Another node leads; its admin API is at `leader_admin` (`host:port`).
+    Forward { leader_admin: String },
+    /// No leader is known (an election, or no quorum), or the leader's admin address is
+    /// not known yet.
+    NoLeader,
+}
+
+/// The 503 a backend method answers with until the daemon implements it.
+pub fn not_wired() -> ApiError {
+    ApiError::unavailable("cluster support is not wired yet")
+}
+
 /// What the admin API drives. The daemon implements it; every method must return promptly
 /// (it runs on an HTTP worker thread) and report failures as an [`ApiError`].
+///
+/// The syncer methods, `member_add`, `member_update`, `member_remove` and `purge` are
+/// leader-only: the API calls them only when `cluster_route` says `Local`. The cluster
+/// methods have defaults (503 "not wired") so a backend without a cluster still compiles.
 pub trait Backend: Send + Sync + 'static {
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError>;
     /// Succeeds when the syncer is already stopped.
@@ -44,6 +70,46 @@ pub trait Backend: Send + Sync + 'static {
     fn server_stop(&self) -> Result<(), ApiError>;
     fn server_status(&self) -> Result<ServerStatus, ApiError>;
     fn health(&self) -> Health;
+
+    /// Who serves leader-only requests now. Must be quick (it is asked per request).
+    fn cluster_route(&self) -> ClusterRoute {
+        ClusterRoute::Local
+    }
+
+    /// `GET /members`: the membership table as this node has applied it (any node).
+    fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {
+        Err(not_wired())
+    }
+
+    /// `POST /members` (leader): adds a member; replies with the members after the change.
+    /// Refusals: 409 (id used before, address taken, quorum would break), 400.
+    fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
+        let _ = args;
+        Err(not_wired())
+    }
+
+    /// `PUT /members` (leader): changes a member's peer address (its id stays).
+    fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
+        let _ = args;
+        Err(not_wired())
+    }
+
+    /// `DELETE /members` (leader): removes a member (404 when there is none of that name).
+    fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
+        let _ = name;
+        Err(not_wired())
+    }
+
+    /// `GET /cluster`: every member with `is_leader` set (any node).
+    fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
+        Err(not_wired())
+    }
+
+    /// `PUT /binlog/purge` (leader): drops the stored binlog before `to_file` on every node.
+    fn purge(&self, to_file: String) -> Result<(), ApiError> {
+        let _ = to_file;
+        Err(not_wired())
+    }
 }
 
 /// A failed admin request: the HTTP status and the message put in the reply.

@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// What `Debug` prints instead of a password.
 const REDACTED: &str = "<redacted>";
@@ -186,6 +187,113 @@ pub struct Health {
     pub uptime_seconds: u64,
 }
 
+/// Arguments of `POST /members`: a member to add. Addresses are `host:port` (validation
+/// drops a leading `http://`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAdd {
+    pub name: String,
+    /// Where the other nodes reach its raft peer transport.
+    pub peer_url: String,
+    /// Its admin API; when absent, the node announces its own once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+}
+
+/// Arguments of `PUT /members`: a member's new peer address (its id stays).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUpdate {
+    pub name: String,
+    pub new_peer_url: String,
+}
+
+/// Arguments of `DELETE /members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRemove {
+    pub name: String,
+}
+
+/// Arguments of `PUT /binlog/purge`: drop the stored binlog before this file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeArgs {
+    pub to_file: String,
+}
+
+/// One member as `GET /members` and `GET /cluster` show it, in kingbus's spelling:
+/// `{"Id": "<hex raft id>", "name", "peerURLs": [...], "adminURLs": [...]}`, plus ferrobus's
+/// `binlog_addr`, and in `/cluster` the leader flag as both `isLeader` (kingbus) and
+/// `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
+/// client rounds it to a double.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "MemberViewWire")]
+pub struct MemberView {
+    pub id: String,
+    pub name: String,
+    /// The peer address, `host:port` (a list, as in kingbus; one element).
+    pub peer_urls: Vec<String>,
+    /// The admin API address, `host:port`; empty until the member announces it.
+    pub admin_urls: Vec<String>,
+    /// The member's binlog server address, when it runs one.
+    pub binlog_addr: Option<String>,
+    /// Only in `/cluster`.
+    pub is_leader: Option<bool>,
+}
+
+/// What a member looks like on the wire, read leniently: the leader flag may come in
+/// either spelling (both at once is not a duplicate).
+#[derive(Deserialize)]
+struct MemberViewWire {
+    #[serde(rename = "Id")]
+    id: String,
+    name: String,
+    #[serde(rename = "peerURLs", default)]
+    peer_urls: Vec<String>,
+    #[serde(rename = "adminURLs", default)]
+    admin_urls: Vec<String>,
+    #[serde(default)]
+    binlog_addr: Option<String>,
+    #[serde(rename = "isLeader", default)]
+    is_leader_kingbus: Option<bool>,
+    #[serde(default)]
+    is_leader: Option<bool>,
+}
+
+impl From<MemberViewWire> for MemberView {
+    fn from(wire: MemberViewWire) -> MemberView {
+        MemberView {
+            id: wire.id,
+            name: wire.name,
+            peer_urls: wire.peer_urls,
+            admin_urls: wire.admin_urls,
+            binlog_addr: wire.binlog_addr,
+            is_leader: wire.is_leader.or(wire.is_leader_kingbus),
+        }
+    }
+}
+
+impl MemberView {
+    /// The raft id as `MemberView::id` spells it.
+    pub fn format_id(id: u64) -> String {
+        format!("{id:x}")
+    }
+}
+
+impl Serialize for MemberView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = if self.is_leader.is_some() { 7 } else { 5 };
+        let mut out = serializer.serialize_struct("MemberView", fields)?;
+        out.serialize_field("Id", &self.id)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("peerURLs", &self.peer_urls)?;
+        out.serialize_field("adminURLs", &self.admin_urls)?;
+        out.serialize_field("binlog_addr", &self.binlog_addr)?;
+        if let Some(is_leader) = self.is_leader {
+            out.serialize_field("isLeader", &is_leader)?;
+            out.serialize_field("is_leader", &is_leader)?;
+        }
+        out.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +359,42 @@ mod tests {
         assert!(value.as_object().unwrap().contains_key("lag_seconds"));
         let back: SyncerStatus = serde_json::from_value(value).unwrap();
         assert_eq!(back, status);
+    }
+
+    fn member(is_leader: Option<bool>) -> MemberView {
+        MemberView {
+            id: MemberView::format_id(0x757200e01244565),
+            name: "n1".into(),
+            peer_urls: vec!["10.0.0.1:9596".into()],
+            admin_urls: vec!["10.0.0.1:9595".into()],
+            binlog_addr: None,
+            is_leader,
+        }
+    }
+
+    #[test]
+    fn member_view_uses_kingbus_keys() {
+        let value = serde_json::to_value(member(None)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"Id": "757200e01244565", "name": "n1",
+                "peerURLs": ["10.0.0.1:9596"], "adminURLs": ["10.0.0.1:9595"],
+                "binlog_addr": null})
+        );
+        let back: MemberView = serde_json::from_value(value).unwrap();
+        assert_eq!(back, member(None));
+
+        let value = serde_json::to_value(member(Some(true))).unwrap();
+        assert_eq!(value["isLeader"], true);
+        assert_eq!(value["is_leader"], true);
+        // Either spelling reads back (a kingbus reply has only `isLeader`).
+        let back: MemberView = serde_json::from_value(value).unwrap();
+        assert_eq!(back, member(Some(true)));
+        let kingbus = serde_json::json!({"Id": "e2a0e8de3b98eec6", "name": "kingbus_149",
+            "peerURLs": ["http://192.168.1.149:9697"], "isLeader": false});
+        let back: MemberView = serde_json::from_value(kingbus).unwrap();
+        assert_eq!(back.is_leader, Some(false));
+        assert!(back.admin_urls.is_empty());
     }
 
     #[test]

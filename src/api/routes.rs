@@ -1,6 +1,7 @@
 //! The admin API's routing table and request handling: which method and path reach which
-//! [`Backend`] call, how the body is read (capped), and how every outcome becomes a JSON
-//! reply in the `{"message": ..., "data": ...}` envelope.
+//! [`Backend`] call, which routes only the leader serves (the others forward those, see
+//! `forward`), how the body is read (capped), and how every outcome becomes a JSON reply in
+//! the `{"message": ..., "data": ...}` envelope.
 //!
 //! This module serves one already-accepted request at a time; it owns no socket and no
 //! thread. A panic while handling a request is caught here so it costs that request a 500,
@@ -12,8 +13,9 @@ use std::panic::{self, AssertUnwindSafe};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSAGE};
 use super::validate;
-use super::{ApiError, Backend};
+use super::{ApiError, Backend, ClusterRoute};
 use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX};
 
 /// One admin action.
@@ -26,6 +28,31 @@ pub enum Route {
     ServerStop,
     ServerStatus,
     Health,
+    MembersList,
+    MemberAdd,
+    MemberUpdate,
+    MemberRemove,
+    Cluster,
+    Purge,
+}
+
+impl Route {
+    /// Whether only the leader serves it (a follower forwards it). The syncer runs on the
+    /// leader, so even its status is the leader's; membership changes and purge are
+    /// proposed through Raft, which only the leader does. Reading the membership table
+    /// is answered by any node from its applied copy.
+    pub fn leader_only(self) -> bool {
+        matches!(
+            self,
+            Route::SyncerStart
+                | Route::SyncerStop
+                | Route::SyncerStatus
+                | Route::MemberAdd
+                | Route::MemberUpdate
+                | Route::MemberRemove
+                | Route::Purge
+        )
+    }
 }
 
 /// The routing table: method, path, action.
@@ -37,6 +64,12 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/binlog/server/stop", Route::ServerStop),
     ("GET", "/binlog/server/status", Route::ServerStatus),
     ("GET", "/health", Route::Health),
+    ("GET", "/members", Route::MembersList),
+    ("POST", "/members", Route::MemberAdd),
+    ("PUT", "/members", Route::MemberUpdate),
+    ("DELETE", "/members", Route::MemberRemove),
+    ("GET", "/cluster", Route::Cluster),
+    ("PUT", "/binlog/purge", Route::Purge),
 ];
 
 /// Where a method and request target lead.
@@ -121,6 +154,20 @@ pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
         Route::ServerStop => backend.server_stop().map(|()| Value::Null),
         Route::ServerStatus => backend.server_status().and_then(|status| to_data(&status)),
         Route::Health => to_data(&backend.health()),
+        Route::MembersList => backend.members_list().and_then(|members| to_data(&members)),
+        Route::MemberAdd => validate::member_add_from_json(body)
+            .and_then(|args| backend.member_add(args))
+            .and_then(|members| to_data(&members)),
+        Route::MemberUpdate => validate::member_update_from_json(body)
+            .and_then(|args| backend.member_update(args))
+            .and_then(|members| to_data(&members)),
+        Route::MemberRemove => validate::member_remove_from_json(body)
+            .and_then(|args| backend.member_remove(args.name))
+            .and_then(|members| to_data(&members)),
+        Route::Cluster => backend.cluster().and_then(|members| to_data(&members)),
+        Route::Purge => validate::purge_args_from_json(body)
+            .and_then(|args| backend.purge(args.to_file))
+            .map(|()| Value::Null),
     };
     match outcome {
         Ok(data) => Reply::success(data),
@@ -133,11 +180,44 @@ fn to_data<T: Serialize>(value: &T) -> Result<Value, ApiError> {
         .map_err(|error| ApiError::internal(format!("cannot encode the reply: {error}")))
 }
 
-/// `dispatch`, with a panic in the backend turned into a 500.
-fn dispatch_guarded(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
+/// A request that resolved to a route, as the worker received it.
+#[derive(Clone, Copy, Debug)]
+pub struct Incoming<'a> {
+    pub route: Route,
+    pub method: &'a str,
+    /// The request target as received (path and query), sent on unchanged when forwarding.
+    pub target: &'a str,
+    pub body: &'a [u8],
+    /// It carries FORWARDED_HEADER: a follower sent it here as to the leader.
+    pub forwarded: bool,
+}
+
+/// Serves a resolved request: locally, or by forwarding it to the leader when the route
+/// is leader-only and this node does not lead.
+pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
+    if !incoming.route.leader_only() {
+        return dispatch(backend, incoming.route, incoming.body);
+    }
+    match backend.cluster_route() {
+        ClusterRoute::Local => dispatch(backend, incoming.route, incoming.body),
+        // One hop only: whatever this node believes, it does not send the request on.
+        _ if incoming.forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
+        ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
+        ClusterRoute::Forward { leader_admin } => forward::forward(
+            incoming.method,
+            incoming.target,
+            incoming.body,
+            &leader_admin,
+        ),
+    }
+}
+
+/// `route_request`, with a panic in the backend turned into a 500.
+fn route_guarded(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
+    let route = incoming.route;
     // The backend is shared state behind `&`; a panic in it is the backend's bug to
     // report, and the reply we send does not depend on any state it may have left.
-    match panic::catch_unwind(AssertUnwindSafe(|| dispatch(backend, route, body))) {
+    match panic::catch_unwind(AssertUnwindSafe(|| route_request(backend, incoming))) {
         Ok(reply) => reply,
         Err(payload) => {
             log::error!(
@@ -202,7 +282,16 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
             ))
         },
         Resolution::Found(route) => match read_body(&mut request) {
-            Ok(body) => dispatch_guarded(backend, route, &body),
+            Ok(body) => route_guarded(
+                backend,
+                Incoming {
+                    route,
+                    method: &method,
+                    target: &target,
+                    body: &body,
+                    forwarded: is_forwarded(&request),
+                },
+            ),
             Err(reply) => reply,
         },
     };
@@ -210,6 +299,13 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
     if let Err(error) = request.respond(to_response(reply)) {
         log::debug!("admin API: could not send the reply to {remote}: {error}");
     }
+}
+
+fn is_forwarded(request: &tiny_http::Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .any(|header| header.field.equiv(FORWARDED_HEADER))
 }
 
 fn body_too_large() -> Reply {
@@ -274,6 +370,33 @@ mod tests {
         for &(method, path, route) in ROUTES {
             assert_eq!(resolve(method, path), Resolution::Found(route));
         }
+    }
+
+    #[test]
+    fn leader_only_routes() {
+        let leader_only: Vec<Route> = ROUTES
+            .iter()
+            .map(|&(_, _, route)| route)
+            .filter(|route| route.leader_only())
+            .collect();
+        assert_eq!(
+            leader_only,
+            [
+                Route::SyncerStart,
+                Route::SyncerStop,
+                Route::SyncerStatus,
+                Route::MemberAdd,
+                Route::MemberUpdate,
+                Route::MemberRemove,
+                Route::Purge
+            ]
+        );
+        assert_eq!(
+            resolve("PATCH", "/members"),
+            Resolution::MethodNotAllowed {
+                allow: "GET, POST, PUT, DELETE".into()
+            }
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! In-process tests of the admin API: a real `AdminServer` on 127.0.0.1:0 in front of a fake
 //! backend, driven with ureq and with raw sockets, good requests and hostile ones alike,
-//! checking after each hostile one that the server still answers.
+//! checking after each hostile one that the server still answers; and pairs of servers
+//! whose fake backends disagree about who leads, for leader forwarding.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,20 @@ struct FakeBackend {
     syncer: Mutex<Option<SyncerArgs>>,
     server: Mutex<Option<ServerArgs>>,
     panic_next: AtomicBool,
+    route: Mutex<ClusterRoute>,
+    members: Mutex<Vec<MemberView>>,
+    purged_to: Mutex<Option<String>>,
+}
+
+fn view(name: &str, peer_url: &str, admin_url: Option<String>) -> MemberView {
+    MemberView {
+        id: MemberView::format_id(crate::consensus::state::member_id(name, peer_url)),
+        name: name.into(),
+        peer_urls: vec![peer_url.into()],
+        admin_urls: admin_url.into_iter().collect(),
+        binlog_addr: None,
+        is_leader: None,
+    }
 }
 
 impl FakeBackend {
@@ -113,6 +128,90 @@ impl Backend for FakeBackend {
             uptime_seconds: 1,
         }
     }
+
+    fn cluster_route(&self) -> ClusterRoute {
+        self.route.lock().unwrap().clone()
+    }
+
+    fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {
+        Ok(self.members.lock().unwrap().clone())
+    }
+
+    fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
+        let mut members = self.members.lock().unwrap();
+        if members.iter().any(|m| m.name == args.name) {
+            return Err(ApiError::conflict(format!(
+                "member {:?} already exists",
+                args.name
+            )));
+        }
+        members.push(view(&args.name, &args.peer_url, args.admin_url));
+        Ok(members.clone())
+    }
+
+    fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
+        let mut members = self.members.lock().unwrap();
+        let member = members
+            .iter_mut()
+            .find(|m| m.name == args.name)
+            .ok_or_else(|| ApiError::not_found(format!("no such member: {:?}", args.name)))?;
+        member.peer_urls = vec![args.new_peer_url];
+        Ok(members.clone())
+    }
+
+    fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
+        let mut members = self.members.lock().unwrap();
+        let before = members.len();
+        members.retain(|m| m.name != name);
+        if members.len() == before {
+            return Err(ApiError::not_found(format!("no such member: {name:?}")));
+        }
+        Ok(members.clone())
+    }
+
+    fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
+        let members = self.members.lock().unwrap();
+        Ok(members
+            .iter()
+            .enumerate()
+            .map(|(index, m)| MemberView {
+                is_leader: Some(index == 0),
+                ..m.clone()
+            })
+            .collect())
+    }
+
+    fn purge(&self, to_file: String) -> Result<(), ApiError> {
+        *self.purged_to.lock().unwrap() = Some(to_file);
+        Ok(())
+    }
+}
+
+/// A backend with only the required methods: the cluster ones keep their defaults.
+struct BareBackend(FakeBackend);
+
+impl Backend for BareBackend {
+    fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
+        self.0.syncer_start(args)
+    }
+    fn syncer_stop(&self) -> Result<(), ApiError> {
+        self.0.syncer_stop()
+    }
+    fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
+        self.0.syncer_status()
+    }
+    fn server_start(&self, args: ServerArgs) -> Result<(), ApiError> {
+        self.0.server_start(args)
+    }
+    fn server_stop(&self) -> Result<(), ApiError> {
+        self.0.server_stop()
+    }
+    fn server_status(&self) -> Result<ServerStatus, ApiError> {
+        self.0.server_status()
+    }
+    fn health(&self) -> Health {
+        self.0.health()
+    }
 }
 
 struct Harness {
@@ -132,17 +231,29 @@ impl Harness {
     fn start() -> Harness {
         let backend = Arc::new(FakeBackend::default());
         let server = AdminServer::start("127.0.0.1:0", backend.clone(), 2).unwrap();
-        let agent = ureq::Agent::config_builder()
+        Harness {
+            server,
+            backend,
+            agent: Harness::start_agent(),
+        }
+    }
+
+    fn start_agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
             .http_status_as_error(false)
             .proxy(None)
             .build()
-            .new_agent();
-        Harness {
-            server,
-            backend,
-            agent,
-        }
+            .new_agent()
+    }
+
+    /// Status and body text, for replies that need not be JSON.
+    fn answer_raw(
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> (u16, String) {
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
     }
 
     fn addr(&self) -> SocketAddr {
@@ -192,8 +303,38 @@ impl Harness {
         Self::answer(self.agent.post(self.url(path)).send(""))
     }
 
+    fn post_json(&self, path: &str, body: &str) -> Answer {
+        Self::answer(
+            self.agent
+                .post(self.url(path))
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+
     fn delete(&self, path: &str) -> Answer {
         Self::answer(self.agent.delete(self.url(path)).call())
+    }
+
+    fn delete_json(&self, path: &str, body: &str) -> Answer {
+        Self::answer(
+            self.agent
+                .delete(self.url(path))
+                .force_send_body()
+                .send(body),
+        )
+    }
+
+    /// Makes this node's backend say who leads.
+    fn set_route(&self, route: ClusterRoute) {
+        *self.backend.route.lock().unwrap() = route;
+    }
+
+    /// Makes this node's backend say `leader` leads.
+    fn follow(&self, leader: &Harness) {
+        self.set_route(ClusterRoute::Forward {
+            leader_admin: leader.addr().to_string(),
+        });
     }
 
     fn assert_alive(&self) {
@@ -520,4 +661,405 @@ fn ctl_talks_to_the_server() {
     assert_eq!(ctl(CtlCommand::SyncerStatus), EXIT_OK);
     assert_eq!(ctl(CtlCommand::Health), EXIT_OK);
     assert!(h.backend.server.lock().unwrap().is_none());
+}
+
+/// A request as a fake leader received it, and the raw reply it sends back.
+fn capture_one_request(reply: &'static str) -> (SocketAddr, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        // Read the head, then as many body bytes as Content-Length says.
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed before the request was complete");
+            received.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&received).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if received.len() >= head_end + 4 + length {
+                    break;
+                }
+            }
+        }
+        stream.write_all(reply.as_bytes()).unwrap();
+        String::from_utf8(received).unwrap()
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_follower_forwards_leader_only_routes_unchanged() {
+    let leader = Harness::start();
+    let follower = Harness::start();
+    follower.follow(&leader);
+
+    // Start through the follower runs on the leader.
+    let answer = follower.put("/binlog/syncer/start", &syncer_body().to_string());
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json, json!({"message": "success", "data": null}));
+    assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        leader
+            .backend
+            .syncer
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .syncer_id,
+        11
+    );
+    assert!(follower.backend.syncer.lock().unwrap().is_none());
+
+    // The leader's refusals come back as they are: its 409 and its 400.
+    let answer = follower.put("/binlog/syncer/start", &syncer_body().to_string());
+    assert_eq!(answer.status, 409);
+    assert_eq!(answer.json, json!({"message": "syncer already running"}));
+    let mut bad = syncer_body();
+    bad["mysql_addr"] = json!("nohost");
+    let direct = leader.put("/binlog/syncer/start", &bad.to_string());
+    let relayed = follower.put("/binlog/syncer/start", &bad.to_string());
+    assert_eq!(direct.status, 400);
+    assert_eq!((relayed.status, &relayed.json), (400, &direct.json));
+
+    // Status asked on either node is the leader's.
+    let direct = leader.get("/binlog/syncer/status");
+    let relayed = follower.get("/binlog/syncer/status?x=1");
+    assert_eq!(relayed.status, 200);
+    assert_eq!(relayed.json, direct.json);
+    assert_eq!(relayed.json["data"]["status"], "running");
+
+    // Membership changes go to the leader, with their bodies; reads stay local.
+    let add =
+        json!({"name": "n4", "peer_url": "http://127.0.0.1:9604", "admin_url": "127.0.0.1:9504"});
+    let answer = follower.post_json("/members", &add.to_string());
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json["data"][0]["name"], "n4");
+    assert_eq!(
+        answer.json["data"][0]["peerURLs"],
+        json!(["127.0.0.1:9604"])
+    );
+    assert_eq!(
+        answer.json["data"][0]["adminURLs"],
+        json!(["127.0.0.1:9504"])
+    );
+    let answer = follower.post_json("/members", &add.to_string());
+    assert_eq!(answer.status, 409);
+    assert_eq!(
+        answer.json,
+        json!({"message": "member \"n4\" already exists"})
+    );
+    assert_eq!(follower.get("/members").json["data"], json!([]));
+    assert_eq!(leader.get("/members").json["data"][0]["name"], "n4");
+
+    let update = json!({"name": "n4", "new_peer_url": "127.0.0.1:9614"});
+    let answer = follower.put("/members", &update.to_string());
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(
+        answer.json["data"][0]["peerURLs"],
+        json!(["127.0.0.1:9614"])
+    );
+    let answer = follower.delete_json("/members", r#"{"name": "n5"}"#);
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json, json!({"message": "no such member: \"n5\""}));
+    let answer = follower.delete_json("/members", r#"{"name": "n4", "peer_url": "x"}"#);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json["data"], json!([]));
+
+    let answer = follower.put("/binlog/purge", r#"{"to_file": "mysql-bin.000003"}"#);
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        leader.backend.purged_to.lock().unwrap().as_deref(),
+        Some("mysql-bin.000003")
+    );
+    assert!(follower.backend.purged_to.lock().unwrap().is_none());
+
+    // Routes every node serves itself are not forwarded.
+    let body = json!({"addr": "127.0.0.1:3307", "user": "u", "password": "p"}).to_string();
+    assert_eq!(follower.put("/binlog/server/start", &body).status, 200);
+    assert!(follower.backend.server.lock().unwrap().is_some());
+    assert!(leader.backend.server.lock().unwrap().is_none());
+    follower.assert_alive();
+
+    // A stop through the follower stops the leader's syncer.
+    assert_eq!(follower.put("/binlog/syncer/stop", "").status, 200);
+    assert!(leader.backend.syncer.lock().unwrap().is_none());
+}
+
+#[test]
+fn forwarding_sends_method_path_body_and_marker() {
+    let (addr, leader) = capture_one_request(
+        "HTTP/1.1 418 I'm a teapot\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\
+         Connection: close\r\n\r\nnot json!",
+    );
+    let follower = Harness::start();
+    follower.set_route(ClusterRoute::Forward {
+        leader_admin: addr.to_string(),
+    });
+    let body = r#"{"name":"n1"}"#;
+    let answer = Harness::answer_raw(
+        follower
+            .agent
+            .delete(follower.url("/members?why=test"))
+            .force_send_body()
+            .send(body),
+    );
+    assert_eq!(answer, (418, "not json!".to_string()));
+    let request = leader.join().unwrap();
+    assert!(
+        request.starts_with("DELETE /members?why=test HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("\r\nx-ferrobus-forwarded: 1\r\n"),
+        "{request}"
+    );
+    assert!(request.ends_with(&format!("\r\n\r\n{body}")), "{request}");
+}
+
+#[test]
+fn no_leader_is_a_503() {
+    let node = Harness::start();
+    node.set_route(ClusterRoute::NoLeader);
+    for answer in [
+        node.get("/binlog/syncer/status"),
+        node.put("/binlog/syncer/stop", ""),
+        node.post_json("/members", "{}"),
+        node.put("/binlog/purge", "{}"),
+    ] {
+        assert_eq!(answer.status, 503);
+        assert_eq!(
+            answer.json,
+            json!({"message": "no leader is known; the cluster may be electing one or has lost its quorum"})
+        );
+    }
+    // Reads of the local table and the node's own routes still work.
+    assert_eq!(node.get("/members").status, 200);
+    assert_eq!(node.get("/cluster").status, 200);
+    assert_eq!(node.get("/binlog/server/status").status, 200);
+    node.assert_alive();
+}
+
+#[test]
+fn two_nodes_that_each_think_the_other_leads_do_not_loop() {
+    let a = Harness::start();
+    let b = Harness::start();
+    a.follow(&b);
+    b.follow(&a);
+    for answer in [
+        a.put("/binlog/syncer/start", &syncer_body().to_string()),
+        b.get("/binlog/syncer/status"),
+        a.delete_json("/members", r#"{"name": "x"}"#),
+    ] {
+        assert_eq!(answer.status, 503);
+        assert_eq!(
+            answer.json,
+            json!({"message": "forwarded request reached a node that is not the leader"})
+        );
+    }
+    assert!(a.backend.syncer.lock().unwrap().is_none());
+    assert!(b.backend.syncer.lock().unwrap().is_none());
+    // A marked request reaching a node that knows no leader is refused the same way.
+    b.set_route(ClusterRoute::NoLeader);
+    let answer = Harness::answer(
+        a.agent
+            .get(b.url("/binlog/syncer/status"))
+            .header("X-Ferrobus-Forwarded", "1")
+            .call(),
+    );
+    assert_eq!(answer.status, 503);
+    assert_eq!(
+        answer.json["message"],
+        "forwarded request reached a node that is not the leader"
+    );
+    // A marked request reaching the leader is served.
+    let answer = Harness::answer(
+        a.agent
+            .get(a.url("/binlog/syncer/status"))
+            .header("X-Ferrobus-Forwarded", "1")
+            .call(),
+    );
+    assert_eq!(answer.status, 503, "a still follows b");
+    a.set_route(ClusterRoute::Local);
+    let answer = Harness::answer(
+        b.agent
+            .get(a.url("/binlog/syncer/status"))
+            .header("X-Ferrobus-Forwarded", "1")
+            .call(),
+    );
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn an_unreachable_leader_is_a_502_naming_it() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let leader_admin = format!("127.0.0.1:{port}");
+    let node = Harness::start();
+    node.set_route(ClusterRoute::Forward {
+        leader_admin: leader_admin.clone(),
+    });
+    let answer = node.put("/binlog/syncer/stop", "");
+    assert_eq!(answer.status, 502);
+    let message = answer.json["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "cannot forward the request to the leader at {leader_admin}: "
+        )),
+        "{message}"
+    );
+    node.assert_alive();
+}
+
+#[test]
+fn cluster_routes_served_locally() {
+    let h = Harness::start();
+    h.backend.members.lock().unwrap().extend([
+        view("n1", "h:1", Some("h:2".into())),
+        view("n2", "h:3", None),
+    ]);
+    let answer = h.get("/cluster");
+    assert_eq!(answer.status, 200);
+    let data = &answer.json["data"];
+    assert_eq!(data[0]["isLeader"], true);
+    assert_eq!(data[0]["is_leader"], true);
+    assert_eq!(data[1]["isLeader"], false);
+    assert_eq!(data[1]["adminURLs"], json!([]));
+    let answer = h.get("/members");
+    assert!(answer.json["data"][0].get("isLeader").is_none());
+    assert_eq!(
+        answer.json["data"][0]["Id"],
+        format!("{:x}", crate::consensus::state::member_id("n1", "h:1"))
+    );
+
+    // Bad bodies are 400s naming the field, before the backend sees them.
+    for (method, body, expected) in [
+        ("POST", r#"{"peer_url": "h:1"}"#, "missing field `name`"),
+        (
+            "POST",
+            r#"{"name": "a b", "peer_url": "h:1"}"#,
+            "field `name` must consist of",
+        ),
+        (
+            "POST",
+            r#"{"name": "n", "peer_url": "h"}"#,
+            "field `peer_url` must be host:port",
+        ),
+        (
+            "POST",
+            r#"{"name": "n", "peer_url": "h:1", "admin_url": 5}"#,
+            "field `admin_url` must be a string",
+        ),
+        ("PUT", r#"{"name": "n"}"#, "missing field `new_peer_url`"),
+        ("DELETE", "", "request body is empty"),
+    ] {
+        let answer = match method {
+            "POST" => h.post_json("/members", body),
+            "PUT" => h.put("/members", body),
+            _ => h.delete_json("/members", body),
+        };
+        assert_eq!(answer.status, 400, "{method} {body}");
+        let message = answer.json["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{method} {body}: {message}");
+    }
+    let answer = h.put("/binlog/purge", r#"{"to_file": "../x"}"#);
+    assert_eq!(answer.status, 400);
+    assert!(answer.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("field `to_file` must be a plain file name"));
+    assert_eq!(h.backend.members.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn cluster_methods_default_to_not_wired() {
+    let backend: Arc<dyn Backend> = Arc::new(BareBackend(FakeBackend::default()));
+    let server = AdminServer::start("127.0.0.1:0", backend, 1).unwrap();
+    let h = Harness {
+        server,
+        backend: Arc::new(FakeBackend::default()),
+        agent: Harness::start_agent(),
+    };
+    for answer in [
+        h.get("/members"),
+        h.get("/cluster"),
+        h.post_json("/members", r#"{"name": "n", "peer_url": "h:1"}"#),
+        h.put("/binlog/purge", r#"{"to_file": "b.000001"}"#),
+    ] {
+        assert_eq!(answer.status, 503);
+        assert_eq!(
+            answer.json,
+            json!({"message": "cluster support is not wired yet"})
+        );
+    }
+    // A backend without a cluster serves leader-only routes itself.
+    assert_eq!(h.put("/binlog/syncer/stop", "").status, 200);
+}
+
+#[test]
+fn ctl_cluster_commands_talk_to_the_server() {
+    use crate::api::{MemberAdd, MemberUpdate};
+    use crate::cli::{CtlArgs, CtlCommand};
+    use crate::ctl::{run, EXIT_NODE_ERROR, EXIT_OK};
+
+    let leader = Harness::start();
+    let follower = Harness::start();
+    follower.follow(&leader);
+    let ctl = |command: CtlCommand| {
+        run(CtlArgs {
+            admin: follower.addr().to_string(),
+            json: false,
+            command,
+        })
+    };
+    let add = CtlCommand::MemberAdd(MemberAdd {
+        name: "n2".into(),
+        peer_url: "127.0.0.1:9602".into(),
+        admin_url: None,
+    });
+    assert_eq!(ctl(add.clone()), EXIT_OK);
+    assert_eq!(ctl(add), EXIT_NODE_ERROR);
+    let update = CtlCommand::MemberUpdate(MemberUpdate {
+        name: "n2".into(),
+        new_peer_url: "127.0.0.1:9612".into(),
+    });
+    assert_eq!(ctl(update), EXIT_OK);
+    assert_eq!(
+        leader.backend.members.lock().unwrap()[0].peer_urls,
+        ["127.0.0.1:9612"]
+    );
+    assert_eq!(ctl(CtlCommand::MembersList), EXIT_OK);
+    assert_eq!(ctl(CtlCommand::Cluster), EXIT_OK);
+    assert_eq!(
+        ctl(CtlCommand::Purge {
+            to_file: "b.000002".into()
+        }),
+        EXIT_OK
+    );
+    assert_eq!(ctl(CtlCommand::MemberRemove { name: "n2".into() }), EXIT_OK);
+    assert_eq!(
+        ctl(CtlCommand::MemberRemove { name: "n2".into() }),
+        EXIT_NODE_ERROR
+    );
+    assert!(leader.backend.members.lock().unwrap().is_empty());
+    follower.set_route(ClusterRoute::NoLeader);
+    assert_eq!(ctl(CtlCommand::SyncerStatus), EXIT_NODE_ERROR);
 }

@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 
 use serde_json::{Map, Value};
 
-use super::model::{ServerArgs, SyncerArgs};
+use super::model::{MemberAdd, MemberRemove, MemberUpdate, PurgeArgs, ServerArgs, SyncerArgs};
 use super::ApiError;
 use crate::limits::BINLOG_FILE_NAME_MAX;
 
@@ -19,6 +19,13 @@ const ECHO_CHARS_MAX: usize = 64;
 
 /// Longest host name (DNS limit).
 const HOST_NAME_MAX: usize = 253;
+
+/// Longest member name: it appears in logs, tables and the `--initial-cluster` list.
+pub const MEMBER_NAME_MAX: usize = 64;
+
+/// URL schemes a member address may be written with (kingbus takes `http://host:port`);
+/// the scheme is dropped, the address is `host:port`.
+const ADDR_SCHEMES: [&str; 2] = ["http://", "tcp://"];
 
 /// A request or argument problem, tied to the field it concerns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +95,91 @@ pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
     Ok(args)
 }
 
+/// Parses and checks the body of `POST /members`: `name`, `peer_url`, and optionally
+/// `admin_url` (the node announces its own once it runs). Addresses come back as
+/// `host:port`, a leading `http://` dropped.
+pub fn member_add_from_json(body: &[u8]) -> Result<MemberAdd, ApiError> {
+    let object = parse_object(body)?;
+    let name = required_string(&object, "name")?;
+    check_member_name("name", &name)?;
+    let peer_url = canonical_addr("peer_url", &required_string(&object, "peer_url")?)?;
+    let admin_url = match optional_string(&object, "admin_url")? {
+        Some(url) => Some(canonical_addr("admin_url", &url)?),
+        None => None,
+    };
+    Ok(MemberAdd {
+        name,
+        peer_url,
+        admin_url,
+    })
+}
+
+/// Parses and checks the body of `PUT /members`: `name` and `new_peer_url`.
+pub fn member_update_from_json(body: &[u8]) -> Result<MemberUpdate, ApiError> {
+    let object = parse_object(body)?;
+    let name = required_string(&object, "name")?;
+    check_member_name("name", &name)?;
+    let new_peer_url = canonical_addr("new_peer_url", &required_string(&object, "new_peer_url")?)?;
+    Ok(MemberUpdate { name, new_peer_url })
+}
+
+/// Parses and checks the body of `DELETE /members`: `name` (kingbus also sends `peer_url`,
+/// which is ignored: the name alone identifies a member).
+pub fn member_remove_from_json(body: &[u8]) -> Result<MemberRemove, ApiError> {
+    let object = parse_object(body)?;
+    let name = required_string(&object, "name")?;
+    check_member_name("name", &name)?;
+    Ok(MemberRemove { name })
+}
+
+/// Parses and checks the body of `PUT /binlog/purge`: `to_file`.
+pub fn purge_args_from_json(body: &[u8]) -> Result<PurgeArgs, ApiError> {
+    let object = parse_object(body)?;
+    let to_file = required_string(&object, "to_file")?;
+    check_binlog_file("to_file", &to_file)?;
+    Ok(PurgeArgs { to_file })
+}
+
+/// Checks a member name: 1..=MEMBER_NAME_MAX of ASCII letters, digits, `-`, `_` and `.`,
+/// so that it can stand in `name=host:port,...` lists and tables unquoted.
+pub fn check_member_name(field: &'static str, name: &str) -> Result<(), FieldError> {
+    if name.is_empty() {
+        return Err(FieldError::field(field, "must not be empty"));
+    }
+    if name.len() > MEMBER_NAME_MAX {
+        return Err(FieldError::field(
+            field,
+            &format!("must be at most {MEMBER_NAME_MAX} characters long"),
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(allowed) {
+        return Err(FieldError::field(
+            field,
+            &format!(
+                "must consist of letters, digits, `-`, `_` and `.` only, got {}",
+                echo(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A member address as `host:port`: an `http://` or `tcp://` prefix and one trailing `/`
+/// are dropped (kingbus writes URLs), then the rest must be a valid `host:port`. Ids are
+/// derived from this canonical text, so every place that names a member's peer address
+/// goes through here.
+pub fn canonical_addr(field: &'static str, url: &str) -> Result<String, FieldError> {
+    let lowered = url.to_ascii_lowercase();
+    let without_scheme = ADDR_SCHEMES
+        .iter()
+        .find(|scheme| lowered.starts_with(*scheme))
+        .map_or(url, |scheme| url.get(scheme.len()..).unwrap_or(""));
+    let addr = without_scheme.strip_suffix('/').unwrap_or(without_scheme);
+    check_host_port(field, addr)?;
+    Ok(addr.to_string())
+}
+
 /// Checks syncer arguments however they were obtained (JSON body, command line, state file).
 pub fn check_syncer_args(args: &SyncerArgs) -> Result<(), FieldError> {
     if args.syncer_id == 0 {
@@ -138,20 +230,21 @@ fn check_start_position(args: &SyncerArgs) -> Result<(), FieldError> {
             "is required when `binlog_pos` is given",
         )),
         (Some(file), Some(pos)) => {
-            check_binlog_file(file)?;
+            check_binlog_file("binlog_file", file)?;
             check_binlog_pos(pos)
         }
         (None, None) => Ok(()),
     }
 }
 
-fn check_binlog_file(file: &str) -> Result<(), FieldError> {
+/// Checks a binlog file name as the master writes it: no directory, no control characters.
+pub fn check_binlog_file(field: &'static str, file: &str) -> Result<(), FieldError> {
     if file.is_empty() {
-        return Err(FieldError::field("binlog_file", "must not be empty"));
+        return Err(FieldError::field(field, "must not be empty"));
     }
     if file.len() > BINLOG_FILE_NAME_MAX {
         return Err(FieldError::field(
-            "binlog_file",
+            field,
             &format!("must be at most {BINLOG_FILE_NAME_MAX} bytes long"),
         ));
     }
@@ -162,7 +255,7 @@ fn check_binlog_file(file: &str) -> Result<(), FieldError> {
         .any(|c| c == '/' || c == '\\' || c.is_control())
     {
         return Err(FieldError::field(
-            "binlog_file",
+            field,
             &format!(
                 "must be a plain file name like \"mysql-bin.000001\", got {}",
                 echo(file)

@@ -14,7 +14,9 @@
 //! entries; the caller sends the messages and applies the committed entries.
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 
 use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
@@ -130,15 +132,32 @@ impl Driver {
     /// never forwarded by raft, so a deposed leader's proposals cannot reach the new one.
     pub fn propose(&mut self, kind: u8, data: Vec<u8>) -> Result<()> {
         self.check_leader()?;
-        if !(1..=NORMAL_KIND_MAX).contains(&kind) {
-            let reason = format!("entry kind {kind} is not in 1..={NORMAL_KIND_MAX}");
-            return Err(ConsensusError::Unrepresentable { index: 0, reason });
-        }
-        if data.len() > ENTRY_PAYLOAD_MAX {
-            let reason = format!("{} bytes, more than {ENTRY_PAYLOAD_MAX}", data.len());
-            return Err(ConsensusError::Unrepresentable { index: 0, reason });
-        }
+        check_normal(kind, &data)?;
         Ok(self.raw.propose(vec![kind], data)?)
+    }
+
+    /// Proposes several normal entries as one raft message, so raft appends all of them or
+    /// none (a batch is never left half-proposed by this node). Returns the index of the
+    /// last. Fails like `propose`; an empty batch is refused (raft-rs would abort on it).
+    pub fn propose_batch(&mut self, entries: Vec<(u8, Vec<u8>)>) -> Result<u64> {
+        self.check_leader()?;
+        if entries.is_empty() {
+            let reason = "an empty proposal".to_owned();
+            return Err(ConsensusError::Unrepresentable { index: 0, reason });
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id();
+        for (kind, data) in entries {
+            check_normal(kind, &data)?;
+            m.mut_entries().push(Entry {
+                context: vec![kind].into(),
+                data: data.into(),
+                ..Entry::default()
+            });
+        }
+        self.raw.step(m)?;
+        Ok(self.last_index())
     }
 
     /// `propose`, only while this node leads in `term` (the term its proposer started in):
@@ -317,6 +336,12 @@ impl Driver {
         self.raw.raft.raft_log.committed
     }
 
+    /// Index of the last entry in raft's log, including entries not yet persisted (a
+    /// proposal's index right after it was accepted).
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
     /// Index of the last entry handed out as committed.
     pub fn applied_index(&self) -> u64 {
         self.raw.raft.raft_log.applied
@@ -330,6 +355,19 @@ impl Driver {
     pub fn storage(&self) -> &RaftStorage {
         &self.storage
     }
+}
+
+/// A normal entry's kind must be a stored kind byte and its data fit one log record.
+fn check_normal(kind: u8, data: &[u8]) -> Result<()> {
+    if !(1..=NORMAL_KIND_MAX).contains(&kind) {
+        let reason = format!("entry kind {kind} is not in 1..={NORMAL_KIND_MAX}");
+        return Err(ConsensusError::Unrepresentable { index: 0, reason });
+    }
+    if data.len() > ENTRY_PAYLOAD_MAX {
+        let reason = format!("{} bytes, more than {ENTRY_PAYLOAD_MAX}", data.len());
+        return Err(ConsensusError::Unrepresentable { index: 0, reason });
+    }
+    Ok(())
 }
 
 fn send_nonempty(send: &mut dyn FnMut(Vec<Message>), messages: Vec<Message>) {

@@ -11,6 +11,8 @@
 //! beside it), and must not interpret the data of normal entries.
 
 pub mod driver;
+pub mod node;
+pub mod state;
 pub mod storage;
 pub mod transport;
 

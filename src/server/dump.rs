@@ -455,11 +455,15 @@ fn check_whole_history(index: &BinlogIndex, domain: u32) -> Result<(), String> {
         Some(start) => match start.get(domain) {
             None => Ok(()),
             Some(at) => Err(format!(
-                "Could not find GTID state requested by slave in any binlog files. Probably the                  slave state is too old and required binlog files have been purged: the slave                  has no position in domain {domain}, and ferrobus's binlog of that domain                  begins after {at}"
+                "Could not find GTID state requested by slave in any binlog files. Probably the \
+                 slave state is too old and required binlog files have been purged: the slave \
+                 has no position in domain {domain}, and ferrobus's binlog of that domain \
+                 begins after {at}"
             )),
         },
         None => Err(format!(
-            "the slave has no position in domain {domain}, and ferrobus does not know where              its binlog of that domain begins; start the slave at a GTID of domain {domain}"
+            "the slave has no position in domain {domain}, and ferrobus does not know where \
+             its binlog of that domain begins; start the slave at a GTID of domain {domain}"
         )),
     }
 }

@@ -37,6 +37,7 @@ pub enum SyncerError {
     Master(String),
     Ingest(ingest::IngestError),
     Store(StoreError),
+    Sink(SinkError),
 }
 
 impl fmt::Display for SyncerError {
@@ -48,6 +49,7 @@ impl fmt::Display for SyncerError {
             SyncerError::Master(e) => write!(f, "the master reported: {e}"),
             SyncerError::Ingest(e) => write!(f, "bad binlog stream: {e}"),
             SyncerError::Store(e) => write!(f, "store: {e}"),
+            SyncerError::Sink(e) => write!(f, "{e}"),
         }
     }
 }
@@ -124,8 +126,57 @@ pub struct Syncer {
 /// Called when the store cannot make data durable: the process must stop (house rule 3).
 pub type FatalHook = Arc<dyn Fn(&StoreError) + Send + Sync>;
 
+/// Where the syncer's entries go: the local log on a single node, or Raft proposals on a
+/// cluster leader. `append` returns once the entries are durable (committed) and applied to
+/// the store, so the store's resume point always reflects them.
+pub trait Sink: Send + Sync + 'static {
+    fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError>;
+    /// Called before each connection: makes sure the log does not end inside a transaction
+    /// (truncating it locally, or proposing an abandon entry on a cluster).
+    fn begin_session(&self) -> Result<(), SinkError>;
+}
+
+/// Why a sink refused entries.
+#[derive(Debug)]
+pub enum SinkError {
+    /// The local store failed; a failed fsync among these stops the process.
+    Store(StoreError),
+    /// This node is no longer the leader (or the term changed): the syncer must stop.
+    Deposed(String),
+    /// Consensus could not take the entries now (timeout, shutdown); retried.
+    Unavailable(String),
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Store(e) => write!(f, "{e}"),
+            SinkError::Deposed(m) => write!(f, "no longer the leader: {m}"),
+            SinkError::Unavailable(m) => write!(f, "consensus unavailable: {m}"),
+        }
+    }
+}
+
+/// The single-node sink: the store writes its own log.
+pub struct LocalSink(pub Arc<Store>);
+
+impl Sink for LocalSink {
+    fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError> {
+        self.0.append(entries).map(|_| ()).map_err(SinkError::Store)
+    }
+
+    fn begin_session(&self) -> Result<(), SinkError> {
+        self.0.discard_partial_tail().map_err(SinkError::Store)
+    }
+}
+
 impl Syncer {
-    pub fn start(config: SyncerConfig, store: Arc<Store>, fatal: FatalHook) -> Syncer {
+    pub fn start(
+        config: SyncerConfig,
+        store: Arc<Store>,
+        sink: Arc<dyn Sink>,
+        fatal: FatalHook,
+    ) -> Syncer {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             sleep: (Mutex::new(()), Condvar::new()),
@@ -138,7 +189,7 @@ impl Syncer {
         let s = shared.clone();
         let thread = thread::Builder::new()
             .name("syncer".into())
-            .spawn(move || supervise(config, store, s, fatal))
+            .spawn(move || supervise(config, store, sink, s, fatal))
             .expect("spawn syncer thread");
         Syncer {
             shared,
@@ -169,20 +220,35 @@ impl Syncer {
     }
 }
 
-fn supervise(config: SyncerConfig, store: Arc<Store>, shared: Arc<Shared>, fatal: FatalHook) {
+fn supervise(
+    config: SyncerConfig,
+    store: Arc<Store>,
+    sink: Arc<dyn Sink>,
+    shared: Arc<Shared>,
+    fatal: FatalHook,
+) {
     let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     while !shared.stop.load(Ordering::SeqCst) {
         set_state(&shared, State::Connecting, None);
         let received_any = Arc::new(AtomicBool::new(false));
-        let result = session(&config, &store, &shared, &received_any);
+        let result = session(&config, &store, &sink, &shared, &received_any);
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
         let err = match result {
             Ok(()) => "the master closed the dump".to_string(),
-            Err(SyncerError::Store(e)) if e.is_sync_failure() => {
+            Err(SyncerError::Sink(SinkError::Store(e))) if e.is_sync_failure() => {
                 fatal(&e);
                 set_state(&shared, State::Error, Some(e.to_string()));
+                return;
+            }
+            Err(SyncerError::Sink(SinkError::Deposed(m))) => {
+                log::warn!("syncer: stopping: no longer the leader ({m})");
+                set_state(
+                    &shared,
+                    State::Stopped,
+                    Some(format!("no longer the leader: {m}")),
+                );
                 return;
             }
             Err(e) => e.to_string(),
@@ -217,10 +283,11 @@ fn set_state(shared: &Shared, state: State, error: Option<String>) {
 fn session(
     config: &SyncerConfig,
     store: &Arc<Store>,
+    sink: &Arc<dyn Sink>,
     shared: &Arc<Shared>,
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
-    store.discard_partial_tail().map_err(SyncerError::Store)?;
+    sink.begin_session().map_err(SyncerError::Sink)?;
     let (resume, stored_master) = {
         let index = store.index();
         (index.resume_point(), index.master_server_id())
@@ -229,7 +296,9 @@ fn session(
     let (mut client, info) = connect_checked(up, shared)?;
     if let Some(stored) = stored_master.filter(|id| *id != info.server_id) {
         return Err(SyncerError::Precheck(format!(
-            "the stored binlog comes from a master with server_id {stored}, but {} has              server_id {}; ferrobus does not mix two masters' binlogs (use a fresh data              directory for a different master)",
+            "the stored binlog comes from a master with server_id {stored}, but {} has \
+             server_id {}; ferrobus does not mix two masters' binlogs (use a fresh data \
+             directory for a different master)",
             up.addr, info.server_id
         )));
     }
@@ -281,7 +350,7 @@ fn session(
 
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(SYNCER_QUEUE_DEPTH_MAX);
     let appender = {
-        let store = store.clone();
+        let sink = sink.clone();
         let shared = shared.clone();
         let mut ingest = Ingest::new(resume);
         if let Some(state) = &start_state {
@@ -289,7 +358,7 @@ fn session(
         }
         thread::Builder::new()
             .name("syncer-append".into())
-            .spawn(move || append_loop(rx, ingest, &store, &shared))
+            .spawn(move || append_loop(rx, ingest, sink.as_ref(), &shared))
             .expect("spawn appender")
     };
     let read_result = read_loop(&mut client, &tx, received_any);
@@ -367,7 +436,7 @@ fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn append_loop(
     rx: mpsc::Receiver<Vec<u8>>,
     mut ingest: Ingest,
-    store: &Store,
+    sink: &dyn Sink,
     shared: &Shared,
 ) -> Result<(), SyncerError> {
     let mut result = Ok(());
@@ -403,7 +472,7 @@ fn append_loop(
         }
         let entries = ingest.take_entries(true);
         if !entries.is_empty() {
-            store.append(entries).map_err(SyncerError::Store)?;
+            sink.append(entries).map_err(SyncerError::Sink)?;
         }
         publish(shared, &ingest, events, bytes, last_timestamp, caught_up);
         if result.is_err() {
@@ -413,7 +482,7 @@ fn append_loop(
     // Whole transactions received before the stream ended are stored; a partial one is not.
     let entries = ingest.take_entries(true);
     if !entries.is_empty() {
-        store.append(entries).map_err(SyncerError::Store)?;
+        sink.append(entries).map_err(SyncerError::Sink)?;
     }
     result
 }

@@ -60,7 +60,8 @@ pub fn gtid_state_at(
     );
     let text = one_value(client, &sql)?.ok_or_else(|| {
         SyncerError::Precheck(format!(
-            "{file}:{pos} is not a position in the master's binlog (BINLOG_GTID_POS returned              NULL); give the position of an event, as SHOW BINLOG EVENTS lists them"
+            "{file}:{pos} is not a position in the master's binlog (BINLOG_GTID_POS returned \
+             NULL); give the position of an event, as SHOW BINLOG EVENTS lists them"
         ))
     })?;
     crate::binlog::gtid::MariaGtidList::parse(&text)

@@ -1,0 +1,91 @@
+//! Leader forwarding: a follower sends a leader-only admin request (same method, path and
+//! body) to the leader's admin API and relays the leader's status code and body unchanged.
+//!
+//! One hop only: the forwarded request carries [`FORWARDED_HEADER`], and a node that
+//! receives such a request without being the leader answers 503 instead of forwarding
+//! again, so two nodes that each believe the other leads cannot bounce a request between
+//! them. Each call uses a fresh connection (no pool: the leader changes, and an idle
+//! socket to a dead leader is worth nothing) with a timeout, FORWARD_TIMEOUT_MS.
+//!
+//! This module decides nothing about who leads (the backend says, see `ClusterRoute`) and
+//! never retries.
+
+use std::time::Duration;
+
+use super::routes::Reply;
+use super::ApiError;
+use crate::limits::{FORWARD_REPLY_BYTES_MAX, FORWARD_TIMEOUT_MS};
+
+/// Header that marks a request forwarded by a follower.
+pub const FORWARDED_HEADER: &str = "X-Ferrobus-Forwarded";
+
+/// The 503 message when no leader is known.
+pub const NO_LEADER_MESSAGE: &str =
+    "no leader is known; the cluster may be electing one or has lost its quorum";
+
+/// The 503 message for a forwarded request that reached a node that does not lead.
+pub const NOT_LEADER_MESSAGE: &str = "forwarded request reached a node that is not the leader";
+
+/// Sends the request to the leader at `leader_admin` (`host:port`) and returns its reply
+/// as is, or a 502 naming the leader when it cannot be reached or its reply cannot be
+/// read. `target` is the request target as received (path and query).
+pub fn forward(method: &str, target: &str, body: &[u8], leader_admin: &str) -> Reply {
+    match send(method, target, body, leader_admin) {
+        Ok((status, body)) => Reply {
+            status,
+            body,
+            allow: None,
+        },
+        Err(error) => {
+            log::warn!("admin API: forwarding {method} {target} to the leader at {leader_admin} failed: {error}");
+            Reply::error(&ApiError::new(
+                502,
+                format!("cannot forward the request to the leader at {leader_admin}: {error}"),
+            ))
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(FORWARD_TIMEOUT_MS)))
+        // Every status is the leader's answer, to relay unchanged.
+        .http_status_as_error(false)
+        // Nodes talk directly: a proxy meant for the internet must not capture this, and
+        // the admin API never redirects.
+        .proxy(None)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .build()
+        .new_agent()
+}
+
+fn send(
+    method: &str,
+    target: &str,
+    body: &[u8],
+    leader_admin: &str,
+) -> Result<(u16, String), ureq::Error> {
+    let url = format!("http://{leader_admin}{target}");
+    let builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(FORWARDED_HEADER, "1");
+    let agent = agent();
+    let mut response = if body.is_empty() {
+        agent.run(builder.body(())?)?
+    } else {
+        let request = builder
+            .header("Content-Type", "application/json")
+            .body(body)?;
+        agent.run(request)?
+    };
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(FORWARD_REPLY_BYTES_MAX)
+        .read_to_string()?;
+    Ok((status, text))
+}
