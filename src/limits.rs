@@ -88,6 +88,15 @@ pub const USER_VAR_BYTES_MAX: usize = 4096;
 /// How long stopping the binlog server waits for its connections to close.
 pub const SERVER_STOP_WAIT_MS: u64 = 5_000;
 
+/// How long a proposal (syncer batch, command, membership change) may wait for its commit.
+pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
+
+/// How often the leader watcher looks at leadership and the desired syncer at the latest.
+pub const LEADER_WATCH_INTERVAL_MS: u64 = 200;
+
+/// How long a starting node waits to re-apply what was committed before it serves.
+pub const STARTUP_APPLY_WAIT_MS: u64 = 60_000;
+
 /// Timeout of one HTTP call from `ctl` (and later, forwarding) to a node.
 pub const HTTP_CLIENT_TIMEOUT_MS: u64 = 10_000;
 

@@ -517,12 +517,19 @@ impl RaftNode {
     /// Opens the node's storage (initializing a brand-new cluster member), restores the
     /// state machine from the stored snapshot, starts the transport and the raft thread. A
     /// one-node cluster campaigns at once.
-    pub fn start(
+    pub fn start(cfg: NodeConfig, sm: Box<dyn StateMachine>) -> Result<RaftNode, ConsensusError> {
+        RaftNode::start_with(cfg, |_| sm)
+    }
+
+    /// As [`RaftNode::start`], with the state machine made from a reader of the node's log
+    /// (a state machine that serves entries, like the binlog store, reads them from there).
+    pub fn start_with(
         cfg: NodeConfig,
-        mut sm: Box<dyn StateMachine>,
+        make_sm: impl FnOnce(crate::storage::LogReader) -> Box<dyn StateMachine>,
     ) -> Result<RaftNode, ConsensusError> {
         let id = cfg.id;
         let (storage, recovery) = RaftStorage::open(&cfg.data_dir)?;
+        let mut sm = make_sm(storage.reader());
         if let Some(voters) = &cfg.bootstrap_voters {
             if !storage.is_initialized() {
                 let cs = ConfState {
@@ -548,7 +555,7 @@ impl RaftNode {
         let shared = Arc::new(Shared::new(status_of(&driver)));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
         let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
-        for (peer, addr) in &cfg.peers {
+        for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
             if let Err(e) = transport.set_peer(*peer, addr) {
                 log::error!("raft node {id}: cannot start the sender to node {peer}: {e}");
             }
@@ -826,6 +833,8 @@ impl Runner {
                     return Err(reason);
                 }
             }
+            // This node never sends to itself.
+            Request::SetPeer { id, .. } if id == self.driver.id() => {}
             Request::SetPeer { id, addr } => {
                 if let Err(e) = self.transport.set_peer(id, &addr) {
                     let me = self.driver.id();

@@ -220,6 +220,29 @@ impl BinlogIndex {
         self.whole_upto = index;
     }
 
+    /// Entries that recreate, in an empty index, where this one's whole content ends: the
+    /// GTID state there and the current file from that position. A snapshot carries them so
+    /// that a node restored from it continues the stream. A transaction open at this
+    /// moment is not carried (see the README's known limitations).
+    pub fn base_entries(&self) -> Vec<(u8, Vec<u8>)> {
+        let Some((file, pos)) = self.whole_end else {
+            return Vec::new();
+        };
+        let meta = &self.files[file];
+        vec![
+            (KIND_START_STATE, self.maria_state.to_string().into_bytes()),
+            (
+                KIND_FILE_START,
+                FileStart {
+                    file_name: meta.name.clone(),
+                    start_pos: pos,
+                    fde: meta.fde.clone(),
+                }
+                .encode(),
+            ),
+        ]
+    }
+
     /// Whether entry `index` was abandoned (never to be read).
     pub fn is_dead(&self, index: u64) -> bool {
         self.dead

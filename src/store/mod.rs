@@ -173,6 +173,18 @@ impl Store {
         self.changed.notify_all();
     }
 
+    /// A store over a log that consensus writes, with empty indexes: every committed entry
+    /// arrives through [`Store::apply`] (raft applies the log again at start).
+    pub fn over_log(reader: LogReader) -> Store {
+        Store {
+            log: None,
+            reader,
+            index: RwLock::new(BinlogIndex::new()),
+            watermark: Mutex::new(Watermark::default()),
+            changed: Condvar::new(),
+        }
+    }
+
     /// A store over a log that consensus writes: the indexes are built from the entries up
     /// to `applied`, and later entries come through [`Store::apply`] once committed.
     pub fn open_applied(reader: LogReader, applied: u64) -> Result<Store, StoreError> {
@@ -200,6 +212,21 @@ impl Store {
                 .map_err(|error| StoreError::Index { index: *i, error })?;
         }
         self.publish(index.whole_upto());
+        Ok(())
+    }
+
+    /// Replaces the indexes with an empty one continued from `base` (see
+    /// [`BinlogIndex::base_entries`]) at log index `index`: a node restored from a snapshot.
+    pub fn restore_base(&self, index: u64, base: &[(u8, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut fresh = BinlogIndex::new();
+        for (kind, data) in base {
+            fresh
+                .feed(index, *kind, data)
+                .map_err(|error| StoreError::Index { index, error })?;
+        }
+        let mut current = self.index.write().expect("index lock poisoned");
+        *current = fresh;
+        self.publish(current.whole_upto());
         Ok(())
     }
 

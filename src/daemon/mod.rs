@@ -6,32 +6,36 @@
 //! state (the syncer handle, the server handle, the desired state), each behind its own
 //! mutex, taken briefly.
 
+pub mod leader;
+pub mod machine;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::model::{
-    Health, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
-    SyncerStatus,
+    Health, MemberAdd, MemberUpdate, MemberView, ServerArgs, ServerState, ServerStatus, SlaveInfo,
+    SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
 };
-use crate::api::{AdminServer, ApiError, Backend};
+use crate::api::{AdminServer, ApiError, Backend, ClusterRoute};
 use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
+use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
+use crate::consensus::state::{Command, MemberInfo, StateError};
 use crate::server::{BinlogServer, ServerConfig};
 use crate::store::{Store, StoreError};
-use crate::syncer::upstream::Upstream;
-use crate::syncer::{StartPoint, State, Syncer, SyncerConfig};
+use crate::syncer::{StartPoint, State, Syncer};
+use leader::{LeaderWatch, SyncerSlot, WatchContext};
+use machine::{ClusterShared, NodeMachine};
 
 /// Name of the desired-state file in the data directory.
 const DESIRED_FILE: &str = "desired.json";
-/// Name of the directory of the log in the data directory.
-const LOG_DIR: &str = "log";
 /// Name of the lock file that keeps a second daemon off the data directory.
 const LOCK_FILE: &str = "LOCK";
 
@@ -46,6 +50,7 @@ pub enum DaemonError {
         path: PathBuf,
     },
     Store(StoreError),
+    Consensus(crate::consensus::ConsensusError),
     Admin {
         addr: String,
         error: std::io::Error,
@@ -68,6 +73,7 @@ impl fmt::Display for DaemonError {
                 path.display()
             ),
             DaemonError::Store(e) => write!(f, "cannot open the binlog store: {e}"),
+            DaemonError::Consensus(e) => write!(f, "cannot start raft: {e}"),
             DaemonError::Admin { addr, error } => {
                 write!(f, "cannot start the admin API on {addr}: {error}")
             }
@@ -80,11 +86,10 @@ impl fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
-/// What the node should be doing; persisted so a restarted node resumes by itself.
+/// What this node should be doing locally; persisted so a restarted node resumes by itself.
+/// (The syncer's desired state is replicated through raft instead: see `machine`.)
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Desired {
-    #[serde(default)]
-    syncer: Option<SyncerArgs>,
     #[serde(default)]
     server: Option<ServerArgs>,
 }
@@ -93,7 +98,9 @@ struct Desired {
 pub struct Node {
     data_dir: PathBuf,
     store: Arc<Store>,
-    syncer: Mutex<Option<(SyncerArgs, Syncer)>>,
+    raft: RaftHandle,
+    cluster: Arc<ClusterShared>,
+    syncer: Arc<Mutex<SyncerSlot>>,
     server: Mutex<Option<BinlogServer>>,
     desired: Mutex<Desired>,
     server_max_connections: usize,
@@ -111,25 +118,49 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         error,
     })?;
     let _lock = lock_data_dir(&data_dir)?;
-    let (store, report) = Store::open(&data_dir.join(LOG_DIR)).map_err(DaemonError::Store)?;
+
+    let cluster = Arc::new(ClusterShared::new());
+    let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::new(Mutex::new(None));
+    let node_config = node_config(&config);
+    let my_id = node_config.id;
+    let raft = {
+        let cluster = cluster.clone();
+        let store_slot = store_slot.clone();
+        RaftNode::start_with(node_config, move |reader| {
+            let store = Arc::new(Store::over_log(reader));
+            *store_slot.lock().expect("store slot") = Some(store.clone());
+            Box::new(NodeMachine { store, cluster })
+        })
+        .map_err(DaemonError::Consensus)?
+    };
+    let store = store_slot
+        .lock()
+        .expect("store slot")
+        .clone()
+        .expect("the state machine was built");
     log::info!(
-        "store opened in {}: {} entries, {} torn bytes truncated, {} partial entries dropped",
-        data_dir.display(),
-        report.entries,
-        report.torn_bytes_truncated,
-        report.partial_entries_dropped
+        "raft node {my_id:x} ({}) started; peers listen on {}",
+        config.name,
+        raft.peer_addr()
     );
-    let desired = load_desired(&data_dir)?;
+    let handle = raft.handle();
+    wait_initial_apply(&handle);
+    if config.initial_cluster.len() == 1 {
+        wait_leadership(&handle);
+    }
+
     let node = Arc::new(Node {
         data_dir: data_dir.clone(),
-        store: Arc::new(store),
-        syncer: Mutex::new(None),
+        store: store.clone(),
+        raft: handle.clone(),
+        cluster: cluster.clone(),
+        syncer: Arc::new(Mutex::new(SyncerSlot::default())),
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
         started: Instant::now(),
     });
-    node.restore(desired);
+    node.restore(load_desired(&data_dir)?);
     let backend: Arc<dyn Backend> = node.clone();
     let admin =
         AdminServer::start(&config.admin_addr, backend, config.http_workers).map_err(|error| {
@@ -138,25 +169,111 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
                 error,
             }
         })?;
+    let watch = LeaderWatch::start(WatchContext {
+        raft: handle.clone(),
+        store: store.clone(),
+        cluster: cluster.clone(),
+        slot: node.syncer.clone(),
+        start_syncer: syncer_starter(store.clone()),
+        my_id,
+        bootstrap: config.initial_members(),
+        my_name: config.name.clone(),
+        my_admin: admin.local_addr().to_string(),
+    });
     log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
     let signal = signals.wait();
     log::info!("received {signal}: stopping");
     admin.shutdown();
+    watch.stop();
     node.shutdown();
+    raft.shutdown();
     log::info!("stopped cleanly");
     Ok(())
 }
 
-impl Node {
-    /// Starts what the desired state asks for. A failure is logged and shows in the status;
-    /// the node keeps running so an operator can fix it through the API.
-    fn restore(&self, desired: Desired) {
-        if let Some(args) = desired.syncer.clone() {
-            log::info!("resuming the syncer from the desired state ({args:?})");
-            if let Err(e) = self.start_syncer(args, true) {
-                log::error!("cannot resume the syncer: {}", e.message);
+/// The raft node's configuration from the node's.
+fn node_config(config: &Config) -> NodeConfig {
+    let alone = config.initial_cluster.len() == 1;
+    // A node alone that was not given a peer address needs no fixed port until it grows.
+    let peer_listen = if alone && config.peer_addr == crate::config::PEER_ADDR_DEFAULT {
+        "127.0.0.1:0".to_string()
+    } else {
+        config.peer_addr.clone()
+    };
+    let bootstrap_voters = match config.initial_cluster_state {
+        crate::config::InitialClusterState::New => Some(
+            config
+                .initial_cluster
+                .iter()
+                .map(|peer| peer.id())
+                .collect(),
+        ),
+        crate::config::InitialClusterState::Existing => None,
+    };
+    NodeConfig {
+        id: config.member_id(),
+        cluster_id: config.cluster_id(),
+        data_dir: config.data_dir.clone(),
+        peer_listen,
+        peers: config.other_peers(),
+        bootstrap_voters,
+        on_fatal: None,
+    }
+}
+
+/// Waits until what was committed before this start is applied again (the store's
+/// indexes are rebuilt from the log), so that replicas are not told "not stored" about
+/// binlog the node holds. Bounded: a node that cannot reach its commit index alone (it
+/// needs the leader) stops waiting.
+fn wait_initial_apply(raft: &RaftHandle) {
+    let target = raft.status().commit;
+    let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
+    while raft.status().applied < target && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = raft.status();
+    log::info!(
+        "applied {} of {} committed entries at start",
+        status.applied,
+        target
+    );
+}
+
+/// A node alone elects itself at once; wait for it (bounded) so that the first admin
+/// request finds a leader.
+fn wait_leadership(raft: &RaftHandle) {
+    let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
+    while !raft.status().is_leader && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn syncer_starter(store: Arc<Store>) -> leader::StartSyncer {
+    Box::new(move |args: &SyncerArgs, sink| {
+        let fatal: crate::syncer::FatalHook = Arc::new(|e: &StoreError| {
+            log::error!("the store cannot make data durable: {e}; stopping the process");
+            std::process::exit(1);
+        });
+        let config = match leader::syncer_config(args) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("the desired syncer arguments are unusable: {e}");
+                // The API validated them before proposing; start with the oldest file.
+                let mut plain = args.clone();
+                plain.gtid = None;
+                plain.binlog_file = None;
+                plain.binlog_pos = None;
+                leader::syncer_config(&plain).expect("plain arguments")
             }
-        }
+        };
+        Syncer::start(config, store.clone(), sink, fatal)
+    })
+}
+
+impl Node {
+    /// Starts the binlog server if the desired state asks for it. A failure is logged; the
+    /// node keeps running so an operator can fix it through the API.
+    fn restore(&self, desired: Desired) {
         if let Some(args) = desired.server.clone() {
             log::info!("resuming the binlog server on {}", args.addr);
             if let Err(e) = self.start_server(args) {
@@ -167,51 +284,13 @@ impl Node {
     }
 
     fn shutdown(&self) {
-        if let Some((_, syncer)) = self.syncer.lock().expect("syncer lock").take() {
+        if let Some((_, _, syncer)) = self.syncer.lock().expect("syncer lock").running.take() {
             syncer.stop();
         }
         if let Some(server) = self.server.lock().expect("server lock").take() {
             server.stop();
         }
         self.store.close();
-    }
-
-    fn start_syncer(&self, args: SyncerArgs, resuming: bool) -> Result<(), ApiError> {
-        let mut slot = self.syncer.lock().expect("syncer lock");
-        if let Some((running, _)) = slot.as_ref() {
-            return Err(ApiError::conflict(format!(
-                "the syncer is already running (master {}); stop it first",
-                running.mysql_addr
-            )));
-        }
-        let start = start_point(&args)?;
-        let stored = self.store.index().resume_point();
-        if let (Some((file, pos)), false, true) = (&stored, resuming, start != StartPoint::Oldest) {
-            return Err(ApiError::conflict(format!(
-                "the store already holds the binlog up to {file}:{pos}; a start point (gtid or \
-                 binlog_file) applies only to an empty store"
-            )));
-        }
-        let config = SyncerConfig {
-            upstream: Upstream {
-                addr: args.mysql_addr.clone(),
-                user: args.mysql_user.clone(),
-                password: args.mysql_password.clone(),
-                server_id: args.syncer_id,
-                uuid: args.syncer_uuid.clone(),
-            },
-            start,
-        };
-        let fatal: crate::syncer::FatalHook = Arc::new(|e: &StoreError| {
-            log::error!("the store cannot make data durable: {e}; stopping the process");
-            std::process::exit(1);
-        });
-        let sink: Arc<dyn crate::syncer::Sink> =
-            Arc::new(crate::syncer::LocalSink(self.store.clone()));
-        let syncer = Syncer::start(config, self.store.clone(), sink, fatal);
-        log::info!("syncer started: {args:?}");
-        *slot = Some((args, syncer));
-        Ok(())
     }
 
     fn start_server(&self, args: ServerArgs) -> Result<(), ApiError> {
@@ -226,8 +305,9 @@ impl Node {
             .syncer
             .lock()
             .expect("syncer lock")
+            .running
             .as_ref()
-            .and_then(|(_, s)| s.progress().master_version)
+            .and_then(|(_, _, s)| s.progress().master_version)
             .unwrap_or_else(|| "10.11.0-MariaDB-ferrobus".to_string());
         let config = ServerConfig {
             addr: args.addr.clone(),
@@ -241,10 +321,9 @@ impl Node {
         Ok(())
     }
 
-    /// Runs one change of what the node does (start or stop) and saves the desired state,
-    /// all under the desired-state lock: changes are serialized, a stop finishes (its thread
-    /// joined) before the next start begins, and the saved state always matches what runs.
-    /// Lock order: desired, then the syncer or server slot.
+    /// Runs one change of what the node does locally (the binlog server) and saves the
+    /// desired state, under the desired-state lock: changes are serialized and the saved
+    /// state always matches what runs. Lock order: desired, then the server slot.
     fn change(
         &self,
         act: impl FnOnce() -> Result<(), ApiError>,
@@ -256,9 +335,55 @@ impl Node {
         save_desired(&self.data_dir, &desired)
             .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))
     }
+
+    /// Proposes a replicated command and waits until it is applied here.
+    fn propose(&self, command: &Command) -> Result<(), ApiError> {
+        leader::propose_command(&self.raft, command)
+            .map(|_| ())
+            .map_err(propose_error)
+    }
+
+    /// Raft voters that answered recently enough to count for a quorum check: this
+    /// version counts every voter (raft-rs refuses a change it cannot commit anyway).
+    fn voters(&self) -> Vec<u64> {
+        self.cluster.voters.lock().expect("voters lock").clone()
+    }
+
+    fn conf_change(
+        &self,
+        change_type: raft::eraftpb::ConfChangeType,
+        id: u64,
+    ) -> Result<(), ApiError> {
+        let cc = raft::eraftpb::ConfChange {
+            change_type,
+            node_id: id,
+            ..Default::default()
+        };
+        self.raft
+            .conf_change(cc)
+            .recv_timeout(Duration::from_millis(crate::limits::PROPOSE_TIMEOUT_MS))
+            .unwrap_or(Err(ProposeError::Busy))
+            .map_err(propose_error)
+    }
 }
 
-fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
+fn propose_error(e: ProposeError) -> ApiError {
+    match e {
+        ProposeError::NotLeader { .. } => ApiError::unavailable(format!(
+            "{e}; retry on the leader (followers forward this route)"
+        )),
+        ProposeError::TooLarge { .. } | ProposeError::Refused(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        _ => ApiError::unavailable(e.to_string()),
+    }
+}
+
+fn state_error(e: StateError) -> ApiError {
+    ApiError::new(e.http_status(), e.to_string())
+}
+
+pub(crate) fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
     match (&args.gtid, &args.binlog_file, args.binlog_pos) {
         (Some(g), None, None) => {
             MariaGtidList::parse(g)
@@ -274,28 +399,61 @@ fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
 }
 
 impl Backend for Node {
+    fn cluster_route(&self) -> ClusterRoute {
+        let status = self.raft.status();
+        if status.is_leader {
+            return ClusterRoute::Local;
+        }
+        if status.leader_id == 0 {
+            return ClusterRoute::NoLeader;
+        }
+        match self.cluster.state().admin_addr_of(status.leader_id) {
+            Some(addr) => ClusterRoute::Forward {
+                leader_admin: addr.to_string(),
+            },
+            None => ClusterRoute::NoLeader,
+        }
+    }
+
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
-        self.change(
-            || self.start_syncer(args.clone(), false),
-            |d| d.syncer = Some(args.clone()),
-        )
+        // Serialized with the other admin changes of this node.
+        let _guard = self.desired.lock().expect("desired lock");
+        let start = start_point(&args)?;
+        if let Some(running) = self.cluster.state().syncer() {
+            return Err(ApiError::conflict(format!(
+                "the syncer is already running (master {}); stop it first",
+                running.mysql_addr
+            )));
+        }
+        if start != StartPoint::Oldest {
+            if let Some((file, pos)) = self.store.index().resume_point() {
+                return Err(ApiError::conflict(format!(
+                    "the store already holds the binlog up to {file}:{pos}; a start point \
+                     (gtid or binlog_file) applies only to an empty store"
+                )));
+            }
+        }
+        self.propose(&Command::SetSyncer(Some(args.clone())))?;
+        log::info!("syncer desired through the API: {args:?}");
+        Ok(())
     }
 
     fn syncer_stop(&self) -> Result<(), ApiError> {
-        self.change(
-            || {
-                let taken = self.syncer.lock().expect("syncer lock").take();
-                if let Some((_, syncer)) = taken {
-                    syncer.stop();
-                    log::info!("syncer stopped through the API");
-                }
-                Ok(())
-            },
-            |d| d.syncer = None,
-        )
+        let _guard = self.desired.lock().expect("desired lock");
+        if self.cluster.state().syncer().is_some() {
+            self.propose(&Command::SetSyncer(None))?;
+        }
+        // Stop it now rather than at the watcher's next look, so the reply means stopped.
+        let taken = self.syncer.lock().expect("syncer lock").running.take();
+        if let Some((_, _, syncer)) = taken {
+            syncer.stop();
+            log::info!("syncer stopped through the API");
+        }
+        Ok(())
     }
 
     fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
+        let desired = self.cluster.state().syncer().cloned();
         let slot = self.syncer.lock().expect("syncer lock");
         let index = self.store.index();
         let state = index.maria_state();
@@ -316,7 +474,14 @@ impl Backend for Node {
             events,
             bytes,
         };
-        if let Some((args, syncer)) = slot.as_ref() {
+        if let Some(args) = &desired {
+            // Desired but not running here yet: the leader is starting it.
+            status.status = SyncerState::Connecting;
+            status.mysql_addr = Some(args.mysql_addr.clone());
+            status.mysql_user = Some(args.mysql_user.clone());
+            status.syncer_id = Some(args.syncer_id);
+        }
+        if let Some((_, _, syncer)) = slot.running.as_ref().filter(|_| desired.is_some()) {
             let p = syncer.progress();
             status.status = match p.state {
                 State::Running => SyncerState::Running,
@@ -324,13 +489,72 @@ impl Backend for Node {
                 State::Stopped => SyncerState::Stopped,
                 State::Error => SyncerState::Error,
             };
-            status.mysql_addr = Some(args.mysql_addr.clone());
-            status.mysql_user = Some(args.mysql_user.clone());
-            status.syncer_id = Some(args.syncer_id);
             status.last_error = p.last_error;
             status.lag_seconds = p.lag_seconds;
         }
         Ok(status)
+    }
+
+    fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {
+        Ok(self.cluster.state().member_views(None))
+    }
+
+    fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
+        let leader = self.raft.status().leader_id;
+        Ok(self.cluster.state().member_views(Some(leader)))
+    }
+
+    fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
+        let _guard = self.desired.lock().expect("desired lock");
+        let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
+        let command = Command::SetMember(info.clone());
+        self.cluster.state().check(&command).map_err(state_error)?;
+        let voters = self.voters();
+        crate::consensus::state::check_quorum_after_add(&voters, &voters, info.id)
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        self.propose(&command)?;
+        self.conf_change(raft::eraftpb::ConfChangeType::AddNode, info.id)?;
+        log::info!(
+            "member {} (id {:x}) added at {}",
+            info.name,
+            info.id,
+            info.peer_url
+        );
+        self.members_list()
+    }
+
+    fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
+        let _guard = self.desired.lock().expect("desired lock");
+        let current = self
+            .cluster
+            .state()
+            .member(&args.name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no member named {}", args.name)))?;
+        let command = Command::SetMember(MemberInfo {
+            peer_url: args.new_peer_url.clone(),
+            ..current
+        });
+        self.cluster.state().check(&command).map_err(state_error)?;
+        self.propose(&command)?;
+        self.members_list()
+    }
+
+    fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
+        let _guard = self.desired.lock().expect("desired lock");
+        let member = self
+            .cluster
+            .state()
+            .member(&name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no member named {name}")))?;
+        let voters = self.voters();
+        crate::consensus::state::check_quorum_after_remove(&voters, &voters, member.id)
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        self.conf_change(raft::eraftpb::ConfChangeType::RemoveNode, member.id)?;
+        self.propose(&Command::RemoveMember { name: name.clone() })?;
+        log::info!("member {name} (id {:x}) removed", member.id);
+        self.members_list()
     }
 
     fn server_start(&self, args: ServerArgs) -> Result<(), ApiError> {
