@@ -162,14 +162,9 @@ impl StateMachine for NodeMachine {
         self.cluster.bump();
     }
 
-    fn on_conf_state(&mut self, voters: &[u64], learners: &[u64]) {
-        let mut ids = voters.to_vec();
-        ids.extend_from_slice(learners);
-        self.cluster
-            .state
-            .write()
-            .expect("cluster state lock")
-            .record_used_ids(&ids);
+    fn on_conf_state(&mut self, voters: &[u64], _learners: &[u64]) {
+        // Ids become "used" when their SetMember command applies (and stay used after a
+        // removal); the initial voters get theirs from the first leader's bootstrap.
         *self.cluster.voters.lock().expect("voters lock") = voters.to_vec();
         self.cluster.bump();
     }
