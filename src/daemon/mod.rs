@@ -118,6 +118,12 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         error,
     })?;
     let _lock = lock_data_dir(&data_dir)?;
+    if config.retention.max_bytes.is_some() || config.retention.max_age_seconds.is_some() {
+        log::warn!(
+            "[retention] is configured but not enforced by this version: the binlog is kept \
+             until purged by hand"
+        );
+    }
 
     let cluster = Arc::new(ClusterShared::new());
     let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::new(Mutex::new(None));

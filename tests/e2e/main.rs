@@ -4,11 +4,13 @@
 //! harness against MariaDB alone (no ferrobus); `foundation.rs` holds issue 2's tests of a
 //! single ferrobus node between a master and its replicas and clients; `foundation_more.rs`
 //! adds start points, the connection limit, heartbeats, syncer errors, persistence of
-//! stopped parts and `ferrobus ctl`.
+//! stopped parts and `ferrobus ctl`; `cluster.rs` holds issue 3's tests of a three-node Raft
+//! cluster (failover, forwarding, full restart, membership).
 //!
 //! Run with few threads (each test starts two or three servers): `make test`, or
 //! `cargo test --test e2e -- --test-threads=2`. Prerequisites: scripts/install-test-deps.sh.
 
+mod cluster;
 mod foundation;
 mod foundation_more;
 mod harness;

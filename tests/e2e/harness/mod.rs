@@ -10,6 +10,7 @@
 
 pub mod abuse;
 pub mod clients;
+pub mod cluster;
 pub mod load;
 pub mod mariadb;
 pub mod node;

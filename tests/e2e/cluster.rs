@@ -1,0 +1,570 @@
+//! Issue 3's end-to-end tests: a three-node ferrobus Raft cluster between a real MariaDB
+//! master and real MariaDB replicas, all on 127.0.0.1.
+//!
+//! Covered: kill -9 of the leader under a write load (a new leader resumes the syncer, the
+//! replicas end equal to the master), the syncer driven through a follower's API (it runs on
+//! the leader, and a stop sticks across a leader change), a full cluster stop and start, and
+//! membership (add a fourth node, remove it, a removal that would break the quorum).
+//!
+//! Each test owns its master, replicas and nodes; everything is stopped by pid when the test
+//! ends, and a failing test prints every process's log. Waits are bounded polls; nothing
+//! asserts how long something took. The one "nothing happens" check (a stopped syncer stays
+//! stopped) watches for a bounded window longer than the 3 s a new leader has to resume.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::cluster::{Cluster, LEADER_TIMEOUT};
+use crate::harness::*;
+
+/// The server id ferrobus's syncer uses on the master.
+const SYNCER_ID: u32 = 101;
+const MASTER_ID: u32 = 1;
+
+/// Longer than the 3 s within which a new leader must resume a desired syncer, with margin
+/// for two shared cores: the window in which a stopped syncer must stay stopped.
+const STAYS_STOPPED_WINDOW: Duration = Duration::from_secs(8);
+
+/// A smaller version of the harness load, paced so that the leader can die in the middle:
+/// a few hundred transactions, one 1 MiB transaction, DDL and a binlog rotation.
+fn mid_load_plan() -> LoadPlan {
+    LoadPlan {
+        rounds: 240,
+        rows_per_round: 4,
+        big_txn_bytes: 1 << 20,
+        big_row_bytes: 0,
+        pause_per_round: Duration::from_millis(20),
+    }
+}
+
+/// A few direct writes on the master in a table of their own (no load needed).
+fn write_marker(master: &MariaDb, tag: &str) {
+    master
+        .sql(&format!(
+            "CREATE DATABASE IF NOT EXISTS {LOAD_DB};
+             CREATE TABLE IF NOT EXISTS {LOAD_DB}.marker (tag VARCHAR(64) PRIMARY KEY, n INT);
+             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-1', 1);
+             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-2', 2);"
+        ))
+        .unwrap();
+}
+
+/// POST/DELETE with a JSON body: (status, reply JSON).
+fn send_json(node: &Node, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    node.request_json(method, path, Some(&bytes)).unwrap()
+}
+
+/// Names listed by GET /members on `name`, sorted.
+fn member_names(cluster: &Cluster, name: &str) -> Vec<String> {
+    let data = cluster.node(name).get_ok("/members").unwrap();
+    let mut names: Vec<String> = data
+        .as_array()
+        .unwrap_or_else(|| panic!("GET /members on {name}: not a list: {data}"))
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Binlog dump threads on the master (one per running syncer).
+fn dump_threads(master: &MariaDb) -> u64 {
+    master
+        .sql_value(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn wait_dump_threads(master: &MariaDb, want: u64) {
+    poll(
+        &format!("{want} binlog dump thread(s) on the master"),
+        Duration::from_secs(60),
+        || {
+            let n = dump_threads(master);
+            Ok(if n == want {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{n} dump threads"))
+            })
+        },
+    )
+    .unwrap();
+}
+
+/// Waits until the syncer status asked through every live node says `want`.
+fn wait_status_everywhere(cluster: &Cluster, want: &str) -> Vec<(String, Value)> {
+    poll(
+        &format!("syncer status {want:?} through every live node"),
+        LEADER_TIMEOUT,
+        || {
+            let mut seen = Vec::new();
+            for m in cluster.live() {
+                match cluster.syncer_status_via(&m.name)? {
+                    Some(s) if s["status"] == want => seen.push((m.name.clone(), s)),
+                    other => return Ok(Poll::Pending(format!("{}: {other:?}", m.name))),
+                }
+            }
+            Ok(Poll::Ready(seen))
+        },
+    )
+    .unwrap()
+}
+
+/// `connected_since` of the downstream replica `server_id` on `name`'s binlog server.
+fn connected_since(cluster: &Cluster, name: &str, server_id: u32) -> Option<Value> {
+    let status = cluster.node(name).get_ok("/binlog/server/status").ok()?;
+    status["slaves"]
+        .as_array()?
+        .iter()
+        .find(|s| s["server_id"] == server_id)
+        .map(|s| s["connected_since"].clone())
+}
+
+fn assert_no_sql_error(replica: &MariaDb) {
+    let status = replica.slave_status().unwrap();
+    assert_eq!(
+        status.get("Last_SQL_Error"),
+        "",
+        "replica {}: {}",
+        replica.name(),
+        status.summary()
+    );
+    assert_eq!(
+        status.get("Last_SQL_Errno"),
+        "0",
+        "replica {}: {}",
+        replica.name(),
+        status.summary()
+    );
+}
+
+#[test]
+fn cluster_leader_kill9_mid_load_replicas_stay_equal() {
+    let master = MariaDb::start("ck-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let on_follower = MariaDb::start("ck-replica-f", MariaDbOpts::server_id(2)).unwrap();
+    let on_leader = MariaDb::start("ck-replica-l", MariaDbOpts::server_id(3)).unwrap();
+    let mut cluster = Cluster::start("kill9", 3).unwrap();
+
+    let old_leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let followers = cluster.followers(&old_leader);
+    let follower = followers[0].clone();
+    cluster
+        .start_syncer_via(&follower, &master, SYNCER_ID)
+        .unwrap();
+    for m in &cluster.members {
+        m.node.start_server(m.binlog_port).unwrap();
+    }
+    on_follower
+        .replicate_from(&cluster.member(&follower).upstream(), &ReplMode::Gtid)
+        .unwrap();
+    on_leader
+        .replicate_from(&cluster.member(&old_leader).upstream(), &ReplMode::Gtid)
+        .unwrap();
+    on_follower.wait_io_running(CATCH_UP_TIMEOUT).unwrap();
+    on_leader.wait_io_running(CATCH_UP_TIMEOUT).unwrap();
+
+    let load = Load::spawn(master.port(), mid_load_plan());
+    load.wait_progress(load.rounds() / 3, CATCH_UP_TIMEOUT)
+        .unwrap();
+    // The follower's replica is attached and has data before the crash.
+    let since_before = poll(
+        "the follower's binlog server to list its replica",
+        Duration::from_secs(60),
+        || {
+            Ok(match connected_since(&cluster, &follower, 2) {
+                Some(v) => Poll::Ready(v),
+                None => Poll::Pending("not listed".into()),
+            })
+        },
+    )
+    .unwrap();
+
+    cluster.kill9(&old_leader);
+    let rounds_at_kill = load.progress();
+    assert!(
+        rounds_at_kill < load.rounds(),
+        "the load had finished ({rounds_at_kill} rounds) before the kill: not mid-load"
+    );
+    eprintln!("[cluster] killed leader {old_leader} after {rounds_at_kill} rounds");
+
+    let new_leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    assert_ne!(new_leader, old_leader);
+    // The new leader resumes the syncer by itself; every live node reports it running.
+    let seen = wait_status_everywhere(&cluster, "running");
+    let events_before = seen[0].1["events"].as_u64().unwrap_or(0);
+    write_marker(&master, "after-kill");
+    let via = cluster.live_others(&new_leader)[0].clone();
+    poll(
+        "the resumed syncer to store more events",
+        CATCH_UP_TIMEOUT,
+        || {
+            Ok(match cluster.syncer_status_via(&via)? {
+                Some(s) if s["events"].as_u64().unwrap_or(0) > events_before => Poll::Ready(()),
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )
+    .unwrap();
+
+    // The replica that read from the dead leader moves to a live node, by GTID.
+    let live_target = cluster.live_others(&follower)[0].clone();
+    on_leader
+        .replicate_from(&cluster.member(&live_target).upstream(), &ReplMode::Gtid)
+        .unwrap();
+
+    let stats = load.finish().unwrap();
+    eprintln!("[cluster] load done: {stats:?}");
+    write_marker(&master, "end");
+    cluster
+        .wait_synced_via(&follower, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in cluster.live_others("") {
+        cluster
+            .wait_serves_master(&name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+    for replica in [&on_follower, &on_leader] {
+        replica
+            .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
+            .unwrap();
+        assert_no_sql_error(replica);
+        assert_same_checksums(&master, replica, LOAD_DB).unwrap();
+    }
+    // The replica on the follower streamed through the leader's death on one connection.
+    assert_eq!(
+        connected_since(&cluster, &follower, 2),
+        Some(since_before),
+        "the replica on {follower} reconnected during the failover"
+    );
+
+    // The crashed node comes back and catches up.
+    cluster.restart(&old_leader).unwrap();
+    cluster
+        .wait_serves_master(&old_leader, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+}
+
+#[test]
+fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
+    let master = MariaDb::start("cs-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start("stopsticks", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let followers = cluster.followers(&leader);
+    let (fa, fb) = (followers[0].clone(), followers[1].clone());
+    for m in &cluster.members {
+        m.node.start_server(m.binlog_port).unwrap();
+    }
+
+    cluster.start_syncer_via(&fa, &master, SYNCER_ID).unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(&fb, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    // One syncer, on the leader (the leader answers its own status, unforwarded).
+    wait_dump_threads(&master, 1);
+    let on_leader = cluster.syncer_status_via(&leader).unwrap().unwrap();
+    assert_eq!(
+        on_leader["status"], "running",
+        "status on the leader: {on_leader}"
+    );
+    assert_eq!(on_leader["syncer_id"], SYNCER_ID, "{on_leader}");
+    assert_eq!(on_leader["mysql_addr"], master.addr(), "{on_leader}");
+    for name in [&fa, &fb] {
+        let s = cluster.syncer_status_via(name).unwrap().unwrap();
+        for field in [
+            "status",
+            "syncer_id",
+            "mysql_addr",
+            "last_binlog_file",
+            "last_file_position",
+            "executed_gtid_set",
+        ] {
+            assert_eq!(
+                s[field], on_leader[field],
+                "{field} through {name} differs from the leader's: {s} vs {on_leader}"
+            );
+        }
+    }
+    for name in ["n1", "n2", "n3"] {
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+
+    // Stop through a follower.
+    let (status, reply) = cluster
+        .node(&fb)
+        .request_json("PUT", "/binlog/syncer/stop", None)
+        .unwrap();
+    assert_eq!(status, 200, "stop through {fb}: {reply}");
+    wait_status_everywhere(&cluster, "stopped");
+    wait_dump_threads(&master, 0);
+
+    // Kill the leader; the stop holds under the new one.
+    cluster.kill9(&leader);
+    let new_leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    assert_ne!(new_leader, leader);
+    let stored: Vec<(String, String)> = [&fa, &fb]
+        .iter()
+        .map(|n| (n.to_string(), cluster.served_gtid_pos(n).unwrap()))
+        .collect();
+    write_marker(&master, "while-stopped");
+    let master_pos = master.gtid_binlog_pos().unwrap();
+    assert_stays_stopped(&cluster, &master, &stored, &master_pos);
+
+    // The old leader comes back (its own data dir once saw the syncer running): still
+    // stopped everywhere, nothing new stored.
+    cluster.restart(&leader).unwrap();
+    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let before = stored[0].1.clone();
+    poll(
+        &format!("restarted {leader} to serve what the others hold"),
+        CATCH_UP_TIMEOUT,
+        || {
+            Ok(match cluster.served_gtid_pos(&leader) {
+                Ok(pos) if pos == before => Poll::Ready(()),
+                Ok(pos) => Poll::Pending(format!("serves {pos:?}")),
+                Err(e) => Poll::Pending(e.0),
+            })
+        },
+    )
+    .unwrap();
+    let mut stored_all = stored.clone();
+    stored_all.push((leader.clone(), before));
+    assert_stays_stopped(&cluster, &master, &stored_all, &master_pos);
+
+    // Started again through a follower, it resumes from what is stored and catches up.
+    let via = cluster.followers(&cluster.wait_leader(LEADER_TIMEOUT).unwrap())[0].clone();
+    cluster.start_syncer_via(&via, &master, SYNCER_ID).unwrap();
+    cluster
+        .wait_synced_via(&via, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in ["n1", "n2", "n3"] {
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+}
+
+/// For `STAYS_STOPPED_WINDOW`: the status through every live node stays "stopped", the
+/// master has no dump thread, and every node in `stored` serves what it served before (not
+/// the master's newer `master_pos`).
+fn assert_stays_stopped(
+    cluster: &Cluster,
+    master: &MariaDb,
+    stored: &[(String, String)],
+    master_pos: &str,
+) {
+    let end = Instant::now() + STAYS_STOPPED_WINDOW;
+    while Instant::now() < end {
+        for m in cluster.live() {
+            if let Some(s) = cluster.syncer_status_via(&m.name).unwrap() {
+                assert_eq!(s["status"], "stopped", "status through {}: {s}", m.name);
+            }
+        }
+        assert_eq!(dump_threads(master), 0, "a syncer connected to the master");
+        for (name, pos) in stored {
+            let now = cluster.served_gtid_pos(name).unwrap();
+            assert_eq!(
+                &now, pos,
+                "{name} stored new data while the syncer is stopped"
+            );
+            assert_ne!(now, master_pos, "{name} has the master's latest writes");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn full_cluster_stop_and_start_resumes() {
+    let master = MariaDb::start("cf-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let replica = MariaDb::start("cf-replica", MariaDbOpts::server_id(2)).unwrap();
+    let mut cluster = Cluster::start("fullstop", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    cluster
+        .start_syncer_via(&leader, &master, SYNCER_ID)
+        .unwrap();
+    for m in &cluster.members {
+        m.node.start_server(m.binlog_port).unwrap();
+    }
+    replica
+        .replicate_from(&cluster.member("n2").upstream(), &ReplMode::Gtid)
+        .unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via("n1", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    replica
+        .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
+        .unwrap();
+
+    for name in ["n1", "n2", "n3"] {
+        let code = cluster.terminate(name).unwrap();
+        assert_eq!(code, Some(0), "ferrobus {name} exit after SIGTERM");
+    }
+    // Writes while the whole cluster is down.
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    write_marker(&master, "while-down");
+
+    for name in ["n1", "n2", "n3"] {
+        cluster.restart(name).unwrap();
+    }
+    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    wait_status_everywhere(&cluster, "running");
+    cluster
+        .wait_synced_via("n3", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in ["n1", "n2", "n3"] {
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+    replica
+        .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    assert_no_sql_error(&replica);
+    assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
+}
+
+#[test]
+fn members_add_and_remove() {
+    let master = MariaDb::start("cm-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let replica = MariaDb::start("cm-replica", MariaDbOpts::server_id(2)).unwrap();
+    let mut cluster = Cluster::start("members", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let follower = cluster.followers(&leader)[0].clone();
+    cluster
+        .start_syncer_via(&leader, &master, SYNCER_ID)
+        .unwrap();
+    for m in &cluster.members {
+        m.node.start_server(m.binlog_port).unwrap();
+    }
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(&follower, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in ["n1", "n2", "n3"] {
+        assert_eq!(member_names(&cluster, name), names(&["n1", "n2", "n3"]));
+    }
+
+    // Add n4 through a follower, then start it as a joiner.
+    let n4_peer = Cluster::new_peer_port();
+    let add = json!({"name": "n4", "peer_url": format!("127.0.0.1:{n4_peer}")});
+    let (status, reply) = send_json(cluster.node(&follower), "POST", "/members", &add);
+    assert_eq!(status, 200, "POST /members through {follower}: {reply}");
+    cluster.join("n4", n4_peer).unwrap();
+    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    cluster.start_server("n4").unwrap();
+    cluster
+        .wait_serves_master("n4", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    replica
+        .replicate_from(&cluster.member("n4").upstream(), &ReplMode::Gtid)
+        .unwrap();
+    write_marker(&master, "with-n4");
+    cluster
+        .wait_serves_master("n4", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    replica
+        .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    assert_no_sql_error(&replica);
+    assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
+    for name in ["n1", "n2", "n3", "n4"] {
+        assert_eq!(
+            member_names(&cluster, name),
+            names(&["n1", "n2", "n3", "n4"]),
+            "GET /members on {name}"
+        );
+    }
+
+    // Remove n4 through a follower (not n4); the three others go on.
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let via = cluster
+        .followers(&leader)
+        .into_iter()
+        .find(|n| n != "n4")
+        .unwrap();
+    let (status, reply) = send_json(
+        cluster.node(&via),
+        "DELETE",
+        "/members",
+        &json!({"name": "n4"}),
+    );
+    assert_eq!(status, 200, "DELETE /members n4 through {via}: {reply}");
+    let code = cluster.terminate("n4").unwrap();
+    eprintln!("[cluster] n4 exit after removal and SIGTERM: {code:?}");
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    assert_ne!(leader, "n4");
+    for name in ["n1", "n2", "n3"] {
+        assert_eq!(member_names(&cluster, name), names(&["n1", "n2", "n3"]));
+    }
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(&via, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in ["n1", "n2", "n3"] {
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+
+    // Ids are never reused: the same name and peer address again is refused.
+    let (status, reply) = send_json(cluster.node(&leader), "POST", "/members", &add);
+    assert_ne!(status, 200, "re-adding removed n4 was accepted: {reply}");
+    assert!(
+        reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "re-adding n4: no error message: {reply}"
+    );
+    eprintln!("[cluster] re-adding n4: HTTP {status}: {reply}");
+}
+
+#[test]
+fn members_remove_breaking_quorum_is_refused() {
+    let mut cluster = Cluster::start("quorum", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let followers = cluster.followers(&leader);
+    let (alive, dead) = (followers[0].clone(), followers[1].clone());
+    cluster.kill9(&dead);
+    assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), leader);
+
+    // Removing the live follower would leave {leader, dead}: one active of two voters.
+    let (status, reply) = send_json(
+        cluster.node(&leader),
+        "DELETE",
+        "/members",
+        &json!({"name": alive}),
+    );
+    eprintln!("[cluster] DELETE {alive} with {dead} down: HTTP {status}: {reply}");
+    let message = reply["message"].as_str().unwrap_or("");
+    assert!(
+        status == 409 && message.contains("quorum"),
+        "removing {alive} while {dead} is down (it would leave no quorum) must be refused \
+         with 409 and a message about the quorum; got HTTP {status}: {reply}"
+    );
+    // The cluster still works: same leader, three members, a member change is possible.
+    assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), leader);
+    assert_eq!(member_names(&cluster, &alive), names(&["n1", "n2", "n3"]));
+    // Removing the dead one keeps a quorum of two: accepted.
+    let (status, reply) = send_json(
+        cluster.node(&alive),
+        "DELETE",
+        "/members",
+        &json!({"name": dead}),
+    );
+    assert_eq!(status, 200, "removing the dead {dead}: {reply}");
+    let mut left = vec![leader.clone(), alive.clone()];
+    left.sort();
+    assert_eq!(member_names(&cluster, &leader), left);
+}
