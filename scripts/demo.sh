@@ -31,8 +31,11 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
     done
     if [ "$status" -ne 0 ]; then
-        echo "== the demo failed; ferrobus log tail:"
-        tail -n 30 "$WORK/ferrobus.log" 2>/dev/null || true
+        echo "== the demo failed; ferrobus log tails:"
+        for n in n1 n2 n3; do
+            echo "-- $n"
+            tail -n 20 "$WORK/$n.log" 2>/dev/null || true
+        done
     fi
     if [ "${DEMO_KEEP:-0}" = 1 ]; then
         echo "== kept $WORK"
@@ -82,14 +85,48 @@ slave_status() {
 }
 
 ctl() {
-    echo "+ ferrobus ctl $*" >&2
-    "$BIN" ctl --admin "127.0.0.1:$ADMIN_PORT" "$@"
+    echo "+ ferrobus ctl --admin 127.0.0.1:$CTL_PORT $*" >&2
+    "$BIN" ctl --admin "127.0.0.1:$CTL_PORT" "$@"
 }
 
 MASTER_PORT=$(free_port)
 REPLICA_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-SERVER_PORT=$(free_port)
+declare -A ADMIN PEER SERVER NODE_PID
+for n in n1 n2 n3; do
+    ADMIN[$n]=$(free_port)
+    PEER[$n]=$(free_port)
+    SERVER[$n]=$(free_port)
+done
+CLUSTER="n1=127.0.0.1:${PEER[n1]},n2=127.0.0.1:${PEER[n2]},n3=127.0.0.1:${PEER[n3]}"
+
+start_node() {
+    local n=$1
+    RUST_LOG=${RUST_LOG:-info} "$BIN" serve --name "$n" --peer-addr "127.0.0.1:${PEER[$n]}" \
+        --initial-cluster "$CLUSTER" --data-dir "$WORK/$n" \
+        --admin-addr "127.0.0.1:${ADMIN[$n]}" >>"$WORK/$n.log" 2>&1 &
+    NODE_PID[$n]=$!
+    PIDS+=($!)
+}
+
+# The name of the node that leads now, as node $1 sees it.
+leader_of() {
+    "$BIN" ctl --admin "127.0.0.1:${ADMIN[$1]}" --json cluster 2>/dev/null | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["data"]:
+    if m.get("isLeader"):
+        print(m["name"])'
+}
+
+wait_leader() {
+    local asked=$1 leader=""
+    for _ in $(seq 1 100); do
+        leader=$(leader_of "$asked" || true)
+        [ -n "$leader" ] && { echo "$leader"; return 0; }
+        sleep 0.1
+    done
+    echo "no leader elected within 10 s" >&2
+    return 1
+}
 
 echo "== starting MariaDB master (port $MASTER_PORT) and replica (port $REPLICA_PORT)"
 start_mariadb master 1 "$MASTER_PORT"
@@ -98,29 +135,33 @@ sql "$MASTER_PORT" "SET sql_log_bin=0;
     CREATE USER repl@'%' IDENTIFIED BY 'replpass';
     GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION SLAVE ADMIN ON *.* TO repl@'%';"
 
-echo "== starting ferrobus (admin API 127.0.0.1:$ADMIN_PORT)"
-RUST_LOG=${RUST_LOG:-info} "$BIN" serve --data-dir "$WORK/node" \
-    --admin-addr "127.0.0.1:$ADMIN_PORT" >"$WORK/ferrobus.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    "$BIN" ctl --admin "127.0.0.1:$ADMIN_PORT" health >/dev/null 2>&1 && break
-    sleep 0.1
-done
-ctl health
+echo "== starting a three-node ferrobus cluster ($CLUSTER)"
+for n in n1 n2 n3; do start_node "$n"; done
+LEADER=$(wait_leader n1)
+FOLLOWER=n1
+[ "$LEADER" = n1 ] && FOLLOWER=n2
+echo "== $LEADER leads; driving the cluster through follower $FOLLOWER (it forwards to the leader)"
+CTL_PORT=${ADMIN[$FOLLOWER]}
+ctl cluster
 
 ctl syncer start --syncer-id 101 --mysql-addr "127.0.0.1:$MASTER_PORT" \
     --mysql-user repl --mysql-password replpass
-ctl server start --addr "127.0.0.1:$SERVER_PORT" --user ferro --password ferropass
+for n in n1 n2 n3; do
+    CTL_PORT=${ADMIN[$n]} ctl server start --addr "127.0.0.1:${SERVER[$n]}" --user ferro \
+        --password ferropass
+done
+CTL_PORT=${ADMIN[$FOLLOWER]}
 
-echo "== pointing the replica at ferrobus (127.0.0.1:$SERVER_PORT), GTID mode"
-sql "$REPLICA_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$SERVER_PORT,
+echo "== pointing the replica at follower $FOLLOWER's binlog server (127.0.0.1:${SERVER[$FOLLOWER]}), GTID mode"
+sql "$REPLICA_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${SERVER[$FOLLOWER]},
     MASTER_USER='ferro', MASTER_PASSWORD='ferropass', MASTER_CONNECT_RETRY=1,
     MASTER_USE_GTID=slave_pos; START SLAVE;"
 
 sql "$MASTER_PORT" "CREATE DATABASE demo;
     CREATE TABLE demo.greetings (id INT PRIMARY KEY, words VARCHAR(100), at DATETIME(6));"
 
-for i in 1 2 3 4 5; do
+write_and_watch() {
+    local i=$1
     words="hello number $i through ferrobus"
     sql "$MASTER_PORT" "INSERT INTO demo.greetings VALUES ($i, '$words', NOW(6));"
     echo "master : wrote   row $i ($words)"
@@ -136,11 +177,20 @@ for i in 1 2 3 4 5; do
         exit 1
     fi
     echo "replica: has    row $i ($arrived)"
-done
+}
+
+for i in 1 2 3; do write_and_watch "$i"; done
+
+echo "== kill -9 the leader ($LEADER); the others elect a new one, which resumes the syncer"
+kill -KILL "${NODE_PID[$LEADER]}"
+NEW_LEADER=$(wait_leader "$FOLLOWER")
+echo "== $NEW_LEADER leads now"
+for i in 4 5 6; do write_and_watch "$i"; done
 
 echo "== on the replica"
 sql "$REPLICA_PORT" "SELECT id, words FROM demo.greetings ORDER BY id"
 echo "== status"
+ctl cluster
 ctl syncer status
 ctl server status
 slave_status "$REPLICA_PORT" | grep -E 'Slave_(IO|SQL)_Running:|Gtid_IO_Pos|Last_(IO|SQL)_Error'
