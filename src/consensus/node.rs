@@ -219,6 +219,8 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// False once the raft thread stopped (shutdown or fatal error).
     pub running: bool,
+    /// On the leader, the voters it heard from recently (itself included); empty elsewhere.
+    pub active_voters: Vec<u64>,
 }
 
 impl RaftStatus {
@@ -678,6 +680,7 @@ fn status_of(driver: &Driver) -> RaftStatus {
         voters: sorted(&cs.voters),
         learners: sorted(&cs.learners),
         running: true,
+        active_voters: driver.active_voters(),
     }
 }
 

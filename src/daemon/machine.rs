@@ -26,8 +26,6 @@ pub struct ClusterShared {
     /// term is applied (everything committed before it is then applied too).
     pub last_applied_term: AtomicU64,
     pub last_applied_index: AtomicU64,
-    /// Raft voters and learners as last applied.
-    pub voters: Mutex<Vec<u64>>,
 }
 
 impl ClusterShared {
@@ -38,7 +36,6 @@ impl ClusterShared {
             changed: Condvar::new(),
             last_applied_term: AtomicU64::new(0),
             last_applied_index: AtomicU64::new(0),
-            voters: Mutex::new(Vec::new()),
         }
     }
 
@@ -162,10 +159,10 @@ impl StateMachine for NodeMachine {
         self.cluster.bump();
     }
 
-    fn on_conf_state(&mut self, voters: &[u64], _learners: &[u64]) {
+    fn on_conf_state(&mut self, _voters: &[u64], _learners: &[u64]) {
         // Ids become "used" when their SetMember command applies (and stay used after a
-        // removal); the initial voters get theirs from the first leader's bootstrap.
-        *self.cluster.voters.lock().expect("voters lock") = voters.to_vec();
+        // removal); the initial voters get theirs from the first leader's bootstrap. The
+        // membership itself is read from the raft status; watchers only need waking.
         self.cluster.bump();
     }
 }

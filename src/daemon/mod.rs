@@ -349,10 +349,11 @@ impl Node {
             .map_err(propose_error)
     }
 
-    /// Raft voters that answered recently enough to count for a quorum check: this
-    /// version counts every voter (raft-rs refuses a change it cannot commit anyway).
-    fn voters(&self) -> Vec<u64> {
-        self.cluster.voters.lock().expect("voters lock").clone()
+    /// The raft voters, and those the leader heard from recently (the ones that count for
+    /// a quorum now). Membership changes run on the leader (followers forward them).
+    fn voters(&self) -> (Vec<u64>, Vec<u64>) {
+        let status = self.raft.status();
+        (status.voters, status.active_voters)
     }
 
     fn conf_change(
@@ -515,8 +516,8 @@ impl Backend for Node {
         let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
         let command = Command::SetMember(info.clone());
         self.cluster.state().check(&command).map_err(state_error)?;
-        let voters = self.voters();
-        crate::consensus::state::check_quorum_after_add(&voters, &voters, info.id)
+        let (voters, active) = self.voters();
+        crate::consensus::state::check_quorum_after_add(&voters, &active, info.id)
             .map_err(|e| ApiError::conflict(e.to_string()))?;
         self.propose(&command)?;
         self.conf_change(raft::eraftpb::ConfChangeType::AddNode, info.id)?;
@@ -554,8 +555,8 @@ impl Backend for Node {
             .member(&name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("no member named {name}")))?;
-        let voters = self.voters();
-        crate::consensus::state::check_quorum_after_remove(&voters, &voters, member.id)
+        let (voters, active) = self.voters();
+        crate::consensus::state::check_quorum_after_remove(&voters, &active, member.id)
             .map_err(|e| ApiError::conflict(e.to_string()))?;
         self.conf_change(raft::eraftpb::ConfChangeType::RemoveNode, member.id)?;
         self.propose(&Command::RemoveMember { name: name.clone() })?;
