@@ -85,6 +85,10 @@ pub const DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS: u64 = 3_600_000;
 pub const USER_VARS_MAX: usize = 64;
 pub const USER_VAR_BYTES_MAX: usize = 4096;
 
+/// How long a dump whose start lies just beyond the stored binlog waits for it to arrive
+/// before it is refused with ERR 1236.
+pub const DUMP_AHEAD_WAIT_MS: u64 = 5_000;
+
 /// How long stopping the binlog server waits for its connections to close.
 pub const SERVER_STOP_WAIT_MS: u64 = 5_000;
 

@@ -697,9 +697,10 @@ mod tests {
         c.settle();
         assert_eq!(c.d(leader).commit_index(), 10);
         let (driver, sm) = start(f, c.nodes[&f].dir.path());
-        // Durable state came back: term, vote, and a commit covering the first batch.
+        // Durable state came back: term, vote and the entries; the commit index is saved
+        // only with term or vote changes, so it may be behind (the leader raises it again).
         assert_eq!(driver.term(), 2);
-        assert_eq!(driver.storage().hard_state().commit, 5);
+        assert!(driver.storage().hard_state().commit <= 5);
         assert_eq!(driver.storage().last_index(), 5);
         let node = c.nodes.get_mut(&f).unwrap();
         node.driver = Some(driver);

@@ -558,19 +558,22 @@ impl RaftStorage {
     /// Records a new HardState (durable at the next `persist`).
     pub fn set_hard_state(&self, hs: HardState) {
         let mut g = self.lock();
-        if g.state.hard_state != hs {
-            g.state.hard_state = hs;
+        let (term, vote) = (g.state.hard_state.term, g.state.hard_state.vote);
+        if (hs.term, hs.vote) != (term, vote) {
             g.state_dirty = true;
         }
+        // A change of the commit index alone is not worth a save (see `set_commit`).
+        g.state.hard_state = hs;
     }
 
-    /// Records a new commit index (durable at the next `persist`).
+    /// Records a new commit index. It is written with the state file's next save but does
+    /// not by itself cause one: raft-rs needs only term and vote durable before it answers,
+    /// and a commit index found stale after a restart is raised again by the leader (a
+    /// one-node cluster re-commits its whole log in its first term). Saving it on every
+    /// commit would add a file rewrite and two fsyncs to every write.
     pub fn set_commit(&self, commit: u64) {
         let mut g = self.lock();
-        if g.state.hard_state.commit != commit {
-            g.state.hard_state.commit = commit;
-            g.state_dirty = true;
-        }
+        g.state.hard_state.commit = commit;
     }
 
     /// Records the ConfState after a conf change was applied (durable at the next `persist`).

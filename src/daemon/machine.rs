@@ -13,8 +13,10 @@ use crate::consensus::node::{Applied, StateMachine};
 use crate::consensus::state::{ClusterState, Command, Effect, COMMAND_KIND};
 use crate::store::Store;
 
-/// Magic of the snapshot data this machine writes.
-const SNAPSHOT_MAGIC: &[u8; 4] = b"FBSN";
+/// Magic of the first snapshot format (cluster state and end base only); still read.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"FBSN";
+/// Magic of the snapshot data this machine writes: the v1 parts, then the store's origin.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"FBS2";
 
 /// The replicated cluster state and who waits on its changes.
 pub struct ClusterShared {
@@ -103,6 +105,9 @@ impl StateMachine for NodeMachine {
                 Ok(Effect::Unchanged) => {}
                 Ok(effect) => {
                     log::info!("entry {}: {}", e.index, describe(&effect));
+                    if let Effect::Purged { to_file } = &effect {
+                        self.purge(e.index, to_file);
+                    }
                     changed = true;
                 }
                 // Refusals are deterministic: every node refuses the same command alike.
@@ -124,8 +129,8 @@ impl StateMachine for NodeMachine {
 
     fn snapshot_data(&mut self) -> Vec<u8> {
         let cluster = self.cluster.state().encode();
-        let base = self.store.index().base_entries();
-        encode_snapshot(&cluster, &base)
+        let index = self.store.index();
+        encode_snapshot(&cluster, &index.base_entries(), index.origin())
     }
 
     fn restore(&mut self, index: u64, term: u64, data: &[u8]) {
@@ -133,21 +138,36 @@ impl StateMachine for NodeMachine {
             // The bootstrap snapshot of a brand-new cluster: nothing to restore.
             return;
         }
-        let (cluster, base) = match decode_snapshot(data) {
-            Some(parts) => parts,
-            None => {
-                log::error!("snapshot at {index} is not ferrobus snapshot data; stopping");
-                std::process::exit(1);
-            }
+        let Some(snapshot) = decode_snapshot(data) else {
+            log::error!("snapshot at {index} is not ferrobus snapshot data; stopping");
+            std::process::exit(1);
         };
-        match ClusterState::decode(cluster) {
+        match ClusterState::decode(snapshot.cluster) {
             Ok(state) => *self.cluster.state.write().expect("cluster state lock") = state,
             Err(e) => {
                 log::error!("snapshot at {index}: cluster state: {e}; stopping");
                 std::process::exit(1);
             }
         }
-        if let Err(e) = self.store.restore_base(index, &base) {
+        // A node restarting from its own snapshot still holds the binlog after the store's
+        // origin in its log: index it all again. A node given the leader's snapshot holds
+        // nothing before it: it continues from the snapshot's end base.
+        let rebuilt = match &snapshot.origin {
+            Some(origin) => self
+                .store
+                .rebuild_from_log(origin, index, term)
+                .unwrap_or_else(|e| {
+                    log::warn!("snapshot at {index}: cannot index the log again: {e}");
+                    false
+                }),
+            None => false,
+        };
+        if rebuilt {
+            log::info!(
+                "snapshot at {index}: binlog indexed again from log entry {}",
+                snapshot.origin.as_ref().map_or(0, |o| o.0 + 1)
+            );
+        } else if let Err(e) = self.store.restore_base(index, &snapshot.base) {
             log::error!("snapshot at {index}: binlog base: {e}; stopping");
             std::process::exit(1);
         }
@@ -167,6 +187,24 @@ impl StateMachine for NodeMachine {
     }
 }
 
+impl NodeMachine {
+    /// Drops the binlog before `to_file` from the store's indexes (every node does, in log
+    /// order); the log prefix it frees is compacted later by the retention thread, since
+    /// this runs on the raft thread.
+    fn purge(&self, at: u64, to_file: &str) {
+        match self.store.purge_to(to_file) {
+            Some(p) => log::info!(
+                "entry {at}: purged binlog files {} (the store now begins at {to_file}, \
+                 purged GTID state {}); the log may be compacted to {}",
+                p.files.join(", "),
+                p.purged_gtids,
+                p.compact_to
+            ),
+            None => log::info!("entry {at}: purge to {to_file}: nothing stored before it here"),
+        }
+    }
+}
+
 fn describe(effect: &Effect) -> String {
     match effect {
         Effect::Syncer(Some(args)) => format!("syncer desired: {args:?}"),
@@ -179,36 +217,74 @@ fn describe(effect: &Effect) -> String {
     }
 }
 
-/// Snapshot data: magic, the cluster state (length-prefixed), then the binlog base entries.
-fn encode_snapshot(cluster: &[u8], base: &[(u8, Vec<u8>)]) -> Vec<u8> {
+/// Snapshot data: magic, the cluster state (length-prefixed), the binlog base entries at
+/// the snapshot's index, then the store's origin (log index, then its entries).
+fn encode_snapshot(
+    cluster: &[u8],
+    base: &[(u8, Vec<u8>)],
+    origin: &(u64, Vec<(u8, Vec<u8>)>),
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&(cluster.len() as u32).to_le_bytes());
     out.extend_from_slice(cluster);
-    out.extend_from_slice(&(base.len() as u32).to_le_bytes());
-    for (kind, data) in base {
+    encode_entries(&mut out, base);
+    out.extend_from_slice(&origin.0.to_le_bytes());
+    encode_entries(&mut out, &origin.1);
+    out
+}
+
+fn encode_entries(out: &mut Vec<u8>, entries: &[(u8, Vec<u8>)]) {
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (kind, data) in entries {
         out.push(*kind);
         out.extend_from_slice(&(data.len() as u32).to_le_bytes());
         out.extend_from_slice(data);
     }
-    out
 }
 
-type SnapshotParts<'a> = (&'a [u8], Vec<(u8, Vec<u8>)>);
+/// The parts of snapshot data.
+struct SnapshotParts<'a> {
+    cluster: &'a [u8],
+    base: Vec<(u8, Vec<u8>)>,
+    /// None in the first format.
+    origin: Option<(u64, Vec<(u8, Vec<u8>)>)>,
+}
 
 fn decode_snapshot(data: &[u8]) -> Option<SnapshotParts<'_>> {
-    let rest = data.strip_prefix(SNAPSHOT_MAGIC.as_slice())?;
-    let (cluster, mut rest) = take_prefixed(rest)?;
-    let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
-    rest = &rest[4..];
-    let mut base = Vec::new();
+    let (rest, v2) = match data.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+        Some(rest) => (rest, true),
+        None => (data.strip_prefix(SNAPSHOT_MAGIC_V1.as_slice())?, false),
+    };
+    let (cluster, rest) = take_prefixed(rest)?;
+    let (base, rest) = decode_entries(rest)?;
+    let (origin, rest) = if v2 {
+        let at = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+        let (entries, rest) = decode_entries(&rest[8..])?;
+        (Some((at, entries)), rest)
+    } else {
+        (None, rest)
+    };
+    rest.is_empty().then_some(SnapshotParts {
+        cluster,
+        base,
+        origin,
+    })
+}
+
+type Entries = Vec<(u8, Vec<u8>)>;
+
+fn decode_entries(data: &[u8]) -> Option<(Entries, &[u8])> {
+    let count = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
+    let mut rest = &data[4..];
+    let mut entries = Vec::new();
     for _ in 0..count {
         let (&kind, tail) = rest.split_first()?;
         let (bytes, tail) = take_prefixed(tail)?;
-        base.push((kind, bytes.to_vec()));
+        entries.push((kind, bytes.to_vec()));
         rest = tail;
     }
-    rest.is_empty().then_some((cluster, base))
+    Some((entries, rest))
 }
 
 fn take_prefixed(data: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -224,15 +300,29 @@ mod tests {
     #[test]
     fn snapshot_data_round_trips_and_refuses_damage() {
         let base = vec![(4u8, b"0-1-5".to_vec()), (1u8, vec![1, 2, 3])];
-        let enc = encode_snapshot(b"cluster", &base);
-        let (cluster, decoded) = decode_snapshot(&enc).unwrap();
-        assert_eq!(cluster, b"cluster");
-        assert_eq!(decoded, base);
+        let origin = (77u64, vec![(4u8, b"0-1-2".to_vec())]);
+        let enc = encode_snapshot(b"cluster", &base, &origin);
+        let parts = decode_snapshot(&enc).unwrap();
+        assert_eq!(parts.cluster, b"cluster");
+        assert_eq!(parts.base, base);
+        assert_eq!(parts.origin, Some(origin));
         for len in 0..enc.len() {
             assert!(decode_snapshot(&enc[..len]).is_none(), "length {len}");
         }
         let mut longer = enc.clone();
         longer.push(0);
         assert!(decode_snapshot(&longer).is_none());
+    }
+
+    #[test]
+    fn first_format_snapshots_are_still_read() {
+        let base = vec![(4u8, b"0-1-5".to_vec())];
+        let mut v1 = SNAPSHOT_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&7u32.to_le_bytes());
+        v1.extend_from_slice(b"cluster");
+        encode_entries(&mut v1, &base);
+        let parts = decode_snapshot(&v1).unwrap();
+        assert_eq!((parts.cluster, parts.base), (&b"cluster"[..], base));
+        assert!(parts.origin.is_none());
     }
 }

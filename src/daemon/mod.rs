@@ -152,7 +152,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let handle = raft.handle();
     wait_initial_apply(&handle);
     if config.initial_cluster.len() == 1 {
-        wait_leadership(&handle);
+        wait_ready_leader(&handle, &cluster);
     }
 
     let node = Arc::new(Node {
@@ -245,11 +245,19 @@ fn wait_initial_apply(raft: &RaftHandle) {
     );
 }
 
-/// A node alone elects itself at once; wait for it (bounded) so that the first admin
-/// request finds a leader.
-fn wait_leadership(raft: &RaftHandle) {
+/// A node alone elects itself at once and then commits its whole log again (the commit
+/// index on disk may be behind). Wait (bounded) until an entry of its own term is applied:
+/// the whole log is then applied, and the first admin request finds a leader.
+fn wait_ready_leader(raft: &RaftHandle, cluster: &ClusterShared) {
     let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
-    while !raft.status().is_leader && Instant::now() < deadline {
+    loop {
+        let status = raft.status();
+        let applied_term = cluster
+            .last_applied_term
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if (status.is_leader && applied_term == status.term) || Instant::now() >= deadline {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -107,10 +107,7 @@ pub fn run<S: Read + Write>(
     progress: &DumpProgress,
     stop: &AtomicBool,
 ) -> Result<(), DumpError> {
-    let resolved = {
-        let index = store.index();
-        resolve(&index, &opts.start)
-    };
+    let resolved = resolve_waiting(store, &opts.start, stop);
     let checked = match resolved {
         Ok(s) => check_event_boundary(store, &s)?.map(|()| s),
         Err(message) => Err(message),
@@ -258,6 +255,54 @@ fn send_err<S: Read + Write>(conn: &mut PacketConn<S>, message: &str) -> Result<
     };
     conn.write_packet(&err.encode())?;
     conn.flush()
+}
+
+/// Resolves the start; a start just ahead of what this node has applied (a replica that
+/// moved here from a node further along, or a node still catching up after a restart) is
+/// waited for, bounded, instead of refused at once: the replica would stop on ERR 1236.
+fn resolve_waiting(store: &Store, start: &DumpStart, stop: &AtomicBool) -> Result<Start, String> {
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(crate::limits::DUMP_AHEAD_WAIT_MS);
+    loop {
+        let seen = store.whole_upto();
+        let (result, ahead) = {
+            let index = store.index();
+            let result = resolve(&index, start);
+            let ahead = result.is_err() && is_ahead(&index, start);
+            (result, ahead)
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !ahead || left.is_zero() || stop.load(Ordering::SeqCst) {
+            return result;
+        }
+        if store.wait_beyond(seen, left).is_none() {
+            return result;
+        }
+    }
+}
+
+/// Whether the requested start lies beyond the stored binlog (rather than before it or
+/// beside it): a GTID with a higher seq_no than the newest of its domain, or a position
+/// past the end of the last file, or a file after it.
+fn is_ahead(index: &BinlogIndex, start: &DumpStart) -> bool {
+    match start {
+        DumpStart::MariaGtid(text) => MariaGtidList::parse(text).is_ok_and(|state| {
+            state.iter().any(|g| {
+                index
+                    .maria_state()
+                    .get(g.domain_id)
+                    .is_some_and(|have| have.seq_no < g.seq_no)
+            })
+        }),
+        DumpStart::FilePos { file, pos } => match index.files().last() {
+            Some(last) if last.name == *file => *pos > last.end_pos,
+            Some(last) => {
+                crate::consensus::state::binlog_file_order(file, &last.name)
+                    == Some(std::cmp::Ordering::Greater)
+            }
+            None => true,
+        },
+    }
 }
 
 /// Whether the start location is where an event begins: walks the events of its entry from

@@ -38,6 +38,11 @@ pub struct FileMeta {
     pub file_start_entry: u64,
     /// End of the stored content of this file (exclusive), counting whole groups only.
     pub end_pos: u64,
+    /// Events and bytes of this file indexed (what retention weighs).
+    pub events: u64,
+    pub bytes: u64,
+    /// Header timestamp of the newest event stored of this file (0: none yet).
+    pub last_event_time: u32,
 }
 
 /// One `Events` entry.
@@ -127,6 +132,23 @@ pub struct BinlogIndex {
     bytes: u64,
     /// Ranges of entries (inclusive) that hold an abandoned partial transaction: never read.
     dead: Vec<(u64, u64)>,
+    /// Where this index began: the log index before its first fed entry and the entries
+    /// that recreate its state there (nothing for a store that holds the whole log; a
+    /// purge point or a snapshot's base otherwise). Fed them at that index followed by the
+    /// log's later entries, an empty index becomes this one again.
+    origin: (u64, Vec<(u8, Vec<u8>)>),
+}
+
+/// What a purge did to the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Purged {
+    /// Files dropped, oldest first.
+    pub files: Vec<String>,
+    /// The last log entry nothing stored needs any more (the entry before the first kept
+    /// file's `FileStart`): the log may be compacted up to it.
+    pub compact_to: u64,
+    /// The GTID state where the store now begins.
+    pub purged_gtids: MariaGtidList,
 }
 
 impl BinlogIndex {
@@ -243,6 +265,97 @@ impl BinlogIndex {
         ]
     }
 
+    /// Forgets every file before the stored file `name`: their entries, groups and
+    /// abandoned ranges. The GTID state after the last forgotten group becomes the state
+    /// where the store begins ([`BinlogIndex::purged_gtids`]). None when `name` is not
+    /// stored or is the first stored file (nothing to do). Deterministic: every node that
+    /// applies the same purge to the same stream ends with the same index.
+    pub fn purge_to(&mut self, name: &str) -> Option<Purged> {
+        let keep = self.file_index(name).filter(|i| *i > 0)?;
+        let first_kept = self.files[keep].file_start_entry;
+        let compact_to = first_kept - 1;
+        // The state after the last dropped group, replaying the dropped groups in stream
+        // order over the state the store began with.
+        let mut dropped: Vec<(Loc, MariaGtid)> = self
+            .maria
+            .iter()
+            .filter(|(_, g)| g.start.entry < first_kept)
+            .map(|((domain_id, seq_no), g)| {
+                let gtid = MariaGtid {
+                    domain_id: *domain_id,
+                    server_id: g.server_id,
+                    seq_no: *seq_no,
+                };
+                (g.start, gtid)
+            })
+            .collect();
+        dropped.sort_by_key(|(loc, _)| (loc.entry, loc.offset));
+        let mut purged_gtids = self.maria_start_state.clone().unwrap_or_default();
+        for (_, gtid) in &dropped {
+            purged_gtids.update(*gtid);
+        }
+        self.maria.retain(|_, g| g.start.entry >= first_kept);
+        for g in self.maria.values_mut() {
+            g.start.file -= keep;
+            g.end.file -= keep;
+        }
+        self.entries.retain(|e| e.index >= first_kept);
+        for e in &mut self.entries {
+            e.file -= keep;
+        }
+        self.dead.retain(|(_, hi)| *hi >= first_kept);
+        let files: Vec<FileMeta> = self.files.drain(..keep).collect();
+        for f in &files {
+            self.events = self.events.saturating_sub(f.events);
+            self.bytes = self.bytes.saturating_sub(f.bytes);
+        }
+        // Later files only: the open group and the carried event start after the kept
+        // file's FileStart, which reset them.
+        if let Some((file, _)) = self.whole_end.as_mut() {
+            *file -= keep;
+        }
+        if let Some(open) = self.open_group.as_mut() {
+            open.start.file -= keep;
+        }
+        if let Some(carry) = self.carry_start.as_mut() {
+            carry.file -= keep;
+        }
+        self.maria_first_seq = first_seqs(&self.maria);
+        self.maria_start_state = Some(purged_gtids.clone());
+        self.origin = (
+            compact_to,
+            vec![(KIND_START_STATE, purged_gtids.to_string().into_bytes())],
+        );
+        Some(Purged {
+            files: files.into_iter().map(|f| f.name).collect(),
+            compact_to,
+            purged_gtids,
+        })
+    }
+
+    /// The GTID state where the stored binlog begins: what was purged (or never stored).
+    /// Empty when the store holds the master's binlog from its very beginning.
+    pub fn purged_gtids(&self) -> MariaGtidList {
+        self.maria_start_state.clone().unwrap_or_default()
+    }
+
+    /// Where this index began (see the field): the log index before its first entry and
+    /// the entries that recreate its state there.
+    pub fn origin(&self) -> &(u64, Vec<(u8, Vec<u8>)>) {
+        &self.origin
+    }
+
+    /// An empty index that continues from `base` fed at log index `at`, remembering that
+    /// origin (a node restored from a snapshot, or rebuilt after a purge).
+    pub fn from_origin(at: u64, base: &[(u8, Vec<u8>)]) -> Result<BinlogIndex, IndexError> {
+        let mut index = BinlogIndex::new();
+        for (kind, data) in base {
+            index.feed(at, *kind, data)?;
+        }
+        index.origin = (at, base.to_vec());
+        Ok(index)
+    }
+
     /// Whether entry `index` was abandoned (never to be read).
     pub fn is_dead(&self, index: u64) -> bool {
         self.dead
@@ -268,6 +381,9 @@ impl BinlogIndex {
             fde: fs.fde,
             file_start_entry: index,
             end_pos: fs.start_pos,
+            events: 0,
+            bytes: 0,
+            last_event_time: 0,
         });
         let file = self.files.len() - 1;
         self.whole_upto = index;
@@ -377,6 +493,14 @@ impl BinlogIndex {
         })?;
         self.events += 1;
         self.bytes += event.len() as u64;
+        if let Some(meta) = self.files.get_mut(start.file) {
+            meta.events += 1;
+            meta.bytes += event.len() as u64;
+            let time = event_time(event);
+            if time != 0 {
+                meta.last_event_time = time;
+            }
+        }
         if self.maria_start_state.is_none()
             && self.maria_first_seq.is_empty()
             && event.get(crate::binlog::event::TYPE_CODE_OFFSET)
@@ -519,6 +643,30 @@ impl BinlogIndex {
             pos: first.start_pos + offset as u64,
         })
     }
+}
+
+/// Per domain, the seq_no of the first group in stream order.
+fn first_seqs(maria: &BTreeMap<(u32, u64), GroupLoc>) -> BTreeMap<u32, u64> {
+    let mut first: BTreeMap<u32, (u64, usize, u64)> = BTreeMap::new();
+    for ((domain, seq), g) in maria {
+        let at = (g.start.entry, g.start.offset, *seq);
+        first
+            .entry(*domain)
+            .and_modify(|f| {
+                if (at.0, at.1) < (f.0, f.1) {
+                    *f = at;
+                }
+            })
+            .or_insert(at);
+    }
+    first.into_iter().map(|(d, (_, _, seq))| (d, seq)).collect()
+}
+
+/// The header timestamp of an event (0 when the header is short).
+fn event_time(event: &[u8]) -> u32 {
+    event
+        .get(..4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn parse_start_state(data: &[u8]) -> Result<MariaGtidList, IndexError> {

@@ -70,6 +70,8 @@ pub struct Store {
     index: RwLock<BinlogIndex>,
     watermark: Mutex<Watermark>,
     changed: Condvar,
+    /// Log prefix a purge freed and nobody compacted yet.
+    compaction: Mutex<Option<u64>>,
 }
 
 /// What opening the store found.
@@ -117,6 +119,7 @@ impl Store {
                     closed: false,
                 }),
                 changed: Condvar::new(),
+                compaction: Mutex::new(None),
             },
             report,
         ))
@@ -182,6 +185,7 @@ impl Store {
             index: RwLock::new(BinlogIndex::new()),
             watermark: Mutex::new(Watermark::default()),
             changed: Condvar::new(),
+            compaction: Mutex::new(None),
         }
     }
 
@@ -199,6 +203,7 @@ impl Store {
                 closed: false,
             }),
             changed: Condvar::new(),
+            compaction: Mutex::new(None),
         })
     }
 
@@ -218,16 +223,76 @@ impl Store {
     /// Replaces the indexes with an empty one continued from `base` (see
     /// [`BinlogIndex::base_entries`]) at log index `index`: a node restored from a snapshot.
     pub fn restore_base(&self, index: u64, base: &[(u8, Vec<u8>)]) -> Result<(), StoreError> {
-        let mut fresh = BinlogIndex::new();
-        for (kind, data) in base {
-            fresh
-                .feed(index, *kind, data)
-                .map_err(|error| StoreError::Index { index, error })?;
+        let fresh = BinlogIndex::from_origin(index, base)
+            .map_err(|error| StoreError::Index { index, error })?;
+        self.replace_index(fresh);
+        Ok(())
+    }
+
+    /// Rebuilds the indexes from `origin` (see [`BinlogIndex::origin`]) and the entries the
+    /// log still holds after it, up to `upto`, whose term must be `term`: a node restarting
+    /// from its own snapshot keeps the binlog its log still holds. Answers false, changing
+    /// nothing, when the log does not hold all those entries (a snapshot from the leader:
+    /// the log was reset past them).
+    pub fn rebuild_from_log(
+        &self,
+        origin: &(u64, Vec<(u8, Vec<u8>)>),
+        upto: u64,
+        term: u64,
+    ) -> Result<bool, StoreError> {
+        let (at, base) = origin;
+        let covered = self.reader.first_index() <= at + 1
+            && self.reader.last_index() >= upto
+            && *at <= upto
+            && (upto == 0 || self.reader.term(upto).ok() == Some(term));
+        if !covered {
+            return Ok(false);
         }
+        let mut fresh = BinlogIndex::from_origin(*at, base)
+            .map_err(|error| StoreError::Index { index: *at, error })?;
+        for i in at + 1..=upto {
+            let e = self.reader.read(i)?;
+            fresh
+                .feed(e.index, e.kind, &e.data)
+                .map_err(|error| StoreError::Index { index: i, error })?;
+        }
+        self.replace_index(fresh);
+        Ok(true)
+    }
+
+    fn replace_index(&self, fresh: BinlogIndex) {
         let mut current = self.index.write().expect("index lock poisoned");
         *current = fresh;
         self.publish(current.whole_upto());
-        Ok(())
+    }
+
+    /// Applies a purge to the indexes (see [`BinlogIndex::purge_to`]) and records the log
+    /// prefix it frees, for [`Store::take_compaction`]. Readers never see a dropped file
+    /// again; a dump still reading one gets an error when it reads a compacted entry.
+    pub fn purge_to(&self, name: &str) -> Option<index::Purged> {
+        let purged = self
+            .index
+            .write()
+            .expect("index lock poisoned")
+            .purge_to(name)?;
+        let mut wanted = self.compaction.lock().expect("compaction lock poisoned");
+        *wanted = Some(wanted.map_or(purged.compact_to, |w| w.max(purged.compact_to)));
+        Some(purged)
+    }
+
+    /// The log index up to which a purge freed the log, if a compaction is due (taken:
+    /// the caller compacts, or gives it back with [`Store::want_compaction`] on failure).
+    pub fn take_compaction(&self) -> Option<u64> {
+        self.compaction
+            .lock()
+            .expect("compaction lock poisoned")
+            .take()
+    }
+
+    /// Asks again for a compaction up to `index` (one that failed).
+    pub fn want_compaction(&self, index: u64) {
+        let mut wanted = self.compaction.lock().expect("compaction lock poisoned");
+        *wanted = Some(wanted.map_or(index, |w| w.max(index)));
     }
 
     fn writer(&self) -> Result<std::sync::MutexGuard<'_, Log>, StoreError> {
