@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark: catch-up ingest of a >= 100 MB sysbench binlog into a fresh ferrobus node, next
-# to `mariadb-binlog --read-from-remote-server --raw` fetching the same binlog; regenerates
-# BENCHMARKS.md. Run with `make bench`.
+# Benchmark: catch-up ingest of a >= 100 MB sysbench binlog into a fresh ferrobus node and
+# into a fresh three-node cluster, next to `mariadb-binlog --read-from-remote-server --raw`
+# fetching the same binlog; then, on that cluster, added replication lag, concurrent dump
+# clients and failover. Regenerates BENCHMARKS.md. Run with `make bench` (~10 min, 2 cores).
 #
-#   1. builds the release binary;
+#   1. builds the release binary and scripts/bench/dumpclient;
 #   2. starts a throwaway MariaDB master (temp dir, free 127.0.0.1 port) and fills its binlog
 #      with sysbench oltp_write_only until SHOW BINARY LOGS totals >= BENCH_BINLOG_MB;
 #   3. scripts/bench/rounds.py runs BENCH_ROUNDS rounds, alternating the reference fetch and
-#      a fresh ferrobus node syncing the whole binlog, then writes BENCHMARKS.md.
+#      a fresh ferrobus node syncing the whole binlog, then writes BENCHMARKS.md;
+#   4. scripts/bench/cluster.py: the three-node sections, appended to BENCHMARKS.md.
 #
 # Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
 # BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir.
@@ -30,6 +32,10 @@ say "cargo build -j2 --release"
 cargo build -j2 --release
 BIN=$PWD/target/release/ferrobus
 [ -x "$BIN" ] || { echo "bench: $BIN missing after build" >&2; exit 1; }
+say "cargo build -j2 --release (scripts/bench/dumpclient)"
+CARGO_TARGET_DIR=$PWD/target/bench-dumpclient cargo build -j2 --release \
+    --manifest-path scripts/bench/dumpclient/Cargo.toml
+DUMPCLIENT=$PWD/target/bench-dumpclient/release/ferrobus-bench-dumpclient
 for tool in mariadbd mariadb mariadb-install-db mariadb-binlog sysbench python3; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] \
         || { echo "bench: $tool not found (run scripts/install-test-deps.sh)" >&2; exit 1; }
@@ -42,10 +48,17 @@ PIDS=()
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    # rounds.py writes the pid of the node it runs, so an interrupted round is stopped too.
+    # rounds.py writes the pid of the node it runs, and cluster.py one line per process it
+    # starts (nodes, replicas, clients), so an interrupted section is stopped too. The
+    # scripts are stopped first (they stop their own children), the master last.
+    local extra=()
     if [ -s "$WORK/ferrobus.pid" ]; then
-        PIDS+=("$(cat "$WORK/ferrobus.pid")")
+        extra+=("$(cat "$WORK/ferrobus.pid")")
     fi
+    if [ -s "$WORK/cluster.pids" ]; then
+        while read -r pid; do extra+=("$pid"); done <"$WORK/cluster.pids"
+    fi
+    PIDS=("${PIDS[@]:2}" "${extra[@]}" "${PIDS[@]:0:2}")
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -59,7 +72,9 @@ cleanup() {
     if [ "$status" -ne 0 ]; then
         echo "bench: FAILED (exit $status); log tails from $WORK:" >&2
         for f in "$WORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
-            "$WORK"/round-*/mariadb-binlog.log; do
+            "$WORK"/round-*/mariadb-binlog.log "$WORK"/cluster-round-*/n*.log \
+            "$WORK"/lag/*/error.log "$WORK"/lag/*.log "$WORK"/dumps/*.log \
+            "$WORK"/failover/*.log; do
             [ -s "$f" ] || continue
             echo "---- $f" >&2
             tail -n 20 "$f" >&2
@@ -162,4 +177,14 @@ python3 scripts/bench/rounds.py \
 ROUNDS_PID=$!
 PIDS+=("$ROUNDS_PID")
 wait "$ROUNDS_PID"
+
+say "three-node cluster: catch-up, replication lag, concurrent dumps, failover"
+python3 scripts/bench/cluster.py \
+    --bin "$BIN" --dumpclient "$DUMPCLIENT" --work "$WORK" --port "$PORT" \
+    --master-pid "$MASTER_PID" --rounds "$ROUNDS" --first-file "$FIRST_FILE" \
+    --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" \
+    --bench-start "$BENCH_START" --out BENCHMARKS.md &
+CLUSTER_PID=$!
+PIDS+=("$CLUSTER_PID")
+wait "$CLUSTER_PID"
 say "done in $(($(date +%s) - BENCH_START))s; wrote BENCHMARKS.md"

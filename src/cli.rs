@@ -173,6 +173,13 @@ fn parse_serve(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
                     Ok(value)
                 })?
             }
+            "--cluster-token" => set_once(&mut args.cluster.cluster_token, name, level, || {
+                let value = tokens.value(name, inline, level)?;
+                if value.is_empty() {
+                    return Err(level.error("option --cluster-token: must not be empty"));
+                }
+                Ok(value)
+            })?,
             "--initial-cluster-state" => {
                 set_once(&mut args.cluster.initial_cluster_state, name, level, || {
                     let value = tokens.value(name, inline, level)?;
@@ -905,6 +912,7 @@ Usage:
   ferrobus serve [--config FILE] [--data-dir DIR] [--admin-addr HOST:PORT]
                  [--name NAME] [--peer-addr HOST:PORT]
                  [--initial-cluster NAME=HOST:PORT,...] [--initial-cluster-state new|existing]
+                 [--cluster-token TOKEN]
 
 Options:
   --config FILE            TOML configuration file; every key in it is optional
@@ -924,6 +932,8 @@ Options:
                            every initial member and its peer address, this node included;
                            all nodes of a new cluster get the same list (default: a
                            one-node cluster NAME=PEER_ADDR)
+  --cluster-token TOKEN    names the cluster: every member needs the same token; peers
+                           with another are refused (default: ferrobus)
   --initial-cluster-state new|existing
                            new: bootstrap a new cluster with the listed members;
                            existing: join a running cluster after `ferrobus ctl members
@@ -1371,6 +1381,7 @@ mod tests {
                 peer_addr: Some("10.0.0.2:9596".into()),
                 initial_cluster: Some("n1=10.0.0.1:9596,n2=10.0.0.2:9596".into()),
                 initial_cluster_state: Some(InitialClusterState::Existing),
+                cluster_token: None,
             }
         );
         let cases = [

@@ -91,6 +91,9 @@ impl Default for Retention {
     }
 }
 
+/// Default cluster token (see `Config::cluster_token`).
+pub const CLUSTER_TOKEN_DEFAULT: &str = "ferrobus";
+
 /// The validated configuration of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -108,6 +111,8 @@ pub struct Config {
     /// `name=peer_addr` when none was given).
     pub initial_cluster: Vec<ClusterPeer>,
     pub initial_cluster_state: InitialClusterState,
+    /// Names the cluster; every member must have the same (default "ferrobus").
+    pub cluster_token: String,
     pub retention: Retention,
 }
 
@@ -125,6 +130,7 @@ impl Default for Config {
                 peer_url: PEER_ADDR_DEFAULT.to_string(),
             }],
             initial_cluster_state: InitialClusterState::New,
+            cluster_token: CLUSTER_TOKEN_DEFAULT.to_string(),
             retention: Retention::default(),
         }
     }
@@ -145,12 +151,10 @@ impl Config {
     }
 
     /// The cluster id, from the initial cluster.
+    /// The cluster's id, from its token: the same on founders and on nodes that join later
+    /// (peers of another cluster are refused at the transport's hello).
     pub fn cluster_id(&self) -> u64 {
-        state::cluster_id(
-            self.initial_cluster
-                .iter()
-                .map(|peer| (peer.name.as_str(), peer.peer_url.as_str())),
-        )
+        state::cluster_id(&self.cluster_token)
     }
 
     /// The other initial members as `(raft id, peer address)`.
@@ -187,6 +191,7 @@ pub struct ClusterOverrides {
     /// `name=HOST:PORT,...`, unparsed.
     pub initial_cluster: Option<String>,
     pub initial_cluster_state: Option<InitialClusterState>,
+    pub cluster_token: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -235,6 +240,7 @@ struct FileConfig {
     peer_addr: Option<String>,
     initial_cluster: Option<String>,
     initial_cluster_state: Option<String>,
+    cluster_token: Option<String>,
     #[serde(default)]
     server: FileServer,
     #[serde(default)]
@@ -315,6 +321,11 @@ pub fn load_with_cluster(
         peer_addr,
         initial_cluster,
         initial_cluster_state,
+        cluster_token: cluster
+            .cluster_token
+            .clone()
+            .or(parsed.cluster_token.clone())
+            .unwrap_or_else(|| CLUSTER_TOKEN_DEFAULT.to_string()),
         retention: retention(&parsed.retention)?,
     };
     validate(&config)?;
@@ -357,30 +368,12 @@ fn resolve_cluster(
     let peer_addr = match peer_addr {
         None => own.peer_url.clone(),
         Some(addr) => {
-            let addr = validate::canonical_addr("peer_addr", &addr)?;
-            check_listen_matches(&addr, &own.peer_url, &name)?;
-            addr
+            // Where this node listens may differ from where the others reach it (its list
+            // entry): a wildcard host, NAT, or a proxy in between.
+            validate::canonical_addr("peer_addr", &addr)?
         }
     };
     Ok((name, peer_addr, members))
-}
-
-/// The node listens on `listen`; the others reach it at `advertised`. They must be the
-/// same address, or `listen` a wildcard host on the same port.
-fn check_listen_matches(listen: &str, advertised: &str, name: &str) -> Result<(), ConfigError> {
-    if listen == advertised {
-        return Ok(());
-    }
-    let port = |addr: &str| addr.rsplit_once(':').map(|(_, port)| port.to_string());
-    let wildcard = listen.starts_with("0.0.0.0:") || listen.starts_with("[::]:");
-    if wildcard && port(listen) == port(advertised) {
-        return Ok(());
-    }
-    Err(ConfigError::Invalid(format!(
-        "peer_addr {listen} does not match this node's initial_cluster entry \
-         {name}={advertised} (they must be equal, or peer_addr a wildcard host like \
-         0.0.0.0 on the same port)"
-    )))
 }
 
 /// Parses `name=HOST:PORT,name=HOST:PORT,...` (blanks around entries allowed; an address
@@ -541,6 +534,7 @@ mod tests {
             peer_addr: peer_addr.map(str::to_string),
             initial_cluster: list.map(str::to_string),
             initial_cluster_state: None,
+            cluster_token: None,
         };
         load_with_cluster(None, &Overrides::default(), &flags)
     }
@@ -562,10 +556,8 @@ mod tests {
         assert_eq!(c.initial_cluster.len(), 1);
         assert_eq!(c.member_id(), state::member_id("default", "127.0.0.1:9596"));
         assert!(c.other_peers().is_empty());
-        assert_eq!(
-            c.cluster_id(),
-            state::cluster_id([("default", "127.0.0.1:9596")])
-        );
+        // The cluster id comes from the token, so a node that joins later computes it too.
+        assert_eq!(c.cluster_id(), state::cluster_id(CLUSTER_TOKEN_DEFAULT));
         let c = cluster(Some("solo"), Some("10.0.0.1:7000"), None).unwrap();
         assert_eq!(
             c.initial_cluster,
@@ -599,6 +591,10 @@ mod tests {
         let c = cluster(Some("n1"), Some("0.0.0.0:9601"), Some(THREE)).unwrap();
         assert_eq!(c.peer_addr, "0.0.0.0:9601");
         assert_eq!(c.member_id(), state::member_id("n1", "127.0.0.1:9601"));
+        // So is another address (behind NAT or a proxy): the id follows the list entry.
+        let c = cluster(Some("n1"), Some("127.0.0.1:9999"), Some(THREE)).unwrap();
+        assert_eq!(c.peer_addr, "127.0.0.1:9999");
+        assert_eq!(c.member_id(), state::member_id("n1", "127.0.0.1:9601"));
     }
 
     #[test]
@@ -615,18 +611,6 @@ mod tests {
                 None,
                 Some(THREE),
                 "does not list this node's name \"default\"",
-            ),
-            (
-                Some("n1"),
-                Some("127.0.0.1:9999"),
-                Some(THREE),
-                "does not match",
-            ),
-            (
-                Some("n1"),
-                Some("0.0.0.0:9999"),
-                Some(THREE),
-                "does not match",
             ),
             (
                 Some("n1"),
@@ -662,6 +646,7 @@ mod tests {
         assert!(message.contains("at most 9"), "{message}");
         let flags = ClusterOverrides {
             initial_cluster_state: Some(InitialClusterState::Existing),
+            cluster_token: None,
             ..ClusterOverrides::default()
         };
         let message = invalid(load_with_cluster(None, &Overrides::default(), &flags));
@@ -700,23 +685,13 @@ mod tests {
             peer_addr: Some("127.0.0.1:9601".into()),
             initial_cluster: None,
             initial_cluster_state: Some(InitialClusterState::New),
+            cluster_token: None,
         };
         let c = load_with_cluster(Some(&path), &Overrides::default(), &flags).unwrap();
         assert_eq!(
             (c.name.as_str(), c.peer_addr.as_str()),
             ("n1", "127.0.0.1:9601")
         );
-        // The file's peer_addr (for n3) does not fit n1's entry: a clear error.
-        let flags = ClusterOverrides {
-            name: Some("n1".into()),
-            ..ClusterOverrides::default()
-        };
-        let message = invalid(load_with_cluster(
-            Some(&path),
-            &Overrides::default(),
-            &flags,
-        ));
-        assert!(message.contains("does not match"), "{message}");
         assert_eq!(c.initial_cluster_state, InitialClusterState::New);
         assert_eq!(c.retention.max_bytes, Some(1 << 30));
 

@@ -98,6 +98,9 @@ pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
 /// How often the leader watcher looks at leadership and the desired syncer at the latest.
 pub const LEADER_WATCH_INTERVAL_MS: u64 = 200;
 
+/// How often a follower retries making its addresses known to the leader.
+pub const ANNOUNCE_RETRY_MS: u64 = 3_000;
+
 /// How long a starting node waits to re-apply what was committed before it serves.
 pub const STARTUP_APPLY_WAIT_MS: u64 = 60_000;
 

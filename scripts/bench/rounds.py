@@ -310,8 +310,8 @@ def write_report(args, refs, nodes, path):
         f"{args.file_count} files, {nodes[0]['events']} events as counted by ferrobus "
         f"(`events` in syncer status), made by sysbench oltp_write_only "
         f"({args.sysbench}) in {args.load_seconds} s of load",
-        f"- Rounds: {n}, alternating reference then ferrobus; the whole bench took "
-        f"{int(time.time()) - args.bench_start} s",
+        f"- Rounds: {n}, alternating reference then ferrobus; the bench had run "
+        f"{int(time.time()) - args.bench_start} s at the end of this section",
         "",
         "## Catch-up of the whole binlog from a MariaDB master",
         "",

@@ -30,8 +30,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 pub use model::{
-    Health, MemberAdd, MemberRemove, MemberUpdate, MemberView, PurgeArgs, ServerArgs, ServerState,
-    ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
+    Health, MemberAdd, MemberAnnounce, MemberRemove, MemberUpdate, MemberView, PurgeArgs,
+    ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
+    SyncerStatus,
 };
 
 use crate::limits::HTTP_WORKERS_MAX;
@@ -84,6 +85,13 @@ pub trait Backend: Send + Sync + 'static {
     /// `POST /members` (leader): adds a member; replies with the members after the change.
     /// Refusals: 409 (id used before, address taken, quorum would break), 400.
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
+        let _ = args;
+        Err(not_wired())
+    }
+
+    /// `PUT /members/announce` (leader): records a member's own admin and binlog server
+    /// addresses.
+    fn member_announce(&self, args: MemberAnnounce) -> Result<(), ApiError> {
         let _ = args;
         Err(not_wired())
     }

@@ -206,6 +206,16 @@ pub struct MemberUpdate {
     pub new_peer_url: String,
 }
 
+/// Arguments of `PUT /members/announce`: a node makes its own admin API and binlog server
+/// addresses known to the others (sent by the node itself to the leader).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAnnounce {
+    pub name: String,
+    pub admin_url: String,
+    #[serde(default)]
+    pub binlog_addr: Option<String>,
+}
+
 /// Arguments of `DELETE /members`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRemove {

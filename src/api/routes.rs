@@ -31,6 +31,7 @@ pub enum Route {
     MembersList,
     MemberAdd,
     MemberUpdate,
+    MemberAnnounce,
     MemberRemove,
     Cluster,
     Purge,
@@ -49,6 +50,7 @@ impl Route {
                 | Route::SyncerStatus
                 | Route::MemberAdd
                 | Route::MemberUpdate
+                | Route::MemberAnnounce
                 | Route::MemberRemove
                 | Route::Purge
         )
@@ -67,6 +69,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/members", Route::MembersList),
     ("POST", "/members", Route::MemberAdd),
     ("PUT", "/members", Route::MemberUpdate),
+    ("PUT", "/members/announce", Route::MemberAnnounce),
     ("DELETE", "/members", Route::MemberRemove),
     ("GET", "/cluster", Route::Cluster),
     ("PUT", "/binlog/purge", Route::Purge),
@@ -161,6 +164,9 @@ pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
         Route::MemberUpdate => validate::member_update_from_json(body)
             .and_then(|args| backend.member_update(args))
             .and_then(|members| to_data(&members)),
+        Route::MemberAnnounce => validate::member_announce_from_json(body)
+            .and_then(|args| backend.member_announce(args))
+            .map(|()| Value::Null),
         Route::MemberRemove => validate::member_remove_from_json(body)
             .and_then(|args| backend.member_remove(args.name))
             .and_then(|members| to_data(&members)),
@@ -387,6 +393,7 @@ mod tests {
                 Route::SyncerStatus,
                 Route::MemberAdd,
                 Route::MemberUpdate,
+                Route::MemberAnnounce,
                 Route::MemberRemove,
                 Route::Purge
             ]

@@ -10,7 +10,9 @@ use std::net::Ipv6Addr;
 
 use serde_json::{Map, Value};
 
-use super::model::{MemberAdd, MemberRemove, MemberUpdate, PurgeArgs, ServerArgs, SyncerArgs};
+use super::model::{
+    MemberAdd, MemberAnnounce, MemberRemove, MemberUpdate, PurgeArgs, ServerArgs, SyncerArgs,
+};
 use super::ApiError;
 use crate::limits::BINLOG_FILE_NAME_MAX;
 
@@ -130,6 +132,29 @@ pub fn member_remove_from_json(body: &[u8]) -> Result<MemberRemove, ApiError> {
     let name = required_string(&object, "name")?;
     check_member_name("name", &name)?;
     Ok(MemberRemove { name })
+}
+
+/// Parses and checks the body of `PUT /members/announce`: `name`, `admin_url`, optional
+/// `binlog_addr`.
+pub fn member_announce_from_json(body: &[u8]) -> Result<MemberAnnounce, ApiError> {
+    let object = parse_object(body)?;
+    let name = required_string(&object, "name")?;
+    check_member_name("name", &name)?;
+    let admin_url = canonical_addr("admin_url", &required_string(&object, "admin_url")?)?;
+    let binlog_addr = match object.get("binlog_addr") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(addr)) => Some(canonical_addr("binlog_addr", addr)?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "field `binlog_addr` must be a string (host:port) or null",
+            ))
+        }
+    };
+    Ok(MemberAnnounce {
+        name,
+        admin_url,
+        binlog_addr,
+    })
 }
 
 /// Parses and checks the body of `PUT /binlog/purge`: `to_file`.

@@ -59,16 +59,10 @@ pub fn member_id(name: &str, peer_url: &str) -> u64 {
     hash_to_id(fnv1a_64(&bytes))
 }
 
-/// The id of a cluster from its initial members `(name, peer_url)`: FNV-1a 64 of the
-/// sorted `name=peer_url` entries joined by `,` (so the order of the flag does not
-/// matter), top bit cleared, never 0.
-pub fn cluster_id<'a>(initial_cluster: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut entries: Vec<String> = initial_cluster
-        .into_iter()
-        .map(|(name, peer_url)| format!("{name}={peer_url}"))
-        .collect();
-    entries.sort();
-    hash_to_id(fnv1a_64(entries.join(",").as_bytes()))
+/// The id of a cluster from its token (`--cluster-token`): FNV-1a 64 of it, top bit
+/// cleared, never 0. Founders and nodes that join later compute the same.
+pub fn cluster_id(token: &str) -> u64 {
+    hash_to_id(fnv1a_64(token.as_bytes()))
 }
 
 /// One member of the cluster as the replicated table holds it.
@@ -739,12 +733,10 @@ mod tests {
     }
 
     #[test]
-    fn cluster_id_ignores_order() {
-        let a = cluster_id([("n1", "h:1"), ("n2", "h:2"), ("n3", "h:3")]);
-        let b = cluster_id([("n3", "h:3"), ("n1", "h:1"), ("n2", "h:2")]);
-        assert_eq!(a, b);
-        assert_eq!(a, hash_to_id(fnv1a_64(b"n1=h:1,n2=h:2,n3=h:3")));
-        assert_ne!(a, cluster_id([("n1", "h:1"), ("n2", "h:2")]));
+    fn cluster_id_comes_from_the_token() {
+        assert_eq!(cluster_id("ferrobus"), hash_to_id(fnv1a_64(b"ferrobus")));
+        assert_ne!(cluster_id("ferrobus"), cluster_id("other"));
+        assert_ne!(cluster_id(""), 0);
     }
 
     #[test]

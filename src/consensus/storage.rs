@@ -504,12 +504,43 @@ impl RaftStorage {
             let reason = "an initial membership needs at least one voter".to_owned();
             return Err(ConsensusError::Raft(raft::Error::ConfigInvalid(reason)));
         }
-        let mut snapshot = Snapshot::default();
-        let meta = snapshot.mut_metadata();
-        meta.index = INIT_INDEX;
-        meta.term = INIT_TERM;
-        meta.set_conf_state(conf_state);
-        g.install_snapshot(snapshot)
+        // The initial membership is written as committed conf-change entries 1..=n, the
+        // same on every founder, rather than as a snapshot: a node that joins later then
+        // replays the whole log from index 1 (and with it the whole binlog, which a snapshot
+        // could not carry) and learns the founders from those entries.
+        // Sorted and without repeats, so that founders given the same members in another
+        // order still write identical entries (one index and term must mean one entry).
+        let mut ids = conf_state.voters.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut records = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let cc = raft::eraftpb::ConfChange {
+                change_type: raft::eraftpb::ConfChangeType::AddNode,
+                node_id: *id,
+                ..Default::default()
+            };
+            let data = cc.write_to_bytes().map_err(|e| {
+                ConsensusError::Raft(raft::Error::ConfigInvalid(format!(
+                    "encoding the initial membership: {e}"
+                )))
+            })?;
+            let mut e = Entry::default();
+            e.set_entry_type(EntryType::EntryConfChange);
+            e.index = INIT_INDEX + i as u64;
+            e.term = INIT_TERM;
+            e.data = Bytes::from(data);
+            records.push(entry_to_record(&e)?);
+        }
+        let last = records.last().map_or(0, |r| r.index);
+        g.log.append(&records)?;
+        g.state.hard_state.term = INIT_TERM;
+        g.state.hard_state.commit = last;
+        g.state.conf_state = ConfState {
+            voters: ids,
+            ..conf_state
+        };
+        g.save_state()
     }
 
     /// Whether this storage has a raft state (initialized, or joined through a snapshot).

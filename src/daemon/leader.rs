@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::api::model::SyncerArgs;
 use crate::consensus::node::{ProposeError, RaftHandle};
 use crate::consensus::state::{Command, COMMAND_KIND};
-use crate::limits::{LEADER_WATCH_INTERVAL_MS, PROPOSE_TIMEOUT_MS};
+use crate::limits::{ANNOUNCE_RETRY_MS, LEADER_WATCH_INTERVAL_MS, PROPOSE_TIMEOUT_MS};
 use crate::store::entry::KIND_ABANDON;
 use crate::store::Store;
 use crate::syncer::{Sink, SinkError, Syncer, SyncerConfig};
@@ -88,6 +88,8 @@ pub struct WatchContext {
     /// This node's name and admin address, announced when it leads.
     pub my_name: String,
     pub my_admin: String,
+    /// This node's binlog server address, when it runs one.
+    pub binlog_addr: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 impl LeaderWatch {
@@ -115,6 +117,7 @@ impl LeaderWatch {
 fn watch(ctx: WatchContext, stop: &AtomicBool) {
     let mut peers: BTreeMap<u64, String> = BTreeMap::new();
     let mut seen = 0u64;
+    let mut last_announce: Option<std::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         seen = ctx
             .cluster
@@ -127,6 +130,8 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
         let ready_leader = status.is_leader && status.running && applied_term == status.term;
         if ready_leader {
             lead_duties(&ctx);
+        } else if !status.is_leader && status.leader_id != 0 {
+            follower_announce(&ctx, status.leader_id, &mut last_announce);
         }
         let desired = ctx.cluster.state().syncer().cloned();
         let mut slot = ctx.slot.lock().expect("syncer slot");
@@ -172,7 +177,9 @@ fn lead_duties(ctx: &WatchContext) {
         let state = ctx.cluster.state();
         commands.extend(state.bootstrap_commands(&ctx.bootstrap));
         if commands.is_empty() {
-            if let Some(c) = state.announce_command(&ctx.my_name, &ctx.my_admin, None) {
+            let binlog = (ctx.binlog_addr)();
+            if let Some(c) = state.announce_command(&ctx.my_name, &ctx.my_admin, binlog.as_deref())
+            {
                 commands.push(c);
             }
         }
@@ -186,6 +193,50 @@ fn lead_duties(ctx: &WatchContext) {
         .collect();
     // Fire and forget: the apply wakes this watcher again, which re-checks.
     let _ = ctx.raft.propose(entries, None);
+}
+
+/// A follower makes its own admin and binlog server addresses known: it asks the leader
+/// (followers cannot propose) through the leader's admin API, at most every few seconds,
+/// until the replicated member table says so.
+fn follower_announce(ctx: &WatchContext, leader_id: u64, last: &mut Option<std::time::Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_millis(ANNOUNCE_RETRY_MS)) {
+        return;
+    }
+    let binlog = (ctx.binlog_addr)();
+    let leader_admin = {
+        let state = ctx.cluster.state();
+        if state
+            .announce_command(&ctx.my_name, &ctx.my_admin, binlog.as_deref())
+            .is_none()
+        {
+            return;
+        }
+        match state.admin_addr_of(leader_id) {
+            Some(addr) => addr.to_string(),
+            None => return,
+        }
+    };
+    *last = Some(std::time::Instant::now());
+    let body = serde_json::json!({
+        "name": ctx.my_name,
+        "admin_url": ctx.my_admin,
+        "binlog_addr": binlog,
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(ANNOUNCE_RETRY_MS)))
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .proxy(None)
+        .build()
+        .into();
+    let url = format!("http://{leader_admin}/members/announce");
+    match agent.put(&url).send_json(&body) {
+        Ok(r) if r.status().is_success() => {
+            log::info!("announced this node's addresses to the leader at {leader_admin}")
+        }
+        Ok(r) => log::warn!("announcing to {leader_admin}: HTTP {}", r.status()),
+        Err(e) => log::warn!("announcing to {leader_admin}: {e}"),
+    }
 }
 
 /// Points the transport at every member's current peer address.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::consensus::node::{Applied, StateMachine};
 use crate::consensus::state::{ClusterState, Command, Effect, COMMAND_KIND};
+use crate::store::index::Origin;
 use crate::store::Store;
 
 /// Magic of the first snapshot format (cluster state and end base only); still read.
@@ -219,11 +220,7 @@ fn describe(effect: &Effect) -> String {
 
 /// Snapshot data: magic, the cluster state (length-prefixed), the binlog base entries at
 /// the snapshot's index, then the store's origin (log index, then its entries).
-fn encode_snapshot(
-    cluster: &[u8],
-    base: &[(u8, Vec<u8>)],
-    origin: &(u64, Vec<(u8, Vec<u8>)>),
-) -> Vec<u8> {
+fn encode_snapshot(cluster: &[u8], base: &[(u8, Vec<u8>)], origin: &Origin) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&(cluster.len() as u32).to_le_bytes());
@@ -248,7 +245,7 @@ struct SnapshotParts<'a> {
     cluster: &'a [u8],
     base: Vec<(u8, Vec<u8>)>,
     /// None in the first format.
-    origin: Option<(u64, Vec<(u8, Vec<u8>)>)>,
+    origin: Option<Origin>,
 }
 
 fn decode_snapshot(data: &[u8]) -> Option<SnapshotParts<'_>> {

@@ -8,6 +8,7 @@
 
 pub mod leader;
 pub mod machine;
+pub mod retention;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::api::model::{
-    Health, MemberAdd, MemberUpdate, MemberView, ServerArgs, ServerState, ServerStatus, SlaveInfo,
-    SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
+    Health, MemberAdd, MemberAnnounce, MemberUpdate, MemberView, ServerArgs, ServerState,
+    ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
 };
 use crate::api::{AdminServer, ApiError, Backend, ClusterRoute};
 use crate::binlog::gtid::MariaGtidList;
@@ -118,12 +119,6 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         error,
     })?;
     let _lock = lock_data_dir(&data_dir)?;
-    if config.retention.max_bytes.is_some() || config.retention.max_age_seconds.is_some() {
-        log::warn!(
-            "[retention] is configured but not enforced by this version: the binlog is kept \
-             until purged by hand"
-        );
-    }
 
     let cluster = Arc::new(ClusterShared::new());
     let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::new(Mutex::new(None));
@@ -150,7 +145,6 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         raft.peer_addr()
     );
     let handle = raft.handle();
-    wait_initial_apply(&handle);
     if config.initial_cluster.len() == 1 {
         wait_ready_leader(&handle, &cluster);
     }
@@ -166,7 +160,24 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server_max_connections: config.server_max_connections,
         started: Instant::now(),
     });
-    node.restore(load_desired(&data_dir)?);
+    // The binlog server comes back once this node has caught up with the cluster (it
+    // re-applies its log at start and learns the commit index from the leader), so that a
+    // replica is never told the binlog it already has is not stored. In the background:
+    // the other members may still be starting, and they need this node's admin API.
+    let desired = load_desired(&data_dir)?;
+    let restorer = {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name("restore".into())
+            .spawn(move || {
+                wait_caught_up(&node.raft);
+                node.restore(desired);
+            })
+            .map_err(|error| DaemonError::DataDir {
+                path: data_dir.clone(),
+                error,
+            })?
+    };
     let backend: Arc<dyn Backend> = node.clone();
     let admin =
         AdminServer::start(&config.admin_addr, backend, config.http_workers).map_err(|error| {
@@ -185,11 +196,18 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         bootstrap: config.initial_members(),
         my_name: config.name.clone(),
         my_admin: admin.local_addr().to_string(),
+        binlog_addr: {
+            let node = node.clone();
+            Box::new(move || node.binlog_addr())
+        },
     });
+    let retention = retention::RetentionThread::start(node.clone(), config.retention.clone());
     log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
     let signal = signals.wait();
     log::info!("received {signal}: stopping");
+    let _ = restorer.join();
     admin.shutdown();
+    retention.stop();
     watch.stop();
     node.shutdown();
     raft.shutdown();
@@ -227,22 +245,24 @@ fn node_config(config: &Config) -> NodeConfig {
     }
 }
 
-/// Waits until what was committed before this start is applied again (the store's
-/// indexes are rebuilt from the log), so that replicas are not told "not stored" about
-/// binlog the node holds. Bounded: a node that cannot reach its commit index alone (it
-/// needs the leader) stops waiting.
-fn wait_initial_apply(raft: &RaftHandle) {
-    let target = raft.status().commit;
+/// Waits (bounded) until a leader is known and everything committed that this node has
+/// heard of is applied: its store then holds what the cluster had when it stopped.
+fn wait_caught_up(raft: &RaftHandle) {
     let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
-    while raft.status().applied < target && Instant::now() < deadline {
+    loop {
+        let status = raft.status();
+        let caught_up = status.leader_id != 0 && status.applied >= status.commit;
+        if caught_up || !status.running || Instant::now() >= deadline {
+            log::info!(
+                "caught up: applied {} (commit {}, leader {:x})",
+                status.applied,
+                status.commit,
+                status.leader_id
+            );
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = raft.status();
-    log::info!(
-        "applied {} of {} committed entries at start",
-        status.applied,
-        target
-    );
 }
 
 /// A node alone elects itself at once and then commits its whole log again (the commit
@@ -288,13 +308,18 @@ impl Node {
     /// Starts the binlog server if the desired state asks for it. A failure is logged; the
     /// node keeps running so an operator can fix it through the API.
     fn restore(&self, desired: Desired) {
+        let mut current = self.desired.lock().expect("desired lock");
+        if current.server.is_some() || self.server.lock().expect("server lock").is_some() {
+            // The API started a server meanwhile: that is the desired state now.
+            return;
+        }
         if let Some(args) = desired.server.clone() {
             log::info!("resuming the binlog server on {}", args.addr);
             if let Err(e) = self.start_server(args) {
                 log::error!("cannot resume the binlog server: {}", e.message);
             }
         }
-        *self.desired.lock().expect("desired lock") = desired;
+        *current = desired;
     }
 
     fn shutdown(&self) {
@@ -305,6 +330,15 @@ impl Node {
             server.stop();
         }
         self.store.close();
+    }
+
+    /// The bound address of this node's binlog server, when it runs.
+    fn binlog_addr(&self) -> Option<String> {
+        self.server
+            .lock()
+            .expect("server lock")
+            .as_ref()
+            .map(|s| s.local_addr().to_string())
     }
 
     fn start_server(&self, args: ServerArgs) -> Result<(), ApiError> {
@@ -483,7 +517,7 @@ impl Backend for Node {
             last_binlog_file: stored.as_ref().map(|s| s.0.clone()),
             last_file_position: stored.map(|s| s.1),
             executed_gtid_set: Some(state.to_string()),
-            purged_gtid_set: Some(String::new()),
+            purged_gtid_set: Some(index.purged_gtids().to_string()),
             last_error: None,
             lag_seconds: None,
             events,
@@ -536,6 +570,21 @@ impl Backend for Node {
             info.peer_url
         );
         self.members_list()
+    }
+
+    fn member_announce(&self, args: MemberAnnounce) -> Result<(), ApiError> {
+        let command = self.cluster.state().announce_command(
+            &args.name,
+            &args.admin_url,
+            args.binlog_addr.as_deref(),
+        );
+        match command {
+            Some(command) => self.propose(&command),
+            None if self.cluster.state().member(&args.name).is_none() => Err(ApiError::not_found(
+                format!("no member named {}", args.name),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
@@ -625,6 +674,10 @@ impl Backend for Node {
             status: ServerState::Running,
             slaves,
         })
+    }
+
+    fn purge(&self, to_file: String) -> Result<(), ApiError> {
+        retention::purge(self, to_file)
     }
 
     fn health(&self) -> Health {

@@ -150,7 +150,7 @@ pub fn run<S: Read + Write>(
         .then(|| GroupFilter::new(start.pending.clone()));
     let mut seen = store.whole_upto();
     loop {
-        while let Some(item) = cursor.next(store, seen)? {
+        while let Some(item) = next_item(conn, &mut cursor, store, seen)? {
             match item {
                 Item::FileStart(fs) => {
                     file = fs.file_name;
@@ -216,6 +216,33 @@ pub fn run<S: Read + Write>(
                 }
             }
         }
+    }
+}
+
+/// The cursor's next item. Reading an entry a purge compacted away (this dump was still
+/// reading a purged file) ends the dump with ERR 1236 saying so.
+fn next_item<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    cursor: &mut Cursor,
+    store: &Store,
+    upto: u64,
+) -> Result<Option<Item>, DumpError> {
+    match cursor.next(store, upto) {
+        Ok(item) => Ok(item),
+        Err(StoreError::Storage(crate::storage::StorageError::Compacted { index })) => {
+            let message = {
+                let index_guard = store.index();
+                format!(
+                    "Could not find first log file name in binary log index file: the binlog \
+                     this replica was reading has been purged (log entry {index}); the first \
+                     binlog file ferrobus still has is {}",
+                    first_file(&index_guard)
+                )
+            };
+            send_err(conn, &message)?;
+            Err(DumpError::Refused(message))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -285,6 +312,10 @@ fn resolve_waiting(store: &Store, start: &DumpStart, stop: &AtomicBool) -> Resul
 /// beside it): a GTID with a higher seq_no than the newest of its domain, or a position
 /// past the end of the last file, or a file after it.
 fn is_ahead(index: &BinlogIndex, start: &DumpStart) -> bool {
+    if index.files().is_empty() {
+        // Nothing applied yet (a node starting or joining): anything asked for is ahead.
+        return true;
+    }
     match start {
         DumpStart::MariaGtid(text) => MariaGtidList::parse(text).is_ok_and(|state| {
             state.iter().any(|g| {
@@ -364,13 +395,27 @@ fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Result<Start, 
     };
     let name = if name.is_empty() { first } else { name };
     let file = index.file_index(name).ok_or_else(|| {
-        format!(
-            "Could not find first log file name in binary log index file: {name} is not stored \
-             (ferrobus has {first} .. {last})"
-        )
+        if is_purged_file(index, name) {
+            format!(
+                "Could not find first log file name in binary log index file: {name} has been \
+                 purged (the first binlog file ferrobus still has is {first}, up to {last})"
+            )
+        } else {
+            format!(
+                "Could not find first log file name in binary log index file: {name} is not \
+                 stored (ferrobus has {first} .. {last})"
+            )
+        }
     })?;
     let meta = &files[file];
     let pos = pos.max(4);
+    if file == 0 && pos < meta.start_pos && index.origin().0 > 0 {
+        return Err(format!(
+            "Could not find first log file name in binary log index file: position {pos} of \
+             {name} has been purged (ferrobus has {name} from {} on)",
+            meta.start_pos
+        ));
+    }
     if pos < meta.start_pos || pos > meta.end_pos {
         return Err(format!(
             "position {pos} of {name} is not stored (ferrobus has {name} from {} to {})",
@@ -478,13 +523,40 @@ fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Start, String> 
     })
 }
 
+/// Whether `name` comes before the first stored file of its series: a file that was purged
+/// (or that the store never held because it began later; to a replica, the same).
+fn is_purged_file(index: &BinlogIndex, name: &str) -> bool {
+    index.files().first().is_some_and(|first| {
+        crate::consensus::state::binlog_file_order(name, &first.name)
+            == Some(std::cmp::Ordering::Less)
+    })
+}
+
+/// The first stored file's name, for messages.
+fn first_file(index: &BinlogIndex) -> &str {
+    index.files().first().map_or("(none)", |f| f.name.as_str())
+}
+
 fn missing_gtid_message(index: &BinlogIndex, gtid: &MariaGtid) -> String {
+    let purged = index.purged_gtids();
+    if purged.contains(gtid) {
+        return format!(
+            "Could not find GTID state requested by slave in any binlog files. Probably the \
+             slave state is too old and required binlog files have been purged: GTID {gtid} is \
+             in the purged binlog (purged up to {}; the first binlog file ferrobus still has \
+             is {})",
+            purged,
+            first_file(index)
+        );
+    }
     match index.maria_first_seq(gtid.domain_id) {
         Some(first) if gtid.seq_no < first => format!(
             "Could not find GTID state requested by slave in any binlog files. Probably the \
              slave state is too old and required binlog files have been purged: GTID {gtid} is \
-             older than the first stored transaction of domain {} (seq_no {first})",
-            gtid.domain_id
+             older than the first stored transaction of domain {} (seq_no {first}, in \
+             {})",
+            gtid.domain_id,
+            first_file(index)
         ),
         _ => format!(
             "Error: connecting slave requested to start from GTID {gtid}, which is not in the \
@@ -503,7 +575,8 @@ fn check_whole_history(index: &BinlogIndex, domain: u32) -> Result<(), String> {
                 "Could not find GTID state requested by slave in any binlog files. Probably the \
                  slave state is too old and required binlog files have been purged: the slave \
                  has no position in domain {domain}, and ferrobus's binlog of that domain \
-                 begins after {at}"
+                 begins after {at} (the first binlog file ferrobus still has is {})",
+                first_file(index)
             )),
         },
         None => Err(format!(
@@ -739,6 +812,44 @@ mod tests {
         let s = by_gtid(&index, "0-1-17").unwrap();
         assert_eq!(s.loc, index.maria_group(&gtid("0-1-17")).unwrap().end);
         assert_eq!((s.file.as_str(), s.loc.file), ("bin.000002", 0));
+    }
+
+    #[test]
+    fn purged_files_and_gtids_are_refused_as_purged() {
+        for limit in [200, 30] {
+            let mut index = index_for(&["bin.000001", "bin.000002", "bin.000003"], limit);
+            index.purge_to("bin.000002").unwrap();
+            for pos in [4, 1000] {
+                let err = file_pos(&index, "bin.000001", pos).err().unwrap();
+                assert!(err.contains("Could not find first log file"), "{err}");
+                assert!(err.contains("bin.000001 has been purged"), "{err}");
+                assert!(err.contains("bin.000002"), "{err}");
+            }
+            // A file of another series, or after the stored ones, is not "purged".
+            let err = file_pos(&index, "other.000001", 4).err().unwrap();
+            assert!(err.contains("is not stored"), "{err}");
+            let err = file_pos(&index, "bin.000009", 4).err().unwrap();
+            assert!(err.contains("is not stored"), "{err}");
+            let s = file_pos(&index, "bin.000002", 4).unwrap();
+            assert_eq!((s.loc.file, s.loc.pos), (0, 4));
+            assert_eq!(s.loc, index.first_loc().unwrap());
+            // GTIDs in the purged file.
+            for state in ["0-1-3,2-1-2", "0-1-15,2-1-1", "0-1-3"] {
+                let err = by_gtid(&index, state).err().unwrap();
+                assert!(err.contains("purged"), "{state}: {err}");
+                assert!(err.contains("bin.000002"), "{state}: {err}");
+            }
+            // Exactly where the store now begins: served from its start.
+            let s = by_gtid(&index, "0-1-15,2-1-2").unwrap();
+            assert_eq!(s.loc, index.first_loc().unwrap());
+            // After it: right after that group.
+            let s = by_gtid(&index, "0-1-17,2-1-2").unwrap();
+            assert_eq!(s.file, "bin.000002");
+            // A domain with nothing stored any more is not asked for (as a store that
+            // began after it: see gtid_refusals).
+            let s = by_gtid(&index, "0-1-16").unwrap();
+            assert_eq!(s.loc, index.maria_group(&gtid("0-1-16")).unwrap().end);
+        }
     }
 
     #[test]

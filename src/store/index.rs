@@ -136,8 +136,12 @@ pub struct BinlogIndex {
     /// that recreate its state there (nothing for a store that holds the whole log; a
     /// purge point or a snapshot's base otherwise). Fed them at that index followed by the
     /// log's later entries, an empty index becomes this one again.
-    origin: (u64, Vec<(u8, Vec<u8>)>),
+    origin: Origin,
 }
+
+/// Where an index began: the log index before its first fed entry, and the entries (kind,
+/// payload) that recreate its state there.
+pub type Origin = (u64, Vec<(u8, Vec<u8>)>);
 
 /// What a purge did to the index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +207,10 @@ impl BinlogIndex {
             KIND_ABANDON => self.abandon(index),
             KIND_START_STATE => {
                 let state = parse_start_state(data)?;
+                // Where the stream begins, the master's gtid_binlog_pos is that state.
+                if self.maria.is_empty() && self.maria_state.is_empty() {
+                    self.maria_state = state.clone();
+                }
                 self.maria_start_state.get_or_insert(state);
                 if self.open_group.is_none() && self.carry.is_empty() {
                     self.whole_upto = index;
@@ -341,7 +349,7 @@ impl BinlogIndex {
 
     /// Where this index began (see the field): the log index before its first entry and
     /// the entries that recreate its state there.
-    pub fn origin(&self) -> &(u64, Vec<(u8, Vec<u8>)>) {
+    pub fn origin(&self) -> &Origin {
         &self.origin
     }
 
@@ -634,7 +642,17 @@ impl BinlogIndex {
 
     /// Location of the first stored byte of the store, if any.
     pub fn first_loc(&self) -> Option<Loc> {
-        let first = self.entries.first()?;
+        let Some(first) = self.entries.first() else {
+            // Files but no events yet (a store that begins at a snapshot's base): the
+            // stream begins right after the first FileStart.
+            let file = self.files.first()?;
+            return Some(Loc {
+                entry: file.file_start_entry + 1,
+                offset: 0,
+                file: 0,
+                pos: file.start_pos,
+            });
+        };
         let offset = first.first_event_offset?;
         Some(Loc {
             entry: first.index,
@@ -949,6 +967,163 @@ mod tests {
             for (gtid, _, _) in groups_of("bin.000001") {
                 let group = index.maria_group(&gtid).expect("group indexed");
                 assert!(!index.is_dead(group.start.entry), "cut {cut}: {gtid}");
+            }
+        }
+    }
+    /// Everything a purged or rebuilt index answers, to compare two of them.
+    fn answers(index: &BinlogIndex) -> String {
+        let files: Vec<_> = index
+            .files()
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    f.start_pos,
+                    f.end_pos,
+                    f.file_start_entry,
+                    f.events,
+                    f.bytes,
+                    f.last_event_time,
+                )
+            })
+            .collect();
+        let entries: Vec<_> = index
+            .entries
+            .iter()
+            .map(|e| (e.index, e.file, e.start_pos, e.len, e.first_event_offset))
+            .collect();
+        let groups: Vec<_> = index
+            .maria
+            .iter()
+            .map(|(k, g)| (*k, g.server_id, g.start, g.end))
+            .collect();
+        format!(
+            "{files:?}\n{entries:?}\n{groups:?}\n{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            index.maria_state(),
+            index.maria_first_seq,
+            index.maria_start_state(),
+            index.resume_point(),
+            index.whole_upto(),
+            index.totals(),
+            index.first_loc(),
+        )
+    }
+
+    #[test]
+    fn purge_drops_the_files_before_and_records_the_purged_state() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        for limit in LIMITS {
+            let entries = ingest(&dump_stream(&names), limit);
+            let mut index = index_of(&entries);
+            let resume = index.resume_point();
+            let state = index.maria_state().clone();
+            let second = index.files()[1].clone();
+            let first_events = index.files()[0].events;
+            let (events, bytes) = index.totals();
+            assert!(index.files()[0].last_event_time > 0);
+            assert_eq!(index.purged_gtids(), MariaGtidList::new());
+
+            assert!(index.purge_to("bin.000001").is_none(), "nothing before it");
+            assert!(index.purge_to("bin.000009").is_none(), "not stored");
+            let purged = index.purge_to("bin.000002").unwrap();
+            assert_eq!(purged.files, vec!["bin.000001".to_string()]);
+            assert_eq!(purged.compact_to, second.file_start_entry - 1);
+            assert_eq!(
+                purged.purged_gtids,
+                MariaGtidList::parse("0-1-15,2-1-2").unwrap()
+            );
+            assert_eq!(index.purged_gtids(), purged.purged_gtids);
+            let kept: Vec<_> = index.files().iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(kept, ["bin.000002", "bin.000003"]);
+            assert_eq!(index.file_index("bin.000002"), Some(0));
+            assert!(index
+                .maria_group(&MariaGtid::parse("0-1-15").unwrap())
+                .is_none());
+            let g = index
+                .maria_group(&MariaGtid::parse("0-1-16").unwrap())
+                .unwrap();
+            assert_eq!((g.start.file, g.end.file), (0, 0));
+            assert_eq!(index.maria_first_seq(0), Some(16));
+            assert_eq!(index.maria_first_seq(2), None, "domain 2 has nothing left");
+            assert_eq!(index.resume_point(), resume);
+            assert_eq!(index.maria_state(), &state);
+            assert_eq!(index.totals().0, events - first_events);
+            assert!(index.totals().1 < bytes);
+            let first = index.first_loc().unwrap();
+            assert_eq!((first.file, first.pos), (0, 4));
+            assert!(first.entry > purged.compact_to);
+            assert!(index.entries.iter().all(|e| e.index > purged.compact_to));
+            assert_eq!(index.entry_at(0, 4).unwrap().index, first.entry);
+
+            // The origin plus the log after it gives the same index again (a restart).
+            let (at, base) = index.origin().clone();
+            assert_eq!(at, purged.compact_to);
+            let mut rebuilt = BinlogIndex::from_origin(at, &base).unwrap();
+            for (i, (kind, data)) in entries.iter().enumerate().skip(at as usize) {
+                rebuilt.feed(i as u64 + 1, *kind, data).unwrap();
+            }
+            assert_eq!(answers(&rebuilt), answers(&index), "limit {limit}");
+            assert_eq!(rebuilt.origin(), index.origin());
+
+            // A second purge moves on from the first.
+            let purged = index.purge_to("bin.000003").unwrap();
+            assert_eq!(purged.files, vec!["bin.000002".to_string()]);
+            assert_eq!(
+                purged.purged_gtids,
+                MariaGtidList::parse("0-1-18,2-1-2").unwrap()
+            );
+            assert_eq!(index.files().len(), 1);
+            assert_eq!(index.resume_point(), resume);
+        }
+    }
+
+    #[test]
+    fn an_index_from_a_snapshot_base_continues_the_stream() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        let entries = ingest(&dump_stream(&names), 200);
+        let whole = index_of(&entries);
+        // Every place where the stream is whole: base there, then the rest.
+        for cut in 1..entries.len() {
+            let head = index_of(&entries[..cut]);
+            if head.has_partial_tail() || head.files().is_empty() {
+                continue;
+            }
+            let base = head.base_entries();
+            let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
+            assert_eq!(index.origin(), &(cut as u64, base.clone()));
+            assert_eq!(index.resume_point(), head.resume_point(), "cut {cut}");
+            assert_eq!(index.maria_state(), head.maria_state(), "cut {cut}");
+            assert_eq!(&index.purged_gtids(), head.maria_state(), "cut {cut}");
+            // Nothing stored after the base yet: the stream begins right after it.
+            let first = index.first_loc().unwrap();
+            let resume = head.resume_point().unwrap();
+            assert_eq!(
+                (first.entry, first.file, first.pos),
+                (cut as u64 + 1, 0, resume.1)
+            );
+            for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
+                index
+                    .feed(i as u64 + 1, *kind, data)
+                    .unwrap_or_else(|e| panic!("cut {cut}, entry {}: {e}", i + 1));
+            }
+            assert_eq!(index.resume_point(), whole.resume_point(), "cut {cut}");
+            assert_eq!(index.maria_state(), whole.maria_state(), "cut {cut}");
+            // Groups after the base are found where the whole index has them.
+            for ((domain, seq), g) in &whole.maria {
+                let gtid = MariaGtid {
+                    domain_id: *domain,
+                    server_id: g.server_id,
+                    seq_no: *seq,
+                };
+                if g.start.entry > cut as u64 {
+                    let got = index.maria_group(&gtid).expect("group after the base");
+                    assert_eq!(
+                        (got.start.entry, got.start.pos),
+                        (g.start.entry, g.start.pos)
+                    );
+                } else {
+                    assert!(index.maria_group(&gtid).is_none(), "cut {cut}: {gtid}");
+                }
             }
         }
     }

@@ -236,7 +236,7 @@ impl Store {
     /// the log was reset past them).
     pub fn rebuild_from_log(
         &self,
-        origin: &(u64, Vec<(u8, Vec<u8>)>),
+        origin: &index::Origin,
         upto: u64,
         term: u64,
     ) -> Result<bool, StoreError> {
@@ -257,6 +257,10 @@ impl Store {
                 .map_err(|error| StoreError::Index { index: i, error })?;
         }
         self.replace_index(fresh);
+        if *at > 0 && self.reader.first_index() <= *at {
+            // A purge whose compaction did not happen before the restart.
+            self.want_compaction(*at);
+        }
         Ok(true)
     }
 
@@ -563,6 +567,46 @@ mod tests {
             })
             .unwrap();
         assert_eq!(summary(&store.index()), full);
+    }
+
+    #[test]
+    fn purge_asks_for_compaction_and_the_log_rebuilds_the_purged_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = ingest(&dump_stream(&NAMES), 200);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let last = store.append(entries.clone()).unwrap();
+        assert_eq!(store.take_compaction(), None);
+        assert!(store.purge_to("bin.000001").is_none());
+        let purged = store.purge_to("bin.000002").unwrap();
+        assert_eq!(store.take_compaction(), Some(purged.compact_to));
+        assert_eq!(store.take_compaction(), None);
+        store.want_compaction(3);
+        store.want_compaction(2);
+        assert_eq!(store.take_compaction(), Some(3));
+        let after_purge = summary(&store.index());
+        assert_eq!(after_purge.0[0].0, "bin.000002");
+        assert_eq!(after_purge.0.len(), 2);
+        assert_eq!(store.index().purged_gtids().to_string(), "0-1-15,2-1-2");
+
+        // A restart from a snapshot at `last`: the origin and the log give the same index.
+        let origin = store.index().origin().clone();
+        store.restore_base(last, &[]).unwrap();
+        assert!(store.index().files().is_empty());
+        assert!(store.rebuild_from_log(&origin, last, 0).unwrap());
+        assert_eq!(summary(&store.index()), after_purge);
+        assert_eq!(store.whole_upto(), last);
+        // Not when the log lacks entries up to the snapshot, or their term differs.
+        assert!(!store.rebuild_from_log(&origin, last + 1, 0).unwrap());
+        assert!(!store.rebuild_from_log(&origin, last, 7).unwrap());
+        assert_eq!(summary(&store.index()), after_purge);
+        // A snapshot base from the leader instead: the store begins at its end.
+        let base = store.index().base_entries();
+        store.restore_base(last, &base).unwrap();
+        let restored = summary(&store.index());
+        assert_eq!(restored.0.len(), 1);
+        assert_eq!(restored.1, after_purge.1);
+        assert_eq!(restored.2, after_purge.2);
+        assert_eq!(store.index().origin(), &(last, base));
     }
 
     #[test]

@@ -14,4 +14,5 @@ mod cluster;
 mod foundation;
 mod foundation_more;
 mod harness;
+mod retention;
 mod smoke;

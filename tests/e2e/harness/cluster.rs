@@ -7,6 +7,7 @@
 //! nothing itself; waits are bounded polls. Drop stops every node by pid (through `Node`),
 //! and a failing test prints every node's log.
 
+use super::proxy::PeerProxy;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
@@ -105,6 +106,35 @@ impl Cluster {
             });
         }
         Ok(Cluster { members, work })
+    }
+
+    /// As `start`, but every node's peer port sits behind a [`PeerProxy`] the test controls
+    /// (the list entries name the proxies; each node listens on its own port behind its
+    /// proxy), to cut a node off from the others. Proxies are returned in member order.
+    pub fn start_behind_proxies(test: &str, size: usize) -> Result<(Cluster, Vec<PeerProxy>)> {
+        let work = WorkDir::new(&format!("cluster-{test}"))?;
+        let pairs: Vec<(String, u16)> =
+            (1..=size).map(|i| (format!("n{i}"), free_port())).collect();
+        let initial = initial_cluster(&pairs);
+        let mut members = Vec::new();
+        let mut proxies = Vec::new();
+        for (name, proxy_port) in &pairs {
+            let listen_port = free_port();
+            proxies.push(PeerProxy::start(
+                *proxy_port,
+                &format!("127.0.0.1:{listen_port}"),
+            )?);
+            let mut args = serve_args(name, *proxy_port, &initial, false);
+            args[3] = format!("127.0.0.1:{listen_port}");
+            let node = Node::start_with_args(&work.join(name), &args)?;
+            members.push(Member {
+                name: name.clone(),
+                peer_port: *proxy_port,
+                binlog_port: free_port(),
+                node,
+            });
+        }
+        Ok((Cluster { members, work }, proxies))
     }
 
     /// A free peer port for a member not started yet (see `join`).

@@ -15,6 +15,7 @@ pub mod load;
 pub mod mariadb;
 pub mod node;
 pub mod process;
+pub mod proxy;
 pub mod replica;
 pub mod util;
 pub mod wire;
