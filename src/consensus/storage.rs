@@ -1050,6 +1050,35 @@ mod tests {
         entries.iter().map(|e| (e.index, e.term)).collect()
     }
 
+    /// The entries a new cluster of `ids` starts with: AddNode conf changes at 1..=n, term 1.
+    fn add_nodes(ids: &[u64]) -> Vec<Entry> {
+        let mut index = 0;
+        ids.iter()
+            .map(|&node_id| {
+                index += 1;
+                let cc = raft::eraftpb::ConfChange {
+                    change_type: raft::eraftpb::ConfChangeType::AddNode,
+                    node_id,
+                    ..Default::default()
+                };
+                let mut e = normal(index, 1, None, &cc.write_to_bytes().unwrap());
+                e.set_entry_type(EntryType::EntryConfChange);
+                e
+            })
+            .collect()
+    }
+
+    /// What each entry's conf change says, decoded (not compared as bytes).
+    fn changes(entries: &[Entry]) -> Vec<(EntryType, raft::eraftpb::ConfChangeType, u64)> {
+        entries
+            .iter()
+            .map(|e| {
+                let cc = raft::eraftpb::ConfChange::parse_from_bytes(&e.data).unwrap();
+                (e.get_entry_type(), cc.get_change_type(), cc.node_id)
+            })
+            .collect()
+    }
+
     #[test]
     fn fresh_storage_is_empty_and_uninitialized() {
         let dir = tempfile::tempdir().unwrap();
@@ -1072,28 +1101,83 @@ mod tests {
     }
 
     #[test]
-    fn initialize_writes_the_initial_snapshot_and_refuses_twice() {
+    fn initialize_writes_the_founders_as_committed_add_nodes_and_refuses_twice() {
+        use raft::eraftpb::ConfChangeType::AddNode;
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open(dir.path());
         st.initialize(voters(&[1, 2, 3])).unwrap();
-        assert_eq!((st.first_index(), st.last_index()), (2, 1));
-        assert_eq!(Storage::term(&st, 1), Ok(1));
-        assert_eq!(st.hard_state(), hs(1, 0, 1));
-        let snap = st.snapshot(0, 3).unwrap();
-        assert_eq!(snap.get_metadata().index, 1);
-        assert_eq!(snap.get_metadata().term, 1);
-        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
-        assert!(snap.data.is_empty());
+        assert!(st.is_initialized());
+        let check = |st: &RaftStorage| {
+            // Nothing compacted: raft may read from index 1, and the entry before it is
+            // the empty log's (0, 0).
+            assert_eq!((st.first_index(), st.last_index()), (1, 3));
+            assert_eq!(Storage::first_index(st), Ok(1));
+            assert_eq!(Storage::term(st, 0), Ok(0));
+            assert_eq!(Storage::term(st, 1), Ok(INIT_TERM));
+            assert_eq!(Storage::term(st, 3), Ok(INIT_TERM));
+            assert_eq!(
+                Storage::term(st, 4),
+                Err(raft::Error::Store(raft::StorageError::Unavailable))
+            );
+            assert_eq!(st.hard_state(), hs(1, 0, 3));
+            assert_eq!(st.initial_state().unwrap().hard_state, hs(1, 0, 3));
+            assert_eq!(st.initial_state().unwrap().conf_state, voters(&[1, 2, 3]));
+            let got = all(st);
+            assert_eq!(got, add_nodes(&[1, 2, 3]));
+            assert_eq!(terms(&got), vec![(1, 1), (2, 1), (3, 1)]);
+            assert_eq!(
+                changes(&got),
+                vec![
+                    (EntryType::EntryConfChange, AddNode, 1),
+                    (EntryType::EntryConfChange, AddNode, 2),
+                    (EntryType::EntryConfChange, AddNode, 3),
+                ]
+            );
+            let r = st.reader();
+            assert_eq!((r.first_index(), r.last_index()), (1, 3));
+            assert_eq!(r.read(1).unwrap().kind, KIND_CONF_CHANGE);
+            // No snapshot: a node that joins later gets the log from index 1.
+            assert!(st.stored_snapshot().is_none());
+            assert_eq!(
+                st.snapshot(0, 4),
+                Err(raft::Error::Store(
+                    raft::StorageError::SnapshotTemporarilyUnavailable
+                ))
+            );
+            assert!(st.take_snapshot_request());
+        };
+        check(&st);
         assert!(matches!(
             st.initialize(voters(&[1])),
             Err(ConsensusError::AlreadyInitialized)
         ));
+        check(&st);
         drop(st);
         let (st, rec) = open(dir.path());
         assert!(rec.initialized);
-        assert_eq!((rec.first_index, rec.last_index), (2, 1));
-        assert_eq!((rec.snapshot_index, rec.snapshot_term), (1, 1));
-        assert_eq!(st.conf_state().voters, vec![1, 2, 3]);
+        assert!(!rec.log_reset);
+        assert_eq!((rec.first_index, rec.last_index), (1, 3));
+        assert_eq!((rec.snapshot_index, rec.snapshot_term), (0, 0));
+        assert_eq!(rec.hard_state, hs(1, 0, 3));
+        assert_eq!(rec.conf_state, voters(&[1, 2, 3]));
+        check(&st);
+        assert!(matches!(
+            st.initialize(voters(&[1, 2, 3])),
+            Err(ConsensusError::AlreadyInitialized)
+        ));
+        // Every founder writes the same entries, whatever order it was given the members
+        // in (the same index and term must mean the same entry on every node).
+        let other = tempfile::tempdir().unwrap();
+        let (st2, _) = open(other.path());
+        st2.initialize(voters(&[3, 1, 2, 1])).unwrap();
+        check(&st2);
+        assert_eq!(all(&st2), all(&st));
+        let single = tempfile::tempdir().unwrap();
+        let (st1, _) = open(single.path());
+        st1.initialize(voters(&[7])).unwrap();
+        assert_eq!((st1.first_index(), st1.last_index()), (1, 1));
+        assert_eq!(all(&st1), add_nodes(&[7]));
+        assert_eq!(st1.hard_state(), hs(1, 0, 1));
         let fresh = tempfile::tempdir().unwrap();
         let (st2, _) = open(fresh.path());
         assert!(matches!(
@@ -1107,35 +1191,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open(dir.path());
         st.initialize(voters(&[1, 2, 3])).unwrap();
-        let mut cc = normal(5, 2, None, b"\x08\x04");
+        // After the founders' entries 1..=3: a new leader's empty entry, normal entries and
+        // conf changes of both kinds.
+        let mut cc = normal(7, 2, None, b"\x08\x04");
         cc.set_entry_type(EntryType::EntryConfChange);
-        let mut cc2 = normal(6, 2, None, b"");
+        let mut cc2 = normal(8, 2, None, b"");
         cc2.set_entry_type(EntryType::EntryConfChangeV2);
         let written = vec![
-            normal(2, 2, None, b""),
-            normal(3, 2, Some(2), b"binlog bytes"),
-            normal(4, 2, Some(3), b"{\"cmd\":1}"),
+            normal(4, 2, None, b""),
+            normal(5, 2, Some(2), b"binlog bytes"),
+            normal(6, 2, Some(3), b"{\"cmd\":1}"),
             cc,
             cc2,
         ];
         st.append(&written).unwrap();
-        st.set_hard_state(hs(2, 1, 4));
+        st.set_hard_state(hs(2, 1, 6));
         st.set_conf_state(voters(&[1, 2, 3, 4]));
         st.persist().unwrap();
-        st.set_snapshot(b"state at 3".to_vec(), 3, 2, voters(&[1, 2, 3]))
+        st.set_snapshot(b"state at 5".to_vec(), 5, 2, voters(&[1, 2, 3]))
             .unwrap();
-        assert_eq!(all(&st), written);
+        let mut expect = add_nodes(&[1, 2, 3]);
+        expect.extend(written.iter().cloned());
+        assert_eq!(all(&st), expect);
         drop(st);
 
         let (st, rec) = open(dir.path());
-        assert_eq!(all(&st), written);
-        assert_eq!(rec.hard_state, hs(2, 1, 4));
-        assert_eq!(st.initial_state().unwrap().hard_state, hs(2, 1, 4));
+        // The snapshot does not compact: the founders' entries are still there.
+        assert_eq!(all(&st), expect);
+        assert_eq!(rec.hard_state, hs(2, 1, 6));
+        assert_eq!(st.initial_state().unwrap().hard_state, hs(2, 1, 6));
         assert_eq!(st.conf_state().voters, vec![1, 2, 3, 4]);
-        assert_eq!((rec.first_index, rec.last_index), (2, 6));
-        assert_eq!((rec.snapshot_index, rec.snapshot_term), (3, 2));
-        let snap = st.snapshot(3, 2).unwrap();
-        assert_eq!(&snap.data[..], b"state at 3");
+        assert_eq!((rec.first_index, rec.last_index), (1, 8));
+        assert_eq!((rec.snapshot_index, rec.snapshot_term), (5, 2));
+        let snap = st.snapshot(5, 2).unwrap();
+        assert_eq!(&snap.data[..], b"state at 5");
         assert!(!st.take_snapshot_request());
         // Node 4 joined after this snapshot: it cannot restore it, so a newer is requested.
         assert_eq!(
@@ -1148,7 +1237,7 @@ mod tests {
         assert!(!st.take_snapshot_request());
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
         assert_eq!(
-            st.snapshot(4, 2),
+            st.snapshot(6, 2),
             Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable
             ))
@@ -1156,10 +1245,12 @@ mod tests {
         assert!(!rec.log_reset);
         // The binlog server's reader sees the same records, kinds as mapped.
         let r = st.reader();
-        assert_eq!(r.read(3).unwrap().kind, 2);
-        assert_eq!(r.read(5).unwrap().kind, KIND_CONF_CHANGE);
-        assert_eq!(r.read(6).unwrap().kind, KIND_CONF_CHANGE_V2);
-        assert_eq!(r.read(2).unwrap().kind, KIND_EMPTY);
+        assert_eq!(r.read(1).unwrap().kind, KIND_CONF_CHANGE);
+        assert_eq!(r.read(5).unwrap().kind, 2);
+        assert_eq!(&r.read(5).unwrap().data[..], b"binlog bytes");
+        assert_eq!(r.read(7).unwrap().kind, KIND_CONF_CHANGE);
+        assert_eq!(r.read(8).unwrap().kind, KIND_CONF_CHANGE_V2);
+        assert_eq!(r.read(4).unwrap().kind, KIND_EMPTY);
     }
 
     #[test]
@@ -1179,39 +1270,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open(dir.path());
         st.initialize(voters(&[1, 2, 3])).unwrap();
-        let first: Vec<Entry> = (2..=6)
+        let first: Vec<Entry> = (4..=8)
             .map(|i| normal(i, 2, Some(2), format!("old{i}").as_bytes()))
             .collect();
         st.append(&first).unwrap();
         st.persist().unwrap();
         st.append(&[
-            normal(4, 3, Some(2), b"new4"),
-            normal(5, 3, Some(2), b"new5"),
+            normal(6, 3, Some(2), b"new6"),
+            normal(7, 3, Some(2), b"new7"),
         ])
         .unwrap();
         st.persist().unwrap();
-        assert_eq!(st.last_index(), 5);
+        assert_eq!(st.last_index(), 7);
+        let want = vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3), (7, 3)];
         let got = all(&st);
-        assert_eq!(terms(&got), vec![(2, 2), (3, 2), (4, 3), (5, 3)]);
-        assert_eq!(&got[2].data[..], b"new4");
+        assert_eq!(terms(&got), want);
+        assert_eq!(&got[..3], &add_nodes(&[1, 2, 3])[..]);
+        assert_eq!(&got[4].data[..], b"old5");
+        assert_eq!(&got[5].data[..], b"new6");
         assert_eq!(
-            Storage::term(&st, 6),
+            Storage::term(&st, 8),
             Err(raft::Error::Store(raft::StorageError::Unavailable))
         );
-        // A gap and an overwrite of compacted entries are refused.
+        // A gap is refused (overwriting compacted entries: see the compaction test).
         assert!(matches!(
-            st.append(&[normal(7, 3, None, b"")]),
+            st.append(&[normal(9, 3, None, b"")]),
             Err(ConsensusError::OutOfOrder { .. })
         ));
-        assert!(matches!(
-            st.append(&[normal(1, 3, None, b"")]),
-            Err(ConsensusError::OutOfOrder { .. })
-        ));
+        assert_eq!(st.last_index(), 7);
         drop(st);
         let (st, _) = open(dir.path());
         let got = all(&st);
-        assert_eq!(terms(&got), vec![(2, 2), (3, 2), (4, 3), (5, 3)]);
-        assert_eq!(&got[3].data[..], b"new5");
+        assert_eq!(terms(&got), want);
+        assert_eq!(&got[..3], &add_nodes(&[1, 2, 3])[..]);
+        assert_eq!(&got[6].data[..], b"new7");
     }
 
     #[test]
@@ -1229,8 +1321,13 @@ mod tests {
         assert_eq!(st.entries(2, 7, Some(2 * one + 1), ctx()).unwrap().len(), 2);
         assert_eq!(st.entries(2, 7, None, ctx()).unwrap(), es);
         assert_eq!(st.entries(3, 3, None, ctx()).unwrap(), vec![]);
+        // From index 1 (nothing compacted): the founder's AddNode comes first, and alone
+        // when the size limit allows no more.
+        let from_1 = st.entries(1, 3, Some(0), ctx()).unwrap();
+        assert_eq!(from_1, add_nodes(&[1]));
+        assert_eq!(st.entries(1, 7, None, ctx()).unwrap()[1..], es[..]);
         assert_eq!(
-            st.entries(1, 3, None, ctx()),
+            st.entries(0, 3, None, ctx()),
             Err(raft::Error::Store(raft::StorageError::Compacted))
         );
         assert_eq!(
@@ -1244,7 +1341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open_small(dir.path()).unwrap();
         st.initialize(voters(&[1, 2, 3])).unwrap();
-        let es: Vec<Entry> = (2..=50)
+        let es: Vec<Entry> = (4..=50)
             .map(|i| normal(i, 2 + i / 20, Some(2), &[i as u8; 40]))
             .collect();
         st.append(&es).unwrap();
@@ -1281,13 +1378,22 @@ mod tests {
                 Err(raft::Error::Store(raft::StorageError::Compacted))
             );
             let got = st.entries(31, 51, None, ctx()).unwrap();
-            assert_eq!(got, es[29..].to_vec());
-            // Whole segments before the base are gone from disk; readers may still see
-            // the rest of the segment holding the base.
+            assert_eq!(got, es[27..].to_vec());
+            assert_eq!(got[0].index, 31);
+            // Whole segments before the base are gone from disk (the founders' entries
+            // with them); readers may still see the rest of the segment holding the base.
             let r = st.reader();
-            assert!(r.first_index() > 2 && r.first_index() <= 31, "{r:?}");
+            assert!(r.first_index() > 1 && r.first_index() <= 31, "{r:?}");
         };
         check(&st);
+        // Compacted entries cannot be overwritten, the base included.
+        for index in [1, 30] {
+            assert!(matches!(
+                st.append(&[normal(index, 5, None, b"")]),
+                Err(ConsensusError::OutOfOrder { .. })
+            ));
+        }
+        assert_eq!(st.last_index(), 50);
         // Compacting to an older index is a no-op.
         st.compact(10).unwrap();
         assert_eq!(st.first_index(), 31);
@@ -1303,7 +1409,7 @@ mod tests {
         let (st, _) = open(dir.path());
         st.initialize(voters(&[1, 2, 3])).unwrap();
         st.append(
-            &(2..=10)
+            &(4..=10)
                 .map(|i| normal(i, 2, None, b""))
                 .collect::<Vec<_>>(),
         )
@@ -1375,7 +1481,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open(dir.path());
         st.initialize(voters(&[1, 2, 3])).unwrap();
+        // A new cluster has no snapshot file; store one (over the committed founders).
+        st.set_snapshot(b"sm".to_vec(), 3, INIT_TERM, voters(&[1, 2, 3]))
+            .unwrap();
         drop(st);
+        RaftStorage::open(dir.path()).expect("opens before the damage");
         let path = dir.path().join(RAFT_DIR).join(name);
         let mut bytes = fs::read(&path).unwrap();
         edit(&mut bytes);
