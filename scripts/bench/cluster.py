@@ -63,6 +63,8 @@ HEARTBEAT_PERIOD_S = 0.010
 # Heartbeats of the first second are left out: replicas and caches warm up.
 LAG_WARMUP_ROWS = 100
 DUMP_CLIENTS = [1, 10, 50, 100]
+# Repetitions per client count, alternating which server goes first; medians are reported.
+DUMP_REPS = 3
 FAILOVER_BEATS = 2500
 FAILOVER_KILL_AFTER_S = 3
 
@@ -527,31 +529,46 @@ def run_dumps(args, port, user, password, clients, id_base, log_path):
     return out
 
 
+def dump_pair(args, follower, n, rep, root):
+    """One repetition at N clients: ferrobus and the master, in an order that alternates."""
+    log = os.path.join(root, "dumpclient.log")
+    out = {}
+    order = ("ferrobus", "master") if rep % 2 == 0 else ("master", "ferrobus")
+    for which in order:
+        if which == "ferrobus":
+            pid, port, user, pw, base = (follower.proc.pid, follower.binlog_port, FERRO_USER,
+                                         FERRO_PASSWORD, 20000)
+        else:
+            pid, port, user, pw, base = (args.master_pid, args.port, REPL_USER, REPL_PASSWORD,
+                                         40000)
+        cpu0 = rounds.cpu_seconds(pid)
+        r = run_dumps(args, port, user, pw, n, base + 200 * rep, log)
+        r["server_cpu_s"] = rounds.cpu_seconds(pid) - cpu0
+        out[which] = r
+    return out
+
+
 def dumps(args, follower):
     root = os.path.join(args.work, "dumps")
     os.makedirs(root)
     file, pos = master_position(args.port)
     wait_position(follower, file, pos)  # forwarded to the leader: what the cluster holds
     results = []
-    for i, n in enumerate(DUMP_CLIENTS):
-        cpu0 = rounds.cpu_seconds(follower.proc.pid)
-        th0 = group_threads(rounds.thread_cpu(follower.proc.pid))
-        fb = run_dumps(args, follower.binlog_port, FERRO_USER, FERRO_PASSWORD, n,
-                       20000 + 1000 * i, os.path.join(root, "dumpclient.log"))
-        fb["server_cpu_s"] = rounds.cpu_seconds(follower.proc.pid) - cpu0
-        # Connection threads exit with their dump, so their CPU is gone from /proc: what is
-        # left is the rest (listener, raft, apply); the remainder is the dump threads.
-        th1 = group_threads(rounds.thread_cpu(follower.proc.pid))
-        fb["other_threads_cpu_s"] = sum(th1.get(k, 0) - th0.get(k, 0) for k in th1)
-        cpu0 = rounds.cpu_seconds(args.master_pid)
-        ma = run_dumps(args, args.port, REPL_USER, REPL_PASSWORD, n, 30000 + 1000 * i,
-                       os.path.join(root, "dumpclient.log"))
-        ma["server_cpu_s"] = rounds.cpu_seconds(args.master_pid) - cpu0
-        results.append({"clients": n, "master": ma, "ferrobus": fb,
-                        "ratio": fb["mib_s"] / ma["mib_s"]})
-        print(f"bench: {n:3d} dump clients: master {ma['mib_s']:.0f} MiB/s, ferrobus "
-              f"{follower.name} {fb['mib_s']:.0f} MiB/s, ratio {fb['mib_s'] / ma['mib_s']:.2f}",
-              flush=True)
+    for n in DUMP_CLIENTS:
+        reps = [dump_pair(args, follower, n, i, root) for i in range(DUMP_REPS)]
+        med = lambda which, key: statistics.median(r[which][key] for r in reps)  # noqa: E731
+        res = {"clients": n, "reps": reps,
+               "ratios": [r["ferrobus"]["mib_s"] / r["master"]["mib_s"] for r in reps]}
+        for which in ("master", "ferrobus"):
+            res[which] = {k: med(which, k) for k in
+                          ("mib_s", "server_cpu_s", "client_max_s", "client_max_bytes",
+                           "events", "seconds")}
+        res["ratio"] = res["ferrobus"]["mib_s"] / res["master"]["mib_s"]
+        results.append(res)
+        print(f"bench: {n:3d} dump clients: master {res['master']['mib_s']:.0f} MiB/s, "
+              f"ferrobus {follower.name} {res['ferrobus']['mib_s']:.0f} MiB/s (medians of "
+              f"{DUMP_REPS}), ratio {res['ratio']:.2f}; per repetition "
+              + ", ".join(f"{x:.2f}" for x in res["ratios"]), flush=True)
     return results
 
 
@@ -621,6 +638,20 @@ def failover(args, procs, cluster, via, follower):
 
 # ---- report ------------------------------------------------------------------------------
 
+def source_state():
+    """The commit the binary was built from, and any uncommitted source files."""
+    def git(*a):
+        r = subprocess.run(["git", *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src", "Cargo.toml",
+                                      "Cargo.lock").splitlines()]
+    if not dirty:
+        return f"commit {head}, clean"
+    return (f"commit {head} plus uncommitted changes in " + ", ".join(f"`{d}`" for d in dirty)
+            + " (the working tree is what `make bench` builds)")
+
+
 def verdict(ok):
     return "met" if ok else "**not met**"
 
@@ -635,9 +666,8 @@ def report(args, m, v, cu, lg, dp, fo, rss):
     sep = "|---|---:|" + "---:|" * n
     threads = {}
     for r in runs:
-        for name, s in r["leader_threads"].items():
-            threads.setdefault(name.split("-")[0] if name.startswith("raft-") and
-                               name[5:].isdigit() else name, []).append(s)
+        for name, secs in group_threads(r["leader_threads"]).items():
+            threads.setdefault(name, []).append(secs)
     thread_list = ", ".join(
         f"`{k}` {statistics.median(s):.2f} s"
         for k, s in sorted(threads.items(), key=lambda kv: -statistics.median(kv[1]))[:6])
@@ -653,6 +683,7 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "MariaDB master, the three ferrobus nodes (release build), the replicas and every "
         "client share these 2 cores and one disk, over loopback TCP.",
         f"- Software: {v['ferrobus']}, {v['mariadbd']}, {v['sysbench']}",
+        f"- Source: {source_state()}",
         "",
         "## Catch-up of the whole binlog into a three-node cluster",
         "",
@@ -732,17 +763,19 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "## Concurrent dump clients",
         "",
         f"Method: `scripts/bench/dumpclient` (Rust, std only) opens N connections, logs each in, "
-        "then at one barrier sends `COM_BINLOG_DUMP` with `BINLOG_DUMP_NON_BLOCK` from the "
+        "then at one barrier (a thread each) sends `COM_BINLOG_DUMP` with `BINLOG_DUMP_NON_BLOCK` from the "
         f"first binlog file, position 4, on each; every packet is counted and dropped until "
         "the EOF packet. Aggregate MiB/s = all packet payload bytes / wall time from the "
-        f"barrier to the last EOF. ferrobus is follower {lg['follower']}'s binlog server "
+        f"first dump request to the last EOF. ferrobus is follower {lg['follower']}'s binlog server "
         "(the cluster holding the whole binlog, idle); the master is the same MariaDB. "
-        "Each N: ferrobus, then the master. The clients run on the same 2 cores as the server.",
+        f"Each N is run {DUMP_REPS} times, alternating which server goes first; the table "
+        "shows medians (the ratio is of the median MiB/s) and the ratio of each repetition. "
+        "The clients run on the same 2 cores as the servers.",
         "",
         "| clients | MiB per client (master / ferrobus) | master MiB/s | ferrobus MiB/s | "
         "ratio (goal ≥ 1.0) | master CPU s | ferrobus CPU s | slowest client s "
-        "(master / ferrobus) | packets per client (master / ferrobus) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "(master / ferrobus) | packets per client (master / ferrobus) | ratio per repetition |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in dp:
         ma, fb = r["master"], r["ferrobus"]
@@ -750,7 +783,9 @@ def report(args, m, v, cu, lg, dp, fo, rss):
                  f"{fb['client_max_bytes'] / MIB:.1f} | {ma['mib_s']:.0f} | {fb['mib_s']:.0f} | "
                  f"{r['ratio']:.2f} | {ma['server_cpu_s']:.1f} | {fb['server_cpu_s']:.1f} | "
                  f"{ma['client_max_s']:.2f} / {fb['client_max_s']:.2f} | "
-                 f"{ma['events'] // r['clients']:,} / {fb['events'] // r['clients']:,} |")
+                 f"{int(ma['events']) // r['clients']:,} / "
+                 f"{int(fb['events']) // r['clients']:,} | "
+                 + " ".join(f"{x:.2f}" for x in r["ratios"]) + " |")
     L += [
         "",
         f"Goal ratio ≥ {DUMP_GOAL_MIN} at every N: {verdict(worst >= DUMP_GOAL_MIN)} "

@@ -637,6 +637,19 @@ mod tests {
         range.map(|i| format!("{prefix}{i}")).collect()
     }
 
+    /// Asserts that `log` starts with a new cluster's entries: one committed AddNode conf
+    /// change per founder in `ids`, at indexes 1..=n, term 1.
+    fn assert_founders(log: &[Entry], ids: &[u64]) {
+        assert!(log.len() >= ids.len(), "{log:?}");
+        for (i, (e, &id)) in log.iter().zip(ids).enumerate() {
+            assert_eq!((e.index, e.term), (i as u64 + 1, 1), "{e:?}");
+            assert_eq!(e.get_entry_type(), EntryType::EntryConfChange, "{e:?}");
+            let cc = ConfChange::parse_from_bytes(&e.data).unwrap();
+            assert_eq!(cc.get_change_type(), ConfChangeType::AddNode, "{e:?}");
+            assert_eq!(cc.node_id, id, "{e:?}");
+        }
+    }
+
     #[test]
     fn config_is_the_documented_one() {
         let c = raft_config(7, 0);
@@ -665,19 +678,26 @@ mod tests {
             c.propose(leader, &format!("e{i}"));
         }
         c.settle();
-        // Index 1 is the initial snapshot, 2 the new leader's empty entry, 3..=12 ours.
+        // Indexes 1..=3 are the founders' AddNode entries (term 1), 4 the new leader's
+        // empty entry, 5..=14 ours.
         for id in [1, 2, 3] {
             assert_eq!(c.sm_data(id), strings(1..=10, "e"), "node {id}");
             let idx: Vec<u64> = c.nodes[&id].sm.iter().map(|(i, _)| *i).collect();
-            assert_eq!(idx, (3..=12).collect::<Vec<_>>());
+            assert_eq!(idx, (5..=14).collect::<Vec<_>>());
             let log = c.log(id);
-            assert_eq!(log.len(), 11);
-            assert!(log.iter().all(|e| e.term == 2));
-            assert!(log[0].data.is_empty());
-            assert_eq!(&log[10].data[..], b"e10");
-            assert_eq!(c.d(id).commit_index(), 12);
-            assert_eq!(c.d(id).applied_index(), 12);
-            assert_eq!(c.d(id).storage().hard_state().commit, 12);
+            assert_eq!(log.len(), 14);
+            assert_eq!(log[0].index, 1);
+            assert_founders(&log, &[1, 2, 3]);
+            assert!(log[3..].iter().all(|e| e.term == 2));
+            assert_eq!(log[3].get_entry_type(), EntryType::EntryNormal);
+            assert!(log[3].data.is_empty() && log[3].context.is_empty());
+            assert_eq!(&log[13].data[..], b"e10");
+            assert_eq!(c.d(id).commit_index(), 14);
+            assert_eq!(c.d(id).applied_index(), 14);
+            assert_eq!(c.d(id).storage().hard_state().commit, 14);
+            // Re-applying the founders' AddNodes changed nothing.
+            assert_eq!(voters(c.d(id).conf_state()), vec![1, 2, 3]);
+            assert_eq!(voters(c.d(id).storage().conf_state()), vec![1, 2, 3]);
         }
     }
 
@@ -695,13 +715,21 @@ mod tests {
             c.propose(leader, &format!("a{i}"));
         }
         c.settle();
-        assert_eq!(c.d(leader).commit_index(), 10);
+        // 1..=3 founders, 4 the leader's empty entry, 5..=12 a1..a8.
+        assert_eq!(c.d(leader).commit_index(), 12);
         let (driver, sm) = start(f, c.nodes[&f].dir.path());
-        // Durable state came back: term, vote and the entries; the commit index is saved
-        // only with term or vote changes, so it may be behind (the leader raises it again).
+        // Durable state came back: term, vote and the entries, the founders' included; the
+        // commit index is saved only with term or vote changes, so it may be behind (the
+        // leader raises it again), but never below the founders' entries nor past the log.
         assert_eq!(driver.term(), 2);
-        assert!(driver.storage().hard_state().commit <= 5);
-        assert_eq!(driver.storage().last_index(), 5);
+        let commit = driver.storage().hard_state().commit;
+        assert!((3..=7).contains(&commit), "{commit}");
+        assert_eq!(driver.storage().first_index(), 1);
+        assert_eq!(driver.storage().last_index(), 7);
+        assert!(driver.storage().stored_snapshot().is_none());
+        // No snapshot: the state machine starts empty and the log is applied from index 1.
+        assert!(sm.is_empty());
+        assert_eq!(driver.applied_index(), 0);
         let node = c.nodes.get_mut(&f).unwrap();
         node.driver = Some(driver);
         node.sm = sm;
@@ -711,8 +739,11 @@ mod tests {
         c.propose(leader, "a9");
         c.settle();
         assert_eq!(c.sm_data(f), strings(1..=9, "a"));
-        assert_eq!(c.log(f), c.log(leader));
-        assert_eq!(c.d(f).commit_index(), 11);
+        assert_eq!(c.nodes[&f].sm, c.nodes[&leader].sm);
+        let log = c.log(f);
+        assert_founders(&log, &[1, 2, 3]);
+        assert_eq!(log, c.log(leader));
+        assert_eq!(c.d(f).commit_index(), 13);
         assert_eq!(c.d(f).leader_id(), leader);
     }
 
@@ -728,7 +759,9 @@ mod tests {
             c.propose(old, &format!("lost{i}"));
         }
         c.settle();
-        assert_eq!(c.d(old).storage().last_index(), 6);
+        // 1..=3 founders, 4 empty, 5 "committed", 6..=8 the lost ones.
+        assert_eq!(c.d(old).storage().last_index(), 8);
+        assert_eq!(c.d(old).commit_index(), 5);
         let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != old).collect();
         let new = c.elect(&rest);
         assert_ne!(new, old);
@@ -763,6 +796,10 @@ mod tests {
         assert_eq!(c.sm_data(old), expect);
         let log = c.log(old);
         assert_eq!(log, c.log(new));
+        // Only the uncommitted suffix was replaced: the founders' entries and "committed"
+        // at 5 are where they were.
+        assert_founders(&log, &[1, 2, 3]);
+        assert_eq!((log[4].index, &log[4].data[..]), (5, &b"committed"[..]));
         assert!(log.iter().all(|e| !e.data.starts_with(b"lost")));
         assert_eq!(log.last().unwrap().term, new_term);
         // The repaired log is what reopening finds on disk.
@@ -798,8 +835,9 @@ mod tests {
         c.settle();
         let data = encode_sm(&c.nodes[&leader].sm);
         let snap_index = c.d(leader).snapshot_and_compact(data).unwrap();
-        assert_eq!(snap_index, 22);
-        assert_eq!(c.d(leader).storage().first_index(), 23);
+        // 1..=3 founders, 4 empty, 5..=24 b1..b20.
+        assert_eq!(snap_index, 24);
+        assert_eq!(c.d(leader).storage().first_index(), 25);
         c.d(leader)
             .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
             .unwrap();
@@ -821,11 +859,16 @@ mod tests {
         c.settle();
         assert_eq!(c.sm_data(4), strings(1..=22, "b"));
         assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
-        // The compacted snapshot predates node 4's membership (raft-rs would refuse it),
-        // so the leader was asked for a fresh one, past the AddNode entry at 23.
+        // Index 1 was compacted away, so node 4 could not replay the log from there. The
+        // compacted snapshot predates node 4's membership (raft-rs would refuse it), so
+        // the leader was asked for a fresh one, past the AddNode entry at 25.
         let st4 = c.d(4).storage().clone();
         let s4 = st4.stored_snapshot().unwrap().get_metadata().index;
-        assert!(s4 > 23, "{s4}");
+        assert!(s4 > 25, "{s4}");
+        assert_eq!(
+            st4.entries(1, 2, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(raft::StorageError::Compacted))
+        );
         assert_eq!(st4.first_index(), s4 + 1);
         let leader_snap = c.d(leader).storage().stored_snapshot().unwrap();
         assert_eq!(leader_snap.get_metadata().index, s4);
@@ -839,7 +882,7 @@ mod tests {
         let leader_log = c.log(leader);
         let tail: Vec<Entry> = leader_log.into_iter().filter(|e| e.index > s4).collect();
         assert_eq!(c.log(4), tail);
-        assert_eq!(tail.last().map(|e| e.index), Some(25));
+        assert_eq!(tail.last().map(|e| e.index), Some(27));
         // Node 4 restarts from its own snapshot and log.
         c.nodes.get_mut(&4).unwrap().driver = None;
         let (driver, sm) = start(4, c.nodes[&4].dir.path());
@@ -849,6 +892,71 @@ mod tests {
         node.sm = sm;
         c.tick();
         assert_eq!(c.sm_data(4), strings(1..=22, "b"));
+    }
+
+    #[test]
+    fn added_node_replays_the_whole_log_from_index_1_when_nothing_is_compacted() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        for i in 1..=5 {
+            c.propose(leader, &format!("b{i}"));
+        }
+        c.settle();
+        c.d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
+            .unwrap();
+        c.settle();
+        c.propose(leader, "b6");
+        c.settle();
+        let dir = tempfile::tempdir().unwrap();
+        c.add(4, dir);
+        assert!(!c.d(4).storage().is_initialized());
+        assert!(c.d(4).conf_state().voters.is_empty());
+        for _ in 0..5 {
+            c.tick();
+        }
+        c.propose(leader, "b7");
+        c.settle();
+        // Plain appends from index 1: the same log as the leader's, founders first, and
+        // every entry applied in order, without any snapshot on either side.
+        let log4 = c.log(4);
+        assert_eq!(log4[0].index, 1);
+        assert_founders(&log4, &[1, 2, 3]);
+        assert_eq!(log4, c.log(leader));
+        // 1..=3 founders, 4 empty, 5..=9 b1..b5, 10 AddNode(4), 11 b6, 12 b7.
+        let add4 = &log4[9];
+        assert_eq!(add4.get_entry_type(), EntryType::EntryConfChange);
+        let cc = ConfChange::parse_from_bytes(&add4.data).unwrap();
+        assert_eq!(
+            (cc.get_change_type(), cc.node_id),
+            (ConfChangeType::AddNode, 4)
+        );
+        assert_eq!(log4.last().map(|e| e.index), Some(12));
+        let st4 = c.d(4).storage().clone();
+        assert!(st4.is_initialized());
+        assert_eq!(st4.first_index(), 1);
+        assert!(st4.stored_snapshot().is_none());
+        assert!(c.d(leader).storage().stored_snapshot().is_none());
+        assert_eq!(c.sm_data(4), strings(1..=7, "b"));
+        assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
+        assert_eq!(c.d(4).commit_index(), 12);
+        assert_eq!(c.d(4).applied_index(), 12);
+        // Node 4 learned the founders and itself from the entries it replayed.
+        assert_eq!(voters(c.d(4).conf_state()), vec![1, 2, 3, 4]);
+        assert_eq!(voters(st4.conf_state()), vec![1, 2, 3, 4]);
+        assert_eq!(c.d(4).leader_id(), leader);
+        // Node 4 restarts without a snapshot: it replays its own log from index 1.
+        c.nodes.get_mut(&4).unwrap().driver = None;
+        let (driver, sm) = start(4, c.nodes[&4].dir.path());
+        assert!(sm.is_empty());
+        assert_eq!(driver.storage().first_index(), 1);
+        assert_eq!(voters(driver.conf_state()), vec![1, 2, 3, 4]);
+        let node = c.nodes.get_mut(&4).unwrap();
+        node.driver = Some(driver);
+        node.sm = sm;
+        c.tick();
+        assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
+        assert_eq!(voters(c.d(4).conf_state()), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -881,8 +989,20 @@ mod tests {
         // The membership survives a restart.
         let other = rest.iter().copied().find(|&id| id != leader).unwrap();
         c.nodes.get_mut(&other).unwrap().driver = None;
-        let (driver, _) = start(other, c.nodes[&other].dir.path());
+        let (driver, sm) = start(other, c.nodes[&other].dir.path());
         assert_eq!(voters(driver.conf_state()), rest);
+        // It replays its log from index 1, the founders' AddNode of the removed node
+        // included, and ends with the membership it had (the RemoveNode is replayed too).
+        assert!(sm.is_empty());
+        assert_founders(&c.log(leader), &[1, 2, 3]);
+        let node = c.nodes.get_mut(&other).unwrap();
+        node.driver = Some(driver);
+        node.sm = sm;
+        c.tick();
+        assert_eq!(c.d(other).applied_index(), c.d(leader).commit_index());
+        assert_eq!(c.sm_data(other), vec!["before".to_string(), "after".into()]);
+        assert_eq!(voters(c.d(other).conf_state()), rest);
+        assert_eq!(voters(c.d(other).storage().conf_state()), rest);
     }
 
     #[test]
@@ -892,7 +1012,10 @@ mod tests {
         c.propose(1, "solo");
         c.settle();
         assert_eq!(c.sm_data(1), vec!["solo".to_string()]);
+        // 1 the founder's AddNode, 2 the leader's empty entry, 3 "solo".
+        assert_eq!(c.nodes[&1].sm, vec![(3, b"solo".to_vec())]);
         assert_eq!(c.d(1).storage().hard_state().commit, 3);
+        assert_founders(&c.log(1), &[1]);
     }
 
     #[test]

@@ -1528,8 +1528,21 @@ mod tests {
         wait_for("the lone node to lead", || {
             n.handle.status().is_leader.then_some(())
         });
-        assert_eq!(n.rec.lock().unwrap().confs, vec![vec![7]]);
+        // Once at start, once more when the founder's AddNode(7) at index 1 was applied
+        // (it changes nothing); no snapshot to restore from.
+        assert_eq!(n.rec.lock().unwrap().confs, vec![vec![7], vec![7]]);
+        assert!(n.rec.lock().unwrap().restores.is_empty());
         let first = propose(&n.handle, "a");
+        // 1 the AddNode (not a normal entry: not applied to the state machine), 2 the
+        // leader's empty entry, 3 ours.
+        assert_eq!(first, 3);
+        let empty = Applied {
+            index: 2,
+            term: 2,
+            kind: 0,
+            data: Vec::new(),
+        };
+        assert_eq!(n.applied()[0], empty);
         // Hold the raft thread inside apply while 100 proposals queue up.
         let paused = n.handle.propose(vec![(KIND, b"pause".to_vec())], None);
         wait_for("the raft thread to pause", || {
@@ -1571,6 +1584,9 @@ mod tests {
         assert_eq!(&applied[..before_restart.len()], &before_restart[..]);
         assert_eq!(applied.last().unwrap().index, last);
         assert_eq!(n2.data().last().unwrap(), "after");
+        // Replayed from index 1, not restored: the founder's AddNode was applied again.
+        assert!(n2.rec.lock().unwrap().restores.is_empty());
+        assert_eq!(n2.rec.lock().unwrap().confs, vec![vec![7], vec![7]]);
         n2.stop();
     }
 
@@ -1679,6 +1695,77 @@ mod tests {
             node(&nodes, l).rec.lock().unwrap().confs.last(),
             Some(&vec![1, 2, 3, 4])
         );
+        for n in &mut nodes {
+            n.stop();
+        }
+    }
+
+    #[test]
+    fn added_node_replays_the_log_from_index_1_when_nothing_is_compacted() {
+        let mut nodes = cluster(&[1, 2, 3], 0x77);
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        let l = leader(&all);
+        let lh = node(&nodes, l).handle.clone();
+        let mut expect = strings("s", 5);
+        for data in &expect {
+            propose(&lh, data);
+        }
+        let peers: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let fourth = TestNode::start(4, 0x77, dir, peers, None, None);
+        assert_eq!(fourth.handle.status().voters, Vec::<u64>::new());
+        for n in &nodes {
+            n.handle.set_peer(4, &fourth.addr);
+        }
+        recv(lh.conf_change(add_node(4))).unwrap();
+        let mut last = 0;
+        for data in strings("t", 2) {
+            last = propose(&lh, &data);
+            expect.push(data);
+        }
+        nodes.push(fourth);
+        let all: Vec<&TestNode> = nodes.iter().collect();
+        let applied = wait_same(&all, node(&nodes, l), last);
+        let mut n4 = nodes.pop().unwrap();
+        assert_eq!(n4.data(), expect);
+        // Everything from the leader's empty entry on, at the leader's indexes: node 4
+        // applied the whole history, not a snapshot of it.
+        assert_eq!(n4.applied(), applied);
+        assert_eq!(applied[0].index, 4);
+        let rec = n4.rec.lock().unwrap();
+        assert!(rec.restores.is_empty(), "{:?}", rec.restores);
+        // It started knowing no one and learned the members from the entries it replayed.
+        assert_eq!(rec.confs.first(), Some(&Vec::new()));
+        assert_eq!(rec.confs.last(), Some(&vec![1, 2, 3, 4]));
+        drop(rec);
+        let st = wait_for("node 4 to follow the leader", || {
+            let st = n4.handle.status();
+            (st.leader_id == l).then_some(st)
+        });
+        assert_eq!(st.voters, vec![1, 2, 3, 4]);
+        // Its log starts at index 1 with the founders' AddNode entries.
+        n4.stop();
+        let (storage, recovery) = RaftStorage::open(n4.dir.path()).unwrap();
+        assert!(recovery.initialized);
+        assert_eq!(recovery.first_index, 1);
+        assert_eq!(
+            (recovery.snapshot_index, storage.stored_snapshot()),
+            (0, None)
+        );
+        let entries = storage.reader();
+        for (index, id) in [(1, 1), (2, 2), (3, 3)] {
+            let r = entries.read(index).unwrap();
+            assert_eq!(
+                (r.term, r.kind),
+                (1, crate::consensus::storage::KIND_CONF_CHANGE)
+            );
+            let cc = <ConfChange as protobuf::Message>::parse_from_bytes(&r.data).unwrap();
+            assert_eq!(
+                (cc.get_change_type(), cc.node_id),
+                (ConfChangeType::AddNode, id)
+            );
+        }
+        drop(storage);
         for n in &mut nodes {
             n.stop();
         }

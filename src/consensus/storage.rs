@@ -16,10 +16,12 @@
 //! (a commit index never points past the durable log). `persist` is one group commit: one log
 //! sync, then the state file only when HardState or ConfState changed.
 //!
-//! A new cluster starts from an initial snapshot at index 1, term 1 (empty data) holding the
-//! initial voters, not from an empty log: a node that joins later then always starts from a
-//! snapshot, which carries the membership, instead of replaying conf changes onto an empty
-//! membership (which would make it believe it is alone).
+//! A new cluster starts with its initial voters written as committed AddNode conf-change
+//! entries at indexes 1..=n (term 1, the same on every founder): a node that joins later
+//! replays the log from index 1 and learns the founders from those entries, and receives
+//! the binlog itself through plain appends (a snapshot is only needed after compaction).
+//! Data directories made before this started from an initial snapshot at index 1; they
+//! still open.
 //!
 //! This module must not interpret normal entry data, and must not panic on anything read
 //! from disk. It holds no thread; the handle is shared between the raft thread (writes) and
@@ -51,7 +53,7 @@ pub const KIND_CONF_CHANGE: u8 = 0x40;
 /// Record kind of an `EntryConfChangeV2` entry.
 pub const KIND_CONF_CHANGE_V2: u8 = 0x41;
 
-/// Index and term of the initial snapshot `initialize` writes.
+/// Index and term of the first initial-membership entry `initialize` writes.
 pub const INIT_INDEX: u64 = 1;
 pub const INIT_TERM: u64 = 1;
 
@@ -491,10 +493,10 @@ impl RaftStorage {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a brand-new cluster whose voters are in `conf_state`: writes the initial
-    /// snapshot (index `INIT_INDEX`, term `INIT_TERM`, empty data, this membership) and the
-    /// matching state. Every initial member does this with the same `conf_state`; a node
-    /// joining an existing cluster does not (it receives a snapshot from the leader).
+    /// Starts a brand-new cluster whose voters are in `conf_state`: writes one committed
+    /// AddNode entry per voter (sorted, from `INIT_INDEX`, term `INIT_TERM`) and the
+    /// matching state. Every initial member does this with the same voters; a node joining
+    /// an existing cluster does not (it replays the leader's log from index 1).
     pub fn initialize(&self, conf_state: ConfState) -> Result<()> {
         let mut g = self.lock();
         if g.state_saved || g.state.base_index > 0 || g.log.last_index() >= g.log.first_index() {
