@@ -92,6 +92,10 @@ pub const DUMP_AHEAD_WAIT_MS: u64 = 5_000;
 /// How long stopping the binlog server waits for its connections to close.
 pub const SERVER_STOP_WAIT_MS: u64 = 5_000;
 
+/// A peer heard from within this window counts as active for the quorum check of a
+/// membership change (a few raft heartbeats; longer than raft's election timeout).
+pub const PEER_ACTIVE_WINDOW_MS: u64 = 2_500;
+
 /// How long a proposal (syncer batch, command, membership change) may wait for its commit.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
 

@@ -426,6 +426,7 @@ def lag(args, procs, cluster):
 
     beats = int(LAG_SECONDS / HEARTBEAT_PERIOD_S)
     cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
+    th0 = {n.name: group_threads(rounds.thread_cpu(n.proc.pid)) for n in (lead, follower)}
     master_cpu0 = rounds.cpu_seconds(args.master_pid)
     t0 = time.monotonic()
     with open(os.path.join(root, "sysbench-run.log"), "wb") as log:
@@ -440,6 +441,11 @@ def lag(args, procs, cluster):
         raise BenchError("sysbench run failed (see lag/sysbench-run.log)")
     load_seconds = time.monotonic() - t0
     cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name] for n in cluster.nodes}
+    threads = {}
+    for n in (lead, follower):
+        th1 = group_threads(rounds.thread_cpu(n.proc.pid))
+        threads[n.name] = sorted(((k, v - th0[n.name].get(k, 0.0)) for k, v in th1.items()),
+                                 key=lambda kv: -kv[1])[:5]
     master_cpu = rounds.cpu_seconds(args.master_pid) - master_cpu0
     gtid = sql(args.port, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]
     for r in replicas:
@@ -474,7 +480,7 @@ def lag(args, procs, cluster):
         "diff_hop": {p: pct(diff_hop, p) for p in (50, 90, 99, 100)},
         "fsync": fsync_probe(root),
         "direct_mean": statistics.mean(d), "via_mean": statistics.mean(v),
-        "cpu": cpu, "master_cpu": master_cpu,
+        "cpu": cpu, "master_cpu": master_cpu, "threads": threads,
     }
     res["p99_extra"] = res["via"][99] - res["direct"][99]
     res["p50_extra"] = res["via"][50] - res["direct"][50]
@@ -500,6 +506,14 @@ def fsync_probe(root, count=200):
         os.close(fd)
         os.remove(path)
     return {50: pct(times, 50), 99: pct(times, 99)}
+
+
+def vm_rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS in /proc/{pid}/status")
 
 
 def group_threads(threads):
@@ -755,7 +769,11 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         f"{lg['load_seconds']:.0f} s load: master {lg['master_cpu']:.1f} s, "
         + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(lg["cpu"].items())) + ". "
         f"One 4 KiB append + fsync on this disk (200 in a row, after the load): p50 "
-        f"{lg['fsync'][50]:.2f} ms, p99 {lg['fsync'][99]:.2f} ms.",
+        f"{lg['fsync'][50]:.2f} ms, p99 {lg['fsync'][99]:.2f} ms. Busiest threads during "
+        "the load: " + "; ".join(
+            f"{name} ({'leader' if name == lg['leader'] else 'follower'}): " + ", ".join(
+                f"`{k}` {v:.2f} s" for k, v in ths) for name, ths in lg["threads"].items())
+        + ".",
         "",
     ]
     worst = min(r["ratio"] for r in dp)
@@ -837,12 +855,13 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "just before the kill, after the dumps (the follower served a replica and every dump "
         "client; the leader a replica).",
         "",
-        "| node | role | peak RSS MiB after catch-up + lag | peak RSS MiB after dumps |",
-        "|---|---|---:|---:|",
+        "| node | role | peak RSS MiB after catch-up + lag | peak RSS MiB after dumps | "
+        "RSS MiB after dumps (VmRSS, idle) |",
+        "|---|---|---:|---:|---:|",
     ]
-    for name, (role, before, mib) in sorted(rss.items()):
-        L.append(f"| {name} | {role} | {before:.1f} | {mib:.1f} |")
-    worst_rss = max(mib for _, _, mib in rss.values())
+    for name, (role, before, mib, now) in sorted(rss.items()):
+        L.append(f"| {name} | {role} | {before:.1f} | {mib:.1f} | {now:.1f} |")
+    worst_rss = max(mib for _, _, mib, _ in rss.values())
     L += [
         "",
         f"Goal < {RSS_GOAL_MIB} MiB per node: {verdict(worst_rss < RSS_GOAL_MIB)} "
@@ -883,7 +902,8 @@ def main():
         leader = cluster.leader()
         rss = {n.name: ("leader" if n.name == leader else
                         "follower, binlog server" if n is follower else "follower",
-                        rss_lag[n.name], rounds.vm_hwm_bytes(n.proc.pid) / MIB)
+                        rss_lag[n.name], rounds.vm_hwm_bytes(n.proc.pid) / MIB,
+                        vm_rss_bytes(n.proc.pid) / MIB)
                for n in cluster.nodes}
         fo = failover(args, procs, cluster, via, follower)
         goals = report(args, rounds.machine(), rounds.versions(args), (cu_refs, cu_runs),

@@ -348,25 +348,6 @@ impl Driver {
     }
 
     /// The membership raft currently runs with.
-    /// On the leader: the voters heard from within the last election timeout (itself
-    /// included), i.e. those that count for a quorum now. Empty on a follower.
-    pub fn active_voters(&self) -> Vec<u64> {
-        if !self.is_leader() {
-            return Vec::new();
-        }
-        let voters = self.conf_state().voters;
-        let mut active: Vec<u64> = self
-            .raw
-            .raft
-            .prs()
-            .iter()
-            .filter(|(id, pr)| voters.contains(id) && (**id == self.id() || pr.recent_active))
-            .map(|(id, _)| *id)
-            .collect();
-        active.sort_unstable();
-        active
-    }
-
     pub fn conf_state(&self) -> ConfState {
         self.raw.raft.prs().conf().to_conf_state()
     }

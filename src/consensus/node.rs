@@ -554,7 +554,7 @@ impl RaftNode {
         let cs = driver.conf_state();
         sm.on_conf_state(&sorted(&cs.voters), &sorted(&cs.learners));
 
-        let shared = Arc::new(Shared::new(status_of(&driver)));
+        let shared = Arc::new(Shared::new(status_of(&driver, &BTreeMap::new())));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
         let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
         for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
@@ -577,6 +577,7 @@ impl RaftNode {
             was_leader: false,
             proposed_since_ready: false,
             answers: Vec::new(),
+            heard: BTreeMap::new(),
         };
         let on_fatal = cfg.on_fatal.clone().unwrap_or_else(exit_on_fatal);
         let thread = thread::Builder::new()
@@ -668,8 +669,20 @@ fn sorted(ids: &[u64]) -> Vec<u64> {
     v
 }
 
-fn status_of(driver: &Driver) -> RaftStatus {
+fn status_of(driver: &Driver, heard: &BTreeMap<u64, Instant>) -> RaftStatus {
     let cs = driver.conf_state();
+    // On the leader: the voters it heard from within the window (itself always), what a
+    // membership change must keep a quorum of. raft-rs's own `recent_active` flags are reset
+    // at every check-quorum tick, so a look right after a reset would see every peer idle.
+    let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
+    let active_voters = if driver.is_leader() {
+        sorted(&cs.voters)
+            .into_iter()
+            .filter(|id| *id == driver.id() || heard.get(id).is_some_and(|t| t.elapsed() < window))
+            .collect()
+    } else {
+        Vec::new()
+    };
     RaftStatus {
         id: driver.id(),
         leader_id: driver.leader_id(),
@@ -680,7 +693,7 @@ fn status_of(driver: &Driver) -> RaftStatus {
         voters: sorted(&cs.voters),
         learners: sorted(&cs.learners),
         running: true,
-        active_voters: driver.active_voters(),
+        active_voters,
     }
 }
 
@@ -741,6 +754,8 @@ struct Runner {
     /// Completed proposals, answered after the Ready's status is published (so a proposer
     /// that hears back sees at least that status).
     answers: Vec<Answer>,
+    /// When each peer was last heard from (any raft message).
+    heard: BTreeMap<u64, Instant>,
 }
 
 fn run_thread(mut runner: Runner, on_fatal: &FatalHook) {
@@ -868,6 +883,7 @@ impl Runner {
             return;
         }
         let (from, ty) = (m.from, m.get_msg_type());
+        self.heard.insert(from, Instant::now());
         if let Err(e) = self.driver.step(m) {
             log::debug!(
                 "raft node {}: {ty:?} from node {from} refused: {e}",
@@ -1002,7 +1018,7 @@ impl Runner {
         if snapshot_requested {
             self.store_requested_snapshot()?;
         }
-        self.shared.publish(status_of(&self.driver));
+        self.shared.publish(status_of(&self.driver, &self.heard));
         for a in self.answers.drain(..) {
             a.send();
         }
@@ -1115,7 +1131,7 @@ impl Runner {
             req.fail_shutdown();
         }
         drop(rx);
-        let mut status = status_of(&driver);
+        let mut status = status_of(&driver, &BTreeMap::new());
         status.is_leader = false;
         status.leader_id = 0;
         status.running = false;
