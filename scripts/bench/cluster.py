@@ -54,12 +54,15 @@ DUMP_GOAL_MIN = 1.0
 RESUME_GOAL_S = 3.0
 RSS_GOAL_MIB = 64
 
-LAG_SECONDS = 30
+LAG_SECONDS = 60
 LAG_RATE_TPS = 100
 LAG_THREADS = 2
 LAG_TABLES = 2
 LAG_TABLE_SIZE = 10000
 HEARTBEAT_PERIOD_S = 0.010
+# A heartbeat this much later through ferrobus than directly counts as slow (for the stall
+# analysis in the report).
+SLOW_EXTRA_MS = 10.0
 # Heartbeats of the first second are left out: replicas and caches warm up.
 LAG_WARMUP_ROWS = 100
 DUMP_CLIENTS = [1, 10, 50, 100]
@@ -469,6 +472,9 @@ def lag(args, procs, cluster):
     diff = [a_via[i][0] - a_direct[i][0] for i in ids]
     diff_lead = [a_lead[i][0] - a_direct[i][0] for i in ids]
     diff_hop = [a_via[i][0] - a_lead[i][0] for i in ids]
+    # Are the slow rows spread out or bunched (stalls)? Seconds of the run that hold them.
+    slow = [i for i in ids if a_via[i][0] - a_direct[i][0] > SLOW_EXTRA_MS]
+    slow_windows = sorted({int(a_direct[i][1]) for i in slow})
     res = {
         "follower": follower.name, "leader": leader, "samples": len(ids), "beats": beats,
         "beat_seconds": beat_seconds, "load_seconds": load_seconds, "tps": tps,
@@ -479,6 +485,8 @@ def lag(args, procs, cluster):
         "diff_lead": {p: pct(diff_lead, p) for p in (50, 90, 99, 100)},
         "diff_hop": {p: pct(diff_hop, p) for p in (50, 90, 99, 100)},
         "fsync": fsync_probe(root),
+        "slow": len(slow), "slow_windows": len(slow_windows),
+        "slow_worst": sorted(((a_via[i][0] - a_direct[i][0]), i) for i in slow)[-3:],
         "direct_mean": statistics.mean(d), "via_mean": statistics.mean(v),
         "cpu": cpu, "master_cpu": master_cpu, "threads": threads,
     }
@@ -567,6 +575,7 @@ def dumps(args, follower):
     os.makedirs(root)
     file, pos = master_position(args.port)
     wait_position(follower, file, pos)  # forwarded to the leader: what the cluster holds
+    binlog_bytes = sum(int(r[1]) for r in sql(args.port, "SHOW BINARY LOGS"))
     results = []
     for n in DUMP_CLIENTS:
         reps = [dump_pair(args, follower, n, i, root) for i in range(DUMP_REPS)]
@@ -578,6 +587,7 @@ def dumps(args, follower):
                           ("mib_s", "server_cpu_s", "client_max_s", "client_max_bytes",
                            "events", "seconds")}
         res["ratio"] = res["ferrobus"]["mib_s"] / res["master"]["mib_s"]
+        res["binlog_bytes"] = binlog_bytes
         results.append(res)
         print(f"bench: {n:3d} dump clients: master {res['master']['mib_s']:.0f} MiB/s, "
               f"ferrobus {follower.name} {res['ferrobus']['mib_s']:.0f} MiB/s (medians of "
@@ -769,7 +779,10 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         f"{lg['load_seconds']:.0f} s load: master {lg['master_cpu']:.1f} s, "
         + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(lg["cpu"].items())) + ". "
         f"One 4 KiB append + fsync on this disk (200 in a row, after the load): p50 "
-        f"{lg['fsync'][50]:.2f} ms, p99 {lg['fsync'][99]:.2f} ms. Busiest threads during "
+        f"{lg['fsync'][50]:.2f} ms, p99 {lg['fsync'][99]:.2f} ms. Heartbeats more than "
+        f"{SLOW_EXTRA_MS:.0f} ms later through the follower than directly: {lg['slow']} of "
+        f"{lg['samples']}, falling in {lg['slow_windows']} distinct seconds of the run "
+        "(few seconds = bunched stalls rather than a steady cost). Busiest threads during "
         "the load: " + "; ".join(
             f"{name} ({'leader' if name == lg['leader'] else 'follower'}): " + ", ".join(
                 f"`{k}` {v:.2f} s" for k, v in ths) for name, ths in lg["threads"].items())
@@ -781,9 +794,12 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "## Concurrent dump clients",
         "",
         f"Method: `scripts/bench/dumpclient` (Rust, std only) opens N connections, logs each in, "
-        "then at one barrier (a thread each) sends `COM_BINLOG_DUMP` with `BINLOG_DUMP_NON_BLOCK` from the "
+        "then at one barrier (a thread each) sends `COM_BINLOG_DUMP` with `BINLOG_DUMP_NON_BLOCK` "
+        "and `BINLOG_SEND_ANNOTATE_ROWS_EVENT` (as mariadb-binlog does: every event) from the "
         f"first binlog file, position 4, on each; every packet is counted and dropped until "
-        "the EOF packet. Aggregate MiB/s = all packet payload bytes / wall time from the "
+        f"the EOF packet (binlog at that time: {dp[0]['binlog_bytes'] / MIB:.1f} MiB in SHOW "
+        "BINARY LOGS; a client reads a little more: one OK byte per event and the artificial "
+        "events). Aggregate MiB/s = all packet payload bytes / wall time from the "
         f"first dump request to the last EOF. ferrobus is follower {lg['follower']}'s binlog server "
         "(the cluster holding the whole binlog, idle); the master is the same MariaDB. "
         f"Each N is run {DUMP_REPS} times, alternating which server goes first; the table "
