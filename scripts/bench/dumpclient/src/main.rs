@@ -49,12 +49,18 @@ impl Conn {
         s.set_nodelay(true).ok();
         s.set_read_timeout(Some(IO_TIMEOUT)).ok();
         let wr = s.try_clone().map_err(|e| e.to_string())?;
-        Ok(Conn { rd: BufReader::with_capacity(READ_BUFFER_BYTES, s), wr, seq: 0 })
+        Ok(Conn {
+            rd: BufReader::with_capacity(READ_BUFFER_BYTES, s),
+            wr,
+            seq: 0,
+        })
     }
 
     fn header(&mut self) -> Res<usize> {
         let mut h = [0u8; 4];
-        self.rd.read_exact(&mut h).map_err(|e| format!("read header: {e}"))?;
+        self.rd
+            .read_exact(&mut h)
+            .map_err(|e| format!("read header: {e}"))?;
         self.seq = h[3].wrapping_add(1);
         Ok(usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16)
     }
@@ -63,7 +69,9 @@ impl Conn {
     fn read_packet(&mut self) -> Res<Vec<u8>> {
         let len = self.header()?;
         let mut p = vec![0u8; len];
-        self.rd.read_exact(&mut p).map_err(|e| format!("read packet: {e}"))?;
+        self.rd
+            .read_exact(&mut p)
+            .map_err(|e| format!("read packet: {e}"))?;
         Ok(p)
     }
 
@@ -96,8 +104,16 @@ impl Conn {
 }
 
 fn err_text(p: &[u8]) -> String {
-    let code = if p.len() >= 3 { u16::from_le_bytes([p[1], p[2]]) } else { 0 };
-    let msg = if p.len() > 9 { String::from_utf8_lossy(&p[9..]).to_string() } else { String::new() };
+    let code = if p.len() >= 3 {
+        u16::from_le_bytes([p[1], p[2]])
+    } else {
+        0
+    };
+    let msg = if p.len() > 9 {
+        String::from_utf8_lossy(&p[9..]).to_string()
+    } else {
+        String::new()
+    };
     format!("ERR {code}: {msg}")
 }
 
@@ -105,20 +121,29 @@ fn expect_ok(p: &[u8], what: &str) -> Res<()> {
     match p.first() {
         Some(0x00) => Ok(()),
         Some(0xFF) => Err(format!("{what}: {}", err_text(p))),
-        _ => Err(format!("{what}: unexpected reply {:02x?}", &p[..p.len().min(16)])),
+        _ => Err(format!(
+            "{what}: unexpected reply {:02x?}",
+            &p[..p.len().min(16)]
+        )),
     }
 }
 
 fn cstr(p: &[u8], at: usize) -> Res<(&[u8], usize)> {
     let rest = p.get(at..).ok_or("short handshake")?;
-    let end = rest.iter().position(|&b| b == 0).ok_or("unterminated string")?;
+    let end = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or("unterminated string")?;
     Ok((&rest[..end], at + end + 1))
 }
 
 /// (20-byte nonce, plugin name) from a HandshakeV10 payload.
 fn parse_handshake(p: &[u8]) -> Res<(Vec<u8>, String)> {
     if p.first() != Some(&10) {
-        return Err(format!("not a v10 handshake: {:02x?}", &p[..p.len().min(16)]));
+        return Err(format!(
+            "not a v10 handshake: {:02x?}",
+            &p[..p.len().min(16)]
+        ));
     }
     let (_, mut at) = cstr(p, 1)?;
     at += 4; // connection id
@@ -179,7 +204,10 @@ fn login(addr: &str, user: &str, password: &str) -> Res<Conn> {
         // Auth switch: plugin name, then new nonce (NUL-terminated).
         let (name, at) = cstr(&reply, 1)?;
         if name != NATIVE.as_bytes() {
-            return Err(format!("server wants auth plugin {}", String::from_utf8_lossy(name)));
+            return Err(format!(
+                "server wants auth plugin {}",
+                String::from_utf8_lossy(name)
+            ));
         }
         let data = &reply[at..];
         let data = data.strip_suffix(&[0]).unwrap_or(data);
@@ -207,7 +235,14 @@ struct Outcome {
     events: u64,
 }
 
-fn dump(addr: &str, user: &str, password: &str, file: &str, server_id: u32, start: &Barrier) -> Res<Outcome> {
+fn dump(
+    addr: &str,
+    user: &str,
+    password: &str,
+    file: &str,
+    server_id: u32,
+    start: &Barrier,
+) -> Res<Outcome> {
     let mut c = login(addr, user, password)?;
     query(&mut c, "SET @master_binlog_checksum='CRC32'")?;
     query(&mut c, "SET @mariadb_slave_capability=4")?;
@@ -229,7 +264,8 @@ fn dump(addr: &str, user: &str, password: &str, file: &str, server_id: u32, star
         } else if len < 9 && len > 0 {
             // Could be EOF (0xFE) or a short ERR: read it whole.
             let mut small = vec![0u8; len];
-            c.rd.read_exact(&mut small).map_err(|e| format!("read: {e}"))?;
+            c.rd.read_exact(&mut small)
+                .map_err(|e| format!("read: {e}"))?;
             match small[0] {
                 0xFE => break,
                 0xFF => return Err(err_text(&small)),
@@ -247,7 +283,12 @@ fn dump(addr: &str, user: &str, password: &str, file: &str, server_id: u32, star
         bytes += len as u64;
         continued = len == FULL_PACKET;
     }
-    Ok(Outcome { start: t0, end: Instant::now(), bytes, events })
+    Ok(Outcome {
+        start: t0,
+        end: Instant::now(),
+        bytes,
+        events,
+    })
 }
 
 fn main() {
@@ -338,7 +379,12 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                 _ => (b ^ c ^ d, 0xCA62C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -365,7 +411,10 @@ mod tests {
     #[test]
     fn sha1_known_vectors() {
         let hex = |b: [u8; 20]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        assert_eq!(hex(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
         let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
         assert_eq!(hex(sha1(long)), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
