@@ -31,11 +31,16 @@ pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 pub const BATCH_ENTRIES_MAX: usize = 256;
 
 /// Bytes of binlog the syncer gathers before it stores a batch (one fsync).
-pub const BATCH_BYTES_MAX: usize = 8 << 20;
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
 
 /// Depth of the channel between the syncer's network reader and its appender, in chunks of
 /// events (each at most `SYNCER_CHUNK_BYTES_MAX` plus one event).
-pub const SYNCER_QUEUE_DEPTH_MAX: usize = 32;
+pub const SYNCER_QUEUE_DEPTH_MAX: usize = 16;
+
+/// Syncer batches proposed and not yet committed at once on a cluster leader (the next is
+/// proposed while the last commits). With `BATCH_BYTES_MAX` it bounds the uncommitted
+/// bytes well under raft's own limit, so raft never drops a proposal for load.
+pub const SYNCER_PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 
 /// Bytes of events the syncer's reader gathers before it hands them to the appender (it
 /// hands them over sooner when the socket has nothing more buffered).
@@ -212,3 +217,14 @@ pub const FORWARD_TIMEOUT_MS: u64 = 8_000;
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
 
 const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);
+const _: () = assert!(
+    ((SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX) as u64 * 2
+        <= RAFT_UNCOMMITTED_BYTES_MAX
+);
+
+/// Bytes of a log entry a dump's cursor reads at a time: a dump holds this window plus the
+/// one event it is sending (an event larger than the window is assembled whole), not the
+/// whole entry (up to ENTRY_PAYLOAD_MAX).
+pub const CURSOR_READ_BYTES_MAX: usize = 64 << 10;
+
+const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);

@@ -5,8 +5,9 @@
 //! table in line with the replicated members, and lets a new cluster's first leader record
 //! the initial members.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -14,23 +15,42 @@ use std::time::Duration;
 use crate::api::model::SyncerArgs;
 use crate::consensus::node::{ProposeError, RaftHandle};
 use crate::consensus::state::{Command, COMMAND_KIND};
-use crate::limits::{ANNOUNCE_RETRY_MS, LEADER_WATCH_INTERVAL_MS, PROPOSE_TIMEOUT_MS};
+use crate::limits::{
+    ANNOUNCE_RETRY_MS, LEADER_WATCH_INTERVAL_MS, PROPOSE_TIMEOUT_MS, SYNCER_PROPOSALS_IN_FLIGHT_MAX,
+};
 use crate::store::entry::KIND_ABANDON;
 use crate::store::Store;
 use crate::syncer::{Sink, SinkError, Syncer, SyncerConfig};
 
 use super::machine::ClusterShared;
 
-/// Proposes syncer entries through raft, fenced to the term this node leads in.
+/// Proposes syncer entries through raft, fenced to the term this node leads in. Several
+/// batches may be in flight at once (the next is proposed while the last commits), up to
+/// `SYNCER_PROPOSALS_IN_FLIGHT_MAX`; `flush` waits for all of them.
 pub struct RaftSink {
-    pub raft: RaftHandle,
-    pub store: Arc<Store>,
-    pub term: u64,
+    raft: RaftHandle,
+    store: Arc<Store>,
+    term: u64,
+    in_flight: Mutex<VecDeque<Receiver<Result<u64, ProposeError>>>>,
 }
 
 impl RaftSink {
+    pub fn new(raft: RaftHandle, store: Arc<Store>, term: u64) -> RaftSink {
+        RaftSink {
+            raft,
+            store,
+            term,
+            in_flight: Mutex::new(VecDeque::new()),
+        }
+    }
+
     fn propose(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<u64, SinkError> {
         let rx = self.raft.propose(entries, Some(self.term));
+        Self::wait(rx)
+    }
+
+    /// Waits for one proposal's outcome.
+    fn wait(rx: Receiver<Result<u64, ProposeError>>) -> Result<u64, SinkError> {
         match rx.recv_timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS)) {
             Ok(Ok(index)) => Ok(index),
             Ok(Err(
@@ -48,10 +68,33 @@ impl RaftSink {
 
 impl Sink for RaftSink {
     fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError> {
-        self.propose(entries).map(|_| ())
+        let rx = self.raft.propose(entries, Some(self.term));
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        in_flight.push_back(rx);
+        while in_flight.len() > SYNCER_PROPOSALS_IN_FLIGHT_MAX {
+            let oldest = in_flight.pop_front().expect("not empty");
+            if let Err(e) = Self::wait(oldest) {
+                // The later ones were proposed in the same term: they fail alike.
+                in_flight.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), SinkError> {
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        while let Some(rx) = in_flight.pop_front() {
+            if let Err(e) = Self::wait(rx) {
+                in_flight.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn begin_session(&self) -> Result<(), SinkError> {
+        self.flush()?;
         // A transaction a previous leader left half-proposed is abandoned, whole, before
         // this leader fetches it again.
         if self.store.index().has_partial_tail() {
@@ -154,11 +197,11 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
                     status.term,
                     args.mysql_addr
                 );
-                let sink: Arc<dyn Sink> = Arc::new(RaftSink {
-                    raft: ctx.raft.clone(),
-                    store: ctx.store.clone(),
-                    term: status.term,
-                });
+                let sink: Arc<dyn Sink> = Arc::new(RaftSink::new(
+                    ctx.raft.clone(),
+                    ctx.store.clone(),
+                    status.term,
+                ));
                 let syncer = (ctx.start_syncer)(&args, sink);
                 slot.running = Some((args, status.term, syncer));
             }

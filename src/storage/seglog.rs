@@ -11,7 +11,9 @@
 //!
 //! **Visibility contract:** readers see an entry only once a `sync` that covers it has
 //! returned (or, after `open`, the entries recovered from disk). The writer itself sees
-//! everything it wrote. Every read verifies the record's CRC32 and index.
+//! everything it wrote. Every whole-entry read verifies the record's CRC32 and index; a
+//! range read (`read_data_range`) checks the index and length only, since it never holds
+//! the whole record (its caller must verify what it reads, see that method).
 //!
 //! Crash safety: segments are created as a temp file (header, fsync), renamed into place,
 //! then the directory is fsynced, so a segment never has a partial header. `open` truncates
@@ -192,6 +194,17 @@ impl Shared {
         }
     }
 
+    fn read_range(&self, index: u64, offset: usize, buf: &mut [u8]) -> Result<DataRange> {
+        loop {
+            let (file, path, loc, epoch) = self.locate(index, false)?;
+            let result = read_record_range(&file, &path, loc, index, offset, buf);
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                return result;
+            }
+            // As in `read_entry`: the bytes may belong to another record now; look again.
+        }
+    }
+
     fn entries(&self, low: u64, high: u64, bytes_max: u64, writer: bool) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut total = 0u64;
@@ -242,6 +255,58 @@ fn read_record(file: &File, path: &Path, loc: Loc, index: u64) -> Result<Entry> 
     })
 }
 
+/// What [`LogReader::read_data_range`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataRange {
+    /// The entry's kind.
+    pub kind: u8,
+    /// Bytes of the entry's whole data.
+    pub data_len: usize,
+    /// Bytes copied into the buffer: `buf.len()`, or fewer at the end of the data (0 when
+    /// the offset is at or past it).
+    pub read: usize,
+}
+
+/// Reads part of the data of the record at `loc`, which must hold entry `index`: the fixed
+/// part (length, index, kind checked), then the bytes asked for, straight into `buf`. The
+/// record's CRC32 covers the whole body and so is not checked (see `read_data_range`).
+fn read_record_range(
+    file: &File,
+    path: &Path,
+    loc: Loc,
+    index: u64,
+    offset: usize,
+    buf: &mut [u8],
+) -> Result<DataRange> {
+    let mut head = [0u8; RECORD_OVERHEAD];
+    file.read_exact_at(&mut head, loc.offset)
+        .map_err(|e| StorageError::io(path, "read", e))?;
+    let corrupt = |reason: String| StorageError::corrupt(path, loc.offset, reason);
+    let (body_len, _) = decode_prefix(&head).map_err(|e| corrupt(e.to_string()))?;
+    if RECORD_PREFIX_LEN as u64 + u64::from(body_len) != u64::from(loc.len) {
+        return Err(corrupt(format!("record length {body_len} changed")));
+    }
+    let (found, _, kind) =
+        decode_body_fixed(&head[RECORD_PREFIX_LEN..]).map_err(|e| corrupt(e.to_string()))?;
+    if found != index {
+        return Err(corrupt(format!(
+            "entry {found} found where {index} expected"
+        )));
+    }
+    let data_len = body_len as usize - BODY_FIXED_LEN;
+    let read = data_len.saturating_sub(offset).min(buf.len());
+    if read > 0 {
+        let at = loc.offset + RECORD_OVERHEAD as u64 + offset as u64;
+        file.read_exact_at(&mut buf[..read], at)
+            .map_err(|e| StorageError::io(path, "read", e))?;
+    }
+    Ok(DataRange {
+        kind,
+        data_len,
+        read,
+    })
+}
+
 /// A cheap, cloneable handle for reading the log from any thread. It sees entries made
 /// durable by the writer's `sync` (see the module doc).
 #[derive(Clone)]
@@ -285,6 +350,24 @@ impl LogReader {
     /// Reads a durable entry from disk, verifying its CRC32.
     pub fn read(&self, index: u64) -> Result<Entry> {
         self.shared.read_entry(index, false)
+    }
+
+    /// Bytes of a durable entry's data, from memory.
+    pub fn data_len(&self, index: u64) -> Result<usize> {
+        let (_, _, loc, _) = self.shared.locate(index, false)?;
+        Ok((loc.len as usize).saturating_sub(RECORD_OVERHEAD))
+    }
+
+    /// Reads the bytes of a durable entry's data from `offset` into `buf` (fewer at the end
+    /// of the data), with its kind and data length, without reading the rest of the record:
+    /// a reader streaming a large entry holds only `buf`.
+    ///
+    /// Unlike [`LogReader::read`], this does NOT verify the record's CRC32 (it covers the
+    /// whole body); it checks only the record's index and length. Use it only where the
+    /// bytes carry their own checksum that the caller verifies before trusting them (the
+    /// binlog server checks every event's CRC32 before sending it).
+    pub fn read_data_range(&self, index: u64, offset: usize, buf: &mut [u8]) -> Result<DataRange> {
+        self.shared.read_range(index, offset, buf)
     }
 
     /// Entries `low..high`, stopping before the data would exceed `bytes_max` (at least one

@@ -336,6 +336,17 @@ impl Store {
         Ok(self.reader.read(index)?)
     }
 
+    /// Reads part of one entry's data into `buf` (see [`LogReader::read_data_range`]: the
+    /// record's CRC is NOT checked, so the caller must verify what it uses).
+    pub fn read_range(
+        &self,
+        index: u64,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<crate::storage::DataRange, StoreError> {
+        Ok(self.reader.read_data_range(index, offset, buf)?)
+    }
+
     /// Last entry index up to which every transaction is whole and durable.
     pub fn whole_upto(&self) -> u64 {
         self.watermark

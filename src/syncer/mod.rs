@@ -131,6 +131,10 @@ pub type FatalHook = Arc<dyn Fn(&StoreError) + Send + Sync>;
 /// the store, so the store's resume point always reflects them.
 pub trait Sink: Send + Sync + 'static {
     fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError>;
+    /// Waits until every entry appended so far is durable (committed) and applied.
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Called before each connection: makes sure the log does not end inside a transaction
     /// (truncating it locally, or proposing an abandon entry on a cluster).
     fn begin_session(&self) -> Result<(), SinkError>;
@@ -484,6 +488,7 @@ fn append_loop(
     if !entries.is_empty() {
         sink.append(entries).map_err(SyncerError::Sink)?;
     }
+    sink.flush().map_err(SyncerError::Sink)?;
     result
 }
 
