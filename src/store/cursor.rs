@@ -1,12 +1,23 @@
 //! Reads the stored binlog back as events, in order, from a location, never past a given
 //! entry (the watermark). Events cut across chunk entries come out whole.
 //!
+//! It reads an entry through a window of `CURSOR_READ_BYTES_MAX` bytes, never the whole
+//! entry (up to `ENTRY_PAYLOAD_MAX`): a cursor holds the window plus the one event it
+//! assembles, so many dumps of old binlog stay small. Those range reads skip the log
+//! record's CRC32; every event carries its own, which the binlog server verifies before
+//! sending it (`event::verify_checksum` in `server::dump`), so corruption is still caught.
+//!
 //! It only reads; it must not decide what to send (that is the binlog server's job).
 
-use super::entry::{EventsHeader, FileStart, KIND_EVENTS, KIND_FILE_START};
+use super::entry::{EventsHeader, FileStart, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START};
 use super::index::Loc;
 use super::{Store, StoreError};
 use crate::binlog::event::HEADER_LEN;
+use crate::limits::CURSOR_READ_BYTES_MAX;
+use crate::storage::DataRange;
+
+// The first window of an entry must hold its Events header, and a window an event header.
+const _: () = assert!(CURSOR_READ_BYTES_MAX >= HEADER_LEN && HEADER_LEN >= EVENTS_HEADER_LEN);
 
 /// What the cursor yields.
 #[derive(Debug)]
@@ -22,7 +33,16 @@ pub struct Cursor {
     next_entry: u64,
     /// Offset to start at in the first entry loaded.
     first_offset: usize,
-    data: Vec<u8>,
+    /// The Events entry being read and the length of its data.
+    entry: u64,
+    entry_len: usize,
+    /// `buf[..win_len]` holds the entry's data bytes `win_start..win_start + win_len`.
+    buf: Vec<u8>,
+    win_start: usize,
+    win_len: usize,
+    /// Bytes read at a time (`CURSOR_READ_BYTES_MAX`; smaller in tests).
+    window: usize,
+    /// Offset in the entry's data of the next byte to yield.
     off: usize,
     start_pos: u64,
     carry: Vec<u8>,
@@ -35,7 +55,12 @@ impl Cursor {
         Cursor {
             next_entry: loc.entry,
             first_offset: loc.offset,
-            data: Vec::new(),
+            entry: 0,
+            entry_len: 0,
+            buf: Vec::new(),
+            win_start: 0,
+            win_len: 0,
+            window: CURSOR_READ_BYTES_MAX,
             off: 0,
             start_pos: 0,
             carry: Vec::new(),
@@ -53,6 +78,14 @@ impl Cursor {
         })
     }
 
+    /// The same cursor reading `window` bytes at a time.
+    #[cfg(test)]
+    fn with_window(mut self, window: usize) -> Cursor {
+        assert!(window >= HEADER_LEN);
+        self.window = window;
+        self
+    }
+
     /// Entry the cursor reads next once the current one is used up.
     pub fn next_entry(&self) -> u64 {
         self.next_entry
@@ -61,8 +94,11 @@ impl Cursor {
     /// Next item, or None when the next entry is past `upto`.
     pub fn next(&mut self, store: &Store, upto: u64) -> Result<Option<Item>, StoreError> {
         loop {
-            if self.off < self.data.len() {
-                if let Some(item) = self.take_event() {
+            if self.off < self.entry_len {
+                if self.off >= self.win_start + self.win_len {
+                    self.fill(store)?;
+                }
+                if let Some(item) = self.take_event(store)? {
                     return Ok(Some(item));
                 }
                 continue;
@@ -74,49 +110,98 @@ impl Cursor {
                 self.next_entry += 1;
                 continue;
             }
-            let entry = store.read(self.next_entry)?;
+            let index = self.next_entry;
+            let range = self.load(store, index, 0)?;
             self.next_entry += 1;
-            match entry.kind {
+            match range.kind {
                 KIND_FILE_START => {
-                    let fs = FileStart::decode(&entry.data).map_err(|e| bad(entry.index, e))?;
+                    let fs = self.file_start(store, index, range)?;
                     self.carry.clear();
                     return Ok(Some(Item::FileStart(fs)));
                 }
                 KIND_EVENTS => {
-                    let (header, _) =
-                        EventsHeader::decode(&entry.data).map_err(|e| bad(entry.index, e))?;
-                    self.data = entry.data;
-                    self.off =
-                        super::entry::EVENTS_HEADER_LEN + std::mem::take(&mut self.first_offset);
-                    self.start_pos = header
-                        .start_pos
-                        .wrapping_sub(super::entry::EVENTS_HEADER_LEN as u64);
-                    if self.off > self.data.len() {
-                        self.off = self.data.len();
+                    let (header, _) = EventsHeader::decode(&self.buf[..self.win_len])
+                        .map_err(|e| bad(index, e))?;
+                    self.entry = index;
+                    self.entry_len = range.data_len;
+                    self.off = EVENTS_HEADER_LEN + std::mem::take(&mut self.first_offset);
+                    self.start_pos = header.start_pos.wrapping_sub(EVENTS_HEADER_LEN as u64);
+                    if self.off > self.entry_len {
+                        self.off = self.entry_len;
                     }
                 }
-                _ => {}
+                _ => self.win_len = 0,
             }
         }
     }
 
-    /// Takes the next event out of the loaded entry, or moves its start into `carry`.
-    fn take_event(&mut self) -> Option<Item> {
-        let rest = &self.data[self.off..];
-        if !self.carry.is_empty() || rest.len() < HEADER_LEN {
-            return self.take_carried(rest.len());
+    /// Reads a window of entry `index` from `offset` into `buf`.
+    fn load(&mut self, store: &Store, index: u64, offset: usize) -> Result<DataRange, StoreError> {
+        if self.buf.len() != self.window {
+            self.buf = vec![0; self.window];
         }
-        let size = event_size(rest);
-        if size <= rest.len() {
-            let pos = self.start_pos.wrapping_add(self.off as u64);
-            let bytes = rest[..size].to_vec();
-            self.off += size;
-            return Some(Item::Event { pos, bytes });
-        }
-        self.take_carried(rest.len())
+        let range = store.read_range(index, offset, &mut self.buf)?;
+        self.win_start = offset;
+        self.win_len = range.read;
+        Ok(range)
     }
 
-    fn take_carried(&mut self, available: usize) -> Option<Item> {
+    /// Moves the window of the current entry to start at `off`.
+    fn fill(&mut self, store: &Store) -> Result<(), StoreError> {
+        let range = self.load(store, self.entry, self.off)?;
+        // Stored entries do not change under a reader (a reset makes the read fail); a
+        // different length or no bytes means the log is not what the cursor started on.
+        if range.kind != KIND_EVENTS || range.data_len != self.entry_len || range.read == 0 {
+            return Err(bad(
+                self.entry,
+                super::entry::EntryError("entry changed while read"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes a FileStart entry whose first window is loaded (it is small; a larger one
+    /// is read whole).
+    fn file_start(
+        &mut self,
+        store: &Store,
+        index: u64,
+        range: DataRange,
+    ) -> Result<FileStart, StoreError> {
+        let fs = if range.read == range.data_len {
+            FileStart::decode(&self.buf[..self.win_len])
+        } else {
+            FileStart::decode(&store.read(index)?.data)
+        };
+        self.win_len = 0;
+        fs.map_err(|e| bad(index, e))
+    }
+
+    /// Takes the next event out of the window, or moves its start into `carry`.
+    fn take_event(&mut self, store: &Store) -> Result<Option<Item>, StoreError> {
+        if self.carry.is_empty() {
+            let rest = &self.buf[self.off - self.win_start..self.win_len];
+            if rest.len() >= HEADER_LEN {
+                let size = event_size(rest);
+                if size <= rest.len() {
+                    let pos = self.start_pos.wrapping_add(self.off as u64);
+                    let bytes = rest[..size].to_vec();
+                    self.off += size;
+                    return Ok(Some(Item::Event { pos, bytes }));
+                }
+            }
+            // Not whole in the window: read on from the event's start if the entry holds
+            // more, so only an event larger than the window (or one cut across entries)
+            // is gathered in `carry`.
+            if self.win_start < self.off && self.win_start + self.win_len < self.entry_len {
+                self.fill(store)?;
+                return Ok(None);
+            }
+        }
+        Ok(self.take_carried())
+    }
+
+    fn take_carried(&mut self) -> Option<Item> {
         if self.carry.is_empty() {
             self.carry_pos = self.start_pos.wrapping_add(self.off as u64);
         }
@@ -125,9 +210,9 @@ impl Cursor {
         } else {
             HEADER_LEN
         };
-        let take = total.saturating_sub(self.carry.len()).min(available);
-        self.carry
-            .extend_from_slice(&self.data[self.off..self.off + take]);
+        let rest = &self.buf[self.off - self.win_start..self.win_len];
+        let take = total.saturating_sub(self.carry.len()).min(rest.len());
+        self.carry.extend_from_slice(&rest[..take]);
         self.off += take;
         if self.carry.len() >= HEADER_LEN && self.carry.len() == event_size(&self.carry) {
             let bytes = std::mem::take(&mut self.carry);
@@ -252,6 +337,68 @@ mod tests {
             // The rest (including an event cut at `upto`) comes once more is allowed.
             let tail = drain(&mut cursor, &store, last);
             assert_eq!([head, tail].concat(), all, "upto {upto}");
+        }
+    }
+
+    /// Every start (entry, offset), on and off event boundaries, up to a middle entry and
+    /// then on: a window smaller than the entries yields exactly what reading each entry
+    /// whole does.
+    #[test]
+    fn small_windows_read_the_same_as_whole_entries() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        let whole = crate::limits::ENTRY_PAYLOAD_MAX;
+        for limit in [whole, 300, 40] {
+            let (_dir, store) = store_with(&names, limit);
+            let last = store.whole_upto();
+            let largest = (1..=last)
+                .map(|i| store.read(i).unwrap().data.len())
+                .max()
+                .unwrap();
+            assert!(
+                largest > 64,
+                "limit {limit}: entries larger than the windows"
+            );
+            for entry in 1..=last {
+                let len = store.read(entry).unwrap().data.len();
+                for offset in [0, 1, 7, 20, len / 2, len.saturating_sub(1), len + 3] {
+                    let start = Loc {
+                        entry,
+                        offset,
+                        file: 0,
+                        pos: 0,
+                    };
+                    let run = |window: usize| {
+                        let mut cursor = Cursor::at(start).with_window(window);
+                        let mid = (entry + last) / 2;
+                        let head = drain(&mut cursor, &store, mid);
+                        let at_mid = cursor.next_entry();
+                        let tail = drain(&mut cursor, &store, last);
+                        assert!(cursor.buf.len() <= window);
+                        (head, at_mid, tail, cursor.next_entry())
+                    };
+                    let want = run(largest);
+                    for window in [HEADER_LEN, 20, 33, 64] {
+                        assert!(window < largest);
+                        let got = run(window);
+                        assert!(
+                            got == want,
+                            "limit {limit} entry {entry} offset {offset} window {window}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_windows_yield_every_event() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        let (_dir, store) = store_with(&names, crate::limits::ENTRY_PAYLOAD_MAX);
+        let first = store.index().first_loc().unwrap();
+        for window in [HEADER_LEN, 50, 1000] {
+            let mut cursor = Cursor::at(first).with_window(window);
+            let got = drain(&mut cursor, &store, store.whole_upto());
+            assert_eq!(got, expected(&names), "window {window}");
         }
     }
 }
