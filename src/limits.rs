@@ -185,8 +185,10 @@ pub const RAFT_HEARTBEAT_TICKS: usize = 1;
 /// Bytes of entries raft-rs puts in one append message (at least one entry is sent).
 pub const RAFT_MSG_BYTES_MAX: u64 = 1 << 20;
 
-/// Append messages a leader keeps in flight to one follower before it waits for acks.
-pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;
+/// Append messages a leader keeps in flight to one follower before it waits for acks. Each
+/// holds up to `RAFT_MSG_BYTES_MAX` of entries read back from the log, so this bounds the
+/// leader's memory per follower during a catch-up (16 MiB); on a LAN it is plenty.
+pub const RAFT_INFLIGHT_MSGS_MAX: usize = 16;
 
 /// Bytes of proposed but uncommitted entry data a leader accepts before it drops new
 /// proposals (a leader cut off from its quorum stops growing its log).

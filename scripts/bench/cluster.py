@@ -744,13 +744,11 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "Where the time goes: on one 2-core machine the three nodes each receive, check (CRC32) "
         "and write the whole binlog and fsync it, and the leader also sends it twice over "
         "loopback, so the cluster does about three times the single node's work on the same "
-        "2 cores (shared with the master). And the syncer proposes one batch (up to "
-        "`BATCH_BYTES_MAX`) and waits until it is committed and applied on the leader before "
-        "it proposes the next (`RaftSink::append` waits on the proposal's reply): a batch "
-        "costs a leader fsync, a round trip to the followers with their fsync, and the apply, "
-        "with no second batch in flight meanwhile (the reader thread keeps receiving into its "
-        "bounded queue). Both are properties of the code and of running three nodes on one "
-        "host, not of the network.",
+        "2 cores (shared with the master). The syncer keeps up to "
+        "`SYNCER_PROPOSALS_IN_FLIGHT_MAX` batches (of up to `BATCH_BYTES_MAX`) in flight, so a "
+        "batch's leader fsync, follower round trip and apply overlap the next one; what is "
+        "left is CPU: three nodes' receive, CRC, write and fsync of every byte on the cores "
+        "that also run the master. A cluster on three machines would not share them.",
         "",
     ]
     d, vi, df = lg["direct"], lg["via"], lg["diff"]
@@ -871,9 +869,9 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         + "; ".join(
             f"N={r['clients']}: master {r['master']['server_cpu_s'] / gib(r['master']):.2f}, "
             f"ferrobus {r['ferrobus']['server_cpu_s'] / gib(r['ferrobus']):.2f}" for r in dp)
-        + ". Per entry served, ferrobus preads the whole entry into a fresh buffer, checks "
-        "its CRC32 and copies each event into its 64 KiB write buffer; MariaDB sends events "
-        "from its IO_CACHE over the page cache. The spread between repetitions (last "
+        + ". ferrobus reads each entry through a 64 KiB window (`CURSOR_READ_BYTES_MAX`), "
+        "checks every event's CRC32 and copies it into its 64 KiB write buffer; MariaDB sends "
+        "events from its IO_CACHE over the page cache. The spread between repetitions (last "
         "column) is as large as the gap between the servers.",
         "",
     ]
@@ -934,13 +932,13 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         f"Goal < {RSS_GOAL_MIB} MiB per node: {verdict(worst_rss < RSS_GOAL_MIB)} "
         f"(highest {worst_rss:.1f} MiB).",
         "",
-        "Where the memory goes: a dump connection's cursor holds the whole log entry it is "
-        "serving (read with one pread, CRC-checked, up to `ENTRY_PAYLOAD_MAX` = 4 MiB; "
-        "catch-up batches make entries that large), so N concurrent dumps of old binlog need "
-        "about N × (entry size) at once; the memory is returned afterwards (VmRSS column). "
-        "The leader's peak comes from catch-up (batches of up to `BATCH_BYTES_MAX` in the "
-        "syncer, in Raft messages and in the raft thread at once); the single-node section "
-        "above shows the same order.",
+        "Where the memory goes: a dump connection reads entries through a 64 KiB window "
+        "(`CURSOR_READ_BYTES_MAX`) plus the one event it sends, so 100 dump clients cost a "
+        "few MiB. The leader's peak comes from catch-up: the syncer's reader queue "
+        "(`SYNCER_QUEUE_DEPTH_MAX` chunks of 1 MiB), up to `SYNCER_PROPOSALS_IN_FLIGHT_MAX` + 1 "
+        "batches of `BATCH_BYTES_MAX`, and per follower up to `RAFT_INFLIGHT_MSGS_MAX` append "
+        "messages of `RAFT_MSG_BYTES_MAX` read back from the log; malloc arenas are limited "
+        "to two so freed memory is reused.",
         "",
         f"The whole `make bench` took {int(time.time()) - args.bench_start} s.",
         "",

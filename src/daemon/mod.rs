@@ -37,6 +37,9 @@ use machine::{ClusterShared, NodeMachine};
 
 /// Name of the desired-state file in the data directory.
 const DESIRED_FILE: &str = "desired.json";
+/// glibc malloc arenas (see `limit_malloc_arenas`).
+const MALLOC_ARENAS_MAX: libc::c_int = 2;
+
 /// Name of the lock file that keeps a second daemon off the data directory.
 const LOCK_FILE: &str = "LOCK";
 
@@ -113,6 +116,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone receives them in `wait_for_stop_signal`.
     let signals = StopSignals::block();
+    limit_malloc_arenas();
     let data_dir = config.data_dir.clone();
     fs::create_dir_all(&data_dir).map_err(|error| DaemonError::DataDir {
         path: data_dir.clone(),
@@ -748,6 +752,16 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, DaemonError> {
         });
     }
     Ok(file)
+}
+
+/// glibc gives busy threads their own malloc arenas (up to 8 per core), each keeping freed
+/// memory for reuse: with a thread per connection and a burst of large batches, resident
+/// memory balloons. Two arenas keep it close to what is in use.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only tunes the allocator; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
+    }
 }
 
 /// SIGTERM and SIGINT, blocked in every thread and received synchronously by the main one.
