@@ -637,7 +637,7 @@ mod tests {
         assert_eq!((c.election_tick, c.heartbeat_tick), (10, 1));
         assert!(c.pre_vote && c.check_quorum);
         assert_eq!(c.max_size_per_msg, 1 << 20);
-        assert_eq!(c.max_inflight_msgs, 256);
+        assert_eq!(c.max_inflight_msgs, 16);
         c.validate().unwrap();
     }
 
@@ -646,8 +646,9 @@ mod tests {
         let mut c = Cluster::new(&[1, 2, 3]);
         let leader = c.elect(&[1, 2, 3]);
         let term = c.d(leader).term();
-        // Initial term 1; pre-vote does not bump it, the one real election does.
-        assert_eq!(term, 2);
+        // Initial term 1; pre-vote does not bump it, a real election does (a split vote,
+        // which the randomized timeouts make possible, takes one more term).
+        assert!(term >= 2, "term {term}");
         let leaders = [1, 2, 3].iter().filter(|&&id| c.d(id).is_leader()).count();
         assert_eq!(leaders, 1);
         let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
@@ -669,7 +670,7 @@ mod tests {
             assert_eq!(log.len(), 14);
             assert_eq!(log[0].index, 1);
             assert_founders(&log, &[1, 2, 3]);
-            assert!(log[3..].iter().all(|e| e.term == 2));
+            assert!(log[3..].iter().all(|e| e.term == term));
             assert_eq!(log[3].get_entry_type(), EntryType::EntryNormal);
             assert!(log[3].data.is_empty() && log[3].context.is_empty());
             assert_eq!(&log[13].data[..], b"e10");
@@ -686,6 +687,7 @@ mod tests {
     fn restarted_follower_rejoins_and_catches_up() {
         let mut c = Cluster::new(&[1, 2, 3]);
         let leader = c.elect(&[1, 2, 3]);
+        let term = c.d(leader).term();
         for i in 1..=3 {
             c.propose(leader, &format!("a{i}"));
         }
@@ -702,7 +704,7 @@ mod tests {
         // Durable state came back: term, vote and the entries, the founders' included; the
         // commit index is saved only with term or vote changes, so it may be behind (the
         // leader raises it again), but never below the founders' entries nor past the log.
-        assert_eq!(driver.term(), 2);
+        assert_eq!(driver.term(), term);
         let commit = driver.storage().hard_state().commit;
         assert!((3..=7).contains(&commit), "{commit}");
         assert_eq!(driver.storage().first_index(), 1);
@@ -732,6 +734,7 @@ mod tests {
     fn partitioned_leader_is_replaced_and_its_log_repaired() {
         let mut c = Cluster::new(&[1, 2, 3]);
         let old = c.elect(&[1, 2, 3]);
+        let old_term = c.d(old).term();
         c.propose(old, "committed");
         c.settle();
         c.isolated.insert(old);
@@ -747,7 +750,7 @@ mod tests {
         let new = c.elect(&rest);
         assert_ne!(new, old);
         let new_term = c.d(new).term();
-        assert!(new_term > 2);
+        assert!(new_term > old_term);
         // check_quorum: the old leader steps down on its own within two election timeouts.
         for _ in 0..2 * RAFT_ELECTION_TICKS {
             if !c.d(old).is_leader() {
@@ -756,7 +759,7 @@ mod tests {
             c.tick();
         }
         assert!(!c.d(old).is_leader());
-        assert_eq!(c.d(old).term(), 2);
+        assert_eq!(c.d(old).term(), old_term);
         assert!(c.d(old).propose(KIND_TEST, b"late".to_vec()).is_err());
         for i in 1..=3 {
             c.propose(new, &format!("new{i}"));
