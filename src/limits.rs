@@ -22,7 +22,7 @@ pub const EVENT_BYTES_MAX: usize = LOGICAL_PACKET_MAX - 1;
 
 /// Largest payload of one log entry (one Raft entry). A transaction bigger than this is
 /// stored as several chunk entries; a batch of small transactions stays under it.
-pub const ENTRY_PAYLOAD_MAX: usize = 4 << 20;
+pub const ENTRY_PAYLOAD_MAX: usize = 1 << 20;
 
 /// Largest storage segment file before the log rolls to a new one.
 pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
@@ -31,11 +31,11 @@ pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 pub const BATCH_ENTRIES_MAX: usize = 256;
 
 /// Bytes of binlog the syncer gathers before it stores a batch (one fsync).
-pub const BATCH_BYTES_MAX: usize = 4 << 20;
+pub const BATCH_BYTES_MAX: usize = 2 << 20;
 
 /// Depth of the channel between the syncer's network reader and its appender, in chunks of
 /// events (each at most `SYNCER_CHUNK_BYTES_MAX` plus one event).
-pub const SYNCER_QUEUE_DEPTH_MAX: usize = 16;
+pub const SYNCER_QUEUE_DEPTH_MAX: usize = 8;
 
 /// Syncer batches proposed and not yet committed at once on a cluster leader (the next is
 /// proposed while the last commits). With `BATCH_BYTES_MAX` it bounds the uncommitted
@@ -129,7 +129,7 @@ const _: () = assert!(UPSTREAM_HEARTBEAT_PERIOD_MS * 3 < UPSTREAM_IO_TIMEOUT_MS)
 /// Bytes the storage log gathers in its write buffer before it issues a write syscall: a
 /// batch larger than this is written in several calls (the buffer never grows past it plus
 /// one record).
-pub const LOG_WRITE_BUFFER_BYTES_MAX: usize = 8 << 20;
+pub const LOG_WRITE_BUFFER_BYTES_MAX: usize = 2 << 20;
 
 /// Largest request body an admin API client may *declare* (Content-Length) and still have
 /// its connection kept: tiny_http 0.12 drains an unread body on drop by allocating the whole
