@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::harness::abuse::request_missing_gtid;
 use crate::harness::clients::mysql_connect;
+use crate::harness::clients::{ferro_source, node_binary_logs};
 use crate::harness::node::ferrobus_bin;
 use crate::harness::process::run_command;
 use crate::harness::util::{fail, normalize_gtid_list};
@@ -28,14 +29,6 @@ const REPLICA_ID: u32 = 2;
 const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for a short node sync or replica catch-up after a small write.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn ferro_source(port: u16) -> Source {
-    Source {
-        port,
-        user: FERRO_USER.to_string(),
-        password: FERRO_PASSWORD.to_string(),
-    }
-}
 
 fn master_source(master: &MariaDb) -> Source {
     Source {
@@ -183,20 +176,6 @@ fn assert_same_dump(master: &MariaDb, server_port: u16, file: &str, pos: u64) ->
         );
     }
     from_ferrobus
-}
-
-/// SHOW BINARY LOGS on ferrobus's binlog server: the file names.
-fn node_binary_logs(server_port: u16) -> Vec<String> {
-    use mysql::prelude::Queryable;
-    let mut conn = mysql_connect(&ferro_source(server_port), Duration::from_secs(30)).unwrap();
-    let rows: Vec<mysql::Row> = conn.query("SHOW BINARY LOGS").unwrap();
-    rows.into_iter()
-        .map(|row| {
-            row.get_opt::<String, usize>(0)
-                .and_then(|v| v.ok())
-                .unwrap_or_else(|| panic!("SHOW BINARY LOGS row without a name: {row:?}"))
-        })
-        .collect()
 }
 
 /// SHOW BINLOG EVENTS IN `file` on the master: (Pos, Event_type, Info) per event.

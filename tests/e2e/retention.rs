@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::harness::abuse::request_missing_gtid;
 use crate::harness::clients::mysql_connect;
+use crate::harness::clients::{ferro_source, node_binary_logs};
 use crate::harness::util::normalize_gtid_list;
 use crate::harness::*;
 
@@ -20,28 +21,6 @@ const SYNCER_ID: u32 = 101;
 const MASTER_ID: u32 = 1;
 const REPLICA_ID: u32 = 2;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn ferro_source(port: u16) -> Source {
-    Source {
-        port,
-        user: FERRO_USER.to_string(),
-        password: FERRO_PASSWORD.to_string(),
-    }
-}
-
-/// SHOW BINARY LOGS on the node's binlog server: the file names.
-fn node_binary_logs(server_port: u16) -> Vec<String> {
-    use mysql::prelude::Queryable;
-    let mut conn = mysql_connect(&ferro_source(server_port), Duration::from_secs(30)).unwrap();
-    let rows: Vec<mysql::Row> = conn.query("SHOW BINARY LOGS").unwrap();
-    rows.into_iter()
-        .map(|row| {
-            row.get_opt::<String, usize>(0)
-                .and_then(|v| v.ok())
-                .unwrap_or_else(|| panic!("SHOW BINARY LOGS row without a name: {row:?}"))
-        })
-        .collect()
-}
 
 /// A non-blocking dump by file and position: Ok(number of events) or Err((code, message)).
 fn dump_file_pos(port: u16, file: &str, pos: u64) -> std::result::Result<usize, (u16, String)> {

@@ -230,3 +230,26 @@ pub fn mysql_crate_dump(
         events.len()
     ))
 }
+
+/// The downstream account on a ferrobus binlog server listening on `port`.
+pub fn ferro_source(port: u16) -> Source {
+    Source {
+        port,
+        user: super::node::FERRO_USER.to_string(),
+        password: super::node::FERRO_PASSWORD.to_string(),
+    }
+}
+
+/// SHOW BINARY LOGS on a ferrobus binlog server: the file names.
+pub fn node_binary_logs(server_port: u16) -> Vec<String> {
+    use mysql::prelude::Queryable;
+    let mut conn = mysql_connect(&ferro_source(server_port), Duration::from_secs(30)).unwrap();
+    let rows: Vec<mysql::Row> = conn.query("SHOW BINARY LOGS").unwrap();
+    rows.into_iter()
+        .map(|row| {
+            row.get_opt::<String, usize>(0)
+                .and_then(|v| v.ok())
+                .unwrap_or_else(|| panic!("SHOW BINARY LOGS row without a name: {row:?}"))
+        })
+        .collect()
+}
