@@ -126,9 +126,10 @@ pub struct Syncer {
 /// Called when the store cannot make data durable: the process must stop (house rule 3).
 pub type FatalHook = Arc<dyn Fn(&StoreError) + Send + Sync>;
 
-/// Where the syncer's entries go: the local log on a single node, or Raft proposals on a
-/// cluster leader. `append` returns once the entries are durable (committed) and applied to
-/// the store, so the store's resume point always reflects them.
+/// Where the syncer's entries go: Raft proposals on the leader (`daemon::leader::RaftSink`).
+/// `append` may return while a few batches are still being committed; `flush` (called when a
+/// connection ends) and `begin_session` wait for them, so the store's resume point reflects
+/// everything appended before the next connection starts.
 pub trait Sink: Send + Sync + 'static {
     fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError>;
     /// Waits until every entry appended so far is durable (committed) and applied.
@@ -158,19 +159,6 @@ impl fmt::Display for SinkError {
             SinkError::Deposed(m) => write!(f, "no longer the leader: {m}"),
             SinkError::Unavailable(m) => write!(f, "consensus unavailable: {m}"),
         }
-    }
-}
-
-/// The single-node sink: the store writes its own log.
-pub struct LocalSink(pub Arc<Store>);
-
-impl Sink for LocalSink {
-    fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError> {
-        self.0.append(entries).map(|_| ()).map_err(SinkError::Store)
-    }
-
-    fn begin_session(&self) -> Result<(), SinkError> {
-        self.0.discard_partial_tail().map_err(SinkError::Store)
     }
 }
 
