@@ -189,24 +189,6 @@ impl Store {
         }
     }
 
-    /// A store over a log that consensus writes: the indexes are built from the entries up
-    /// to `applied`, and later entries come through [`Store::apply`] once committed.
-    pub fn open_applied(reader: LogReader, applied: u64) -> Result<Store, StoreError> {
-        let index = build_index_upto(&reader, applied)?;
-        let whole_upto = index.whole_upto();
-        Ok(Store {
-            log: None,
-            reader,
-            index: RwLock::new(index),
-            watermark: Mutex::new(Watermark {
-                whole_upto,
-                closed: false,
-            }),
-            changed: Condvar::new(),
-            compaction: Mutex::new(None),
-        })
-    }
-
     /// Indexes committed entries (in log order) and wakes readers. Entries of kinds the
     /// binlog index does not know (commands, empty entries) only move the watermark.
     pub fn apply(&self, entries: &[(u64, u8, &[u8])]) -> Result<(), StoreError> {

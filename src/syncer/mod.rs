@@ -36,7 +36,6 @@ pub enum SyncerError {
     Precheck(String),
     Master(String),
     Ingest(ingest::IngestError),
-    Store(StoreError),
     Sink(SinkError),
 }
 
@@ -48,7 +47,6 @@ impl fmt::Display for SyncerError {
             SyncerError::Precheck(e) => write!(f, "pre-check failed: {e}"),
             SyncerError::Master(e) => write!(f, "the master reported: {e}"),
             SyncerError::Ingest(e) => write!(f, "bad binlog stream: {e}"),
-            SyncerError::Store(e) => write!(f, "store: {e}"),
             SyncerError::Sink(e) => write!(f, "{e}"),
         }
     }
