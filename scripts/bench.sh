@@ -16,6 +16,8 @@
 # It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 BINLOG_MB=${BENCH_BINLOG_MB:-100}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -59,16 +61,7 @@ cleanup() {
         while read -r pid; do extra+=("$pid"); done <"$WORK/cluster.pids"
     fi
     PIDS=("${PIDS[@]:2}" "${extra[@]}" "${PIDS[@]:0:2}")
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 150); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]}"
     if [ "$status" -ne 0 ]; then
         echo "bench: FAILED (exit $status); log tails from $WORK:" >&2
         for f in "$WORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
@@ -88,10 +81,6 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 sql() {
     mariadb --no-defaults --user=root --host=127.0.0.1 --port="$PORT" --batch --skip-column-names \

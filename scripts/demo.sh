@@ -6,6 +6,8 @@
 # via trap), whatever happens. DEMO_KEEP=1 keeps the temp dir (logs, data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 BIN=${FERROBUS_BIN:-./target/debug/ferrobus}
 [ -x "$BIN" ] || cargo build -j2
@@ -20,16 +22,7 @@ cleanup() {
     trap - EXIT INT TERM
     echo
     echo "== stopping everything"
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]}"
     if [ "$status" -ne 0 ]; then
         echo "== the demo failed; ferrobus log tails:"
         for n in n1 n2 n3; do
@@ -45,10 +38,6 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start_mariadb NAME SERVER_ID PORT
 start_mariadb() {
