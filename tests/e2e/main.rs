@@ -5,7 +5,9 @@
 //! single ferrobus node between a master and its replicas and clients; `foundation_more.rs`
 //! adds start points, the connection limit, heartbeats, syncer errors, persistence of
 //! stopped parts and `ferrobus ctl`; `cluster.rs` holds issue 3's tests of a three-node Raft
-//! cluster (failover, forwarding, full restart, membership).
+//! cluster (failover, forwarding, full restart, membership); `mysql_flavour.rs` holds issue 4's
+//! tests of MySQL-flavoured data (imported MySQL binlog files served to MySQL-mode clients
+//! and pulled by a second node).
 //!
 //! Run with few threads (each test starts two or three servers): `make test`, or
 //! `cargo test --test e2e -- --test-threads=2`. Prerequisites: scripts/install-test-deps.sh.
@@ -14,5 +16,6 @@ mod cluster;
 mod foundation;
 mod foundation_more;
 mod harness;
+mod mysql_flavour;
 mod retention;
 mod smoke;

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod cluster;
 pub mod load;
 pub mod mariadb;
+pub mod mysql_data;
 pub mod node;
 pub mod process;
 pub mod proxy;
