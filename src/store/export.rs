@@ -37,16 +37,29 @@ const FIRST_TYPE_FILE_OFFSET: u64 = FIRST_EVENT_POSITION + TYPE_CODE_OFFSET as u
 #[derive(Debug)]
 pub enum ExportError {
     /// No stored file has this name.
-    NoSuchFile { name: String },
+    NoSuchFile {
+        name: String,
+    },
     /// The store holds the file only from `start_pos` (it began inside it): no complete copy.
-    NotFromStart { name: String, start_pos: u64 },
+    NotFromStart {
+        name: String,
+        start_pos: u64,
+    },
     /// The stored entries do not hold the file's bytes as the index says (damage, or a
     /// purge compacted them meanwhile).
-    Inconsistent { name: String, detail: String },
+    Inconsistent {
+        name: String,
+        detail: String,
+    },
     Store(StoreError),
-    Io { path: PathBuf, error: io::Error },
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
     /// The output file exists and overwriting was not asked for.
-    Exists { path: PathBuf },
+    Exists {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for ExportError {
@@ -204,9 +217,9 @@ fn last_event_type(
             return Ok(None);
         };
         let header = EventHeader::parse(rest).map_err(|e| ExportError::Inconsistent {
-                name: name.to_string(),
-                detail: format!("event at {}: {e}", start_pos + offset as u64),
-            })?;
+            name: name.to_string(),
+            detail: format!("event at {}: {e}", start_pos + offset as u64),
+        })?;
         let next = offset + header.event_size as usize;
         if header.event_size < HEADER_LEN as u32 || next >= bytes.len() {
             return Ok(Some(header.type_code));
@@ -531,7 +544,13 @@ mod tests {
         let (start, _) = events[3];
         let mut ingest = Ingest::new(None);
         ingest
-            .on_event(&event::build_rotate("bin.000001", start, SERVER_ID, true, true))
+            .on_event(&event::build_rotate(
+                "bin.000001",
+                start,
+                SERVER_ID,
+                true,
+                true,
+            ))
             .unwrap();
         ingest
             .on_event(&event::with_log_pos_zeroed_fde(&events[0].1, true))
