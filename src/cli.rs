@@ -1445,8 +1445,8 @@ const EXPORT_HELP: &str =
     "Write the binlog stored in a stopped node's data directory as native binlog
 files, one per stored master file, byte for byte as imported or synced (the
 FORMAT_DESCRIPTION's in-use flag is set on the last file when it does not end with
-a ROTATE or STOP, as on the master). Only committed entries are written; a
-transaction not stored whole is left out. A file stored only from a position after
+a ROTATE or STOP, as on the master). The log is read as the node would apply it
+at its next start; a transaction not stored whole is left out. A file stored only from a position after
 4 (the store began inside it) is skipped with a warning (an error with --file).
 Refuses to run while a node uses the data directory (use `ferrobus ctl export`).
 

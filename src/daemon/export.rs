@@ -1,7 +1,7 @@
 //! Export of the stored binlog as native binlog files: on a running node for the admin API
 //! (`GET /binlog/files`, `GET /binlog/files/NAME`, streamed), and offline for `ferrobus
 //! export --data-dir DIR --to OUTDIR`, which opens a stopped node's data directory, indexes
-//! its committed log as the node would at start, and writes the files (see
+//! its log as the node would at its next start, and writes the files (see
 //! `store::export` for the bytes and the FORMAT_DESCRIPTION in-use flag rule).
 //!
 //! Offline export takes the data directory's lock, so it refuses to run beside a node on
@@ -106,8 +106,8 @@ pub struct OfflineReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Opens the data directory of a stopped node and indexes its committed log: the store
-/// the node would serve after a restart.
+/// Opens the data directory of a stopped node and indexes its log: the store the node
+/// would serve after a restart.
 pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineError> {
     if !data_dir.join(LOG_DIR).is_dir() || !data_dir.join(RAFT_DIR).is_dir() {
         return Err(OfflineError::NoData {
@@ -131,7 +131,18 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
         applied = meta.index;
     }
     let reader = storage.reader();
-    let commit = recovery.hard_state.commit.min(reader.last_index());
+    // The commit index on disk lags (raft records it lazily): on a node alone every entry
+    // of its log is committed; a cluster member's log may end with entries the cluster
+    // never committed, which export includes with a warning.
+    let commit = reader.last_index();
+    if recovery.conf_state.voters.len() > 1 && commit > recovery.hard_state.commit {
+        log::warn!(
+            "log entries {}..={commit} are past the last commit index this member recorded; \
+             they are exported too, though the cluster may not have committed them (export \
+             from a running cluster with `ferrobus ctl export` to be sure)",
+            recovery.hard_state.commit + 1
+        );
+    }
     let mut next = (applied + 1).max(reader.first_index());
     while next <= commit {
         let last = commit.min(next + OFFLINE_APPLY_BATCH_ENTRIES_MAX - 1);
