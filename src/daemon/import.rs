@@ -326,6 +326,9 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     }
 }
 
+/// Where [`ingest_file`] hands the entries it makes (kind, payload).
+pub type Emit<'a> = dyn FnMut(Vec<(u8, Vec<u8>)>) -> Result<(), ImportError> + 'a;
+
 /// What reading one file through ingest found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileSummary {
@@ -342,7 +345,7 @@ pub fn ingest_file(
     name: &str,
     input: impl Read,
     view: &StoreView,
-    emit: &mut dyn FnMut(Vec<(u8, Vec<u8>)>) -> Result<(), ImportError>,
+    emit: &mut Emit<'_>,
 ) -> Result<FileSummary, ImportError> {
     check_chain(name, view)?;
     let file = || name.to_string();
