@@ -2097,4 +2097,43 @@ mod tests {
         let text = format!("{:?}", parse_words(START));
         assert!(!text.contains("\"pw\""), "{text}");
     }
+    #[test]
+    fn import_and_export_commands() {
+        assert_eq!(
+            ctl("ctl import a/x.000001 b.000002 --name m.000001").command,
+            CtlCommand::Import {
+                files: vec![PathBuf::from("a/x.000001"), PathBuf::from("b.000002")],
+                name: Some("m.000001".into()),
+            }
+        );
+        assert_eq!(
+            ctl("ctl --json export --to out --file m.000001 --force").command,
+            CtlCommand::Export {
+                to: PathBuf::from("out"),
+                file: Some("m.000001".into()),
+                force: true,
+            }
+        );
+        assert_eq!(
+            parse_words("export --data-dir d --to o").unwrap(),
+            Cli::Export(ExportArgs {
+                data_dir: PathBuf::from("d"),
+                to: PathBuf::from("o"),
+                file: None,
+                force: false,
+            })
+        );
+        assert!(usage_error("ctl import").message.contains("no binlog file"));
+        assert!(usage_error("ctl export").message.contains("--to"));
+        assert!(usage_error("export --data-dir d").message.contains("--to"));
+        assert!(usage_error("ctl import --name .. f")
+            .message
+            .contains("file"));
+        assert!(usage_error("export --to o --force=yes")
+            .message
+            .contains("no value"));
+        for path in [&["ctl", "import"][..], &["ctl", "export"], &["export"]] {
+            assert!(help_text(path).is_some(), "{path:?}");
+        }
+    }
 }
