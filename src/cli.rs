@@ -24,6 +24,8 @@ pub const ADMIN_ADDR_ENV: &str = "FERROBUS_ADMIN";
 pub enum Cli {
     Serve(ServeArgs),
     Ctl(CtlArgs),
+    /// `ferrobus export`: write a stopped node's stored binlog as native files.
+    Export(ExportArgs),
     /// Print this text to stdout and exit 0.
     Help(String),
     /// Print [`version_text`] and exit 0.
@@ -39,6 +41,18 @@ pub struct ServeArgs {
     /// `--name`, `--peer-addr`, `--initial-cluster`, `--initial-cluster-state`; for
     /// [`config::load_with_cluster`].
     pub cluster: ClusterOverrides,
+}
+
+/// `ferrobus export` (offline, on a stopped node's data directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportArgs {
+    pub data_dir: PathBuf,
+    /// Directory the files are written to (created if missing).
+    pub to: PathBuf,
+    /// Only this stored file.
+    pub file: Option<String>,
+    /// Overwrite files that exist in `to`.
+    pub force: bool,
 }
 
 /// `ferrobus ctl`.
@@ -63,9 +77,25 @@ pub enum CtlCommand {
     MembersList,
     MemberAdd(MemberAdd),
     MemberUpdate(MemberUpdate),
-    MemberRemove { name: String },
+    MemberRemove {
+        name: String,
+    },
     Cluster,
-    Purge { to_file: String },
+    Purge {
+        to_file: String,
+    },
+    /// `ctl import FILE...`: the files in chain order; `name` names the first one on the
+    /// node (default: its file name).
+    Import {
+        files: Vec<PathBuf>,
+        name: Option<String>,
+    },
+    /// `ctl export --to DIR [--file NAME] [--force]`.
+    Export {
+        to: PathBuf,
+        file: Option<String>,
+        force: bool,
+    },
 }
 
 /// A command line that cannot be run. Exit status 2.
@@ -120,6 +150,7 @@ pub fn parse_with_default_admin(args: &[String], default_admin: &str) -> Result<
         Some(Token::Word(word)) => match word {
             "serve" => parse_serve(&mut tokens),
             "ctl" => parse_ctl(&mut tokens, default_admin),
+            "export" => parse_export(&mut tokens),
             "help" => help_command(&mut tokens),
             "version" => Ok(Cli::Version),
             _ => Err(top.unknown_command(word)),
@@ -193,6 +224,109 @@ fn parse_serve(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
     Ok(Cli::Serve(args))
 }
 
+/// `ferrobus export`.
+fn parse_export(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
+    let level = Level(&["export"]);
+    let mut data_dir = None;
+    let mut to = None;
+    let mut file = None;
+    let mut force = false;
+    while let Some(token) = tokens.next() {
+        let (name, inline) = level.flag(token)?;
+        match name {
+            "--help" | "-h" => return Ok(level.help()),
+            "--data-dir" => set_once(&mut data_dir, name, level, || {
+                tokens.path(name, inline, level)
+            })?,
+            "--to" => set_once(&mut to, name, level, || tokens.path(name, inline, level))?,
+            "--file" => set_once(&mut file, name, level, || {
+                export_file_name(tokens.value(name, inline, level)?, level)
+            })?,
+            "--force" => {
+                level.no_value(name, inline)?;
+                force = true;
+            }
+            _ => return Err(level.unknown_flag(name)),
+        }
+    }
+    Ok(Cli::Export(ExportArgs {
+        data_dir: data_dir.unwrap_or_else(|| PathBuf::from(config::DATA_DIR_DEFAULT)),
+        to: required(to, "--to", level)?,
+        file,
+        force,
+    }))
+}
+
+fn export_file_name(name: String, level: Level) -> Result<String, UsageError> {
+    validate::check_file_name("file", &name).map_err(|error| level.error(&flag_message(&error)))?;
+    Ok(name)
+}
+
+/// `ctl import [--name NAME] FILE...`.
+fn parse_ctl_import(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "import"]);
+    let mut files = Vec::new();
+    let mut name = None;
+    while let Some(token) = tokens.next() {
+        match token {
+            Token::Word(word) => files.push(PathBuf::from(word)),
+            Token::Flag { name: flag, inline } => {
+                if flag == "--help" || flag == "-h" {
+                    return Ok(Step::Help(level));
+                }
+                if globals.take(tokens, flag, inline, level)? {
+                    continue;
+                }
+                if flag != "--name" {
+                    return Err(level.unknown_flag(flag));
+                }
+                set_once(&mut name, flag, level, || {
+                    export_file_name(tokens.value(flag, inline, level)?, level)
+                })?;
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(level.error("no binlog file given"));
+    }
+    Ok(Step::Run(CtlCommand::Import { files, name }))
+}
+
+/// `ctl export --to DIR [--file NAME] [--force]`.
+fn parse_ctl_export(
+    tokens: &mut Tokens<'_>,
+    globals: &mut CtlGlobals,
+) -> Result<Step<CtlCommand>, UsageError> {
+    let level = Level(&["ctl", "export"]);
+    let mut to = None;
+    let mut file = None;
+    let mut force = false;
+    while let Some(token) = tokens.next() {
+        let (flag, inline) = level.flag(token)?;
+        match flag {
+            "--help" | "-h" => return Ok(Step::Help(level)),
+            "--to" => set_once(&mut to, flag, level, || tokens.path(flag, inline, level))?,
+            "--file" => set_once(&mut file, flag, level, || {
+                export_file_name(tokens.value(flag, inline, level)?, level)
+            })?,
+            "--force" => {
+                level.no_value(flag, inline)?;
+                force = true;
+            }
+            _ if globals.take(tokens, flag, inline, level)? => {}
+            _ => return Err(level.unknown_flag(flag)),
+        }
+    }
+    Ok(Step::Run(CtlCommand::Export {
+        to: required(to, "--to", level)?,
+        file,
+        force,
+    }))
+}
+
 /// `--admin` and `--json`, accepted anywhere after `ctl`.
 struct CtlGlobals {
     admin: Option<String>,
@@ -240,7 +374,7 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
         match tokens.next() {
             None => {
                 return Err(level
-                    .error("missing command (syncer, server, members, cluster, purge or health)"))
+                    .error("missing command (syncer, server, members, cluster, purge, import, export or health)"))
             }
             Some(Token::Flag { name, inline }) => {
                 if name == "--help" || name == "-h" {
@@ -259,6 +393,8 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
                     break parse_no_options(tokens, &mut globals, level, CtlCommand::Cluster)?;
                 }
                 "purge" => break parse_purge(tokens, &mut globals)?,
+                "import" => break parse_ctl_import(tokens, &mut globals)?,
+                "export" => break parse_ctl_export(tokens, &mut globals)?,
                 "health" => {
                     let level = Level(&["ctl", "health"]);
                     break parse_no_options(tokens, &mut globals, level, CtlCommand::Health)?;
@@ -874,6 +1010,9 @@ pub fn help_text(path: &[&str]) -> Option<String> {
         ["ctl", "members", "update"] => format!("{MEMBERS_UPDATE_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "cluster"] => format!("{CLUSTER_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "purge"] => format!("{PURGE_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "import"] => format!("{IMPORT_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "export"] => format!("{CTL_EXPORT_HELP}{CTL_OPTIONS_NOTE}"),
+        ["export"] => EXPORT_HELP.to_string(),
         _ => return None,
     };
     Some(text)
@@ -886,6 +1025,7 @@ fn top_help() -> String {
 Usage:
   ferrobus serve [OPTIONS]          run a node
   ferrobus ctl [OPTIONS] COMMAND    control a running node through its admin API
+  ferrobus export --to DIR [...]    write a stopped node's binlog as native files
   ferrobus help [COMMAND...]        show the help of a command
   ferrobus --version                print the version
 
@@ -975,6 +1115,8 @@ Commands:
   members update  change a member's peer address
   cluster         list the members and which one leads
   purge           drop the stored binlog before a file, on every node
+  import          store native binlog files (a chain of them) through the leader
+  export          download the stored binlog as native binlog files
   health          check that the node answers
 
 Options (accepted anywhere after `ctl`):
@@ -1251,6 +1393,76 @@ Options:
 
 Example:
   ferrobus ctl purge --to-file mysql-bin.000042
+";
+
+const IMPORT_HELP: &str =
+    "Store native binlog files (as a master writes them) on the cluster, through the
+leader and Raft like synced events: they keep their names and positions and are
+served like events from a master. Several files must form a chain, in order: each
+one but the last ends with a ROTATE naming the next (checked here before sending).
+Files are sent one by one; the first refusal stops the import with the node's
+message, and a refused file leaves the store unchanged.
+
+The node refuses (HTTP 409) while a syncer is configured, a file that is stored
+already, or one that does not continue the stored binlog (after a file ending with
+a ROTATE, only the file it names); and (HTTP 400) a file that is not a binlog, is
+truncated, fails a CRC32 check, or was written without checksums.
+
+Usage:
+  ferrobus ctl [OPTIONS] import [--name NAME] FILE...
+
+Options:
+  --name NAME   the name the first file is stored under (default: its file name);
+                the following files take the names the ROTATE events give them
+  -h, --help    print this help
+
+Examples:
+  ferrobus ctl import /backup/mysql-bin.000011 /backup/mysql-bin.000012
+  ferrobus ctl import --name mysql-bin.000007 ./copy-of-000007
+";
+
+const CTL_EXPORT_HELP: &str =
+    "Download the stored binlog of a running node as native binlog files, one per
+stored master file, byte for byte as imported or synced (the FORMAT_DESCRIPTION's
+in-use flag is set on the last file when it does not end with a ROTATE or STOP, as
+on the master). Any node answers from its own copy. A file the node holds only from
+a later position (its store began inside it) is skipped with a warning.
+
+Usage:
+  ferrobus ctl [OPTIONS] export --to DIR [--file NAME] [--force]
+
+Options:
+  --to DIR      where to write the files (created if missing; required)
+  --file NAME   only this stored file
+  --force       overwrite files that exist in DIR (default: refuse)
+  -h, --help    print this help
+
+Example:
+  ferrobus ctl export --to /backup/binlog
+";
+
+const EXPORT_HELP: &str =
+    "Write the binlog stored in a stopped node's data directory as native binlog
+files, one per stored master file, byte for byte as imported or synced (the
+FORMAT_DESCRIPTION's in-use flag is set on the last file when it does not end with
+a ROTATE or STOP, as on the master). The log is read as the node would apply it
+at its next start; a transaction not stored whole is left out. A file stored only from a position after
+4 (the store began inside it) is skipped with a warning (an error with --file).
+Refuses to run while a node uses the data directory (use `ferrobus ctl export`).
+
+Usage:
+  ferrobus export [--data-dir DIR] --to OUTDIR [--file NAME] [--force]
+
+Options:
+  --data-dir DIR   the node's data directory (default: ./ferrobus-data)
+  --to OUTDIR      where to write the files (created if missing; required)
+  --file NAME      only this stored file
+  --force          overwrite files that exist in OUTDIR (default: refuse, before
+                   writing anything)
+  -h, --help       print this help
+
+Example:
+  ferrobus export --data-dir /var/lib/ferrobus --to /backup/binlog
 ";
 
 const HEALTH_HELP: &str = "Check that the node answers; prints its status and version.
@@ -1884,5 +2096,44 @@ mod tests {
     fn debug_of_parsed_commands_hides_passwords() {
         let text = format!("{:?}", parse_words(START));
         assert!(!text.contains("\"pw\""), "{text}");
+    }
+    #[test]
+    fn import_and_export_commands() {
+        assert_eq!(
+            ctl("ctl import a/x.000001 b.000002 --name m.000001").command,
+            CtlCommand::Import {
+                files: vec![PathBuf::from("a/x.000001"), PathBuf::from("b.000002")],
+                name: Some("m.000001".into()),
+            }
+        );
+        assert_eq!(
+            ctl("ctl --json export --to out --file m.000001 --force").command,
+            CtlCommand::Export {
+                to: PathBuf::from("out"),
+                file: Some("m.000001".into()),
+                force: true,
+            }
+        );
+        assert_eq!(
+            parse_words("export --data-dir d --to o").unwrap(),
+            Cli::Export(ExportArgs {
+                data_dir: PathBuf::from("d"),
+                to: PathBuf::from("o"),
+                file: None,
+                force: false,
+            })
+        );
+        assert!(usage_error("ctl import").message.contains("no binlog file"));
+        assert!(usage_error("ctl export").message.contains("--to"));
+        assert!(usage_error("export --data-dir d").message.contains("--to"));
+        assert!(usage_error("ctl import --name .. f")
+            .message
+            .contains("file"));
+        assert!(usage_error("export --to o --force=yes")
+            .message
+            .contains("no value"));
+        for path in [&["ctl", "import"][..], &["ctl", "export"], &["export"]] {
+            assert!(help_text(path).is_some(), "{path:?}");
+        }
     }
 }

@@ -16,6 +16,8 @@ use crate::api::{
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
 
+mod transfer;
+
 /// Exit statuses of `ctl` (see the interface contract).
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_NODE_ERROR: i32 = 1;
@@ -30,6 +32,15 @@ const ABSENT: &str = "-";
 
 /// Runs one `ctl` command against the node; returns the process exit status.
 pub fn run(args: CtlArgs) -> i32 {
+    match &args.command {
+        CtlCommand::Import { files, name } => {
+            return transfer::import_files(&args, files, name.as_deref())
+        }
+        CtlCommand::Export { to, file, force } => {
+            return transfer::export_files(&args, to, file.as_deref(), *force)
+        }
+        _ => {}
+    }
     let request = match Request::for_command(&args.command) {
         Ok(request) => request,
         Err(message) => {
@@ -96,6 +107,9 @@ impl Request {
                     to_file: to_file.clone(),
                 })?;
                 (Method::Put, "/binlog/purge", Some(body))
+            }
+            CtlCommand::Import { .. } | CtlCommand::Export { .. } => {
+                return Err("import and export stream files; see ctl::transfer".into())
             }
         };
         Ok(Request { method, path, body })
@@ -211,6 +225,8 @@ fn format_success(command: &CtlCommand, data: &Value) -> String {
         ),
         CtlCommand::MemberRemove { name } => after_change(&format!("member {name} removed"), data),
         CtlCommand::Purge { to_file } => format!("binlog before {to_file} purged\n"),
+        CtlCommand::Import { .. } => typed(data, transfer::format_import),
+        CtlCommand::Export { .. } => format_value(data),
     }
 }
 

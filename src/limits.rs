@@ -230,3 +230,19 @@ const _: () = assert!(
 pub const CURSOR_READ_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);
+
+/// Largest binlog file `POST /binlog/import` takes (and `ctl import` sends): a master rolls
+/// its files at max_binlog_size (at most 1 GiB), and a file grows past it only by the last
+/// transaction written into it. The body is spooled to the data directory, never held in
+/// memory.
+pub const IMPORT_FILE_BYTES_MAX: u64 = 4 << 30;
+
+/// Time one import may take end to end (upload, validation, every entry committed and
+/// applied): the timeout of `ctl import` and of a follower forwarding an import.
+pub const IMPORT_TIMEOUT_MS: u64 = 1_800_000;
+
+/// Time `ctl export` may take to download one file.
+pub const EXPORT_TIMEOUT_MS: u64 = 1_800_000;
+
+const _: () = assert!(IMPORT_FILE_BYTES_MAX >= EVENT_BYTES_MAX as u64 + 4);
+const _: () = assert!(IMPORT_TIMEOUT_MS > FORWARD_TIMEOUT_MS);

@@ -43,6 +43,30 @@ fn main() -> ExitCode {
             }
         }
         Ok(Cli::Ctl(args)) => ExitCode::from(ctl::run(args).clamp(0, 255) as u8),
+        Ok(Cli::Export(args)) => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+                .init();
+            match daemon::export::export_offline(
+                &args.data_dir,
+                &args.to,
+                args.file.as_deref(),
+                args.force,
+            ) {
+                Ok(report) => {
+                    for (name, why) in &report.skipped {
+                        eprintln!("warning: skipped {name}: {why}");
+                    }
+                    for (name, bytes) in &report.written {
+                        println!("exported {name}: {bytes} bytes");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)

@@ -10,11 +10,12 @@
 //! This module decides nothing about who leads (the backend says, see `ClusterRoute`) and
 //! never retries.
 
+use std::io::Read;
 use std::time::Duration;
 
 use super::routes::Reply;
 use super::ApiError;
-use crate::limits::{FORWARD_REPLY_BYTES_MAX, FORWARD_TIMEOUT_MS};
+use crate::limits::{FORWARD_REPLY_BYTES_MAX, FORWARD_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
 
 /// Header that marks a request forwarded by a follower.
 pub const FORWARDED_HEADER: &str = "X-Ferrobus-Forwarded";
@@ -46,9 +47,52 @@ pub fn forward(method: &str, target: &str, body: &[u8], leader_admin: &str) -> R
     }
 }
 
-fn agent() -> ureq::Agent {
+/// Sends an import (`body` is the binlog file, streamed as it is read, never held whole)
+/// to the leader and returns its reply as is, or a 502 as [`forward`] does. The caller
+/// bounds `body` (IMPORT_FILE_BYTES_MAX); the timeout is IMPORT_TIMEOUT_MS, since the
+/// leader answers only once the whole file is stored.
+pub fn forward_stream(
+    method: &str,
+    target: &str,
+    body: &mut dyn Read,
+    leader_admin: &str,
+) -> Reply {
+    let outcome = (|| -> Result<(u16, String), ureq::Error> {
+        let url = format!("http://{leader_admin}{target}");
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(FORWARDED_HEADER, "1")
+            .header("Content-Type", "application/octet-stream")
+            .body(ureq::SendBody::from_reader(body))?;
+        let mut response = agent(IMPORT_TIMEOUT_MS).run(request)?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(FORWARD_REPLY_BYTES_MAX)
+            .read_to_string()?;
+        Ok((status, text))
+    })();
+    match outcome {
+        Ok((status, body)) => Reply {
+            status,
+            body,
+            allow: None,
+        },
+        Err(error) => {
+            log::warn!("admin API: forwarding {method} {target} to the leader at {leader_admin} failed: {error}");
+            Reply::error(&ApiError::new(
+                502,
+                format!("cannot forward the request to the leader at {leader_admin}: {error}"),
+            ))
+        }
+    }
+}
+
+fn agent(timeout_ms: u64) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(FORWARD_TIMEOUT_MS)))
+        .timeout_global(Some(Duration::from_millis(timeout_ms)))
         // Every status is the leader's answer, to relay unchanged.
         .http_status_as_error(false)
         // Nodes talk directly: a proxy meant for the internet must not capture this, and
@@ -72,7 +116,7 @@ fn send(
         .method(method)
         .uri(url)
         .header(FORWARDED_HEADER, "1");
-    let agent = agent();
+    let agent = agent(FORWARD_TIMEOUT_MS);
     let mut response = if body.is_empty() {
         agent.run(builder.body(())?)?
     } else {

@@ -6,8 +6,10 @@
 //! request handling live in `routes`, leader forwarding in `forward`, argument parsing in
 //! `validate`, the wire types in `model`. It knows nothing of what the daemon does: every
 //! action goes through the [`Backend`] trait, which the daemon implements. Leader-only
-//! routes (`/binlog/syncer/*`, membership changes, purge) are served locally only when the
-//! backend says [`ClusterRoute::Local`]; otherwise they are forwarded to the leader.
+//! routes (`/binlog/syncer/*`, membership changes, purge, import) are served locally only
+//! when the backend says [`ClusterRoute::Local`]; otherwise they are forwarded to the
+//! leader. Import bodies (whole binlog files) are streamed, never held in memory, and so
+//! are the binlog files `GET /binlog/files/NAME` sends.
 //!
 //! Known limits of tiny_http 0.12 this module cannot remove: accepted sockets have no read
 //! timeout, so a client that stalls while sending a body holds a worker until it closes;
@@ -23,16 +25,16 @@ pub mod validate;
 mod server_tests;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 pub use model::{
-    Health, MemberAdd, MemberAnnounce, MemberRemove, MemberUpdate, MemberView, PurgeArgs,
-    ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
-    SyncerStatus,
+    BinlogFileInfo, Health, ImportSummary, MemberAdd, MemberAnnounce, MemberRemove, MemberUpdate,
+    MemberView, PurgeArgs, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs,
+    SyncerState, SyncerStatus,
 };
 
 use crate::limits::HTTP_WORKERS_MAX;
@@ -118,6 +120,32 @@ pub trait Backend: Send + Sync + 'static {
         let _ = to_file;
         Err(not_wired())
     }
+
+    /// `POST /binlog/import?file=NAME` (leader): stores the native binlog file read from
+    /// `body` (at most IMPORT_FILE_BYTES_MAX bytes) through Raft, after checking it whole.
+    /// Unlike the other methods it may take long (it returns once every entry is applied).
+    fn binlog_import(&self, file: &str, body: &mut dyn Read) -> Result<ImportSummary, ApiError> {
+        let _ = (file, body);
+        Err(not_wired())
+    }
+
+    /// `GET /binlog/files` (any node): the stored files, oldest first.
+    fn binlog_files(&self) -> Result<Vec<BinlogFileInfo>, ApiError> {
+        Err(not_wired())
+    }
+
+    /// `GET /binlog/files/NAME` (any node): the stored file as a native binlog file.
+    fn binlog_file(&self, name: &str) -> Result<FileStream, ApiError> {
+        let _ = name;
+        Err(not_wired())
+    }
+}
+
+/// A native binlog file the API streams to the client.
+pub struct FileStream {
+    /// Size of the whole file (the reply's Content-Length).
+    pub bytes: u64,
+    pub reader: Box<dyn Read + Send>,
 }
 
 /// A failed admin request: the HTTP status and the message put in the reply.

@@ -421,3 +421,34 @@ mod tests {
         assert_eq!(SyncerState::Error.as_str(), "error");
     }
 }
+
+/// Reply of `POST /binlog/import?file=NAME`: what was stored of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    pub file: String,
+    /// Events stored (every event of the file).
+    pub events: u64,
+    /// Size of the file, magic included.
+    pub bytes: u64,
+    /// Position of the first event (4).
+    pub first_pos: u64,
+    /// Position of the last event.
+    pub last_pos: u64,
+    /// Where the file ends (its size): the stored chain continues from here.
+    pub end_pos: u64,
+}
+
+/// One entry of `GET /binlog/files`: a stored master binlog file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogFileInfo {
+    pub name: String,
+    /// First stored position (4 when the whole file is stored).
+    pub start_pos: u64,
+    /// End of the stored whole transactions: the size of the exported file.
+    pub end_pos: u64,
+    /// Binlog bytes stored of this file (its events).
+    pub bytes: u64,
+    pub events: u64,
+    /// Whether the file is stored from position 4, so `GET /binlog/files/NAME` can export it.
+    pub complete: bool,
+}

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSAGE};
 use super::validate;
 use super::{ApiError, Backend, ClusterRoute};
-use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX};
+use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, IMPORT_FILE_BYTES_MAX};
 
 /// One admin action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,12 @@ pub enum Route {
     MemberRemove,
     Cluster,
     Purge,
+    /// `POST /binlog/import?file=NAME`: the body is a binlog file (streamed).
+    Import,
+    /// `GET /binlog/files`.
+    Files,
+    /// `GET /binlog/files/NAME`: the reply is the binlog file (streamed).
+    File,
 }
 
 impl Route {
@@ -53,9 +59,13 @@ impl Route {
                 | Route::MemberAnnounce
                 | Route::MemberRemove
                 | Route::Purge
+                | Route::Import
         )
     }
 }
+
+/// Path prefix of `GET /binlog/files/NAME`.
+const FILE_PATH_PREFIX: &str = "/binlog/files/";
 
 /// The routing table: method, path, action.
 const ROUTES: &[(&str, &str, Route)] = &[
@@ -73,6 +83,8 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("DELETE", "/members", Route::MemberRemove),
     ("GET", "/cluster", Route::Cluster),
     ("PUT", "/binlog/purge", Route::Purge),
+    ("POST", "/binlog/import", Route::Import),
+    ("GET", "/binlog/files", Route::Files),
 ];
 
 /// Where a method and request target lead.
@@ -89,6 +101,18 @@ pub enum Resolution {
 /// Looks a request up in the routing table; the query string and fragment are ignored.
 pub fn resolve(method: &str, target: &str) -> Resolution {
     let path = request_path(target);
+    if path
+        .strip_prefix(FILE_PATH_PREFIX)
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    {
+        return if method == "GET" {
+            Resolution::Found(Route::File)
+        } else {
+            Resolution::MethodNotAllowed {
+                allow: "GET".into(),
+            }
+        };
+    }
     let mut allowed: Vec<&str> = Vec::new();
     for &(route_method, route_path, route) in ROUTES {
         if route_path != path {
@@ -174,6 +198,11 @@ pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
         Route::Purge => validate::purge_args_from_json(body)
             .and_then(|args| backend.purge(args.to_file))
             .map(|()| Value::Null),
+        Route::Files => backend.binlog_files().and_then(|files| to_data(&files)),
+        // Streamed: `handle` serves these without reading the body into memory first.
+        Route::Import | Route::File => Err(ApiError::internal(format!(
+            "{route:?} is served by its streaming handler"
+        ))),
     };
     match outcome {
         Ok(data) => Reply::success(data),
@@ -220,10 +249,14 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
 
 /// `route_request`, with a panic in the backend turned into a 500.
 fn route_guarded(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
-    let route = incoming.route;
+    guarded(incoming.route, || route_request(backend, incoming))
+}
+
+/// Runs a handler, with a panic in it turned into a 500.
+fn guarded(route: Route, handler: impl FnOnce() -> Reply) -> Reply {
     // The backend is shared state behind `&`; a panic in it is the backend's bug to
     // report, and the reply we send does not depend on any state it may have left.
-    match panic::catch_unwind(AssertUnwindSafe(|| route_request(backend, incoming))) {
+    match panic::catch_unwind(AssertUnwindSafe(handler)) {
         Ok(reply) => reply,
         Err(payload) => {
             log::error!(
@@ -264,18 +297,30 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
         .remote_addr()
         .map_or_else(|| "?".to_string(), ToString::to_string);
     let declared = request.body_length();
-
-    if declared.is_some_and(|bytes| bytes > HTTP_BODY_DRAIN_BYTES_MAX) {
+    let resolution = resolve(&method, &target);
+    let import = resolution == Resolution::Found(Route::Import);
+    // An import's body is a whole binlog file, read as a stream; every other body is small.
+    let (drain_max, too_large) = if import {
+        (IMPORT_FILE_BYTES_MAX, import_too_large())
+    } else {
+        (HTTP_BODY_DRAIN_BYTES_MAX as u64, body_too_large())
+    };
+    if declared.is_some_and(|bytes| bytes as u64 > drain_max) {
         log::warn!(
             "admin API: {remote} declared a {}-byte body for {method} {target}; replying 413 \
              and abandoning the connection",
             declared.unwrap_or(0)
         );
-        abandon(request, body_too_large());
+        abandon(request, too_large);
         return;
     }
+    match resolution {
+        Resolution::Found(Route::Import) => return handle_import(request, backend, &target),
+        Resolution::Found(Route::File) => return handle_file(request, backend, &target),
+        _ => {}
+    }
 
-    let reply = match resolve(&method, &target) {
+    let reply = match resolution {
         Resolution::NotFound => Reply::error(&ApiError::not_found(format!(
             "no such route: {method} {}",
             request_path(&target)
@@ -305,6 +350,96 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
     if let Err(error) = request.respond(to_response(reply)) {
         log::debug!("admin API: could not send the reply to {remote}: {error}");
     }
+}
+
+/// `POST /binlog/import?file=NAME`: the body goes to the backend (leader) or to the
+/// leader (follower) as a stream, at most IMPORT_FILE_BYTES_MAX bytes. Whatever the
+/// handler did not read is read and dropped here before replying, so that tiny_http never
+/// drains it by allocating it whole.
+fn handle_import(mut request: tiny_http::Request, backend: &dyn Backend, target: &str) {
+    let forwarded = is_forwarded(&request);
+    let reply = match validate::import_file_from_target(target) {
+        Err(error) => Reply::error(&error),
+        Ok(name) => {
+            let mut body = request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1);
+            guarded(Route::Import, || match backend.cluster_route() {
+                ClusterRoute::Local => match backend.binlog_import(&name, &mut body) {
+                    Ok(summary) => {
+                        to_data(&summary).map_or_else(|e| Reply::error(&e), Reply::success)
+                    }
+                    Err(error) => Reply::error(&error),
+                },
+                _ if forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
+                ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
+                ClusterRoute::Forward { leader_admin } => {
+                    forward::forward_stream("POST", target, &mut body, &leader_admin)
+                }
+            })
+        }
+    };
+    let rest = std::io::copy(
+        &mut request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1),
+        &mut std::io::sink(),
+    );
+    log::debug!("admin API: POST {target} -> {}", reply.status);
+    match rest {
+        Ok(left) if left <= IMPORT_FILE_BYTES_MAX => {
+            if let Err(error) = request.respond(to_response(reply)) {
+                log::debug!("admin API: could not send the import reply: {error}");
+            }
+        }
+        // Too much, or the client broke off: answer what we can and give up on the socket.
+        _ => abandon(request, reply),
+    }
+}
+
+/// `GET /binlog/files/NAME`: the stored file as a native binlog file, streamed.
+fn handle_file(request: tiny_http::Request, backend: &dyn Backend, target: &str) {
+    let raw = request_path(target)
+        .strip_prefix(FILE_PATH_PREFIX)
+        .unwrap_or_default();
+    let stream = validate::file_name_from_path(raw).and_then(|name| {
+        let mut found = None;
+        let reply = guarded(Route::File, || match backend.binlog_file(&name) {
+            Ok(stream) => {
+                found = Some(stream);
+                Reply::success(Value::Null)
+            }
+            Err(error) => Reply::error(&error),
+        });
+        found.ok_or_else(|| {
+            let message = serde_json::from_str::<Value>(&reply.body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or(reply.body);
+            ApiError::new(reply.status, message)
+        })
+    });
+    let outcome = match stream {
+        Ok(stream) => {
+            log::info!("admin API: sending {raw} ({} bytes)", stream.bytes);
+            let length = usize::try_from(stream.bytes).ok();
+            let response = tiny_http::Response::new(
+                tiny_http::StatusCode(200),
+                vec![header("Content-Type", "application/octet-stream")],
+                stream.reader,
+                length,
+                None,
+            );
+            request.respond(response)
+        }
+        Err(error) => request.respond(to_response(Reply::error(&error))),
+    };
+    if let Err(error) = outcome {
+        log::warn!("admin API: sending {target} failed: {error}");
+    }
+}
+
+fn import_too_large() -> Reply {
+    Reply::error(&ApiError::new(
+        413,
+        format!("binlog file too large (import takes at most {IMPORT_FILE_BYTES_MAX} bytes)"),
+    ))
 }
 
 fn is_forwarded(request: &tiny_http::Request) -> bool {
@@ -395,14 +530,44 @@ mod tests {
                 Route::MemberUpdate,
                 Route::MemberAnnounce,
                 Route::MemberRemove,
-                Route::Purge
+                Route::Purge,
+                Route::Import
             ]
         );
+        assert!(!Route::File.leader_only() && !Route::Files.leader_only());
         assert_eq!(
             resolve("PATCH", "/members"),
             Resolution::MethodNotAllowed {
                 allow: "GET, POST, PUT, DELETE".into()
             }
+        );
+    }
+
+    #[test]
+    fn binlog_file_paths() {
+        assert_eq!(
+            resolve("GET", "/binlog/files/mysql-bin.000001"),
+            Resolution::Found(Route::File)
+        );
+        assert_eq!(
+            resolve("GET", "/binlog/files/a%20b?x=1"),
+            Resolution::Found(Route::File)
+        );
+        assert_eq!(
+            resolve("GET", "/binlog/files"),
+            Resolution::Found(Route::Files)
+        );
+        assert_eq!(
+            resolve("DELETE", "/binlog/files/x"),
+            Resolution::MethodNotAllowed {
+                allow: "GET".into()
+            }
+        );
+        assert_eq!(resolve("GET", "/binlog/files/"), Resolution::NotFound);
+        assert_eq!(resolve("GET", "/binlog/files/a/b"), Resolution::NotFound);
+        assert_eq!(
+            resolve("POST", "/binlog/import?file=x"),
+            Resolution::Found(Route::Import)
         );
     }
 

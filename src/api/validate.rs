@@ -563,6 +563,93 @@ fn echo(text: &str) -> String {
     format!("{cut:?}…")
 }
 
+/// Checks the name a binlog file is imported or exported under: a plain file name (see
+/// [`check_binlog_file`]) that is not `.` or `..`.
+pub fn check_file_name(field: &'static str, name: &str) -> Result<(), FieldError> {
+    check_binlog_file(field, name)?;
+    if name == "." || name == ".." {
+        return Err(FieldError::field(field, "must be a file name, not . or .."));
+    }
+    Ok(())
+}
+
+/// The `file` parameter of `POST /binlog/import?file=NAME` (percent-decoded, checked).
+pub fn import_file_from_target(target: &str) -> Result<String, ApiError> {
+    let query = target
+        .split('#')
+        .next()
+        .and_then(|t| t.split_once('?'))
+        .map_or("", |(_, q)| q);
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("file="))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "query parameter `file` is required: POST /binlog/import?file=NAME with the \
+                 binlog file as the body",
+            )
+        })?;
+    let name = percent_decode(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "query parameter `file` is badly encoded: {}",
+            echo(raw)
+        ))
+    })?;
+    check_file_name("file", &name)?;
+    Ok(name)
+}
+
+/// The NAME of `GET /binlog/files/NAME` (percent-decoded, checked).
+pub fn file_name_from_path(raw: &str) -> Result<String, ApiError> {
+    let name = percent_decode(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "file name in the path is badly encoded: {}",
+            echo(raw)
+        ))
+    })?;
+    check_file_name("file", &name)?;
+    Ok(name)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space, as forms send it); None on a bad escape or
+/// bytes that are not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encodes a file name for a URL path or query: everything but unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -919,5 +1006,33 @@ mod tests {
             binlog_pos: None,
         };
         assert_eq!(check_syncer_args(&args).unwrap_err().field, "mysql_addr");
+    }
+    #[test]
+    fn import_and_export_file_names() {
+        assert_eq!(
+            import_file_from_target("/binlog/import?file=mysql-bin.000001").unwrap(),
+            "mysql-bin.000001"
+        );
+        assert_eq!(
+            import_file_from_target("/binlog/import?x=1&file=a%20b.000002").unwrap(),
+            "a b.000002"
+        );
+        for bad in [
+            "/binlog/import",
+            "/binlog/import?file=",
+            "/binlog/import?file=..",
+            "/binlog/import?file=a%2Fb",
+            "/binlog/import?file=%zz",
+            "/binlog/import?file=%0a",
+        ] {
+            let err = import_file_from_target(bad).unwrap_err();
+            assert_eq!(err.status, 400, "{bad}");
+            assert!(err.message.contains("file"), "{bad}: {}", err.message);
+        }
+        assert_eq!(file_name_from_path("bin.000001").unwrap(), "bin.000001");
+        assert!(file_name_from_path("..").is_err());
+        let name = "we ird/+%.0001";
+        assert_eq!(percent_decode(&percent_encode(name)).unwrap(), name);
+        assert_eq!(percent_encode("mysql-bin.000001"), "mysql-bin.000001");
     }
 }

@@ -6,13 +6,15 @@
 //! state (the syncer handle, the server handle, the desired state), each behind its own
 //! mutex, taken briefly.
 
+pub mod export;
+pub mod import;
 pub mod leader;
 pub mod machine;
 pub mod retention;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,10 +23,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::api::model::{
-    Health, MemberAdd, MemberAnnounce, MemberUpdate, MemberView, ServerArgs, ServerState,
-    ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
+    BinlogFileInfo, Health, ImportSummary, MemberAdd, MemberAnnounce, MemberUpdate, MemberView,
+    ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
+    SyncerStatus,
 };
-use crate::api::{AdminServer, ApiError, Backend, ClusterRoute};
+use crate::api::{AdminServer, ApiError, Backend, ClusterRoute, FileStream};
 use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
@@ -109,6 +112,8 @@ pub struct Node {
     desired: Mutex<Desired>,
     server_max_connections: usize,
     started: Instant,
+    /// An import of binlog files runs (see `import`); set and read under `desired`.
+    importing: std::sync::atomic::AtomicBool,
 }
 
 /// Runs a node until SIGTERM or SIGINT. Returns after a clean stop.
@@ -163,6 +168,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
         started: Instant::now(),
+        importing: std::sync::atomic::AtomicBool::new(false),
     });
     // The binlog server comes back once this node has caught up with the cluster (it
     // re-applies its log at start and learns the commit index from the leader), so that a
@@ -472,6 +478,11 @@ impl Backend for Node {
         // Serialized with the other admin changes of this node.
         let _guard = self.desired.lock().expect("desired lock");
         let start = start_point(&args)?;
+        if self.importing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::conflict(
+                "an import of binlog files is running; start the syncer after it ends",
+            ));
+        }
         if let Some(running) = self.cluster.state().syncer() {
             return Err(ApiError::conflict(format!(
                 "the syncer is already running (master {}); stop it first",
@@ -682,6 +693,18 @@ impl Backend for Node {
 
     fn purge(&self, to_file: String) -> Result<(), ApiError> {
         retention::purge(self, to_file)
+    }
+
+    fn binlog_import(&self, file: &str, body: &mut dyn Read) -> Result<ImportSummary, ApiError> {
+        import::import(self, file, body)
+    }
+
+    fn binlog_files(&self) -> Result<Vec<BinlogFileInfo>, ApiError> {
+        Ok(export::file_infos(&self.store))
+    }
+
+    fn binlog_file(&self, name: &str) -> Result<FileStream, ApiError> {
+        export::file_stream(&self.store, name)
     }
 
     fn health(&self) -> Health {

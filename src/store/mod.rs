@@ -7,6 +7,7 @@
 
 pub mod cursor;
 pub mod entry;
+pub mod export;
 pub mod index;
 
 use std::fmt;

@@ -1,0 +1,420 @@
+//! `ctl import` and `ctl export`: native binlog files to and from a running node, streamed
+//! over the admin API (`POST /binlog/import?file=NAME`, `GET /binlog/files[/NAME]`).
+//!
+//! Import checks locally first that the files are binlogs and form a chain (each one but
+//! the last ends with a ROTATE naming the next, at position 4), so a mistake in the
+//! command line is caught before anything is sent; then it sends them one by one and stops
+//! at the first refusal. Export writes each file to a temporary name, syncs it and renames
+//! it. Each request uses a fresh connection (no pooling: see the README's note on
+//! tiny_http keep-alive).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
+use crate::api::model::{BinlogFileInfo, ImportSummary};
+use crate::api::validate::percent_encode;
+use crate::binlog::event::{self, EventHeader, CHECKSUM_LEN};
+use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
+use crate::cli::{CtlArgs, CtlCommand};
+use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
+
+/// A fresh-connection HTTP client for the admin API.
+fn agent(timeout_ms: u64) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(timeout_ms)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .build()
+        .new_agent()
+}
+
+/// How a binlog file ends, as far as chaining goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileEnd {
+    /// The ROTATE at its end: (next file, position).
+    pub rotate: Option<(String, u64)>,
+}
+
+/// Reads a whole local binlog file (checking it as the node will) and says how it ends.
+pub fn file_end(path: &Path) -> Result<FileEnd, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = BinlogFileReader::new(BufReader::new(file));
+    let mut last = None;
+    while let Some((_, ev)) = reader
+        .next_event()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        last = Some(ev);
+    }
+    let Some(last) = last else {
+        return Err(format!("{}: holds no event", path.display()));
+    };
+    let rotate = match EventHeader::parse(&last) {
+        Ok(h) if h.type_code == event::ROTATE_EVENT => {
+            let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
+            event::Rotate::parse(&last, checksum_len)
+                .ok()
+                .map(|r| (r.next_file, r.position))
+        }
+        _ => None,
+    };
+    Ok(FileEnd { rotate })
+}
+
+/// The names the files are stored under: the first one's `first_name` (default: its file
+/// name), each next one the name its predecessor's ROTATE gives it. Every file but the
+/// last must end with a ROTATE to position 4.
+pub fn chain_names(
+    files: &[PathBuf],
+    ends: &[FileEnd],
+    first_name: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        let name = match (i, names.last().and_then(|_| ends.get(i - 1))) {
+            (0, _) => match first_name {
+                Some(n) => n.to_string(),
+                None => path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| format!("{}: not a file name", path.display()))?
+                    .to_string(),
+            },
+            (
+                _,
+                Some(FileEnd {
+                    rotate: Some((next, pos)),
+                }),
+            ) if *pos == FIRST_EVENT_POSITION => next.clone(),
+            (
+                _,
+                Some(FileEnd {
+                    rotate: Some((next, pos)),
+                }),
+            ) => {
+                return Err(format!(
+                    "{} ends with a ROTATE to {next} at position {pos}, not at the start of a \
+                     file",
+                    files[i - 1].display()
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{} does not end with a ROTATE, so no file follows it in a chain; give \
+                     the files in order, the last one last",
+                    files[i - 1].display()
+                ))
+            }
+        };
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// `ctl import`.
+pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>) -> i32 {
+    let ends: Result<Vec<FileEnd>, String> = files.iter().map(|p| file_end(p)).collect();
+    let names = ends.and_then(|ends| chain_names(files, &ends, first_name));
+    let names = match names {
+        Ok(names) => names,
+        Err(message) => {
+            eprintln!("error: {message}; nothing was imported");
+            return EXIT_USAGE;
+        }
+    };
+    let command = CtlCommand::Import {
+        files: files.to_vec(),
+        name: first_name.map(str::to_string),
+    };
+    for (i, (path, name)) in files.iter().zip(&names).enumerate() {
+        if path.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {
+            eprintln!("note: importing {} as {name}", path.display());
+        }
+        let url = format!(
+            "http://{}/binlog/import?file={}",
+            args.admin,
+            percent_encode(name)
+        );
+        let sent = File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                let mut response = agent(IMPORT_TIMEOUT_MS)
+                    .post(&url)
+                    .header("Content-Type", "application/octet-stream")
+                    .send(file)
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let body = response
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|e| e.to_string())?;
+                Ok((status, body))
+            });
+        let (status, body) = match sent {
+            Ok(reply) => reply,
+            Err(error) => {
+                eprintln!(
+                    "error: sending {} to the node at {}: {error}",
+                    path.display(),
+                    args.admin
+                );
+                report_rest(&names[i..]);
+                return EXIT_UNREACHABLE;
+            }
+        };
+        let outcome = render(&command, status, &body, args.json);
+        print!("{}", outcome.stdout);
+        eprint!("{}", outcome.stderr);
+        if outcome.exit_code != EXIT_OK {
+            report_rest(&names[i..]);
+            return outcome.exit_code;
+        }
+    }
+    EXIT_OK
+}
+
+fn report_rest(names: &[String]) {
+    eprintln!("not imported: {}", names.join(", "));
+}
+
+/// One line per imported file.
+pub fn format_import(summary: &ImportSummary) -> String {
+    format!(
+        "imported {}: {} events, {} bytes, positions {}..{}\n",
+        summary.file, summary.events, summary.bytes, summary.first_pos, summary.end_pos
+    )
+}
+
+/// `ctl export`.
+pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) -> i32 {
+    let url = format!("http://{}/binlog/files", args.admin);
+    let listed = agent(HTTP_CLIENT_TIMEOUT_MS)
+        .get(&url)
+        .call()
+        .and_then(|mut r| Ok((r.status().as_u16(), r.body_mut().read_to_string()?)));
+    let (status, body) = match listed {
+        Ok(reply) => reply,
+        Err(error) => {
+            eprintln!("error: cannot reach the node at {}: {error}", args.admin);
+            return EXIT_UNREACHABLE;
+        }
+    };
+    let command = CtlCommand::Export {
+        to: to.to_path_buf(),
+        file: only.map(str::to_string),
+        force,
+    };
+    if !(200..300).contains(&status) {
+        let outcome = render(&command, status, &body, args.json);
+        eprint!("{}", outcome.stderr);
+        return outcome.exit_code;
+    }
+    let files: Vec<BinlogFileInfo> = match serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("data")?.clone()).ok())
+    {
+        Some(files) => files,
+        None => {
+            eprintln!("error: the node's file list is not what ctl expects: {body}");
+            return EXIT_NODE_ERROR;
+        }
+    };
+    let chosen = match choose(&files, only) {
+        Ok(chosen) => chosen,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_NODE_ERROR;
+        }
+    };
+    if let Err(message) = prepare_dir(to, &chosen, force) {
+        eprintln!("error: {message}; nothing was exported");
+        return EXIT_NODE_ERROR;
+    }
+    let mut written = Vec::new();
+    for file in &chosen {
+        match download(&args.admin, file, to) {
+            Ok(bytes) => {
+                if !args.json {
+                    println!("exported {}: {bytes} bytes", file.name);
+                }
+                written.push(serde_json::json!({"file": file.name, "bytes": bytes}));
+            }
+            Err((code, message)) => {
+                eprintln!("error: {message}");
+                return code;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", Value::Array(written));
+    }
+    EXIT_OK
+}
+
+/// The files to export: all complete ones (others skipped with a warning), or `only`.
+fn choose(files: &[BinlogFileInfo], only: Option<&str>) -> Result<Vec<BinlogFileInfo>, String> {
+    let mut chosen = Vec::new();
+    for file in files {
+        if only.is_some_and(|n| n != file.name) {
+            continue;
+        }
+        if !file.complete {
+            let why = format!(
+                "{} is stored only from position {} (the store began inside it); there is no \
+                 complete copy to export",
+                file.name, file.start_pos
+            );
+            if only.is_some() {
+                return Err(why);
+            }
+            eprintln!("warning: skipping {why}");
+            continue;
+        }
+        chosen.push(file.clone());
+    }
+    if let Some(name) = only.filter(|_| chosen.is_empty()) {
+        return Err(format!("the node stores no binlog file named {name}"));
+    }
+    Ok(chosen)
+}
+
+fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), String> {
+    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    if !force {
+        if let Some(path) = files.iter().map(|f| to.join(&f.name)).find(|p| p.exists()) {
+            return Err(format!(
+                "{} exists; remove it or pass --force to overwrite it",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Downloads one file into `to` (temporary name, sync, rename). The error carries the exit
+/// status.
+fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, String)> {
+    let url = format!("http://{admin}/binlog/files/{}", percent_encode(&file.name));
+    let mut response = agent(EXPORT_TIMEOUT_MS)
+        .get(&url)
+        .call()
+        .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or(body);
+        return Err((
+            EXIT_NODE_ERROR,
+            format!("downloading {}: {message} (HTTP {status})", file.name),
+        ));
+    }
+    let local = |e: io::Error, path: &Path| (EXIT_NODE_ERROR, format!("{}: {e}", path.display()));
+    let tmp = to.join(format!(".{}.part", file.name));
+    let path = to.join(&file.name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| local(e, &tmp))?;
+    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name))
+    })?;
+    out.flush().map_err(|e| local(e, &tmp))?;
+    out.sync_all().map_err(|e| local(e, &tmp))?;
+    drop(out);
+    fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/mysql")
+            .join(name)
+    }
+
+    #[test]
+    fn the_kingbus_files_chain_under_their_master_names() {
+        let files: Vec<PathBuf> = ["000011", "000012", "000013"]
+            .iter()
+            .map(|n| fixture(&format!("kingbus-5.7-mysql_bin.{n}")))
+            .collect();
+        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        assert_eq!(
+            ends[0].rotate,
+            Some(("mysql_bin.000012".to_string(), FIRST_EVENT_POSITION))
+        );
+        assert_eq!(ends[2].rotate, None);
+        assert_eq!(
+            chain_names(&files, &ends, Some("mysql_bin.000011")).unwrap(),
+            ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"]
+        );
+        assert_eq!(
+            chain_names(&files, &ends, None).unwrap()[0],
+            "kingbus-5.7-mysql_bin.000011"
+        );
+        // Out of order: .000013 does not end with a ROTATE, so nothing may follow it.
+        let swapped = [files[2].clone(), files[0].clone()];
+        let ends2 = [
+            file_end(&swapped[0]).unwrap(),
+            file_end(&swapped[1]).unwrap(),
+        ];
+        let err = chain_names(&swapped, &ends2, None).unwrap_err();
+        assert!(err.contains("does not end with a ROTATE"), "{err}");
+    }
+
+    #[test]
+    fn local_files_that_are_not_binlogs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        fs::write(&path, "hello").unwrap();
+        let err = file_end(&path).unwrap_err();
+        assert!(
+            err.contains("notes.txt") && err.contains("not a binlog"),
+            "{err}"
+        );
+        let err = file_end(&dir.path().join("missing")).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn choosing_files_to_export() {
+        let info = |name: &str, complete: bool| BinlogFileInfo {
+            name: name.into(),
+            start_pos: if complete { 4 } else { 900 },
+            end_pos: 1000,
+            bytes: 996,
+            events: 3,
+            complete,
+        };
+        let files = [info("a.1", false), info("a.2", true), info("a.3", true)];
+        let names = |v: Vec<BinlogFileInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
+        assert_eq!(names(choose(&files, None).unwrap()), ["a.2", "a.3"]);
+        assert_eq!(names(choose(&files, Some("a.3")).unwrap()), ["a.3"]);
+        assert!(choose(&files, Some("a.1"))
+            .unwrap_err()
+            .contains("position 900"));
+        assert!(choose(&files, Some("zz")).unwrap_err().contains("zz"));
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.2"), "x").unwrap();
+        let err = prepare_dir(dir.path(), &files[1..], false).unwrap_err();
+        assert!(err.contains("--force"), "{err}");
+        prepare_dir(dir.path(), &files[1..], true).unwrap();
+    }
+}

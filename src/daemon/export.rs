@@ -1,0 +1,216 @@
+//! Export of the stored binlog as native binlog files: on a running node for the admin API
+//! (`GET /binlog/files`, `GET /binlog/files/NAME`, streamed), and offline for `ferrobus
+//! export --data-dir DIR --to OUTDIR`, which opens a stopped node's data directory, indexes
+//! its log as the node would at its next start, and writes the files (see
+//! `store::export` for the bytes and the FORMAT_DESCRIPTION in-use flag rule).
+//!
+//! Offline export takes the data directory's lock, so it refuses to run beside a node on
+//! the same directory; opening recovers the log exactly as the node's next start would
+//! (a torn tail left by a crash is cut). It never appends to the log.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::api::model::BinlogFileInfo;
+use crate::api::{ApiError, FileStream};
+use crate::consensus::node::{Applied, StateMachine};
+use crate::consensus::storage::{RaftStorage, INIT_INDEX, LOG_DIR, RAFT_DIR};
+use crate::store::export::{list_files, plan_file, write_file, ExportError, FileExport};
+use crate::store::Store;
+
+use super::machine::{ClusterShared, NodeMachine};
+
+/// Committed entries applied at a time while indexing offline.
+const OFFLINE_APPLY_BATCH_ENTRIES_MAX: u64 = 256;
+
+/// The stored files, for `GET /binlog/files`.
+pub fn file_infos(store: &Store) -> Vec<BinlogFileInfo> {
+    list_files(store)
+        .into_iter()
+        .map(|f| BinlogFileInfo {
+            name: f.name,
+            start_pos: f.start_pos,
+            end_pos: f.end_pos,
+            bytes: f.bytes,
+            events: f.events,
+            complete: f.complete,
+        })
+        .collect()
+}
+
+/// One stored file as native bytes, for `GET /binlog/files/NAME`.
+pub fn file_stream(store: &Arc<Store>, name: &str) -> Result<FileStream, ApiError> {
+    let plan = plan_file(store, name).map_err(|e| match e {
+        ExportError::NoSuchFile { .. } => ApiError::not_found(e.to_string()),
+        ExportError::NotFromStart { .. } => ApiError::conflict(e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    })?;
+    let export = FileExport::new(store.clone(), plan);
+    Ok(FileStream {
+        bytes: export.len_bytes(),
+        reader: Box::new(export),
+    })
+}
+
+/// Why an offline export failed.
+#[derive(Debug)]
+pub enum OfflineError {
+    /// No ferrobus data in the directory.
+    NoData {
+        path: PathBuf,
+    },
+    Open(super::DaemonError),
+    Consensus(crate::consensus::ConsensusError),
+    /// A file asked for by name cannot be exported.
+    Export(ExportError),
+    OutDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for OfflineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OfflineError::NoData { path } => {
+                write!(
+                    f,
+                    "{} holds no ferrobus data (no log/ and raft/)",
+                    path.display()
+                )
+            }
+            OfflineError::Open(super::DaemonError::Locked { path }) => write!(
+                f,
+                "a ferrobus node is running on {}; stop it first, or export from it with \
+                 `ferrobus ctl export`",
+                path.display()
+            ),
+            OfflineError::Open(e) => write!(f, "{e}"),
+            OfflineError::Consensus(e) => write!(f, "cannot open the log: {e}"),
+            OfflineError::Export(e) => write!(f, "{e}"),
+            OfflineError::OutDir { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for OfflineError {}
+
+/// What an offline export did, file by file.
+#[derive(Debug, Default)]
+pub struct OfflineReport {
+    /// (name, bytes) of every file written.
+    pub written: Vec<(String, u64)>,
+    /// Files skipped, and why (stored only from a position after 4).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Opens the data directory of a stopped node and indexes its log: the store the node
+/// would serve after a restart.
+pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineError> {
+    if !data_dir.join(LOG_DIR).is_dir() || !data_dir.join(RAFT_DIR).is_dir() {
+        return Err(OfflineError::NoData {
+            path: data_dir.to_path_buf(),
+        });
+    }
+    let lock = super::lock_data_dir(data_dir).map_err(OfflineError::Open)?;
+    let (storage, recovery) = RaftStorage::open(data_dir).map_err(OfflineError::Consensus)?;
+    let store = Arc::new(Store::over_log(storage.reader()));
+    let mut machine = NodeMachine {
+        store: store.clone(),
+        cluster: Arc::new(ClusterShared::new()),
+    };
+    // As the raft node does at start: the stored snapshot first, then committed entries.
+    let mut applied = 0;
+    if let Some(snapshot) = storage.stored_snapshot() {
+        let meta = snapshot.get_metadata();
+        if meta.index > INIT_INDEX || !snapshot.data.is_empty() {
+            machine.restore(meta.index, meta.term, &snapshot.data);
+        }
+        applied = meta.index;
+    }
+    let reader = storage.reader();
+    // The commit index on disk lags (raft records it lazily): on a node alone every entry
+    // of its log is committed; a cluster member's log may end with entries the cluster
+    // never committed, which export includes with a warning.
+    let commit = reader.last_index();
+    if recovery.conf_state.voters.len() > 1 && commit > recovery.hard_state.commit {
+        log::warn!(
+            "log entries {}..={commit} are past the last commit index this member recorded; \
+             they are exported too, though the cluster may not have committed them (export \
+             from a running cluster with `ferrobus ctl export` to be sure)",
+            recovery.hard_state.commit + 1
+        );
+    }
+    let mut next = (applied + 1).max(reader.first_index());
+    while next <= commit {
+        let last = commit.min(next + OFFLINE_APPLY_BATCH_ENTRIES_MAX - 1);
+        let mut batch = Vec::new();
+        for index in next..=last {
+            let e = reader
+                .read(index)
+                .map_err(|e| OfflineError::Export(ExportError::Store(e.into())))?;
+            batch.push(Applied {
+                index: e.index,
+                term: e.term,
+                kind: e.kind,
+                data: e.data,
+            });
+        }
+        machine.apply(batch);
+        next = last + 1;
+    }
+    Ok((lock, store))
+}
+
+/// `ferrobus export`: writes every stored file (or only `only`) of the stopped node's data
+/// directory to `to` (created if missing). Files stored only from a position after 4 are
+/// skipped (reported); asked for by name, that is an error. Existing files are refused
+/// before anything is written unless `force`.
+pub fn export_offline(
+    data_dir: &Path,
+    to: &Path,
+    only: Option<&str>,
+    force: bool,
+) -> Result<OfflineReport, OfflineError> {
+    let (_lock, store) = open_offline(data_dir)?;
+    let mut report = OfflineReport::default();
+    let mut names = Vec::new();
+    for file in list_files(&store) {
+        if only.is_some_and(|n| n != file.name) {
+            continue;
+        }
+        if !file.complete {
+            let why = ExportError::NotFromStart {
+                name: file.name.clone(),
+                start_pos: file.start_pos,
+            };
+            if only.is_some() {
+                return Err(OfflineError::Export(why));
+            }
+            report.skipped.push((file.name, why.to_string()));
+            continue;
+        }
+        names.push(file.name);
+    }
+    if let Some(name) = only.filter(|_| names.is_empty()) {
+        return Err(OfflineError::Export(ExportError::NoSuchFile {
+            name: name.to_string(),
+        }));
+    }
+    fs::create_dir_all(to).map_err(|error| OfflineError::OutDir {
+        path: to.to_path_buf(),
+        error,
+    })?;
+    if !force {
+        if let Some(path) = names.iter().map(|n| to.join(n)).find(|p| p.exists()) {
+            return Err(OfflineError::Export(ExportError::Exists { path }));
+        }
+    }
+    for name in names {
+        let bytes = write_file(&store, &name, to, force).map_err(OfflineError::Export)?;
+        report.written.push((name, bytes));
+    }
+    Ok(report)
+}

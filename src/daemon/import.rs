@@ -1,0 +1,821 @@
+//! Import of native binlog files (`POST /binlog/import?file=NAME`, on the leader): the file
+//! is spooled to the data directory, checked whole, and only then turned into log entries by
+//! the syncer's own ingest (an artificial ROTATE to the file at position 4, then its events)
+//! and proposed through Raft like synced events, so imported files keep their names and
+//! positions and are served like the master's.
+//!
+//! Checked before anything is proposed (a refused file leaves the store unchanged): the
+//! magic; every event's size, and its CRC32 (the FORMAT_DESCRIPTION's in-use flag masked);
+//! truncation (the last event incomplete, or the file ending inside a transaction); a
+//! FORMAT_DESCRIPTION with CRC32 checksums at position 4; every event where the previous
+//! one ended; the same flavour (MySQL or MariaDB) as the stored files; and that the file
+//! continues the stored chain (see [`check_chain`]). Import and the syncer exclude each
+//! other: an import is refused while a syncer is configured, and a syncer start while an
+//! import runs.
+//!
+//! The FORMAT_DESCRIPTION's LOG_EVENT_BINLOG_IN_USE_F is stored clear, as a master sends it
+//! (a master's open file has it set on disk): the store then holds exactly what syncing the
+//! file from its master would have stored, and export sets the flag again where the
+//! master's copy had it (see `store::export`).
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::api::model::ImportSummary;
+use crate::api::ApiError;
+use crate::binlog::event::{
+    self, ChecksumAlg, FormatDescription, FLAGS_OFFSET, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
+};
+use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
+use crate::limits::{BATCH_BYTES_MAX, IMPORT_FILE_BYTES_MAX};
+use crate::store::Store;
+use crate::syncer::ingest::{Ingest, IngestError};
+use crate::syncer::Sink;
+
+use super::leader::RaftSink;
+use super::Node;
+
+/// Folder of the data directory where an import's body is spooled.
+pub const IMPORT_SPOOL_DIR: &str = "import";
+
+/// Why a file is refused (or an accepted one could not be stored).
+#[derive(Debug)]
+pub enum ImportError {
+    /// Not a binlog file at all.
+    NotBinlog {
+        file: String,
+        detail: String,
+    },
+    /// The file ends inside an event, or inside a transaction.
+    Truncated {
+        file: String,
+        detail: String,
+    },
+    /// An event fails its CRC32 or declares an impossible size.
+    Corrupt {
+        file: String,
+        detail: String,
+    },
+    /// The file has no FORMAT_DESCRIPTION at 4, or it announces no CRC32.
+    Unsupported {
+        file: String,
+        detail: String,
+    },
+    /// Events do not follow one another (log_pos) as the master writes them.
+    Stream {
+        file: String,
+        error: IngestError,
+    },
+    /// The file does not continue the stored chain.
+    Chain {
+        file: String,
+        detail: String,
+    },
+    /// A file of this name is stored already.
+    AlreadyStored {
+        file: String,
+    },
+    TooLarge {
+        file: String,
+    },
+    Io {
+        file: String,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::NotBinlog { file, detail } => {
+                write!(f, "{file} is not a binlog file: {detail}")
+            }
+            ImportError::Truncated { file, detail } => {
+                write!(f, "{file} is truncated: {detail}")
+            }
+            ImportError::Corrupt { file, detail } => write!(f, "{file} is damaged: {detail}"),
+            ImportError::Unsupported { file, detail } => {
+                write!(f, "{file} cannot be imported: {detail}")
+            }
+            ImportError::Stream { file, error } => {
+                write!(f, "{file} is not a binlog as a master writes it: {error}")
+            }
+            ImportError::Chain { file, detail } => {
+                write!(f, "{file} does not continue the stored binlog: {detail}")
+            }
+            ImportError::AlreadyStored { file } => write!(
+                f,
+                "{file} is stored already; import only the files that follow the last stored one"
+            ),
+            ImportError::TooLarge { file } => write!(
+                f,
+                "{file} is larger than {IMPORT_FILE_BYTES_MAX} bytes, the largest file import takes"
+            ),
+            ImportError::Io { file, error } => write!(f, "importing {file}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl ImportError {
+    fn http_status(&self) -> u16 {
+        match self {
+            ImportError::Chain { .. } | ImportError::AlreadyStored { .. } => 409,
+            ImportError::TooLarge { .. } => 413,
+            ImportError::Io { .. } => 500,
+            _ => 400,
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> ApiError {
+        ApiError::new(e.http_status(), e.to_string())
+    }
+}
+
+/// The last event of the last stored file, as far as the chain rule cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastEvent {
+    Rotate {
+        next_file: String,
+        position: u64,
+    },
+    Stop,
+    /// Any other event: the master was still writing the file.
+    Other,
+}
+
+/// What the store ends with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tail {
+    pub file: String,
+    pub end_pos: u64,
+    pub last_event: LastEvent,
+    pub mariadb: bool,
+}
+
+/// What an import needs to know of the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreView {
+    /// Names of the stored files.
+    pub files: Vec<String>,
+    pub tail: Option<Tail>,
+    /// Where the stored stream ends (ingest continues from there).
+    pub resume: Option<(String, u64)>,
+}
+
+/// Reads what an import needs of the store.
+pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
+    let (files, last, resume) = {
+        let index = store.index();
+        let files: Vec<String> = index.files().iter().map(|f| f.name.clone()).collect();
+        let last = index
+            .files()
+            .last()
+            .map(|f| (f.name.clone(), f.end_pos, f.fde.clone()));
+        (files, last, index.resume_point())
+    };
+    let tail = match last {
+        None => None,
+        Some((file, end_pos, fde)) => Some(Tail {
+            last_event: last_event_of(store, &file, end_pos)?,
+            mariadb: FormatDescription::parse(&fde).is_ok_and(|f| f.is_mariadb()),
+            file,
+            end_pos,
+        }),
+    };
+    Ok(StoreView {
+        files,
+        tail,
+        resume,
+    })
+}
+
+/// Decodes the last event of a stored file (by reading the file's last whole entry).
+fn last_event_of(store: &Store, file: &str, end_pos: u64) -> Result<LastEvent, ApiError> {
+    let read_error =
+        |e: String| ApiError::internal(format!("cannot read the end of stored {file}: {e}"));
+    let (entry, start_pos, first_offset) = {
+        let index = store.index();
+        let Some(f) = index.file_index(file) else {
+            return Ok(LastEvent::Other);
+        };
+        let Some(last) = index
+            .entries_of(f)
+            .iter()
+            .rev()
+            .find(|e| e.index <= index.whole_upto() && e.start_pos < end_pos)
+        else {
+            return Ok(LastEvent::Other);
+        };
+        (last.index, last.start_pos, last.first_event_offset)
+    };
+    let Some(mut offset) = first_offset else {
+        return Ok(LastEvent::Other);
+    };
+    let data = store
+        .read(entry)
+        .map_err(|e| read_error(e.to_string()))?
+        .data;
+    let (_, bytes) =
+        crate::store::entry::EventsHeader::decode(&data).map_err(|e| read_error(e.to_string()))?;
+    let len = usize::try_from(end_pos - start_pos)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let bytes = &bytes[..len];
+    loop {
+        let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
+            return Ok(LastEvent::Other);
+        };
+        let header = event::EventHeader::parse(rest).map_err(|e| read_error(e.to_string()))?;
+        let size = header.event_size as usize;
+        if size < event::HEADER_LEN || offset + size < bytes.len() {
+            if size < event::HEADER_LEN {
+                return Ok(LastEvent::Other);
+            }
+            offset += size;
+            continue;
+        }
+        let ev = &rest[..size.min(rest.len())];
+        return Ok(match header.type_code {
+            event::ROTATE_EVENT => match event::Rotate::parse(ev, event::CHECKSUM_LEN) {
+                Ok(r) => LastEvent::Rotate {
+                    next_file: r.next_file,
+                    position: r.position,
+                },
+                Err(_) => LastEvent::Other,
+            },
+            event::STOP_EVENT => LastEvent::Stop,
+            _ => LastEvent::Other,
+        });
+    }
+}
+
+/// The file a master opens after `name` when it restarts: the same base with the number
+/// after the last dot incremented, keeping its width (`mysql-bin.000009` → `.000010`).
+pub fn successor(name: &str) -> Option<String> {
+    let (base, digits) = name.rsplit_once('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let next = digits.parse::<u64>().ok()?.checked_add(1)?;
+    Some(format!("{base}.{next:0width$}", width = digits.len()))
+}
+
+/// Whether `name` may be stored next: any file into an empty store; after a file that ends
+/// with a ROTATE, the file it names (at position 4); after one that ends with a STOP (the
+/// master shut down), the next number of the same base. A last file that ends with
+/// neither was still being written: nothing can be known to follow it.
+pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
+    if view.files.iter().any(|f| f == name) {
+        return Err(ImportError::AlreadyStored {
+            file: name.to_string(),
+        });
+    }
+    let Some(tail) = &view.tail else {
+        return Ok(());
+    };
+    let chain = |detail: String| ImportError::Chain {
+        file: name.to_string(),
+        detail,
+    };
+    match &tail.last_event {
+        LastEvent::Rotate {
+            next_file,
+            position,
+        } => {
+            if next_file != name {
+                return Err(chain(format!(
+                    "the last stored file {} ends with a ROTATE to {next_file}; import \
+                     {next_file} next",
+                    tail.file
+                )));
+            }
+            if *position != FIRST_EVENT_POSITION {
+                return Err(chain(format!(
+                    "the last stored file {} rotates to {next_file} at position {position}, \
+                     not at the start of the file",
+                    tail.file
+                )));
+            }
+            Ok(())
+        }
+        LastEvent::Stop => match successor(&tail.file) {
+            Some(next) if next == name => Ok(()),
+            Some(next) => Err(chain(format!(
+                "the last stored file {} ends with a STOP event (its master shut down); the \
+                 file after it is {next}",
+                tail.file
+            ))),
+            None => Err(chain(format!(
+                "the last stored file {} ends with a STOP event and its name has no number \
+                 to tell which file follows it",
+                tail.file
+            ))),
+        },
+        LastEvent::Other => Err(chain(format!(
+            "the last stored file {} ends at position {} without a ROTATE or STOP event (its \
+             master was still writing it), so no file can be known to follow it",
+            tail.file, tail.end_pos
+        ))),
+    }
+}
+
+/// Where [`ingest_file`] hands the entries it makes (kind, payload).
+pub type Emit<'a> = dyn FnMut(Vec<(u8, Vec<u8>)>) -> Result<(), ImportError> + 'a;
+
+/// What reading one file through ingest found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSummary {
+    pub events: u64,
+    pub end_pos: u64,
+    pub last_pos: u64,
+}
+
+/// Reads the binlog file `name` from `input` through the syncer's ingest, continuing the
+/// store `view` describes, and hands the entries it makes to `emit` (in batches of about
+/// BATCH_BYTES_MAX). Every check of the module's doc is made; with an `emit` that drops
+/// the entries, this is the dry run that validates a file.
+pub fn ingest_file(
+    name: &str,
+    input: impl Read,
+    view: &StoreView,
+    emit: &mut Emit<'_>,
+) -> Result<FileSummary, ImportError> {
+    check_chain(name, view)?;
+    let file = || name.to_string();
+    let mut reader = BinlogFileReader::new(input);
+    let mut ingest = Ingest::new(view.resume.clone());
+    let stream = |error| ImportError::Stream {
+        file: file(),
+        error,
+    };
+    ingest
+        .on_event(&event::build_rotate(
+            name,
+            FIRST_EVENT_POSITION,
+            0,
+            true,
+            true,
+        ))
+        .map_err(stream)?;
+    let mut summary = FileSummary {
+        events: 0,
+        end_pos: FIRST_EVENT_POSITION,
+        last_pos: FIRST_EVENT_POSITION,
+    };
+    let mut pending_bytes = 0;
+    while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
+        if summary.events == 0 {
+            check_first_event(name, &ev, view)?;
+            // Stored as the master sends it (see the module doc).
+            if let Some(flags) = ev.get_mut(FLAGS_OFFSET) {
+                *flags &= !(LOG_EVENT_BINLOG_IN_USE_F as u8);
+            }
+        }
+        ingest.on_event(&ev).map_err(stream)?;
+        summary.events += 1;
+        summary.last_pos = pos;
+        summary.end_pos = pos + ev.len() as u64;
+        pending_bytes += ev.len();
+        if pending_bytes >= BATCH_BYTES_MAX {
+            pending_bytes = 0;
+            let entries = ingest.take_entries(true);
+            if !entries.is_empty() {
+                emit(entries)?;
+            }
+        }
+    }
+    if summary.events == 0 {
+        return Err(ImportError::Unsupported {
+            file: file(),
+            detail: "it holds no event after the magic".into(),
+        });
+    }
+    if ingest.in_group() {
+        return Err(ImportError::Truncated {
+            file: file(),
+            detail: format!(
+                "it ends at position {} inside a transaction (no COMMIT or XID after its last \
+                 events)",
+                summary.end_pos
+            ),
+        });
+    }
+    let entries = ingest.take_entries(true);
+    if !entries.is_empty() {
+        emit(entries)?;
+    }
+    Ok(summary)
+}
+
+/// The first event must be a FORMAT_DESCRIPTION announcing CRC32, of the stored flavour.
+fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), ImportError> {
+    let unsupported = |detail: String| ImportError::Unsupported {
+        file: name.to_string(),
+        detail,
+    };
+    if ev.get(TYPE_CODE_OFFSET) != Some(&event::FORMAT_DESCRIPTION_EVENT) {
+        return Err(unsupported(format!(
+            "the event at position 4 is a {}, not a FORMAT_DESCRIPTION",
+            event::type_name(ev.get(TYPE_CODE_OFFSET).copied().unwrap_or(0))
+        )));
+    }
+    let fde = FormatDescription::parse(ev).map_err(|e| ImportError::Corrupt {
+        file: name.to_string(),
+        detail: format!("format description event at 4: {e}"),
+    })?;
+    if fde.checksum_alg != ChecksumAlg::Crc32 {
+        return Err(unsupported(
+            "it was written without CRC32 checksums (binlog_checksum=NONE); ferrobus stores \
+             only checksummed binlogs"
+                .into(),
+        ));
+    }
+    if let Some(tail) = &view.tail {
+        if tail.mariadb != fde.is_mariadb() {
+            let flavour = |m: bool| if m { "MariaDB" } else { "MySQL" };
+            return Err(ImportError::Chain {
+                file: name.to_string(),
+                detail: format!(
+                    "it was written by {} but the stored binlog by {}",
+                    flavour(fde.is_mariadb()),
+                    flavour(tail.mariadb)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn file_error(name: &str, e: FileError) -> ImportError {
+    let file = name.to_string();
+    let detail = e.to_string();
+    match e {
+        FileError::BadMagic { .. } => ImportError::NotBinlog { file, detail },
+        FileError::TruncatedEvent { .. } => ImportError::Truncated { file, detail },
+        FileError::Io(error) => ImportError::Io { file, error },
+        _ => ImportError::Corrupt { file, detail },
+    }
+}
+
+/// Holds the import slot: one import at a time, none while a syncer is configured, and no
+/// syncer start meanwhile (`Node::syncer_start` looks at the same flag under the same
+/// lock). Removes the spool file when dropped.
+struct ImportSlot<'a> {
+    node: &'a Node,
+    spool: Option<PathBuf>,
+}
+
+impl<'a> ImportSlot<'a> {
+    fn take(node: &'a Node) -> Result<ImportSlot<'a>, ApiError> {
+        let _changes = node.desired.lock().expect("desired lock");
+        let configured = node.cluster.state().syncer().map(|s| s.mysql_addr.clone());
+        let running = node
+            .syncer
+            .lock()
+            .expect("syncer lock")
+            .running
+            .as_ref()
+            .map(|(args, _, _)| args.mysql_addr.clone());
+        if let Some(master) = configured.or(running) {
+            return Err(ApiError::conflict(format!(
+                "a syncer is configured (master {master}): imported files cannot be mixed \
+                 with a master's stream; stop it first (`ferrobus ctl syncer stop`)"
+            )));
+        }
+        if node.importing.swap(true, Ordering::SeqCst) {
+            return Err(ApiError::conflict(
+                "another import is running on this node; import files one at a time",
+            ));
+        }
+        Ok(ImportSlot { node, spool: None })
+    }
+}
+
+impl Drop for ImportSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.spool.take() {
+            if let Err(e) = fs::remove_file(&path) {
+                log::warn!("cannot remove the import spool {}: {e}", path.display());
+            }
+        }
+        self.node.importing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies the body to `path`, at most IMPORT_FILE_BYTES_MAX bytes.
+fn spool(name: &str, body: &mut dyn Read, path: &Path) -> Result<u64, ImportError> {
+    let io_error = |error| ImportError::Io {
+        file: name.to_string(),
+        error,
+    };
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_error)?;
+    let copied = io::copy(&mut body.take(IMPORT_FILE_BYTES_MAX + 1), &mut out).map_err(io_error)?;
+    if copied > IMPORT_FILE_BYTES_MAX {
+        return Err(ImportError::TooLarge {
+            file: name.to_string(),
+        });
+    }
+    out.flush().map_err(io_error)?;
+    Ok(copied)
+}
+
+/// Serves `POST /binlog/import?file=NAME` on the leader: see the module doc.
+pub(super) fn import(
+    node: &Node,
+    name: &str,
+    body: &mut dyn Read,
+) -> Result<ImportSummary, ApiError> {
+    let mut slot = ImportSlot::take(node)?;
+    let status = node.raft.status();
+    let applied_term = node.cluster.last_applied_term.load(Ordering::SeqCst);
+    if !status.is_leader || applied_term != status.term {
+        return Err(ApiError::unavailable(
+            "this node is not a ready leader (an election is under way); retry in a moment",
+        ));
+    }
+    let dir = node.data_dir.join(IMPORT_SPOOL_DIR);
+    fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{name}.part"));
+    slot.spool = Some(path.clone());
+    let size = spool(name, body, &path)?;
+    log::info!("import of {name}: {size} bytes received, checking the file");
+
+    let open = || {
+        File::open(&path)
+            .map(BufReader::new)
+            .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))
+    };
+    let view = store_view(&node.store)?;
+    // The dry run: everything is checked before anything is proposed.
+    let checked = ingest_file(name, open()?, &view, &mut |_| Ok(())).map_err(|e| {
+        log::warn!("import refused: {e}");
+        ApiError::from(e)
+    })?;
+
+    let sink = RaftSink::new(node.raft.clone(), node.store.clone(), status.term);
+    sink.begin_session()
+        .map_err(|e| ApiError::unavailable(format!("cannot import {name} now: {e}")))?;
+    let view = store_view(&node.store)?;
+    let mut proposed = 0usize;
+    let outcome = ingest_file(name, open()?, &view, &mut |entries| {
+        proposed += entries.len();
+        sink.append(entries).map_err(|e| ImportError::Io {
+            file: name.to_string(),
+            error: io::Error::other(e.to_string()),
+        })
+    })
+    .map_err(ApiError::from)
+    .and_then(|summary| {
+        sink.flush()
+            .map(|()| summary)
+            .map_err(|e| ApiError::unavailable(e.to_string()))
+    });
+    let summary = outcome.map_err(|e| {
+        let stored = node.store.index().resume_point();
+        log::error!(
+            "import of {name} stopped after {proposed} proposed entries: {}; the store ends \
+             at {stored:?}",
+            e.message
+        );
+        ApiError::new(
+            e.status,
+            format!(
+                "the import of {name} stopped: {}; the store now ends at {}",
+                e.message,
+                stored.map_or("(nothing)".to_string(), |(f, p)| format!("{f}:{p}"))
+            ),
+        )
+    })?;
+    if summary != checked {
+        return Err(ApiError::internal(format!(
+            "{name} read differently the second time ({checked:?} then {summary:?})"
+        )));
+    }
+    log::info!(
+        "imported {name}: {} events, positions 4..{}",
+        summary.events,
+        summary.end_pos
+    );
+    Ok(ImportSummary {
+        file: name.to_string(),
+        events: summary.events,
+        bytes: size,
+        first_pos: FIRST_EVENT_POSITION,
+        last_pos: summary.last_pos,
+        end_pos: summary.end_pos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::test_data::{mariadb_files, mysql_files};
+    use crate::store::export::{plan_file, FileExport};
+    use std::sync::Arc;
+
+    /// A fixture's bytes; the kingbus files by their name on the master (the fixture files
+    /// carry a prefix, and their ROTATE events name the master's files).
+    fn fixture(name: &str) -> Vec<u8> {
+        let wanted = if name.starts_with("mysql_bin.") {
+            format!("kingbus-5.7-{name}")
+        } else {
+            name.to_string()
+        };
+        mysql_files()
+            .into_iter()
+            .chain(mariadb_files())
+            .find(|(n, _)| *n == wanted)
+            .unwrap()
+            .1
+    }
+
+    const K11: &str = "mysql_bin.000011";
+    const K12: &str = "mysql_bin.000012";
+    const K13: &str = "mysql_bin.000013";
+
+    /// A local store that imports files as the leader would, appending what ingest makes.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, _) = Store::open(dir.path()).unwrap();
+            Harness {
+                _dir: dir,
+                store: Arc::new(store),
+            }
+        }
+
+        fn import(&self, name: &str, bytes: &[u8]) -> Result<FileSummary, ImportError> {
+            let view = store_view(&self.store).unwrap();
+            ingest_file(name, bytes, &view, &mut |_| Ok(()))?;
+            let store = self.store.clone();
+            ingest_file(name, bytes, &view, &mut |entries| {
+                store.append(entries).unwrap();
+                Ok(())
+            })
+        }
+
+        fn export(&self, name: &str) -> Vec<u8> {
+            let plan = plan_file(&self.store, name).unwrap();
+            let mut out = Vec::new();
+            FileExport::new(self.store.clone(), plan)
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        }
+
+        fn snapshot(&self) -> (Vec<String>, u64) {
+            (
+                store_view(&self.store).unwrap().files,
+                self.store.index().last_index(),
+            )
+        }
+    }
+
+    #[test]
+    fn every_fixture_imports_and_exports_byte_identical() {
+        for (name, bytes) in mysql_files() {
+            let h = Harness::new();
+            let summary = h.import(&name, &bytes).unwrap();
+            assert_eq!(summary.end_pos, bytes.len() as u64, "{name}");
+            assert_eq!(h.export(&name), bytes, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_kingbus_chain_imports_as_one_chain() {
+        let h = Harness::new();
+        for name in [K11, K12, K13] {
+            h.import(name, &fixture(name)).unwrap();
+        }
+        assert_eq!(h.snapshot().0, [K11, K12, K13]);
+        for name in [K11, K12, K13] {
+            assert_eq!(h.export(name), fixture(name), "{name}");
+        }
+        // The store continues where .000013 ends, as after syncing the three.
+        assert_eq!(
+            h.store.index().resume_point(),
+            Some((K13.to_string(), fixture(K13).len() as u64))
+        );
+    }
+
+    #[test]
+    fn refusals_leave_the_store_unchanged() {
+        let h = Harness::new();
+        h.import(K11, &fixture(K11)).unwrap();
+        let before = h.snapshot();
+        let k12 = fixture(K12);
+
+        // Out of order: .000011 rotates to .000012.
+        let err = h.import(K13, &fixture(K13)).unwrap_err();
+        assert!(matches!(err, ImportError::Chain { .. }), "{err}");
+        assert!(err.to_string().contains(K12), "{err}");
+        // Already stored.
+        let err = h.import(K11, &fixture(K11)).unwrap_err();
+        assert!(matches!(err, ImportError::AlreadyStored { .. }), "{err}");
+        // Truncated inside the last event, and between events inside a transaction.
+        let err = h.import(K12, &k12[..k12.len() - 10]).unwrap_err();
+        assert!(matches!(err, ImportError::Truncated { .. }), "{err}");
+        let events: Vec<_> = BinlogFileReader::new(k12.as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Cut right after the first event of the first transaction (its GTID event).
+        let (gtid_pos, gtid) = events
+            .iter()
+            .find(|(_, ev)| ev[TYPE_CODE_OFFSET] == event::GTID_LOG_EVENT)
+            .unwrap();
+        let cut = *gtid_pos as usize + gtid.len();
+        let err = h.import(K12, &k12[..cut]).unwrap_err();
+        assert!(matches!(err, ImportError::Truncated { .. }), "{err}");
+        assert!(err.to_string().contains("inside a transaction"), "{err}");
+        // One flipped byte: the CRC32 catches it.
+        let mut flipped = k12.clone();
+        flipped[k12.len() / 2] ^= 0x10;
+        let err = h.import(K12, &flipped).unwrap_err();
+        assert!(matches!(err, ImportError::Corrupt { .. }), "{err}");
+        // Not a binlog.
+        let err = h.import(K12, b"hello, this is a text file\n").unwrap_err();
+        assert!(matches!(err, ImportError::NotBinlog { .. }), "{err}");
+        assert_eq!(ApiError::from(err).status, 400);
+        // The wrong flavour: a MariaDB file after a MySQL one, even under the right name.
+        let err = h.import(K12, &fixture("bin.000001")).unwrap_err();
+        assert!(err.to_string().contains("MariaDB"), "{err}");
+        // The magic alone.
+        let err = h.import(K12, &[0xfe, b'b', b'i', b'n']).unwrap_err();
+        assert!(matches!(err, ImportError::Unsupported { .. }), "{err}");
+
+        assert_eq!(h.snapshot(), before);
+        // And the real next file is still accepted.
+        h.import(K12, &k12).unwrap();
+        assert_eq!(h.export(K12), k12);
+    }
+
+    #[test]
+    fn nothing_follows_an_open_file_and_a_stop_takes_its_successor() {
+        let h = Harness::new();
+        h.import("mysql_type_bit.000001", &fixture("mysql_type_bit.000001"))
+            .unwrap();
+        let err = h
+            .import("mysql_type_bit.000002", &fixture("mysql_type_bit.000001"))
+            .unwrap_err();
+        assert!(err.to_string().contains("still writing"), "{err}");
+
+        // binlog-invisible-columns.000001 ends with a STOP.
+        let view = StoreView {
+            files: vec!["b.000007".into()],
+            tail: Some(Tail {
+                file: "b.000007".into(),
+                end_pos: 100,
+                last_event: LastEvent::Stop,
+                mariadb: false,
+            }),
+            resume: Some(("b.000007".into(), 100)),
+        };
+        assert!(check_chain("b.000008", &view).is_ok());
+        let err = check_chain("b.000009", &view).unwrap_err();
+        assert!(err.to_string().contains("b.000008"), "{err}");
+        let h = Harness::new();
+        let stop_file = "binlog-invisible-columns.000001";
+        h.import(stop_file, &fixture(stop_file)).unwrap();
+        let tail = store_view(&h.store).unwrap().tail.unwrap();
+        assert_eq!(tail.last_event, LastEvent::Stop);
+    }
+
+    #[test]
+    fn successors() {
+        assert_eq!(
+            successor("mysql-bin.000009").as_deref(),
+            Some("mysql-bin.000010")
+        );
+        assert_eq!(successor("a.b.99").as_deref(), Some("a.b.100"));
+        assert_eq!(successor("noext"), None);
+        assert_eq!(successor("x.1a"), None);
+        assert_eq!(successor("x."), None);
+    }
+
+    #[test]
+    fn a_file_without_checksums_is_refused() {
+        // bin.000004 was written with binlog_checksum=NONE.
+        let h = Harness::new();
+        let err = h.import("bin.000004", &fixture("bin.000004")).unwrap_err();
+        assert!(err.to_string().contains("CRC32"), "{err}");
+        assert!(h.snapshot().0.is_empty());
+    }
+}
