@@ -253,6 +253,18 @@ impl Ingest {
         // Continuing the stored file anywhere but where its stored content ends would leave
         // a hole (or an overlap) in the store; a MySQL GTID dump may begin it earlier and
         // re-send what is stored.
+        if let Some(stored_file) = self.stored_file.as_deref() {
+            if self.resend_ok && binlog_name_before(&rotate.next_file, stored_file) {
+                return Err(IngestError::Unexpected {
+                    what: format!(
+                        "the master went back to {}, before the stored {stored_file} (it did \
+                         not start where the dump asked, and the GTID set sent did not cover \
+                         that file)",
+                        rotate.next_file
+                    ),
+                });
+            }
+        }
         let stored = self.stored_file.as_deref() == Some(rotate.next_file.as_str());
         let replay_ok = self.resend_ok && rotate.position < self.next_pos;
         if stored && rotate.position != self.next_pos && !replay_ok {
@@ -477,6 +489,19 @@ impl Ingest {
 
 fn is_artificial(header: &EventHeader) -> bool {
     header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0
+}
+
+/// Whether binlog file `a` comes before `b` in the same master's sequence (same base name,
+/// smaller numeric extension). Names that do not compare so are not ordered.
+fn binlog_name_before(a: &str, b: &str) -> bool {
+    let split = |n: &str| {
+        n.rsplit_once('.')
+            .and_then(|(base, ext)| ext.parse::<u64>().ok().map(|i| (base.to_string(), i)))
+    };
+    match (split(a), split(b)) {
+        (Some((base_a, ia)), Some((base_b, ib))) => base_a == base_b && ia < ib,
+        _ => false,
+    }
 }
 
 /// HEARTBEAT_LOG_EVENT_V2 (MySQL 8.0.26+) body fields: a type, a length and a value each,
@@ -1211,7 +1236,7 @@ mod tests {
                     let types: Vec<u8> = stream.iter().map(|ev| ev[4]).collect();
                     assert_eq!(types[2], event::PREVIOUS_GTIDS_LOG_EVENT, "re-sent");
                     let hb = if v2 { 41 } else { 27 };
-                    assert!(types.contains(&hb), "stored transactions left out");
+                    assert_eq!(types.contains(&hb), pos > starts[0], "stored ones left out");
                     resume_at(1, pos, &stream).unwrap();
                 }
             }
@@ -1296,6 +1321,21 @@ mod tests {
                     found: 4,
                 })
             );
+        }
+
+        #[test]
+        fn a_master_going_back_to_an_earlier_file_is_refused() {
+            // A source that ignores the file name and gets a set that does not cover the
+            // earlier files starts from an earlier one.
+            let stream = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), false);
+            let mut ing = Ingest::new(Some((CHAIN[1].to_string(), group_starts(CHAIN[1])[1])));
+            ing.allow_resend();
+            assert!(matches!(feed(&mut ing, &stream), Err(IngestError::Unexpected { .. })));
+            assert!(binlog_name_before("mysql_bin.000011", "mysql_bin.000012"));
+            assert!(binlog_name_before("b.999999", "b.1000000"));
+            assert!(!binlog_name_before("a.000013", "a.000012"));
+            assert!(!binlog_name_before("a.000011", "b.000012"));
+            assert!(!binlog_name_before("a", "a.000012"));
         }
 
         #[test]
