@@ -188,7 +188,9 @@ impl Ingest {
 
     /// File and position of the next content byte the stream will bring.
     pub fn position(&self) -> Option<(&str, u64)> {
-        let pos = self.replay_end.map_or(self.next_pos, |end| end.max(self.next_pos));
+        let pos = self
+            .replay_end
+            .map_or(self.next_pos, |end| end.max(self.next_pos));
         self.file.as_deref().map(|f| (f, pos))
     }
 
@@ -1098,7 +1100,9 @@ mod tests {
 
         /// Feeds a stream; the first error, if any.
         fn feed(ing: &mut Ingest, stream: &[Vec<u8>]) -> Result<(), IngestError> {
-            stream.iter().try_for_each(|ev| ing.on_event(ev).map(|_| ()))
+            stream
+                .iter()
+                .try_for_each(|ev| ing.on_event(ev).map(|_| ()))
         }
 
         /// The stored files rebuilt from entries: per FileStart, its name and the bytes from
@@ -1215,7 +1219,10 @@ mod tests {
             assert_eq!(files.len(), 3, "one FileStart per file");
             for ((name, start, bytes), want) in files.iter().zip(CHAIN) {
                 assert_eq!((name.as_str(), *start), (want, 4));
-                assert!(*bytes == bytes_of(want), "{want} byte-identical after resume");
+                assert!(
+                    *bytes == bytes_of(want),
+                    "{want} byte-identical after resume"
+                );
             }
             Ok(())
         }
@@ -1249,7 +1256,10 @@ mod tests {
             let set = executed_before(1, pos);
             // ROTATE to the position, then the FDE with its real log_pos, then the rest.
             let stream = gtid_dump(Some((CHAIN[1], pos)), &set, true);
-            assert_eq!(EventHeader::parse(&stream[1]).unwrap().log_pos, 4 + stream[1].len() as u32);
+            assert_eq!(
+                EventHeader::parse(&stream[1]).unwrap().log_pos,
+                4 + stream[1].len() as u32
+            );
             resume_at(1, pos, &stream).unwrap();
             // At the end of a whole file (after its ROTATE): the next file follows.
             let end = bytes_of(CHAIN[0]).len() as u64;
@@ -1288,11 +1298,17 @@ mod tests {
             );
             // Same when the source honours the position.
             let stream = gtid_dump(Some((CHAIN[1], pos)), &set, true);
-            assert!(matches!(resume_at(1, pos, &stream), Err(IngestError::Gap { .. })));
+            assert!(matches!(
+                resume_at(1, pos, &stream),
+                Err(IngestError::Gap { .. })
+            ));
             // A source resuming past the stored end is a gap too.
             set = executed_before(1, starts[3]);
             let stream = gtid_dump(Some((CHAIN[1], starts[3])), &set, false);
-            assert!(matches!(resume_at(1, pos, &stream), Err(IngestError::Gap { .. })));
+            assert!(matches!(
+                resume_at(1, pos, &stream),
+                Err(IngestError::Gap { .. })
+            ));
         }
 
         #[test]
@@ -1330,7 +1346,10 @@ mod tests {
             let stream = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), false);
             let mut ing = Ingest::new(Some((CHAIN[1].to_string(), group_starts(CHAIN[1])[1])));
             ing.allow_resend();
-            assert!(matches!(feed(&mut ing, &stream), Err(IngestError::Unexpected { .. })));
+            assert!(matches!(
+                feed(&mut ing, &stream),
+                Err(IngestError::Unexpected { .. })
+            ));
             assert!(binlog_name_before("mysql_bin.000011", "mysql_bin.000012"));
             assert!(binlog_name_before("b.999999", "b.1000000"));
             assert!(!binlog_name_before("a.000013", "a.000012"));
@@ -1346,7 +1365,10 @@ mod tests {
                 Ok(("mysql_bin.000012".into(), 5_000_000_000))
             );
             let v1 = event::build_heartbeat("mysql_bin.000012", 1234, MASTER_ID, true);
-            assert_eq!(heartbeat_position(&v1), Ok(("mysql_bin.000012".into(), 1234)));
+            assert_eq!(
+                heartbeat_position(&v1),
+                Ok(("mysql_bin.000012".into(), 1234))
+            );
             // A v2 body cut inside a field is malformed, and so is one without a position.
             let mut cut = v2[..v2.len() - 4 - 6].to_vec();
             cut.extend_from_slice(&[0; 4]);
@@ -1365,9 +1387,11 @@ mod tests {
             );
             assert!(heartbeat_position(&no_pos).is_err());
             let mut ing = Ingest::new(None);
-            assert!(matches!(ing.on_event(&no_pos), Err(IngestError::Malformed { .. })));
+            assert!(matches!(
+                ing.on_event(&no_pos),
+                Err(IngestError::Malformed { .. })
+            ));
             assert_eq!(ing.on_event(&v2), Ok(Seen::Heartbeat));
         }
     }
-
 }

@@ -19,11 +19,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
+use crate::binlog::Flavour;
 use crate::limits::{
     BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_CHUNK_BYTES_MAX,
     SYNCER_QUEUE_DEPTH_MAX,
 };
-use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::net::client::Client;
 use crate::store::{Store, StoreError};
 use ingest::{Ingest, Seen};
@@ -279,9 +280,13 @@ fn session(
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
     sink.begin_session().map_err(SyncerError::Sink)?;
-    let (resume, stored_master) = {
+    let (resume, stored_master, stored_flavour) = {
         let index = store.index();
-        (index.resume_point(), index.master_server_id())
+        (
+            index.resume_point(),
+            index.master_server_id(),
+            index.flavour(),
+        )
     };
     let up = &config.upstream;
     let (mut client, info) = connect_checked(up, shared)?;
@@ -296,7 +301,7 @@ fn session(
     log::info!(
         "syncer: master {} is {} {} (server_id {}{})",
         up.addr,
-        info.flavour.as_str(),
+        upstream::flavour_name(info.flavour),
         info.version,
         info.server_id,
         info.gtid_mode
@@ -304,13 +309,18 @@ fn session(
             .map(|m| format!(", gtid_mode {m}"))
             .unwrap_or_default()
     );
+    if let Some(stored) = stored_flavour.filter(|f| *f != info.flavour) {
+        return Err(SyncerError::Precheck(format!(
+            "the store holds a {} binlog, but {} is a {} master; ferrobus does not mix them \
+             (use a fresh data directory for this master)",
+            upstream::flavour_name(stored),
+            up.addr,
+            upstream::flavour_name(info.flavour)
+        )));
+    }
     let plan = match info.flavour {
-        upstream::MasterFlavour::MariaDb => {
-            plan_mariadb(config, &resume, &mut client, &info, shared)?
-        }
-        upstream::MasterFlavour::Mysql => {
-            plan_mysql(config, store, &resume, &mut client, &info, shared)?
-        }
+        Flavour::MariaDb => plan_mariadb(config, &resume, &mut client, &info, shared)?,
+        Flavour::MySql => plan_mysql(config, store, &resume, &mut client, &info, shared)?,
     };
     let (file, pos) = (plan.file.clone(), plan.pos);
     if !info.binlogs.contains(&file) {
@@ -499,8 +509,8 @@ fn plan_mysql(
 }
 
 /// The MySQL GTID set the store holds (the set a COM_BINLOG_DUMP_GTID leaves out).
-fn stored_mysql_executed(_store: &Store) -> MysqlGtidSet {
-    MysqlGtidSet::new()
+fn stored_mysql_executed(store: &Store) -> MysqlGtidSet {
+    store.index().mysql_executed().clone()
 }
 
 /// Connects, registers the socket so that `stop` can interrupt any later wait on it, and

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::binlog::event::{self, EventHeader};
 use crate::binlog::gtid::MysqlGtidSet;
+use crate::binlog::Flavour;
 use crate::limits::{
     UPSTREAM_CONNECT_TIMEOUT_MS, UPSTREAM_HEARTBEAT_PERIOD_MS, UPSTREAM_IO_TIMEOUT_MS,
 };
@@ -48,31 +49,23 @@ pub struct Upstream {
 /// means BINLOG_SEND_ANNOTATE_ROWS_EVENT, so it is only sent to MySQL.
 pub const USE_HEARTBEAT_EVENT_V2: u16 = 2;
 
-/// Which server family the master is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MasterFlavour {
-    MariaDb,
-    Mysql,
-}
-
-impl MasterFlavour {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            MasterFlavour::MariaDb => "MariaDB",
-            MasterFlavour::Mysql => "MySQL",
-        }
+/// The flavour's name in logs and errors.
+pub fn flavour_name(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::MariaDb => "MariaDB",
+        Flavour::MySql => "MySQL",
     }
 }
 
 /// The flavour from the handshake's server version and `SELECT VERSION()` (either may be
 /// empty): MariaDB always names itself (10.x sends "5.5.5-10.x.y-MariaDB…" in the
 /// handshake); anything else speaks MySQL's protocol.
-pub fn detect_flavour(handshake_version: &str, version: &str) -> MasterFlavour {
+pub fn detect_flavour(handshake_version: &str, version: &str) -> Flavour {
     let names_mariadb = |v: &str| v.to_ascii_lowercase().contains("mariadb");
     if names_mariadb(handshake_version) || names_mariadb(version) {
-        MasterFlavour::MariaDb
+        Flavour::MariaDb
     } else {
-        MasterFlavour::Mysql
+        Flavour::MySql
     }
 }
 
@@ -80,7 +73,7 @@ pub fn detect_flavour(handshake_version: &str, version: &str) -> MasterFlavour {
 #[derive(Clone, Debug)]
 pub struct MasterInfo {
     pub version: String,
-    pub flavour: MasterFlavour,
+    pub flavour: Flavour,
     pub server_id: u32,
     /// `SHOW BINARY LOGS`: file names, oldest first.
     pub binlogs: Vec<String>,
@@ -94,7 +87,7 @@ impl MasterInfo {
     /// Whether the master serves COM_BINLOG_DUMP_GTID: MySQL with GTID_MODE=ON only (MySQL's
     /// `Binlog_sender::init` refuses a GTID dump in every other mode, ON_PERMISSIVE too).
     pub fn mysql_gtid_dump(&self) -> bool {
-        self.flavour == MasterFlavour::Mysql
+        self.flavour == Flavour::MySql
             && self
                 .gtid_mode
                 .as_deref()
@@ -159,7 +152,10 @@ pub fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
     let version = match client.query_one_value("SELECT VERSION()") {
         Ok(v) => v.unwrap_or_default(),
         Err(NetError::Server(e)) => {
-            log::warn!("syncer: SELECT VERSION() refused ({}); using the handshake version", e.message);
+            log::warn!(
+                "syncer: SELECT VERSION() refused ({}); using the handshake version",
+                e.message
+            );
             String::new()
         }
         Err(e) => return Err(SyncerError::Connection(e.to_string())),
@@ -170,7 +166,7 @@ pub fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
     } else {
         version
     };
-    if flavour == MasterFlavour::Mysql {
+    if flavour == Flavour::MySql {
         log_clock_skew(client)?;
     }
     let server_id = one_value(client, "SELECT @@GLOBAL.SERVER_ID")?
@@ -190,8 +186,8 @@ pub fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
         )));
     }
     let (gtid_mode, server_uuid) = match flavour {
-        MasterFlavour::MariaDb => (None, None),
-        MasterFlavour::Mysql => (
+        Flavour::MariaDb => (None, None),
+        Flavour::MySql => (
             Some(optional_variable(client, "GTID_MODE")?.unwrap_or_else(|| "OFF".into())),
             optional_variable(client, "SERVER_UUID")?,
         ),
@@ -239,7 +235,10 @@ fn log_clock_skew(client: &mut Client) -> Result<(), SyncerError> {
         }
         Ok(None) => Ok(()),
         Err(NetError::Server(e)) => {
-            log::warn!("syncer: SELECT UNIX_TIMESTAMP() refused by the master: {}", e.message);
+            log::warn!(
+                "syncer: SELECT UNIX_TIMESTAMP() refused by the master: {}",
+                e.message
+            );
             Ok(())
         }
         Err(e) => Err(SyncerError::Connection(e.to_string())),
@@ -555,5 +554,258 @@ pub fn resolve_gtid(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+
+    use super::*;
+    use crate::mysql::handshake::{
+        HandshakeResponse41, HandshakeV10, CLIENT_LONG_FLAG, CLIENT_PLUGIN_AUTH,
+        CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, MYSQL_NATIVE_PASSWORD,
+    };
+    use crate::mysql::resultset::{encode_text_resultset, ErrPacket, OkPacket};
+    use crate::net::conn::PacketConn;
+
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    fn upstream(addr: &str) -> Upstream {
+        Upstream {
+            addr: addr.to_string(),
+            user: "repl".into(),
+            password: String::new(),
+            server_id: 1001,
+            uuid: None,
+        }
+    }
+
+    /// What a fake MySQL master answers: None → ER 1193 (unknown variable), Err(code) →
+    /// that error, Ok(value) → one row.
+    type Answer = Option<Result<&'static str, u16>>;
+
+    /// A fake MySQL master that greets with `version`, answers queries with `answer`,
+    /// OKs SETs and COM_REGISTER_SLAVE, and stops at the dump command. Returns every
+    /// command received.
+    fn fake_master(
+        version: &'static str,
+        answer: fn(&str) -> Answer,
+    ) -> (String, thread::JoinHandle<Vec<Command>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let handle = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut conn = PacketConn::new(stream, 1 << 20);
+            serve(&mut conn, version, answer).unwrap()
+        });
+        (addr, handle)
+    }
+
+    fn serve(
+        conn: &mut PacketConn<TcpStream>,
+        version: &str,
+        answer: fn(&str) -> Answer,
+    ) -> Result<Vec<Command>, NetError> {
+        let capabilities =
+            CLIENT_LONG_FLAG | CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH;
+        let greeting = HandshakeV10 {
+            protocol_version: 10,
+            server_version: version.into(),
+            connection_id: 5,
+            auth_plugin_data: b"abcdefghijklmnopqrst".to_vec(),
+            capabilities,
+            character_set: 255,
+            status_flags: 2,
+            mariadb_capabilities: 0,
+            auth_plugin_name: MYSQL_NATIVE_PASSWORD.into(),
+        };
+        conn.write_packet(&greeting.encode())?;
+        HandshakeResponse41::decode(&conn.read_packet()?, capabilities)?;
+        conn.write_packet(&OkPacket::new().encode())?;
+        let mut commands = Vec::new();
+        loop {
+            conn.reset_seq();
+            let cmd = Command::decode(&conn.read_packet()?)?;
+            commands.push(cmd.clone());
+            match cmd {
+                Command::Query(q) if q.to_ascii_uppercase().starts_with("SET ") => {
+                    conn.write_packet(&OkPacket::new().encode())?
+                }
+                Command::Query(q) => match answer(&q) {
+                    Some(Ok(v)) => {
+                        for p in encode_text_resultset(&["v"], &[vec![Some(v.into())]], false) {
+                            conn.write_packet_no_flush(&p)?;
+                        }
+                        conn.flush()?;
+                    }
+                    Some(Err(code)) => conn.write_packet(&ErrPacket::new(code, "no").encode())?,
+                    None => conn.write_packet(
+                        &ErrPacket::new(ER_UNKNOWN_SYSTEM_VARIABLE, "Unknown system variable")
+                            .encode(),
+                    )?,
+                },
+                Command::RegisterSlave(_) => conn.write_packet(&OkPacket::new().encode())?,
+                _ => return Ok(commands),
+            }
+        }
+    }
+
+    fn mysql_80(q: &str) -> Answer {
+        Some(Ok(match q {
+            "SELECT VERSION()" => "8.0.36",
+            "SELECT UNIX_TIMESTAMP()" => "1700000000.123456",
+            "SELECT @@GLOBAL.SERVER_ID" => "7",
+            "SELECT @@GLOBAL.log_bin" => "1",
+            "SELECT @@GLOBAL.binlog_checksum" | "SELECT @master_binlog_checksum" => "CRC32",
+            "SELECT @@GLOBAL.GTID_MODE" => "ON",
+            "SELECT @@GLOBAL.SERVER_UUID" => UUID,
+            "SHOW BINARY LOGS" => "binlog.000001",
+            _ => return Some(Err(1064)),
+        }))
+    }
+
+    /// A 5.5-like server: no GTID_MODE, no SERVER_UUID, refuses UNIX_TIMESTAMP.
+    fn mysql_55(q: &str) -> Answer {
+        match q {
+            "SELECT UNIX_TIMESTAMP()" => Some(Err(1064)),
+            "SELECT @@GLOBAL.GTID_MODE" | "SELECT @@GLOBAL.SERVER_UUID" => None,
+            "SELECT VERSION()" => Some(Ok("5.5.62-log")),
+            other => mysql_80(other),
+        }
+    }
+
+    fn queries(commands: &[Command]) -> Vec<String> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Query(q) => Some(q.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_mysql_master_gets_a_mysql_replica_sequence_and_a_gtid_dump() {
+        let (addr, server) = fake_master("8.0.36", mysql_80);
+        let up = upstream(&addr);
+        let mut client = open(&up).unwrap();
+        let info = precheck(&mut client).unwrap();
+        assert_eq!(info.flavour, Flavour::MySql);
+        assert_eq!(
+            (info.server_id, info.server_uuid.as_deref()),
+            (7, Some(UUID))
+        );
+        assert!(info.mysql_gtid_dump());
+        let set = MysqlGtidSet::parse(&format!("{UUID}:1-42")).unwrap();
+        let how = MysqlDump::Gtid(set.clone());
+        start_mysql_dump(&mut client, &up, &info, "binlog.000001", 1234, &how).unwrap();
+        let commands = server.join().unwrap();
+        let uuid = replica_uuid(&up);
+        assert_eq!(
+            queries(&commands),
+            [
+                "SELECT VERSION()",
+                "SELECT UNIX_TIMESTAMP()",
+                "SELECT @@GLOBAL.SERVER_ID",
+                "SELECT @@GLOBAL.log_bin",
+                "SELECT @@GLOBAL.binlog_checksum",
+                "SELECT @@GLOBAL.GTID_MODE",
+                "SELECT @@GLOBAL.SERVER_UUID",
+                "SHOW BINARY LOGS",
+                "SET @master_heartbeat_period= 1000000000",
+                "SET @source_heartbeat_period= 1000000000",
+                "SET @master_binlog_checksum= @@global.binlog_checksum",
+                "SET @source_binlog_checksum= @@global.binlog_checksum",
+                "SELECT @master_binlog_checksum",
+                &format!("SET @slave_uuid= '{uuid}'"),
+                &format!("SET @replica_uuid= '{uuid}'"),
+            ]
+        );
+        let n = commands.len();
+        assert!(matches!(&commands[n - 2], Command::RegisterSlave(r) if r.server_id == 1001));
+        assert_eq!(
+            commands[n - 1],
+            Command::BinlogDumpGtid(BinlogDumpGtid {
+                flags: BINLOG_THROUGH_GTID | USE_HEARTBEAT_EVENT_V2,
+                server_id: 1001,
+                binlog_filename: "binlog.000001".into(),
+                binlog_pos: 1234,
+                sid_data: set.encode(),
+            })
+        );
+    }
+
+    #[test]
+    fn an_old_mysql_master_without_gtids_gets_a_position_dump() {
+        let (addr, server) = fake_master("5.5.62-log", mysql_55);
+        let up = upstream(&addr);
+        let mut client = open(&up).unwrap();
+        let info = precheck(&mut client).unwrap();
+        assert_eq!(info.flavour, Flavour::MySql);
+        assert_eq!(info.gtid_mode.as_deref(), Some("OFF"));
+        assert_eq!(info.server_uuid, None);
+        assert!(!info.mysql_gtid_dump());
+        start_mysql_dump(
+            &mut client,
+            &up,
+            &info,
+            "binlog.000001",
+            4,
+            &MysqlDump::FilePos,
+        )
+        .unwrap();
+        let commands = server.join().unwrap();
+        assert!(matches!(
+            commands.last(),
+            Some(Command::BinlogDump(d)) if d.binlog_pos == 4 && d.flags == USE_HEARTBEAT_EVENT_V2
+        ));
+    }
+
+    #[test]
+    fn a_master_with_the_syncer_uuid_is_refused() {
+        let (addr, server) = fake_master("8.0.36", mysql_80);
+        let mut up = upstream(&addr);
+        up.uuid = Some(UUID.into());
+        let mut client = open(&up).unwrap();
+        let info = precheck(&mut client).unwrap();
+        let err = start_mysql_dump(&mut client, &up, &info, "", 4, &MysqlDump::FilePos)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("syncer_uuid"), "{err}");
+        drop(client);
+        let commands = server.join().unwrap_or_default();
+        assert!(!commands
+            .iter()
+            .any(|c| matches!(c, Command::RegisterSlave(_))));
+    }
+
+    #[test]
+    fn flavour_comes_from_either_version() {
+        assert_eq!(
+            detect_flavour("5.5.5-10.11.6-MariaDB-log", ""),
+            Flavour::MariaDb
+        );
+        assert_eq!(detect_flavour("8.0.36", "10.6.1-mariadb"), Flavour::MariaDb);
+        assert_eq!(detect_flavour("8.4.0", "8.4.0"), Flavour::MySql);
+        assert_eq!(detect_flavour("5.7.23-log", ""), Flavour::MySql);
+    }
+
+    #[test]
+    fn the_replica_uuid_is_stable_and_per_syncer_id() {
+        let a = upstream("x:1");
+        let mut b = upstream("y:2");
+        assert_eq!(
+            replica_uuid(&a),
+            replica_uuid(&b),
+            "same syncer id, any node"
+        );
+        assert!(crate::binlog::gtid::parse_uuid(&replica_uuid(&a)).is_ok());
+        assert_eq!(&replica_uuid(&a)[14..15], "5");
+        b.server_id = 1002;
+        assert_ne!(replica_uuid(&a), replica_uuid(&b));
+        b.uuid = Some(UUID.into());
+        assert_eq!(replica_uuid(&b), UUID);
     }
 }
