@@ -993,9 +993,12 @@ mod tests {
             std::fs::read(path(name)).unwrap()
         }
 
+        /// A MySQL GTID without tag: source uuid and gno.
+        type MysqlGtid = ([u8; 16], u64);
+
         /// Events with their positions, and the MySQL GTID of each event's group (None for
         /// FDE, PREVIOUS_GTIDS, ROTATE).
-        fn events_of(name: &str) -> Vec<(u64, Vec<u8>, Option<([u8; 16], u64)>)> {
+        fn events_of(name: &str) -> Vec<(u64, Vec<u8>, Option<MysqlGtid>)> {
             let mut reader = BinlogFileReader::new(std::fs::File::open(path(name)).unwrap());
             let mut tracker = TransactionTracker::new(4);
             let mut current = None;
