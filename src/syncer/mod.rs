@@ -7,6 +7,11 @@
 //! the appender takes whatever has queued up while the previous fsync ran, so catch-up
 //! batches grow by themselves (group commit). The syncer publishes its status into a shared
 //! snapshot; it must not serve anything downstream.
+//!
+//! MariaDB and MySQL masters are told apart by their version (see [`upstream`]). A MySQL
+//! master with GTID_MODE=ON is asked with COM_BINLOG_DUMP_GTID from the store's end (file
+//! and position) leaving out the store's executed GTID set, so that it never re-sends what
+//! is stored; [`ingest`] still accepts a source that begins the stored file again.
 
 pub mod ingest;
 pub mod upstream;
