@@ -108,6 +108,8 @@ pub struct Node {
     server: Mutex<Option<BinlogServer>>,
     desired: Mutex<Desired>,
     server_max_connections: usize,
+    /// This node's @@server_uuid for downstream MySQL replicas (stable across restarts).
+    server_uuid: String,
     started: Instant,
 }
 
@@ -162,6 +164,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
+        server_uuid: crate::server::node_server_uuid(config.cluster_id(), config.member_id()),
         started: Instant::now(),
     });
     // The binlog server comes back once this node has caught up with the cluster (it
@@ -366,6 +369,7 @@ impl Node {
             user: args.user.clone(),
             password: args.password.clone(),
             max_connections: self.server_max_connections,
+            server_uuid: self.server_uuid.clone(),
         };
         let server = BinlogServer::start(config, self.store.clone(), fallback_version)
             .map_err(|e| ApiError::conflict(format!("cannot listen on {}: {e}", args.addr)))?;
