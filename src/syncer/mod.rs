@@ -495,11 +495,13 @@ fn plan_mysql(
     }
     let mysql = if gtid_dump {
         // With a file name the master starts there and leaves out only what the set holds:
-        // what the store holds, all before this position.
+        // what the store holds, all before this position. A fresh store sends the master's
+        // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
+        // refuse a replica that lacks purged transactions).
         let executed = if resume.is_some() {
             stored_mysql_executed(store)
         } else {
-            MysqlGtidSet::new()
+            upstream::master_gtid_purged(client)?
         };
         upstream::MysqlDump::Gtid(executed)
     } else {

@@ -245,6 +245,17 @@ fn log_clock_skew(client: &mut Client) -> Result<(), SyncerError> {
     }
 }
 
+/// The master's `@@GLOBAL.GTID_PURGED` (empty when it has none): what a fresh store
+/// excludes from its first GTID dump. Nothing in the oldest kept file is in it, and a
+/// source may insist that a replica has every purged transaction.
+pub fn master_gtid_purged(client: &mut Client) -> Result<MysqlGtidSet, SyncerError> {
+    let text = optional_variable(client, "GTID_PURGED")?.unwrap_or_default();
+    // MySQL puts a newline after each comma.
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    MysqlGtidSet::parse(&text)
+        .map_err(|e| SyncerError::Master(format!("@@GLOBAL.GTID_PURGED is {text:?}: {e}")))
+}
+
 /// `SELECT @@GLOBAL.<name>`, None when this server version has no such variable.
 fn optional_variable(client: &mut Client, name: &str) -> Result<Option<String>, SyncerError> {
     match client.query_one_value(&format!("SELECT @@GLOBAL.{name}")) {
@@ -661,6 +672,10 @@ mod tests {
             "SELECT @@GLOBAL.binlog_checksum" | "SELECT @master_binlog_checksum" => "CRC32",
             "SELECT @@GLOBAL.GTID_MODE" => "ON",
             "SELECT @@GLOBAL.SERVER_UUID" => UUID,
+            "SELECT @@GLOBAL.GTID_PURGED" => {
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n\
+                                              3e11fa47-71ca-11e1-9e33-c80aa9429563:1-2"
+            }
             "SHOW BINARY LOGS" => "binlog.000001",
             _ => return Some(Err(1064)),
         }))
@@ -698,6 +713,8 @@ mod tests {
             (7, Some(UUID))
         );
         assert!(info.mysql_gtid_dump());
+        let purged = master_gtid_purged(&mut client).unwrap();
+        assert_eq!(purged.format_mysql().matches(':').count(), 2, "two sources");
         let set = MysqlGtidSet::parse(&format!("{UUID}:1-42")).unwrap();
         let how = MysqlDump::Gtid(set.clone());
         start_mysql_dump(&mut client, &up, &info, "binlog.000001", 1234, &how).unwrap();
@@ -714,6 +731,7 @@ mod tests {
                 "SELECT @@GLOBAL.GTID_MODE",
                 "SELECT @@GLOBAL.SERVER_UUID",
                 "SHOW BINARY LOGS",
+                "SELECT @@GLOBAL.GTID_PURGED",
                 "SET @master_heartbeat_period= 1000000000",
                 "SET @source_heartbeat_period= 1000000000",
                 "SET @master_binlog_checksum= @@global.binlog_checksum",
