@@ -243,7 +243,10 @@ fn check_start_position(args: &SyncerArgs) -> Result<(), FieldError> {
                  file and position",
             ));
         }
-        check_gtid_list_syntax(gtid).map_err(|problem| FieldError::field("gtid", &problem))?;
+        // A MySQL master takes a MySQL GTID set (uuid:1-5,...) as its start point.
+        if crate::binlog::gtid::MysqlGtidSet::parse(gtid).is_err() {
+            check_gtid_list_syntax(gtid).map_err(|problem| FieldError::field("gtid", &problem))?;
+        }
     }
     match (&args.binlog_file, args.binlog_pos) {
         (Some(_), None) => Err(FieldError::field(

@@ -74,6 +74,25 @@ impl fmt::Display for BinlogError {
 
 impl std::error::Error for BinlogError {}
 
+/// Which server wrote a binlog: the two differ in GTIDs (MariaDB domain-server-seq lists vs
+/// MySQL uuid sets), in the events a dump starts with, and in what replicas ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    MariaDb,
+    MySql,
+}
+
+impl Flavour {
+    /// The flavour of a FORMAT_DESCRIPTION event's server version string.
+    pub fn of_server_version(version: &str) -> Flavour {
+        if version.contains("MariaDB") {
+            Flavour::MariaDb
+        } else {
+            Flavour::MySql
+        }
+    }
+}
+
 /// Result of every fallible function in this module.
 pub type Result<T> = std::result::Result<T, BinlogError>;
 

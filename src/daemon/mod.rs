@@ -111,6 +111,8 @@ pub struct Node {
     server: Mutex<Option<BinlogServer>>,
     desired: Mutex<Desired>,
     server_max_connections: usize,
+    /// This node's @@server_uuid for downstream MySQL replicas (stable across restarts).
+    server_uuid: String,
     started: Instant,
     /// An import of binlog files runs (see `import`); set and read under `desired`.
     importing: std::sync::atomic::AtomicBool,
@@ -167,6 +169,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
+        server_uuid: crate::server::node_server_uuid(config.cluster_id(), config.member_id()),
         started: Instant::now(),
         importing: std::sync::atomic::AtomicBool::new(false),
     });
@@ -372,6 +375,7 @@ impl Node {
             user: args.user.clone(),
             password: args.password.clone(),
             max_connections: self.server_max_connections,
+            server_uuid: self.server_uuid.clone(),
         };
         let server = BinlogServer::start(config, self.store.clone(), fallback_version)
             .map_err(|e| ApiError::conflict(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -445,8 +449,11 @@ fn state_error(e: StateError) -> ApiError {
 pub(crate) fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
     match (&args.gtid, &args.binlog_file, args.binlog_pos) {
         (Some(g), None, None) => {
-            MariaGtidList::parse(g)
-                .map_err(|e| ApiError::bad_request(format!("field `gtid`: {e}")))?;
+            // A MariaDB GTID list, or a MySQL GTID set for a MySQL master.
+            if crate::binlog::gtid::MysqlGtidSet::parse(g).is_err() {
+                MariaGtidList::parse(g)
+                    .map_err(|e| ApiError::bad_request(format!("field `gtid`: {e}")))?;
+            }
             Ok(StartPoint::Gtid(g.clone()))
         }
         (None, Some(f), Some(p)) => Ok(StartPoint::FilePos(f.clone(), p)),

@@ -252,6 +252,7 @@ mod tests {
             events: 1,
             bytes,
             last_event_time: time,
+            previous_gtids: None,
         }
     }
 

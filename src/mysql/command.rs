@@ -193,7 +193,9 @@ fn decode_binlog_dump_gtid(r: &mut Reader<'_>) -> Result<BinlogDumpGtid, Protoco
     let name_len = usize::try_from(name_len).unwrap_or(usize::MAX);
     let binlog_filename = check_file_name(r.bytes(name_len, "binlog dump gtid file name")?)?;
     let binlog_pos = r.u64("binlog dump gtid position")?;
-    let sid_data = if flags & BINLOG_THROUGH_GTID != 0 {
+    // MySQL's source reads the data whatever the flags say, and replicas (and
+    // python-mysql-replication) send it with flags 0: read it whenever it is there.
+    let sid_data = if flags & BINLOG_THROUGH_GTID != 0 || r.remaining() >= 4 {
         let len = r.u32("binlog dump gtid data length")?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         r.bytes(len, "binlog dump gtid data")?.to_vec()
@@ -366,6 +368,13 @@ mod tests {
             Command::decode(&payload).unwrap(),
             Command::BinlogDumpGtid(without)
         );
+        // Data sent with flags 0 (as MySQL replicas do) is read too.
+        let mut payload = Command::BinlogDumpGtid(with.clone()).encode();
+        payload[1] = 0;
+        let Command::BinlogDumpGtid(got) = Command::decode(&payload).unwrap() else {
+            panic!("not a dump");
+        };
+        assert_eq!(got.sid_data, with.sid_data);
         // A declared name length past the end is truncated input, not a panic.
         assert!(Command::decode(&[0x1e, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).is_err());
     }

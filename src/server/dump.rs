@@ -1,7 +1,14 @@
-//! Streams the stored binlog to one downstream replica: resolves the start (file+position or
-//! MariaDB GTID state), sends the preamble a master sends (artificial ROTATE, FDE, GTID_LIST),
-//! then every stored event in order, heartbeats while idle, and either waits for new data
-//! (woken by the store, no polling) or ends with EOF for a non-blocking dump.
+//! Streams the stored binlog to one downstream replica: resolves the start (file+position,
+//! MariaDB GTID state, or a MySQL GTID set from COM_BINLOG_DUMP_GTID), sends the preamble a
+//! master sends (artificial ROTATE, FDE, GTID_LIST), then every stored event in order,
+//! heartbeats while idle, and either waits for new data (woken by the store, no polling) or
+//! ends with EOF for a non-blocking dump.
+//!
+//! MySQL GTID dumps work as MySQL's source does: the replica's set must be contained in the
+//! stored gtid_executed and contain the stored gtid_purged (else ERR 1236 naming the GTIDs);
+//! the dump starts at the start of the newest file whose PREVIOUS_GTIDS the replica has,
+//! skips every transaction the replica has (telling it how far it got with a heartbeat), and
+//! passes everything else (TRANSACTION_PAYLOAD included) through untouched.
 //!
 //! Only events up to the store's watermark are read, so a transaction is sent whole or not
 //! at all. Every event's CRC32 is checked again before it leaves.
@@ -13,8 +20,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::binlog::event;
-use crate::binlog::gtid::{MariaGtid, MariaGtidList};
+use crate::binlog::gtid::{format_uuid, MariaGtid, MariaGtidList, MysqlGtidSet};
 use crate::binlog::transaction::{Gtid, TransactionTracker};
+use crate::binlog::Flavour;
 use crate::mysql::resultset::ER_MASTER_FATAL_ERROR_READING_BINLOG;
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
@@ -31,6 +39,14 @@ pub enum DumpStart {
     },
     /// MariaDB GTID mode: `@slave_connect_state`.
     MariaGtid(String),
+    /// MySQL COM_BINLOG_DUMP_GTID: the replica's gtid_executed (MySQL's binary encoding), and
+    /// the file and position it named (an empty file: find the start by GTID, as MySQL
+    /// replicas with MASTER_AUTO_POSITION=1 ask).
+    MysqlGtid {
+        sid_data: Vec<u8>,
+        file: String,
+        pos: u64,
+    },
 }
 
 /// How the replica asked to be served.
@@ -46,6 +62,8 @@ pub struct DumpOptions {
     /// ask for NONE).
     pub artificial_crc: bool,
     pub server_id: u32,
+    /// MySQL 8.0.26+ replicas ask (dump flag 2 on MySQL data) for HEARTBEAT_LOG_EVENT_V2.
+    pub heartbeat_v2: bool,
 }
 
 /// Live position of a dump, for the status API.
@@ -97,6 +115,13 @@ struct Start {
     /// GTID mode: the state's GTIDs that come after the start location: in their domains,
     /// groups are skipped until that GTID has passed (what a MariaDB master does).
     pending: MariaGtidList,
+    /// The stored binlog is MySQL's: FDEs leave with LOG_EVENT_BINLOG_IN_USE_F cleared.
+    mysql: bool,
+    /// MySQL GTID mode: the replica's gtid_executed; transactions in it are skipped.
+    exclude: Option<MysqlGtidSet>,
+    /// MySQL GTID mode: the start file's first transaction is skipped, so its FDE leaves
+    /// with log_pos and `created` zeroed (the replica must not drop its temporary tables).
+    clear_first_fde: bool,
 }
 
 /// Streams until the replica goes away, the server stops, or (non-blocking) the end.
@@ -131,7 +156,13 @@ pub fn run<S: Read + Write>(
         progress,
     )?;
     if let Some(fde) = &start.fde_copy {
-        send_event(conn, &event::with_log_pos_zeroed_fde(fde, true), progress)?;
+        // MySQL recomputes the copy's CRC32 only when the file has checksums.
+        let with_crc = !start.mysql || event::checksum_len_of_fde(fde) > 0;
+        send_event(
+            conn,
+            &event::with_log_pos_zeroed_fde(fde, with_crc),
+            progress,
+        )?;
         crc = event::checksum_len_of_fde(fde) > 0;
     }
     if let Some(state) = &start.state {
@@ -148,11 +179,36 @@ pub fn run<S: Read + Write>(
         .state
         .is_some()
         .then(|| GroupFilter::new(start.pending.clone()));
+    let mut mysql_filter = start.exclude.clone().map(|exclude| {
+        let checksum_len = {
+            let index = store.index();
+            index
+                .files()
+                .get(start.loc.file)
+                .map_or(event::CHECKSUM_LEN, |f| event::checksum_len_of_fde(&f.fde))
+        };
+        MysqlGroupFilter::new(exclude, checksum_len)
+    });
+    let mut clear_fde = start.clear_first_fde;
+    let heartbeat = |file: &str, pos: u64, crc: bool| {
+        if opts.heartbeat_v2 {
+            build_heartbeat_v2(file, pos, opts.server_id, crc)
+        } else {
+            event::build_heartbeat(file, pos_u32(pos), opts.server_id, crc)
+        }
+    };
     let mut seen = store.whole_upto();
     loop {
         while let Some(item) = next_item(conn, &mut cursor, store, seen)? {
             match item {
                 Item::FileStart(fs) => {
+                    if let Some(f) = mysql_filter.as_mut() {
+                        if let Some(end) = f.take_skipped() {
+                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+                        }
+                        f.new_file(&fs.fde);
+                    }
+                    clear_fde = false;
                     file = fs.file_name;
                     pos = fs.start_pos;
                     let rotate = event::build_rotate(&file, pos, opts.server_id, true, crc);
@@ -179,7 +235,8 @@ pub fn run<S: Read + Write>(
                         return Err(DumpError::Refused(message));
                     }
                     pos = at + bytes.len() as u64;
-                    if bytes.get(4) == Some(&event::FORMAT_DESCRIPTION_EVENT) {
+                    let is_fde = bytes.get(4) == Some(&event::FORMAT_DESCRIPTION_EVENT);
+                    if is_fde {
                         crc = event::checksum_len_of_fde(&bytes) > 0;
                     }
                     if filter.as_mut().is_some_and(|f| f.skip(&bytes))
@@ -187,9 +244,31 @@ pub fn run<S: Read + Write>(
                     {
                         continue;
                     }
+                    if let Some(f) = mysql_filter.as_mut() {
+                        if f.skip(&bytes, pos) {
+                            continue;
+                        }
+                        // Where the skipped transactions ended, so that the replica's
+                        // position moves past them (what MySQL's source sends).
+                        if let Some(end) = f.take_skipped() {
+                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+                        }
+                    }
+                    if start.mysql && is_fde {
+                        let fde = mysql_fde(&bytes, clear_fde);
+                        clear_fde = false;
+                        send_event(conn, &fde, progress)?;
+                        continue;
+                    }
                     send_event(conn, &bytes, progress)?;
                 }
             }
+        }
+        if let Some(end) = mysql_filter
+            .as_mut()
+            .and_then(MysqlGroupFilter::take_skipped)
+        {
+            send_event(conn, &heartbeat(&file, end, crc), progress)?;
         }
         conn.flush()?;
         set_position(progress, &file, pos);
@@ -210,8 +289,7 @@ pub fn run<S: Read + Write>(
                     break;
                 }
                 Some(_) => {
-                    let hb = event::build_heartbeat(&file, pos_u32(pos), opts.server_id, crc);
-                    send_event(conn, &hb, progress)?;
+                    send_event(conn, &heartbeat(&file, pos, crc), progress)?;
                     conn.flush()?;
                 }
             }
@@ -244,6 +322,52 @@ fn next_item<S: Read + Write>(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A MySQL file's FDE as MySQL's source sends it: LOG_EVENT_BINLOG_IN_USE_F cleared (the
+/// CRC32 is computed as if it were, so it stays valid), and when the dump skips the file's
+/// first transaction, log_pos and `created` zeroed with the CRC32 recomputed.
+fn mysql_fde(fde: &[u8], clear_pos: bool) -> Vec<u8> {
+    if clear_pos {
+        return event::with_log_pos_zeroed_fde(fde, event::checksum_len_of_fde(fde) > 0);
+    }
+    let mut out = fde.to_vec();
+    if let Some(flags) = out.get_mut(event::FLAGS_OFFSET) {
+        *flags &= !(event::LOG_EVENT_BINLOG_IN_USE_F as u8);
+    }
+    out
+}
+
+/// OTW_HB_* field ids of a HEARTBEAT_LOG_EVENT_V2 body (MySQL's binary heartbeat codec).
+const HB_V2_END_MARK: u64 = 0;
+const HB_V2_LOG_FILENAME: u64 = 1;
+const HB_V2_LOG_POSITION: u64 = 2;
+
+/// A HEARTBEAT_LOG_EVENT_V2 (type 41), which carries a 64-bit position: the body is
+/// `type length value` triples of length-encoded integers (the file name as bytes, the
+/// position as a length-encoded integer), then the end mark. The header's log_pos holds
+/// the position too, capped at 32 bits.
+pub fn build_heartbeat_v2(file: &str, log_pos: u64, server_id: u32, with_crc: bool) -> Vec<u8> {
+    use crate::mysql::codec::put_lenenc_int;
+    let mut position = Vec::with_capacity(9);
+    put_lenenc_int(&mut position, log_pos);
+    let mut body = Vec::with_capacity(file.len() + position.len() + 8);
+    put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
+    put_lenenc_int(&mut body, file.len() as u64);
+    body.extend_from_slice(file.as_bytes());
+    put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
+    put_lenenc_int(&mut body, position.len() as u64);
+    body.extend_from_slice(&position);
+    put_lenenc_int(&mut body, HB_V2_END_MARK);
+    event::build_event(
+        event::HEARTBEAT_LOG_EVENT_V2,
+        0,
+        server_id,
+        pos_u32(log_pos),
+        0,
+        &body,
+        with_crc,
+    )
 }
 
 fn is_annotate_rows(ev: &[u8]) -> bool {
@@ -325,14 +449,28 @@ fn is_ahead(index: &BinlogIndex, start: &DumpStart) -> bool {
                     .is_some_and(|have| have.seq_no < g.seq_no)
             })
         }),
-        DumpStart::FilePos { file, pos } => match index.files().last() {
-            Some(last) if last.name == *file => *pos > last.end_pos,
-            Some(last) => {
-                crate::consensus::state::binlog_file_order(file, &last.name)
-                    == Some(std::cmp::Ordering::Greater)
-            }
-            None => true,
-        },
+        DumpStart::FilePos { file, pos } => is_file_pos_ahead(index, file, *pos),
+        DumpStart::MysqlGtid {
+            sid_data,
+            file,
+            pos,
+        } => {
+            index.flavour() != Some(Flavour::MariaDb)
+                && (MysqlGtidSet::decode(sid_data)
+                    .is_ok_and(|set| !set.is_subset(index.mysql_executed()))
+                    || (!file.is_empty() && is_file_pos_ahead(index, file, *pos)))
+        }
+    }
+}
+
+fn is_file_pos_ahead(index: &BinlogIndex, file: &str, pos: u64) -> bool {
+    match index.files().last() {
+        Some(last) if last.name == *file => pos > last.end_pos,
+        Some(last) => {
+            crate::consensus::state::binlog_file_order(file, &last.name)
+                == Some(std::cmp::Ordering::Greater)
+        }
+        None => true,
     }
 }
 
@@ -382,9 +520,130 @@ fn check_event_boundary(store: &Store, start: &Start) -> Result<Result<(), Strin
 /// Turns the replica's request into a location, or the text of ERR 1236.
 fn resolve(index: &BinlogIndex, start: &DumpStart) -> Result<Start, String> {
     match start {
-        DumpStart::FilePos { file, pos } => resolve_file_pos(index, file, *pos),
+        DumpStart::FilePos { file, pos } => {
+            let mut start = resolve_file_pos(index, file, *pos)?;
+            start.mysql = index.flavour() == Some(Flavour::MySql);
+            Ok(start)
+        }
         DumpStart::MariaGtid(state) => resolve_gtid(index, state),
+        DumpStart::MysqlGtid {
+            sid_data,
+            file,
+            pos,
+        } => resolve_mysql_gtid(index, sid_data, file, *pos),
     }
+}
+
+/// COM_BINLOG_DUMP_GTID: checks the replica's set against the stored one and finds where
+/// to start (see the module doc).
+fn resolve_mysql_gtid(
+    index: &BinlogIndex,
+    sid_data: &[u8],
+    file: &str,
+    pos: u64,
+) -> Result<Start, String> {
+    let replica = MysqlGtidSet::decode(sid_data).map_err(|e| {
+        format!("the replica sent a malformed GTID set with COM_BINLOG_DUMP_GTID: {e}")
+    })?;
+    if index.files().is_empty() {
+        return Err("ferrobus has not stored any binlog yet".into());
+    }
+    if index.flavour() == Some(Flavour::MariaDb) {
+        return Err(format!(
+            "the replica asks for MySQL GTID auto-positioning (COM_BINLOG_DUMP_GTID), but              the binlog ferrobus stores is MariaDB's ({}); use MASTER_USE_GTID=slave_pos or              a file and position",
+            index.server_version().unwrap_or_default()
+        ));
+    }
+    if index.mysql_executed().is_empty() {
+        return Err(
+            "Request to dump GTID when @@GLOBAL.GTID_MODE <> ON: the MySQL binlog ferrobus              stores has no GTIDs (its master ran with gtid_mode OFF); replicate by file and              position (MASTER_AUTO_POSITION=0)"
+                .into(),
+        );
+    }
+    check_replica_set(index, &replica)?;
+    let name = file.trim_end_matches('\0');
+    let mut start = if name.is_empty() {
+        start_by_gtid(index, &replica)?
+    } else {
+        // MySQL serves a named file and position even in GTID mode, still skipping what
+        // the replica has.
+        resolve_file_pos(index, name, pos)?
+    };
+    start.mysql = true;
+    start.exclude = Some(replica);
+    Ok(start)
+}
+
+/// MySQL's checks of a GTID dump: the replica has nothing the stored binlog lacks (a server
+/// UUID it never saw, or later transactions of one it knows), and has every transaction
+/// that was purged.
+fn check_replica_set(index: &BinlogIndex, replica: &MysqlGtidSet) -> Result<(), String> {
+    let executed = index.mysql_executed();
+    let known: std::collections::BTreeSet<[u8; 16]> =
+        executed.iter().map(|(tsid, _)| tsid.uuid).collect();
+    let mut unknown: Vec<String> = replica
+        .iter()
+        .map(|(tsid, _)| tsid.uuid)
+        .filter(|uuid| !known.contains(uuid))
+        .map(|uuid| format_uuid(&uuid))
+        .collect();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "Slave has more GTIDs than the master has: the replica has transactions of server              UUID {} that never appear in the binlog ferrobus stores (gtid_executed '{}'). The              replica has transactions its source never had (written on the replica, or              replicated from another source); remove them or provision the replica again",
+            unknown.join(", "),
+            executed
+        ));
+    }
+    let missing = replica.subtract(executed);
+    if !missing.is_empty() {
+        return Err(format!(
+            "Slave has more GTIDs than the master has: the replica has '{missing}', which the              binlog ferrobus stores does not have (gtid_executed '{executed}'). The source's              binlog may have lost its end, or the replica ran transactions of its own; a              replica that is ahead cannot be served"
+        ));
+    }
+    let purged = index.mysql_purged();
+    let needed = purged.subtract(replica);
+    if !needed.is_empty() {
+        return Err(format!(
+            "The slave is connecting using CHANGE MASTER TO MASTER_AUTO_POSITION = 1, but the              master has purged binary logs containing GTIDs that the slave requires: the              replica lacks '{needed}', which ferrobus no longer has (gtid_purged '{purged}';              the first binlog file ferrobus still has is {}). Provision the replica from a              backup that includes those transactions",
+            first_file(index)
+        ));
+    }
+    Ok(())
+}
+
+/// The start of the newest stored file whose PREVIOUS_GTIDS the replica has (MySQL's
+/// find_first_log_not_in_gtid_set): every transaction the replica lacks comes after it.
+fn start_by_gtid(index: &BinlogIndex, replica: &MysqlGtidSet) -> Result<Start, String> {
+    let files = index.files();
+    // The first file's set is gtid_purged, which check_replica_set found in the replica.
+    let file = (0..files.len())
+        .rev()
+        .find(|&k| {
+            index
+                .mysql_gtids_before(k)
+                .is_some_and(|before| before.is_subset(replica))
+        })
+        .unwrap_or(0);
+    let meta = &files[file];
+    let loc = locate(index, file, meta.start_pos)?;
+    // The file's first transaction, in stream order.
+    let first = index
+        .mysql_groups()
+        .filter(|(_, _, g)| g.start.file == file)
+        .min_by_key(|(_, _, g)| (g.start.entry, g.start.offset));
+    let clear_first_fde = first
+        .is_some_and(|(tsid, gno, _)| replica.contains_gtid(&tsid.uuid, tsid.tag.as_deref(), gno));
+    Ok(Start {
+        loc,
+        file: meta.name.clone(),
+        fde_copy: (meta.start_pos != 4).then(|| meta.fde.clone()),
+        state: None,
+        pending: MariaGtidList::new(),
+        mysql: true,
+        exclude: None,
+        clear_first_fde,
+    })
 }
 
 fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Result<Start, String> {
@@ -430,6 +689,9 @@ fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Result<Start, 
         fde_copy,
         state: None,
         pending: MariaGtidList::new(),
+        mysql: false,
+        exclude: None,
+        clear_first_fde: false,
     })
 }
 
@@ -520,6 +782,9 @@ fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Start, String> 
         fde_copy: (loc.pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone()),
         state: Some(state),
         pending,
+        mysql: false,
+        exclude: None,
+        clear_first_fde: false,
     })
 }
 
@@ -651,6 +916,60 @@ impl GroupFilter {
             self.skipping = false;
         }
         skip
+    }
+}
+
+/// Skips the transactions a MySQL GTID-mode replica already has (anonymous ones never), and
+/// remembers where the last skipped one ended.
+struct MysqlGroupFilter {
+    exclude: MysqlGtidSet,
+    tracker: TransactionTracker,
+    skipping: bool,
+    /// End position of the last skipped event not yet told to the replica.
+    skipped_to: Option<u64>,
+}
+
+impl MysqlGroupFilter {
+    fn new(exclude: MysqlGtidSet, checksum_len: usize) -> MysqlGroupFilter {
+        MysqlGroupFilter {
+            exclude,
+            tracker: TransactionTracker::new(checksum_len),
+            skipping: false,
+            skipped_to: None,
+        }
+    }
+
+    fn new_file(&mut self, fde: &[u8]) {
+        self.tracker = TransactionTracker::new(event::checksum_len_of_fde(fde));
+        self.skipping = false;
+    }
+
+    /// Whether to skip this event, which ends at `end_pos`.
+    fn skip(&mut self, ev: &[u8], end_pos: u64) -> bool {
+        let Ok(step) = self.tracker.feed(ev) else {
+            return false;
+        };
+        if step.starts_group {
+            self.skipping = match &step.gtid {
+                Some(Gtid::Mysql { uuid, tag, gno }) => {
+                    self.exclude.contains_gtid(uuid, tag.as_deref(), *gno)
+                }
+                _ => false,
+            };
+        }
+        let skip = self.skipping;
+        if skip {
+            self.skipped_to = Some(end_pos);
+        }
+        if step.ends_group {
+            self.skipping = false;
+        }
+        skip
+    }
+
+    /// The end of the skipped events not yet told to the replica, once.
+    fn take_skipped(&mut self) -> Option<u64> {
+        self.skipped_to.take()
     }
 }
 

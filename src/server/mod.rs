@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::binlog::event::{EventHeader, FormatDescription};
+use crate::binlog::Flavour;
 use crate::limits::{DOWNSTREAM_IO_TIMEOUT_MS, SERVER_STOP_WAIT_MS};
 use crate::mysql::resultset::{ErrPacket, ER_CON_COUNT_ERROR};
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub user: String,
     pub password: String,
     pub max_connections: usize,
+    /// The node's @@server_uuid (see [`node_server_uuid`]).
+    pub server_uuid: String,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -40,6 +43,23 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
+}
+
+/// A stable server UUID for a node: a name-based (version 5 layout) UUID from SHA-1 of the
+/// cluster id and the member id, so that it survives restarts and differs between nodes.
+/// MySQL replicas refuse a source whose @@server_uuid equals their own, and remember it.
+pub fn node_server_uuid(cluster_id: u64, member_id: u64) -> String {
+    use sha1::{Digest, Sha1};
+    let mut hasher = Sha1::new();
+    hasher.update(b"ferrobus server uuid\0");
+    hasher.update(cluster_id.to_be_bytes());
+    hasher.update(member_id.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&digest[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    crate::binlog::gtid::format_uuid(&uuid)
 }
 
 /// A dumping replica, for the status API.
@@ -96,8 +116,11 @@ impl Shared {
                 Some((fde.server_version, header.server_id))
             })
             .unwrap_or_else(|| (self.fallback_version.clone(), 0));
+        let flavour = index
+            .flavour()
+            .or_else(|| Some(Flavour::of_server_version(&version)));
+        let mysql = flavour == Some(Flavour::MySql);
         ServerView {
-            version,
             server_id,
             gtid_binlog_pos: index.maria_state().to_string(),
             master_status: files.last().map(|f| (f.name.clone(), f.end_pos)),
@@ -105,6 +128,19 @@ impl Shared {
             unix_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            flavour,
+            server_uuid: self.config.server_uuid.clone(),
+            gtid_executed: if mysql {
+                index.mysql_executed().format_mysql()
+            } else {
+                String::new()
+            },
+            gtid_purged: if mysql {
+                index.mysql_purged().format_mysql()
+            } else {
+                String::new()
+            },
+            version,
         }
     }
 

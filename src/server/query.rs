@@ -2,10 +2,15 @@
 //!
 //! Matching is case-insensitive and tolerates spacing and a trailing `;`. Every statement
 //! gets an answer: a result set, OK, or a MySQL error that leaves the connection usable.
+//! Answers follow the flavour of the stored binlog: on MySQL data the server has a
+//! SERVER_UUID, GTID_MODE, gtid_executed / gtid_purged in MySQL's text form, and SHOW MASTER
+//! STATUS (or SHOW BINARY LOG STATUS) carries Executed_Gtid_Set; on MariaDB data the MySQL
+//! GTID variables are unknown, as on a MariaDB server.
 //! It must not touch sockets or the store: the session hands it a [`ServerView`].
 
 use std::collections::BTreeMap;
 
+use crate::binlog::Flavour;
 use crate::mysql::resultset::{ER_PARSE_ERROR, ER_UNKNOWN_SYSTEM_VARIABLE};
 
 /// What a statement needs to know about the server.
@@ -20,6 +25,35 @@ pub struct ServerView {
     /// Stored files and their sizes (end of stored content).
     pub binary_logs: Vec<(String, u64)>,
     pub unix_time: u64,
+    /// Who wrote the stored binlog (None: nothing stored and no master known).
+    pub flavour: Option<Flavour>,
+    /// This node's stable server UUID (MySQL's @@server_uuid).
+    pub server_uuid: String,
+    /// MySQL data: gtid_executed and gtid_purged in MySQL's text form (empty otherwise).
+    pub gtid_executed: String,
+    pub gtid_purged: String,
+}
+
+impl ServerView {
+    fn is_mysql(&self) -> bool {
+        self.flavour == Some(Flavour::MySql)
+    }
+
+    /// MySQL data with GTIDs: GTID_MODE is ON.
+    fn gtid_mode_on(&self) -> bool {
+        self.is_mysql() && !self.gtid_executed.is_empty()
+    }
+
+    /// MySQL 8.0 or later (SHOW BINARY LOGS has an Encrypted column).
+    fn is_mysql8(&self) -> bool {
+        self.is_mysql()
+            && self
+                .version
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u32>().ok())
+                .is_some_and(|major| major >= 8)
+    }
 }
 
 /// The session's user variables (`SET @x = …`), lower-cased names without the `@`.
@@ -216,6 +250,18 @@ fn system_variable(name: &str, view: &ServerView) -> Option<Option<String>> {
         "version" => view.version.clone(),
         "version_comment" => "ferrobus binlog server".into(),
         "server_id" => view.server_id.to_string(),
+        "server_uuid" => view.server_uuid.clone(),
+        // MySQL's GTID variables exist on MySQL data only (a MariaDB server has none).
+        "gtid_mode" | "enforce_gtid_consistency" if view.is_mysql() => {
+            on_off(view.gtid_mode_on()).into()
+        }
+        "gtid_executed" if view.is_mysql() => view.gtid_executed.clone(),
+        "gtid_purged" if view.is_mysql() => view.gtid_purged.clone(),
+        "gtid_owned" if view.is_mysql() => String::new(),
+        "binlog_row_value_options" if view.is_mysql() => String::new(),
+        "binlog_gtid_simple_recovery" if view.is_mysql() => "ON".into(),
+        "log_slave_updates" | "log_replica_updates" => "1".into(),
+        "binlog_transaction_compression" if view.is_mysql() => "OFF".into(),
         "gtid_binlog_pos" | "gtid_current_pos" | "gtid_binlog_state" => {
             view.gtid_binlog_pos.clone()
         }
@@ -251,7 +297,26 @@ fn system_variable(name: &str, view: &ServerView) -> Option<Option<String>> {
     Some(Some(v))
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "ON"
+    } else {
+        "OFF"
+    }
+}
+
+/// `… LIMIT n` at the end of a statement (`SELECT @@version_comment LIMIT 1` from the
+/// mysql client): one row is all a variable select has anyway.
+fn strip_limit(s: &str) -> &str {
+    let lower = s.to_ascii_lowercase();
+    match lower.rfind(" limit ") {
+        Some(i) if lower[i + 7..].trim().parse::<u64>().is_ok() => &s[..i],
+        _ => s,
+    }
+}
+
 fn select_statement(rest: &str, original: &str, vars: &UserVars, view: &ServerView) -> Reply {
+    let (rest, original) = (strip_limit(rest), strip_limit(original));
     if rest.contains(" from ") {
         // python-mysql-replication reads column metadata from information_schema: an empty
         // answer makes it fall back to unnamed columns instead of failing.
@@ -331,57 +396,101 @@ fn show_statement(rest: &str, view: &ServerView) -> Reply {
         return show_variables(pattern.trim(), view);
     }
     match rest {
-        "master status" | "binary log status" => {
-            let rows = view
-                .master_status
-                .iter()
-                .map(|(f, p)| {
-                    vec![
-                        Some(f.clone()),
-                        Some(p.to_string()),
-                        Some(String::new()),
-                        Some(String::new()),
-                    ]
-                })
-                .collect();
-            Reply::Rows {
-                columns: vec![
-                    "File".into(),
-                    "Position".into(),
-                    "Binlog_Do_DB".into(),
-                    "Binlog_Ignore_DB".into(),
-                ],
-                rows,
+        "master status" | "binary log status" | "binlog status" => master_status(view),
+        "binary logs" | "master logs" => {
+            let mut columns = vec!["Log_name".to_string(), "File_size".to_string()];
+            if view.is_mysql8() {
+                columns.push("Encrypted".into());
             }
-        }
-        "binary logs" | "master logs" => Reply::Rows {
-            columns: vec!["Log_name".into(), "File_size".into()],
-            rows: view
+            let rows = view
                 .binary_logs
                 .iter()
-                .map(|(f, s)| vec![Some(f.clone()), Some(s.to_string())])
-                .collect(),
-        },
+                .map(|(f, s)| {
+                    let mut row = vec![Some(f.clone()), Some(s.to_string())];
+                    if view.is_mysql8() {
+                        row.push(Some("No".into()));
+                    }
+                    row
+                })
+                .collect();
+            Reply::Rows { columns, rows }
+        }
         "warnings" | "errors" => Reply::Rows {
             columns: vec!["Level".into(), "Code".into(), "Message".into()],
             rows: Vec::new(),
         },
-        "slave hosts" | "replicas" => Reply::Rows {
-            columns: vec![
-                "Server_id".into(),
-                "Host".into(),
-                "Port".into(),
-                "Master_id".into(),
-            ],
-            rows: Vec::new(),
-        },
+        "slave hosts" | "replicas" => {
+            let new_words = rest == "replicas";
+            let mut columns: Vec<String> = if new_words {
+                vec!["Server_Id", "Host", "Port", "Source_Id"]
+            } else {
+                vec!["Server_id", "Host", "Port", "Master_id"]
+            }
+            .into_iter()
+            .map(String::from)
+            .collect();
+            if view.is_mysql() {
+                columns.push(
+                    if new_words {
+                        "Replica_UUID"
+                    } else {
+                        "Slave_UUID"
+                    }
+                    .into(),
+                );
+            }
+            Reply::Rows {
+                columns,
+                rows: Vec::new(),
+            }
+        }
         _ => unsupported(&format!("SHOW {rest}")),
+    }
+}
+
+/// SHOW MASTER STATUS / SHOW BINARY LOG STATUS: MySQL adds Executed_Gtid_Set.
+fn master_status(view: &ServerView) -> Reply {
+    let mut columns: Vec<String> = ["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if view.is_mysql() {
+        columns.push("Executed_Gtid_Set".into());
+    }
+    let rows = view
+        .master_status
+        .iter()
+        .map(|(f, p)| {
+            let mut row = vec![
+                Some(f.clone()),
+                Some(p.to_string()),
+                Some(String::new()),
+                Some(String::new()),
+            ];
+            if view.is_mysql() {
+                row.push(Some(view.gtid_executed.clone()));
+            }
+            row
+        })
+        .collect();
+    Reply::Rows { columns, rows }
+}
+
+/// How SHOW VARIABLES shows a value: switches as ON/OFF, where SELECT @@x gives 1/0.
+fn shown_value(name: &str, value: String) -> String {
+    match (name, value.as_str()) {
+        ("log_bin" | "log_slave_updates" | "log_replica_updates" | "read_only", "1") => "ON".into(),
+        ("log_bin" | "log_slave_updates" | "log_replica_updates" | "read_only", "0") => {
+            "OFF".into()
+        }
+        _ => value,
     }
 }
 
 fn show_variables(pattern: &str, view: &ServerView) -> Reply {
     const NAMES: &[&str] = &[
         "server_id",
+        "server_uuid",
         "version",
         "binlog_checksum",
         "binlog_format",
@@ -392,6 +501,15 @@ fn show_variables(pattern: &str, view: &ServerView) -> Reply {
         "gtid_current_pos",
         "gtid_domain_id",
         "gtid_strict_mode",
+        "gtid_mode",
+        "enforce_gtid_consistency",
+        "gtid_executed",
+        "gtid_purged",
+        "binlog_row_value_options",
+        "binlog_transaction_compression",
+        "log_slave_updates",
+        "log_replica_updates",
+        "read_only",
         "max_allowed_packet",
         "lower_case_table_names",
         "character_set_server",
@@ -403,15 +521,35 @@ fn show_variables(pattern: &str, view: &ServerView) -> Reply {
         .strip_prefix("like ")
         .and_then(unquote)
         .map(str::to_ascii_lowercase);
-    if !pattern.is_empty() && like.is_none() {
+    let wanted = pattern.strip_prefix("where ").and_then(where_names);
+    if !pattern.is_empty() && like.is_none() && wanted.is_none() {
         return unsupported(&format!("SHOW VARIABLES {pattern}"));
     }
     let rows = NAMES
         .iter()
         .filter(|n| like.as_deref().is_none_or(|p| like_matches(p, n)))
-        .filter_map(|n| Some((*n, system_variable(n, view)??)))
+        .filter(|n| wanted.as_ref().is_none_or(|w| w.iter().any(|w| w == *n)))
+        .filter_map(|n| Some((*n, shown_value(n, system_variable(n, view)??))))
         .collect();
     Reply::variables(rows)
+}
+
+/// The names of `WHERE Variable_name = 'x'` or `WHERE Variable_name IN ('x', 'y')`
+/// (lower-cased input), None for any other condition.
+fn where_names(condition: &str) -> Option<Vec<String>> {
+    let rest = condition.strip_prefix("variable_name")?.trim_start();
+    if let Some(value) = rest.strip_prefix('=') {
+        return unquote(value).map(|v| vec![v.to_string()]);
+    }
+    let list = rest
+        .strip_prefix("in")?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    split_top_level(list)
+        .into_iter()
+        .map(|v| unquote(v).map(str::to_string))
+        .collect()
 }
 
 /// SQL LIKE with `%` and `_`, case-insensitive (both sides already lower-cased).
@@ -476,6 +614,9 @@ mod tests {
             master_status: Some(("bin.000002".into(), 583)),
             binary_logs: vec![("bin.000001".into(), 1199), ("bin.000002".into(), 583)],
             unix_time: 1_700_000_000,
+            flavour: Some(Flavour::MariaDb),
+            server_uuid: "6f8b3a52-0c1d-5e2f-8a3b-4c5d6e7f8091".into(),
+            ..ServerView::default()
         }
     }
 

@@ -1,6 +1,6 @@
 //! One downstream connection: handshake and mysql_native_password authentication, then the
 //! command loop (queries answered by [`super::query`], COM_REGISTER_SLAVE remembered,
-//! COM_BINLOG_DUMP handed to [`super::dump`]).
+//! COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID handed to [`super::dump`]).
 //!
 //! A protocol error ends this connection only; it must never affect another one.
 
@@ -17,12 +17,13 @@ use crate::limits::{
 /// The error a session over its user-variable budget gets (ER_OUT_OF_RESOURCES); the
 /// connection ends after it.
 const ER_TOO_MANY_USER_VARS: u16 = 1041;
+use crate::binlog::Flavour;
 use crate::mysql::auth;
 use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
 use crate::mysql::handshake::{self, AuthSwitchRequest, HandshakeResponse41, HandshakeV10};
 use crate::mysql::resultset::{
     encode_text_resultset, ErrPacket, OkPacket, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR,
-    ER_MASTER_FATAL_ERROR_READING_BINLOG, ER_UNKNOWN_COM_ERROR,
+    ER_UNKNOWN_COM_ERROR,
 };
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
@@ -46,6 +47,11 @@ const SERVER_CAPABILITIES: u32 = handshake::CLIENT_LONG_PASSWORD
     | handshake::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
+
+/// Dump flag of MySQL 8.0.26+ replicas (COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID): send
+/// HEARTBEAT_LOG_EVENT_V2. The same bit asks a MariaDB master for ANNOTATE_ROWS events, so
+/// its meaning follows the flavour of the stored binlog.
+const USE_HEARTBEAT_EVENT_V2: u16 = 2;
 
 /// Serves one connection until it ends.
 pub fn serve<S: Read + Write>(
@@ -123,13 +129,19 @@ pub fn serve<S: Read + Write>(
                         pos: u64::from(d.binlog_pos),
                     },
                 };
+                let view = shared.view();
+                let mysql_data = view.flavour == Some(Flavour::MySql);
                 let opts = DumpOptions {
                     start,
-                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0,
-                    send_annotate_rows: d.flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
+                    // mysqlbinlog asks MySQL for a non-blocking dump with server id 0.
+                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0
+                        || (mysql_data && d.server_id == 0),
+                    send_annotate_rows: !mysql_data
+                        && d.flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
                     heartbeat_period: heartbeat_period(&vars),
                     artificial_crc: artificial_crc(&vars),
-                    server_id: shared.view().server_id,
+                    server_id: view.server_id,
+                    heartbeat_v2: mysql_data && d.flags & USE_HEARTBEAT_EVENT_V2 != 0,
                 };
                 let server_id = registered.as_ref().map_or(d.server_id, |r| r.0);
                 return run_dump(
@@ -142,15 +154,30 @@ pub fn serve<S: Read + Write>(
                     shared,
                 );
             }
-            Command::BinlogDumpGtid(_) => {
-                send_err(
+            Command::BinlogDumpGtid(d) => {
+                let opts = DumpOptions {
+                    start: DumpStart::MysqlGtid {
+                        sid_data: d.sid_data.clone(),
+                        file: d.binlog_filename.trim_end_matches('\0').to_string(),
+                        pos: d.binlog_pos,
+                    },
+                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0 || d.server_id == 0,
+                    send_annotate_rows: false,
+                    heartbeat_period: heartbeat_period(&vars),
+                    artificial_crc: artificial_crc(&vars),
+                    server_id: shared.view().server_id,
+                    heartbeat_v2: d.flags & USE_HEARTBEAT_EVENT_V2 != 0,
+                };
+                let server_id = registered.as_ref().map_or(d.server_id, |r| r.0);
+                return run_dump(
                     &mut conn,
-                    ER_MASTER_FATAL_ERROR_READING_BINLOG,
-                    "HY000",
-                    "COM_BINLOG_DUMP_GTID (MySQL GTID auto-positioning) is not supported by this \
-                     ferrobus version; use MariaDB GTID or file and position",
-                )?;
-                return Ok(());
+                    peer,
+                    conn_id,
+                    server_id,
+                    &registered,
+                    opts,
+                    shared,
+                );
             }
             Command::Other(code) => send_err(
                 &mut conn,
@@ -176,7 +203,7 @@ fn run_dump<S: Read + Write>(
         .as_ref()
         .map_or((peer.ip().to_string(), peer.port()), |r| (r.1.clone(), r.2));
     let mode = match opts.start {
-        DumpStart::MariaGtid(_) => "gtid",
+        DumpStart::MariaGtid(_) | DumpStart::MysqlGtid { .. } => "gtid",
         DumpStart::FilePos { .. } => "file_pos",
     };
     log::info!(
@@ -206,12 +233,17 @@ fn run_dump<S: Read + Write>(
     }
 }
 
-fn heartbeat_period(vars: &UserVars) -> Duration {
-    let ns = vars
-        .get("master_heartbeat_period")
+/// A user variable a replica sets under MySQL 8.0.26+'s name or the old one.
+fn source_or_master_var(vars: &UserVars, name: &str) -> Option<String> {
+    vars.get(&format!("source_{name}"))
+        .or_else(|| vars.get(&format!("master_{name}")))
         .cloned()
         .flatten()
-        .and_then(|v| v.trim().parse::<f64>().ok());
+}
+
+fn heartbeat_period(vars: &UserVars) -> Duration {
+    let ns =
+        source_or_master_var(vars, "heartbeat_period").and_then(|v| v.trim().parse::<f64>().ok());
     match ns {
         // 0: the replica turned heartbeats off; wake only for new data (and a rare check).
         Some(ns) if ns <= 0.0 => Duration::from_millis(DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS),
@@ -221,7 +253,7 @@ fn heartbeat_period(vars: &UserVars) -> Duration {
 }
 
 fn artificial_crc(vars: &UserVars) -> bool {
-    match vars.get("master_binlog_checksum").cloned().flatten() {
+    match source_or_master_var(vars, "binlog_checksum") {
         Some(v) => !v.eq_ignore_ascii_case("none") && !v.is_empty(),
         None => false,
     }

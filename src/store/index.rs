@@ -1,16 +1,19 @@
 //! In-memory indexes over the stored binlog, pure: built by feeding entries in log order, at
 //! startup (scan) and after every append. Answers "where does file F position P live", "where
-//! does the transaction after GTID G start", "which files are stored", and "up to which entry
-//! is every transaction whole" (the watermark readers may serve up to).
+//! does the transaction after GTID G start" (MariaDB GTIDs and MySQL uuid[:tag]:gno GTIDs),
+//! "which files are stored" (with each file's PREVIOUS_GTIDS), "which flavour and server
+//! version wrote them", the MySQL gtid_executed / gtid_purged sets of the stored binlog, and
+//! "up to which entry is every transaction whole" (the watermark readers may serve up to).
 //!
 //! This module must not do I/O: callers feed it entries and read locations out of it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::binlog::event::EventHeader;
-use crate::binlog::gtid::{MariaGtid, MariaGtidList};
+use crate::binlog::event::{EventHeader, FormatDescription};
+use crate::binlog::gtid::{MariaGtid, MariaGtidList, MysqlGtidSet, Tsid};
 use crate::binlog::transaction::{Gtid, TransactionTracker};
+use crate::binlog::Flavour;
 use crate::store::entry::{
     EntryError, EventsHeader, FileStart, KIND_ABANDON, KIND_EVENTS, KIND_FILE_START,
     KIND_START_STATE,
@@ -43,6 +46,9 @@ pub struct FileMeta {
     pub bytes: u64,
     /// Header timestamp of the newest event stored of this file (0: none yet).
     pub last_event_time: u32,
+    /// MySQL: the file's PREVIOUS_GTIDS_LOG_EVENT (every GTID in earlier files), when it is
+    /// stored (None for MariaDB files, MySQL 5.5, and a file stored from mid-file).
+    pub previous_gtids: Option<MysqlGtidSet>,
 }
 
 /// One `Events` entry.
@@ -59,6 +65,7 @@ pub struct EntryMeta {
 /// Where a GTID's transaction starts and where the one after it starts.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupLoc {
+    /// MariaDB: the GTID's server_id; MySQL: the GTID event header's server_id.
     pub server_id: u32,
     pub start: Loc,
     pub end: Loc,
@@ -97,9 +104,11 @@ impl From<EntryError> for IndexError {
 }
 
 /// A group (transaction) seen start but not end yet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct OpenGroup {
-    gtid: Option<MariaGtid>,
+    gtid: Option<Gtid>,
+    /// Header server_id of the event that opened the group.
+    server_id: u32,
     start: Loc,
 }
 
@@ -116,6 +125,17 @@ pub struct BinlogIndex {
     /// The GTID_LIST stored before the first GTID group: the master's gtid_binlog_pos where
     /// the store begins, so that a replica stopped exactly there can be served.
     maria_start_state: Option<MariaGtidList>,
+    /// MySQL GTID groups: (source id, gno) → where the transaction lies.
+    mysql: BTreeMap<(Tsid, u64), GroupLoc>,
+    /// MySQL gtid_executed of the stored binlog: the GTIDs before the store began
+    /// (`mysql_purged`) plus every whole stored transaction's GTID, plus every stored
+    /// PREVIOUS_GTIDS (a master may add GTIDs without binlog, SET GTID_PURGED).
+    mysql_executed: MysqlGtidSet,
+    /// MySQL GTIDs before the first stored transaction (what a replica cannot be served).
+    mysql_purged: MysqlGtidSet,
+    /// Whether `mysql_purged` is known: from a start state, a purge, or a PREVIOUS_GTIDS
+    /// stored before the first MySQL GTID group.
+    mysql_start_known: bool,
     tracker: Option<TransactionTracker>,
     /// Bytes of an event that began in an earlier entry (a chunked event).
     carry: Vec<u8>,
@@ -153,6 +173,8 @@ pub struct Purged {
     pub compact_to: u64,
     /// The GTID state where the store now begins.
     pub purged_gtids: MariaGtidList,
+    /// MySQL: the GTIDs before the first kept transaction (empty for MariaDB data).
+    pub purged_mysql: MysqlGtidSet,
 }
 
 impl BinlogIndex {
@@ -206,12 +228,20 @@ impl BinlogIndex {
             KIND_EVENTS => self.feed_events(index, data)?,
             KIND_ABANDON => self.abandon(index),
             KIND_START_STATE => {
-                let state = parse_start_state(data)?;
+                let (state, mysql) = parse_start_state(data)?;
                 // Where the stream begins, the master's gtid_binlog_pos is that state.
                 if self.maria.is_empty() && self.maria_state.is_empty() {
                     self.maria_state = state.clone();
                 }
                 self.maria_start_state.get_or_insert(state);
+                if let Some(set) = mysql {
+                    // Likewise the MySQL gtid_executed where the stream begins.
+                    self.mysql_executed = self.mysql_executed.union(&set);
+                    if !self.mysql_start_known {
+                        self.mysql_purged = set;
+                        self.mysql_start_known = true;
+                    }
+                }
                 if self.open_group.is_none() && self.carry.is_empty() {
                     self.whole_upto = index;
                 }
@@ -259,8 +289,12 @@ impl BinlogIndex {
             return Vec::new();
         };
         let meta = &self.files[file];
+        let mysql = (self.flavour() == Some(Flavour::MySql)).then_some(&self.mysql_executed);
         vec![
-            (KIND_START_STATE, self.maria_state.to_string().into_bytes()),
+            (
+                KIND_START_STATE,
+                encode_start_state(&self.maria_state, mysql),
+            ),
             (
                 KIND_FILE_START,
                 FileStart {
@@ -302,11 +336,29 @@ impl BinlogIndex {
         for (_, gtid) in &dropped {
             purged_gtids.update(*gtid);
         }
+        // MySQL: what the store began with, the dropped groups, and what the first kept
+        // file's PREVIOUS_GTIDS says came before it.
+        let mut purged_mysql = self.mysql_purged.clone();
+        for ((tsid, gno), g) in &self.mysql {
+            if g.start.entry < first_kept {
+                // Stored GTIDs were valid when indexed; adding them again cannot fail.
+                let _ = purged_mysql.add(tsid.uuid, tsid.tag.as_deref(), *gno);
+            }
+        }
+        if let Some(previous) = &self.files[keep].previous_gtids {
+            purged_mysql = purged_mysql.union(previous);
+        }
         self.maria.retain(|_, g| g.start.entry >= first_kept);
         for g in self.maria.values_mut() {
             g.start.file -= keep;
             g.end.file -= keep;
         }
+        self.mysql.retain(|_, g| g.start.entry >= first_kept);
+        for g in self.mysql.values_mut() {
+            g.start.file -= keep;
+            g.end.file -= keep;
+        }
+        let mysql_flavour = self.flavour() == Some(Flavour::MySql);
         self.entries.retain(|e| e.index >= first_kept);
         for e in &mut self.entries {
             e.file -= keep;
@@ -330,14 +382,21 @@ impl BinlogIndex {
         }
         self.maria_first_seq = first_seqs(&self.maria);
         self.maria_start_state = Some(purged_gtids.clone());
+        self.mysql_purged = purged_mysql.clone();
+        self.mysql_start_known = true;
+        self.mysql_executed = self.mysql_executed.union(&purged_mysql);
         self.origin = (
             compact_to,
-            vec![(KIND_START_STATE, purged_gtids.to_string().into_bytes())],
+            vec![(
+                KIND_START_STATE,
+                encode_start_state(&purged_gtids, mysql_flavour.then_some(&purged_mysql)),
+            )],
         );
         Some(Purged {
             files: files.into_iter().map(|f| f.name).collect(),
             compact_to,
             purged_gtids,
+            purged_mysql,
         })
     }
 
@@ -392,6 +451,7 @@ impl BinlogIndex {
             events: 0,
             bytes: 0,
             last_event_time: 0,
+            previous_gtids: None,
         });
         let file = self.files.len() - 1;
         self.whole_upto = index;
@@ -520,34 +580,141 @@ impl BinlogIndex {
                     .ok()
                     .map(|list| MariaGtidList::from_gtids(list.gtids));
         }
+        if event.get(crate::binlog::event::TYPE_CODE_OFFSET)
+            == Some(&crate::binlog::event::PREVIOUS_GTIDS_LOG_EVENT)
+        {
+            let checksum_len = tracker.checksum_len();
+            self.on_previous_gtids(event, checksum_len, start)?;
+        }
         if step.starts_group {
-            let gtid = match step.gtid {
-                Some(Gtid::Maria(g)) => Some(g),
-                _ => None,
-            };
-            self.open_group = Some(OpenGroup { gtid, start });
+            self.open_group = Some(OpenGroup {
+                gtid: step.gtid,
+                server_id: EventHeader::parse(event).map_or(0, |h| h.server_id),
+                start,
+            });
         }
         if step.ends_group {
-            let group = self.open_group.take();
-            if let Some(OpenGroup {
-                gtid: Some(g),
-                start,
-            }) = group
-            {
+            if let Some(group) = self.open_group.take() {
+                self.close_group(group, end);
+            }
+            self.files[end.file].end_pos = end.pos;
+        }
+        Ok(())
+    }
+
+    /// A PREVIOUS_GTIDS event: the file's set of earlier GTIDs. Before the first MySQL
+    /// group it is also where the store begins (what is "purged").
+    fn on_previous_gtids(
+        &mut self,
+        event: &[u8],
+        checksum_len: usize,
+        start: Loc,
+    ) -> Result<(), IndexError> {
+        let set = crate::binlog::event::parse_previous_gtids(event, checksum_len).map_err(|e| {
+            IndexError::Event {
+                pos: start.pos,
+                reason: e.to_string(),
+            }
+        })?;
+        if !self.mysql_start_known && self.mysql.is_empty() {
+            self.mysql_purged = set.clone();
+            self.mysql_start_known = true;
+        }
+        self.mysql_executed = self.mysql_executed.union(&set);
+        if let Some(meta) = self.files.get_mut(start.file) {
+            meta.previous_gtids = Some(set);
+        }
+        Ok(())
+    }
+
+    fn close_group(&mut self, group: OpenGroup, end: Loc) {
+        match group.gtid {
+            Some(Gtid::Maria(g)) => {
                 self.maria.insert(
                     (g.domain_id, g.seq_no),
                     GroupLoc {
                         server_id: g.server_id,
-                        start,
+                        start: group.start,
                         end,
                     },
                 );
                 self.maria_first_seq.entry(g.domain_id).or_insert(g.seq_no);
                 self.maria_state.update(g);
             }
-            self.files[end.file].end_pos = end.pos;
+            Some(Gtid::Mysql { uuid, tag, gno }) => {
+                if let Err(e) = self.mysql_executed.add(uuid, tag.as_deref(), gno) {
+                    // The tracker checked gno >= 1; only a gno past MySQL's maximum gets
+                    // here. The group is still stored and served, just not by GTID.
+                    log::warn!(
+                        "MySQL GTID at position {} not indexed: {e}",
+                        group.start.pos
+                    );
+                    return;
+                }
+                self.mysql.insert(
+                    (Tsid { uuid, tag }, gno),
+                    GroupLoc {
+                        server_id: group.server_id,
+                        start: group.start,
+                        end,
+                    },
+                );
+            }
+            Some(Gtid::Anonymous) | None => {}
         }
-        Ok(())
+    }
+
+    /// Which server wrote the stored binlog (from the last stored file's FDE); None before
+    /// any file is stored or when its FDE does not parse.
+    pub fn flavour(&self) -> Option<Flavour> {
+        self.server_version()
+            .map(|v| Flavour::of_server_version(&v))
+    }
+
+    /// The server version string of the last stored file's FDE (`5.7.23-log`,
+    /// `10.11.6-MariaDB-log`).
+    pub fn server_version(&self) -> Option<String> {
+        let fde = &self.files.last()?.fde;
+        FormatDescription::parse(fde).ok().map(|f| f.server_version)
+    }
+
+    /// MySQL gtid_executed of the stored binlog: the PREVIOUS_GTIDS where the store begins
+    /// plus the GTID of every whole stored transaction (empty for MariaDB data).
+    pub fn mysql_executed(&self) -> &MysqlGtidSet {
+        &self.mysql_executed
+    }
+
+    /// MySQL gtid_purged of the stored binlog: the GTIDs before the first stored transaction
+    /// (the first kept file's PREVIOUS_GTIDS); it advances with [`BinlogIndex::purge_to`].
+    pub fn mysql_purged(&self) -> &MysqlGtidSet {
+        &self.mysql_purged
+    }
+
+    /// Where the MySQL transaction `uuid[:tag]:gno` lies, if it is stored whole.
+    pub fn mysql_group(&self, uuid: &[u8; 16], tag: Option<&str>, gno: u64) -> Option<&GroupLoc> {
+        let key = (
+            Tsid {
+                uuid: *uuid,
+                tag: tag.map(str::to_ascii_lowercase),
+            },
+            gno,
+        );
+        self.mysql.get(&key)
+    }
+
+    /// Every stored MySQL GTID group in (uuid, tag, gno) order.
+    pub fn mysql_groups(&self) -> impl Iterator<Item = (&Tsid, u64, &GroupLoc)> + '_ {
+        self.mysql.iter().map(|((tsid, gno), g)| (tsid, *gno, g))
+    }
+
+    /// The MySQL GTIDs before the first stored transaction of `file`: for the first stored
+    /// file where the store begins ([`BinlogIndex::mysql_purged`]), for a later one its
+    /// PREVIOUS_GTIDS (None when that file has none stored).
+    pub fn mysql_gtids_before(&self, file: usize) -> Option<&MysqlGtidSet> {
+        if file == 0 {
+            return Some(&self.mysql_purged);
+        }
+        self.files.get(file)?.previous_gtids.as_ref()
     }
 
     /// server_id of the master whose binlog is stored (from the last file's FDE header).
@@ -687,13 +854,35 @@ fn event_time(event: &[u8]) -> u32 {
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-fn parse_start_state(data: &[u8]) -> Result<MariaGtidList, IndexError> {
-    std::str::from_utf8(data)
-        .ok()
-        .and_then(|text| MariaGtidList::parse(text).ok())
-        .ok_or(IndexError::Entry(EntryError(
-            "start state is not a MariaDB GTID list",
-        )))
+/// Marks the MySQL part of a start state: `<MariaDB list>` alone (every store written
+/// before MySQL support, and MariaDB stores still) or `<MariaDB list>\nmysql:<MySQL set>`.
+const START_STATE_MYSQL: &str = "\nmysql:";
+
+/// A start-state payload: the MariaDB GTID list, then the MySQL GTID set when there is one.
+pub fn encode_start_state(maria: &MariaGtidList, mysql: Option<&MysqlGtidSet>) -> Vec<u8> {
+    let mut text = maria.to_string();
+    if let Some(set) = mysql {
+        text.push_str(START_STATE_MYSQL);
+        text.push_str(&set.format());
+    }
+    text.into_bytes()
+}
+
+/// The MariaDB list and the MySQL set (if the payload has one) of a start-state payload.
+pub fn parse_start_state(data: &[u8]) -> Result<(MariaGtidList, Option<MysqlGtidSet>), IndexError> {
+    let text = std::str::from_utf8(data)
+        .map_err(|_| IndexError::Entry(EntryError("start state is not text")))?;
+    let (maria, mysql) = match text.split_once(START_STATE_MYSQL) {
+        Some((maria, mysql)) => (maria, Some(mysql)),
+        None => (text, None),
+    };
+    let maria = MariaGtidList::parse(maria)
+        .map_err(|_| IndexError::Entry(EntryError("start state is not a MariaDB GTID list")))?;
+    let mysql = mysql
+        .map(MysqlGtidSet::parse)
+        .transpose()
+        .map_err(|_| IndexError::Entry(EntryError("start state has a bad MySQL GTID set")))?;
+    Ok((maria, mysql))
 }
 
 /// Size of the event at the start of `bytes`, or None if its header is not all there.
@@ -713,6 +902,184 @@ fn event_size(bytes: &[u8], pos: u64) -> Result<Option<usize>, IndexError> {
         });
     }
     Ok(Some(size))
+}
+
+/// MySQL-flavoured streams for the tests of the index and the binlog server: the kingbus
+/// MySQL 5.7 chain (`tests/data/mysql/kingbus-5.7-mysql_bin.0000{11,12,13}`, master file
+/// names `mysql_bin.0000NN`), and synthesized files (tagged GTIDs) built from its events.
+#[cfg(test)]
+pub(crate) mod mysql_testdata {
+    use crate::binlog::event::{self, MysqlGtidEvent};
+    use crate::binlog::gtid::MysqlGtidSet;
+    use crate::binlog::test_data::{events_of, mysql_file};
+
+    /// The master's file names of the chain, in order.
+    pub const KINGBUS: [&str; 3] = ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"];
+
+    /// The events of one file of the chain (FDE first), by its master file name.
+    pub fn kingbus_events(name: &str) -> Vec<(u64, Vec<u8>)> {
+        let file = mysql_file(&format!("kingbus-5.7-{name}"));
+        let mut pos = 4u64;
+        events_of(&file)
+            .into_iter()
+            .map(|ev| {
+                let at = pos;
+                pos += ev.len() as u64;
+                (at, ev.to_vec())
+            })
+            .collect()
+    }
+
+    /// A master's dump of whole files: per file an artificial ROTATE, then its events.
+    pub fn kingbus_stream(names: &[&str]) -> Vec<Vec<u8>> {
+        stream_of(
+            &names
+                .iter()
+                .map(|n| {
+                    let events = kingbus_events(n).into_iter().map(|(_, e)| e).collect();
+                    (n.to_string(), events)
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A dump of the given files (name, events from the FDE on).
+    pub fn stream_of(files: &[(String, Vec<Vec<u8>>)]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (name, events) in files {
+            out.push(event::build_rotate(name, 4, 1, true, true));
+            out.extend(events.iter().cloned());
+        }
+        out
+    }
+
+    /// Every GTID of a stored file: (gno, position of its GTID event). The kingbus chain
+    /// has one source uuid.
+    pub fn kingbus_gtids(name: &str) -> Vec<(u64, u64)> {
+        kingbus_events(name)
+            .into_iter()
+            .filter(|(_, ev)| ev[4] == event::GTID_LOG_EVENT)
+            .map(|(pos, ev)| {
+                let g = MysqlGtidEvent::parse(&ev, 4).unwrap();
+                (g.gno as u64, pos)
+            })
+            .collect()
+    }
+
+    /// The source uuid of the kingbus chain.
+    pub fn kingbus_uuid() -> [u8; 16] {
+        let events = kingbus_events(KINGBUS[0]);
+        let gtid = events.iter().find(|(_, e)| e[4] == event::GTID_LOG_EVENT);
+        MysqlGtidEvent::parse(&gtid.unwrap().1, 4).unwrap().uuid
+    }
+
+    /// The PREVIOUS_GTIDS of a file of the chain.
+    pub fn kingbus_previous(name: &str) -> MysqlGtidSet {
+        let events = kingbus_events(name);
+        event::parse_previous_gtids(&events[1].1, 4).unwrap()
+    }
+
+    /// A GTID_TAGGED_LOG_EVENT (type 42) body as MySQL 8.3+ serializes it.
+    pub fn tagged_gtid_body(uuid: [u8; 16], tag: &str, gno: i64) -> Vec<u8> {
+        let mut fields = Vec::new();
+        let mut put = |field: u64, value: &dyn Fn(&mut Vec<u8>)| {
+            event::put_varint_u64(&mut fields, field);
+            value(&mut fields);
+        };
+        put(0, &|out| event::put_varint_u64(out, 0));
+        put(1, &|out| {
+            for b in uuid {
+                event::put_varint_u64(out, u64::from(b));
+            }
+        });
+        put(2, &|out| event::put_varint_i64(out, gno));
+        put(3, &|out| {
+            event::put_varint_u64(out, tag.len() as u64);
+            out.extend_from_slice(tag.as_bytes());
+        });
+        put(4, &|out| event::put_varint_i64(out, 0));
+        put(5, &|out| event::put_varint_i64(out, 1));
+        put(6, &|out| event::put_varint_u64(out, 1_700_000_000_000_000));
+        put(8, &|out| event::put_varint_u64(out, 100));
+        put(9, &|out| event::put_varint_u64(out, 80400));
+        let mut body = Vec::new();
+        event::put_varint_u64(&mut body, 0);
+        // The size counts from the format version byte; one byte each for these sizes.
+        let size = 3 + fields.len();
+        assert!(size < 128);
+        event::put_varint_u64(&mut body, size as u64);
+        event::put_varint_u64(&mut body, 10);
+        body.extend_from_slice(&fields);
+        body
+    }
+
+    /// A MySQL file named `name`: the chain's FDE, a PREVIOUS_GTIDS of `previous`, then
+    /// per GTID (uuid, tag, gno) one transaction copied from the chain's first one with its
+    /// GTID event replaced (tagged: type 42; untagged: type 33; gno 0: anonymous, 34);
+    /// positions and CRC32s rewritten, ending with a ROTATE to `next` when given.
+    pub fn synth_file(
+        previous: &MysqlGtidSet,
+        gtids: &[([u8; 16], Option<&str>, i64)],
+        next: Option<&str>,
+    ) -> Vec<Vec<u8>> {
+        let chain = kingbus_events(KINGBUS[1]);
+        let fde = chain[0].1.clone();
+        // The chain's first transaction: GTID, BEGIN … XID.
+        let xid = chain
+            .iter()
+            .position(|(_, e)| e[4] == event::XID_EVENT)
+            .unwrap();
+        let body_events: Vec<Vec<u8>> = chain[3..=xid].iter().map(|(_, e)| e.clone()).collect();
+        let gtid_template = chain[2].1.clone();
+        let mut events = vec![
+            fde,
+            event::build_event(
+                event::PREVIOUS_GTIDS_LOG_EVENT,
+                1,
+                1,
+                0,
+                0,
+                &previous.encode(),
+                true,
+            ),
+        ];
+        for (uuid, tag, gno) in gtids {
+            let gtid = match tag {
+                Some(tag) => event::build_event(
+                    event::GTID_TAGGED_LOG_EVENT,
+                    1,
+                    1,
+                    0,
+                    0,
+                    &tagged_gtid_body(*uuid, tag, *gno),
+                    true,
+                ),
+                None => {
+                    let mut ev = gtid_template.clone();
+                    if *gno == 0 {
+                        ev[4] = event::ANONYMOUS_GTID_LOG_EVENT;
+                        ev[20..36].copy_from_slice(&[0; 16]);
+                    } else {
+                        ev[20..36].copy_from_slice(uuid);
+                    }
+                    ev[36..44].copy_from_slice(&gno.to_le_bytes());
+                    ev
+                }
+            };
+            events.push(gtid);
+            events.extend(body_events.iter().cloned());
+        }
+        if let Some(next) = next {
+            events.push(event::build_rotate(next, 4, 1, false, true));
+        }
+        let mut pos = 4u32;
+        for ev in &mut events {
+            pos += ev.len() as u32;
+            event::set_log_pos(ev, pos);
+            event::set_checksum(ev);
+        }
+        events
+    }
 }
 
 #[cfg(test)]
@@ -1124,6 +1491,210 @@ mod tests {
                 } else {
                     assert!(index.maria_group(&gtid).is_none(), "cut {cut}: {gtid}");
                 }
+            }
+        }
+    }
+
+    mod mysql {
+        use super::super::mysql_testdata::*;
+        use super::*;
+
+        fn set(text: &str) -> MysqlGtidSet {
+            MysqlGtidSet::parse(text).unwrap()
+        }
+
+        fn chain_index(limit: usize) -> (Vec<(u8, Vec<u8>)>, BinlogIndex) {
+            let entries = ingest(&kingbus_stream(&KINGBUS), limit);
+            let index = index_of(&entries);
+            (entries, index)
+        }
+
+        #[test]
+        fn the_kingbus_chain_is_indexed_by_mysql_gtid() {
+            let uuid = kingbus_uuid();
+            for limit in LIMITS {
+                let (_, index) = chain_index(limit);
+                assert_eq!(index.flavour(), Some(Flavour::MySql));
+                assert_eq!(index.server_version().as_deref(), Some("5.7.23-log"));
+                assert_eq!(index.files().len(), 3);
+                let mut all = kingbus_previous(KINGBUS[0]);
+                let mut count = 0;
+                for (i, name) in KINGBUS.iter().enumerate() {
+                    let meta = &index.files()[i];
+                    assert_eq!(meta.previous_gtids, Some(kingbus_previous(name)), "{name}");
+                    let gtids = kingbus_gtids(name);
+                    assert_eq!(gtids.len(), if i == 0 { 11 } else { 10 });
+                    // Each file's PREVIOUS_GTIDS is everything before it.
+                    assert_eq!(&kingbus_previous(name), &all, "{name}");
+                    for (k, (gno, pos)) in gtids.iter().enumerate() {
+                        let g = index.mysql_group(&uuid, None, *gno).expect("indexed");
+                        assert_eq!((g.start.file, g.start.pos), (i, *pos), "{name}:{gno}");
+                        let next = gtids.get(k + 1).map(|(_, p)| *p);
+                        if let Some(next) = next {
+                            assert!(g.end.pos <= next, "{name}:{gno}");
+                        }
+                        assert!(index.mysql_group(&uuid, Some("t"), *gno).is_none());
+                        all.add(uuid, None, *gno).unwrap();
+                        count += 1;
+                    }
+                }
+                assert_eq!(count, 31);
+                assert_eq!(index.mysql_groups().count(), 31);
+                assert_eq!(index.mysql_executed(), &all);
+                assert_eq!(index.mysql_purged(), &kingbus_previous(KINGBUS[0]));
+                assert_eq!(index.mysql_gtids_before(0), Some(index.mysql_purged()));
+                assert_eq!(
+                    index.mysql_gtids_before(2),
+                    Some(&kingbus_previous(KINGBUS[2]))
+                );
+                assert!(index.mysql_gtids_before(3).is_none());
+                // No MariaDB state at all.
+                assert!(index.maria_state().is_empty());
+            }
+        }
+
+        #[test]
+        fn mariadb_data_has_no_mysql_state_and_keeps_its_start_state_format() {
+            let names = ["bin.000001", "bin.000002"];
+            let mut index = index_of(&ingest(&dump_stream(&names), 200));
+            assert_eq!(index.flavour(), Some(Flavour::MariaDb));
+            assert!(index.server_version().unwrap().contains("MariaDB"));
+            assert!(index.mysql_executed().is_empty());
+            assert!(index.mysql_purged().is_empty());
+            assert!(index.files().iter().all(|f| f.previous_gtids.is_none()));
+            let base = index.base_entries();
+            assert_eq!(base[0].1, index.maria_state().to_string().into_bytes());
+            let purged = index.purge_to("bin.000002").unwrap();
+            assert!(purged.purged_mysql.is_empty());
+            assert_eq!(
+                index.origin().1[0].1,
+                purged.purged_gtids.to_string().into_bytes(),
+                "MariaDB stores write the start state as before"
+            );
+            assert_eq!(BinlogIndex::new().flavour(), None);
+            assert_eq!(BinlogIndex::new().server_version(), None);
+        }
+
+        #[test]
+        fn start_state_payloads_old_and_new() {
+            let maria = MariaGtidList::parse("0-1-5").unwrap();
+            let mysql = set("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:blue:3");
+            let (m, y) = parse_start_state(b"0-1-5").unwrap();
+            assert_eq!((m, y), (maria.clone(), None));
+            let enc = encode_start_state(&maria, Some(&mysql));
+            assert_eq!(
+                parse_start_state(&enc).unwrap(),
+                (maria, Some(mysql.clone()))
+            );
+            let enc = encode_start_state(&MariaGtidList::new(), Some(&MysqlGtidSet::new()));
+            assert_eq!(
+                parse_start_state(&enc).unwrap(),
+                (MariaGtidList::new(), Some(MysqlGtidSet::new()))
+            );
+            assert!(parse_start_state(b"\nmysql:nonsense").is_err());
+            assert!(parse_start_state(b"x\nmysql:").is_err());
+            assert!(parse_start_state(&[0xff]).is_err());
+            // A start state makes an empty index begin there.
+            let enc = encode_start_state(&MariaGtidList::new(), Some(&mysql));
+            let index = BinlogIndex::from_origin(7, &[(KIND_START_STATE, enc)]).unwrap();
+            assert_eq!(index.mysql_purged(), &mysql);
+            assert_eq!(index.mysql_executed(), &mysql);
+        }
+
+        #[test]
+        fn purge_moves_mysql_purged_and_the_origin_rebuilds_it() {
+            for limit in LIMITS {
+                let (entries, mut index) = chain_index(limit);
+                let executed = index.mysql_executed().clone();
+                let purged = index.purge_to("mysql_bin.000012").unwrap();
+                assert_eq!(purged.purged_mysql, kingbus_previous(KINGBUS[1]));
+                assert_eq!(index.mysql_purged(), &purged.purged_mysql);
+                assert_eq!(index.mysql_executed(), &executed);
+                let uuid = kingbus_uuid();
+                let (first_gno, _) = kingbus_gtids(KINGBUS[0])[0];
+                assert!(index.mysql_group(&uuid, None, first_gno).is_none());
+                let (gno, pos) = kingbus_gtids(KINGBUS[1])[0];
+                let g = index.mysql_group(&uuid, None, gno).unwrap();
+                assert_eq!((g.start.file, g.start.pos), (0, pos));
+                assert_eq!(index.mysql_groups().count(), 20);
+                // The origin plus the later log gives the same index again.
+                let (at, base) = index.origin().clone();
+                let mut rebuilt = BinlogIndex::from_origin(at, &base).unwrap();
+                for (i, (kind, data)) in entries.iter().enumerate().skip(at as usize) {
+                    rebuilt.feed(i as u64 + 1, *kind, data).unwrap();
+                }
+                assert_eq!(rebuilt.mysql_purged(), index.mysql_purged());
+                assert_eq!(rebuilt.mysql_executed(), index.mysql_executed());
+                let groups = |i: &BinlogIndex| -> Vec<String> {
+                    i.mysql_groups()
+                        .map(|(t, gno, g)| format!("{t:?}{gno}{:?}{:?}", g.start, g.end))
+                        .collect()
+                };
+                assert_eq!(groups(&rebuilt), groups(&index));
+                assert_eq!(answers(&rebuilt), answers(&index), "limit {limit}");
+                let purged = index.purge_to("mysql_bin.000013").unwrap();
+                assert_eq!(purged.purged_mysql, kingbus_previous(KINGBUS[2]));
+            }
+        }
+
+        #[test]
+        fn a_snapshot_base_carries_the_mysql_state() {
+            let (entries, whole) = chain_index(300);
+            for cut in 1..entries.len() {
+                let head = index_of(&entries[..cut]);
+                if head.has_partial_tail() || head.files().is_empty() {
+                    continue;
+                }
+                let base = head.base_entries();
+                let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
+                assert_eq!(index.mysql_executed(), head.mysql_executed(), "cut {cut}");
+                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+                for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
+                    index.feed(i as u64 + 1, *kind, data).unwrap();
+                }
+                assert_eq!(index.mysql_executed(), whole.mysql_executed(), "cut {cut}");
+                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+            }
+        }
+
+        #[test]
+        fn tagged_and_anonymous_gtids() {
+            let uuid = kingbus_uuid();
+            let other = [7u8; 16];
+            let previous = set(&format!(
+                "{}:1-3,{}:blue:1",
+                crate::binlog::gtid::format_uuid(&uuid),
+                crate::binlog::gtid::format_uuid(&other)
+            ));
+            let events = synth_file(
+                &previous,
+                &[
+                    (uuid, None, 4),
+                    (other, Some("Blue"), 2),
+                    ([0; 16], None, 0),
+                    (other, Some("blue"), 3),
+                    (other, None, 9),
+                ],
+                None,
+            );
+            let stream = stream_of(&[("tagged.000001".to_string(), events)]);
+            for limit in LIMITS {
+                let index = index_of(&ingest(&stream, limit));
+                assert_eq!(index.mysql_purged(), &previous);
+                assert_eq!(
+                    index.mysql_executed(),
+                    &previous.union(&set(&format!(
+                        "{}:4,{}:9:blue:2-3",
+                        crate::binlog::gtid::format_uuid(&uuid),
+                        crate::binlog::gtid::format_uuid(&other)
+                    )))
+                );
+                assert_eq!(index.mysql_groups().count(), 4, "anonymous is not indexed");
+                let blue = index.mysql_group(&other, Some("BLUE"), 2).unwrap();
+                let plain = index.mysql_group(&uuid, None, 4).unwrap();
+                assert!(plain.end.pos <= blue.start.pos);
+                assert!(index.mysql_group(&other, None, 2).is_none());
+                assert!(index.mysql_group(&other, Some("blue"), 9).is_none());
             }
         }
     }

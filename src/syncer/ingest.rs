@@ -5,6 +5,16 @@
 //! content event starts exactly where the previous one ended, verifies CRC32, cuts the stream
 //! into whole transactions, and packs those into entries: batches of whole transactions, or
 //! chunks of one transaction larger than an entry. It must not touch sockets or the store.
+//!
+//! A MySQL source answering COM_BINLOG_DUMP_GTID may begin the stored file again before the
+//! stored end: it re-sends the FORMAT_DESCRIPTION with its real position (the GTID protocol
+//! never zeroes it), and, when it starts the file at 4, PREVIOUS_GTIDS and whatever it does
+//! not skip, while the transactions in the replica's set are left out (MySQL's
+//! `Binlog_sender::send_events` says so with a heartbeat carrying the position after them).
+//! With [`Ingest::allow_resend`], events that end at or before the stored end of the stored
+//! file are taken as such copies and dropped; the first event past them must begin exactly
+//! at the stored end, so a real gap (or an event straddling the stored end) is still an
+//! error.
 
 use std::fmt;
 
@@ -38,6 +48,14 @@ pub enum IngestError {
     Unexpected {
         what: String,
     },
+    /// A re-sent event that runs past the stored end: the stream and the store disagree on
+    /// where events begin.
+    Overlap {
+        file: String,
+        start: u64,
+        end: u64,
+        stored_end: u64,
+    },
 }
 
 impl fmt::Display for IngestError {
@@ -59,6 +77,16 @@ impl fmt::Display for IngestError {
             ),
             IngestError::NoFile => write!(f, "event before any ROTATE named a file"),
             IngestError::Unexpected { what } => write!(f, "unexpected event: {what}"),
+            IngestError::Overlap {
+                file,
+                start,
+                end,
+                stored_end,
+            } => write!(
+                f,
+                "event at {file}:{start}..{end} straddles the stored end {stored_end}: the \
+                 master's file differs from the stored one (was the master's binlog reset?)"
+            ),
         }
     }
 }
@@ -72,7 +100,9 @@ pub enum Seen {
     Content { timestamp: u32 },
     /// A heartbeat: the master is idle at this position.
     Heartbeat,
-    /// Made up for this connection (artificial ROTATE, FDE copy, fake GTID_LIST).
+    /// Made up for this connection (artificial ROTATE, FDE copy, fake GTID_LIST), or a
+    /// copy of stored content a MySQL GTID dump re-sent, or a heartbeat while such copies
+    /// are replayed.
     Artificial,
 }
 
@@ -83,6 +113,17 @@ pub struct Ingest {
     /// File named by the latest ROTATE and the position it said.
     file: Option<String>,
     next_pos: u64,
+    /// Whether the source may begin the stored file again before its stored end (a MySQL
+    /// COM_BINLOG_DUMP_GTID stream).
+    resend_ok: bool,
+    /// While the stream replays the stored file: its stored end. Events ending at or
+    /// before it are copies; the first one past it must start exactly there.
+    replay_end: Option<u64>,
+    /// The last event was the artificial ROTATE: the file's FDE may follow at 4 with its
+    /// real position although the stream continues further on.
+    after_rotate: bool,
+    /// Checksum length of the current file, from its FDE (to restart the tracker).
+    checksum_len: usize,
     tracker: Option<TransactionTracker>,
     /// Bytes of the group (transaction) in progress.
     group: Vec<u8>,
@@ -117,6 +158,10 @@ impl Ingest {
             stored_file,
             file: None,
             next_pos,
+            resend_ok: false,
+            replay_end: None,
+            after_rotate: false,
+            checksum_len: event::CHECKSUM_LEN,
             tracker: None,
             group: Vec::new(),
             group_start: 0,
@@ -128,6 +173,12 @@ impl Ingest {
         }
     }
 
+    /// Accepts copies of stored events before the stored end of the stored file, as a MySQL
+    /// source sends them on COM_BINLOG_DUMP_GTID (see the module doc).
+    pub fn allow_resend(&mut self) {
+        self.resend_ok = true;
+    }
+
     /// Records, as the store's first entry, the master's GTID state where the store begins
     /// (only for a store that begins after the start of the master's history).
     pub fn record_start_state(&mut self, state: &MariaGtidList) {
@@ -137,7 +188,10 @@ impl Ingest {
 
     /// File and position of the next content byte the stream will bring.
     pub fn position(&self) -> Option<(&str, u64)> {
-        self.file.as_deref().map(|f| (f, self.next_pos))
+        let pos = self
+            .replay_end
+            .map_or(self.next_pos, |end| end.max(self.next_pos));
+        self.file.as_deref().map(|f| (f, pos))
     }
 
     /// Feeds one event exactly as received (header, body, checksum).
@@ -162,10 +216,31 @@ impl Ingest {
                 pos: self.next_pos,
             });
         }
+        let after_rotate = std::mem::take(&mut self.after_rotate);
         match header.type_code {
-            event::HEARTBEAT_LOG_EVENT | event::HEARTBEAT_LOG_EVENT_V2 => Ok(Seen::Heartbeat),
+            event::HEARTBEAT_LOG_EVENT | event::HEARTBEAT_LOG_EVENT_V2 => {
+                heartbeat_position(ev).map_err(|reason| IngestError::Malformed {
+                    pos: self.next_pos,
+                    reason,
+                })?;
+                // While stored content is replayed, the master is not idle at our end yet.
+                Ok(if self.replay_end.is_some() {
+                    Seen::Artificial
+                } else {
+                    Seen::Heartbeat
+                })
+            }
             event::ROTATE_EVENT if is_artificial(&header) => self.on_artificial_rotate(ev),
             event::FORMAT_DESCRIPTION_EVENT if header.log_pos == 0 => self.on_fde_copy(ev),
+            // MySQL's GTID protocol re-sends the FDE with its real position even when the
+            // stream resumes further on: a copy, as with log_pos 0.
+            event::FORMAT_DESCRIPTION_EVENT
+                if after_rotate
+                    && self.next_pos > 4
+                    && u64::from(header.log_pos) == 4 + ev.len() as u64 =>
+            {
+                self.on_fde_copy(ev)
+            }
             _ if is_artificial(&header) => Ok(Seen::Artificial),
             _ => self.on_content(ev, &header),
         }
@@ -178,10 +253,23 @@ impl Ingest {
                 reason: e.to_string(),
             })?;
         // Continuing the stored file anywhere but where its stored content ends would leave
-        // a hole (or an overlap) in the store.
-        if self.stored_file.as_deref() == Some(rotate.next_file.as_str())
-            && rotate.position != self.next_pos
-        {
+        // a hole (or an overlap) in the store; a MySQL GTID dump may begin it earlier and
+        // re-send what is stored.
+        if let Some(stored_file) = self.stored_file.as_deref() {
+            if self.resend_ok && binlog_name_before(&rotate.next_file, stored_file) {
+                return Err(IngestError::Unexpected {
+                    what: format!(
+                        "the master went back to {}, before the stored {stored_file} (it did \
+                         not start where the dump asked, and the GTID set sent did not cover \
+                         that file)",
+                        rotate.next_file
+                    ),
+                });
+            }
+        }
+        let stored = self.stored_file.as_deref() == Some(rotate.next_file.as_str());
+        let replay_ok = self.resend_ok && rotate.position < self.next_pos;
+        if stored && rotate.position != self.next_pos && !replay_ok {
             return Err(IngestError::Gap {
                 file: rotate.next_file,
                 expected: self.next_pos,
@@ -189,16 +277,60 @@ impl Ingest {
             });
         }
         self.flush_batch();
+        self.replay_end = (stored && rotate.position < self.next_pos).then_some(self.next_pos);
         self.file = Some(rotate.next_file);
         self.next_pos = rotate.position;
+        self.after_rotate = true;
         Ok(Seen::Artificial)
+    }
+
+    /// An event of the stored file before its stored end, while replaying: dropped if it
+    /// ends by the stored end. Returns None when the event begins exactly at the stored end
+    /// (replay is over and the event is new content).
+    fn on_replayed(
+        &mut self,
+        ev: &[u8],
+        header: &EventHeader,
+        file: &str,
+        start: u64,
+        stored_end: u64,
+    ) -> Result<Option<Seen>, IngestError> {
+        let end = start + ev.len() as u64;
+        if start > stored_end {
+            return Err(IngestError::Gap {
+                file: file.to_string(),
+                expected: stored_end,
+                found: start,
+            });
+        }
+        if start == stored_end {
+            // The store ends between groups: a fresh tracker continues it.
+            self.replay_end = None;
+            self.next_pos = stored_end;
+            self.tracker = Some(TransactionTracker::new(self.checksum_len));
+            return Ok(None);
+        }
+        if end > stored_end {
+            return Err(IngestError::Overlap {
+                file: file.to_string(),
+                start,
+                end,
+                stored_end,
+            });
+        }
+        if header.type_code == event::FORMAT_DESCRIPTION_EVENT {
+            self.checksum_len = event::checksum_len_of_fde(ev);
+        }
+        self.next_pos = end;
+        Ok(Some(Seen::Artificial))
     }
 
     /// The FDE a master re-sends (log_pos 0) when a dump starts inside a file: not content,
     /// but the store needs it when the store itself starts inside this file.
     fn on_fde_copy(&mut self, ev: &[u8]) -> Result<Seen, IngestError> {
         let file = self.file.clone().ok_or(IngestError::NoFile)?;
-        self.tracker = Some(TransactionTracker::new(event::checksum_len_of_fde(ev)));
+        self.checksum_len = event::checksum_len_of_fde(ev);
+        self.tracker = Some(TransactionTracker::new(self.checksum_len));
         if self.stored_file.as_deref() != Some(file.as_str()) {
             self.start_file(file, self.next_pos, ev);
         }
@@ -228,6 +360,11 @@ impl Ingest {
                     reason: format!("log_pos {} smaller than event size", header.log_pos),
                 })?
         };
+        if let Some(stored_end) = self.replay_end {
+            if let Some(seen) = self.on_replayed(ev, header, &file, start, stored_end)? {
+                return Ok(seen);
+            }
+        }
         if header.type_code == event::FORMAT_DESCRIPTION_EVENT && start != 4 {
             return Err(IngestError::Unexpected {
                 what: format!("FORMAT_DESCRIPTION at {file}:{start}"),
@@ -242,7 +379,8 @@ impl Ingest {
             });
         }
         if header.type_code == event::FORMAT_DESCRIPTION_EVENT {
-            self.tracker = Some(TransactionTracker::new(event::checksum_len_of_fde(ev)));
+            self.checksum_len = event::checksum_len_of_fde(ev);
+            self.tracker = Some(TransactionTracker::new(self.checksum_len));
             if self.stored_file.as_deref() != Some(file.as_str()) {
                 self.start_file(file.clone(), 4, ev);
             }
@@ -353,6 +491,65 @@ impl Ingest {
 
 fn is_artificial(header: &EventHeader) -> bool {
     header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0
+}
+
+/// Whether binlog file `a` comes before `b` in the same master's sequence (same base name,
+/// smaller numeric extension). Names that do not compare so are not ordered.
+fn binlog_name_before(a: &str, b: &str) -> bool {
+    let split = |n: &str| {
+        n.rsplit_once('.')
+            .and_then(|(base, ext)| ext.parse::<u64>().ok().map(|i| (base.to_string(), i)))
+    };
+    match (split(a), split(b)) {
+        (Some((base_a, ia)), Some((base_b, ib))) => base_a == base_b && ia < ib,
+        _ => false,
+    }
+}
+
+/// HEARTBEAT_LOG_EVENT_V2 (MySQL 8.0.26+) body fields: a type, a length and a value each,
+/// all length-encoded integers; the file name's value is its bytes, the position's a
+/// length-encoded integer; type 0 ends the list. Unknown fields are skipped, as MySQL does.
+const HB_V2_END_MARK: u64 = 0;
+const HB_V2_LOG_FILENAME: u64 = 1;
+const HB_V2_LOG_POSITION: u64 = 2;
+
+/// The master file and position a heartbeat (v1: type 27, v2: type 41) reports; `ev` is a
+/// whole event with its CRC32. v1 carries the file as its body and the position in log_pos
+/// (cut to 32 bits); v2 carries both in its body, the position in 64 bits.
+pub fn heartbeat_position(ev: &[u8]) -> Result<(String, u64), String> {
+    let header = EventHeader::parse(ev).map_err(|e| e.to_string())?;
+    let body = event::event_body(ev, event::CHECKSUM_LEN).map_err(|e| e.to_string())?;
+    if header.type_code == event::HEARTBEAT_LOG_EVENT {
+        return Ok((
+            String::from_utf8_lossy(body).into_owned(),
+            u64::from(header.log_pos),
+        ));
+    }
+    let mut r = crate::mysql::codec::Reader::new(body);
+    let mut file = None;
+    let mut pos = None;
+    let bad = |e: crate::mysql::ProtocolError| format!("heartbeat v2 body: {e}");
+    while !r.is_empty() {
+        let field = r.lenenc_int("heartbeat v2 field type").map_err(bad)?;
+        if field == HB_V2_END_MARK {
+            break;
+        }
+        let len = r.lenenc_int("heartbeat v2 field length").map_err(bad)?;
+        let len = usize::try_from(len).map_err(|_| format!("heartbeat v2 field length {len}"))?;
+        let value = r.bytes(len, "heartbeat v2 field value").map_err(bad)?;
+        match field {
+            HB_V2_LOG_FILENAME => file = Some(String::from_utf8_lossy(value).into_owned()),
+            HB_V2_LOG_POSITION => {
+                let mut v = crate::mysql::codec::Reader::new(value);
+                pos = Some(v.lenenc_int("heartbeat v2 position").map_err(bad)?);
+            }
+            _ => {}
+        }
+    }
+    match (file, pos) {
+        (Some(file), Some(pos)) => Ok((file, pos)),
+        _ => Err("heartbeat v2 without a file name and a position".into()),
+    }
 }
 
 #[cfg(test)]
@@ -770,5 +967,434 @@ mod tests {
             assert_eq!(ing.in_group(), tracker.in_group());
         }
         assert!(!ing.in_group());
+    }
+
+    // ---- MySQL: COM_BINLOG_DUMP_GTID streams over the kingbus chain (MySQL 5.7.23) ----
+
+    mod mysql {
+        use std::path::PathBuf;
+
+        use super::*;
+        use crate::binlog::file::BinlogFileReader;
+        use crate::binlog::gtid::MysqlGtidSet;
+        use crate::binlog::transaction::Gtid;
+
+        /// The chain's names on the master (the ROTATE events name them so).
+        const CHAIN: [&str; 3] = ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"];
+        const MASTER_ID: u32 = 3_306;
+
+        fn path(name: &str) -> PathBuf {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/mysql")
+                .join(format!("kingbus-5.7-{name}"))
+        }
+
+        fn bytes_of(name: &str) -> Vec<u8> {
+            std::fs::read(path(name)).unwrap()
+        }
+
+        /// A MySQL GTID without tag: source uuid and gno.
+        type MysqlGtid = ([u8; 16], u64);
+
+        /// Events with their positions, and the MySQL GTID of each event's group (None for
+        /// FDE, PREVIOUS_GTIDS, ROTATE).
+        fn events_of(name: &str) -> Vec<(u64, Vec<u8>, Option<MysqlGtid>)> {
+            let mut reader = BinlogFileReader::new(std::fs::File::open(path(name)).unwrap());
+            let mut tracker = TransactionTracker::new(4);
+            let mut current = None;
+            let mut out = Vec::new();
+            while let Some((pos, ev)) = reader.next_event().unwrap() {
+                let step = tracker.feed(&ev).unwrap();
+                if step.starts_group {
+                    current = match step.gtid {
+                        Some(Gtid::Mysql { uuid, gno, .. }) => Some((uuid, gno)),
+                        _ => None,
+                    };
+                }
+                out.push((pos, ev, current));
+            }
+            out
+        }
+
+        fn previous_gtids(name: &str) -> MysqlGtidSet {
+            let events = events_of(name);
+            let ev = &events[1].1;
+            assert_eq!(ev[4], event::PREVIOUS_GTIDS_LOG_EVENT, "{name}");
+            MysqlGtidSet::decode(event::event_body(ev, 4).unwrap()).unwrap()
+        }
+
+        fn heartbeat_v2(file: &str, pos: u64) -> Vec<u8> {
+            use crate::mysql::codec::put_lenenc_int;
+            let mut body = Vec::new();
+            put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
+            put_lenenc_int(&mut body, file.len() as u64);
+            body.extend_from_slice(file.as_bytes());
+            let mut value = Vec::new();
+            put_lenenc_int(&mut value, pos);
+            put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
+            put_lenenc_int(&mut body, value.len() as u64);
+            body.extend_from_slice(&value);
+            put_lenenc_int(&mut body, HB_V2_END_MARK);
+            event::build_event(
+                event::HEARTBEAT_LOG_EVENT_V2,
+                0,
+                MASTER_ID,
+                0,
+                0,
+                &body,
+                true,
+            )
+        }
+
+        /// What a MySQL 5.7/8.0 source sends for COM_BINLOG_DUMP_GTID excluding `set`, as
+        /// `Binlog_sender` does: `from` = None (empty file name) starts at 4 of the last
+        /// file whose PREVIOUS_GTIDS is in `set`; Some((file, pos)) starts there. Per file:
+        /// an artificial ROTATE, the FDE with its real log_pos, then (from 4) everything
+        /// after it, or (mid-file) the events from `pos`. A transaction in `set` is left out,
+        /// and a heartbeat with the position after it precedes the next event sent (and
+        /// ends the file when nothing follows).
+        fn gtid_dump(from: Option<(&str, u64)>, set: &MysqlGtidSet, v2: bool) -> Vec<Vec<u8>> {
+            let (first, start) = match from {
+                Some((f, p)) => (CHAIN.iter().position(|n| *n == f).unwrap(), p),
+                None => {
+                    let i = (0..CHAIN.len())
+                        .rev()
+                        .find(|&i| previous_gtids(CHAIN[i]).is_subset(set))
+                        .unwrap();
+                    (i, 4)
+                }
+            };
+            let heartbeat = |file: &str, pos: u64| {
+                if v2 {
+                    heartbeat_v2(file, pos)
+                } else {
+                    event::build_heartbeat(file, u32::try_from(pos).unwrap(), MASTER_ID, true)
+                }
+            };
+            let mut out = Vec::new();
+            for (i, name) in CHAIN.iter().enumerate().skip(first) {
+                let from_pos = if i == first { start } else { 4 };
+                out.push(event::build_rotate(name, from_pos, MASTER_ID, true, true));
+                let events = events_of(name);
+                out.push(events[0].1.clone());
+                let mut skipped_to: Option<u64> = None;
+                for (pos, ev, gtid) in events.iter().skip(1) {
+                    if *pos < from_pos {
+                        continue;
+                    }
+                    let excluded = ev[4] != event::ROTATE_EVENT
+                        && gtid.is_some_and(|(uuid, gno)| set.contains_gtid(&uuid, None, gno));
+                    let end = pos + ev.len() as u64;
+                    if excluded {
+                        skipped_to = Some(end);
+                        continue;
+                    }
+                    if let Some(to) = skipped_to.take() {
+                        out.push(heartbeat(name, to));
+                    }
+                    out.push(ev.clone());
+                }
+                if let Some(to) = skipped_to {
+                    out.push(heartbeat(name, to));
+                }
+            }
+            out
+        }
+
+        /// Feeds a stream; the first error, if any.
+        fn feed(ing: &mut Ingest, stream: &[Vec<u8>]) -> Result<(), IngestError> {
+            stream
+                .iter()
+                .try_for_each(|ev| ing.on_event(ev).map(|_| ()))
+        }
+
+        /// The stored files rebuilt from entries: per FileStart, its name and the bytes from
+        /// its start position (4 → magic added, so a whole file compares to the original).
+        fn files_of(entries: &[(u8, Vec<u8>)]) -> Vec<(String, u64, Vec<u8>)> {
+            let mut files: Vec<(String, u64, Vec<u8>)> = Vec::new();
+            for item in decode(entries) {
+                match item {
+                    Ok(fs) => {
+                        let bytes = if fs.start_pos == 4 {
+                            crate::binlog::file::MAGIC.to_vec()
+                        } else {
+                            Vec::new()
+                        };
+                        files.push((fs.file_name, fs.start_pos, bytes));
+                    }
+                    Err((h, bytes)) => {
+                        let (_, start, out) = files.last_mut().expect("events after a FileStart");
+                        let at = *start + out.len() as u64 - if *start == 4 { 4 } else { 0 };
+                        assert_eq!(h.start_pos, at, "entries contiguous");
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+            }
+            files
+        }
+
+        /// The executed set after the chain's events before (file, pos).
+        fn executed_before(file: usize, pos: u64) -> MysqlGtidSet {
+            let mut set = previous_gtids(CHAIN[0]);
+            for (i, name) in CHAIN.iter().enumerate().take(file + 1) {
+                for (p, _, gtid) in events_of(name) {
+                    if i < file || p < pos {
+                        if let Some((uuid, gno)) = gtid {
+                            set.add(uuid, None, gno).unwrap();
+                        }
+                    }
+                }
+            }
+            set
+        }
+
+        /// Group starts (past the header events) of a chain file.
+        fn group_starts(name: &str) -> Vec<u64> {
+            let mut tracker = TransactionTracker::new(4);
+            events_of(name)
+                .iter()
+                .filter(|(_, ev, _)| tracker.feed(ev).unwrap().starts_group)
+                .map(|(p, _, _)| *p)
+                .filter(|p| *p > 4)
+                .collect()
+        }
+
+        #[test]
+        fn the_chain_is_what_the_tests_assume() {
+            // Each file's PREVIOUS_GTIDS is the previous one's plus its transactions.
+            assert!(previous_gtids(CHAIN[0]).is_subset(&previous_gtids(CHAIN[1])));
+            assert_eq!(
+                previous_gtids(CHAIN[1]),
+                executed_before(1, 0),
+                "kingbus chain continuous"
+            );
+            assert_eq!(previous_gtids(CHAIN[2]), executed_before(2, 0));
+            assert!(group_starts(CHAIN[1]).len() > 8);
+        }
+
+        #[test]
+        fn a_gtid_dump_from_the_start_stores_the_files_exactly() {
+            for v2 in [false, true] {
+                let stream = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), v2);
+                for limit in [ENTRY_PAYLOAD_MAX, 120] {
+                    let mut ing = Ingest::with_entry_limit(None, limit);
+                    ing.allow_resend();
+                    feed(&mut ing, &stream).unwrap();
+                    let files = files_of(&ing.take_entries(true));
+                    assert_eq!(files.len(), 3);
+                    for ((name, start, bytes), want) in files.iter().zip(CHAIN) {
+                        assert_eq!((name.as_str(), *start), (want, 4));
+                        assert!(*bytes == bytes_of(want), "{want} byte-identical");
+                    }
+                }
+            }
+        }
+
+        /// The store holds the chain up to `(file, pos)` (a group boundary); a new
+        /// connection dumps with the stored executed set; the rest must follow exactly.
+        fn resume_at(file: usize, pos: u64, stream: &[Vec<u8>]) -> Result<(), IngestError> {
+            let mut first = Ingest::new(None);
+            let mut head = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), false);
+            // Cut the head after the event that ends at (file, pos).
+            let mut seen_file = 0;
+            let cut = head
+                .iter()
+                .position(|ev| {
+                    let h = EventHeader::parse(ev).unwrap();
+                    if h.type_code == event::ROTATE_EVENT && is_artificial(&h) {
+                        let r = event::Rotate::parse(ev, 4).unwrap();
+                        seen_file = CHAIN.iter().position(|n| *n == r.next_file).unwrap();
+                    }
+                    seen_file == file && u64::from(h.log_pos) == pos
+                })
+                .unwrap();
+            head.truncate(cut + 1);
+            feed(&mut first, &head).unwrap();
+            let mut entries = first.take_entries(true);
+            assert_eq!(first.position(), Some((CHAIN[file], pos)));
+
+            let mut second = Ingest::new(Some((CHAIN[file].to_string(), pos)));
+            second.allow_resend();
+            let result = feed(&mut second, stream);
+            entries.extend(second.take_entries(true));
+            result?;
+            let files = files_of(&entries);
+            assert_eq!(files.len(), 3, "one FileStart per file");
+            for ((name, start, bytes), want) in files.iter().zip(CHAIN) {
+                assert_eq!((name.as_str(), *start), (want, 4));
+                assert!(
+                    *bytes == bytes_of(want),
+                    "{want} byte-identical after resume"
+                );
+            }
+            Ok(())
+        }
+
+        #[test]
+        fn a_resume_reaching_back_to_the_file_start_skips_what_is_stored() {
+            // Mid-file of the middle file, and at the first group after the headers.
+            let starts = group_starts(CHAIN[1]);
+            for pos in [starts[0], starts[4], starts[starts.len() - 2]] {
+                let set = executed_before(1, pos);
+                for v2 in [false, true] {
+                    // The source ignores the file name (empty, as MySQL replicas send it):
+                    // ROTATE to 4, FDE and PREVIOUS_GTIDS again, stored transactions left
+                    // out with a heartbeat, then the rest.
+                    let stream = gtid_dump(None, &set, v2);
+                    let rotate = event::Rotate::parse(&stream[0], 4).unwrap();
+                    assert_eq!((rotate.next_file.as_str(), rotate.position), (CHAIN[1], 4));
+                    let types: Vec<u8> = stream.iter().map(|ev| ev[4]).collect();
+                    assert_eq!(types[2], event::PREVIOUS_GTIDS_LOG_EVENT, "re-sent");
+                    let hb = if v2 { 41 } else { 27 };
+                    assert_eq!(types.contains(&hb), pos > starts[0], "stored ones left out");
+                    resume_at(1, pos, &stream).unwrap();
+                }
+            }
+        }
+
+        #[test]
+        fn a_resume_where_the_source_honours_file_and_position() {
+            let starts = group_starts(CHAIN[1]);
+            let pos = starts[3];
+            let set = executed_before(1, pos);
+            // ROTATE to the position, then the FDE with its real log_pos, then the rest.
+            let stream = gtid_dump(Some((CHAIN[1], pos)), &set, true);
+            assert_eq!(
+                EventHeader::parse(&stream[1]).unwrap().log_pos,
+                4 + stream[1].len() as u32
+            );
+            resume_at(1, pos, &stream).unwrap();
+            // At the end of a whole file (after its ROTATE): the next file follows.
+            let end = bytes_of(CHAIN[0]).len() as u64;
+            let stream = gtid_dump(Some((CHAIN[0], end)), &executed_before(1, 0), false);
+            resume_at(0, end, &stream).unwrap();
+        }
+
+        #[test]
+        fn a_fresh_store_from_mid_file_starts_the_file_there() {
+            let pos = group_starts(CHAIN[2])[2];
+            let stream = gtid_dump(Some((CHAIN[2], pos)), &MysqlGtidSet::new(), false);
+            let mut ing = Ingest::new(None);
+            ing.allow_resend();
+            feed(&mut ing, &stream).unwrap();
+            let files = files_of(&ing.take_entries(true));
+            assert_eq!(files.len(), 1);
+            assert_eq!((files[0].0.as_str(), files[0].1), (CHAIN[2], pos));
+            assert!(files[0].2 == bytes_of(CHAIN[2])[pos as usize..]);
+        }
+
+        #[test]
+        fn a_real_gap_after_the_stored_end_is_still_an_error() {
+            let starts = group_starts(CHAIN[1]);
+            let pos = starts[2];
+            // The source leaves out a transaction the store does not have: its set says
+            // more than the store holds.
+            let mut set = executed_before(1, starts[3]);
+            let stream = gtid_dump(None, &set, false);
+            assert_eq!(
+                resume_at(1, pos, &stream),
+                Err(IngestError::Gap {
+                    file: CHAIN[1].into(),
+                    expected: pos,
+                    found: starts[3],
+                })
+            );
+            // Same when the source honours the position.
+            let stream = gtid_dump(Some((CHAIN[1], pos)), &set, true);
+            assert!(matches!(
+                resume_at(1, pos, &stream),
+                Err(IngestError::Gap { .. })
+            ));
+            // A source resuming past the stored end is a gap too.
+            set = executed_before(1, starts[3]);
+            let stream = gtid_dump(Some((CHAIN[1], starts[3])), &set, false);
+            assert!(matches!(
+                resume_at(1, pos, &stream),
+                Err(IngestError::Gap { .. })
+            ));
+        }
+
+        #[test]
+        fn a_stored_end_inside_an_event_is_an_overlap() {
+            let starts = group_starts(CHAIN[1]);
+            let set = executed_before(1, starts[2]);
+            let stream = gtid_dump(None, &set, false);
+            let mut ing = Ingest::new(Some((CHAIN[1].to_string(), starts[2] + 3)));
+            ing.allow_resend();
+            assert!(matches!(
+                feed(&mut ing, &stream),
+                Err(IngestError::Overlap { stored_end, .. }) if stored_end == starts[2] + 3
+            ));
+        }
+
+        #[test]
+        fn without_allow_resend_a_restart_of_the_stored_file_is_a_gap() {
+            let pos = group_starts(CHAIN[1])[2];
+            let stream = gtid_dump(None, &executed_before(1, pos), false);
+            let mut ing = Ingest::new(Some((CHAIN[1].to_string(), pos)));
+            assert_eq!(
+                feed(&mut ing, &stream),
+                Err(IngestError::Gap {
+                    file: CHAIN[1].into(),
+                    expected: pos,
+                    found: 4,
+                })
+            );
+        }
+
+        #[test]
+        fn a_master_going_back_to_an_earlier_file_is_refused() {
+            // A source that ignores the file name and gets a set that does not cover the
+            // earlier files starts from an earlier one.
+            let stream = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), false);
+            let mut ing = Ingest::new(Some((CHAIN[1].to_string(), group_starts(CHAIN[1])[1])));
+            ing.allow_resend();
+            assert!(matches!(
+                feed(&mut ing, &stream),
+                Err(IngestError::Unexpected { .. })
+            ));
+            assert!(binlog_name_before("mysql_bin.000011", "mysql_bin.000012"));
+            assert!(binlog_name_before("b.999999", "b.1000000"));
+            assert!(!binlog_name_before("a.000013", "a.000012"));
+            assert!(!binlog_name_before("a.000011", "b.000012"));
+            assert!(!binlog_name_before("a", "a.000012"));
+        }
+
+        #[test]
+        fn heartbeats_v1_and_v2_give_file_and_position() {
+            let v2 = heartbeat_v2("mysql_bin.000012", 5_000_000_000);
+            assert_eq!(
+                heartbeat_position(&v2),
+                Ok(("mysql_bin.000012".into(), 5_000_000_000))
+            );
+            let v1 = event::build_heartbeat("mysql_bin.000012", 1234, MASTER_ID, true);
+            assert_eq!(
+                heartbeat_position(&v1),
+                Ok(("mysql_bin.000012".into(), 1234))
+            );
+            // A v2 body cut inside a field is malformed, and so is one without a position.
+            let mut cut = v2[..v2.len() - 4 - 6].to_vec();
+            cut.extend_from_slice(&[0; 4]);
+            let size = cut.len() as u32;
+            cut[9..13].copy_from_slice(&size.to_le_bytes());
+            event::set_checksum(&mut cut);
+            assert!(heartbeat_position(&cut).is_err());
+            let no_pos = event::build_event(
+                event::HEARTBEAT_LOG_EVENT_V2,
+                0,
+                MASTER_ID,
+                0,
+                0,
+                &[1, 1, b'x', 0],
+                true,
+            );
+            assert!(heartbeat_position(&no_pos).is_err());
+            let mut ing = Ingest::new(None);
+            assert!(matches!(
+                ing.on_event(&no_pos),
+                Err(IngestError::Malformed { .. })
+            ));
+            assert_eq!(ing.on_event(&v2), Ok(Seen::Heartbeat));
+        }
     }
 }

@@ -7,6 +7,11 @@
 //! the appender takes whatever has queued up while the previous fsync ran, so catch-up
 //! batches grow by themselves (group commit). The syncer publishes its status into a shared
 //! snapshot; it must not serve anything downstream.
+//!
+//! MariaDB and MySQL masters are told apart by their version (see [`upstream`]). A MySQL
+//! master with GTID_MODE=ON is asked with COM_BINLOG_DUMP_GTID from the store's end (file
+//! and position) leaving out the store's executed GTID set, so that it never re-sends what
+//! is stored; [`ingest`] still accepts a source that begins the stored file again.
 
 pub mod ingest;
 pub mod upstream;
@@ -19,6 +24,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
+use crate::binlog::Flavour;
 use crate::limits::{
     BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_CHUNK_BYTES_MAX,
     SYNCER_QUEUE_DEPTH_MAX,
@@ -278,9 +285,13 @@ fn session(
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
     sink.begin_session().map_err(SyncerError::Sink)?;
-    let (resume, stored_master) = {
+    let (resume, stored_master, stored_flavour) = {
         let index = store.index();
-        (index.resume_point(), index.master_server_id())
+        (
+            index.resume_point(),
+            index.master_server_id(),
+            index.flavour(),
+        )
     };
     let up = &config.upstream;
     let (mut client, info) = connect_checked(up, shared)?;
@@ -292,25 +303,31 @@ fn session(
             up.addr, info.server_id
         )));
     }
-    let (file, pos) = match (&resume, &config.start) {
-        (Some((f, p)), _) => (f.clone(), *p),
-        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(g)) => {
-            // The GTID dump leaves this connection unusable: resolve, then reconnect.
-            let at = upstream::resolve_gtid(&mut client, up, g)?;
-            (client, _) = connect_checked(up, shared)?;
-            at
-        }
-        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
+    log::info!(
+        "syncer: master {} is {} {} (server_id {}{})",
+        up.addr,
+        upstream::flavour_name(info.flavour),
+        info.version,
+        info.server_id,
+        info.gtid_mode
+            .as_deref()
+            .map(|m| format!(", gtid_mode {m}"))
+            .unwrap_or_default()
+    );
+    if let Some(stored) = stored_flavour.filter(|f| *f != info.flavour) {
+        return Err(SyncerError::Precheck(format!(
+            "the store holds a {} binlog, but {} is a {} master; ferrobus does not mix them \
+             (use a fresh data directory for this master)",
+            upstream::flavour_name(stored),
+            up.addr,
+            upstream::flavour_name(info.flavour)
+        )));
+    }
+    let plan = match info.flavour {
+        Flavour::MariaDb => plan_mariadb(config, &resume, &mut client, &info, shared)?,
+        Flavour::MySql => plan_mysql(config, store, &resume, &mut client, &info, shared)?,
     };
-    // A store that begins after the start of the master's history records the GTID state
-    // there, so that a replica that stopped exactly there can be served.
-    let start_state = match (&resume, &config.start) {
-        (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
-            Some(upstream::gtid_state_at(&mut client, &file, pos)?)
-        }
-        _ => None,
-    };
+    let (file, pos) = (plan.file.clone(), plan.pos);
     if !info.binlogs.contains(&file) {
         return Err(SyncerError::Precheck(format!(
             "the master no longer has binlog file {file} (it has {} .. {}); the position \
@@ -329,23 +346,48 @@ fn session(
     if shared.stop.load(Ordering::SeqCst) {
         return Ok(());
     }
-    log::info!(
-        "syncer: dumping from {} ({}) at {file}:{pos} as server id {}",
-        up.addr,
-        info.version,
-        up.server_id
-    );
-    upstream::start_dump(&mut client, up, &file, pos, None)?;
+    let mut ingest = Ingest::new(resume);
+    match &plan.mysql {
+        None => {
+            log::info!(
+                "syncer: dumping from {} at {file}:{pos} as server id {}",
+                up.addr,
+                up.server_id
+            );
+            upstream::start_dump(&mut client, up, &file, pos, None)?;
+        }
+        Some(how) => {
+            match how {
+                upstream::MysqlDump::Gtid(set) => {
+                    log::info!(
+                        "syncer: COM_BINLOG_DUMP_GTID from {} at {file}:{pos} excluding '{}' \
+                         as server id {}, replica uuid {}",
+                        up.addr,
+                        set.format(),
+                        up.server_id,
+                        upstream::replica_uuid(up)
+                    );
+                    ingest.allow_resend();
+                }
+                upstream::MysqlDump::FilePos => log::info!(
+                    "syncer: COM_BINLOG_DUMP from {} at {file}:{pos} as server id {} \
+                     (gtid_mode is not ON on the master)",
+                    up.addr,
+                    up.server_id
+                ),
+            }
+            upstream::start_mysql_dump(&mut client, up, &info, &file, pos, how)?;
+        }
+    }
+    if let Some(state) = &plan.start_state {
+        ingest.record_start_state(state);
+    }
     set_state(shared, State::Running, None);
 
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(SYNCER_QUEUE_DEPTH_MAX);
     let appender = {
         let sink = sink.clone();
         let shared = shared.clone();
-        let mut ingest = Ingest::new(resume);
-        if let Some(state) = &start_state {
-            ingest.record_start_state(state);
-        }
         thread::Builder::new()
             .name("syncer-append".into())
             .spawn(move || append_loop(rx, ingest, sink.as_ref(), &shared))
@@ -360,6 +402,122 @@ fn session(
         ))
     });
     append_result.and(read_result)
+}
+
+/// Where a connection's dump begins and how it is asked for.
+struct DumpPlan {
+    file: String,
+    pos: u64,
+    /// MariaDB: the GTID state where a store that begins after the master's history begins.
+    start_state: Option<MariaGtidList>,
+    /// MySQL: the dump command; None for MariaDB.
+    mysql: Option<upstream::MysqlDump>,
+}
+
+fn plan_mariadb(
+    config: &SyncerConfig,
+    resume: &Option<(String, u64)>,
+    client: &mut Client,
+    info: &upstream::MasterInfo,
+    shared: &Shared,
+) -> Result<DumpPlan, SyncerError> {
+    let up = &config.upstream;
+    let (file, pos) = match (resume, &config.start) {
+        (Some((f, p)), _) => (f.clone(), *p),
+        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
+        (None, StartPoint::Gtid(g)) => {
+            // The GTID dump leaves this connection unusable: resolve, then reconnect.
+            let at = upstream::resolve_gtid(client, up, g)?;
+            (*client, _) = connect_checked(up, shared)?;
+            at
+        }
+        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
+    };
+    // A store that begins after the start of the master's history records the GTID state
+    // there, so that a replica that stopped exactly there can be served.
+    let start_state = match (resume, &config.start) {
+        (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
+            Some(upstream::gtid_state_at(client, &file, pos)?)
+        }
+        _ => None,
+    };
+    Ok(DumpPlan {
+        file,
+        pos,
+        start_state,
+        mysql: None,
+    })
+}
+
+/// A MySQL master: from the store's end with the stored executed set (GTID_MODE=ON) or by
+/// position. A start GTID set is turned into the file the master would begin it from, and
+/// the store takes that file whole (from position 4, nothing left out), so that it holds
+/// the master's files byte for byte; the transactions of the set in that file are stored
+/// too, and replicas asking from the set are served from the right place all the same.
+fn plan_mysql(
+    config: &SyncerConfig,
+    store: &Store,
+    resume: &Option<(String, u64)>,
+    client: &mut Client,
+    info: &upstream::MasterInfo,
+    shared: &Shared,
+) -> Result<DumpPlan, SyncerError> {
+    let up = &config.upstream;
+    let gtid_dump = info.mysql_gtid_dump();
+    let (file, pos) = match (resume, &config.start) {
+        (Some((f, p)), _) => (f.clone(), *p),
+        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
+        (None, StartPoint::Gtid(text)) => {
+            let set = MysqlGtidSet::parse(text).map_err(|e| {
+                SyncerError::Precheck(format!(
+                    "the start GTID {text:?} is not a MySQL GTID set (the master is MySQL): {e}"
+                ))
+            })?;
+            if !gtid_dump {
+                return Err(SyncerError::Precheck(format!(
+                    "a start GTID set needs GTID_MODE=ON on the master (it is {}); give \
+                     binlog_file and binlog_pos instead",
+                    info.gtid_mode.as_deref().unwrap_or("OFF")
+                )));
+            }
+            let file = upstream::resolve_mysql_gtid(client, up, info, &set)?;
+            log::info!("syncer: the master begins GTID set '{text}' in {file}; storing it whole");
+            (*client, _) = connect_checked(up, shared)?;
+            (file, 4)
+        }
+        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
+    };
+    if resume.is_none() && pos > 4 {
+        log::warn!(
+            "syncer: the store begins inside {file} at {pos}; its executed GTID set starts \
+             with the transactions stored (MySQL has no BINLOG_GTID_POS to ask)"
+        );
+    }
+    let mysql = if gtid_dump {
+        // With a file name the master starts there and leaves out only what the set holds:
+        // what the store holds, all before this position. A fresh store sends the master's
+        // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
+        // refuse a replica that lacks purged transactions).
+        let executed = if resume.is_some() {
+            stored_mysql_executed(store)
+        } else {
+            upstream::master_gtid_purged(client)?
+        };
+        upstream::MysqlDump::Gtid(executed)
+    } else {
+        upstream::MysqlDump::FilePos
+    };
+    Ok(DumpPlan {
+        file,
+        pos,
+        start_state: None,
+        mysql: Some(mysql),
+    })
+}
+
+/// The MySQL GTID set the store holds (the set a COM_BINLOG_DUMP_GTID leaves out).
+fn stored_mysql_executed(store: &Store) -> MysqlGtidSet {
+    store.index().mysql_executed().clone()
 }
 
 /// Connects, registers the socket so that `stop` can interrupt any later wait on it, and
