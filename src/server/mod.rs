@@ -332,3 +332,24 @@ fn refuse_too_many(mut stream: TcpStream, peer: SocketAddr, max: usize) {
     let _ = stream.write_all(&out);
     let _ = stream.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_server_uuids_are_stable_distinct_and_well_formed() {
+        let a = node_server_uuid(7, 1);
+        assert_eq!(
+            a,
+            node_server_uuid(7, 1),
+            "the same node gets the same uuid"
+        );
+        assert_ne!(a, node_server_uuid(7, 2));
+        assert_ne!(a, node_server_uuid(8, 1));
+        let bytes = crate::binlog::gtid::parse_uuid(&a).unwrap();
+        assert_eq!(crate::binlog::gtid::format_uuid(&bytes), a);
+        assert_eq!(bytes[6] >> 4, 5, "version 5 layout");
+        assert_eq!(bytes[8] >> 6, 2, "RFC 4122 variant");
+    }
+}
