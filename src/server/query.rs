@@ -262,12 +262,13 @@ fn system_variable(name: &str, view: &ServerView) -> Option<Option<String>> {
         "binlog_gtid_simple_recovery" if view.is_mysql() => "ON".into(),
         "log_slave_updates" | "log_replica_updates" => "1".into(),
         "binlog_transaction_compression" if view.is_mysql() => "OFF".into(),
-        "gtid_binlog_pos" | "gtid_current_pos" | "gtid_binlog_state" => {
+        // MariaDB's GTID variables exist on MariaDB data only.
+        "gtid_binlog_pos" | "gtid_current_pos" | "gtid_binlog_state" if !view.is_mysql() => {
             view.gtid_binlog_pos.clone()
         }
-        "gtid_slave_pos" => String::new(),
-        "gtid_domain_id" => "0".into(),
-        "gtid_strict_mode" => "1".into(),
+        "gtid_slave_pos" if !view.is_mysql() => String::new(),
+        "gtid_domain_id" if !view.is_mysql() => "0".into(),
+        "gtid_strict_mode" if !view.is_mysql() => "1".into(),
         "binlog_checksum" => "CRC32".into(),
         "binlog_format" => "ROW".into(),
         "binlog_row_image" => "FULL".into(),
@@ -756,5 +757,224 @@ mod tests {
         // A hostile pattern finishes quickly and without deep recursion.
         let hostile = format!("{}z", "%".repeat(100_000));
         assert!(!like_matches(&hostile, "server_id"));
+    }
+
+    fn mysql_view() -> ServerView {
+        ServerView {
+            version: "8.0.32".into(),
+            server_id: 3,
+            gtid_binlog_pos: String::new(),
+            master_status: Some(("binlog.000003".into(), 5984)),
+            binary_logs: vec![
+                ("binlog.000002".into(), 6031),
+                ("binlog.000003".into(), 5984),
+            ],
+            unix_time: 1_700_000_000,
+            flavour: Some(Flavour::MySql),
+            server_uuid: "6f8b3a52-0c1d-5e2f-8a3b-4c5d6e7f8091".into(),
+            gtid_executed: "214eb71f-96ec-11e8-ab4f-fa163e72d4ae:1-11820,\n\
+                            3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+                .into(),
+            gtid_purged: "214eb71f-96ec-11e8-ab4f-fa163e72d4ae:1-11789".into(),
+        }
+    }
+
+    fn one(r: Reply) -> Option<String> {
+        let rows = rows(r);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].len(), 1);
+        rows[0][0].clone()
+    }
+
+    #[test]
+    fn answers_a_mysql_replica_old_and_new_vocabulary() {
+        let v = mysql_view();
+        let mut vars = UserVars::new();
+        for sql in ["SELECT @@GLOBAL.GTID_MODE", "SELECT @@gtid_mode"] {
+            assert_eq!(one(answer(sql, &mut vars, &v)).as_deref(), Some("ON"));
+        }
+        assert_eq!(
+            one(answer("SELECT @@GLOBAL.SERVER_UUID", &mut vars, &v)),
+            Some(v.server_uuid.clone())
+        );
+        assert_eq!(
+            one(answer("SELECT @@GLOBAL.SERVER_ID", &mut vars, &v)).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            one(answer("SELECT @@GLOBAL.gtid_executed", &mut vars, &v)),
+            Some(v.gtid_executed.clone())
+        );
+        assert_eq!(
+            one(answer("SELECT @@GLOBAL.gtid_purged", &mut vars, &v)),
+            Some(v.gtid_purged.clone())
+        );
+        for sql in [
+            "SET @slave_uuid= '0d6c1b6e-7c7a-11ee-9f2a-0242ac120002'",
+            "SET @replica_uuid= '0d6c1b6e-7c7a-11ee-9f2a-0242ac120002'",
+            "SET @master_heartbeat_period= 30000001024",
+            "SET @source_heartbeat_period= 30000001024",
+            "SET @master_binlog_checksum= @@global.binlog_checksum",
+            "SET @source_binlog_checksum= @@global.binlog_checksum",
+            "SET @slave_uuid = 'a', @replica_uuid = 'a'",
+            "SET @rpl_semi_sync_slave= 1",
+        ] {
+            assert_eq!(answer(sql, &mut vars, &v), Reply::Ok, "{sql}");
+        }
+        assert_eq!(
+            one(answer("SELECT @source_binlog_checksum", &mut vars, &v)).as_deref(),
+            Some("CRC32")
+        );
+        assert_eq!(vars.get("replica_uuid"), Some(&Some("a".into())));
+        assert_eq!(
+            vars.get("source_heartbeat_period"),
+            Some(&Some("30000001024".into()))
+        );
+        // A source without the semi-sync plugin answers "unknown variable".
+        assert!(matches!(
+            answer(
+                "SELECT @@global.rpl_semi_sync_source_enabled",
+                &mut vars,
+                &v
+            ),
+            Reply::Err {
+                code: ER_UNKNOWN_SYSTEM_VARIABLE,
+                ..
+            }
+        ));
+        for sql in [
+            "SELECT @@version_comment LIMIT 1",
+            "select @@VERSION limit 1",
+        ] {
+            assert!(one(answer(sql, &mut vars, &v)).is_some(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn mysql_status_statements_carry_the_gtid_set() {
+        let v = mysql_view();
+        let mut vars = UserVars::new();
+        for sql in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+            match answer(sql, &mut vars, &v) {
+                Reply::Rows { columns, rows } => {
+                    assert_eq!(columns.len(), 5, "{sql}");
+                    assert_eq!(columns[4], "Executed_Gtid_Set");
+                    assert_eq!(
+                        rows,
+                        vec![vec![
+                            Some("binlog.000003".into()),
+                            Some("5984".into()),
+                            Some(String::new()),
+                            Some(String::new()),
+                            Some(v.gtid_executed.clone()),
+                        ]]
+                    );
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        match answer("SHOW BINARY LOGS", &mut vars, &v) {
+            Reply::Rows { columns, rows } => {
+                assert_eq!(columns, vec!["Log_name", "File_size", "Encrypted"]);
+                assert_eq!(rows[1][2].as_deref(), Some("No"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // MySQL 5.7 has no Encrypted column.
+        let v57 = ServerView {
+            version: "5.7.23-log".into(),
+            ..mysql_view()
+        };
+        match answer("SHOW BINARY LOGS", &mut vars, &v57) {
+            Reply::Rows { columns, .. } => assert_eq!(columns.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        match answer("SHOW REPLICAS", &mut vars, &v) {
+            Reply::Rows { columns, .. } => assert_eq!(columns[4], "Replica_UUID"),
+            other => panic!("{other:?}"),
+        }
+        let shown = |sql: &str| -> Vec<(String, String)> {
+            rows(answer(sql, &mut UserVars::new(), &v))
+                .into_iter()
+                .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            shown("SHOW GLOBAL VARIABLES LIKE 'GTID_MODE'"),
+            vec![("gtid_mode".into(), "ON".into())]
+        );
+        assert_eq!(
+            shown("SHOW VARIABLES LIKE 'server_uuid'"),
+            vec![("server_uuid".into(), v.server_uuid.clone())]
+        );
+        assert_eq!(
+            shown("SHOW GLOBAL VARIABLES LIKE 'log_bin'"),
+            vec![("log_bin".into(), "ON".into())]
+        );
+        assert_eq!(
+            shown("show variables where variable_name = 'binlog_row_image'"),
+            vec![("binlog_row_image".into(), "FULL".into())]
+        );
+        assert_eq!(
+            shown("SHOW VARIABLES WHERE Variable_name IN ('binlog_format', 'gtid_purged')"),
+            vec![
+                ("binlog_format".into(), "ROW".into()),
+                ("gtid_purged".into(), v.gtid_purged.clone())
+            ]
+        );
+        assert_eq!(
+            shown("SHOW VARIABLES LIKE 'gtid%'"),
+            vec![
+                ("gtid_mode".into(), "ON".into()),
+                ("gtid_executed".into(), v.gtid_executed.clone()),
+                ("gtid_purged".into(), v.gtid_purged.clone()),
+            ],
+            "MariaDB's GTID variables are unknown on MySQL data"
+        );
+        assert!(matches!(
+            answer("SHOW VARIABLES WHERE 1=1", &mut vars, &v),
+            Reply::Err { .. }
+        ));
+        // MySQL data without GTIDs: GTID_MODE OFF.
+        let off = ServerView {
+            gtid_executed: String::new(),
+            gtid_purged: String::new(),
+            ..mysql_view()
+        };
+        assert_eq!(
+            one(answer("SELECT @@GLOBAL.GTID_MODE", &mut vars, &off)).as_deref(),
+            Some("OFF")
+        );
+    }
+
+    #[test]
+    fn mariadb_data_keeps_mariadb_answers() {
+        let v = view();
+        let mut vars = UserVars::new();
+        for sql in ["SELECT @@GLOBAL.GTID_MODE", "SELECT @@gtid_executed"] {
+            assert!(
+                matches!(
+                    answer(sql, &mut vars, &v),
+                    Reply::Err {
+                        code: ER_UNKNOWN_SYSTEM_VARIABLE,
+                        ..
+                    }
+                ),
+                "{sql}"
+            );
+        }
+        match answer("SHOW MASTER STATUS", &mut vars, &v) {
+            Reply::Rows { columns, .. } => assert_eq!(columns.len(), 4),
+            other => panic!("{other:?}"),
+        }
+        match answer("SHOW BINARY LOGS", &mut vars, &v) {
+            Reply::Rows { columns, .. } => assert_eq!(columns.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            rows(answer("SHOW VARIABLES LIKE 'gtid%'", &mut vars, &v)).len(),
+            4,
+            "gtid_binlog_pos, gtid_current_pos, gtid_domain_id, gtid_strict_mode"
+        );
     }
 }

@@ -1013,71 +1013,71 @@ pub(crate) mod mysql_testdata {
         body
     }
 
-    /// A MySQL file named `name`: the chain's FDE, a PREVIOUS_GTIDS of `previous`, then
-    /// per GTID (uuid, tag, gno) one transaction copied from the chain's first one with its
-    /// GTID event replaced (tagged: type 42; untagged: type 33; gno 0: anonymous, 34);
-    /// positions and CRC32s rewritten, ending with a ROTATE to `next` when given.
+    /// A GTID event for (uuid, tag, gno): tagged → type 42; untagged → the chain's type 33
+    /// event with uuid and gno replaced; gno 0 → ANONYMOUS_GTID (34). Positions and CRC32
+    /// are fixed by [`fix_positions`].
+    pub fn gtid_event(uuid: [u8; 16], tag: Option<&str>, gno: i64) -> Vec<u8> {
+        if let Some(tag) = tag {
+            let body = tagged_gtid_body(uuid, tag, gno);
+            return event::build_event(event::GTID_TAGGED_LOG_EVENT, 1, 1, 0, 0, &body, true);
+        }
+        let chain = kingbus_events(KINGBUS[1]);
+        let mut ev = chain[2].1.clone();
+        if gno == 0 {
+            ev[4] = event::ANONYMOUS_GTID_LOG_EVENT;
+            ev[20..36].copy_from_slice(&[0; 16]);
+        } else {
+            ev[20..36].copy_from_slice(&uuid);
+        }
+        ev[36..44].copy_from_slice(&gno.to_le_bytes());
+        ev
+    }
+
+    /// The events of the chain's first transaction after its GTID (BEGIN … XID).
+    pub fn transaction_body() -> Vec<Vec<u8>> {
+        let chain = kingbus_events(KINGBUS[1]);
+        let xid = chain
+            .iter()
+            .position(|(_, e)| e[4] == event::XID_EVENT)
+            .unwrap();
+        chain[3..=xid].iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The chain's FDE and a PREVIOUS_GTIDS of `previous`: the start of a MySQL file.
+    pub fn file_head(previous: &MysqlGtidSet) -> Vec<Vec<u8>> {
+        let fde = kingbus_events(KINGBUS[1])[0].1.clone();
+        let body = previous.encode();
+        let prev = event::build_event(event::PREVIOUS_GTIDS_LOG_EVENT, 1, 1, 0, 0, &body, true);
+        vec![fde, prev]
+    }
+
+    /// Sets every event's log_pos to where it ends in a file starting at 4, and its CRC32.
+    pub fn fix_positions(events: &mut [Vec<u8>]) {
+        let mut pos = 4u32;
+        for ev in events {
+            pos += ev.len() as u32;
+            event::set_log_pos(ev, pos);
+            event::set_checksum(ev);
+        }
+    }
+
+    /// A MySQL file: [`file_head`], then per GTID one transaction copied from the chain's
+    /// first one with its GTID event replaced (see [`gtid_event`]), ending with a ROTATE to
+    /// `next` when given.
     pub fn synth_file(
         previous: &MysqlGtidSet,
         gtids: &[([u8; 16], Option<&str>, i64)],
         next: Option<&str>,
     ) -> Vec<Vec<u8>> {
-        let chain = kingbus_events(KINGBUS[1]);
-        let fde = chain[0].1.clone();
-        // The chain's first transaction: GTID, BEGIN … XID.
-        let xid = chain
-            .iter()
-            .position(|(_, e)| e[4] == event::XID_EVENT)
-            .unwrap();
-        let body_events: Vec<Vec<u8>> = chain[3..=xid].iter().map(|(_, e)| e.clone()).collect();
-        let gtid_template = chain[2].1.clone();
-        let mut events = vec![
-            fde,
-            event::build_event(
-                event::PREVIOUS_GTIDS_LOG_EVENT,
-                1,
-                1,
-                0,
-                0,
-                &previous.encode(),
-                true,
-            ),
-        ];
+        let mut events = file_head(previous);
         for (uuid, tag, gno) in gtids {
-            let gtid = match tag {
-                Some(tag) => event::build_event(
-                    event::GTID_TAGGED_LOG_EVENT,
-                    1,
-                    1,
-                    0,
-                    0,
-                    &tagged_gtid_body(*uuid, tag, *gno),
-                    true,
-                ),
-                None => {
-                    let mut ev = gtid_template.clone();
-                    if *gno == 0 {
-                        ev[4] = event::ANONYMOUS_GTID_LOG_EVENT;
-                        ev[20..36].copy_from_slice(&[0; 16]);
-                    } else {
-                        ev[20..36].copy_from_slice(uuid);
-                    }
-                    ev[36..44].copy_from_slice(&gno.to_le_bytes());
-                    ev
-                }
-            };
-            events.push(gtid);
-            events.extend(body_events.iter().cloned());
+            events.push(gtid_event(*uuid, *tag, *gno));
+            events.extend(transaction_body());
         }
         if let Some(next) = next {
             events.push(event::build_rotate(next, 4, 1, false, true));
         }
-        let mut pos = 4u32;
-        for ev in &mut events {
-            pos += ev.len() as u32;
-            event::set_log_pos(ev, pos);
-            event::set_checksum(ev);
-        }
+        fix_positions(&mut events);
         events
     }
 }
