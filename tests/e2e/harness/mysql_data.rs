@@ -141,17 +141,27 @@ pub fn transaction_lines(output: &str) -> Vec<String> {
         .collect()
 }
 
-/// The position just after the transaction `gno` in `chain`: (master file name, position).
+/// The position just after the transaction `gno` in `chain`: (master file name, position) —
+/// the end of its last event (the XID, or the DDL query), before the next GTID event or the
+/// file's closing ROTATE / STOP.
 pub fn end_of_transaction(chain: &[(&str, &str)], gno: u64) -> Result<(String, u64)> {
+    const NOT_IN_A_TRANSACTION: [u8; 3] = [3, 4, 35]; // STOP, ROTATE, PREVIOUS_GTIDS
     for (fixture, name) in chain {
-        let events = fixture_events(fixture)?;
-        let mut in_it = false;
-        for ev in &events {
+        let mut end = None;
+        for ev in fixture_events(fixture)? {
             if let Some((_, g)) = &ev.gtid {
-                in_it = *g == gno;
-            } else if in_it && (ev.type_code == XID_EVENT || ev.type_code == QUERY_EVENT) {
-                return Ok((name.to_string(), u64::from(ev.log_pos)));
+                if end.is_some() {
+                    break;
+                }
+                if *g == gno {
+                    end = Some(u64::from(ev.log_pos));
+                }
+            } else if end.is_some() && !NOT_IN_A_TRANSACTION.contains(&ev.type_code) {
+                end = Some(u64::from(ev.log_pos));
             }
+        }
+        if let Some(end) = end {
+            return Ok((name.to_string(), end));
         }
     }
     fail(format!("no transaction {gno} in the chain"))
