@@ -29,6 +29,7 @@ use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
 use crate::consensus::state::{Command, MemberInfo, StateError};
+use crate::server::auth::AuthPlugin;
 use crate::server::{BinlogServer, ServerConfig};
 use crate::store::{Store, StoreError};
 use crate::syncer::{StartPoint, State, Syncer};
@@ -108,6 +109,8 @@ pub struct Node {
     server: Mutex<Option<BinlogServer>>,
     desired: Mutex<Desired>,
     server_max_connections: usize,
+    server_auth_plugin: AuthPlugin,
+    server_rsa_private_key_path: Option<String>,
     started: Instant,
 }
 
@@ -162,6 +165,8 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
+        server_auth_plugin: config.server_auth_plugin,
+        server_rsa_private_key_path: config.server_rsa_private_key_path.clone(),
         started: Instant::now(),
     });
     // The binlog server comes back once this node has caught up with the cluster (it
@@ -366,6 +371,15 @@ impl Node {
             user: args.user.clone(),
             password: args.password.clone(),
             max_connections: self.server_max_connections,
+            auth_plugin: args
+                .auth_plugin
+                .as_deref()
+                .and_then(AuthPlugin::parse)
+                .unwrap_or(self.server_auth_plugin),
+            rsa_private_key_path: args
+                .rsa_private_key_path
+                .clone()
+                .or_else(|| self.server_rsa_private_key_path.clone()),
         };
         let server = BinlogServer::start(config, self.store.clone(), fallback_version)
             .map_err(|e| ApiError::conflict(format!("cannot listen on {}: {e}", args.addr)))?;
