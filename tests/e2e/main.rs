@@ -5,11 +5,13 @@
 //! single ferrobus node between a master and its replicas and clients; `foundation_more.rs`
 //! adds start points, the connection limit, heartbeats, syncer errors, persistence of
 //! stopped parts and `ferrobus ctl`; `cluster.rs` holds issue 3's tests of a three-node Raft
-//! cluster (failover, forwarding, full restart, membership).
+//! cluster (failover, forwarding, full restart, membership); `auth.rs` has a node syncing
+//! from a node that serves with caching_sha2_password.
 //!
 //! Run with few threads (each test starts two or three servers): `make test`, or
 //! `cargo test --test e2e -- --test-threads=2`. Prerequisites: scripts/install-test-deps.sh.
 
+mod auth;
 mod cluster;
 mod foundation;
 mod foundation_more;
