@@ -230,3 +230,7 @@ const _: () = assert!(
 pub const CURSOR_READ_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);
+
+/// Largest RSA private key file (PEM) a caching_sha2_password binlog server reads; a
+/// 4096-bit key is about 3.3 KiB, so anything this large is not a key.
+pub const RSA_KEY_FILE_BYTES_MAX: u64 = 64 << 10;

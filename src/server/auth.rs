@@ -29,6 +29,7 @@ use rsa::rand_core::OsRng;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
 
+use crate::limits::RSA_KEY_FILE_BYTES_MAX;
 use crate::mysql::auth::{
     self, decrypt_password, is_empty_sha2_response, parse_private_key_pem, password_matches,
     public_key_pem, sha2_double_digest, verify_caching_sha2_cached, SHA2_SCRAMBLE_LEN,
@@ -210,12 +211,27 @@ impl AuthState {
 }
 
 fn load_keys(path: &str) -> io::Result<RsaKeys> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot_read = |e: io::Error| {
         io::Error::new(
             e.kind(),
             format!("cannot read the RSA private key file {path} (rsa_private_key_path): {e}"),
         )
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(cannot_read)?
+        .take(RSA_KEY_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot_read)?;
+    if text.len() as u64 > RSA_KEY_FILE_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{path} (rsa_private_key_path) is larger than {RSA_KEY_FILE_BYTES_MAX} bytes: \
+                 not a PEM RSA private key"
+            ),
+        ));
+    }
     let private = parse_private_key_pem(&text).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -667,6 +683,11 @@ mod tests {
             .err()
             .unwrap();
         assert!(bad.to_string().contains("rsa_private_key_path"), "{bad}");
+        std::fs::write(&path, vec![b'x'; RSA_KEY_FILE_BYTES_MAX as usize + 1]).unwrap();
+        let huge = AuthState::new(AuthPlugin::CachingSha2Password, path.to_str())
+            .err()
+            .unwrap();
+        assert!(huge.to_string().contains("larger than"), "{huge}");
         // The native plugin never reads it.
         assert!(AuthState::new(AuthPlugin::NativePassword, path.to_str()).is_ok());
     }
