@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, only when it is missing (idempotent):
 #   - Debian packages: mariadb-server, mariadb-client, sysbench
-#   - a Python venv at .venv with python-mysql-replication and PyMySQL (pinned)
+#   - a Python venv at .venv with python-mysql-replication, PyMySQL and cryptography (pinned)
 # Runs as root without a terminal (CI). Prints what it did. Fails with a clear
 # message when something cannot be installed. Never starts, stops or configures the
 # system MariaDB instance: the tests run their own throwaway instances.
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 # Versions checked against MariaDB 10.11 in GTID mode (blocking dump, MariaDB GTID events).
 MYSQL_REPLICATION_VERSION="1.0.17"
 PYMYSQL_VERSION="1.2.4"
+# PyMySQL's caching_sha2_password full authentication (RSA) needs it.
+CRYPTOGRAPHY_VERSION="50.0.2"
 VENV_DIR=".venv"
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
@@ -65,16 +67,16 @@ command -v sysbench >/dev/null 2>&1 || die "sysbench still not found after insta
 # --- Python venv --------------------------------------------------------------------
 venv_ok() {
     [ -x "$VENV_DIR/bin/python" ] || return 1
-    "$VENV_DIR/bin/python" - "$MYSQL_REPLICATION_VERSION" "$PYMYSQL_VERSION" <<'EOF' >/dev/null 2>&1
+    "$VENV_DIR/bin/python" - "$MYSQL_REPLICATION_VERSION" "$PYMYSQL_VERSION" "$CRYPTOGRAPHY_VERSION" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-import pymysqlreplication, pymysql  # noqa: F401  (import must work, not only metadata)
-sys.exit(0 if (version("mysql-replication"), version("PyMySQL")) == (sys.argv[1], sys.argv[2]) else 1)
+import pymysqlreplication, pymysql, cryptography  # noqa: F401  (import must work, not only metadata)
+sys.exit(0 if (version("mysql-replication"), version("PyMySQL"), version("cryptography")) == tuple(sys.argv[1:4]) else 1)
 EOF
 }
 
 if venv_ok; then
-    say "$VENV_DIR: already has mysql-replication $MYSQL_REPLICATION_VERSION, PyMySQL $PYMYSQL_VERSION"
+    say "$VENV_DIR: already has mysql-replication $MYSQL_REPLICATION_VERSION, PyMySQL $PYMYSQL_VERSION, cryptography $CRYPTOGRAPHY_VERSION"
 else
     command -v python3 >/dev/null 2>&1 || apt_install python3
     if [ ! -x "$VENV_DIR/bin/python" ]; then
@@ -89,11 +91,12 @@ else
                 || die "python3 -m venv $VENV_DIR failed even with Debian's python3-venv"
         fi
     fi
-    say "pip install mysql-replication==$MYSQL_REPLICATION_VERSION PyMySQL==$PYMYSQL_VERSION"
+    say "pip install mysql-replication==$MYSQL_REPLICATION_VERSION PyMySQL==$PYMYSQL_VERSION cryptography==$CRYPTOGRAPHY_VERSION"
     "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check \
         "mysql-replication==$MYSQL_REPLICATION_VERSION" "PyMySQL==$PYMYSQL_VERSION" \
+        "cryptography==$CRYPTOGRAPHY_VERSION" \
         || die "pip install into $VENV_DIR failed"
-    venv_ok || die "$VENV_DIR does not import pymysqlreplication/pymysql after install"
+    venv_ok || die "$VENV_DIR does not import pymysqlreplication/pymysql/cryptography after install"
 fi
 
 say "done"

@@ -738,6 +738,7 @@ fn parse_server_start(
 ) -> Result<Step<CtlCommand>, UsageError> {
     let level = Level(&["ctl", "server", "start"]);
     let (mut addr, mut user, mut password) = (None, None, None);
+    let (mut auth_plugin, mut rsa_private_key_path) = (None, None);
     while let Some(token) = tokens.next() {
         let (name, inline) = level.flag(token)?;
         if name == "--help" || name == "-h" {
@@ -750,6 +751,8 @@ fn parse_server_start(
             "--addr" => &mut addr,
             "--user" => &mut user,
             "--password" => &mut password,
+            "--auth-plugin" => &mut auth_plugin,
+            "--rsa-private-key-path" => &mut rsa_private_key_path,
             _ => return Err(level.unknown_flag(name)),
         };
         set_once(slot, name, level, || tokens.value(name, inline, level))?;
@@ -758,6 +761,8 @@ fn parse_server_start(
         addr: required(addr, "--addr", level)?,
         user: required(user, "--user", level)?,
         password: required(password, "--password", level)?,
+        auth_plugin,
+        rsa_private_key_path,
     };
     validate::check_server_args(&args).map_err(|error| level.error(&flag_message(&error)))?;
     Ok(Step::Run(CtlCommand::ServerStart(args)))
@@ -1252,6 +1257,11 @@ Options:
   --addr HOST:PORT      address to listen on for replicas (required; e.g. 0.0.0.0:3307)
   --user USER           user name replicas must log in with (required)
   --password PASSWORD   its password (required; may be empty: --password=)
+  --auth-plugin NAME    mysql_native_password (default; MariaDB replicas) or
+                        caching_sha2_password (MySQL 8.0+/9 replicas)
+  --rsa-private-key-path FILE
+                        PEM RSA private key on the node for caching_sha2_password
+                        (default: a key pair generated when the node starts serving)
   -h, --help            print this help
 
 Example:
@@ -1962,6 +1972,19 @@ mod tests {
         };
         assert_eq!(server.password, "");
         assert_eq!(server.addr, "0.0.0.0:3307");
+        assert_eq!(server.auth_plugin, None);
+        let CtlCommand::ServerStart(server) = ctl(
+            "ctl server start --addr h:1 --user u --password=p --auth-plugin caching_sha2_password \
+             --rsa-private-key-path /etc/k.pem",
+        )
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(server.auth_plugin.as_deref(), Some("caching_sha2_password"));
+        assert_eq!(server.rsa_private_key_path.as_deref(), Some("/etc/k.pem"));
+        let error = usage_error("ctl server start --addr h:1 --user u --password= --auth-plugin x");
+        assert!(error.message.contains("auth-plugin"), "{}", error.message);
     }
 
     #[test]

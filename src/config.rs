@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::api::validate::{self, FieldError};
 use crate::consensus::state;
 use crate::limits::{HTTP_WORKERS_MAX, SERVER_CONNECTIONS_DEFAULT, SERVER_CONNECTIONS_MAX};
+use crate::server::auth::AuthPlugin;
 
 /// Default data directory (relative to the working directory).
 pub const DATA_DIR_DEFAULT: &str = "./ferrobus-data";
@@ -101,6 +102,10 @@ pub struct Config {
     pub admin_addr: String,
     /// Most downstream connections the binlog server accepts at once.
     pub server_max_connections: usize,
+    /// The binlog server's login plugin when `server start` names none.
+    pub server_auth_plugin: AuthPlugin,
+    /// caching_sha2_password's RSA private key (PEM) when `server start` names none.
+    pub server_rsa_private_key_path: Option<String>,
     pub http_workers: usize,
     /// This member's name.
     pub name: String,
@@ -122,6 +127,8 @@ impl Default for Config {
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             admin_addr: ADMIN_ADDR_DEFAULT.to_string(),
             server_max_connections: SERVER_CONNECTIONS_DEFAULT,
+            server_auth_plugin: AuthPlugin::default(),
+            server_rsa_private_key_path: None,
             http_workers: 4,
             name: NAME_DEFAULT.to_string(),
             peer_addr: PEER_ADDR_DEFAULT.to_string(),
@@ -251,6 +258,8 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileServer {
     max_connections: Option<usize>,
+    auth_plugin: Option<String>,
+    rsa_private_key_path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -301,6 +310,15 @@ pub fn load_with_cluster(
         cluster.peer_addr.clone().or(parsed.peer_addr),
         cluster.initial_cluster.clone().or(parsed.initial_cluster),
     )?;
+    let server_auth_plugin = match parsed.server.auth_plugin.as_deref() {
+        None => defaults.server_auth_plugin,
+        Some(name) => AuthPlugin::parse(name).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "server.auth_plugin must be \"mysql_native_password\" or \
+                 \"caching_sha2_password\", not {name:?}"
+            ))
+        })?,
+    };
     let config = Config {
         data_dir: overrides
             .data_dir
@@ -316,6 +334,8 @@ pub fn load_with_cluster(
             .server
             .max_connections
             .unwrap_or(defaults.server_max_connections),
+        server_auth_plugin,
+        server_rsa_private_key_path: parsed.server.rsa_private_key_path.clone(),
         http_workers: parsed.http_workers.unwrap_or(defaults.http_workers),
         name,
         peer_addr,
@@ -497,6 +517,8 @@ mod tests {
         let c = load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/fb"));
         assert_eq!(c.server_max_connections, 9);
+        assert_eq!(c.server_auth_plugin, AuthPlugin::NativePassword);
+        assert_eq!(c.server_rsa_private_key_path, None);
         let o = Overrides {
             data_dir: Some("/x".into()),
             admin_addr: Some("127.0.0.1:2".into()),
@@ -717,5 +739,23 @@ mod tests {
         let c = load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(c.retention, Retention::default());
         assert_eq!(c.retention.check_interval_seconds, 60);
+    }
+
+    #[test]
+    fn server_auth_plugin_and_key_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        let load_text = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            load(Some(&path), &Overrides::default())
+        };
+        let c = load_text(
+            "[server]\nauth_plugin = \"caching_sha2_password\"\nrsa_private_key_path = \"/k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server_auth_plugin, AuthPlugin::CachingSha2Password);
+        assert_eq!(c.server_rsa_private_key_path.as_deref(), Some("/k.pem"));
+        let error = load_text("[server]\nauth_plugin = \"sha256_password\"\n").unwrap_err();
+        assert!(error.to_string().contains("server.auth_plugin"), "{error}");
     }
 }

@@ -538,6 +538,8 @@ mod tests {
             addr: "0.0.0.0:1".into(),
             user: "u".into(),
             password: String::new(),
+            auth_plugin: Some("caching_sha2_password".into()),
+            ..Default::default()
         };
         let request = Request::for_command(&CtlCommand::ServerStart(server)).unwrap();
         let text = request.body.unwrap();

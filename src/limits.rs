@@ -246,3 +246,6 @@ pub const EXPORT_TIMEOUT_MS: u64 = 1_800_000;
 
 const _: () = assert!(IMPORT_FILE_BYTES_MAX >= EVENT_BYTES_MAX as u64 + 4);
 const _: () = assert!(IMPORT_TIMEOUT_MS > FORWARD_TIMEOUT_MS);
+/// Largest RSA private key file (PEM) a caching_sha2_password binlog server reads; a
+/// 4096-bit key is about 3.3 KiB, so anything this large is not a key.
+pub const RSA_KEY_FILE_BYTES_MAX: u64 = 64 << 10;

@@ -58,12 +58,20 @@ impl fmt::Debug for SyncerArgs {
 
 /// Arguments of `PUT /binlog/server/start`: where the binlog server listens and the
 /// credentials downstream replicas must present.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServerArgs {
     /// Listen address, as `host:port`.
     pub addr: String,
     pub user: String,
     pub password: String,
+    /// Password plugin replicas log in with: `mysql_native_password` or
+    /// `caching_sha2_password`; absent: the node's `[server] auth_plugin` (native by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_plugin: Option<String>,
+    /// PEM RSA private key of caching_sha2_password; absent: the node's
+    /// `[server] rsa_private_key_path`, or a key pair generated per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_private_key_path: Option<String>,
 }
 
 impl fmt::Debug for ServerArgs {
@@ -72,6 +80,8 @@ impl fmt::Debug for ServerArgs {
             .field("addr", &self.addr)
             .field("user", &self.user)
             .field("password", &REDACTED)
+            .field("auth_plugin", &self.auth_plugin)
+            .field("rsa_private_key_path", &self.rsa_private_key_path)
             .finish()
     }
 }
@@ -331,6 +341,7 @@ mod tests {
             addr: "0.0.0.0:3307".into(),
             user: "u".into(),
             password: "hunter2".into(),
+            ..Default::default()
         };
         let text = format!("{server:?}");
         assert!(!text.contains("hunter2"), "{text}");

@@ -653,6 +653,7 @@ fn ctl_talks_to_the_server() {
         addr: "127.0.0.1:3307".into(),
         user: "u".into(),
         password: "p".into(),
+        ..Default::default()
     });
     assert_eq!(ctl(start.clone()), EXIT_OK);
     assert_eq!(ctl(start), EXIT_NODE_ERROR);

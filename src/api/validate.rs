@@ -92,6 +92,8 @@ pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
         addr: required_string(&object, "addr")?,
         user: required_string(&object, "user")?,
         password: required_string(&object, "password")?,
+        auth_plugin: optional_string(&object, "auth_plugin")?,
+        rsa_private_key_path: optional_string(&object, "rsa_private_key_path")?,
     };
     check_server_args(&args)?;
     Ok(args)
@@ -230,7 +232,24 @@ pub fn check_syncer_args(args: &SyncerArgs) -> Result<(), FieldError> {
 /// Checks binlog server arguments however they were obtained.
 pub fn check_server_args(args: &ServerArgs) -> Result<(), FieldError> {
     check_host_port("addr", &args.addr)?;
-    check_user("user", &args.user)
+    check_user("user", &args.user)?;
+    if let Some(name) = &args.auth_plugin {
+        if crate::server::auth::AuthPlugin::parse(name).is_none() {
+            return Err(FieldError::field(
+                "auth_plugin",
+                &format!(
+                    "must be \"mysql_native_password\" or \"caching_sha2_password\", not {name:?}"
+                ),
+            ));
+        }
+    }
+    if args.rsa_private_key_path.as_deref() == Some("") {
+        return Err(FieldError::field(
+            "rsa_private_key_path",
+            "must not be empty",
+        ));
+    }
+    Ok(())
 }
 
 /// `gtid` excludes `binlog_file`; `binlog_file` and `binlog_pos` come together.

@@ -32,6 +32,7 @@ use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
 use crate::consensus::state::{Command, MemberInfo, StateError};
+use crate::server::auth::AuthPlugin;
 use crate::server::{BinlogServer, ServerConfig};
 use crate::store::{Store, StoreError};
 use crate::syncer::{StartPoint, State, Syncer};
@@ -113,6 +114,8 @@ pub struct Node {
     server_max_connections: usize,
     /// This node's @@server_uuid for downstream MySQL replicas (stable across restarts).
     server_uuid: String,
+    server_auth_plugin: AuthPlugin,
+    server_rsa_private_key_path: Option<String>,
     started: Instant,
     /// An import of binlog files runs (see `import`); set and read under `desired`.
     importing: std::sync::atomic::AtomicBool,
@@ -170,6 +173,8 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
         server_uuid: crate::server::node_server_uuid(config.cluster_id(), config.member_id()),
+        server_auth_plugin: config.server_auth_plugin,
+        server_rsa_private_key_path: config.server_rsa_private_key_path.clone(),
         started: Instant::now(),
         importing: std::sync::atomic::AtomicBool::new(false),
     });
@@ -376,6 +381,15 @@ impl Node {
             password: args.password.clone(),
             max_connections: self.server_max_connections,
             server_uuid: self.server_uuid.clone(),
+            auth_plugin: args
+                .auth_plugin
+                .as_deref()
+                .and_then(AuthPlugin::parse)
+                .unwrap_or(self.server_auth_plugin),
+            rsa_private_key_path: args
+                .rsa_private_key_path
+                .clone()
+                .or_else(|| self.server_rsa_private_key_path.clone()),
         };
         let server = BinlogServer::start(config, self.store.clone(), fallback_version)
             .map_err(|e| ApiError::conflict(format!("cannot listen on {}: {e}", args.addr)))?;

@@ -1,6 +1,7 @@
 //! The connection phase: capability and status flags, the server's greeting
-//! ([`HandshakeV10`]), the client's answer ([`HandshakeResponse41`]) and the server's
-//! [`AuthSwitchRequest`].
+//! ([`HandshakeV10`]), the client's answer ([`HandshakeResponse41`]), the server's
+//! [`AuthSwitchRequest`], and the [`AuthMoreData`] steps of caching_sha2_password (fast
+//! authentication result, full authentication, public key request and reply).
 //!
 //! Decoding is tolerant where real peers differ: MariaDB reuses reserved greeting bytes for
 //! its extended capabilities, and its CLI sets `CLIENT_CONNECT_ATTRS` even when the server
@@ -70,12 +71,22 @@ pub const CHARSET_UTF8_GENERAL_CI: u8 = 33;
 /// binary.
 pub const CHARSET_BINARY: u8 = 63;
 pub const MYSQL_NATIVE_PASSWORD: &str = "mysql_native_password";
+/// The default plugin of MySQL 8.0+, the only password plugin of MySQL 9.
+pub const CACHING_SHA2_PASSWORD: &str = "caching_sha2_password";
 /// Length of the scramble (nonce) sent in the greeting.
 pub const SCRAMBLE_LEN: usize = 20;
 /// First byte of an AuthSwitchRequest (the same byte as EOF).
 pub const AUTH_SWITCH_REQUEST: u8 = 0xfe;
 /// First byte of an AuthMoreData packet (caching_sha2_password, ed25519, ...).
 pub const AUTH_MORE_DATA: u8 = 0x01;
+/// caching_sha2_password, client to server: "send me your RSA public key".
+pub const SHA2_REQUEST_PUBLIC_KEY: u8 = 0x02;
+/// caching_sha2_password, server to client (in AuthMoreData): the fast proof matched the
+/// server's cache; an OK packet follows.
+pub const SHA2_FAST_AUTH_SUCCESS: u8 = 0x03;
+/// caching_sha2_password, server to client (in AuthMoreData): no cache entry (or no match):
+/// send the password, in clear over TLS, RSA-encrypted otherwise.
+pub const SHA2_PERFORM_FULL_AUTHENTICATION: u8 = 0x04;
 
 /// Length of a HandshakeResponse41 up to its username: what an SSLRequest consists of.
 const RESPONSE_FIXED_LEN: usize = 32;
@@ -368,6 +379,37 @@ impl AuthSwitchRequest {
     }
 }
 
+/// Protocol::AuthMoreData: a step of a multi-round plugin, from the server. For
+/// caching_sha2_password the data is one byte ([`SHA2_FAST_AUTH_SUCCESS`] or
+/// [`SHA2_PERFORM_FULL_AUTHENTICATION`]) or the PEM public key the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthMoreData {
+    pub data: Vec<u8>,
+}
+
+impl AuthMoreData {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + 1);
+        put_u8(&mut out, AUTH_MORE_DATA);
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
+        match payload.split_first() {
+            Some((&AUTH_MORE_DATA, data)) => Ok(AuthMoreData {
+                data: data.to_vec(),
+            }),
+            Some(_) => Err(ProtocolError::Malformed {
+                what: "auth more data",
+            }),
+            None => Err(ProtocolError::Truncated {
+                what: "auth more data",
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,5 +650,35 @@ mod tests {
             auth_plugin_name: MYSQL_NATIVE_PASSWORD.into(),
         };
         assert_eq!(HandshakeV10::decode(&hs.encode()).unwrap(), hs);
+    }
+
+    #[test]
+    fn auth_more_data_round_trips() {
+        // Captured shapes: "fast auth ok" is 01 03, "perform full authentication" 01 04.
+        let fast = AuthMoreData {
+            data: vec![SHA2_FAST_AUTH_SUCCESS],
+        };
+        assert_eq!(fast.encode(), [0x01, 0x03]);
+        assert_eq!(AuthMoreData::decode(&[0x01, 0x04]).unwrap().data, [0x04]);
+        let key = AuthMoreData {
+            data: b"-----BEGIN PUBLIC KEY-----\n".to_vec(),
+        };
+        assert_eq!(AuthMoreData::decode(&key.encode()).unwrap(), key);
+        assert!(AuthMoreData::decode(&[]).is_err());
+        assert!(AuthMoreData::decode(&[0xfe, 0x03]).is_err());
+    }
+
+    #[test]
+    fn caching_sha2_switch_carries_the_nonce() {
+        // What a MySQL 8 server sends to a client that answered with another plugin: the
+        // plugin name, the 20-byte nonce, and a NUL.
+        let req = AuthSwitchRequest {
+            plugin_name: CACHING_SHA2_PASSWORD.into(),
+            plugin_data: b"abcdefghijklmnopqrst".to_vec(),
+        };
+        let payload = req.encode();
+        assert_eq!(&payload[1..22], b"caching_sha2_password");
+        assert_eq!(payload.len(), 1 + 22 + 20 + 1);
+        assert_eq!(AuthSwitchRequest::decode(&payload).unwrap(), req);
     }
 }

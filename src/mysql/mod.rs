@@ -5,7 +5,8 @@
 //! - [`codec`]: the little-endian and length-encoded primitives every message is made of.
 //! - [`handshake`]: capability and status flags, the server greeting, the client's
 //!   handshake response and the auth switch request.
-//! - [`auth`]: `mysql_native_password` scrambling and verification.
+//! - [`auth`]: `mysql_native_password` and `caching_sha2_password` proofs, and the RSA
+//!   steps of caching_sha2_password's full authentication.
 //! - [`command`]: the commands a client sends (query, ping, binlog dump, ...).
 //! - [`resultset`]: OK, ERR and EOF packets, column definitions and text result sets.
 //!

@@ -1,6 +1,12 @@
-//! A blocking MySQL client, enough for the syncer: log in with mysql_native_password
-//! (following an auth switch to it), run text queries, send binlog commands and read the
-//! packets that follow.
+//! A blocking MySQL client, enough for the syncer: log in, run text queries, send binlog
+//! commands and read the packets that follow.
+//!
+//! Login speaks mysql_native_password (MariaDB, MySQL 5.7) and caching_sha2_password
+//! (MySQL 8.0+, the only password plugin of MySQL 9), whichever the server greets with or
+//! switches to. caching_sha2_password takes the fast path when the server has our proof in
+//! its cache, and otherwise the full path over a plain connection: ask for the server's RSA
+//! public key, send the password encrypted with it. Like `--get-server-public-key`, that
+//! trusts the key the server sends (there is no TLS to pin it with).
 //!
 //! Every socket has connect, read and write timeouts. The client never retries and never
 //! reconnects: a failed call returns a typed [`NetError`] and the caller decides.
@@ -11,14 +17,18 @@ use std::time::Duration;
 use super::conn::PacketConn;
 use super::NetError;
 use crate::limits::LOGICAL_PACKET_MAX;
-use crate::mysql::auth::{native_auth_response, nonce_from_slice};
+use crate::mysql::auth::{
+    caching_sha2_auth_response, encrypt_password, native_auth_response, nonce_from_slice,
+    parse_public_key_pem,
+};
 use crate::mysql::command::Command;
 use crate::mysql::handshake::{
-    AuthSwitchRequest, HandshakeResponse41, HandshakeV10, AUTH_MORE_DATA, AUTH_SWITCH_REQUEST,
-    CHARSET_UTF8MB4_GENERAL_CI, CLIENT_CONNECT_ATTRS, CLIENT_DEPRECATE_EOF, CLIENT_LONG_FLAG,
-    CLIENT_MULTI_RESULTS, CLIENT_MYSQL, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
-    CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_TRANSACTIONS, MYSQL_NATIVE_PASSWORD,
-    SERVER_MORE_RESULTS_EXISTS,
+    AuthMoreData, AuthSwitchRequest, HandshakeResponse41, HandshakeV10, AUTH_MORE_DATA,
+    AUTH_SWITCH_REQUEST, CACHING_SHA2_PASSWORD, CHARSET_UTF8MB4_GENERAL_CI, CLIENT_CONNECT_ATTRS,
+    CLIENT_DEPRECATE_EOF, CLIENT_LONG_FLAG, CLIENT_MULTI_RESULTS, CLIENT_MYSQL, CLIENT_PLUGIN_AUTH,
+    CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION,
+    CLIENT_TRANSACTIONS, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SERVER_MORE_RESULTS_EXISTS,
+    SHA2_FAST_AUTH_SUCCESS, SHA2_PERFORM_FULL_AUTHENTICATION, SHA2_REQUEST_PUBLIC_KEY,
 };
 use crate::mysql::resultset::{
     ErrPacket, OkPacket, Response, ResultSetStep, TextResultSet, TextResultSetDecoder, ERR_HEADER,
@@ -37,8 +47,16 @@ const CLIENT_CAPABILITIES: u32 = CLIENT_MYSQL
     | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
     | CLIENT_CONNECT_ATTRS;
 
-/// caching_sha2_password's "fast auth succeeded" byte after AUTH_MORE_DATA.
-const FAST_AUTH_SUCCESS: u8 = 0x03;
+/// How the login went: which plugin proved the password, and for caching_sha2_password
+/// which path the server made us take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    NativePassword,
+    /// The server had our proof in its cache (AuthMoreData 0x03).
+    Sha2Fast,
+    /// The server asked for the full authentication (0x04); the password went RSA-encrypted.
+    Sha2Full,
+}
 
 /// The rows of a query; empty for statements that return OK.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -53,6 +71,7 @@ pub struct Client {
     connection_id: u32,
     /// Flags in effect: ours masked by the server's.
     capabilities: u32,
+    auth_outcome: AuthOutcome,
 }
 
 impl Client {
@@ -83,27 +102,38 @@ impl Client {
         let capabilities = negotiate(&greeting)?;
         let nonce = nonce_from_slice(&greeting.auth_plugin_data)
             .ok_or_else(|| NetError::Auth("greeting carries no 20-byte scramble".into()))?;
+        // Answer with the server's default plugin when we speak it, so that no switch is
+        // needed; otherwise mysql_native_password, and let the server switch us.
+        let plugin = match greeting.auth_plugin_name.as_str() {
+            CACHING_SHA2_PASSWORD => Plugin::CachingSha2,
+            _ => Plugin::Native,
+        };
         let response = HandshakeResponse41 {
             capabilities,
             max_packet_size: LOGICAL_PACKET_MAX as u32,
             character_set: CHARSET_UTF8MB4_GENERAL_CI,
             mariadb_capabilities: 0,
             username: user.to_string(),
-            auth_response: native_auth_response(password.as_bytes(), &nonce),
+            auth_response: plugin.response(password.as_bytes(), &nonce),
             database: None,
-            auth_plugin_name: Some(MYSQL_NATIVE_PASSWORD.to_string()),
+            auth_plugin_name: Some(plugin.name().to_string()),
             connect_attrs: vec![
                 ("_client_name".into(), "ferrobus".into()),
                 ("_client_version".into(), env!("CARGO_PKG_VERSION").into()),
             ],
         };
         conn.write_packet(&response.encode())?;
-        finish_auth(&mut conn, password)?;
+        let auth_outcome = finish_auth(&mut conn, password, plugin, nonce)?;
+        log::debug!(
+            "logged in to {addr} ({}) as {user}: {auth_outcome:?}",
+            greeting.server_version
+        );
         Ok(Client {
             conn,
             server_version: greeting.server_version,
             connection_id: greeting.connection_id,
             capabilities,
+            auth_outcome,
         })
     }
 
@@ -117,6 +147,11 @@ impl Client {
 
     pub fn capabilities(&self) -> u32 {
         self.capabilities
+    }
+
+    /// Which plugin and path the login took.
+    pub fn auth_outcome(&self) -> AuthOutcome {
+        self.auth_outcome
     }
 
     /// Runs a text query; returns its rows, or nothing for a statement without a result
@@ -243,48 +278,150 @@ fn negotiate(greeting: &HandshakeV10) -> Result<u32, NetError> {
     Ok(CLIENT_CAPABILITIES & (greeting.capabilities | CLIENT_MYSQL))
 }
 
-/// Reads the server's verdict on the handshake response, answering auth switches to
-/// mysql_native_password.
-fn finish_auth(conn: &mut PacketConn<TcpStream>, password: &str) -> Result<(), NetError> {
+/// The password plugins the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plugin {
+    Native,
+    CachingSha2,
+}
+
+impl Plugin {
+    fn from_name(name: &str) -> Option<Plugin> {
+        match name {
+            MYSQL_NATIVE_PASSWORD => Some(Plugin::Native),
+            CACHING_SHA2_PASSWORD => Some(Plugin::CachingSha2),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Plugin::Native => MYSQL_NATIVE_PASSWORD,
+            Plugin::CachingSha2 => CACHING_SHA2_PASSWORD,
+        }
+    }
+
+    /// The first proof this plugin sends for `nonce`.
+    fn response(self, password: &[u8], nonce: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
+        match self {
+            Plugin::Native => native_auth_response(password, nonce),
+            Plugin::CachingSha2 => caching_sha2_auth_response(password, nonce),
+        }
+    }
+}
+
+/// Where a caching_sha2_password exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sha2Step {
+    /// Proof sent; waiting for the fast-auth result (or OK / ERR).
+    ProofSent,
+    /// The server said 0x03: an OK follows.
+    FastOk,
+    /// We asked for the server's public key (0x02); waiting for the PEM.
+    KeyRequested,
+    /// The encrypted password is sent; waiting for OK / ERR.
+    PasswordSent,
+}
+
+/// Reads the server's verdict on the handshake response, following auth switches and the
+/// steps of caching_sha2_password.
+fn finish_auth(
+    conn: &mut PacketConn<TcpStream>,
+    password: &str,
+    mut plugin: Plugin,
+    mut nonce: [u8; SCRAMBLE_LEN],
+) -> Result<AuthOutcome, NetError> {
+    let mut step = Sha2Step::ProofSent;
     loop {
         let payload = conn.read_packet()?;
         match payload.first() {
             Some(&OK_HEADER) => {
                 OkPacket::decode(&payload)?;
-                return Ok(());
+                return Ok(match (plugin, step) {
+                    (Plugin::Native, _) => AuthOutcome::NativePassword,
+                    (Plugin::CachingSha2, Sha2Step::PasswordSent) => AuthOutcome::Sha2Full,
+                    // An OK straight after the proof (empty password) counts as fast.
+                    (Plugin::CachingSha2, _) => AuthOutcome::Sha2Fast,
+                });
             }
             Some(&ERR_HEADER) => return Err(NetError::Server(ErrPacket::decode(&payload)?)),
             Some(&AUTH_SWITCH_REQUEST) => {
                 let switch = AuthSwitchRequest::decode(&payload)?;
-                if switch.plugin_name != MYSQL_NATIVE_PASSWORD {
-                    return Err(NetError::Auth(format!(
-                        "server requires unsupported auth plugin {}",
+                plugin = Plugin::from_name(&switch.plugin_name).ok_or_else(|| {
+                    NetError::Auth(format!(
+                        "the server requires the auth plugin {}; ferrobus speaks \
+                         {MYSQL_NATIVE_PASSWORD} and {CACHING_SHA2_PASSWORD}",
                         switch.plugin_name
-                    )));
-                }
-                let nonce = nonce_from_slice(&switch.plugin_data).ok_or_else(|| {
+                    ))
+                })?;
+                nonce = nonce_from_slice(&switch.plugin_data).ok_or_else(|| {
                     NetError::Auth("auth switch carries no 20-byte scramble".into())
                 })?;
-                conn.write_packet(&native_auth_response(password.as_bytes(), &nonce))?;
+                step = Sha2Step::ProofSent;
+                conn.write_packet(&plugin.response(password.as_bytes(), &nonce))?;
             }
-            Some(&AUTH_MORE_DATA) if payload.get(1) == Some(&FAST_AUTH_SUCCESS) => {
-                // caching_sha2_password accepted the scramble from its cache; OK follows.
+            Some(&AUTH_MORE_DATA) if plugin == Plugin::CachingSha2 => {
+                let more = AuthMoreData::decode(&payload)?;
+                step = sha2_step(conn, password, &nonce, step, &more.data)?;
             }
             _ => {
-                return Err(NetError::Auth(
-                    "server asked for an authentication step other than mysql_native_password"
-                        .into(),
-                ))
+                return Err(NetError::Auth(format!(
+                    "unexpected answer during {} authentication (first byte {:?})",
+                    plugin.name(),
+                    payload.first()
+                )))
             }
         }
+    }
+}
+
+/// Answers one AuthMoreData of caching_sha2_password; returns the new step.
+fn sha2_step(
+    conn: &mut PacketConn<TcpStream>,
+    password: &str,
+    nonce: &[u8; SCRAMBLE_LEN],
+    step: Sha2Step,
+    data: &[u8],
+) -> Result<Sha2Step, NetError> {
+    match (step, data) {
+        (Sha2Step::ProofSent, [SHA2_FAST_AUTH_SUCCESS]) => Ok(Sha2Step::FastOk),
+        (Sha2Step::ProofSent, [SHA2_PERFORM_FULL_AUTHENTICATION]) => {
+            // No TLS: the password may only travel RSA-encrypted, with the server's key.
+            conn.write_packet(&[SHA2_REQUEST_PUBLIC_KEY])?;
+            Ok(Sha2Step::KeyRequested)
+        }
+        (Sha2Step::KeyRequested, pem) => {
+            let key = parse_public_key_pem(pem).map_err(|e| {
+                NetError::Auth(format!(
+                    "the master asks for caching_sha2_password full authentication and sent \
+                     no RSA public key ({e}); without TLS ferrobus cannot send the password \
+                     otherwise (check the master's caching_sha2_password_public_key_path)"
+                ))
+            })?;
+            let encrypted =
+                encrypt_password(password.as_bytes(), nonce, &key, &mut rsa::rand_core::OsRng)
+                    .map_err(|e| {
+                        NetError::Auth(format!("caching_sha2_password full authentication: {e}"))
+                    })?;
+            conn.write_packet(&encrypted)?;
+            Ok(Sha2Step::PasswordSent)
+        }
+        (step, data) => Err(NetError::Auth(format!(
+            "unexpected caching_sha2_password step from the server: {} bytes of auth data \
+             after {step:?}",
+            data.len()
+        ))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mysql::auth::verify_native;
-    use crate::mysql::handshake::{SCRAMBLE_LEN, SERVER_STATUS_AUTOCOMMIT};
+    use crate::mysql::auth::{
+        decrypt_password, parse_private_key_pem, sha2_double_digest, verify_caching_sha2_cached,
+        verify_native, TEST_PRIVATE_KEY_PEM, TEST_PUBLIC_KEY_PEM,
+    };
+    use crate::mysql::handshake::SERVER_STATUS_AUTOCOMMIT;
     use crate::mysql::resultset::{encode_text_resultset, ER_ACCESS_DENIED_ERROR};
     use std::net::TcpListener;
     use std::thread;
@@ -299,6 +436,16 @@ mod tests {
         Direct,
         SwitchToNative,
         SwitchToOther,
+        /// Greets with caching_sha2_password; `cached`: the server has the proof cached.
+        Sha2 {
+            cached: bool,
+        },
+        /// Greets with mysql_native_password, then switches to caching_sha2_password.
+        SwitchToSha2 {
+            cached: bool,
+        },
+        /// caching_sha2_password, full path, but the "public key" is not one.
+        Sha2NoKey,
     }
 
     /// A one-connection fake server: greets, checks the password "pw", then answers
@@ -316,6 +463,10 @@ mod tests {
     }
 
     fn serve(conn: &mut PacketConn<TcpStream>, login: Login) -> Result<Vec<Command>, NetError> {
+        let greeting_plugin = match login {
+            Login::Sha2 { .. } | Login::Sha2NoKey => CACHING_SHA2_PASSWORD,
+            _ => MYSQL_NATIVE_PASSWORD,
+        };
         let greeting = HandshakeV10 {
             protocol_version: 10,
             server_version: "5.5.5-10.11.0-MariaDB-fake".into(),
@@ -325,12 +476,12 @@ mod tests {
             character_set: 45,
             status_flags: SERVER_STATUS_AUTOCOMMIT,
             mariadb_capabilities: 0,
-            auth_plugin_name: MYSQL_NATIVE_PASSWORD.into(),
+            auth_plugin_name: greeting_plugin.into(),
         };
         conn.write_packet(&greeting.encode())?;
         let resp = HandshakeResponse41::decode(&conn.read_packet()?, greeting.capabilities)?;
-        let (nonce, auth) = match login {
-            Login::Direct => (NONCE, resp.auth_response),
+        let verified = match login {
+            Login::Direct => verify_native(b"pw", &NONCE, &resp.auth_response),
             Login::SwitchToNative | Login::SwitchToOther => {
                 let plugin_name = match login {
                     Login::SwitchToOther => "client_ed25519",
@@ -341,10 +492,27 @@ mod tests {
                     plugin_data: SWITCH_NONCE.to_vec(),
                 };
                 conn.write_packet(&switch.encode())?;
-                (SWITCH_NONCE, conn.read_packet()?)
+                verify_native(b"pw", &SWITCH_NONCE, &conn.read_packet()?)
             }
+            Login::Sha2 { cached } => {
+                assert_eq!(
+                    resp.auth_plugin_name.as_deref(),
+                    Some(CACHING_SHA2_PASSWORD)
+                );
+                serve_sha2(conn, &NONCE, &resp.auth_response, cached, true)?
+            }
+            Login::SwitchToSha2 { cached } => {
+                let switch = AuthSwitchRequest {
+                    plugin_name: CACHING_SHA2_PASSWORD.into(),
+                    plugin_data: SWITCH_NONCE.to_vec(),
+                };
+                conn.write_packet(&switch.encode())?;
+                let proof = conn.read_packet()?;
+                serve_sha2(conn, &SWITCH_NONCE, &proof, cached, true)?
+            }
+            Login::Sha2NoKey => serve_sha2(conn, &NONCE, &resp.auth_response, false, false)?,
         };
-        if resp.username != "repl" || !verify_native(b"pw", &nonce, &auth) {
+        if resp.username != "repl" || !verified {
             let err = ErrPacket::new(ER_ACCESS_DENIED_ERROR, "Access denied for user 'repl'");
             conn.write_packet(&err.encode())?;
             return Ok(Vec::new());
@@ -367,6 +535,99 @@ mod tests {
                 }
                 _ => conn.write_packet(&OkPacket::new().encode())?,
             }
+        }
+    }
+
+    /// The caching_sha2_password steps of a server whose account password is "pw":
+    /// fast path when `cached` and the proof matches, else the full path over RSA (serving
+    /// the test public key, or garbage when `send_key` is false).
+    fn serve_sha2(
+        conn: &mut PacketConn<TcpStream>,
+        nonce: &[u8; SCRAMBLE_LEN],
+        proof: &[u8],
+        cached: bool,
+        send_key: bool,
+    ) -> Result<bool, NetError> {
+        let more = |data: &[u8]| {
+            AuthMoreData {
+                data: data.to_vec(),
+            }
+            .encode()
+        };
+        if cached && verify_caching_sha2_cached(&sha2_double_digest(b"pw"), nonce, proof) {
+            conn.write_packet(&more(&[SHA2_FAST_AUTH_SUCCESS]))?;
+            return Ok(true);
+        }
+        conn.write_packet(&more(&[SHA2_PERFORM_FULL_AUTHENTICATION]))?;
+        assert_eq!(conn.read_packet()?, [SHA2_REQUEST_PUBLIC_KEY]);
+        if !send_key {
+            conn.write_packet(&more(b"no key configured"))?;
+            return Ok(false);
+        }
+        conn.write_packet(&more(TEST_PUBLIC_KEY_PEM.as_bytes()))?;
+        let ciphertext = conn.read_packet()?;
+        let key = parse_private_key_pem(TEST_PRIVATE_KEY_PEM).unwrap();
+        let password = decrypt_password(&ciphertext, nonce, &key, &mut rsa::rand_core::OsRng);
+        Ok(password.as_deref() == Ok(&b"pw"[..]))
+    }
+
+    fn login_outcome(login: Login, password: &str) -> Result<AuthOutcome, NetError> {
+        let (addr, server) = fake_server(login);
+        let result = Client::connect(&addr, "repl", password, TIMEOUT, TIMEOUT).map(|client| {
+            let outcome = client.auth_outcome();
+            client.quit();
+            outcome
+        });
+        server.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn caching_sha2_fast_and_full_paths() {
+        assert_eq!(
+            login_outcome(Login::Sha2 { cached: true }, "pw").unwrap(),
+            AuthOutcome::Sha2Fast
+        );
+        assert_eq!(
+            login_outcome(Login::Sha2 { cached: false }, "pw").unwrap(),
+            AuthOutcome::Sha2Full
+        );
+        assert_eq!(
+            login_outcome(Login::SwitchToSha2 { cached: true }, "pw").unwrap(),
+            AuthOutcome::Sha2Fast
+        );
+        assert_eq!(
+            login_outcome(Login::SwitchToSha2 { cached: false }, "pw").unwrap(),
+            AuthOutcome::Sha2Full
+        );
+        assert_eq!(
+            login_outcome(Login::SwitchToNative, "pw").unwrap(),
+            AuthOutcome::NativePassword
+        );
+    }
+
+    #[test]
+    fn caching_sha2_wrong_password_is_a_server_error() {
+        // A cached server sends a wrong proof down the full path too; both end in 1045.
+        for login in [
+            Login::Sha2 { cached: true },
+            Login::Sha2 { cached: false },
+            Login::SwitchToSha2 { cached: false },
+        ] {
+            match login_outcome(login, "nope") {
+                Err(NetError::Server(err)) => assert_eq!(err.code, ER_ACCESS_DENIED_ERROR),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn caching_sha2_without_a_public_key_says_so() {
+        match login_outcome(Login::Sha2NoKey, "pw") {
+            Err(NetError::Auth(message)) => {
+                assert!(message.contains("sent no RSA public key"), "{message}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! It reads the store and never writes it.
 
+pub mod auth;
 pub mod dump;
 pub mod query;
 pub mod session;
@@ -33,6 +34,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The node's @@server_uuid (see [`node_server_uuid`]).
     pub server_uuid: String,
+    /// The password plugin downstream clients must log in with.
+    pub auth_plugin: auth::AuthPlugin,
+    /// PEM RSA private key for caching_sha2_password; `None`: one generated per process.
+    pub rsa_private_key_path: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -41,6 +46,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("addr", &self.addr)
             .field("user", &self.user)
             .field("max_connections", &self.max_connections)
+            .field("auth_plugin", &self.auth_plugin)
+            .field("rsa_private_key_path", &self.rsa_private_key_path)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +104,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// Version of the syncer's master, used until a file is stored.
     fallback_version: String,
+    /// The login plugin, its RSA keys and caching_sha2_password's cache.
+    pub(crate) auth: auth::AuthState,
 }
 
 impl Shared {
@@ -177,6 +186,8 @@ impl BinlogServer {
         store: Arc<Store>,
         fallback_version: String,
     ) -> io::Result<BinlogServer> {
+        let auth =
+            auth::AuthState::new(config.auth_plugin, config.rsa_private_key_path.as_deref())?;
         let listener = TcpListener::bind(&config.addr)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -188,12 +199,16 @@ impl BinlogServer {
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             fallback_version,
+            auth,
         });
         let s = shared.clone();
         let handle = thread::Builder::new()
             .name("binlog-listen".into())
             .spawn(move || accept_loop(listener, s))?;
-        log::info!("binlog server listening on {local_addr}");
+        log::info!(
+            "binlog server listening on {local_addr} (replicas log in with {})",
+            shared.auth.plugin().name()
+        );
         Ok(BinlogServer {
             shared,
             local_addr,
@@ -207,6 +222,11 @@ impl BinlogServer {
 
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
+    }
+
+    /// The login plugin's state: caching_sha2_password's fast and full login counts.
+    pub fn auth(&self) -> &auth::AuthState {
+        &self.shared.auth
     }
 
     /// Every dumping replica.
@@ -376,6 +396,8 @@ mod tests {
             password: "secret".into(),
             max_connections: 4,
             server_uuid: node_server_uuid(1, 2),
+            auth_plugin: auth::AuthPlugin::default(),
+            rsa_private_key_path: None,
         };
         let server = BinlogServer::start(config, Arc::new(store), "8.0.0".into()).unwrap();
         let opts = mysql::OptsBuilder::new()

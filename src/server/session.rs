@@ -1,4 +1,4 @@
-//! One downstream connection: handshake and mysql_native_password authentication, then the
+//! One downstream connection: handshake and authentication (in [`super::auth`]), then the
 //! command loop (queries answered by [`super::query`], COM_REGISTER_SLAVE remembered,
 //! COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID handed to [`super::dump`]).
 //!
@@ -18,33 +18,15 @@ use crate::limits::{
 /// connection ends after it.
 const ER_TOO_MANY_USER_VARS: u16 = 1041;
 use crate::binlog::Flavour;
-use crate::mysql::auth;
 use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
-use crate::mysql::handshake::{self, AuthSwitchRequest, HandshakeResponse41, HandshakeV10};
-use crate::mysql::resultset::{
-    encode_text_resultset, ErrPacket, OkPacket, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR,
-    ER_UNKNOWN_COM_ERROR,
-};
+use crate::mysql::handshake;
+use crate::mysql::resultset::{encode_text_resultset, ErrPacket, OkPacket, ER_UNKNOWN_COM_ERROR};
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
 
 use super::dump::{self, DumpOptions, DumpStart};
 use super::query::{self, Reply, UserVars};
 use super::{Shared, SlaveEntry};
-
-const NATIVE_PLUGIN: &str = "mysql_native_password";
-
-/// Capabilities the binlog server offers.
-const SERVER_CAPABILITIES: u32 = handshake::CLIENT_LONG_PASSWORD
-    | handshake::CLIENT_FOUND_ROWS
-    | handshake::CLIENT_LONG_FLAG
-    | handshake::CLIENT_CONNECT_WITH_DB
-    | handshake::CLIENT_PROTOCOL_41
-    | handshake::CLIENT_TRANSACTIONS
-    | handshake::CLIENT_SECURE_CONNECTION
-    | handshake::CLIENT_MULTI_RESULTS
-    | handshake::CLIENT_PLUGIN_AUTH
-    | handshake::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
 
@@ -259,70 +241,14 @@ fn artificial_crc(vars: &UserVars) -> bool {
     }
 }
 
+/// Greeting and login, with the binlog server's configured plugin (see [`super::auth`]).
 fn authenticate<S: Read + Write>(
     conn: &mut PacketConn<S>,
     peer: SocketAddr,
     conn_id: u64,
     shared: &Shared,
 ) -> Result<String, NetError> {
-    let nonce = crate::net::random_nonce()?;
-    let view = shared.view();
-    let greeting = HandshakeV10 {
-        protocol_version: 10,
-        server_version: shared.handshake_version(&view.version),
-        connection_id: conn_id as u32,
-        auth_plugin_data: nonce.to_vec(),
-        capabilities: SERVER_CAPABILITIES,
-        character_set: 45,
-        status_flags: STATUS_AUTOCOMMIT,
-        auth_plugin_name: NATIVE_PLUGIN.to_string(),
-        mariadb_capabilities: 0,
-    };
-    conn.set_seq(0);
-    conn.write_packet(&greeting.encode())?;
-    conn.flush()?;
-    let payload = conn.read_packet()?;
-    let response = match HandshakeResponse41::decode(&payload, SERVER_CAPABILITIES) {
-        Ok(r) => r,
-        Err(e) => {
-            send_err(conn, ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")?;
-            return Err(NetError::Protocol(e));
-        }
-    };
-    let mut auth_response = response.auth_response.clone();
-    let plugin = response
-        .auth_plugin_name
-        .as_deref()
-        .unwrap_or(NATIVE_PLUGIN);
-    if plugin != NATIVE_PLUGIN {
-        let switch = AuthSwitchRequest {
-            plugin_name: NATIVE_PLUGIN.to_string(),
-            plugin_data: nonce.to_vec(),
-        };
-        conn.write_packet(&switch.encode())?;
-        conn.flush()?;
-        auth_response = conn.read_packet()?;
-    }
-    let args = shared.args();
-    let ok = response.username == args.user
-        && auth::verify_native(args.password.as_bytes(), &nonce, &auth_response);
-    if !ok {
-        let using = if auth_response.is_empty() {
-            "NO"
-        } else {
-            "YES"
-        };
-        let message = format!(
-            "Access denied for user '{}'@'{}' (using password: {using})",
-            response.username,
-            peer.ip()
-        );
-        log::info!("binlog server: {message}");
-        send_err(conn, ER_ACCESS_DENIED_ERROR, "28000", &message)?;
-        return Err(NetError::Auth(message));
-    }
-    send_ok(conn)?;
-    Ok(response.username)
+    super::auth::authenticate(conn, peer, conn_id, shared)
 }
 
 fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {

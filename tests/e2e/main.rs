@@ -8,11 +8,13 @@
 //! cluster (failover, forwarding, full restart, membership); `import_export.rs` holds issue
 //! 4's tests of native binlog files in and out (`ctl import`, `ctl export`, `export`);
 //! `mysql_flavour.rs` its tests of MySQL-flavoured data (imported MySQL binlog files served
-//! to MySQL-mode clients and pulled by a second node).
+//! to MySQL-mode clients and pulled by a second node); `auth.rs` has a node syncing from a
+//! node that serves with caching_sha2_password.
 //!
 //! Run with few threads (each test starts two or three servers): `make test`, or
 //! `cargo test --test e2e -- --test-threads=2`. Prerequisites: scripts/install-test-deps.sh.
 
+mod auth;
 mod cluster;
 mod foundation;
 mod foundation_more;
