@@ -228,6 +228,13 @@ fn pull_and_compare(test: &str, files: &[(&str, &str)], auth_plugin: Option<&str
     .unwrap();
     let status = replica.syncer_status().unwrap();
     replica.terminate().unwrap();
+    if let Some(plugin) = auth_plugin {
+        let log = std::fs::read_to_string(source.log_path()).unwrap();
+        assert!(
+            log.contains(&format!("logged in with {plugin}")),
+            "node a's log shows no {plugin} login"
+        );
+    }
 
     let out = work.join("export");
     export_offline(replica.data_dir(), &out).unwrap();
