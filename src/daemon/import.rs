@@ -9,7 +9,8 @@
 //! truncation (the last event incomplete, or the file ending inside a transaction); a
 //! FORMAT_DESCRIPTION with CRC32 checksums at position 4; every event where the previous
 //! one ended; the same flavour (MySQL or MariaDB) as the stored files; and that the file
-//! continues the stored chain (see [`check_chain`]). Import and the syncer exclude each
+//! continues the stored chain (see [`check_chain`]; for MySQL data also its PREVIOUS_GTIDS,
+//! which must equal the stored gtid_executed). Import and the syncer exclude each
 //! other: an import is refused while a syncer is configured, and a syncer start while an
 //! import runs.
 //!
@@ -30,6 +31,8 @@ use crate::binlog::event::{
     self, ChecksumAlg, FormatDescription, FLAGS_OFFSET, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
 use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
+use crate::binlog::gtid::MysqlGtidSet;
+use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_FILE_BYTES_MAX};
 use crate::store::Store;
 use crate::syncer::ingest::{Ingest, IngestError};
@@ -167,18 +170,23 @@ pub struct StoreView {
     pub tail: Option<Tail>,
     /// Where the stored stream ends (ingest continues from there).
     pub resume: Option<(String, u64)>,
+    /// The stored binlog's gtid_executed when it holds MySQL data: the next file's
+    /// PREVIOUS_GTIDS must equal it.
+    pub mysql_executed: Option<MysqlGtidSet>,
 }
 
 /// Reads what an import needs of the store.
 pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
-    let (files, last, resume) = {
+    let (files, last, resume, mysql_executed) = {
         let index = store.index();
         let files: Vec<String> = index.files().iter().map(|f| f.name.clone()).collect();
         let last = index
             .files()
             .last()
             .map(|f| (f.name.clone(), f.end_pos, f.fde.clone()));
-        (files, last, index.resume_point())
+        let mysql_executed =
+            (index.flavour() == Some(Flavour::MySql)).then(|| index.mysql_executed().clone());
+        (files, last, index.resume_point(), mysql_executed)
     };
     let tail = match last {
         None => None,
@@ -193,6 +201,7 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
         files,
         tail,
         resume,
+        mysql_executed,
     })
 }
 
@@ -371,6 +380,9 @@ pub fn ingest_file(
     };
     let mut pending_bytes = 0;
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
+        if summary.events == 1 {
+            check_previous_gtids(name, &ev, view)?;
+        }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
             // Stored as the master sends it (see the module doc).
@@ -449,6 +461,35 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// A MySQL file's PREVIOUS_GTIDS (its second event) names every transaction before it: it
+/// continues the stored chain only when that is exactly the stored gtid_executed. This is
+/// what tells a file that skips one (000011 then 000013) from the right next file.
+fn check_previous_gtids(name: &str, ev: &[u8], view: &StoreView) -> Result<(), ImportError> {
+    let Some(executed) = &view.mysql_executed else {
+        return Ok(());
+    };
+    if ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT) {
+        return Ok(());
+    }
+    let previous =
+        event::parse_previous_gtids(ev, event::CHECKSUM_LEN).map_err(|e| ImportError::Corrupt {
+            file: name.to_string(),
+            detail: format!("PREVIOUS_GTIDS event: {e}"),
+        })?;
+    if &previous != executed {
+        return Err(ImportError::Chain {
+            file: name.to_string(),
+            detail: format!(
+                "its PREVIOUS_GTIDS is '{}' but the stored binlog's gtid_executed is '{}': \
+                 transactions are missing or repeated between them",
+                previous.format_mysql(),
+                executed.format_mysql()
+            ),
+        });
     }
     Ok(())
 }
@@ -727,6 +768,13 @@ mod tests {
         let err = h.import(K13, &fixture(K13)).unwrap_err();
         assert!(matches!(err, ImportError::Chain { .. }), "{err}");
         assert!(err.to_string().contains(K12), "{err}");
+        // Out of order under the expected name: PREVIOUS_GTIDS shows 11801-11810 missing.
+        let err = h.import(K12, &fixture(K13)).unwrap_err();
+        assert!(matches!(err, ImportError::Chain { .. }), "{err}");
+        assert!(
+            err.to_string().contains("PREVIOUS_GTIDS") && err.to_string().contains("1-11810"),
+            "{err}"
+        );
         // Already stored.
         let err = h.import(K11, &fixture(K11)).unwrap_err();
         assert!(matches!(err, ImportError::AlreadyStored { .. }), "{err}");
@@ -787,6 +835,7 @@ mod tests {
                 mariadb: false,
             }),
             resume: Some(("b.000007".into(), 100)),
+            mysql_executed: None,
         };
         assert!(check_chain("b.000008", &view).is_ok());
         let err = check_chain("b.000009", &view).unwrap_err();
