@@ -6,7 +6,6 @@
 //! This module does not validate arguments (`cli` did) and does not retry.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -123,15 +122,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
 /// Sends the request; any transport failure (connect, timeout, broken reply) is an error,
 /// every HTTP status is an answer.
 fn send(request: &Request, url: &str) -> Result<(u16, String), ureq::Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(HTTP_CLIENT_TIMEOUT_MS)))
-        .http_status_as_error(false)
-        // The admin API is reached directly: an HTTP_PROXY meant for the internet must not
-        // capture it, and it never redirects.
-        .proxy(None)
-        .max_redirects(0)
-        .build()
-        .new_agent();
+    let agent = crate::api::forward::admin_agent(HTTP_CLIENT_TIMEOUT_MS);
     let json = "application/json";
     let response = match (request.method, &request.body) {
         (Method::Get, _) => agent.get(url).call(),

@@ -31,7 +31,22 @@ pub const NOT_LEADER_MESSAGE: &str = "forwarded request reached a node that is n
 /// as is, or a 502 naming the leader when it cannot be reached or its reply cannot be
 /// read. `target` is the request target as received (path and query).
 pub fn forward(method: &str, target: &str, body: &[u8], leader_admin: &str) -> Reply {
-    match send(method, target, body, leader_admin) {
+    relay(
+        method,
+        target,
+        leader_admin,
+        send(method, target, body, leader_admin),
+    )
+}
+
+/// The leader's reply as is, or a 502 naming the leader when it could not be had.
+fn relay(
+    method: &str,
+    target: &str,
+    leader_admin: &str,
+    outcome: Result<(u16, String), ureq::Error>,
+) -> Reply {
+    match outcome {
         Ok((status, body)) => Reply {
             status,
             body,
@@ -65,7 +80,7 @@ pub fn forward_stream(
             .header(FORWARDED_HEADER, "1")
             .header("Content-Type", "application/octet-stream")
             .body(ureq::SendBody::from_reader(body))?;
-        let mut response = agent(IMPORT_TIMEOUT_MS).run(request)?;
+        let mut response = admin_agent(IMPORT_TIMEOUT_MS).run(request)?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -74,29 +89,18 @@ pub fn forward_stream(
             .read_to_string()?;
         Ok((status, text))
     })();
-    match outcome {
-        Ok((status, body)) => Reply {
-            status,
-            body,
-            allow: None,
-        },
-        Err(error) => {
-            log::warn!("admin API: forwarding {method} {target} to the leader at {leader_admin} failed: {error}");
-            Reply::error(&ApiError::new(
-                502,
-                format!("cannot forward the request to the leader at {leader_admin}: {error}"),
-            ))
-        }
-    }
+    relay(method, target, leader_admin, outcome)
 }
 
-fn agent(timeout_ms: u64) -> ureq::Agent {
+/// An HTTP client for a node's admin API (forwarding, `ctl`): every status is an answer to
+/// relay or print; no proxy (nodes are reached directly, an HTTP_PROXY meant for the
+/// internet must not capture them) and no redirects; no pooled keep-alive connections
+/// (tiny_http 0.12 can leave a new connection unserved while its threads sit on idle
+/// keep-alive ones, see the README's known limitations).
+pub fn admin_agent(timeout_ms: u64) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_millis(timeout_ms)))
-        // Every status is the leader's answer, to relay unchanged.
         .http_status_as_error(false)
-        // Nodes talk directly: a proxy meant for the internet must not capture this, and
-        // the admin API never redirects.
         .proxy(None)
         .max_redirects(0)
         .max_idle_connections(0)
@@ -116,7 +120,7 @@ fn send(
         .method(method)
         .uri(url)
         .header(FORWARDED_HEADER, "1");
-    let agent = agent(FORWARD_TIMEOUT_MS);
+    let agent = admin_agent(FORWARD_TIMEOUT_MS);
     let mut response = if body.is_empty() {
         agent.run(builder.body(())?)?
     } else {

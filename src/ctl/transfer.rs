@@ -11,30 +11,17 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
+use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
 use crate::binlog::event::{self, EventHeader, CHECKSUM_LEN};
 use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
-
-/// A fresh-connection HTTP client for the admin API.
-fn agent(timeout_ms: u64) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(timeout_ms)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .max_redirects(0)
-        .max_idle_connections(0)
-        .max_idle_connections_per_host(0)
-        .build()
-        .new_agent()
-}
 
 /// How a binlog file ends, as far as chaining goes.
 #[derive(Debug, PartialEq, Eq)]

@@ -39,10 +39,11 @@ use crate::mysql::handshake::{
     CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SHA2_FAST_AUTH_SUCCESS,
     SHA2_PERFORM_FULL_AUTHENTICATION, SHA2_REQUEST_PUBLIC_KEY,
 };
-use crate::mysql::resultset::{ErrPacket, OkPacket, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
+use crate::mysql::resultset::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
 
+use super::session::{send_err, send_ok};
 use super::Shared;
 
 /// RSA key size of a generated key pair, as MySQL's own (`mysql_ssl_rsa_setup`, auto
@@ -431,37 +432,6 @@ fn send_more<S: Read + Write>(conn: &mut PacketConn<S>, data: &[u8]) -> Result<(
     conn.flush()
 }
 
-fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {
-    let ok = OkPacket {
-        affected_rows: 0,
-        last_insert_id: 0,
-        status_flags: STATUS_AUTOCOMMIT,
-        warnings: 0,
-        info: String::new(),
-    };
-    conn.write_packet(&ok.encode())?;
-    conn.flush()
-}
-
-fn send_err<S: Read + Write>(
-    conn: &mut PacketConn<S>,
-    code: u16,
-    state: &str,
-    message: &str,
-) -> Result<(), NetError> {
-    let mut sql_state = *b"HY000";
-    if state.len() == 5 {
-        sql_state.copy_from_slice(state.as_bytes());
-    }
-    let err = ErrPacket {
-        code,
-        sql_state,
-        message: message.to_string(),
-    };
-    conn.write_packet(&err.encode())?;
-    conn.flush()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +440,7 @@ mod tests {
         parse_public_key_pem, TEST_PRIVATE_KEY_PEM,
     };
     use crate::mysql::handshake::{CHARSET_UTF8MB4_GENERAL_CI, CLIENT_PROTOCOL_41};
+    use crate::mysql::resultset::ErrPacket;
     use crate::server::{BinlogServer, ServerConfig};
     use crate::store::Store;
     use std::net::TcpStream;

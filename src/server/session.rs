@@ -251,7 +251,7 @@ fn authenticate<S: Read + Write>(
     super::auth::authenticate(conn, peer, conn_id, shared)
 }
 
-fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {
+pub(super) fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {
     let ok = OkPacket {
         affected_rows: 0,
         last_insert_id: 0,
@@ -263,7 +263,7 @@ fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {
     conn.flush()
 }
 
-fn send_err<S: Read + Write>(
+pub(super) fn send_err<S: Read + Write>(
     conn: &mut PacketConn<S>,
     code: u16,
     state: &str,

@@ -428,6 +428,17 @@ pub fn start_mysql_dump(
     client.send_command(&command).map_err(conn_error)
 }
 
+/// The next event of a dump that only probes where the master begins (an EOF there is an
+/// error: the master must send at least its ROTATE).
+fn next_probe_event(client: &mut Client) -> Result<(Vec<u8>, EventHeader), SyncerError> {
+    let ev = match read_dump_packet(client)? {
+        DumpPacket::Event(ev) => ev,
+        DumpPacket::Eof => return Err(SyncerError::Master("dump ended before any event".into())),
+    };
+    let header = EventHeader::parse(&ev).map_err(|e| SyncerError::Master(e.to_string()))?;
+    Ok((ev, header))
+}
+
 /// The file a MySQL master starts a GTID dump after `set` from (it chooses the last file
 /// whose PREVIOUS_GTIDS is in the set): asks with an empty file name and reads the
 /// artificial ROTATE. The connection is unusable afterwards.
@@ -439,13 +450,7 @@ pub fn resolve_mysql_gtid(
 ) -> Result<String, SyncerError> {
     start_mysql_dump(client, up, info, "", 4, &MysqlDump::Gtid(set.clone()))?;
     loop {
-        let ev = match read_dump_packet(client)? {
-            DumpPacket::Event(ev) => ev,
-            DumpPacket::Eof => {
-                return Err(SyncerError::Master("dump ended before any event".into()))
-            }
-        };
-        let header = EventHeader::parse(&ev).map_err(|e| SyncerError::Master(e.to_string()))?;
+        let (ev, header) = next_probe_event(client)?;
         if header.type_code == event::ROTATE_EVENT {
             let r = event::Rotate::parse(&ev, event::CHECKSUM_LEN)
                 .map_err(|e| SyncerError::Master(e.to_string()))?;
@@ -526,13 +531,7 @@ pub fn resolve_gtid(
     // Where the file's content the master sent begins (4 when it starts the file whole).
     let mut first_content: Option<u64> = None;
     loop {
-        let ev = match read_dump_packet(client)? {
-            DumpPacket::Event(ev) => ev,
-            DumpPacket::Eof => {
-                return Err(SyncerError::Master("dump ended before any event".into()))
-            }
-        };
-        let header = EventHeader::parse(&ev).map_err(|e| SyncerError::Master(e.to_string()))?;
+        let (ev, header) = next_probe_event(client)?;
         let artificial = header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0;
         let here = |file: &Option<String>, pos: u64| {
             file.clone()

@@ -25,6 +25,12 @@ fn chain_fixtures() -> Vec<&'static str> {
 fn node_with_chain(work: &WorkDir, name: &str, auth_plugin: Option<&str>) -> (Node, u16) {
     let node = Node::start(&work.join(name)).unwrap();
     import_all(&node, &KINGBUS_CHAIN).unwrap();
+    let port = start_server(&node, auth_plugin);
+    (node, port)
+}
+
+/// Starts `node`'s binlog server on a free port with the ferro account (and `auth_plugin`).
+fn start_server(node: &Node, auth_plugin: Option<&str>) -> u16 {
     let port = free_port();
     let mut args = json!({
         "addr": format!("127.0.0.1:{port}"),
@@ -35,7 +41,7 @@ fn node_with_chain(work: &WorkDir, name: &str, auth_plugin: Option<&str>) -> (No
         args["auth_plugin"] = json!(plugin);
     }
     node.put_ok("/binlog/server/start", &args).unwrap();
-    (node, port)
+    port
 }
 
 #[test]
@@ -186,16 +192,7 @@ fn pull_and_compare(test: &str, files: &[(&str, &str)], auth_plugin: Option<&str
     let work = WorkDir::new(test).unwrap();
     let source = Node::start(&work.join("a")).unwrap();
     import_all(&source, files).unwrap();
-    let port = free_port();
-    let mut args = json!({
-        "addr": format!("127.0.0.1:{port}"),
-        "user": FERRO_USER,
-        "password": FERRO_PASSWORD,
-    });
-    if let Some(plugin) = auth_plugin {
-        args["auth_plugin"] = json!(plugin);
-    }
-    source.put_ok("/binlog/server/start", &args).unwrap();
+    let port = start_server(&source, auth_plugin);
 
     let mut replica = Node::start(&work.join("b")).unwrap();
     replica

@@ -121,6 +121,12 @@ pub fn pyrepl_dump(src: &Source, server_id: u32, stop_gtid: &str) -> Result<Stri
         format!("--stop-gtid={stop_gtid}"),
         "--timeout=150".to_string(),
     ]);
+    run_pyrepl(cmd, src)
+}
+
+/// Runs a prepared scripts/pyrepl_dump.py command: its stdout, or an error with its stderr
+/// and the last lines it printed.
+pub fn run_pyrepl(cmd: Command, src: &Source) -> Result<String> {
     let output = run_command(cmd, None, CLIENT_TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use mysql::{BinlogDumpFlags, BinlogRequest};
 use mysql_common::packets::{GnoInterval, Sid};
 
-use super::clients::{mysql_connect, venv_python, Source};
+use super::clients::{mysql_connect, run_pyrepl, venv_python, Source};
 use super::node::{ferrobus_bin, Node};
 use super::process::{describe_status, run_command};
 use super::util::{fail, repo_root, Context, Result};
@@ -248,20 +248,7 @@ pub fn pyrepl_mysql(
                 .arg(format!("--log-pos={pos}"));
         }
     }
-    let output = run_command(cmd, None, CLIENT_TIMEOUT)?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        let lines: Vec<&str> = stdout.lines().collect();
-        let last = &lines[lines.len().saturating_sub(10)..];
-        return fail(format!(
-            "pyrepl_dump.py (MySQL mode) against port {} failed ({}): {}\nlast lines:\n{}",
-            src.port,
-            describe_status(output.status),
-            String::from_utf8_lossy(&output.stderr).trim(),
-            last.join("\n")
-        ));
-    }
-    Ok(stdout)
+    run_pyrepl(cmd, src)
 }
 
 /// A GTID set given to the `mysql` crate: one UUID with inclusive gno ranges.
