@@ -1182,19 +1182,21 @@ Options:
   --mysql-addr HOST:PORT     the master (required; IPv6 as [::1]:3306)
   --mysql-user USER          replication user on the master (required)
   --mysql-password PASSWORD  its password (required; may be empty: --mysql-password=)
-  --syncer-uuid UUID         replica UUID announced to the master
-                             as @slave_uuid (default: none)
+  --syncer-uuid UUID         replica UUID announced to a MySQL master as
+                             @slave_uuid (default: derived from --syncer-id)
   --semi-sync                semi-synchronous replication (not supported yet)
-  --gtid GTIDLIST            start after this MariaDB GTID list, e.g. 0-1-100,1-2-5
-                             (cannot be combined with --binlog-file)
+  --gtid GTIDLIST            start after this MariaDB GTID list, e.g. 0-1-100,1-2-5,
+                             or MySQL GTID set, e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5
+                             (from the start of the file the master begins that dump in;
+                             cannot be combined with --binlog-file)
   --binlog-file FILE         start in this binlog file of the master (needs --binlog-pos)
   --binlog-pos N             at this byte offset in it, 4 or more (needs --binlog-file)
   -h, --help                 print this help
 
 Without --gtid or --binlog-file an empty node starts at the master's oldest binlog
 file still on disk (position 4); a node that holds binlog always resumes right after
-what it has stored (a start point is refused then). Note that a password given on the command line is visible to
-other local users in the process list.
+what it has stored (a start point is refused then). Note that a password given
+on the command line is visible to other local users in the process list.
 
 Examples:
   ferrobus ctl syncer start --syncer-id 1001 --mysql-addr 10.0.0.1:3306 \\
@@ -1454,11 +1456,12 @@ Example:
 const EXPORT_HELP: &str =
     "Write the binlog stored in a stopped node's data directory as native binlog
 files, one per stored master file, byte for byte as imported or synced (the
-FORMAT_DESCRIPTION's in-use flag is set on the last file when it does not end with
-a ROTATE or STOP, as on the master). The log is read as the node would apply it
-at its next start; a transaction not stored whole is left out. A file stored only from a position after
-4 (the store began inside it) is skipped with a warning (an error with --file).
-Refuses to run while a node uses the data directory (use `ferrobus ctl export`).
+FORMAT_DESCRIPTION's in-use flag is set on the last file when it does not end
+with a ROTATE or STOP, as on the master). The log is read as the node would
+apply it at its next start; a transaction not stored whole is left out. A file
+stored only from a position after 4 (the store began inside it) is skipped with
+a warning (an error with --file). Refuses to run while a node uses the data
+directory (use `ferrobus ctl export`).
 
 Usage:
   ferrobus export [--data-dir DIR] --to OUTDIR [--file NAME] [--force]
