@@ -610,12 +610,22 @@ impl BinlogIndex {
         checksum_len: usize,
         start: Loc,
     ) -> Result<(), IndexError> {
-        let set = crate::binlog::event::parse_previous_gtids(event, checksum_len).map_err(|e| {
-            IndexError::Event {
-                pos: start.pos,
-                reason: e.to_string(),
+        // The syncer and import refuse a PREVIOUS_GTIDS that does not parse before it is
+        // proposed; should one be committed anyway (an older version stored it), failing
+        // here would stop every node on every replay of the log. It only leaves the set
+        // unknown, like a GTID_LIST that does not parse.
+        let set = match crate::binlog::event::parse_previous_gtids(event, checksum_len) {
+            Ok(set) => set,
+            Err(e) => {
+                log::warn!(
+                    "PREVIOUS_GTIDS at {}:{} does not parse ({e}); the GTID set before that \
+                     file is unknown",
+                    self.files.get(start.file).map_or("?", |f| f.name.as_str()),
+                    start.pos
+                );
+                return Ok(());
             }
-        })?;
+        };
         if !self.mysql_start_known && self.mysql.is_empty() {
             self.mysql_purged = set.clone();
             self.mysql_start_known = true;
@@ -1507,6 +1517,35 @@ mod tests {
             let entries = ingest(&kingbus_stream(&KINGBUS), limit);
             let index = index_of(&entries);
             (entries, index)
+        }
+
+        #[test]
+        fn a_previous_gtids_that_does_not_parse_leaves_the_set_unknown() {
+            let stream = kingbus_stream(&KINGBUS);
+            let prev = stream[2].clone();
+            assert_eq!(prev[4], crate::binlog::event::PREVIOUS_GTIDS_LOG_EVENT);
+            let mut bad = prev.clone();
+            // One interval 1..11790 becomes 5..3 (a set that cannot be).
+            let interval = crate::binlog::event::HEADER_LEN + 8 + 16 + 8;
+            bad[interval..interval + 8].copy_from_slice(&5u64.to_le_bytes());
+            bad[interval + 8..interval + 16].copy_from_slice(&3u64.to_le_bytes());
+            crate::binlog::event::set_checksum(&mut bad);
+            let mut entries = ingest(&stream, crate::limits::ENTRY_PAYLOAD_MAX);
+            let patched = entries.iter_mut().any(|(_, payload)| {
+                let at = payload
+                    .windows(prev.len())
+                    .position(|w| w == prev.as_slice());
+                at.map(|at| payload[at..at + bad.len()].copy_from_slice(&bad))
+                    .is_some()
+            });
+            assert!(patched, "the PREVIOUS_GTIDS event is in an entry");
+            // Feeding it must not fail (a failure would stop every node on every replay).
+            let index = index_of(&entries);
+            assert_eq!(index.files()[0].previous_gtids, None);
+            assert_eq!(
+                index.files()[1].previous_gtids,
+                Some(kingbus_previous(KINGBUS[1]))
+            );
         }
 
         #[test]

@@ -395,6 +395,15 @@ impl Ingest {
             pos: start,
             reason: e.to_string(),
         })?;
+        // The index reads every PREVIOUS_GTIDS (the GTID set before a MySQL file): one that
+        // does not parse is refused here, before it is stored.
+        if header.type_code == event::PREVIOUS_GTIDS_LOG_EVENT {
+            let checksum_len = tracker.checksum_len();
+            event::parse_previous_gtids(ev, checksum_len).map_err(|e| IngestError::Malformed {
+                pos: start,
+                reason: format!("PREVIOUS_GTIDS: {e}"),
+            })?;
+        }
         if self.group.is_empty() && !self.group_chunked {
             self.group_start = start;
         }
@@ -1187,6 +1196,32 @@ mod tests {
                         assert!(*bytes == bytes_of(want), "{want} byte-identical");
                     }
                 }
+            }
+        }
+
+        #[test]
+        fn a_previous_gtids_that_does_not_parse_is_refused_before_it_is_stored() {
+            let mut stream = gtid_dump(Some((CHAIN[0], 4)), &MysqlGtidSet::new(), false);
+            // [rotate, FDE, PREVIOUS_GTIDS, ...]: one sid, one interval 1..11790 (end
+            // exclusive) becomes 5..3, with a valid CRC32, so only the set itself is bad.
+            let prev = &mut stream[2];
+            assert_eq!(prev[4], event::PREVIOUS_GTIDS_LOG_EVENT);
+            let interval = event::HEADER_LEN + 8 + 16 + 8;
+            prev[interval..interval + 8].copy_from_slice(&5u64.to_le_bytes());
+            prev[interval + 8..interval + 16].copy_from_slice(&3u64.to_le_bytes());
+            event::set_checksum(prev);
+            let mut ing = Ingest::new(None);
+            ing.allow_resend();
+            let err = feed(&mut ing, &stream).unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Malformed { .. })
+                    && err.to_string().contains("PREVIOUS_GTIDS"),
+                "{err}"
+            );
+            // What was queued before it (the FDE) may be stored; the bad event is not.
+            let fde_len = stream[1].len();
+            for (_, _, bytes) in files_of(&ing.take_entries(true)) {
+                assert!(bytes.len() <= 4 + fde_len, "only the FDE may be stored");
             }
         }
 
