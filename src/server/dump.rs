@@ -565,6 +565,16 @@ fn resolve_mysql_gtid(
                 .into(),
         );
     }
+    if !index.mysql_start_known() {
+        let first = &index.files()[0];
+        return Err(format!(
+            "the binlog ferrobus stores begins inside {} at position {}, after transactions \
+             it has no record of (its syncer was started at a file and position, not at a \
+             GTID set), so GTID auto-positioning cannot tell what the replica lacks before \
+             that point; replicate by file and position (MASTER_AUTO_POSITION=0)",
+            first.name, first.start_pos
+        ));
+    }
     check_replica_set(index, &replica)?;
     let name = file.trim_end_matches('\0');
     let mut start = if name.is_empty() {
@@ -1306,6 +1316,52 @@ mod mysql_tests {
                 pos: 4,
             },
         )
+    }
+
+    #[test]
+    fn a_store_that_began_mid_file_refuses_gtid_auto_positioning() {
+        // A syncer started at a file position inside .000011: the store has no
+        // PREVIOUS_GTIDS, so nobody knows what came before its first transaction.
+        let name = KINGBUS[0];
+        let events = kingbus_events(name);
+        let (start, _) = events
+            .iter()
+            .filter(|(_, ev)| ev[4] == crate::binlog::event::GTID_LOG_EVENT)
+            .nth(3)
+            .cloned()
+            .unwrap();
+        let mut stream = vec![
+            crate::binlog::event::build_rotate(name, start, 1, true, true),
+            crate::binlog::event::with_log_pos_zeroed_fde(&events[0].1, true),
+        ];
+        stream.extend(
+            events
+                .iter()
+                .filter(|(pos, _)| *pos >= start)
+                .map(|(_, ev)| ev.clone()),
+        );
+        let index = index_of(&ingest(&stream, 4096));
+        assert!(!index.mysql_start_known());
+        for replica in [MysqlGtidSet::new(), upto(11795)] {
+            let err = by_set(&index, &replica).unwrap_err();
+            assert!(
+                err.contains("begins inside")
+                    && err.contains(name)
+                    && err.contains("file and position"),
+                "{err}"
+            );
+        }
+        // By file and position it is served.
+        assert!(resolve(
+            &index,
+            &DumpStart::FilePos {
+                file: name.into(),
+                pos: start
+            }
+        )
+        .is_ok());
+        // A store that holds the file whole knows where it begins.
+        assert!(chain_index(4096).mysql_start_known());
     }
 
     #[test]

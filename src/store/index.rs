@@ -700,6 +700,13 @@ impl BinlogIndex {
         &self.mysql_purged
     }
 
+    /// Whether the MySQL GTID set where the store begins is known (a PREVIOUS_GTIDS event,
+    /// a start state, or a purge point): without it, what came before the first stored
+    /// transaction is unknown, and GTID auto-positioning cannot be served.
+    pub fn mysql_start_known(&self) -> bool {
+        self.mysql_start_known
+    }
+
     /// Where the MySQL transaction `uuid[:tag]:gno` lies, if it is stored whole.
     pub fn mysql_group(&self, uuid: &[u8; 16], tag: Option<&str>, gno: u64) -> Option<&GroupLoc> {
         let key = (
