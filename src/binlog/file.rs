@@ -20,6 +20,20 @@ pub const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 /// Position of the first event in a binlog file.
 pub const FIRST_EVENT_POSITION: u64 = MAGIC.len() as u64;
 
+/// Whether `name` can be a binlog file name: what a master writes in a ROTATE and what a
+/// file of that name on disk may be called. Not empty, at most BINLOG_FILE_NAME_MAX bytes,
+/// no directory part (`/`, `\`, `.`, `..`) and no control character: a name from the
+/// network must never lead a path outside the folder it is written to.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= crate::limits::BINLOG_FILE_NAME_MAX
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
 /// Writes the magic that starts a binlog file.
 pub fn write_file_header<W: Write>(out: &mut W) -> io::Result<()> {
     out.write_all(&MAGIC)
@@ -253,6 +267,19 @@ fn read_up_to<R: Read>(reader: &mut R, limit: u64, out: &mut Vec<u8>) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_file_names() {
+        for ok in ["mysql-bin.000001", "binlog.000001", "a", "mysql_bin.000011"] {
+            assert!(is_plain_file_name(ok), "{ok}");
+        }
+        let long = "x".repeat(crate::limits::BINLOG_FILE_NAME_MAX + 1);
+        for bad in [
+            "", ".", "..", "../etc/x", "/abs", "a/b", "a\\b", "a\nb", "a\0", &long,
+        ] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
+    }
     use crate::binlog::event::{CHECKSUM_LEN, EVENT_SIZE_OFFSET, LOG_POS_OFFSET};
     use crate::binlog::test_data::{mariadb_files, mysql_files};
 

@@ -240,13 +240,39 @@ pub fn run<S: Read + Write>(
                     if is_fde {
                         crc = event::checksum_len_of_fde(&bytes) > 0;
                     }
-                    if filter.as_mut().is_some_and(|f| f.skip(&bytes))
-                        || (!opts.send_annotate_rows && is_annotate_rows(&bytes))
-                    {
+                    // The filters follow transactions through the same tracker the store
+                    // indexed with; one that cannot means the stored bytes are damaged, and
+                    // going on could send half of a transaction the replica has.
+                    let untrackable = |e: String| {
+                        let message = format!(
+                            "stored event at {file}:{at} cannot be followed ({e}); refusing to \
+                             serve past it"
+                        );
+                        log::error!("{message}");
+                        message
+                    };
+                    let skip_maria = match filter.as_mut().map(|f| f.skip(&bytes)) {
+                        Some(Err(e)) => {
+                            let message = untrackable(e);
+                            send_err(conn, &message)?;
+                            return Err(DumpError::Refused(message));
+                        }
+                        Some(Ok(skip)) => skip,
+                        None => false,
+                    };
+                    if skip_maria || (!opts.send_annotate_rows && is_annotate_rows(&bytes)) {
                         continue;
                     }
                     if let Some(f) = mysql_filter.as_mut() {
-                        if f.skip(&bytes, pos) {
+                        let skip = match f.skip(&bytes, pos) {
+                            Ok(skip) => skip,
+                            Err(e) => {
+                                let message = untrackable(e);
+                                send_err(conn, &message)?;
+                                return Err(DumpError::Refused(message));
+                            }
+                        };
+                        if skip {
                             continue;
                         }
                         // Where the skipped transactions ended, so that the replica's
@@ -914,11 +940,9 @@ impl GroupFilter {
         self.skipping = false;
     }
 
-    /// Whether to skip this event.
-    fn skip(&mut self, ev: &[u8]) -> bool {
-        let Ok(step) = self.tracker.feed(ev) else {
-            return false;
-        };
+    /// Whether to skip this event (an error: the event cannot be followed).
+    fn skip(&mut self, ev: &[u8]) -> Result<bool, String> {
+        let step = self.tracker.feed(ev).map_err(|e| e.to_string())?;
         if step.starts_group {
             self.skipping = match step.gtid {
                 Some(Gtid::Maria(g)) => match self.pending.get(g.domain_id) {
@@ -940,7 +964,7 @@ impl GroupFilter {
             }
             self.skipping = false;
         }
-        skip
+        Ok(skip)
     }
 }
 
@@ -969,11 +993,10 @@ impl MysqlGroupFilter {
         self.skipping = false;
     }
 
-    /// Whether to skip this event, which ends at `end_pos`.
-    fn skip(&mut self, ev: &[u8], end_pos: u64) -> bool {
-        let Ok(step) = self.tracker.feed(ev) else {
-            return false;
-        };
+    /// Whether to skip this event, which ends at `end_pos` (an error: the event cannot be
+    /// followed).
+    fn skip(&mut self, ev: &[u8], end_pos: u64) -> Result<bool, String> {
+        let step = self.tracker.feed(ev).map_err(|e| e.to_string())?;
         if step.starts_group {
             self.skipping = match &step.gtid {
                 Some(Gtid::Mysql { uuid, tag, gno }) => {
@@ -989,7 +1012,7 @@ impl MysqlGroupFilter {
         if step.ends_group {
             self.skipping = false;
         }
-        skip
+        Ok(skip)
     }
 
     /// The end of the skipped events not yet told to the replica, once.
@@ -1216,7 +1239,7 @@ mod tests {
                     };
                 }
                 let want = current.is_some_and(|g| state.contains(&g));
-                assert_eq!(filter.skip(ev), want, "{name}: {current:?}");
+                assert_eq!(filter.skip(ev), Ok(want), "{name}: {current:?}");
                 if want {
                     skipped_events += 1;
                     skipped_groups.insert(current.unwrap());

@@ -354,6 +354,12 @@ pub fn write_file(
     force: bool,
 ) -> Result<u64, ExportError> {
     let plan = plan_file(store, name)?;
+    // Stored names were checked when they arrived; checked again before one becomes a path.
+    if !crate::binlog::file::is_plain_file_name(name) {
+        return Err(ExportError::NoSuchFile {
+            name: name.escape_debug().to_string(),
+        });
+    }
     let path = dir.join(name);
     if !force && path.exists() {
         return Err(ExportError::Exists { path });

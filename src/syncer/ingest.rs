@@ -252,6 +252,16 @@ impl Ingest {
                 pos: self.next_pos,
                 reason: e.to_string(),
             })?;
+        // The name becomes a stored file name, and later a file on disk (export).
+        if !crate::binlog::file::is_plain_file_name(&rotate.next_file) {
+            return Err(IngestError::Malformed {
+                pos: self.next_pos,
+                reason: format!(
+                    "ROTATE to {:?}: not a plain binlog file name",
+                    rotate.next_file
+                ),
+            });
+        }
         // Continuing the stored file anywhere but where its stored content ends would leave
         // a hole (or an overlap) in the store; a MySQL GTID dump may begin it earlier and
         // re-send what is stored.
@@ -734,6 +744,19 @@ mod tests {
                     "{name}/{limit}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_rotate_to_a_path_is_refused() {
+        for name in ["../../etc/cron.d/x", "/tmp/x", "a/b"] {
+            let mut ing = Ingest::new(None);
+            let rotate = event::build_rotate(name, 4, SERVER_ID, true, true);
+            let err = ing.on_event(&rotate).unwrap_err();
+            assert!(
+                err.to_string().contains("not a plain binlog file name"),
+                "{err}"
+            );
         }
     }
 

@@ -449,14 +449,17 @@ pub fn resolve_mysql_gtid(
     set: &MysqlGtidSet,
 ) -> Result<String, SyncerError> {
     start_mysql_dump(client, up, info, "", 4, &MysqlDump::Gtid(set.clone()))?;
-    loop {
-        let (ev, header) = next_probe_event(client)?;
-        if header.type_code == event::ROTATE_EVENT {
-            let r = event::Rotate::parse(&ev, event::CHECKSUM_LEN)
-                .map_err(|e| SyncerError::Master(e.to_string()))?;
-            return Ok(r.next_file);
-        }
+    // A source begins every dump with a ROTATE naming the file it starts in.
+    let (ev, header) = next_probe_event(client)?;
+    if header.type_code != event::ROTATE_EVENT {
+        return Err(SyncerError::Master(format!(
+            "the master began a GTID dump with a {} event, not a ROTATE naming its first file",
+            event::type_name(header.type_code)
+        )));
     }
+    let r = event::Rotate::parse(&ev, event::CHECKSUM_LEN)
+        .map_err(|e| SyncerError::Master(e.to_string()))?;
+    Ok(r.next_file)
 }
 
 pub fn conn_error(e: NetError) -> SyncerError {
