@@ -318,16 +318,21 @@ pub fn authenticate<S: Read + Write>(
         AuthPlugin::NativePassword => (user_ok
             && auth::verify_native(args.password.as_bytes(), &nonce, &proof))
         .then_some(Passed::Native),
-        AuthPlugin::CachingSha2Password if !user_ok => None,
+        // An unknown user goes through the same exchange as a wrong password (and is then
+        // refused), so that the answers do not tell which user names exist.
         AuthPlugin::CachingSha2Password => check_sha2(
             conn,
             peer,
-            &response.username,
+            Claim {
+                user: &response.username,
+                known: user_ok,
+            },
             args.password.as_bytes(),
             &nonce,
             &proof,
             &shared.auth,
-        )?,
+        )?
+        .filter(|_| user_ok),
     };
     let Some(passed) = passed else {
         let using = if proof.is_empty() { "NO" } else { "YES" };
@@ -356,18 +361,26 @@ pub fn authenticate<S: Read + Write>(
     Ok(response.username)
 }
 
+/// The user name a client logs in with, and whether it is the server's account.
+struct Claim<'a> {
+    user: &'a str,
+    known: bool,
+}
+
 /// caching_sha2_password after the client's proof: the empty password, the fast path, or
-/// the full path over RSA. `None`: wrong password. An ERR other than 1045 (clear text
-/// without TLS, no RSA key) is sent here and returned as an error.
+/// the full path over RSA. `None`: wrong password (or an unknown user, who goes through the
+/// same exchange and is never cached). An ERR other than 1045 (clear text without TLS, no
+/// RSA key) is sent here and returned as an error.
 fn check_sha2<S: Read + Write>(
     conn: &mut PacketConn<S>,
     peer: SocketAddr,
-    user: &str,
+    claim: Claim<'_>,
     password: &[u8],
     nonce: &[u8; SCRAMBLE_LEN],
     proof: &[u8],
     state: &AuthState,
 ) -> Result<Option<Passed>, NetError> {
+    let user = claim.user;
     if password.is_empty() || is_empty_sha2_response(proof) {
         // Nothing to encrypt: MySQL answers an empty password with OK or ERR at once.
         return Ok(
@@ -417,6 +430,9 @@ fn check_sha2<S: Read + Write>(
         }
     };
     if !password_matches(password, &sent) {
+        return Ok(None);
+    }
+    if !claim.known {
         return Ok(None);
     }
     state.remember(user, password);
@@ -470,10 +486,18 @@ mod tests {
     }
 
     fn mysql_crate_login(server: &BinlogServer, password: &str) -> Result<(), mysql::Error> {
+        mysql_crate_login_as(server, "repl", password)
+    }
+
+    fn mysql_crate_login_as(
+        server: &BinlogServer,
+        user: &str,
+        password: &str,
+    ) -> Result<(), mysql::Error> {
         let opts = mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(server.local_addr().port())
-            .user(Some("repl"))
+            .user(Some(user))
             .pass(Some(password))
             .prefer_socket(false)
             .max_allowed_packet(Some(1 << 24))
@@ -488,6 +512,28 @@ mod tests {
             Err(mysql::Error::MySqlError(e)) => e.code,
             other => panic!("expected an ERR packet, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unknown_user_is_refused_after_the_full_path_and_never_cached() {
+        let (_dir, server) = start(AuthPlugin::CachingSha2Password);
+        // The right password under another name: the same exchange, then 1045.
+        for _ in 0..2 {
+            assert_eq!(
+                denied(mysql_crate_login_as(&server, "other", "pw")),
+                ER_ACCESS_DENIED_ERROR
+            );
+        }
+        assert_eq!(
+            (server.auth().full_logins(), server.auth().fast_logins()),
+            (0, 0)
+        );
+        // The account's first login is still a full one.
+        mysql_crate_login(&server, "pw").unwrap();
+        assert_eq!(
+            (server.auth().full_logins(), server.auth().fast_logins()),
+            (1, 0)
+        );
     }
 
     #[test]
