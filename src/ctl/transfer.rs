@@ -315,15 +315,49 @@ fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, 
         .truncate(true)
         .open(&tmp)
         .map_err(|e| local(e, &tmp))?;
-    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name))
-    })?;
-    out.flush().map_err(|e| local(e, &tmp))?;
-    out.sync_all().map_err(|e| local(e, &tmp))?;
+    let declared = response
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out)
+        .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))
+        .and_then(|copied| {
+            check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
+            out.flush().map_err(|e| local(e, &tmp))?;
+            out.sync_all().map_err(|e| local(e, &tmp))?;
+            Ok(copied)
+        });
     drop(out);
+    let copied = copied.inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
     fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
+    // The rename is durable only once the directory is synced.
+    File::open(to)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| local(e, to))?;
     Ok(copied)
+}
+
+/// Whether a download is whole: exactly the Content-Length the node announced, and at
+/// least the size the file list gave (a file only grows; the last one may have grown
+/// since the list was read). A short body means the connection broke off: the file must
+/// not be renamed into place.
+fn check_download(file: &BinlogFileInfo, copied: u64, declared: Option<u64>) -> Result<(), String> {
+    if let Some(declared) = declared.filter(|&d| d != copied) {
+        return Err(format!(
+            "downloading {}: received {copied} bytes but the node announced {declared}; the              connection broke off, nothing was written under this name",
+            file.name
+        ));
+    }
+    if copied < file.end_pos {
+        return Err(format!(
+            "downloading {}: received {copied} bytes but the node lists the file with {}              bytes; the download is short, nothing was written under this name",
+            file.name, file.end_pos
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -403,5 +437,27 @@ mod tests {
         let err = prepare_dir(dir.path(), &files[1..], false).unwrap_err();
         assert!(err.contains("--force"), "{err}");
         prepare_dir(dir.path(), &files[1..], true).unwrap();
+    }
+
+    #[test]
+    fn a_short_download_is_refused() {
+        let file = BinlogFileInfo {
+            name: "a.2".into(),
+            start_pos: 4,
+            end_pos: 1000,
+            bytes: 996,
+            events: 3,
+            complete: true,
+        };
+        check_download(&file, 1000, Some(1000)).unwrap();
+        // The last file grew since the list was read.
+        check_download(&file, 1200, Some(1200)).unwrap();
+        check_download(&file, 1000, None).unwrap();
+        let err = check_download(&file, 700, Some(1000)).unwrap_err();
+        assert!(err.contains("a.2") && err.contains("1000"), "{err}");
+        let err = check_download(&file, 700, Some(700)).unwrap_err();
+        assert!(err.contains("short"), "{err}");
+        let err = check_download(&file, 700, None).unwrap_err();
+        assert!(err.contains("short"), "{err}");
     }
 }
