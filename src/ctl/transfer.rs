@@ -1,9 +1,9 @@
 //! `ctl import` and `ctl export`: native binlog files to and from a running node, streamed
 //! over the admin API (`POST /binlog/import?file=NAME`, `GET /binlog/files[/NAME]`).
 //!
-//! Import checks locally first that the files are binlogs and form a chain (each one but
-//! the last ends with a ROTATE naming the next, at position 4), so a mistake in the
-//! command line is caught before anything is sent; then it sends them one by one and stops
+//! Import checks locally first that the files are binlogs and form a chain by the node's
+//! rule (see [`chain_names`]), so a mistake in the command line is caught before anything
+//! is sent; then it sends them one by one and stops
 //! at the first refusal. Export writes each file to a temporary name, syncs it and renames
 //! it. Each request uses a fresh connection (no pooling: see the README's note on
 //! tiny_http keep-alive).
@@ -18,7 +18,8 @@ use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
-use crate::binlog::event::{self, EventHeader, CHECKSUM_LEN};
+use crate::binlog::event::{self, EventHeader, FormatDescription, CHECKSUM_LEN};
+use crate::daemon::import::successor;
 use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
@@ -28,6 +29,10 @@ use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS
 pub struct FileEnd {
     /// The ROTATE at its end: (next file, position).
     pub rotate: Option<(String, u64)>,
+    /// Whether its last event is a STOP (the master shut down).
+    pub stop: bool,
+    /// Whether its FORMAT_DESCRIPTION says MariaDB.
+    pub mariadb: bool,
 }
 
 /// Reads a whole local binlog file (checking it as the node will) and says how it ends.
@@ -35,17 +40,22 @@ pub fn file_end(path: &Path) -> Result<FileEnd, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BinlogFileReader::new(BufReader::new(file));
     let mut last = None;
+    let mut mariadb = false;
     while let Some((_, ev)) = reader
         .next_event()
         .map_err(|e| format!("{}: {e}", path.display()))?
     {
+        if last.is_none() {
+            mariadb = FormatDescription::parse(&ev).is_ok_and(|f| f.is_mariadb());
+        }
         last = Some(ev);
     }
     let Some(last) = last else {
         return Err(format!("{}: holds no event", path.display()));
     };
-    let rotate = match EventHeader::parse(&last) {
-        Ok(h) if h.type_code == event::ROTATE_EVENT => {
+    let type_code = EventHeader::parse(&last).ok().map(|h| h.type_code);
+    let rotate = match type_code {
+        Some(event::ROTATE_EVENT) => {
             let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
             event::Rotate::parse(&last, checksum_len)
                 .ok()
@@ -53,51 +63,58 @@ pub fn file_end(path: &Path) -> Result<FileEnd, String> {
         }
         _ => None,
     };
-    Ok(FileEnd { rotate })
+    Ok(FileEnd {
+        rotate,
+        stop: type_code == Some(event::STOP_EVENT),
+        mariadb,
+    })
 }
 
-/// The names the files are stored under: the first one's `first_name` (default: its file
-/// name), each next one the name its predecessor's ROTATE gives it. Every file but the
-/// last must end with a ROTATE to position 4.
+/// The names the files are stored under, by the node's rule (`daemon::import::check_chain`):
+/// the first one's `first_name` (default: its file name); after a file that ends with a
+/// ROTATE (to position 4), the name the ROTATE gives; after a STOP (the master shut down),
+/// or after a MySQL file its master never closed (it crashed, and opened the next number
+/// when it restarted; the node checks PREVIOUS_GTIDS), the next number of the same name.
 pub fn chain_names(
     files: &[PathBuf],
     ends: &[FileEnd],
     first_name: Option<&str>,
 ) -> Result<Vec<String>, String> {
-    let mut names = Vec::with_capacity(files.len());
+    let mut names: Vec<String> = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
-        let name = match (i, names.last().and_then(|_| ends.get(i - 1))) {
-            (0, _) => match first_name {
+        let Some((previous, end)) = names.last().zip(i.checked_sub(1).and_then(|p| ends.get(p)))
+        else {
+            let name = match first_name {
                 Some(n) => n.to_string(),
                 None => path
                     .file_name()
                     .and_then(|n| n.to_str())
                     .ok_or_else(|| format!("{}: not a file name", path.display()))?
                     .to_string(),
-            },
-            (
-                _,
-                Some(FileEnd {
-                    rotate: Some((next, pos)),
-                }),
-            ) if *pos == FIRST_EVENT_POSITION => next.clone(),
-            (
-                _,
-                Some(FileEnd {
-                    rotate: Some((next, pos)),
-                }),
-            ) => {
+            };
+            names.push(name);
+            continue;
+        };
+        let shown = files[i - 1].display();
+        let name = match &end.rotate {
+            Some((next, pos)) if *pos == FIRST_EVENT_POSITION => next.clone(),
+            Some((next, pos)) => {
                 return Err(format!(
-                    "{} ends with a ROTATE to {next} at position {pos}, not at the start of a \
-                     file",
-                    files[i - 1].display()
+                    "{shown} ends with a ROTATE to {next} at position {pos}, not at the start \
+                     of a file"
                 ))
             }
-            _ => {
+            None if end.stop || !end.mariadb => successor(previous).ok_or_else(|| {
+                format!(
+                    "{shown} (imported as {previous}) ends without a ROTATE and its name has \
+                     no number to tell which file follows it"
+                )
+            })?,
+            None => {
                 return Err(format!(
-                    "{} does not end with a ROTATE, so no file follows it in a chain; give \
-                     the files in order, the last one last",
-                    files[i - 1].display()
+                    "{shown} is MariaDB data that ends with neither a ROTATE nor a STOP (its \
+                     master was still writing it), so no file can be known to follow it; give \
+                     the files in order, the last one last"
                 ))
             }
         };
@@ -390,14 +407,48 @@ mod tests {
             chain_names(&files, &ends, None).unwrap()[0],
             "kingbus-5.7-mysql_bin.000011"
         );
-        // Out of order: .000013 does not end with a ROTATE, so nothing may follow it.
+        // .000013 does not end with a ROTATE (its master was still writing it): as after a
+        // master's crash, the next number follows it (the node checks PREVIOUS_GTIDS).
         let swapped = [files[2].clone(), files[0].clone()];
         let ends2 = [
             file_end(&swapped[0]).unwrap(),
             file_end(&swapped[1]).unwrap(),
         ];
-        let err = chain_names(&swapped, &ends2, None).unwrap_err();
-        assert!(err.contains("does not end with a ROTATE"), "{err}");
+        assert!(!ends2[0].stop && !ends2[0].mariadb);
+        assert_eq!(
+            chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap(),
+            ["mysql_bin.000013", "mysql_bin.000014"]
+        );
+        // Without a number in the name nothing can follow it.
+        let err = chain_names(&swapped, &ends2, Some("mysql_bin")).unwrap_err();
+        assert!(err.contains("no number"), "{err}");
+    }
+
+    #[test]
+    fn after_a_stop_the_next_number_follows_and_mariadb_needs_a_rotate_or_stop() {
+        // binlog-invisible-columns.000001 ends with a STOP: the node takes .000002 next.
+        let stop = fixture("binlog-invisible-columns.000001");
+        let end = file_end(&stop).unwrap();
+        assert!(end.stop && end.rotate.is_none());
+        let files = [stop.clone(), stop.clone(), stop];
+        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        assert_eq!(
+            chain_names(&files, &ends, None).unwrap(),
+            [
+                "binlog-invisible-columns.000001",
+                "binlog-invisible-columns.000002",
+                "binlog-invisible-columns.000003"
+            ]
+        );
+        // A MariaDB file that ends with neither: nothing may follow it.
+        let open = FileEnd {
+            rotate: None,
+            stop: false,
+            mariadb: true,
+        };
+        let ends = [open, file_end(&files[1]).unwrap()];
+        let err = chain_names(&files[..2], &ends, None).unwrap_err();
+        assert!(err.contains("MariaDB"), "{err}");
     }
 
     #[test]
