@@ -278,8 +278,10 @@ pub fn successor(name: &str) -> Option<String> {
 
 /// Whether `name` may be stored next: any file into an empty store; after a file that ends
 /// with a ROTATE, the file it names (at position 4); after one that ends with a STOP (the
-/// master shut down), the next number of the same base. A last file that ends with
-/// neither was still being written: nothing can be known to follow it.
+/// master shut down), the next number of the same base. After a file that ends with
+/// neither (its master crashed, or was still writing it): for MySQL data the next number
+/// too, as the master opens it when it restarts (its PREVIOUS_GTIDS must then prove that
+/// nothing is missing); for MariaDB data nothing, as continuity cannot be proven.
 pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     if view.files.iter().any(|f| f == name) {
         return Err(ImportError::AlreadyStored {
@@ -327,12 +329,40 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
                 tail.file
             ))),
         },
+        // The master crashed (or the file was taken while it was written); its restart
+        // opened the next number. For MySQL data the file's PREVIOUS_GTIDS must then equal
+        // the stored gtid_executed (see `ingest_file`), which proves nothing is missing.
+        LastEvent::Other if !tail.mariadb => match successor(&tail.file) {
+            Some(next) if next == name => Ok(()),
+            Some(next) => Err(chain(format!(
+                "the last stored file {} ends at position {} without a ROTATE or STOP event \
+                 (its master crashed or was still writing it); only {next}, the file its \
+                 master opens when it restarts, can follow it",
+                tail.file, tail.end_pos
+            ))),
+            None => Err(chain(format!(
+                "the last stored file {} ends without a ROTATE or STOP event and its name \
+                 has no number to tell which file follows it",
+                tail.file
+            ))),
+        },
+        // A MariaDB file's GTID_LIST holds the binlog state per (domain, server id), which
+        // the store does not keep in that form: continuity cannot be proven, so refuse.
         LastEvent::Other => Err(chain(format!(
             "the last stored file {} ends at position {} without a ROTATE or STOP event (its \
-             master was still writing it), so no file can be known to follow it",
+             master was still writing it, or crashed), and for MariaDB data ferrobus cannot \
+             prove which file continues it",
             tail.file, tail.end_pos
         ))),
     }
+}
+
+/// Whether `check_chain` accepted the file only as the successor of a file its master never
+/// closed: then its PREVIOUS_GTIDS must be present (and equal the stored gtid_executed).
+fn needs_previous_gtids(view: &StoreView) -> bool {
+    view.tail
+        .as_ref()
+        .is_some_and(|t| t.last_event == LastEvent::Other && !t.mariadb)
 }
 
 /// Where [`ingest_file`] hands the entries it makes (kind, payload).
@@ -383,6 +413,12 @@ pub fn ingest_file(
         if summary.events == 1 {
             check_previous_gtids(name, &ev, view)?;
         }
+        if summary.events == 1
+            && needs_previous_gtids(view)
+            && ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT)
+        {
+            return Err(missing_previous_gtids(name, view));
+        }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
             // Stored as the master sends it (see the module doc).
@@ -402,6 +438,9 @@ pub fn ingest_file(
                 emit(entries)?;
             }
         }
+    }
+    if summary.events == 1 && needs_previous_gtids(view) {
+        return Err(missing_previous_gtids(name, view));
     }
     if summary.events == 0 {
         return Err(ImportError::Unsupported {
@@ -463,6 +502,18 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
         }
     }
     Ok(())
+}
+
+fn missing_previous_gtids(name: &str, view: &StoreView) -> ImportError {
+    ImportError::Chain {
+        file: name.to_string(),
+        detail: format!(
+            "the last stored file {} ends without a ROTATE or STOP event, so only a file whose \
+             PREVIOUS_GTIDS (its second event) equals the stored gtid_executed can follow \
+             it, and this file has none",
+            view.tail.as_ref().map_or("", |t| t.file.as_str())
+        ),
+    }
 }
 
 /// A MySQL file's PREVIOUS_GTIDS (its second event) names every transaction before it: it
@@ -816,14 +867,57 @@ mod tests {
     }
 
     #[test]
-    fn nothing_follows_an_open_file_and_a_stop_takes_its_successor() {
-        let h = Harness::new();
-        h.import("mysql_type_bit.000001", &fixture("mysql_type_bit.000001"))
+    fn after_an_unclosed_mysql_file_its_successor_follows_if_previous_gtids_match() {
+        // .000011 without its closing ROTATE: as if its master crashed after the last commit.
+        let k11 = fixture(K11);
+        let (rotate_pos, _) = BinlogFileReader::new(k11.as_slice())
+            .map(Result::unwrap)
+            .last()
             .unwrap();
-        let err = h
-            .import("mysql_type_bit.000002", &fixture("mysql_type_bit.000001"))
-            .unwrap_err();
-        assert!(err.to_string().contains("still writing"), "{err}");
+        let open = &k11[..rotate_pos as usize];
+        let h = Harness::new();
+        h.import(K11, open).unwrap();
+        assert_eq!(
+            store_view(&h.store).unwrap().tail.unwrap().last_event,
+            LastEvent::Other
+        );
+        let before = h.snapshot();
+        // Only the next number may follow.
+        let err = h.import(K13, &fixture(K13)).unwrap_err();
+        assert!(matches!(err, ImportError::Chain { .. }), "{err}");
+        assert!(err.to_string().contains(K12), "{err}");
+        // The next number, but PREVIOUS_GTIDS shows transactions missing.
+        let err = h.import(K12, &fixture(K13)).unwrap_err();
+        assert!(err.to_string().contains("PREVIOUS_GTIDS"), "{err}");
+        // The next number without a PREVIOUS_GTIDS proves nothing.
+        let k12 = fixture(K12);
+        let events: Vec<_> = BinlogFileReader::new(k12.as_slice())
+            .map(Result::unwrap)
+            .collect();
+        let fde_only = &k12[..events[1].0 as usize];
+        let err = h.import(K12, fde_only).unwrap_err();
+        assert!(err.to_string().contains("has none"), "{err}");
+        assert_eq!(h.snapshot(), before);
+        // The real next file is accepted.
+        h.import(K12, &k12).unwrap();
+        assert_eq!(h.export(K12), k12);
+    }
+
+    #[test]
+    fn nothing_follows_an_unclosed_mariadb_file_and_a_stop_takes_its_successor() {
+        let unclosed = StoreView {
+            files: vec!["m.000007".into()],
+            tail: Some(Tail {
+                file: "m.000007".into(),
+                end_pos: 100,
+                last_event: LastEvent::Other,
+                mariadb: true,
+            }),
+            resume: Some(("m.000007".into(), 100)),
+            mysql_executed: None,
+        };
+        let err = check_chain("m.000008", &unclosed).unwrap_err();
+        assert!(err.to_string().contains("MariaDB"), "{err}");
 
         // binlog-invisible-columns.000001 ends with a STOP.
         let view = StoreView {
