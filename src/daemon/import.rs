@@ -44,6 +44,44 @@ use super::Node;
 /// Folder of the data directory where an import's body is spooled.
 pub const IMPORT_SPOOL_DIR: &str = "import";
 
+/// Empties the spool folder at node start: an import that a crash or a kill interrupted
+/// leaves its body there (up to IMPORT_FILE_BYTES_MAX), and nothing else would remove it.
+/// Logs what it removes; returns the names removed. Must run before the admin API starts
+/// (no import can be running then).
+pub fn clear_spool(data_dir: &Path) -> Vec<String> {
+    let dir = data_dir.join(IMPORT_SPOOL_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            log::warn!("cannot list the import spool {}: {e}", dir.display());
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let outcome = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match outcome {
+            Ok(()) => {
+                log::info!(
+                    "removed {} ({bytes} bytes), left by an import that did not finish",
+                    path.display()
+                );
+                removed.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            Err(e) => log::warn!("cannot remove the import spool {}: {e}", path.display()),
+        }
+    }
+    removed.sort();
+    removed
+}
+
 /// Why a file is refused (or an accepted one could not be stored).
 #[derive(Debug)]
 pub enum ImportError {
@@ -939,6 +977,23 @@ mod tests {
         h.import(stop_file, &fixture(stop_file)).unwrap();
         let tail = store_view(&h.store).unwrap().tail.unwrap();
         assert_eq!(tail.last_event, LastEvent::Stop);
+    }
+
+    #[test]
+    fn spool_files_left_by_a_crash_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(clear_spool(dir.path()).is_empty());
+        let spool = dir.path().join(IMPORT_SPOOL_DIR);
+        fs::create_dir_all(&spool).unwrap();
+        fs::write(spool.join("mysql_bin.000012.1.part"), b"half a file").unwrap();
+        fs::write(spool.join("x.000001.7.part"), b"").unwrap();
+        fs::write(dir.path().join("keep"), b"not the spool's").unwrap();
+        assert_eq!(
+            clear_spool(dir.path()),
+            ["mysql_bin.000012.1.part", "x.000001.7.part"]
+        );
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
+        assert!(dir.path().join("keep").exists());
     }
 
     #[test]
