@@ -16,6 +16,7 @@
 //! and an accept error ends tiny_http's accept thread (logged, the API then stops
 //! answering).
 
+pub mod connection;
 pub mod forward;
 pub mod model;
 pub mod routes;

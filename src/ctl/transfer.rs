@@ -19,9 +19,9 @@ use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
 use crate::binlog::event::{self, EventHeader, FormatDescription, CHECKSUM_LEN};
-use crate::daemon::import::successor;
 use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
 use crate::cli::{CtlArgs, CtlCommand};
+use crate::daemon::import::successor;
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
 
 /// How a binlog file ends, as far as chaining goes.
@@ -162,6 +162,14 @@ pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>)
                     .map_err(|e| e.to_string())?;
                 Ok((status, body))
             });
+        // The node refuses a doomed file (stored already, not next, a syncer configured)
+        // before reading its body and closes the connection; a large upload then fails
+        // while sending. An empty body asks the same name-only questions again: a 409 or
+        // 503 is the reason (an empty file itself would be a 400).
+        let sent = sent.or_else(|error| match probe(&url) {
+            Some((status, body)) if status == 409 || status == 503 => Ok((status, body)),
+            _ => Err(error),
+        });
         let (status, body) = match sent {
             Ok(reply) => reply,
             Err(error) => {
@@ -183,6 +191,18 @@ pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>)
         }
     }
     EXIT_OK
+}
+
+/// `POST url` with an empty body: (status, body), or None when the node cannot be asked.
+fn probe(url: &str) -> Option<(u16, String)> {
+    let mut response = agent(HTTP_CLIENT_TIMEOUT_MS)
+        .post(url)
+        .header("Content-Type", "application/octet-stream")
+        .send(&[][..])
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((status, body))
 }
 
 fn report_rest(names: &[String]) {

@@ -693,7 +693,10 @@ struct Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_file(&self.path) {
-            log::warn!("cannot remove the import spool {}: {e}", self.path.display());
+            log::warn!(
+                "cannot remove the import spool {}: {e}",
+                self.path.display()
+            );
         }
     }
 }
@@ -725,7 +728,12 @@ fn spool(name: &str, body: &mut dyn Read, dir: &Path) -> Result<Spool, ImportErr
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(ImportError::Stalled {
                     file: name.to_string(),
                     received_bytes: spooled.bytes,
@@ -1106,7 +1114,13 @@ mod tests {
             };
             let err = spool(K12, &mut body, &spool_dir).err().unwrap();
             assert!(
-                matches!(err, ImportError::Stalled { received_bytes: 100_000, .. }),
+                matches!(
+                    err,
+                    ImportError::Stalled {
+                        received_bytes: 100_000,
+                        ..
+                    }
+                ),
                 "{err}"
             );
             assert!(err.to_string().contains(K12), "{err}");
