@@ -5,8 +5,8 @@
 //! This module owns the listening socket and its worker threads; the routing table and
 //! request handling live in `routes`, leader forwarding in `forward`, argument parsing in
 //! `validate`, the wire types in `model`, the socket under a request in `connection`. It
-//! knows nothing of what the daemon does: every action goes through the [`Backend`] trait, which the daemon implements. Leader-only
-//! routes (`/binlog/syncer/*`, membership changes, purge, import) are served locally only
+//! knows nothing of what the daemon does: every action goes through the [`Backend`]
+//! trait, which the daemon implements. Leader-only routes (`/binlog/syncer/*`, membership changes, purge, import) are served locally only
 //! when the backend says [`ClusterRoute::Local`]; otherwise they are forwarded to the
 //! leader. Import bodies (whole binlog files) are streamed, never held in memory, and so
 //! are the binlog files `GET /binlog/files/NAME` sends.
