@@ -249,3 +249,10 @@ const _: () = assert!(IMPORT_TIMEOUT_MS > FORWARD_TIMEOUT_MS);
 /// Largest RSA private key file (PEM) a caching_sha2_password binlog server reads; a
 /// 4096-bit key is about 3.3 KiB, so anything this large is not a key.
 pub const RSA_KEY_FILE_BYTES_MAX: u64 = 64 << 10;
+
+/// Longest an import's upload may pause (no byte arriving) before the node gives it up:
+/// the admin connection's socket read timeout while the body is read, so that a stalled
+/// client holds an admin worker and its spool file this long at most.
+pub const IMPORT_BODY_STALL_MS: u64 = 60_000;
+
+const _: () = assert!(IMPORT_BODY_STALL_MS < IMPORT_TIMEOUT_MS);

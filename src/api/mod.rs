@@ -4,18 +4,21 @@
 //!
 //! This module owns the listening socket and its worker threads; the routing table and
 //! request handling live in `routes`, leader forwarding in `forward`, argument parsing in
-//! `validate`, the wire types in `model`. It knows nothing of what the daemon does: every
-//! action goes through the [`Backend`] trait, which the daemon implements. Leader-only
-//! routes (`/binlog/syncer/*`, membership changes, purge, import) are served locally only
-//! when the backend says [`ClusterRoute::Local`]; otherwise they are forwarded to the
-//! leader. Import bodies (whole binlog files) are streamed, never held in memory, and so
-//! are the binlog files `GET /binlog/files/NAME` sends.
+//! `validate`, the wire types in `model`, the socket under a request in `connection`. It
+//! knows nothing of what the daemon does: every action goes through the [`Backend`]
+//! trait, which the daemon implements. Leader-only routes (`/binlog/syncer/*`, membership
+//! changes, purge, import) are served locally only when the backend says
+//! [`ClusterRoute::Local`]; otherwise they are forwarded to the leader. Import bodies
+//! (whole binlog files) are streamed, never held in memory, and so are the binlog files
+//! `GET /binlog/files/NAME` sends.
 //!
-//! Known limits of tiny_http 0.12 this module cannot remove: accepted sockets have no read
-//! timeout, so a client that stalls while sending a body holds a worker until it closes;
-//! and an accept error ends tiny_http's accept thread (logged, the API then stops
-//! answering).
+//! Known limits of tiny_http 0.12 this module works around or cannot remove: accepted
+//! sockets have no read timeout, so a client that stalls while sending a body holds a
+//! worker until it closes (an import's body is bounded by IMPORT_BODY_STALL_MS through
+//! `connection`, which finds its socket); and an accept error ends tiny_http's accept
+//! thread (logged, the API then stops answering).
 
+pub mod connection;
 pub mod forward;
 pub mod model;
 pub mod routes;

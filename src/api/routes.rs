@@ -7,16 +7,20 @@
 //! thread. A panic while handling a request is caught here so it costs that request a 500,
 //! never the worker.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSAGE};
-use super::validate;
+use super::{connection, validate};
 use super::{ApiError, Backend, ClusterRoute};
-use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, IMPORT_FILE_BYTES_MAX};
+use crate::limits::{
+    HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX,
+};
 
 /// One admin action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,43 +357,118 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
 }
 
 /// `POST /binlog/import?file=NAME`: the body goes to the backend (leader) or to the
-/// leader (follower) as a stream, at most IMPORT_FILE_BYTES_MAX bytes. Whatever the
-/// handler did not read is read and dropped here before replying, so that tiny_http never
-/// drains it by allocating it whole.
+/// leader (follower) as a stream, at most IMPORT_FILE_BYTES_MAX bytes, each read bounded
+/// by IMPORT_BODY_STALL_MS (set on the connection's socket, see `connection`). A body the
+/// handler did not read to its end (an early refusal, a stall, too large) is not drained:
+/// the reply is sent and the connection closed.
 fn handle_import(mut request: tiny_http::Request, backend: &dyn Backend, target: &str) {
     let forwarded = is_forwarded(&request);
-    let reply = match validate::import_file_from_target(target) {
-        Err(error) => Reply::error(&error),
-        Ok(name) => {
-            let mut body = request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1);
-            guarded(Route::Import, || match backend.cluster_route() {
-                ClusterRoute::Local => match backend.binlog_import(&name, &mut body) {
-                    Ok(summary) => {
-                        to_data(&summary).map_or_else(|e| Reply::error(&e), Reply::success)
-                    }
-                    Err(error) => Reply::error(&error),
-                },
-                _ if forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
-                ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
-                ClusterRoute::Forward { leader_admin } => {
-                    forward::forward_stream("POST", target, &mut body, &leader_admin)
-                }
-            })
-        }
-    };
-    let rest = std::io::copy(
-        &mut request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1),
-        &mut std::io::sink(),
-    );
-    log::debug!("admin API: POST {target} -> {}", reply.status);
-    match rest {
-        Ok(left) if left <= IMPORT_FILE_BYTES_MAX => {
-            if let Err(error) = request.respond(to_response(reply)) {
-                log::debug!("admin API: could not send the import reply: {error}");
+    let declared = request.body_length().map(|b| b as u64);
+    let socket = request
+        .remote_addr()
+        .copied()
+        .and_then(connection::socket_to_peer);
+    match &socket {
+        Some(socket) => {
+            let stall = Duration::from_millis(IMPORT_BODY_STALL_MS);
+            if let Err(error) = socket.set_read_timeout(Some(stall)) {
+                log::warn!("admin API: cannot bound the import upload's reads: {error}");
             }
         }
-        // Too much, or the client broke off: answer what we can and give up on the socket.
-        _ => abandon(request, reply),
+        None => log::warn!(
+            "admin API: the socket of this import's connection was not found; a stalled \
+             upload holds this worker until its client gives up"
+        ),
+    }
+    let mut body = BodyReader {
+        inner: request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1),
+        read_bytes: 0,
+        at_end: false,
+    };
+    let reply = match validate::import_file_from_target(target) {
+        Err(error) => Reply::error(&error),
+        Ok(name) => guarded(Route::Import, || match backend.cluster_route() {
+            ClusterRoute::Local => match backend.binlog_import(&name, &mut body) {
+                Ok(summary) => to_data(&summary).map_or_else(|e| Reply::error(&e), Reply::success),
+                Err(error) => Reply::error(&error),
+            },
+            _ if forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
+            ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
+            ClusterRoute::Forward { leader_admin } => {
+                forward::forward_stream("POST", target, &mut body, &leader_admin)
+            }
+        }),
+    };
+    log::debug!("admin API: POST {target} -> {}", reply.status);
+    let (at_end, read_bytes) = (body.at_end, body.read_bytes);
+    if at_end || declared == Some(0) {
+        if let Some(socket) = &socket {
+            let _ = socket.set_read_timeout(None);
+        }
+        if let Err(error) = request.respond(to_response(reply)) {
+            log::debug!("admin API: could not send the import reply: {error}");
+        }
+        return;
+    }
+    log::info!(
+        "admin API: import {target} answered after {read_bytes} of {} body bytes; closing \
+         the connection instead of reading the rest",
+        declared.map_or("(chunked)".to_string(), |d| d.to_string())
+    );
+    let Some(socket) = socket else {
+        abandon(request, reply);
+        return;
+    };
+    let remaining = declared.map_or(0, |d| d.saturating_sub(read_bytes));
+    reply_and_close(request, reply, &socket, remaining);
+}
+
+/// Writes `reply` on the connection's socket itself (tiny_http would first drain the
+/// body), then shuts the connection down: the client has the reply, its further bytes are
+/// refused, and every later read here ends at once. The request is then dropped, which
+/// reads what is still buffered; unless more than HTTP_BODY_DRAIN_BYTES_MAX of the
+/// declared body is unread, as tiny_http allocates the unread length whole to drain it:
+/// then the request is leaked, as `abandon` does.
+fn reply_and_close(request: tiny_http::Request, reply: Reply, socket: &TcpStream, remaining: u64) {
+    let reason = tiny_http::StatusCode(reply.status).default_reason_phrase();
+    let message = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{}",
+        reply.status,
+        reply.body.len(),
+        reply.body
+    );
+    let mut writer = socket;
+    if let Err(error) = writer
+        .write_all(message.as_bytes())
+        .and_then(|()| writer.flush())
+    {
+        log::debug!("admin API: could not send the import reply: {error}");
+    }
+    let _ = socket.shutdown(Shutdown::Both);
+    if remaining <= HTTP_BODY_DRAIN_BYTES_MAX as u64 {
+        drop(request);
+    } else {
+        std::mem::forget(request);
+    }
+}
+
+/// An import body that records how much was read and whether its end was reached.
+struct BodyReader<R> {
+    inner: R,
+    read_bytes: u64,
+    at_end: bool,
+}
+
+impl<R: Read> Read for BodyReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        // The end of the capped reader is the body's end only within the cap.
+        if n == 0 && !buf.is_empty() && self.read_bytes <= IMPORT_FILE_BYTES_MAX {
+            self.at_end = true;
+        }
+        self.read_bytes += n as u64;
+        Ok(n)
     }
 }
 

@@ -1,9 +1,9 @@
 //! `ctl import` and `ctl export`: native binlog files to and from a running node, streamed
 //! over the admin API (`POST /binlog/import?file=NAME`, `GET /binlog/files[/NAME]`).
 //!
-//! Import checks locally first that the files are binlogs and form a chain (each one but
-//! the last ends with a ROTATE naming the next, at position 4), so a mistake in the
-//! command line is caught before anything is sent; then it sends them one by one and stops
+//! Import checks locally first that the files are binlogs and form a chain by the node's
+//! rule (see [`chain_names`]), so a mistake in the command line is caught before anything
+//! is sent; then it sends them one by one and stops
 //! at the first refusal. Export writes each file to a temporary name, syncs it and renames
 //! it. Each request uses a fresh connection (no pooling: see the README's note on
 //! tiny_http keep-alive).
@@ -18,9 +18,10 @@ use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
-use crate::binlog::event::{self, EventHeader, CHECKSUM_LEN};
+use crate::binlog::event::{self, EventHeader, FormatDescription, CHECKSUM_LEN};
 use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
 use crate::cli::{CtlArgs, CtlCommand};
+use crate::daemon::import::successor;
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
 
 /// How a binlog file ends, as far as chaining goes.
@@ -28,6 +29,10 @@ use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS
 pub struct FileEnd {
     /// The ROTATE at its end: (next file, position).
     pub rotate: Option<(String, u64)>,
+    /// Whether its last event is a STOP (the master shut down).
+    pub stop: bool,
+    /// Whether its FORMAT_DESCRIPTION says MariaDB.
+    pub mariadb: bool,
 }
 
 /// Reads a whole local binlog file (checking it as the node will) and says how it ends.
@@ -35,17 +40,22 @@ pub fn file_end(path: &Path) -> Result<FileEnd, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BinlogFileReader::new(BufReader::new(file));
     let mut last = None;
+    let mut mariadb = false;
     while let Some((_, ev)) = reader
         .next_event()
         .map_err(|e| format!("{}: {e}", path.display()))?
     {
+        if last.is_none() {
+            mariadb = FormatDescription::parse(&ev).is_ok_and(|f| f.is_mariadb());
+        }
         last = Some(ev);
     }
     let Some(last) = last else {
         return Err(format!("{}: holds no event", path.display()));
     };
-    let rotate = match EventHeader::parse(&last) {
-        Ok(h) if h.type_code == event::ROTATE_EVENT => {
+    let type_code = EventHeader::parse(&last).ok().map(|h| h.type_code);
+    let rotate = match type_code {
+        Some(event::ROTATE_EVENT) => {
             let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
             event::Rotate::parse(&last, checksum_len)
                 .ok()
@@ -53,51 +63,58 @@ pub fn file_end(path: &Path) -> Result<FileEnd, String> {
         }
         _ => None,
     };
-    Ok(FileEnd { rotate })
+    Ok(FileEnd {
+        rotate,
+        stop: type_code == Some(event::STOP_EVENT),
+        mariadb,
+    })
 }
 
-/// The names the files are stored under: the first one's `first_name` (default: its file
-/// name), each next one the name its predecessor's ROTATE gives it. Every file but the
-/// last must end with a ROTATE to position 4.
+/// The names the files are stored under, by the node's rule (`daemon::import::check_chain`):
+/// the first one's `first_name` (default: its file name); after a file that ends with a
+/// ROTATE (to position 4), the name the ROTATE gives; after a STOP (the master shut down),
+/// or after a MySQL file its master never closed (it crashed, and opened the next number
+/// when it restarted; the node checks PREVIOUS_GTIDS), the next number of the same name.
 pub fn chain_names(
     files: &[PathBuf],
     ends: &[FileEnd],
     first_name: Option<&str>,
 ) -> Result<Vec<String>, String> {
-    let mut names = Vec::with_capacity(files.len());
+    let mut names: Vec<String> = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
-        let name = match (i, names.last().and_then(|_| ends.get(i - 1))) {
-            (0, _) => match first_name {
+        let Some((previous, end)) = names.last().zip(i.checked_sub(1).and_then(|p| ends.get(p)))
+        else {
+            let name = match first_name {
                 Some(n) => n.to_string(),
                 None => path
                     .file_name()
                     .and_then(|n| n.to_str())
                     .ok_or_else(|| format!("{}: not a file name", path.display()))?
                     .to_string(),
-            },
-            (
-                _,
-                Some(FileEnd {
-                    rotate: Some((next, pos)),
-                }),
-            ) if *pos == FIRST_EVENT_POSITION => next.clone(),
-            (
-                _,
-                Some(FileEnd {
-                    rotate: Some((next, pos)),
-                }),
-            ) => {
+            };
+            names.push(name);
+            continue;
+        };
+        let shown = files[i - 1].display();
+        let name = match &end.rotate {
+            Some((next, pos)) if *pos == FIRST_EVENT_POSITION => next.clone(),
+            Some((next, pos)) => {
                 return Err(format!(
-                    "{} ends with a ROTATE to {next} at position {pos}, not at the start of a \
-                     file",
-                    files[i - 1].display()
+                    "{shown} ends with a ROTATE to {next} at position {pos}, not at the start \
+                     of a file"
                 ))
             }
-            _ => {
+            None if end.stop || !end.mariadb => successor(previous).ok_or_else(|| {
+                format!(
+                    "{shown} (imported as {previous}) ends without a ROTATE and its name has \
+                     no number to tell which file follows it"
+                )
+            })?,
+            None => {
                 return Err(format!(
-                    "{} does not end with a ROTATE, so no file follows it in a chain; give \
-                     the files in order, the last one last",
-                    files[i - 1].display()
+                    "{shown} is MariaDB data that ends with neither a ROTATE nor a STOP (its \
+                     master was still writing it), so no file can be known to follow it; give \
+                     the files in order, the last one last"
                 ))
             }
         };
@@ -145,6 +162,14 @@ pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>)
                     .map_err(|e| e.to_string())?;
                 Ok((status, body))
             });
+        // The node refuses a doomed file (stored already, not next, a syncer configured)
+        // before reading its body and closes the connection; a large upload then fails
+        // while sending. An empty body asks the same name-only questions again: a 409 or
+        // 503 is the reason (an empty file itself would be a 400).
+        let sent = sent.or_else(|error| match probe(&url) {
+            Some((status, body)) if status == 409 || status == 503 => Ok((status, body)),
+            _ => Err(error),
+        });
         let (status, body) = match sent {
             Ok(reply) => reply,
             Err(error) => {
@@ -166,6 +191,18 @@ pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>)
         }
     }
     EXIT_OK
+}
+
+/// `POST url` with an empty body: (status, body), or None when the node cannot be asked.
+fn probe(url: &str) -> Option<(u16, String)> {
+    let mut response = agent(HTTP_CLIENT_TIMEOUT_MS)
+        .post(url)
+        .header("Content-Type", "application/octet-stream")
+        .send(&[][..])
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((status, body))
 }
 
 fn report_rest(names: &[String]) {
@@ -315,15 +352,49 @@ fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, 
         .truncate(true)
         .open(&tmp)
         .map_err(|e| local(e, &tmp))?;
-    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name))
-    })?;
-    out.flush().map_err(|e| local(e, &tmp))?;
-    out.sync_all().map_err(|e| local(e, &tmp))?;
+    let declared = response
+        .headers()
+        .get("Content-Length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out)
+        .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))
+        .and_then(|copied| {
+            check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
+            out.flush().map_err(|e| local(e, &tmp))?;
+            out.sync_all().map_err(|e| local(e, &tmp))?;
+            Ok(copied)
+        });
     drop(out);
+    let copied = copied.inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
     fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
+    // The rename is durable only once the directory is synced.
+    File::open(to)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| local(e, to))?;
     Ok(copied)
+}
+
+/// Whether a download is whole: exactly the Content-Length the node announced, and at
+/// least the size the file list gave (a file only grows; the last one may have grown
+/// since the list was read). A short body means the connection broke off: the file must
+/// not be renamed into place.
+fn check_download(file: &BinlogFileInfo, copied: u64, declared: Option<u64>) -> Result<(), String> {
+    if let Some(declared) = declared.filter(|&d| d != copied) {
+        return Err(format!(
+            "downloading {}: received {copied} bytes but the node announced {declared}; the              connection broke off, nothing was written under this name",
+            file.name
+        ));
+    }
+    if copied < file.end_pos {
+        return Err(format!(
+            "downloading {}: received {copied} bytes but the node lists the file with {}              bytes; the download is short, nothing was written under this name",
+            file.name, file.end_pos
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -356,14 +427,48 @@ mod tests {
             chain_names(&files, &ends, None).unwrap()[0],
             "kingbus-5.7-mysql_bin.000011"
         );
-        // Out of order: .000013 does not end with a ROTATE, so nothing may follow it.
+        // .000013 does not end with a ROTATE (its master was still writing it): as after a
+        // master's crash, the next number follows it (the node checks PREVIOUS_GTIDS).
         let swapped = [files[2].clone(), files[0].clone()];
         let ends2 = [
             file_end(&swapped[0]).unwrap(),
             file_end(&swapped[1]).unwrap(),
         ];
-        let err = chain_names(&swapped, &ends2, None).unwrap_err();
-        assert!(err.contains("does not end with a ROTATE"), "{err}");
+        assert!(!ends2[0].stop && !ends2[0].mariadb);
+        assert_eq!(
+            chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap(),
+            ["mysql_bin.000013", "mysql_bin.000014"]
+        );
+        // Without a number in the name nothing can follow it.
+        let err = chain_names(&swapped, &ends2, Some("mysql_bin")).unwrap_err();
+        assert!(err.contains("no number"), "{err}");
+    }
+
+    #[test]
+    fn after_a_stop_the_next_number_follows_and_mariadb_needs_a_rotate_or_stop() {
+        // binlog-invisible-columns.000001 ends with a STOP: the node takes .000002 next.
+        let stop = fixture("binlog-invisible-columns.000001");
+        let end = file_end(&stop).unwrap();
+        assert!(end.stop && end.rotate.is_none());
+        let files = [stop.clone(), stop.clone(), stop];
+        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        assert_eq!(
+            chain_names(&files, &ends, None).unwrap(),
+            [
+                "binlog-invisible-columns.000001",
+                "binlog-invisible-columns.000002",
+                "binlog-invisible-columns.000003"
+            ]
+        );
+        // A MariaDB file that ends with neither: nothing may follow it.
+        let open = FileEnd {
+            rotate: None,
+            stop: false,
+            mariadb: true,
+        };
+        let ends = [open, file_end(&files[1]).unwrap()];
+        let err = chain_names(&files[..2], &ends, None).unwrap_err();
+        assert!(err.contains("MariaDB"), "{err}");
     }
 
     #[test]
@@ -403,5 +508,27 @@ mod tests {
         let err = prepare_dir(dir.path(), &files[1..], false).unwrap_err();
         assert!(err.contains("--force"), "{err}");
         prepare_dir(dir.path(), &files[1..], true).unwrap();
+    }
+
+    #[test]
+    fn a_short_download_is_refused() {
+        let file = BinlogFileInfo {
+            name: "a.2".into(),
+            start_pos: 4,
+            end_pos: 1000,
+            bytes: 996,
+            events: 3,
+            complete: true,
+        };
+        check_download(&file, 1000, Some(1000)).unwrap();
+        // The last file grew since the list was read.
+        check_download(&file, 1200, Some(1200)).unwrap();
+        check_download(&file, 1000, None).unwrap();
+        let err = check_download(&file, 700, Some(1000)).unwrap_err();
+        assert!(err.contains("a.2") && err.contains("1000"), "{err}");
+        let err = check_download(&file, 700, Some(700)).unwrap_err();
+        assert!(err.contains("short"), "{err}");
+        let err = check_download(&file, 700, None).unwrap_err();
+        assert!(err.contains("short"), "{err}");
     }
 }

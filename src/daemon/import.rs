@@ -23,7 +23,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::model::ImportSummary;
 use crate::api::ApiError;
@@ -33,7 +33,7 @@ use crate::binlog::event::{
 use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
 use crate::binlog::gtid::MysqlGtidSet;
 use crate::binlog::Flavour;
-use crate::limits::{BATCH_BYTES_MAX, IMPORT_FILE_BYTES_MAX};
+use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
 use crate::store::Store;
 use crate::syncer::ingest::{Ingest, IngestError};
 use crate::syncer::Sink;
@@ -43,6 +43,44 @@ use super::Node;
 
 /// Folder of the data directory where an import's body is spooled.
 pub const IMPORT_SPOOL_DIR: &str = "import";
+
+/// Empties the spool folder at node start: an import that a crash or a kill interrupted
+/// leaves its body there (up to IMPORT_FILE_BYTES_MAX), and nothing else would remove it.
+/// Logs what it removes; returns the names removed. Must run before the admin API starts
+/// (no import can be running then).
+pub fn clear_spool(data_dir: &Path) -> Vec<String> {
+    let dir = data_dir.join(IMPORT_SPOOL_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            log::warn!("cannot list the import spool {}: {e}", dir.display());
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let outcome = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match outcome {
+            Ok(()) => {
+                log::info!(
+                    "removed {} ({bytes} bytes), left by an import that did not finish",
+                    path.display()
+                );
+                removed.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            Err(e) => log::warn!("cannot remove the import spool {}: {e}", path.display()),
+        }
+    }
+    removed.sort();
+    removed
+}
 
 /// Why a file is refused (or an accepted one could not be stored).
 #[derive(Debug)]
@@ -84,6 +122,11 @@ pub enum ImportError {
     TooLarge {
         file: String,
     },
+    /// The upload paused longer than IMPORT_BODY_STALL_MS.
+    Stalled {
+        file: String,
+        received_bytes: u64,
+    },
     Io {
         file: String,
         error: io::Error,
@@ -117,6 +160,14 @@ impl fmt::Display for ImportError {
                 f,
                 "{file} is larger than {IMPORT_FILE_BYTES_MAX} bytes, the largest file import takes"
             ),
+            ImportError::Stalled {
+                file,
+                received_bytes,
+            } => write!(
+                f,
+                "the upload of {file} stalled after {received_bytes} bytes (nothing arrived for \
+                 {IMPORT_BODY_STALL_MS} ms); nothing was imported, send the file again"
+            ),
             ImportError::Io { file, error } => write!(f, "importing {file}: {error}"),
         }
     }
@@ -129,6 +180,7 @@ impl ImportError {
         match self {
             ImportError::Chain { .. } | ImportError::AlreadyStored { .. } => 409,
             ImportError::TooLarge { .. } => 413,
+            ImportError::Stalled { .. } => 408,
             ImportError::Io { .. } => 500,
             _ => 400,
         }
@@ -278,8 +330,10 @@ pub fn successor(name: &str) -> Option<String> {
 
 /// Whether `name` may be stored next: any file into an empty store; after a file that ends
 /// with a ROTATE, the file it names (at position 4); after one that ends with a STOP (the
-/// master shut down), the next number of the same base. A last file that ends with
-/// neither was still being written: nothing can be known to follow it.
+/// master shut down), the next number of the same base. After a file that ends with
+/// neither (its master crashed, or was still writing it): for MySQL data the next number
+/// too, as the master opens it when it restarts (its PREVIOUS_GTIDS must then prove that
+/// nothing is missing); for MariaDB data nothing, as continuity cannot be proven.
 pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     if view.files.iter().any(|f| f == name) {
         return Err(ImportError::AlreadyStored {
@@ -327,12 +381,40 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
                 tail.file
             ))),
         },
+        // The master crashed (or the file was taken while it was written); its restart
+        // opened the next number. For MySQL data the file's PREVIOUS_GTIDS must then equal
+        // the stored gtid_executed (see `ingest_file`), which proves nothing is missing.
+        LastEvent::Other if !tail.mariadb => match successor(&tail.file) {
+            Some(next) if next == name => Ok(()),
+            Some(next) => Err(chain(format!(
+                "the last stored file {} ends at position {} without a ROTATE or STOP event \
+                 (its master crashed or was still writing it); only {next}, the file its \
+                 master opens when it restarts, can follow it",
+                tail.file, tail.end_pos
+            ))),
+            None => Err(chain(format!(
+                "the last stored file {} ends without a ROTATE or STOP event and its name \
+                 has no number to tell which file follows it",
+                tail.file
+            ))),
+        },
+        // A MariaDB file's GTID_LIST holds the binlog state per (domain, server id), which
+        // the store does not keep in that form: continuity cannot be proven, so refuse.
         LastEvent::Other => Err(chain(format!(
             "the last stored file {} ends at position {} without a ROTATE or STOP event (its \
-             master was still writing it), so no file can be known to follow it",
+             master was still writing it, or crashed), and for MariaDB data ferrobus cannot \
+             prove which file continues it",
             tail.file, tail.end_pos
         ))),
     }
+}
+
+/// Whether `check_chain` accepted the file only as the successor of a file its master never
+/// closed: then its PREVIOUS_GTIDS must be present (and equal the stored gtid_executed).
+fn needs_previous_gtids(view: &StoreView) -> bool {
+    view.tail
+        .as_ref()
+        .is_some_and(|t| t.last_event == LastEvent::Other && !t.mariadb)
 }
 
 /// Where [`ingest_file`] hands the entries it makes (kind, payload).
@@ -383,6 +465,12 @@ pub fn ingest_file(
         if summary.events == 1 {
             check_previous_gtids(name, &ev, view)?;
         }
+        if summary.events == 1
+            && needs_previous_gtids(view)
+            && ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT)
+        {
+            return Err(missing_previous_gtids(name, view));
+        }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
             // Stored as the master sends it (see the module doc).
@@ -402,6 +490,9 @@ pub fn ingest_file(
                 emit(entries)?;
             }
         }
+    }
+    if summary.events == 1 && needs_previous_gtids(view) {
+        return Err(missing_previous_gtids(name, view));
     }
     if summary.events == 0 {
         return Err(ImportError::Unsupported {
@@ -465,6 +556,18 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
     Ok(())
 }
 
+fn missing_previous_gtids(name: &str, view: &StoreView) -> ImportError {
+    ImportError::Chain {
+        file: name.to_string(),
+        detail: format!(
+            "the last stored file {} ends without a ROTATE or STOP event, so only a file whose \
+             PREVIOUS_GTIDS (its second event) equals the stored gtid_executed can follow \
+             it, and this file has none",
+            view.tail.as_ref().map_or("", |t| t.file.as_str())
+        ),
+    }
+}
+
 /// A MySQL file's PREVIOUS_GTIDS (its second event) names every transaction before it: it
 /// continues the stored chain only when that is exactly the stored gtid_executed. This is
 /// what tells a file that skips one (000011 then 000013) from the right next file.
@@ -505,71 +608,149 @@ fn file_error(name: &str, e: FileError) -> ImportError {
     }
 }
 
+/// Refuses an import while a syncer is configured or running, or another import runs.
+fn refuse_if_busy(node: &Node) -> Result<(), ApiError> {
+    let configured = node.cluster.state().syncer().map(|s| s.mysql_addr.clone());
+    let running = node
+        .syncer
+        .lock()
+        .expect("syncer lock")
+        .running
+        .as_ref()
+        .map(|(args, _, _)| args.mysql_addr.clone());
+    if let Some(master) = configured.or(running) {
+        return Err(ApiError::conflict(format!(
+            "a syncer is configured (master {master}): imported files cannot be mixed with a \
+             master's stream; stop it first (`ferrobus ctl syncer stop`)"
+        )));
+    }
+    if node.importing.load(Ordering::SeqCst) {
+        return Err(import_running());
+    }
+    Ok(())
+}
+
+fn import_running() -> ApiError {
+    ApiError::conflict("another import is running on this node; import files one at a time")
+}
+
+/// Refuses unless this node is a leader that has applied its own term.
+fn refuse_unless_ready_leader(node: &Node) -> Result<u64, ApiError> {
+    let status = node.raft.status();
+    let applied_term = node.cluster.last_applied_term.load(Ordering::SeqCst);
+    if !status.is_leader || applied_term != status.term {
+        return Err(ApiError::unavailable(
+            "this node is not a ready leader (an election is under way); retry in a moment",
+        ));
+    }
+    Ok(status.term)
+}
+
+/// The checks that need only the name (a ready leader, no syncer, no other import, the
+/// next file of the stored chain): made before the body is read, so that a doomed upload
+/// is refused at once, and again once it is spooled (the store may have changed).
+fn check_name(node: &Node, name: &str) -> Result<u64, ApiError> {
+    let term = refuse_unless_ready_leader(node)?;
+    refuse_if_busy(node)?;
+    check_chain(name, &store_view(&node.store)?).map_err(|e| {
+        log::warn!("import refused before its upload: {e}");
+        ApiError::from(e)
+    })?;
+    Ok(term)
+}
+
 /// Holds the import slot: one import at a time, none while a syncer is configured, and no
 /// syncer start meanwhile (`Node::syncer_start` looks at the same flag under the same
-/// lock). Removes the spool file when dropped.
+/// lock). Taken only once the body is spooled, so a slow or stalled upload blocks nothing.
 struct ImportSlot<'a> {
     node: &'a Node,
-    spool: Option<PathBuf>,
 }
 
 impl<'a> ImportSlot<'a> {
     fn take(node: &'a Node) -> Result<ImportSlot<'a>, ApiError> {
         let _changes = node.desired.lock().expect("desired lock");
-        let configured = node.cluster.state().syncer().map(|s| s.mysql_addr.clone());
-        let running = node
-            .syncer
-            .lock()
-            .expect("syncer lock")
-            .running
-            .as_ref()
-            .map(|(args, _, _)| args.mysql_addr.clone());
-        if let Some(master) = configured.or(running) {
-            return Err(ApiError::conflict(format!(
-                "a syncer is configured (master {master}): imported files cannot be mixed \
-                 with a master's stream; stop it first (`ferrobus ctl syncer stop`)"
-            )));
-        }
+        refuse_if_busy(node)?;
         if node.importing.swap(true, Ordering::SeqCst) {
-            return Err(ApiError::conflict(
-                "another import is running on this node; import files one at a time",
-            ));
+            return Err(import_running());
         }
-        Ok(ImportSlot { node, spool: None })
+        Ok(ImportSlot { node })
     }
 }
 
 impl Drop for ImportSlot<'_> {
     fn drop(&mut self) {
-        if let Some(path) = self.spool.take() {
-            if let Err(e) = fs::remove_file(&path) {
-                log::warn!("cannot remove the import spool {}: {e}", path.display());
-            }
-        }
         self.node.importing.store(false, Ordering::SeqCst);
     }
 }
 
-/// Copies the body to `path`, at most IMPORT_FILE_BYTES_MAX bytes.
-fn spool(name: &str, body: &mut dyn Read, path: &Path) -> Result<u64, ImportError> {
+/// An import's body on disk, under a name no other upload uses; removed when dropped
+/// (whatever the import's outcome). A crash leaves it for `clear_spool` at the next start.
+struct Spool {
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file(&self.path) {
+            log::warn!(
+                "cannot remove the import spool {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Tells concurrent uploads of the same name apart.
+static SPOOL_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Copies the body into `dir` under `NAME.<n>.part`, at most IMPORT_FILE_BYTES_MAX bytes.
+/// A body whose reads time out (the admin API sets the connection's read timeout to
+/// IMPORT_BODY_STALL_MS while an import's body is read) is a stalled upload.
+fn spool(name: &str, body: &mut dyn Read, dir: &Path) -> Result<Spool, ImportError> {
     let io_error = |error| ImportError::Io {
         file: name.to_string(),
         error,
     };
+    fs::create_dir_all(dir).map_err(io_error)?;
+    let sequence = SPOOL_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{name}.{sequence}.part"));
     let mut out = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+        .create_new(true)
+        .open(&path)
         .map_err(io_error)?;
-    let copied = io::copy(&mut body.take(IMPORT_FILE_BYTES_MAX + 1), &mut out).map_err(io_error)?;
-    if copied > IMPORT_FILE_BYTES_MAX {
-        return Err(ImportError::TooLarge {
-            file: name.to_string(),
-        });
+    // From here on the file is removed on every path.
+    let mut spooled = Spool { path, bytes: 0 };
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ImportError::Stalled {
+                    file: name.to_string(),
+                    received_bytes: spooled.bytes,
+                })
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        spooled.bytes += n as u64;
+        if spooled.bytes > IMPORT_FILE_BYTES_MAX {
+            return Err(ImportError::TooLarge {
+                file: name.to_string(),
+            });
+        }
+        out.write_all(&buf[..n]).map_err(io_error)?;
     }
     out.flush().map_err(io_error)?;
-    Ok(copied)
+    Ok(spooled)
 }
 
 /// Serves `POST /binlog/import?file=NAME` on the leader: see the module doc.
@@ -578,24 +759,21 @@ pub(super) fn import(
     name: &str,
     body: &mut dyn Read,
 ) -> Result<ImportSummary, ApiError> {
-    let mut slot = ImportSlot::take(node)?;
-    let status = node.raft.status();
-    let applied_term = node.cluster.last_applied_term.load(Ordering::SeqCst);
-    if !status.is_leader || applied_term != status.term {
-        return Err(ApiError::unavailable(
-            "this node is not a ready leader (an election is under way); retry in a moment",
-        ));
-    }
-    let dir = node.data_dir.join(IMPORT_SPOOL_DIR);
-    fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join(format!("{name}.part"));
-    slot.spool = Some(path.clone());
-    let size = spool(name, body, &path)?;
+    check_name(node, name)?;
+    let spooled = spool(name, body, &node.data_dir.join(IMPORT_SPOOL_DIR)).map_err(|e| {
+        log::warn!("import of {name}: receiving the file failed: {e}");
+        ApiError::from(e)
+    })?;
+    let size = spooled.bytes;
+    // The store, the syncer or the leadership may have changed during the upload: the slot
+    // checks the syncer again, the dry run below the chain against the store as it is now.
+    let _slot = ImportSlot::take(node)?;
+    let term = refuse_unless_ready_leader(node)?;
     log::info!("import of {name}: {size} bytes received, checking the file");
+    let path = &spooled.path;
 
     let open = || {
-        File::open(&path)
+        File::open(path)
             .map(BufReader::new)
             .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))
     };
@@ -606,7 +784,7 @@ pub(super) fn import(
         ApiError::from(e)
     })?;
 
-    let sink = RaftSink::new(node.raft.clone(), node.store.clone(), status.term);
+    let sink = RaftSink::new(node.raft.clone(), node.store.clone(), term);
     sink.begin_session()
         .map_err(|e| ApiError::unavailable(format!("cannot import {name} now: {e}")))?;
     let view = store_view(&node.store)?;
@@ -816,14 +994,57 @@ mod tests {
     }
 
     #[test]
-    fn nothing_follows_an_open_file_and_a_stop_takes_its_successor() {
-        let h = Harness::new();
-        h.import("mysql_type_bit.000001", &fixture("mysql_type_bit.000001"))
+    fn after_an_unclosed_mysql_file_its_successor_follows_if_previous_gtids_match() {
+        // .000011 without its closing ROTATE: as if its master crashed after the last commit.
+        let k11 = fixture(K11);
+        let (rotate_pos, _) = BinlogFileReader::new(k11.as_slice())
+            .map(Result::unwrap)
+            .last()
             .unwrap();
-        let err = h
-            .import("mysql_type_bit.000002", &fixture("mysql_type_bit.000001"))
-            .unwrap_err();
-        assert!(err.to_string().contains("still writing"), "{err}");
+        let open = &k11[..rotate_pos as usize];
+        let h = Harness::new();
+        h.import(K11, open).unwrap();
+        assert_eq!(
+            store_view(&h.store).unwrap().tail.unwrap().last_event,
+            LastEvent::Other
+        );
+        let before = h.snapshot();
+        // Only the next number may follow.
+        let err = h.import(K13, &fixture(K13)).unwrap_err();
+        assert!(matches!(err, ImportError::Chain { .. }), "{err}");
+        assert!(err.to_string().contains(K12), "{err}");
+        // The next number, but PREVIOUS_GTIDS shows transactions missing.
+        let err = h.import(K12, &fixture(K13)).unwrap_err();
+        assert!(err.to_string().contains("PREVIOUS_GTIDS"), "{err}");
+        // The next number without a PREVIOUS_GTIDS proves nothing.
+        let k12 = fixture(K12);
+        let events: Vec<_> = BinlogFileReader::new(k12.as_slice())
+            .map(Result::unwrap)
+            .collect();
+        let fde_only = &k12[..events[1].0 as usize];
+        let err = h.import(K12, fde_only).unwrap_err();
+        assert!(err.to_string().contains("has none"), "{err}");
+        assert_eq!(h.snapshot(), before);
+        // The real next file is accepted.
+        h.import(K12, &k12).unwrap();
+        assert_eq!(h.export(K12), k12);
+    }
+
+    #[test]
+    fn nothing_follows_an_unclosed_mariadb_file_and_a_stop_takes_its_successor() {
+        let unclosed = StoreView {
+            files: vec!["m.000007".into()],
+            tail: Some(Tail {
+                file: "m.000007".into(),
+                end_pos: 100,
+                last_event: LastEvent::Other,
+                mariadb: true,
+            }),
+            resume: Some(("m.000007".into(), 100)),
+            mysql_executed: None,
+        };
+        let err = check_chain("m.000008", &unclosed).unwrap_err();
+        assert!(err.to_string().contains("MariaDB"), "{err}");
 
         // binlog-invisible-columns.000001 ends with a STOP.
         let view = StoreView {
@@ -845,6 +1066,90 @@ mod tests {
         h.import(stop_file, &fixture(stop_file)).unwrap();
         let tail = store_view(&h.store).unwrap().tail.unwrap();
         assert_eq!(tail.last_event, LastEvent::Stop);
+    }
+
+    #[test]
+    fn spool_files_left_by_a_crash_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(clear_spool(dir.path()).is_empty());
+        let spool = dir.path().join(IMPORT_SPOOL_DIR);
+        fs::create_dir_all(&spool).unwrap();
+        fs::write(spool.join("mysql_bin.000012.1.part"), b"half a file").unwrap();
+        fs::write(spool.join("x.000001.7.part"), b"").unwrap();
+        fs::write(dir.path().join("keep"), b"not the spool's").unwrap();
+        assert_eq!(
+            clear_spool(dir.path()),
+            ["mysql_bin.000012.1.part", "x.000001.7.part"]
+        );
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
+        assert!(dir.path().join("keep").exists());
+    }
+
+    /// A body that yields `data` and then fails as a socket read timeout does.
+    struct StallingBody {
+        data: Vec<u8>,
+        kind: io::ErrorKind,
+    }
+
+    impl Read for StallingBody {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() {
+                return Err(io::Error::new(self.kind, "timed out"));
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stalled_upload_fails_clearly_and_leaves_no_spool_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join(IMPORT_SPOOL_DIR);
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            let mut body = StallingBody {
+                data: vec![7; 100_000],
+                kind,
+            };
+            let err = spool(K12, &mut body, &spool_dir).err().unwrap();
+            assert!(
+                matches!(
+                    err,
+                    ImportError::Stalled {
+                        received_bytes: 100_000,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains(K12), "{err}");
+            assert_eq!(ApiError::from(err).status, 408);
+            assert_eq!(fs::read_dir(&spool_dir).unwrap().count(), 0);
+        }
+        // Another error is an I/O error, and leaves nothing either.
+        let mut body = StallingBody {
+            data: vec![1; 10],
+            kind: io::ErrorKind::ConnectionReset,
+        };
+        let err = spool(K12, &mut body, &spool_dir).err().unwrap();
+        assert!(matches!(err, ImportError::Io { .. }), "{err}");
+        assert_eq!(fs::read_dir(&spool_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn uploads_of_one_name_spool_to_distinct_files_removed_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let k12 = fixture(K12);
+        let a = spool(K12, &mut k12.as_slice(), dir.path()).unwrap();
+        let b = spool(K12, &mut &b"other"[..], dir.path()).unwrap();
+        assert_ne!(a.path, b.path);
+        assert!(a.path.to_string_lossy().ends_with(".part"));
+        assert_eq!(fs::read(&a.path).unwrap(), k12);
+        assert_eq!((a.bytes, b.bytes), (k12.len() as u64, 5));
+        drop(a);
+        drop(b);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         error,
     })?;
     let _lock = lock_data_dir(&data_dir)?;
+    import::clear_spool(&data_dir);
 
     let cluster = Arc::new(ClusterShared::new());
     let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::new(Mutex::new(None));

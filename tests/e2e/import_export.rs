@@ -264,10 +264,18 @@ fn bad_imports_are_refused_and_change_nothing() {
         "{stderr}"
     );
     assert_unchanged("out-of-order");
-    // ctl catches a broken chain before sending anything.
-    let (code, _, stderr) = ctl_import(&admin, Some(KINGBUS[1].1), &[KINGBUS[2].0, KINGBUS[1].0]);
+    // ctl catches a broken chain before sending anything: nothing can be known to follow
+    // a MariaDB file its master was still writing.
+    let (code, _, stderr) = ctl_import(
+        &admin,
+        Some(KINGBUS[1].1),
+        &["../mariadb/bin.000007-open", KINGBUS[1].0],
+    );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("does not end with a ROTATE"), "{stderr}");
+    assert!(
+        stderr.contains("neither a ROTATE nor a STOP") && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
     assert_unchanged("broken-chain");
 
     // A syncer configured (its master does not even answer): imports are refused.
@@ -341,4 +349,56 @@ fn import_through_a_follower_reaches_every_node() {
     if cluster.live().len() != 3 {
         fail::<()>("a node died during the import".to_string()).unwrap();
     }
+}
+
+/// Sends the head of an import and `body` (a part of the declared length) on a raw
+/// connection, which stays open: the caller reads the reply, or leaves it stalled.
+fn start_upload(node: &Node, name: &str, declared: u64, body: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(node.admin_addr()).unwrap();
+    // Not a timing assertion: a reply that never comes fails the test instead of hanging it.
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /binlog/import?file={name} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .unwrap();
+    conn.write_all(body).unwrap();
+    conn
+}
+
+/// A doomed import (the name is stored already) is refused before its body is uploaded:
+/// the reply comes while most of the declared body was never sent. A stalled upload of the
+/// right next file holds nothing: another import of it goes through meanwhile.
+#[test]
+fn doomed_imports_are_refused_before_the_upload_and_a_stalled_one_blocks_nothing() {
+    use std::io::Read;
+    let work = WorkDir::new("imex-early").unwrap();
+    let node = Node::start(&work.join("node")).unwrap();
+    let first = fixture_bytes(KINGBUS[0].0);
+    let (status, message) = post_import(&node, KINGBUS[0].1, &first);
+    assert_eq!(status, 200, "{message}");
+
+    let mut conn = start_upload(&node, KINGBUS[0].1, 1 << 30, &first[..1000]);
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 409") && reply.contains("stored already"),
+        "{reply}"
+    );
+
+    // Half of the next file, then nothing more: the upload stalls with its connection open.
+    let next = fixture_bytes(KINGBUS[1].0);
+    let stalled = start_upload(
+        &node,
+        KINGBUS[1].1,
+        next.len() as u64,
+        &next[..next.len() / 2],
+    );
+    let (status, message) = post_import(&node, KINGBUS[1].1, &next);
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(stored_files(&node).len(), 2);
+    drop(stalled);
 }
