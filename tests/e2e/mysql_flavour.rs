@@ -126,6 +126,71 @@ fn gtid_and_file_position_dumps_of_an_imported_chain() {
 }
 
 #[test]
+fn statements_of_mysql_replicas_and_cdc_tools_are_answered() {
+    use mysql::prelude::Queryable;
+    let work = WorkDir::new("mysql-statements").unwrap();
+    let (_node, port) = node_with_chain(&work, "node", None);
+    let mut conn = crate::harness::clients::mysql_connect(
+        &ferro_source(port),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    // The version of the stored data (the FDE's), as a MySQL 5.7 source would greet.
+    assert_eq!(conn.server_version(), (5, 7, 23));
+    let one = |conn: &mut mysql::Conn, sql: &str| -> String {
+        conn.query_first::<String, _>(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+    };
+    let executed = format!("{KINGBUS_UUID}:1-11820");
+    assert_eq!(one(&mut conn, "SELECT @@GLOBAL.GTID_MODE"), "ON");
+    assert_eq!(one(&mut conn, "SELECT @@GLOBAL.gtid_executed"), executed);
+    assert_eq!(
+        one(&mut conn, "SELECT @@GLOBAL.gtid_purged"),
+        format!("{KINGBUS_UUID}:1-11789")
+    );
+    let uuid = one(&mut conn, "SELECT @@GLOBAL.SERVER_UUID");
+    assert!(
+        uuid.len() == 36 && uuid.matches('-').count() == 4 && uuid != KINGBUS_UUID,
+        "server_uuid {uuid}"
+    );
+    // Old and new vocabulary.
+    for sql in [
+        "SET @slave_uuid = '0b7d8c3e-1111-2222-3333-444455556666'",
+        "SET @replica_uuid = '0b7d8c3e-1111-2222-3333-444455556666'",
+        "SET @master_heartbeat_period = 30000000000",
+        "SET @source_heartbeat_period = 30000000000",
+        "SET @master_binlog_checksum = @@global.binlog_checksum",
+        "SET @source_binlog_checksum = @@global.binlog_checksum",
+    ] {
+        conn.query_drop(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    for sql in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+        let row: mysql::Row = conn.query_first(sql).unwrap().expect(sql);
+        let file: String = row.get(0).unwrap();
+        let pos: u64 = row.get(1).unwrap();
+        let gtids: String = row
+            .get("Executed_Gtid_Set")
+            .expect("Executed_Gtid_Set column");
+        assert_eq!(
+            (file.as_str(), pos, gtids.as_str()),
+            ("mysql_bin.000013", 5984, executed.as_str()),
+            "{sql}"
+        );
+    }
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW GLOBAL VARIABLES LIKE 'binlog_checksum'")
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![("binlog_checksum".to_string(), "CRC32".to_string())]
+    );
+    let rows: Vec<(String, String)> = conn.query("SHOW VARIABLES LIKE 'gtid_mode'").unwrap();
+    assert_eq!(rows, vec![("gtid_mode".to_string(), "ON".to_string())]);
+}
+
+#[test]
 fn gtid_dump_refusals_name_the_problem() {
     let work = WorkDir::new("mysql-refusals").unwrap();
     let (node, port) = node_with_chain(&work, "node", None);
