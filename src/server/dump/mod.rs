@@ -1,0 +1,426 @@
+//! Streams the stored binlog to one downstream replica: resolves the start (file+position,
+//! MariaDB GTID state, or a MySQL GTID set from COM_BINLOG_DUMP_GTID), sends the preamble a
+//! master sends (artificial ROTATE, FDE, GTID_LIST), then every stored event in order,
+//! heartbeats while idle, and either waits for new data (woken by the store, no polling) or
+//! ends with EOF for a non-blocking dump.
+//!
+//! MySQL GTID dumps work as MySQL's source does: the replica's set must be contained in the
+//! stored gtid_executed and contain the stored gtid_purged (else ERR 1236 naming the GTIDs);
+//! the dump starts at the start of the newest file whose PREVIOUS_GTIDS the replica has,
+//! skips every transaction the replica has (telling it how far it got with a heartbeat), and
+//! passes everything else (TRANSACTION_PAYLOAD included) through untouched.
+//!
+//! Only events up to the store's watermark are read, so a transaction is sent whole or not
+//! at all. Every event's CRC32 is checked again before it leaves.
+//!
+//! `start` resolves where a dump begins (and refuses what cannot be served); `filter` skips
+//! what a GTID-mode replica already has; this module streams.
+
+#[cfg(test)]
+mod boundary_tests;
+mod filter;
+#[cfg(test)]
+mod mysql_tests;
+mod start;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::binlog::event;
+use crate::mysql::resultset::ER_MASTER_FATAL_ERROR_READING_BINLOG;
+use crate::net::conn::PacketConn;
+use crate::net::NetError;
+use crate::store::cursor::{Cursor, Item};
+use crate::store::{Store, StoreError};
+
+use filter::*;
+use start::*;
+
+/// Where a dump starts, as the replica asked.
+#[derive(Clone, Debug)]
+pub enum DumpStart {
+    FilePos {
+        file: String,
+        pos: u64,
+    },
+    /// MariaDB GTID mode: `@slave_connect_state`.
+    MariaGtid(String),
+    /// MySQL COM_BINLOG_DUMP_GTID: the replica's gtid_executed (MySQL's binary encoding), and
+    /// the file and position it named (an empty file: find the start by GTID, as MySQL
+    /// replicas with MASTER_AUTO_POSITION=1 ask).
+    MysqlGtid {
+        sid_data: Vec<u8>,
+        file: String,
+        pos: u64,
+    },
+}
+
+/// How the replica asked to be served.
+#[derive(Clone, Debug)]
+pub struct DumpOptions {
+    pub start: DumpStart,
+    pub non_blocking: bool,
+    /// MariaDB: the replica asked for ANNOTATE_ROWS events (a master leaves them out
+    /// otherwise).
+    pub send_annotate_rows: bool,
+    pub heartbeat_period: Duration,
+    /// Whether artificial events carry a CRC32 (the replica is checksum-aware and did not
+    /// ask for NONE).
+    pub artificial_crc: bool,
+    pub server_id: u32,
+    /// MySQL 8.0.26+ replicas ask (dump flag 2 on MySQL data) for HEARTBEAT_LOG_EVENT_V2.
+    pub heartbeat_v2: bool,
+}
+
+/// Live position of a dump, for the status API.
+#[derive(Debug, Default)]
+pub struct DumpProgress {
+    pub position: Mutex<(String, u64)>,
+    pub bytes_sent: AtomicU64,
+}
+
+/// Why a dump ended.
+#[derive(Debug)]
+pub enum DumpError {
+    /// Sent to the replica as ERR 1236 (before anything else was sent).
+    Refused(String),
+    Net(NetError),
+    Store(StoreError),
+}
+
+impl fmt::Display for DumpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DumpError::Refused(m) => write!(f, "refused: {m}"),
+            DumpError::Net(e) => write!(f, "connection: {e}"),
+            DumpError::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl From<NetError> for DumpError {
+    fn from(e: NetError) -> Self {
+        DumpError::Net(e)
+    }
+}
+
+impl From<StoreError> for DumpError {
+    fn from(e: StoreError) -> Self {
+        DumpError::Store(e)
+    }
+}
+
+/// Streams until the replica goes away, the server stops, or (non-blocking) the end.
+pub fn run<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    store: &Store,
+    opts: &DumpOptions,
+    progress: &DumpProgress,
+    stop: &AtomicBool,
+) -> Result<(), DumpError> {
+    let resolved = resolve_waiting(store, &opts.start, stop);
+    let checked = match resolved {
+        Ok(s) => check_event_boundary(store, &s)?.map(|()| s),
+        Err(message) => Err(message),
+    };
+    let start = match checked {
+        Ok(s) => s,
+        Err(message) => {
+            send_err(conn, &message)?;
+            return Err(DumpError::Refused(message));
+        }
+    };
+    let mut file = start.file.clone();
+    let mut pos = start.loc.pos;
+    // Artificial events carry a checksum as the replica asked until the first FDE is sent;
+    // from then on as that file's FDE says (what a MariaDB master does, and what
+    // mariadb-binlog expects when it parses them).
+    let mut crc = opts.artificial_crc;
+    send_event(
+        conn,
+        &event::build_rotate(&file, pos, opts.server_id, true, crc),
+        progress,
+    )?;
+    if let Some(fde) = &start.fde_copy {
+        // MySQL recomputes the copy's CRC32 only when the file has checksums.
+        let with_crc = !start.mysql || event::checksum_len_of_fde(fde) > 0;
+        send_event(
+            conn,
+            &event::with_log_pos_zeroed_fde(fde, with_crc),
+            progress,
+        )?;
+        crc = event::checksum_len_of_fde(fde) > 0;
+    }
+    if let Some(state) = &start.state {
+        if pos > 4 {
+            let list = event::build_gtid_list(state, pos, opts.server_id, crc);
+            send_event(conn, &list, progress)?;
+        }
+    }
+    conn.flush()?;
+    set_position(progress, &file, pos);
+
+    let mut cursor = Cursor::at(start.loc);
+    let mut filter = start
+        .state
+        .is_some()
+        .then(|| GroupFilter::new(start.pending.clone()));
+    let mut mysql_filter = start.exclude.clone().map(|exclude| {
+        let checksum_len = {
+            let index = store.index();
+            index
+                .files()
+                .get(start.loc.file)
+                .map_or(event::CHECKSUM_LEN, |f| event::checksum_len_of_fde(&f.fde))
+        };
+        MysqlGroupFilter::new(exclude, checksum_len)
+    });
+    let mut clear_fde = start.clear_first_fde;
+    let heartbeat = |file: &str, pos: u64, crc: bool| {
+        if opts.heartbeat_v2 {
+            build_heartbeat_v2(file, pos, opts.server_id, crc)
+        } else {
+            event::build_heartbeat(file, pos_u32(pos), opts.server_id, crc)
+        }
+    };
+    let mut seen = store.whole_upto();
+    loop {
+        while let Some(item) = next_item(conn, &mut cursor, store, seen)? {
+            match item {
+                Item::FileStart(fs) => {
+                    if let Some(f) = mysql_filter.as_mut() {
+                        if let Some(end) = f.take_skipped() {
+                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+                        }
+                        f.new_file(&fs.fde);
+                    }
+                    clear_fde = false;
+                    file = fs.file_name;
+                    pos = fs.start_pos;
+                    let rotate = event::build_rotate(&file, pos, opts.server_id, true, crc);
+                    send_event(conn, &rotate, progress)?;
+                    if pos > 4 {
+                        send_event(
+                            conn,
+                            &event::with_log_pos_zeroed_fde(&fs.fde, true),
+                            progress,
+                        )?;
+                        crc = event::checksum_len_of_fde(&fs.fde) > 0;
+                    }
+                    if let Some(f) = filter.as_mut() {
+                        f.new_file(&fs.fde);
+                    }
+                }
+                Item::Event { pos: at, bytes } => {
+                    if !event::verify_checksum(&bytes) {
+                        let message = format!(
+                            "stored event at {file}:{at} fails its CRC32 check; refusing to serve it"
+                        );
+                        log::error!("{message}");
+                        send_err(conn, &message)?;
+                        return Err(DumpError::Refused(message));
+                    }
+                    pos = at + bytes.len() as u64;
+                    let is_fde = bytes.get(4) == Some(&event::FORMAT_DESCRIPTION_EVENT);
+                    if is_fde {
+                        crc = event::checksum_len_of_fde(&bytes) > 0;
+                    }
+                    // The filters follow transactions through the same tracker the store
+                    // indexed with; one that cannot means the stored bytes are damaged, and
+                    // going on could send half of a transaction the replica has.
+                    let untrackable = |e: String| {
+                        let message = format!(
+                            "stored event at {file}:{at} cannot be followed ({e}); refusing to \
+                             serve past it"
+                        );
+                        log::error!("{message}");
+                        message
+                    };
+                    let skip_maria = match filter.as_mut().map(|f| f.skip(&bytes)) {
+                        Some(Err(e)) => {
+                            let message = untrackable(e);
+                            send_err(conn, &message)?;
+                            return Err(DumpError::Refused(message));
+                        }
+                        Some(Ok(skip)) => skip,
+                        None => false,
+                    };
+                    if skip_maria || (!opts.send_annotate_rows && is_annotate_rows(&bytes)) {
+                        continue;
+                    }
+                    if let Some(f) = mysql_filter.as_mut() {
+                        let skip = match f.skip(&bytes, pos) {
+                            Ok(skip) => skip,
+                            Err(e) => {
+                                let message = untrackable(e);
+                                send_err(conn, &message)?;
+                                return Err(DumpError::Refused(message));
+                            }
+                        };
+                        if skip {
+                            continue;
+                        }
+                        // Where the skipped transactions ended, so that the replica's
+                        // position moves past them (what MySQL's source sends).
+                        if let Some(end) = f.take_skipped() {
+                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+                        }
+                    }
+                    if start.mysql && is_fde {
+                        let fde = mysql_fde(&bytes, clear_fde);
+                        clear_fde = false;
+                        send_event(conn, &fde, progress)?;
+                        continue;
+                    }
+                    send_event(conn, &bytes, progress)?;
+                }
+            }
+        }
+        if let Some(end) = mysql_filter
+            .as_mut()
+            .and_then(MysqlGroupFilter::take_skipped)
+        {
+            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+        }
+        conn.flush()?;
+        set_position(progress, &file, pos);
+        if opts.non_blocking {
+            conn.write_packet(&[0xfe, 0, 0, 0x02, 0])?;
+            conn.flush()?;
+            return Ok(());
+        }
+        // Wait for new whole transactions; a heartbeat each period of silence.
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match store.wait_beyond(seen, opts.heartbeat_period) {
+                None => return Ok(()),
+                Some(upto) if upto > seen => {
+                    seen = upto;
+                    break;
+                }
+                Some(_) => {
+                    send_event(conn, &heartbeat(&file, pos, crc), progress)?;
+                    conn.flush()?;
+                }
+            }
+        }
+    }
+}
+
+/// The cursor's next item. Reading an entry a purge compacted away (this dump was still
+/// reading a purged file) ends the dump with ERR 1236 saying so.
+fn next_item<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    cursor: &mut Cursor,
+    store: &Store,
+    upto: u64,
+) -> Result<Option<Item>, DumpError> {
+    match cursor.next(store, upto) {
+        Ok(item) => Ok(item),
+        Err(StoreError::Storage(crate::storage::StorageError::Compacted { index })) => {
+            let message = {
+                let index_guard = store.index();
+                format!(
+                    "Could not find first log file name in binary log index file: the binlog \
+                     this replica was reading has been purged (log entry {index}); the first \
+                     binlog file ferrobus still has is {}",
+                    first_file(&index_guard)
+                )
+            };
+            send_err(conn, &message)?;
+            Err(DumpError::Refused(message))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A MySQL file's FDE as MySQL's source sends it: LOG_EVENT_BINLOG_IN_USE_F cleared (the
+/// CRC32 is computed as if it were, so it stays valid), and when the dump skips the file's
+/// first transaction, log_pos and `created` zeroed with the CRC32 recomputed.
+fn mysql_fde(fde: &[u8], clear_pos: bool) -> Vec<u8> {
+    if clear_pos {
+        return event::with_log_pos_zeroed_fde(fde, event::checksum_len_of_fde(fde) > 0);
+    }
+    let mut out = fde.to_vec();
+    if let Some(flags) = out.get_mut(event::FLAGS_OFFSET) {
+        *flags &= !(event::LOG_EVENT_BINLOG_IN_USE_F as u8);
+    }
+    out
+}
+
+/// OTW_HB_* field ids of a HEARTBEAT_LOG_EVENT_V2 body (MySQL's binary heartbeat codec).
+const HB_V2_END_MARK: u64 = 0;
+const HB_V2_LOG_FILENAME: u64 = 1;
+const HB_V2_LOG_POSITION: u64 = 2;
+
+/// A HEARTBEAT_LOG_EVENT_V2 (type 41), which carries a 64-bit position: the body is
+/// `type length value` triples of length-encoded integers (the file name as bytes, the
+/// position as a length-encoded integer), then the end mark. The header's log_pos holds
+/// the position too, capped at 32 bits.
+pub fn build_heartbeat_v2(file: &str, log_pos: u64, server_id: u32, with_crc: bool) -> Vec<u8> {
+    use crate::mysql::codec::put_lenenc_int;
+    let mut position = Vec::with_capacity(9);
+    put_lenenc_int(&mut position, log_pos);
+    let mut body = Vec::with_capacity(file.len() + position.len() + 8);
+    put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
+    put_lenenc_int(&mut body, file.len() as u64);
+    body.extend_from_slice(file.as_bytes());
+    put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
+    put_lenenc_int(&mut body, position.len() as u64);
+    body.extend_from_slice(&position);
+    put_lenenc_int(&mut body, HB_V2_END_MARK);
+    event::build_event(
+        event::HEARTBEAT_LOG_EVENT_V2,
+        0,
+        server_id,
+        pos_u32(log_pos),
+        0,
+        &body,
+        with_crc,
+    )
+}
+
+fn is_annotate_rows(ev: &[u8]) -> bool {
+    ev.get(4) == Some(&event::ANNOTATE_ROWS_EVENT)
+}
+
+fn pos_u32(pos: u64) -> u32 {
+    u32::try_from(pos).unwrap_or(u32::MAX)
+}
+
+fn set_position(progress: &DumpProgress, file: &str, pos: u64) {
+    let mut p = progress.position.lock().expect("progress lock");
+    if p.0 != file {
+        p.0 = file.to_string();
+    }
+    p.1 = pos;
+}
+
+fn send_event<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    bytes: &[u8],
+    progress: &DumpProgress,
+) -> Result<(), NetError> {
+    conn.write_parts_no_flush(&[0], bytes)?;
+    progress
+        .bytes_sent
+        .fetch_add(bytes.len() as u64 + 1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn send_err<S: Read + Write>(conn: &mut PacketConn<S>, message: &str) -> Result<(), NetError> {
+    let err = crate::mysql::resultset::ErrPacket {
+        code: ER_MASTER_FATAL_ERROR_READING_BINLOG,
+        sql_state: *b"HY000",
+        message: message.to_string(),
+    };
+    conn.write_packet(&err.encode())?;
+    conn.flush()
+}
