@@ -230,3 +230,11 @@ const _: () = assert!(
 pub const CURSOR_READ_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);
+
+/// Largest batch of frames the raft thread writes to a peer socket itself (non-blocking,
+/// while the peer's sender thread is idle) instead of waking that thread: the small messages
+/// of steady replication skip a thread hand-off; catch-up's large appends still go through
+/// the sender thread, so their copy into the socket overlaps the raft thread's next fsync.
+pub const PEER_DIRECT_WRITE_BYTES_MAX: usize = 64 << 10;
+
+const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
