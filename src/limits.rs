@@ -238,3 +238,11 @@ const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);
 pub const PEER_DIRECT_WRITE_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
+
+/// Zeros written past the end of the active log segment when a small append reaches it, so
+/// the next appends overwrite allocated blocks inside the file's size: their fdatasync then
+/// writes the data alone, not also the inode (size, block map) as an append past the end
+/// must. Larger writes (catch-up) extend the file as they go and get none.
+pub const LOG_PREALLOCATE_BYTES: u64 = 64 << 10;
+
+const _: () = assert!(LOG_PREALLOCATE_BYTES <= SEGMENT_BYTES_MAX);
