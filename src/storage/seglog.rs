@@ -967,6 +967,9 @@ enum Tail {
     Preallocated,
 }
 
+/// Where a segment's tail starts, and what it is.
+type TailAt = (u64, Tail);
+
 /// Walks the records of a segment image. Zeros after the last record are preallocated
 /// space, in any segment; otherwise a bad record ends a last segment (torn tail) only when
 /// nothing valid follows it, and anything else is corrupt. The tail is returned with the
@@ -976,7 +979,7 @@ fn scan_records(
     first_index: u64,
     path: &Path,
     is_last: bool,
-) -> Result<(Vec<Loc>, Option<(u64, Tail)>)> {
+) -> Result<(Vec<Loc>, Option<TailAt>)> {
     let mut locs = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
     let mut expected = first_index;
