@@ -13,13 +13,27 @@
 #
 # Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
 # BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir.
+#
+# BENCH_ONLY=lag runs only the replication-lag section (BENCHMARKS.md is left alone): a small
+# binlog (BENCH_BINLOG_MB defaults to 2), no single-node rounds, then BENCH_LAG_RUNS (1) runs
+# for each binary of BENCH_LAG_BINS (default: the release build; given, nothing is built),
+# alternating A B A B, each on a fresh cluster with fresh replicas, BENCH_LAG_SECONDS (60)
+# of load each; one line per run and a median summary, all results as JSON in
+# BENCH_LAG_JSON when set. E.g. to compare two builds:
+#   BENCH_ONLY=lag BENCH_LAG_BINS="/tmp/a/ferrobus /tmp/b/ferrobus" BENCH_LAG_RUNS=2 \
+#       scripts/bench.sh
 # It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-BINLOG_MB=${BENCH_BINLOG_MB:-100}
+ONLY=${BENCH_ONLY:-all}
+case "$ONLY" in
+all) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
+lag) BINLOG_MB=${BENCH_BINLOG_MB:-2} ;;
+*) echo "bench: BENCH_ONLY must be lag (or unset)" >&2; exit 2 ;;
+esac
 ROUNDS=${BENCH_ROUNDS:-3}
 # sysbench stops when the binlog is big enough or after this long, whichever comes first.
 LOAD_SECONDS_MAX=300
@@ -30,14 +44,22 @@ SYSBENCH_THREADS=4
 BENCH_START=$(date +%s)
 say() { printf 'bench: %s\n' "$*"; }
 
-say "cargo build -j2 --release"
-cargo build -j2 --release
 BIN=$PWD/target/release/ferrobus
-[ -x "$BIN" ] || { echo "bench: $BIN missing after build" >&2; exit 1; }
-say "cargo build -j2 --release (scripts/bench/dumpclient)"
-CARGO_TARGET_DIR=$PWD/target/bench-dumpclient cargo build -j2 --release \
-    --manifest-path scripts/bench/dumpclient/Cargo.toml
 DUMPCLIENT=$PWD/target/bench-dumpclient/release/ferrobus-bench-dumpclient
+if [ "$ONLY" = lag ] && [ -n "${BENCH_LAG_BINS:-}" ]; then
+    for b in $BENCH_LAG_BINS; do
+        [ -x "$b" ] || { echo "bench: BENCH_LAG_BINS: $b is not an executable" >&2; exit 1; }
+    done
+else
+    say "cargo build -j2 --release"
+    cargo build -j2 --release
+    [ -x "$BIN" ] || { echo "bench: $BIN missing after build" >&2; exit 1; }
+fi
+if [ "$ONLY" = all ]; then
+    say "cargo build -j2 --release (scripts/bench/dumpclient)"
+    CARGO_TARGET_DIR=$PWD/target/bench-dumpclient cargo build -j2 --release \
+        --manifest-path scripts/bench/dumpclient/Cargo.toml
+fi
 for tool in mariadbd mariadb mariadb-install-db mariadb-binlog sysbench python3; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] \
         || { echo "bench: $tool not found (run scripts/install-test-deps.sh)" >&2; exit 1; }
@@ -153,6 +175,21 @@ say "binlog: $TOTAL_BYTES bytes in $FILE_COUNT files ($FIRST_FILE .. $MASTER_FIL
 if [ "$TOTAL_BYTES" -lt "$TARGET_BYTES" ]; then
     echo "bench: binlog only $TOTAL_BYTES bytes after ${LOAD_SECONDS}s (wanted $TARGET_BYTES)" >&2
     exit 1
+fi
+
+if [ "$ONLY" = lag ]; then
+    say "replication lag only: ${BENCH_LAG_RUNS:-1} run(s) per binary"
+    python3 scripts/bench/cluster.py \
+        --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
+        --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" \
+        --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" --only lag \
+        --lag-bins "${BENCH_LAG_BINS:-}" --lag-runs "${BENCH_LAG_RUNS:-1}" \
+        --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" &
+    CLUSTER_PID=$!
+    PIDS+=("$CLUSTER_PID")
+    wait "$CLUSTER_PID"
+    say "done in $(($(date +%s) - BENCH_START))s"
+    exit 0
 fi
 
 # In the background so that a signal reaches the trap at once rather than after the rounds.

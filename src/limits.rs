@@ -256,3 +256,19 @@ pub const RSA_KEY_FILE_BYTES_MAX: u64 = 64 << 10;
 pub const IMPORT_BODY_STALL_MS: u64 = 60_000;
 
 const _: () = assert!(IMPORT_BODY_STALL_MS < IMPORT_TIMEOUT_MS);
+
+/// Largest batch of frames the raft thread writes to a peer socket itself (non-blocking,
+/// while the peer's sender thread is idle) instead of waking that thread: the small messages
+/// of steady replication skip a thread hand-off; catch-up's large appends still go through
+/// the sender thread, so their copy into the socket overlaps the raft thread's next fsync.
+pub const PEER_DIRECT_WRITE_BYTES_MAX: usize = 64 << 10;
+
+const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
+
+/// Zeros written past the end of the active log segment when a small append reaches it, so
+/// the next appends overwrite allocated blocks inside the file's size: their fdatasync then
+/// writes the data alone, not also the inode (size, block map) as an append past the end
+/// must. Larger writes (catch-up) extend the file as they go and get none.
+pub const LOG_PREALLOCATE_BYTES: u64 = 64 << 10;
+
+const _: () = assert!(LOG_PREALLOCATE_BYTES <= SEGMENT_BYTES_MAX);

@@ -89,6 +89,19 @@ class Procs:
             f.write(f"{proc.pid}\n")
         return proc
 
+    def stop_since(self, first):
+        """Stops the processes started after the first `first` (one lag-only run's)."""
+        run = self.procs[first:]
+        for p in run:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in run:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
     def stop_all(self):
         for p in self.procs:
             if p.poll() is None:
@@ -393,8 +406,8 @@ def start_beats(args, procs, count, root, tag):
         stdout=log, stderr=subprocess.STDOUT))
 
 
-def lag(args, procs, cluster):
-    root = os.path.join(args.work, "lag")
+def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
+    root = os.path.join(args.work, root_name)
     os.makedirs(root)
     leader = cluster.leader()
     follower = next(n for n in cluster.nodes if n.name != leader and n.alive())
@@ -405,7 +418,11 @@ def lag(args, procs, cluster):
                             "password": FERRO_PASSWORD})
         if code != 200:
             raise BenchError(f"binlog server start on {n.name}: {code} {reply}")
-    sql(args.port, None, stdin=BEAT_PROC)
+    # Repeated lag runs (--only lag) share the master: the heartbeat procedure is made once,
+    # and sysbench's schema is dropped so the new replicas receive it afresh.
+    if not sql(args.port, "SHOW DATABASES LIKE 'lagdb'"):
+        sql(args.port, None, stdin=BEAT_PROC)
+    sql(args.port, "DROP DATABASE IF EXISTS sblag")
     gtid = sql(args.port, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]
     direct = Replica("replica-direct", root, 11, procs)
     via = Replica("replica-ferrobus", root, 12, procs)
@@ -425,9 +442,9 @@ def lag(args, procs, cluster):
     for r in replicas:
         r.wait_gtid(gtid)
     print(f"bench: lag: replicas attached (direct, and via follower {follower.name}); "
-          f"{LAG_SECONDS} s of sysbench at {LAG_RATE_TPS} tps + heartbeats", flush=True)
+          f"{seconds} s of sysbench at {LAG_RATE_TPS} tps + heartbeats", flush=True)
 
-    beats = int(LAG_SECONDS / HEARTBEAT_PERIOD_S)
+    beats = int(seconds / HEARTBEAT_PERIOD_S)
     cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
     th0 = {n.name: group_threads(rounds.thread_cpu(n.proc.pid)) for n in (lead, follower)}
     master_cpu0 = rounds.cpu_seconds(args.master_pid)
@@ -435,9 +452,9 @@ def lag(args, procs, cluster):
     with open(os.path.join(root, "sysbench-run.log"), "wb") as log:
         sbp = procs.add(subprocess.Popen(
             sb + [f"--threads={LAG_THREADS}", f"--rate={LAG_RATE_TPS}",
-                  f"--time={LAG_SECONDS + 2}", "run"], stdout=log, stderr=subprocess.STDOUT))
+                  f"--time={seconds + 2}", "run"], stdout=log, stderr=subprocess.STDOUT))
     beat = start_beats(args, procs, beats, root, "lag")
-    if beat.wait(timeout=LAG_SECONDS * 4) != 0:
+    if beat.wait(timeout=seconds * 4) != 0:
         raise BenchError("heartbeat procedure failed (see lag/beat-lag.log)")
     beat_seconds = time.monotonic() - t0
     if sbp.wait(timeout=120) != 0:
@@ -445,10 +462,12 @@ def lag(args, procs, cluster):
     load_seconds = time.monotonic() - t0
     cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name] for n in cluster.nodes}
     threads = {}
+    threads_all = {}
     for n in (lead, follower):
         th1 = group_threads(rounds.thread_cpu(n.proc.pid))
-        threads[n.name] = sorted(((k, v - th0[n.name].get(k, 0.0)) for k, v in th1.items()),
-                                 key=lambda kv: -kv[1])[:5]
+        threads_all[n.name] = sorted(((k, v - th0[n.name].get(k, 0.0)) for k, v in th1.items()),
+                                     key=lambda kv: -kv[1])
+        threads[n.name] = threads_all[n.name][:5]
     master_cpu = rounds.cpu_seconds(args.master_pid) - master_cpu0
     gtid = sql(args.port, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]
     for r in replicas:
@@ -456,8 +475,9 @@ def lag(args, procs, cluster):
     # The replica on the leader is not part of the failover section (its upstream dies).
     sql(on_leader.port, "STOP SLAVE")
     with open(os.path.join(root, "sysbench-run.log")) as f:
-        tps = next((line.split("(")[1].split()[0] for line in f
-                    if line.strip().startswith("transactions:")), "?")
+        tx_line = next((line for line in f if line.strip().startswith("transactions:")), None)
+    tps = tx_line.split("(")[1].split()[0] if tx_line else "?"
+    sb_txns = int(tx_line.split()[1]) if tx_line else LAG_RATE_TPS * seconds
 
     a_direct = direct.arrivals()
     a_via = via.arrivals()
@@ -488,7 +508,8 @@ def lag(args, procs, cluster):
         "slow": len(slow), "slow_windows": len(slow_windows),
         "slow_worst": sorted(((a_via[i][0] - a_direct[i][0]), i) for i in slow)[-3:],
         "direct_mean": statistics.mean(d), "via_mean": statistics.mean(v),
-        "cpu": cpu, "master_cpu": master_cpu, "threads": threads,
+        "cpu": cpu, "master_cpu": master_cpu, "threads": threads, "threads_all": threads_all,
+        "txns": sb_txns + beats,
     }
     res["p99_extra"] = res["via"][99] - res["direct"][99]
     res["p50_extra"] = res["via"][50] - res["direct"][50]
@@ -497,6 +518,63 @@ def lag(args, procs, cluster):
           f"{res['p99_extra']:.2f} ms; via leader p50 {res['lead'][50]:.2f} p99 "
           f"{res['lead'][99]:.2f} ms", flush=True)
     return res, direct, via, follower
+
+
+def lag_only(args, procs):
+    """--only lag: the lag section alone, --lag-runs times for each of --lag-bins, the
+    binaries alternating (A, B, A, B, ...) so that each pair shares the machine's load of the
+    moment. Each run starts a fresh cluster (synced to the master's current position), fresh
+    replicas, and stops them after. Prints one line per run and a summary; writes every
+    result as JSON to --lag-json when given."""
+    bins = args.lag_bins.split() if args.lag_bins else [args.bin]
+    results = []
+    for rep in range(args.lag_runs):
+        for b, path in enumerate(bins):
+            tag = f"lag-{rep + 1}-{b + 1}"
+            root = os.path.join(args.work, tag)
+            os.makedirs(root)
+            first = len(procs.procs)
+            try:
+                cluster = Cluster(path, root, procs)
+                leader = cluster.node(cluster.leader())
+                syncer_start(leader, args.port)
+                file, pos = master_position(args.port)
+                wait_position(leader, file, pos)
+                # Wait for the leader's admin address to be known everywhere (binlog server
+                # start and the leader lookup need it).
+                cluster.leader()
+                res, _direct, _via, _follower = lag(args, procs, cluster, f"{tag}-run",
+                                                    args.lag_seconds)
+            finally:
+                procs.stop_since(first)
+            res["bin"] = path
+            res["run"] = rep + 1
+            total_cpu = sum(res["cpu"].values())
+            res["cpu_per_txn_ms"] = total_cpu / res["txns"] * 1000
+            results.append(res)
+            th = {name: ", ".join(f"{k} {v:.2f}" for k, v in ths[:7])
+                  for name, ths in res["threads_all"].items()}
+            print(f"bench: lag-only run {rep + 1} bin {path}: p50 extra {res['p50_extra']:.2f} "
+                  f"p99 extra {res['p99_extra']:.2f} ms (direct p99 {res['direct'][99]:.2f}, "
+                  f"follower p99 {res['via'][99]:.2f}, leader p99 {res['lead'][99]:.2f}); "
+                  f"per-row diff p99 {res['diff'][99]:.2f}; cpu "
+                  + " ".join(f"{k} {v:.1f}" for k, v in sorted(res["cpu"].items()))
+                  + f" s = {res['cpu_per_txn_ms']:.3f} ms/txn over {res['txns']} txns; "
+                  f"master {res['master_cpu'] / res['txns'] * 1000:.3f} ms/txn; threads "
+                  + " | ".join(f"{k} ({'leader' if k == res['leader'] else 'follower'}): {v}"
+                               for k, v in th.items()), flush=True)
+    print("bench: lag-only summary (medians per binary)", flush=True)
+    for path in bins:
+        rs = [r for r in results if r["bin"] == path]
+        med = lambda f: statistics.median(f(r) for r in rs)  # noqa: E731
+        print(f"bench:   {path}: runs {len(rs)}, p50 extra {med(lambda r: r['p50_extra']):.2f} ms, "
+              f"p99 extra {med(lambda r: r['p99_extra']):.2f} ms (each: "
+              + " ".join(f"{r['p99_extra']:.1f}" for r in rs)
+              + f"), cpu/txn {med(lambda r: r['cpu_per_txn_ms']):.3f} ms (each: "
+              + " ".join(f"{r['cpu_per_txn_ms']:.3f}" for r in rs) + ")", flush=True)
+    if args.lag_json:
+        with open(args.lag_json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
 
 
 def fsync_probe(root, count=200):
@@ -809,7 +887,7 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "",
     ]
     lag_cpu = sum(lg["cpu"].values())
-    txns = LAG_RATE_TPS * LAG_SECONDS + lg["beats"]
+    txns = lg["txns"]
     L += [
         "Where the time goes: the leader path (syncer → Raft commit → apply on the leader) "
         "carries almost all of the added lag; the follower's extra hop (commit index in the "
@@ -953,7 +1031,7 @@ def report(args, m, v, cu, lg, dp, fo, rss):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", required=True)
-    p.add_argument("--dumpclient", required=True)
+    p.add_argument("--dumpclient")
     p.add_argument("--work", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--master-pid", type=int, required=True)
@@ -963,10 +1041,25 @@ def main():
     p.add_argument("--master-pos", type=int, required=True)
     p.add_argument("--total-bytes", type=int, required=True)
     p.add_argument("--bench-start", type=int, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
+    p.add_argument("--only", choices=["all", "lag"], default="all",
+                   help="lag: only the lag section, repeated (see lag_only)")
+    p.add_argument("--lag-bins", default="",
+                   help="--only lag: ferrobus binaries to alternate (default: --bin)")
+    p.add_argument("--lag-runs", type=int, default=1)
+    p.add_argument("--lag-seconds", type=int, default=LAG_SECONDS)
+    p.add_argument("--lag-json", default="")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     procs = Procs(args.work)
+    if args.only == "lag":
+        try:
+            lag_only(args, procs)
+        finally:
+            procs.stop_all()
+        return
+    if not args.dumpclient or not args.out:
+        raise BenchError("--dumpclient and --out are needed for the whole benchmark")
     try:
         cu_refs, cu_runs, cluster = catch_up(args, procs)
         lg, _direct, via, follower = lag(args, procs, cluster)

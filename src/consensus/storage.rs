@@ -1039,6 +1039,7 @@ mod tests {
     fn open_small(dir: &Path) -> Result<(RaftStorage, RaftRecovery)> {
         let options = LogOptions {
             segment_bytes_max: 256,
+            ..LogOptions::default()
         };
         RaftStorage::open_with(&dir.join(LOG_DIR), &dir.join(RAFT_DIR), options)
     }

@@ -8,9 +8,15 @@
 //! one `Message`, at most [`PEER_FRAME_BYTES_MAX`]. A bad hello or frame ends that connection
 //! only (logged and counted). The receiver never writes.
 //!
-//! Sending never blocks the caller (the raft thread): [`Transport::send`] puts the message on
-//! the peer's bounded queue, or drops and counts it when the queue is full or the peer is
-//! unknown; Raft retransmits what is lost. Each peer's outbound thread connects (with a
+//! Sending never blocks the caller (the raft thread): [`Transport::send_all`] writes a peer's
+//! messages straight into its socket with one non-blocking write when the peer's outbound
+//! thread is idle with nothing queued and they are small (at most
+//! [`PEER_DIRECT_WRITE_BYTES_MAX`], never a snapshot), which spares a thread wake-up per
+//! message in steady replication; otherwise (or when the socket takes nothing) it puts them
+//! on the peer's bounded queue, or drops and counts them when the queue is full or the peer
+//! is unknown; Raft retransmits what is lost. A direct write the socket took only part of
+//! leaves the rest to the outbound thread, which writes it before anything else, so frames
+//! never interleave. Each peer's outbound thread connects (with a
 //! timeout), writes the hello, gathers whatever is queued into few writes, and after any
 //! error reconnects with bounded exponential backoff, discarding the messages queued while
 //! the peer could not be reached. Failures are reported back for `RawNode::report_unreachable`
@@ -30,6 +36,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -42,7 +49,8 @@ use raft::SnapshotStatus;
 
 use crate::limits::{
     PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_BATCH_BYTES_MAX, PEER_CONNECT_TIMEOUT_MS,
-    PEER_FRAME_BYTES_MAX, PEER_INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX,
+    PEER_DIRECT_WRITE_BYTES_MAX, PEER_FRAME_BYTES_MAX, PEER_INBOUND_CONNECTIONS_MAX,
+    PEER_IO_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX,
 };
 
 /// First bytes of every peer connection: name and wire version.
@@ -59,6 +67,8 @@ const OUTBOUND_BUFFER_KEEP_BYTES: usize = 2 * PEER_BATCH_BYTES_MAX;
 /// First allocation for an inbound frame body; it grows as bytes actually arrive, so a
 /// header that lies about its length cannot make us allocate the whole bound up front.
 const INBOUND_BODY_RESERVE_BYTES: usize = 64 << 10;
+/// Read buffer of an inbound connection (one per peer).
+const INBOUND_READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// Called by a reader thread for every message received. It runs on that reader thread and
 /// must not block indefinitely (e.g. a bounded channel whose receiver is dropped at shutdown
@@ -338,6 +348,15 @@ impl Shared {
         lock(&self.snapshot_reports).insert(id, status);
     }
 
+    /// Counts a message `send` could not queue (in `counter`); a snapshot is reported failed.
+    fn drop_on_send(&self, counter: &AtomicU64, msg: &Message) {
+        bump(counter, 1);
+        log::trace!("raft transport: dropped a message for node {}", msg.to);
+        if is_snapshot(msg) {
+            self.report_snapshot(msg.to, SnapshotStatus::Failure);
+        }
+    }
+
     /// Counts messages that will never be sent and reports a lost snapshot as failed.
     fn discard(&self, to: u64, dropped: u64, had_snapshot: bool) {
         bump(&self.counters.dropped_unsent, dropped);
@@ -474,27 +493,32 @@ impl Transport {
     /// Queues `msg` for `msg.to`. Never blocks: when the peer is unknown or its queue is
     /// full the message is dropped and counted (a dropped snapshot is reported as failed).
     pub fn send(&self, msg: Message) {
-        let to = msg.to;
-        let snapshot = is_snapshot(&msg);
-        let counters = &self.shared.counters;
-        let outcome = match lock(&self.peers).get(&to) {
-            None => Err(&counters.dropped_unknown_peer),
-            Some(handle) if handle.peer.push(msg) => Ok(()),
-            Some(_) => Err(&counters.dropped_queue_full),
-        };
-        if let Err(counter) = outcome {
-            bump(counter, 1);
-            log::trace!("raft transport: dropped a message for node {to}");
-            if snapshot {
-                self.shared.report_snapshot(to, SnapshotStatus::Failure);
-            }
-        }
+        self.send_all(std::iter::once(msg));
     }
 
-    /// Queues every message of `msgs` (e.g. a `Ready`'s messages).
+    /// Sends every message of `msgs` (e.g. a `Ready`'s messages), in order per peer: each
+    /// peer's share is written to its socket at once when possible, queued otherwise (see
+    /// the module doc). Never blocks.
     pub fn send_all(&self, msgs: impl IntoIterator<Item = Message>) {
+        // Per peer, in order; a Ready addresses few peers, so a short list beats a map.
+        let mut by_peer: Vec<(u64, Vec<Message>)> = Vec::new();
         for msg in msgs {
-            self.send(msg);
+            match by_peer.iter_mut().find(|(to, _)| *to == msg.to) {
+                Some((_, batch)) => batch.push(msg),
+                None => by_peer.push((msg.to, vec![msg])),
+            }
+        }
+        let peers = lock(&self.peers);
+        for (to, batch) in by_peer {
+            match peers.get(&to) {
+                Some(handle) => handle.peer.send_batch(batch, &self.shared),
+                None => {
+                    for msg in batch {
+                        self.shared
+                            .drop_on_send(&self.shared.counters.dropped_unknown_peer, &msg);
+                    }
+                }
+            }
         }
     }
 
@@ -623,8 +647,18 @@ struct PeerState {
     addr: String,
     addr_changed: bool,
     stop: bool,
-    /// A clone of the live connection, so stop and address changes can interrupt a write.
+    /// A clone of the live connection, so stop and address changes can interrupt a write,
+    /// and the raft thread can write to it directly (only while `busy` is false).
     conn: Option<TcpStream>,
+    /// The outbound thread took a batch and is writing it: the socket's byte stream is its
+    /// own until it says it is done.
+    busy: bool,
+    /// The unwritten rest of a direct write (part of a frame, then whole frames), which the
+    /// outbound thread writes first; and how many messages it finishes.
+    partial: Vec<u8>,
+    partial_messages: u64,
+    /// Reused buffer for direct writes.
+    direct_buf: Vec<u8>,
 }
 
 /// What the outbound thread should do next.
@@ -644,21 +678,42 @@ impl Peer {
                 addr_changed: false,
                 stop: false,
                 conn: None,
+                busy: false,
+                partial: Vec::new(),
+                partial_messages: 0,
+                direct_buf: Vec::new(),
             }),
             wake: Condvar::new(),
         }
     }
 
-    /// Queues `msg`; false when the queue is full (or the peer stopping) and it was dropped.
-    fn push(&self, msg: Message) -> bool {
+    /// Writes `batch` to the socket now when the outbound thread is idle with nothing
+    /// queued (see `write_direct`); queues what is left, dropping what does not fit (or
+    /// everything when stopping); wakes the outbound thread only when it has work.
+    fn send_batch(&self, batch: Vec<Message>, shared: &Shared) {
         let mut st = lock(&self.state);
-        if st.stop || st.queue.len() >= PEER_QUEUE_DEPTH_MAX {
-            return false;
+        let mut batch = batch;
+        if write_direct(&mut st, &mut batch, shared) && batch.is_empty() {
+            if st.partial.is_empty() {
+                return;
+            }
+            drop(st);
+            self.wake.notify_one();
+            return;
         }
-        st.queue.push_back(msg);
+        let mut queued = false;
+        for msg in batch {
+            if st.stop || st.queue.len() >= PEER_QUEUE_DEPTH_MAX {
+                shared.drop_on_send(&shared.counters.dropped_queue_full, &msg);
+            } else {
+                st.queue.push_back(msg);
+                queued = true;
+            }
+        }
         drop(st);
-        self.wake.notify_one();
-        true
+        if queued {
+            self.wake.notify_one();
+        }
     }
 
     fn set_addr(&self, addr: &str) {
@@ -689,9 +744,17 @@ impl Peer {
         (!st.stop).then(|| st.addr.clone())
     }
 
-    fn set_conn(&self, conn: Option<TcpStream>) {
+    /// The live connection (None: none). Either way the byte stream starts afresh: a rest
+    /// of a direct write belonged to the old connection and is dropped (counted).
+    fn set_conn(&self, conn: Option<TcpStream>, shared: &Shared) {
         let mut st = lock(&self.state);
         st.conn = conn;
+        st.busy = false;
+        if !st.partial.is_empty() {
+            shared.discard(self.id, st.partial_messages, false);
+            st.partial.clear();
+            st.partial_messages = 0;
+        }
         if st.stop || st.addr_changed {
             // Set while we were connecting; make the new connection fail fast too.
             shutdown_conn(&st);
@@ -708,7 +771,7 @@ impl Peer {
             if st.addr_changed {
                 return Next::Reconnect;
             }
-            if !st.queue.is_empty() {
+            if !st.queue.is_empty() || !st.partial.is_empty() {
                 return Next::Send;
             }
             st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -730,6 +793,22 @@ impl Peer {
     /// Moves everything queued into `into` (which must be empty), without allocating.
     fn take_queue(&self, into: &mut VecDeque<Message>) {
         std::mem::swap(&mut lock(&self.state).queue, into);
+    }
+
+    /// Takes the socket for a write: the rest of a direct write is appended to `buf` (it
+    /// goes first) and what is queued moved into `into`; answers how many messages that rest
+    /// finishes. Until `done_writing`, the raft thread does not write to the socket.
+    fn take_for_write(&self, into: &mut VecDeque<Message>, buf: &mut Vec<u8>) -> u64 {
+        let mut st = lock(&self.state);
+        st.busy = true;
+        std::mem::swap(&mut st.queue, into);
+        buf.extend_from_slice(&st.partial);
+        st.partial.clear();
+        std::mem::take(&mut st.partial_messages)
+    }
+
+    fn done_writing(&self) {
+        lock(&self.state).busy = false;
     }
 
     /// Waits `backoff`, or less if stopped or moved. Returns false when stopping.
@@ -763,6 +842,66 @@ impl Peer {
     }
 }
 
+/// Writes as much of `batch` as the socket takes now, from the caller's thread, when that
+/// cannot interleave with the outbound thread: connected, not `busy`, nothing queued or
+/// left over, no snapshot, and at most [`PEER_DIRECT_WRITE_BYTES_MAX`] encoded. Answers
+/// whether it wrote (then `batch` is empty, and any rest is in `st.partial` for the outbound
+/// thread); false leaves `batch` whole, for the queue. A write error is left for the
+/// outbound thread to find on its own write.
+fn write_direct(st: &mut PeerState, batch: &mut Vec<Message>, shared: &Shared) -> bool {
+    let idle = !st.busy && !st.stop && !st.addr_changed;
+    if !idle || st.conn.is_none() || !st.queue.is_empty() || !st.partial.is_empty() {
+        return false;
+    }
+    if batch.iter().any(is_snapshot) {
+        return false;
+    }
+    let mut buf = std::mem::take(&mut st.direct_buf);
+    buf.clear();
+    let mut count = 0u64;
+    let mut fits = true;
+    for msg in batch.iter() {
+        if encode_frame(msg, &mut buf).is_err() || buf.len() > PEER_DIRECT_WRITE_BYTES_MAX {
+            fits = false;
+            break;
+        }
+        count += 1;
+    }
+    let written = match (&st.conn, fits) {
+        (Some(conn), true) => send_nonblocking(conn, &buf),
+        _ => 0,
+    };
+    let done = written > 0;
+    if done {
+        batch.clear();
+        if written < buf.len() {
+            st.partial.extend_from_slice(&buf[written..]);
+            st.partial_messages = count;
+        } else {
+            bump(&shared.counters.sent, count);
+        }
+    }
+    if buf.capacity() <= OUTBOUND_BUFFER_KEEP_BYTES {
+        st.direct_buf = buf;
+    }
+    done
+}
+
+/// One non-blocking write (MSG_DONTWAIT, and no SIGPIPE): the bytes the socket took, 0 when
+/// it took none or failed.
+fn send_nonblocking(conn: &TcpStream, buf: &[u8]) -> usize {
+    // SAFETY: `buf` is valid for its length and the descriptor is owned by `conn`.
+    let n = unsafe {
+        libc::send(
+            conn.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
 fn shutdown_conn(st: &PeerState) {
     if let Some(conn) = &st.conn {
         let _ = conn.shutdown(Shutdown::Both);
@@ -793,9 +932,9 @@ fn run_outbound(peer: &Peer, shared: &Shared) {
                     failing = false;
                 }
                 let clone = stream.try_clone().ok();
-                peer.set_conn(clone);
+                peer.set_conn(clone, shared);
                 let end = out.pump(peer, shared, stream);
-                peer.set_conn(None);
+                peer.set_conn(None, shared);
                 end
             }
             Err(error) => {
@@ -896,22 +1035,35 @@ impl Outbound {
             if let Err(error) = check_open(&stream) {
                 return PumpEnd::Failed { sent_any, error };
             }
-            peer.take_queue(&mut self.batch);
-            if let Err(error) = self.write_batch(shared, &mut stream) {
+            self.buf.clear();
+            let partial_messages = peer.take_for_write(&mut self.batch, &mut self.buf);
+            let written = self.write_batch(shared, &mut stream, partial_messages);
+            // Failed or not, the thread is done with the socket for now (after a failure the
+            // connection is dropped before the raft thread could write to it again).
+            if let Err(error) = written {
                 // A write cut short by stop or an address change is not the peer's fault.
                 return peer
                     .interrupted()
                     .unwrap_or(PumpEnd::Failed { sent_any, error });
             }
+            peer.done_writing();
             sent_any = true;
         }
     }
 
-    /// Encodes and writes `self.batch`, one write per [`PEER_BATCH_BYTES_MAX`] gathered.
-    /// On error every message not yet written counts as dropped.
-    fn write_batch(&mut self, shared: &Shared, stream: &mut TcpStream) -> io::Result<()> {
-        self.buf.clear();
-        let mut pending = Pending::default();
+    /// Encodes and writes `self.batch` after what `self.buf` already holds (the rest of a
+    /// direct write, finishing `partial_messages`), one write per [`PEER_BATCH_BYTES_MAX`]
+    /// gathered. On error every message not yet written counts as dropped.
+    fn write_batch(
+        &mut self,
+        shared: &Shared,
+        stream: &mut TcpStream,
+        partial_messages: u64,
+    ) -> io::Result<()> {
+        let mut pending = Pending {
+            count: partial_messages,
+            snapshot: false,
+        };
         let mut result = Ok(());
         while let Some(msg) = self.batch.pop_front() {
             self.encode(shared, &msg, &mut pending);
@@ -977,12 +1129,32 @@ impl Outbound {
 /// Fails when the receiver closed or reset the connection. The receiver never writes, so
 /// anything readable means the connection is over.
 fn check_open(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nonblocking(true)?;
     let mut byte = [0u8; 1];
-    let peeked = stream.peek(&mut byte);
-    stream.set_nonblocking(false)?;
+    // One non-blocking peek (MSG_DONTWAIT) rather than switching the socket to non-blocking
+    // and back: this runs before every batch, so it is three syscalls against one.
+    // SAFETY: the buffer is valid for one byte and the descriptor is owned by `stream`.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            byte.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let peeked = if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    };
     match peeked {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e),
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
@@ -1142,6 +1314,9 @@ fn serve_inbound(
         .map_err(|e| (None, e.into()))?;
     let node = decode_hello(&hello, shared.cluster_id).map_err(|e| (None, e.into()))?;
     claim_node(inbound, serial, node);
+    // Buffered: a sender writes several frames at once, and small frames (acks, heartbeats,
+    // commit notices) then cost one read between them instead of two each.
+    let mut stream = io::BufReader::with_capacity(INBOUND_READ_BUFFER_BYTES, stream);
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return Ok(node);
@@ -1175,7 +1350,7 @@ fn claim_node(inbound: &Inbound, serial: u64, node: u64) {
 
 /// Reads one frame. Ok(None): the sender closed between frames, or shutdown.
 fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     stopping: &AtomicBool,
 ) -> Result<Option<Message>, ConnError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
@@ -1200,7 +1375,7 @@ fn read_message(
 /// Reads a frame header, waiting as long as needed for its first byte (an idle peer is
 /// fine) but no longer than the read timeout for the rest. Ok(false): closed or stopping.
 fn read_header(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     header: &mut [u8; FRAME_HEADER_LEN],
     stopping: &AtomicBool,
 ) -> io::Result<bool> {
@@ -1435,6 +1610,47 @@ mod tests {
         assert_eq!(a.stats().received, N);
         assert_eq!(a.stats().dropped(), 0);
         assert!(a.take_unreachable().is_empty());
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    /// Batches written straight from the caller, batches the socket takes only part of (the
+    /// rest finished by the outbound thread), and batches too large to write directly (queued)
+    /// all arrive whole and in order.
+    #[test]
+    fn direct_partial_and_queued_writes_keep_order() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        // The receiver stalls on its first message, so the socket buffers fill up and later
+        // direct writes are taken only in part, or not at all.
+        let (tx, b_rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let stalled = AtomicBool::new(false);
+        let inbound: InboundFn = Box::new(move |m| {
+            if !stalled.swap(true, Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(500));
+            }
+            let _ = lock(&tx).send(m);
+        });
+        let b = Transport::start("127.0.0.1:0", 2, CLUSTER, inbound).unwrap();
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        let mut sent = Vec::new();
+        for i in 0..1000u64 {
+            // 0 .. ~90 KiB per batch, sometimes past PEER_DIRECT_WRITE_BYTES_MAX.
+            let batch: Vec<Message> = (0..3)
+                .map(|j| {
+                    let mut m = big_msg(1, 2, ((i * 7919 + j * 104_729) % 30_000) as usize);
+                    m.index = i * 3 + j;
+                    m
+                })
+                .collect();
+            sent.extend(batch.iter().cloned());
+            a.send_all(batch);
+        }
+        for m in &sent {
+            assert_eq!(&recv(&b_rx), m);
+        }
+        wait_until("sent counter", || a.stats().sent == sent.len() as u64);
+        assert_eq!(a.stats().dropped(), 0);
         shutdown_checked(a);
         shutdown_checked(b);
     }

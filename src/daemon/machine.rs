@@ -113,16 +113,25 @@ impl StateMachine for NodeMachine {
                 Err(err) => log::warn!("entry {}: command refused: {err}", e.index),
             }
         }
+        let mut term_changed = false;
         if let Some(last) = entries.last() {
             self.cluster
                 .last_applied_index
                 .store(last.index, Ordering::SeqCst);
-            self.cluster
+            let previous = self
+                .cluster
                 .last_applied_term
-                .store(last.term, Ordering::SeqCst);
+                .swap(last.term, Ordering::SeqCst);
+            term_changed = previous != last.term;
         }
-        // Watchers look at the applied term as well as at commands, so every apply wakes them.
-        self.cluster.bump();
+        // Watchers look at commands and at the applied term (a new leader is ready once an
+        // entry of its term is applied). Binlog entries change neither: waking the watcher on
+        // each of them costs every node a thread wake-up per transaction, on the cores the
+        // dump threads need at that very moment.
+        let commands = entries.iter().any(|e| e.kind == COMMAND_KIND);
+        if commands || term_changed {
+            self.cluster.bump();
+        }
     }
 
     fn snapshot_data(&mut self) -> Vec<u8> {

@@ -19,6 +19,14 @@
 //! then the directory is fsynced, so a segment never has a partial header. `open` truncates
 //! a torn tail of the last segment only and reports it; anything else wrong refuses to open.
 //!
+//! Preallocation: a small append that reaches the end of the active segment also writes
+//! [`LogOptions::preallocate_bytes`] of zeros after it, so that the following appends land
+//! inside the file and their fdatasync need not write the inode too. A segment is cut back
+//! to its last record (durably) before the next one is created, and `open` cuts an all-zero
+//! tail of any segment silently (it is preallocated space, not a torn write; a sealed
+//! segment can hold one only if the process died between that cut and the next segment's
+//! creation, and a lost record there would show as a gap before the next segment).
+//!
 //! This module must not interpret entry data (kind and data are opaque), and must not
 //! panic on anything it reads from disk.
 
@@ -29,7 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::limits::{ENTRY_PAYLOAD_MAX, LOG_WRITE_BUFFER_BYTES_MAX, SEGMENT_BYTES_MAX};
+use crate::limits::{
+    ENTRY_PAYLOAD_MAX, LOG_PREALLOCATE_BYTES, LOG_WRITE_BUFFER_BYTES_MAX, SEGMENT_BYTES_MAX,
+};
 use crate::storage::error::StorageError;
 use crate::storage::record::{
     decode_body_fixed, decode_header, decode_prefix, decode_record, encode_header,
@@ -53,12 +63,16 @@ pub struct LogOptions {
     /// A segment rolls before a record that would take it past this many bytes (a segment
     /// holding a single record may exceed it; a record is never split).
     pub segment_bytes_max: u64,
+    /// Zeros written past the active segment's end when a write of at most a quarter of
+    /// this reaches it (0: never; see the module doc).
+    pub preallocate_bytes: u64,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes_max: SEGMENT_BYTES_MAX,
+            preallocate_bytes: LOG_PREALLOCATE_BYTES,
         }
     }
 }
@@ -381,8 +395,10 @@ impl LogReader {
 struct Active {
     path: Arc<Path>,
     file: Arc<File>,
-    /// Bytes in the file (where the next record goes).
+    /// Bytes of records and header (where the next record goes).
     size: u64,
+    /// Length of the file: `size` plus preallocated zeros.
+    allocated: u64,
     records: u64,
 }
 
@@ -651,10 +667,18 @@ impl Log {
         let Some(a) = &mut self.active else {
             unreachable!("records are buffered only for an active segment");
         };
+        let written = self.buf.len() as u64;
+        let end = a.size + written;
+        let prealloc = self.options.preallocate_bytes;
+        if end > a.allocated && prealloc > 0 && written <= prealloc / 4 {
+            // The zeros go in the same write, after the records.
+            self.buf.resize(self.buf.len() + prealloc as usize, 0);
+        }
         a.file
             .write_all_at(&self.buf, a.size)
             .map_err(|e| StorageError::io(&*a.path, "write", e))?;
-        a.size += self.buf.len() as u64;
+        a.allocated = a.allocated.max(a.size + self.buf.len() as u64);
+        a.size = end;
         a.records += self.pending.len() as u64;
         if !self.unsynced.iter().any(|(_, f)| Arc::ptr_eq(f, &a.file)) {
             self.unsynced.push((a.path.clone(), a.file.clone()));
@@ -668,8 +692,23 @@ impl Log {
         Ok(())
     }
 
-    /// Starts a new segment whose first entry is `first_index`.
+    /// Starts a new segment whose first entry is `first_index`, after cutting the current
+    /// one back to its records, durably (a sealed segment must end with its last record).
     fn roll(&mut self, first_index: u64) -> Result<()> {
+        if let Some(a) = &mut self.active {
+            if a.allocated > a.size {
+                a.file
+                    .set_len(a.size)
+                    .map_err(|e| StorageError::io(&*a.path, "truncate", e))?;
+                a.file
+                    .sync_data()
+                    .map_err(|source| StorageError::SyncFailed {
+                        path: a.path.to_path_buf(),
+                        source,
+                    })?;
+                a.allocated = a.size;
+            }
+        }
         let (path, file) = create_segment(&self.dir, first_index)?;
         let seg = SegView {
             first_index,
@@ -714,6 +753,7 @@ impl Log {
                 path: t.path.clone(),
                 file: t.file.clone(),
                 size: new_size,
+                allocated: new_size,
                 records: k as u64,
             };
             (removed, active)
@@ -824,6 +864,7 @@ fn activate(seg: &SegView) -> Result<Active> {
         path: seg.path.clone(),
         file: seg.file.clone(),
         size,
+        allocated: size,
         records: seg.locs.len() as u64,
     })
 }
@@ -889,14 +930,14 @@ fn load_segment(
             return Err(StorageError::corrupt(path, 0, reason));
         }
     }
-    let (locs, torn_at) = scan_records(&bytes, first_index, path, is_last)?;
+    let (locs, tail) = scan_records(&bytes, first_index, path, is_last)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| StorageError::io(path, "open", e))?;
-    let torn = match torn_at {
-        Some(offset) => {
+    let torn = match tail {
+        Some((offset, kind)) => {
             file.set_len(offset)
                 .map_err(|e| StorageError::io(path, "truncate", e))?;
             file.sync_data()
@@ -904,7 +945,7 @@ fn load_segment(
                     path: path.to_path_buf(),
                     source,
                 })?;
-            Some((offset, bytes.len() as u64 - offset))
+            (kind == Tail::Torn).then(|| (offset, bytes.len() as u64 - offset))
         }
         None => None,
     };
@@ -917,14 +958,28 @@ fn load_segment(
     Ok((seg, torn))
 }
 
-/// Walks the records of a segment image. A bad record ends a last segment (torn tail,
-/// returned as its offset) only when nothing valid follows it; anything else is corrupt.
+/// What follows the last record of a segment, to be cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// Part of a record whose write did not finish (reported).
+    Torn,
+    /// Zeros only: space preallocated by the writer (see the module doc).
+    Preallocated,
+}
+
+/// Where a segment's tail starts, and what it is.
+type TailAt = (u64, Tail);
+
+/// Walks the records of a segment image. Zeros after the last record are preallocated
+/// space, in any segment; otherwise a bad record ends a last segment (torn tail) only when
+/// nothing valid follows it, and anything else is corrupt. The tail is returned with the
+/// offset where it starts.
 fn scan_records(
     bytes: &[u8],
     first_index: u64,
     path: &Path,
     is_last: bool,
-) -> Result<(Vec<Loc>, Option<u64>)> {
+) -> Result<(Vec<Loc>, Option<TailAt>)> {
     let mut locs = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
     let mut expected = first_index;
@@ -943,6 +998,9 @@ fn scan_records(
                 offset += meta.record_len() as usize;
                 expected += 1;
             }
+            Err(_) if rest.iter().all(|&b| b == 0) => {
+                return Ok((locs, Some((offset as u64, Tail::Preallocated))));
+            }
             Err(e) if !is_last => {
                 let reason = format!("bad record in a sealed segment: {e}");
                 return Err(StorageError::corrupt(path, offset as u64, reason));
@@ -952,7 +1010,7 @@ fn scan_records(
                     let reason = format!("bad record ({e}) followed by a valid one at {valid}");
                     return Err(StorageError::corrupt(path, offset as u64, reason));
                 }
-                return Ok((locs, Some(offset as u64)));
+                return Ok((locs, Some((offset as u64, Tail::Torn))));
             }
         }
     }

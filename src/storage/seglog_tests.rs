@@ -27,9 +27,11 @@ fn entries(first: u64, count: u64, term: u64, len: usize) -> Vec<Entry> {
         .collect()
 }
 
+/// Small segments, no preallocation: file images hold exactly the records.
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 300,
+        preallocate_bytes: 0,
     }
 }
 
@@ -179,8 +181,8 @@ fn rolls_over_several_segments() {
             f.file_name().unwrap().to_str().unwrap(),
             segment_name(first)
         );
-        let (locs, torn) = scan_records(&bytes, first, f, false).unwrap();
-        assert_eq!(torn, None);
+        let (locs, tail) = scan_records(&bytes, first, f, false).unwrap();
+        assert_eq!(tail, None);
         assert!(
             bytes.len() as u64 <= 300 || locs.len() == 1,
             "{f:?} too big"
@@ -206,13 +208,107 @@ fn disk_overhead_is_small_for_binlog_sized_entries() {
         log.append(&[e]).unwrap();
     }
     log.sync().unwrap();
-    let on_disk: u64 = segment_files(dir.path())
-        .iter()
-        .map(|f| fs::metadata(f).unwrap().len())
-        .sum();
+    let file_bytes = |dir: &Path| -> u64 {
+        segment_files(dir)
+            .iter()
+            .map(|f| fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    // The active segment may end in preallocated zeros; reopening cuts them.
+    let on_disk = file_bytes(dir.path());
+    assert!(on_disk >= log.disk_bytes());
+    assert!(on_disk <= log.disk_bytes() + LOG_PREALLOCATE_BYTES);
+    drop(log);
+    let (log, rec) = Log::open(dir.path()).unwrap();
+    assert_eq!(rec.truncated_bytes, 0);
+    let on_disk = file_bytes(dir.path());
     assert_eq!(on_disk, log.disk_bytes());
     assert_eq!(on_disk, data_bytes + 200 * 25 + 24);
     assert!(on_disk * 100 <= data_bytes * 105);
+}
+
+fn with_prealloc(bytes: u64) -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 300,
+        preallocate_bytes: bytes,
+    }
+}
+
+/// Small appends are followed by zeros in the active segment; a sealed segment is cut back
+/// to its records; reopening cuts the zeros without calling them torn, and appends go on.
+#[test]
+fn preallocated_space_is_cut_at_roll_and_at_open_without_a_torn_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open_with(dir.path(), with_prealloc(4096)).unwrap();
+    let es = entries(1, 30, 1, 30);
+    for e in &es {
+        log.append(std::slice::from_ref(e)).unwrap();
+        log.sync().unwrap();
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() > 2);
+    let (last, sealed) = files.split_last().unwrap();
+    for f in sealed {
+        let bytes = fs::read(f).unwrap();
+        let first = decode_header(&bytes).unwrap();
+        let (locs, tail) = scan_records(&bytes, first, f, false).unwrap();
+        assert_eq!(tail, None, "{f:?} keeps no preallocated tail");
+        let l = locs.last().unwrap();
+        assert_eq!(bytes.len() as u64, l.offset + u64::from(l.len));
+    }
+    let image = fs::read(last).unwrap();
+    let end = last_record_offset(&image, last) as usize;
+    assert!(
+        image.len() >= end + 4096,
+        "the active segment is preallocated"
+    );
+    drop(log);
+    let (mut log, rec) = Log::open_with(dir.path(), with_prealloc(4096)).unwrap();
+    assert_eq!(rec.truncated_bytes, 0);
+    assert_eq!(rec.segment, None);
+    assert_eq!(rec.last_index, 30);
+    assert_reads(&log.reader(), &es);
+    let more = entries(31, 5, 1, 30);
+    log.append(&more).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let (log, rec) = Log::open_with(dir.path(), small()).unwrap();
+    assert_eq!(rec.truncated_bytes, 0);
+    assert_eq!(rec.last_index, 35);
+    assert_reads(&log.reader(), &[es, more].concat());
+}
+
+/// A crash between cutting a segment back and creating the next one cannot happen to leave
+/// zeros in a sealed segment, but if a sealed segment ends in zeros it still opens; and a
+/// torn record followed by zeros is still a torn tail.
+#[test]
+fn zeros_after_a_sealed_segment_open_and_a_torn_record_before_zeros_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = build(dir.path(), 20);
+    let files = segment_files(dir.path());
+    let first = files.first().unwrap();
+    let mut image = fs::read(first).unwrap();
+    image.extend_from_slice(&[0u8; 777]);
+    fs::write(first, &image).unwrap();
+    let last = files.last().unwrap();
+    let mut image = fs::read(last).unwrap();
+    let start = last_record_offset(&image, last) as usize;
+    let record_len = image.len() - start;
+    image.truncate(start + record_len / 2);
+    image.extend_from_slice(&[0u8; 500]);
+    fs::write(last, &image).unwrap();
+    let (log, rec) = open_small(dir.path());
+    assert_eq!(rec.truncated_at_offset, start as u64);
+    assert_eq!(rec.truncated_bytes, (image.len() - start) as u64);
+    assert_eq!(rec.last_index, 19);
+    assert_reads(&log.reader(), &es[..19]);
+    assert_eq!(
+        fs::metadata(first).unwrap().len() as usize,
+        fs::read(first).unwrap().len()
+    );
+    let bytes = fs::read(first).unwrap();
+    let (_, tail) = scan_records(&bytes, 1, first, false).unwrap();
+    assert_eq!(tail, None, "the zeros of the sealed segment were cut");
 }
 
 /// Builds a synced log of `count` entries in small segments; returns them.
@@ -659,6 +755,7 @@ mod model {
         let dir = tempfile::tempdir().unwrap();
         let opts = LogOptions {
             segment_bytes_max: 400,
+            preallocate_bytes: 128,
         };
         let (mut log, _) = Log::open_with(dir.path(), opts.clone()).unwrap();
         let mut m = Model {
