@@ -66,7 +66,7 @@ for tool in mariadbd mariadb mariadb-install-db mariadb-binlog sysbench python3;
 done
 MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 
-WORK=$(mktemp -d /tmp/ferrobus-bench.XXXXXX)
+WORK=$(mktemp -d ${BENCH_TMP:-/tmp}/ferrobus-bench.XXXXXX)
 PIDS=()
 
 cleanup() {

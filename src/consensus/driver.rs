@@ -3,10 +3,12 @@
 //!
 //! `handle_ready` follows raft-rs's documented order: a leader's `messages()` may leave
 //! before anything is persisted (Raft thesis 10.2.1); then the snapshot is installed, the
-//! entries appended and the HardState recorded, all made durable with one `persist` (one log
-//! fsync, the state file only when it changed); only then may `persisted_messages()` leave
-//! and committed entries be applied. After `advance`, the light ready's commit index is
-//! persisted before its committed entries are handed out, then `advance_apply`. Committed
+//! Ready's committed entries handed out (raft hands out only entries already persisted here,
+//! so they need not wait for this Ready's fsync: `begin_ready`); then the entries appended
+//! and the HardState recorded, all made durable with one `persist` (one log fsync, the
+//! state file only when it changed); only then may `persisted_messages()` leave. After
+//! `advance`, the light ready's commit index is persisted before its committed entries are
+//! handed out, then `advance_apply` (`finish_ready`). Committed
 //! conf changes are applied to raft (`apply_conf_change`) and the new ConfState is stored
 //! before `handle_ready` returns.
 //!
@@ -54,6 +56,12 @@ pub struct ReadyOutput {
     /// one added after the last snapshot): after applying `committed`, the caller should
     /// call `store_snapshot` with the state machine's data.
     pub snapshot_requested: bool,
+}
+
+/// A Ready whose first half [`Driver::begin_ready`] handled; [`Driver::finish_ready`] must
+/// follow before raft is asked for anything else.
+pub struct ReadyInProgress {
+    rd: raft::Ready,
 }
 
 /// The raft-rs configuration ferrobus runs with (see the `RAFT_*` limits).
@@ -220,12 +228,42 @@ impl Driver {
     /// Handles one Ready, handing each batch of messages to `send` as soon as it may leave:
     /// a leader's `messages()` before the fsync, the rest after it. An error leaves raft
     /// mid-Ready: the caller must stop the node (and the process when `is_fatal()`).
+    /// The committed entries of both halves ([`Driver::begin_ready`] and
+    /// [`Driver::finish_ready`]) come out together, to apply after it returns.
     pub fn handle_ready_with(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<ReadyOutput> {
-        let mut out = ReadyOutput::default();
-        if !self.raw.has_ready() {
+        let Some((mut out, pending)) = self.begin_ready(send)? else {
+            let mut out = ReadyOutput::default();
             self.fill_roles(&mut out);
             return Ok(out);
+        };
+        let late = self.finish_ready(pending, send)?;
+        out.committed.extend(late.committed);
+        if late.conf_state.is_some() {
+            out.conf_state = late.conf_state;
         }
+        out.soft_state_changed |= late.soft_state_changed;
+        out.leader_id = late.leader_id;
+        out.term = late.term;
+        out.is_leader = late.is_leader;
+        out.snapshot_requested = late.snapshot_requested;
+        Ok(out)
+    }
+
+    /// The first half of a Ready (None: raft has none): a leader's `messages()` leave, a
+    /// received snapshot is installed, and the Ready's committed entries are handed out
+    /// (their conf changes applied to raft) — before this Ready's new entries are made
+    /// durable, as raft-rs's documented order allows: raft only hands out committed entries
+    /// that are already persisted here, so applying them need not wait for the next fsync
+    /// (on a follower, the commit of one transaction usually arrives with the next one's
+    /// entries). The caller applies `committed`, then calls [`Driver::finish_ready`].
+    pub fn begin_ready(
+        &mut self,
+        send: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<Option<(ReadyOutput, ReadyInProgress)>> {
+        if !self.raw.has_ready() {
+            return Ok(None);
+        }
+        let mut out = ReadyOutput::default();
         let mut rd = self.raw.ready();
         out.soft_state_changed = rd.ss().is_some();
         send_nonempty(send, rd.take_messages());
@@ -235,15 +273,33 @@ impl Driver {
             out.conf_state = Some(snapshot.get_metadata().get_conf_state().clone());
             out.snapshot = Some(snapshot);
         }
+        let committed = rd.take_committed_entries();
+        self.apply_conf_changes(&committed, &mut out);
+        out.committed = committed;
+        out.leader_id = self.leader_id();
+        out.term = self.term();
+        out.is_leader = self.is_leader();
+        Ok(Some((out, ReadyInProgress { rd })))
+    }
+
+    /// The second half of a Ready: its entries appended and its HardState recorded, made
+    /// durable with one `persist`; then `persisted_messages()` leave; after `advance`, the
+    /// light ready's commit index is recorded, its messages leave, and its committed
+    /// entries (made durable by this Ready) are handed out, after a `persist` that makes any
+    /// ConfState change durable; then `advance_apply`.
+    pub fn finish_ready(
+        &mut self,
+        pending: ReadyInProgress,
+        send: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<ReadyOutput> {
+        let mut out = ReadyOutput::default();
+        let mut rd = pending.rd;
         self.storage.append(rd.entries())?;
         if let Some(hs) = rd.hs() {
             self.storage.set_hard_state(hs.clone());
         }
         self.storage.persist()?;
         send_nonempty(send, rd.take_persisted_messages());
-        let committed = rd.take_committed_entries();
-        self.apply_conf_changes(&committed, &mut out);
-        out.committed = committed;
 
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -252,8 +308,8 @@ impl Driver {
         send_nonempty(send, light.take_messages());
         let committed = light.take_committed_entries();
         self.apply_conf_changes(&committed, &mut out);
-        out.committed.extend(committed);
-        // The commit index and ConfState are durable before anything is applied.
+        out.committed = committed;
+        // The commit index and ConfState are durable before these are applied.
         self.storage.persist()?;
         self.raw.advance_apply();
         self.fill_roles(&mut out);

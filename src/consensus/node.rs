@@ -999,16 +999,31 @@ impl Runner {
         if !self.driver.has_ready() {
             return Ok(());
         }
+        let id = self.driver.id();
+        let failed = |e: ConsensusError| format!("raft node {id}: handling a Ready failed: {e}");
+        let transport = &self.transport;
+        let Some((early, pending)) = self
+            .driver
+            .begin_ready(&mut |msgs| transport.send_all(msgs))
+            .map_err(failed)?
+        else {
+            return Ok(());
+        };
+        // What this Ready commits is already durable here: applied (and the dump threads
+        // woken) before this Ready's own fsync, not after it.
+        self.apply_output(early);
+        if !self.answers.is_empty() {
+            // An answer never runs ahead of the status its caller may read next.
+            self.shared.publish(status_of(&self.driver, &self.heard));
+            for a in self.answers.drain(..) {
+                a.send();
+            }
+        }
         let transport = &self.transport;
         let out = self
             .driver
-            .handle_ready_with(&mut |msgs| transport.send_all(msgs))
-            .map_err(|e| {
-                format!(
-                    "raft node {}: handling a Ready failed: {e}",
-                    self.driver.id()
-                )
-            })?;
+            .finish_ready(pending, &mut |msgs| transport.send_all(msgs))
+            .map_err(failed)?;
         bump(&self.shared.readies, 1);
         if std::mem::take(&mut self.proposed_since_ready) {
             bump(&self.shared.append_rounds, 1);
