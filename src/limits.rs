@@ -33,18 +33,10 @@ pub const BATCH_ENTRIES_MAX: usize = 256;
 /// Bytes of binlog the syncer gathers before it stores a batch (one fsync).
 pub const BATCH_BYTES_MAX: usize = 2 << 20;
 
-/// Depth of the channel between the syncer's network reader and its appender, in chunks of
-/// events (each at most `SYNCER_CHUNK_BYTES_MAX` plus one event).
-pub const SYNCER_QUEUE_DEPTH_MAX: usize = 8;
-
 /// Syncer batches proposed and not yet committed at once on a cluster leader (the next is
 /// proposed while the last commits). With `BATCH_BYTES_MAX` it bounds the uncommitted
 /// bytes well under raft's own limit, so raft never drops a proposal for load.
 pub const SYNCER_PROPOSALS_IN_FLIGHT_MAX: usize = 4;
-
-/// Bytes of events the syncer's reader gathers before it hands them to the appender (it
-/// hands them over sooner when the socket has nothing more buffered).
-pub const SYNCER_CHUNK_BYTES_MAX: usize = 1 << 20;
 
 /// Most downstream connections the binlog server accepts at once, whatever is configured.
 pub const SERVER_CONNECTIONS_MAX: usize = 4096;
@@ -120,7 +112,6 @@ pub const HTTP_CLIENT_TIMEOUT_MS: u64 = 10_000;
 pub const BINLOG_FILE_NAME_MAX: usize = 255;
 
 const _: () = assert!(ENTRY_PAYLOAD_MAX <= BATCH_BYTES_MAX);
-const _: () = assert!(SYNCER_CHUNK_BYTES_MAX <= BATCH_BYTES_MAX);
 const _: () = assert!((ENTRY_PAYLOAD_MAX as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(SERVER_CONNECTIONS_DEFAULT <= SERVER_CONNECTIONS_MAX);
 const _: () = assert!(RECONNECT_BACKOFF_MIN_MS <= RECONNECT_BACKOFF_MAX_MS);

@@ -1012,8 +1012,8 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "",
         "Where the memory goes: a dump connection reads entries through a 64 KiB window "
         "(`CURSOR_READ_BYTES_MAX`) plus the one event it sends, so 100 dump clients cost a "
-        "few MiB. The leader's peak comes from catch-up: the syncer's reader queue "
-        "(`SYNCER_QUEUE_DEPTH_MAX` chunks of 1 MiB), up to `SYNCER_PROPOSALS_IN_FLIGHT_MAX` + 1 "
+        "few MiB. The leader's peak comes from catch-up: the syncer's read buffer "
+        "(up to `BATCH_BYTES_MAX` of events), up to `SYNCER_PROPOSALS_IN_FLIGHT_MAX` + 1 "
         "batches of `BATCH_BYTES_MAX`, and per follower up to `RAFT_INFLIGHT_MSGS_MAX` append "
         "messages of `RAFT_MSG_BYTES_MAX` read back from the log; malloc arenas are limited "
         "to two so freed memory is reused.",

@@ -3,9 +3,9 @@
 //! One supervisor thread per running syncer connects, runs the pre-checks, asks for a dump
 //! from where the store ends (or from the requested start point on a fresh store), and
 //! reconnects with bounded exponential backoff when the connection breaks. Each connection
-//! has a reader (network → bounded channel) and an appender (channel → [`ingest`] → store);
-//! the appender takes whatever has queued up while the previous fsync ran, so catch-up
-//! batches grow by themselves (group commit). The syncer publishes its status into a shared
+//! reads and stores on one thread (network → [`ingest`] → sink), gathering whatever the
+//! socket has buffered while the previous batch was being stored, so catch-up batches grow
+//! by themselves (group commit) and a lone transaction is proposed without a hand-off. The syncer publishes its status into a shared
 //! snapshot; it must not serve anything downstream.
 //!
 //! MariaDB and MySQL masters are told apart by their version (see [`upstream`]). A MySQL
@@ -19,17 +19,13 @@ pub mod upstream;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::binlog::Flavour;
-use crate::limits::{
-    BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, SYNCER_CHUNK_BYTES_MAX,
-    SYNCER_QUEUE_DEPTH_MAX,
-};
+use crate::limits::{BATCH_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS};
 use crate::net::client::Client;
 use crate::store::{Store, StoreError};
 use ingest::{Ingest, Seen};
@@ -384,24 +380,9 @@ fn session(
     }
     set_state(shared, State::Running, None);
 
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(SYNCER_QUEUE_DEPTH_MAX);
-    let appender = {
-        let sink = sink.clone();
-        let shared = shared.clone();
-        thread::Builder::new()
-            .name("syncer-append".into())
-            .spawn(move || append_loop(rx, ingest, sink.as_ref(), &shared))
-            .expect("spawn appender")
-    };
-    let read_result = read_loop(&mut client, &tx, received_any);
-    drop(tx);
+    let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, received_any);
     *shared.socket.lock().expect("socket lock") = None;
-    let append_result = appender.join().unwrap_or_else(|_| {
-        Err(SyncerError::Connection(
-            "the appender thread panicked (a bug: see the log above)".into(),
-        ))
-    });
-    append_result.and(read_result)
+    result
 }
 
 /// Where a connection's dump begins and how it is asked for.
@@ -538,29 +519,6 @@ fn connect_checked(
 /// Reads events into chunks (whole events back to back) and hands a chunk over when it is
 /// big enough or when the socket has nothing more buffered, so the appender gets everything
 /// that has arrived without waiting for more, and no allocation is made per event.
-fn read_loop(
-    client: &mut Client,
-    tx: &mpsc::SyncSender<Vec<u8>>,
-    received_any: &AtomicBool,
-) -> Result<(), SyncerError> {
-    let mut packet = Vec::new();
-    let mut chunk = Vec::with_capacity(SYNCER_CHUNK_BYTES_MAX);
-    loop {
-        let more = upstream::read_dump_event_into(client, &mut packet, &mut chunk)?;
-        received_any.store(true, Ordering::Relaxed);
-        let drained = client.conn_mut().buffered_input_len() == 0;
-        if !chunk.is_empty() && (!more || drained || chunk.len() >= SYNCER_CHUNK_BYTES_MAX) {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(SYNCER_CHUNK_BYTES_MAX));
-            if tx.send(full).is_err() {
-                return Ok(()); // the appender stopped; its error wins
-            }
-        }
-        if !more {
-            return Ok(());
-        }
-    }
-}
-
 /// Splits a chunk of back-to-back events (the reader framed them, so sizes are exact).
 fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = chunk;
@@ -581,58 +539,93 @@ fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn append_loop(
-    rx: mpsc::Receiver<Vec<u8>>,
+/// Reads the dump and stores it, on the connection's one thread: events are gathered while
+/// the socket has more buffered (up to `BATCH_BYTES_MAX`), then cut into entries and handed
+/// to the sink together (one proposal, one fsync: what arrived during the last one). No
+/// hand-off to another thread sits between a transaction's arrival and its proposal; the
+/// sink bounds what is in flight (blocking here applies back-pressure to the master).
+fn stream_loop(
+    client: &mut Client,
     mut ingest: Ingest,
     sink: &dyn Sink,
     shared: &Shared,
+    received_any: &AtomicBool,
+) -> Result<(), SyncerError> {
+    let mut packet = Vec::new();
+    // Grows to at most BATCH_BYTES_MAX plus one event, and is reused.
+    let mut chunk = Vec::new();
+    let mut seen = SessionSeen::default();
+    let result = loop {
+        let more = match upstream::read_dump_event_into(client, &mut packet, &mut chunk) {
+            Ok(more) => more,
+            // Whole events received before the stream broke are stored (whole
+            // transactions of them; a partial one is not).
+            Err(e) => break store_chunk(&chunk, &mut ingest, sink, shared, &mut seen).and(Err(e)),
+        };
+        received_any.store(true, Ordering::Relaxed);
+        let drained = client.conn_mut().buffered_input_len() == 0;
+        if !chunk.is_empty() && (!more || drained || chunk.len() >= BATCH_BYTES_MAX) {
+            if let Err(e) = store_chunk(&chunk, &mut ingest, sink, shared, &mut seen) {
+                break Err(e);
+            }
+            chunk.clear();
+        }
+        if !more {
+            break Ok(());
+        }
+    };
+    // Everything handed to the sink is durable before the session ends (the next one starts
+    // from what is stored); a sink error wins over the session's own.
+    sink.flush().map_err(SyncerError::Sink)?;
+    result
+}
+
+/// What the status needs from the events stored so far in a session.
+#[derive(Default)]
+struct SessionSeen {
+    last_timestamp: Option<u32>,
+    caught_up: bool,
+}
+
+/// Feeds a chunk of whole events to ingest and hands the entries it makes to the sink.
+fn store_chunk(
+    chunk: &[u8],
+    ingest: &mut Ingest,
+    sink: &dyn Sink,
+    shared: &Shared,
+    seen: &mut SessionSeen,
 ) -> Result<(), SyncerError> {
     let mut result = Ok(());
-    let mut last_timestamp: Option<u32> = None;
-    let mut caught_up = false;
-    while let Ok(first) = rx.recv() {
-        let mut pending = Some(first);
-        let mut taken = 0usize;
-        let mut events = 0u64;
-        let mut bytes = 0u64;
-        'batch: while let Some(chunk) = pending.take() {
-            taken += chunk.len();
-            for ev in chunk_events(&chunk) {
-                match ingest.on_event(ev) {
-                    Ok(Seen::Content { timestamp }) => {
-                        events += 1;
-                        bytes += ev.len() as u64;
-                        last_timestamp = Some(timestamp);
-                        caught_up = false;
-                    }
-                    Ok(Seen::Heartbeat) => caught_up = !ingest.in_group(),
-                    Ok(Seen::Artificial) => {}
-                    Err(e) => {
-                        result = Err(SyncerError::Ingest(e));
-                        break 'batch;
-                    }
-                }
+    let (mut events, mut bytes) = (0u64, 0u64);
+    for ev in chunk_events(chunk) {
+        match ingest.on_event(ev) {
+            Ok(Seen::Content { timestamp }) => {
+                events += 1;
+                bytes += ev.len() as u64;
+                seen.last_timestamp = Some(timestamp);
+                seen.caught_up = false;
             }
-            // Group commit: whatever queued up while the last fsync ran goes in this one.
-            if taken < BATCH_BYTES_MAX {
-                pending = rx.try_recv().ok();
+            Ok(Seen::Heartbeat) => seen.caught_up = !ingest.in_group(),
+            Ok(Seen::Artificial) => {}
+            Err(e) => {
+                result = Err(SyncerError::Ingest(e));
+                break;
             }
-        }
-        let entries = ingest.take_entries(true);
-        if !entries.is_empty() {
-            sink.append(entries).map_err(SyncerError::Sink)?;
-        }
-        publish(shared, &ingest, events, bytes, last_timestamp, caught_up);
-        if result.is_err() {
-            break;
         }
     }
-    // Whole transactions received before the stream ended are stored; a partial one is not.
+    // What ingest accepted before an error is stored: whole transactions only.
     let entries = ingest.take_entries(true);
     if !entries.is_empty() {
         sink.append(entries).map_err(SyncerError::Sink)?;
     }
-    sink.flush().map_err(SyncerError::Sink)?;
+    publish(
+        shared,
+        ingest,
+        events,
+        bytes,
+        seen.last_timestamp,
+        seen.caught_up,
+    );
     result
 }
 
