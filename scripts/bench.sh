@@ -12,7 +12,8 @@
 #   4. scripts/bench/cluster.py: the three-node sections, appended to BENCHMARKS.md.
 #
 # Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
-# BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir.
+# BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir, BENCH_TMP (/tmp)
+# is where the temp dir goes (/dev/shm: every data dir in memory, to see what fsync costs).
 #
 # BENCH_ONLY=lag runs only the replication-lag section (BENCHMARKS.md is left alone): a small
 # binlog (BENCH_BINLOG_MB defaults to 2), no single-node rounds, then BENCH_LAG_RUNS (1) runs
@@ -66,7 +67,7 @@ for tool in mariadbd mariadb mariadb-install-db mariadb-binlog sysbench python3;
 done
 MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 
-WORK=$(mktemp -d ${BENCH_TMP:-/tmp}/ferrobus-bench.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/ferrobus-bench.XXXXXX")
 PIDS=()
 
 cleanup() {
