@@ -32,8 +32,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rounds  # noqa: E402  (shared helpers: reference fetch, /proc readers, machine info)
@@ -115,15 +113,7 @@ class Procs:
 
 
 def http(method, url, body=None, timeout=HTTP_TIMEOUT_S):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return rounds.http(method, url, body, timeout)
 
 
 def sql(port, query, stdin=None):
@@ -595,11 +585,7 @@ def fsync_probe(root, count=200):
 
 
 def vm_rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS in /proc/{pid}/status")
+    return rounds.proc_status_bytes(pid, "VmRSS")
 
 
 def group_threads(threads):

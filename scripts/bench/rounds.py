@@ -50,13 +50,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(method, url, body=None):
+def http(method, url, body=None, timeout=HTTP_TIMEOUT_S):
+    """One admin API request: (HTTP status, decoded JSON reply), errors included."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
@@ -70,12 +71,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def vm_hwm_bytes(pid):
+def proc_status_bytes(pid, field):
+    """A kB field of /proc/PID/status (VmHWM, VmRSS, ...) in bytes."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+    raise BenchError(f"no {field} in /proc/{pid}/status")
+
+
+def vm_hwm_bytes(pid):
+    return proc_status_bytes(pid, "VmHWM")
 
 
 def tree_bytes(path):

@@ -626,8 +626,9 @@ fn concurrent_readers_never_see_torn_or_unsynced_entries() {
     }
 }
 
-#[test]
-fn concurrent_reader_during_truncation_gets_old_entry_or_error() {
+/// Rewrites the tail of a 10-entry log (truncate from 5, append 5..=11 in a new term, sync)
+/// 58 times while `check(reader, index)` reads indexes 1..=12 in a loop on another thread.
+fn race_reads_with_tail_rewrites(check: impl Fn(&LogReader, u64) + Send + 'static) {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open_small(dir.path());
     log.append(&entries(1, 10, 1, 30)).unwrap();
@@ -638,17 +639,7 @@ fn concurrent_reader_during_truncation_gets_old_entry_or_error() {
     let h = std::thread::spawn(move || {
         while !d.load(Ordering::SeqCst) {
             for i in 1..=12 {
-                match r.read(i) {
-                    Ok(e) => {
-                        assert_eq!(e.index, i);
-                        // Term 1 (old) or a term written by a finished truncate+append.
-                        assert!(e.term >= 1);
-                        let expect = entry(i, e.term, 30 + (i as usize % 7));
-                        assert_eq!(e, expect);
-                    }
-                    Err(StorageError::OutOfRange { .. }) => {}
-                    Err(e) => panic!("unexpected {e}"),
-                }
+                check(&r, i);
             }
         }
     });
@@ -659,6 +650,21 @@ fn concurrent_reader_during_truncation_gets_old_entry_or_error() {
     }
     done.store(true, Ordering::SeqCst);
     h.join().unwrap();
+}
+
+#[test]
+fn concurrent_reader_during_truncation_gets_old_entry_or_error() {
+    race_reads_with_tail_rewrites(|r, i| match r.read(i) {
+        Ok(e) => {
+            assert_eq!(e.index, i);
+            // Term 1 (old) or a term written by a finished truncate+append.
+            assert!(e.term >= 1);
+            let expect = entry(i, e.term, 30 + (i as usize % 7));
+            assert_eq!(e, expect);
+        }
+        Err(StorageError::OutOfRange { .. }) => {}
+        Err(e) => panic!("unexpected {e}"),
+    });
 }
 
 #[test]
@@ -947,36 +953,18 @@ fn read_data_range_checks_the_record_index_not_its_crc() {
 
 #[test]
 fn read_data_range_during_truncation_gets_old_bytes_or_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = open_small(dir.path());
-    log.append(&entries(1, 10, 1, 30)).unwrap();
-    log.sync().unwrap();
-    let r = log.reader();
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    let h = std::thread::spawn(move || {
+    race_reads_with_tail_rewrites(|r, i| {
         let mut buf = [0u8; 64];
-        while !d.load(Ordering::SeqCst) {
-            for i in 1..=12 {
-                match r.read_data_range(i, 3, &mut buf) {
-                    Ok(got) => {
-                        let want = (1..60)
-                            .map(|term| entry(i, term, 30 + (i as usize % 7)))
-                            .find(|e| e.data[3..] == buf[..got.read]);
-                        let e = want.expect("bytes of some written version of the entry");
-                        assert_eq!((got.kind, got.data_len), (e.kind, e.data.len()));
-                    }
-                    Err(StorageError::OutOfRange { .. }) => {}
-                    Err(e) => panic!("unexpected {e}"),
-                }
+        match r.read_data_range(i, 3, &mut buf) {
+            Ok(got) => {
+                let want = (1..60)
+                    .map(|term| entry(i, term, 30 + (i as usize % 7)))
+                    .find(|e| e.data[3..] == buf[..got.read]);
+                let e = want.expect("bytes of some written version of the entry");
+                assert_eq!((got.kind, got.data_len), (e.kind, e.data.len()));
             }
+            Err(StorageError::OutOfRange { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
         }
     });
-    for round in 2..60u64 {
-        log.truncate_suffix(5).unwrap();
-        log.append(&entries(5, 7, round, 30)).unwrap();
-        log.sync().unwrap();
-    }
-    done.store(true, Ordering::SeqCst);
-    h.join().unwrap();
 }

@@ -60,6 +60,21 @@ fn send_json(node: &Node, method: &str, path: &str, body: &Value) -> (u16, Value
     node.request_json(method, path, Some(&bytes)).unwrap()
 }
 
+/// POST /members on `via` with a removed member's `body` again: ids are never reused, so it
+/// must be refused with a message.
+fn assert_readd_refused(cluster: &Cluster, via: &str, removed: &str, body: &Value) {
+    let (status, reply) = send_json(cluster.node(via), "POST", "/members", body);
+    assert_ne!(
+        status, 200,
+        "re-adding removed {removed} was accepted: {reply}"
+    );
+    assert!(
+        reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "re-adding {removed}: no error message: {reply}"
+    );
+    eprintln!("[cluster] re-adding {removed}: HTTP {status}: {reply}");
+}
+
 /// Names listed by GET /members on `name`, sorted.
 fn member_names(cluster: &Cluster, name: &str) -> Vec<String> {
     let data = cluster.node(name).get_ok("/members").unwrap();
@@ -165,9 +180,7 @@ fn cluster_leader_kill9_mid_load_replicas_stay_equal() {
     cluster
         .start_syncer_via(&follower, &master, SYNCER_ID)
         .unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     on_follower
         .replicate_from(&cluster.member(&follower).upstream(), &ReplMode::Gtid)
         .unwrap();
@@ -266,9 +279,7 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
     let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
     let followers = cluster.followers(&leader);
     let (fa, fb) = (followers[0].clone(), followers[1].clone());
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
 
     cluster.start_syncer_via(&fa, &master, SYNCER_ID).unwrap();
     Load::run(master.port(), LoadPlan::small()).unwrap();
@@ -399,9 +410,7 @@ fn full_cluster_stop_and_start_resumes() {
     cluster
         .start_syncer_via(&leader, &master, SYNCER_ID)
         .unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     replica
         .replicate_from(&cluster.member("n2").upstream(), &ReplMode::Gtid)
         .unwrap();
@@ -451,9 +460,7 @@ fn members_add_and_remove() {
     cluster
         .start_syncer_via(&leader, &master, SYNCER_ID)
         .unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     Load::run(master.port(), LoadPlan::small()).unwrap();
     cluster
         .wait_synced_via(&follower, &master, CATCH_UP_TIMEOUT)
@@ -463,13 +470,7 @@ fn members_add_and_remove() {
     }
 
     // Add n4 through a follower, then start it as a joiner.
-    let n4_peer = Cluster::new_peer_port();
-    let add = json!({"name": "n4", "peer_url": format!("127.0.0.1:{n4_peer}")});
-    let (status, reply) = send_json(cluster.node(&follower), "POST", "/members", &add);
-    assert_eq!(status, 200, "POST /members through {follower}: {reply}");
-    cluster.join("n4", n4_peer).unwrap();
-    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
-    cluster.start_server("n4").unwrap();
+    let n4_peer = cluster.add_and_join(&follower, "n4").unwrap();
     cluster
         .wait_serves_master("n4", &master, CATCH_UP_TIMEOUT)
         .unwrap();
@@ -525,13 +526,8 @@ fn members_add_and_remove() {
     }
 
     // Ids are never reused: the same name and peer address again is refused.
-    let (status, reply) = send_json(cluster.node(&leader), "POST", "/members", &add);
-    assert_ne!(status, 200, "re-adding removed n4 was accepted: {reply}");
-    assert!(
-        reply["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "re-adding n4: no error message: {reply}"
-    );
-    eprintln!("[cluster] re-adding n4: HTTP {status}: {reply}");
+    let add = json!({"name": "n4", "peer_url": format!("127.0.0.1:{n4_peer}")});
+    assert_readd_refused(&cluster, &leader, "n4", &add);
 }
 
 #[test]
@@ -542,9 +538,7 @@ fn members_remove_one_cluster_continues() {
     let followers = cluster.followers(&leader);
     let (via, removed) = (followers[0].clone(), followers[1].clone());
     cluster.start_syncer_via(&via, &master, SYNCER_ID).unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     Load::run(master.port(), LoadPlan::small()).unwrap();
     cluster
         .wait_synced_via(&via, &master, CATCH_UP_TIMEOUT)
@@ -587,16 +581,7 @@ fn members_remove_one_cluster_continues() {
 
     // Ids are never reused: the removed name at its old peer address is refused.
     let again = json!({"name": removed, "peer_url": cluster.member(&removed).peer_addr()});
-    let (status, reply) = send_json(cluster.node(&leader), "POST", "/members", &again);
-    assert_ne!(
-        status, 200,
-        "re-adding removed {removed} was accepted: {reply}"
-    );
-    assert!(
-        reply["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "re-adding {removed}: no error message: {reply}"
-    );
-    eprintln!("[cluster] re-adding {removed}: HTTP {status}: {reply}");
+    assert_readd_refused(&cluster, &leader, &removed, &again);
 }
 
 #[test]
@@ -672,9 +657,7 @@ fn cut_off_leader_stops_appending_and_majority_continues() {
     cluster
         .start_syncer_via(&leader, &master, SYNCER_ID)
         .unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     write_marker(&master, "before");
     for m in &cluster.members {
         cluster

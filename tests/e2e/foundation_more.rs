@@ -244,12 +244,7 @@ fn syncer_starts_at_a_gtid_in_the_middle() {
              DELETE FROM late.a WHERE id = 2;",
         )
         .unwrap();
-    let master_files: Vec<String> = master
-        .binary_logs()
-        .unwrap()
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
+    let master_files: Vec<String> = master.binary_log_names().unwrap();
     assert_eq!(master_files.len(), 3, "master files {master_files:?}");
     let second = master_files[1].clone();
     let first_stored_pos = gtid_event_pos(&master, &second, &next_gtid);

@@ -90,12 +90,7 @@ fn purge_through_the_api_drops_files_and_refuses_purged_data() {
     node.start_server(server_port).unwrap();
     write_and_flush(&master, 4, 100);
     node.wait_synced_with(&master, SYNC_TIMEOUT).unwrap();
-    let master_files: Vec<String> = master
-        .binary_logs()
-        .unwrap()
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
+    let master_files: Vec<String> = master.binary_log_names().unwrap();
     assert!(master_files.len() >= 5, "files: {master_files:?}");
     assert_eq!(node_binary_logs(server_port), master_files);
     let first_gtid = format!("0-{MASTER_ID}-1");
@@ -278,12 +273,7 @@ fn retention_by_bytes_purges_by_itself_while_a_replica_replicates() {
         },
     )
     .unwrap();
-    let master_files: Vec<String> = master
-        .binary_logs()
-        .unwrap()
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
+    let master_files: Vec<String> = master.binary_log_names().unwrap();
     assert_eq!(kept.last(), master_files.last(), "the current file is kept");
     let (code, message) = dump_file_pos(server_port, &first, 4).unwrap_err();
     assert_eq!(code, 1236, "{message}");
@@ -333,9 +323,7 @@ fn cluster_purge_through_a_follower_then_a_fourth_node_joins_and_serves() {
     cluster
         .start_syncer_via(&follower, &master, SYNCER_ID)
         .unwrap();
-    for m in &cluster.members {
-        m.node.start_server(m.binlog_port).unwrap();
-    }
+    cluster.start_servers().unwrap();
     write_and_flush(&master, 4, 100);
     cluster
         .wait_synced_via(&follower, &master, CATCH_UP_TIMEOUT)
@@ -353,12 +341,7 @@ fn cluster_purge_through_a_follower_then_a_fourth_node_joins_and_serves() {
     replica
         .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
         .unwrap();
-    let master_files: Vec<String> = master
-        .binary_logs()
-        .unwrap()
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
+    let master_files: Vec<String> = master.binary_log_names().unwrap();
     for name in ["n1", "n2", "n3"] {
         cluster
             .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
@@ -391,17 +374,7 @@ fn cluster_purge_through_a_follower_then_a_fourth_node_joins_and_serves() {
 
     // A fourth node joins after the compaction: it gets the snapshot and serves what
     // follows it.
-    let n4_peer = Cluster::new_peer_port();
-    let add = json!({"name": "n4", "peer_url": format!("127.0.0.1:{n4_peer}")});
-    let bytes = serde_json::to_vec(&add).unwrap();
-    let (status, reply) = cluster
-        .node(&follower)
-        .request_json("POST", "/members", Some(&bytes))
-        .unwrap();
-    assert_eq!(status, 200, "POST /members: {reply}");
-    cluster.join("n4", n4_peer).unwrap();
-    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
-    cluster.start_server("n4").unwrap();
+    cluster.add_and_join(&follower, "n4").unwrap();
     cluster
         .wait_serves_master("n4", &master, CATCH_UP_TIMEOUT)
         .unwrap();

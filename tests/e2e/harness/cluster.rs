@@ -292,6 +292,34 @@ impl Cluster {
         m.node.start_server(m.binlog_port)
     }
 
+    /// Starts every member's own binlog server on its binlog port.
+    pub fn start_servers(&self) -> Result<()> {
+        for m in &self.members {
+            m.node.start_server(m.binlog_port)?;
+        }
+        Ok(())
+    }
+
+    /// Adds member `name` through `via` (POST /members, which must answer 200), starts it
+    /// as a joiner, waits for a leader and starts its binlog server. Returns its peer port.
+    pub fn add_and_join(&mut self, via: &str, name: &str) -> Result<u16> {
+        let peer_port = Cluster::new_peer_port();
+        let add = json!({"name": name, "peer_url": format!("127.0.0.1:{peer_port}")});
+        let bytes = serde_json::to_vec(&add)?;
+        let (status, reply) = self
+            .node(via)
+            .request_json("POST", "/members", Some(&bytes))?;
+        if status != 200 {
+            return fail(format!(
+                "POST /members through {via}: HTTP {status}: {reply}"
+            ));
+        }
+        self.join(name, peer_port)?;
+        self.wait_leader(LEADER_TIMEOUT)?;
+        self.start_server(name)?;
+        Ok(peer_port)
+    }
+
     /// GET /binlog/syncer/status through `via`: Ok(None) while the node answers non-200
     /// (e.g. 503 during an election), so polls can wait it out.
     pub fn syncer_status_via(&self, via: &str) -> Result<Option<Value>> {

@@ -293,6 +293,11 @@ impl MariaDb {
             .collect()
     }
 
+    /// The names of SHOW BINARY LOGS, oldest first.
+    pub fn binary_log_names(&self) -> Result<Vec<String>> {
+        Ok(self.binary_logs()?.into_iter().map(|(f, _)| f).collect())
+    }
+
     /// The oldest binlog file still on the server.
     pub fn first_binlog(&self) -> Result<String> {
         match self.binary_logs()?.into_iter().next() {
