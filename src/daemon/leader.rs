@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::api::model::SyncerArgs;
@@ -23,6 +22,7 @@ use crate::store::Store;
 use crate::syncer::{Sink, SinkError, Syncer, SyncerConfig};
 
 use super::machine::ClusterShared;
+use super::worker::Worker;
 
 /// Proposes syncer entries through raft, fenced to the term this node leads in. Several
 /// batches may be in flight at once (the next is proposed while the last commits), up to
@@ -114,10 +114,7 @@ pub struct SyncerSlot {
 }
 
 /// The watcher thread.
-pub struct LeaderWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct LeaderWatch(Worker);
 
 pub struct WatchContext {
     pub raft: RaftHandle,
@@ -137,23 +134,11 @@ pub struct WatchContext {
 
 impl LeaderWatch {
     pub fn start(ctx: WatchContext) -> LeaderWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = thread::Builder::new()
-            .name("leader-watch".into())
-            .spawn(move || watch(ctx, &s))
-            .expect("spawn leader watcher");
-        LeaderWatch {
-            stop,
-            thread: Some(thread),
-        }
+        LeaderWatch(Worker::spawn("leader-watch", move |stop| watch(ctx, stop)))
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 

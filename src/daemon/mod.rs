@@ -11,6 +11,7 @@ pub mod import;
 pub mod leader;
 pub mod machine;
 pub mod retention;
+pub mod worker;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::api::ApiError;
@@ -21,16 +21,14 @@ use crate::limits::PROPOSE_TIMEOUT_MS;
 use crate::store::index::FileMeta;
 use crate::store::Store;
 
+use super::worker::Worker;
 use super::Node;
 
 /// How often the thread looks for a compaction to do (and at the stop flag).
 const POLL_INTERVAL_MS: u64 = 200;
 
 /// The retention thread.
-pub struct RetentionThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct RetentionThread(Worker);
 
 impl RetentionThread {
     pub fn start(node: Arc<Node>, config: Retention) -> RetentionThread {
@@ -47,23 +45,13 @@ impl RetentionThread {
                 config.check_interval_seconds
             );
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = thread::Builder::new()
-            .name("retention".into())
-            .spawn(move || run(&node, &config, &s))
-            .expect("spawn retention thread");
-        RetentionThread {
-            stop,
-            thread: Some(thread),
-        }
+        RetentionThread(Worker::spawn("retention", move |stop| {
+            run(&node, &config, stop)
+        }))
     }
 
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 
