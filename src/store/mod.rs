@@ -1,40 +1,38 @@
 //! The binlog store: the durable log (`storage`) plus the binlog indexes over it, with a
 //! watermark that wakes waiting readers the moment new whole transactions are durable.
 //!
-//! One writer (the syncer) appends; many readers (dump threads) read entries and wait on the
-//! watermark. Readers never see an entry past the watermark, so they never see part of a
+//! Consensus writes the log and applies committed entries here ([`Store::apply`]); many
+//! readers (dump threads) read entries and wait on the watermark. (Unit tests use a store
+//! that writes its own log: `local`.) Readers never see an entry past the watermark, so they never see part of a
 //! transaction that is not stored whole. This module must not speak any network protocol.
 
 pub mod cursor;
 pub mod entry;
 pub mod export;
 pub mod index;
+#[cfg(test)]
+mod local;
 
 use std::fmt;
-use std::path::Path;
 use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use crate::storage::{Entry, Log, LogReader, StorageError};
+#[cfg(test)]
+use crate::storage::Log;
+use crate::storage::{Entry, LogReader, StorageError};
 use index::{BinlogIndex, IndexError};
 
 /// Errors of the binlog store.
 #[derive(Debug)]
 pub enum StoreError {
     Storage(StorageError),
-    /// A write through a store whose log consensus writes (a bug in the caller).
-    ReadOnly,
-    Index {
-        index: u64,
-        error: IndexError,
-    },
+    Index { index: u64, error: IndexError },
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Storage(e) => write!(f, "{e}"),
-            StoreError::ReadOnly => write!(f, "this store's log is written by consensus"),
             StoreError::Index { index, error } => write!(f, "log entry {index}: {error}"),
         }
     }
@@ -64,8 +62,9 @@ struct Watermark {
 
 /// The store. Share it as `Arc<Store>`.
 pub struct Store {
-    /// The writer, when this store writes its own log (single node); None when the log is
-    /// written by consensus and the store only applies committed entries.
+    /// Unit tests only: the writer of a store that writes its own log (see `local`); the
+    /// daemon's log is written by consensus and the store only applies committed entries.
+    #[cfg(test)]
     log: Option<Mutex<Log>>,
     reader: LogReader,
     index: RwLock<BinlogIndex>,
@@ -75,102 +74,7 @@ pub struct Store {
     compaction: Mutex<Option<u64>>,
 }
 
-/// What opening the store found.
-#[derive(Debug, Default)]
-pub struct OpenReport {
-    pub entries: u64,
-    pub torn_bytes_truncated: u64,
-    pub partial_entries_dropped: u64,
-}
-
 impl Store {
-    /// Opens (or creates) the store in `dir`, recovers the log, rebuilds the indexes, and
-    /// drops a trailing partial transaction (entries after the last whole one), which no
-    /// reader has ever been served.
-    pub fn open(dir: &Path) -> Result<(Store, OpenReport), StoreError> {
-        let (mut log, recovery) = Log::open(dir)?;
-        let reader = log.reader();
-        let mut report = OpenReport {
-            torn_bytes_truncated: recovery.truncated_bytes,
-            ..OpenReport::default()
-        };
-        let mut index = build_index(&reader)?;
-        let last = reader.last_index();
-        if index.whole_upto() < last {
-            let from = index.whole_upto() + 1;
-            report.partial_entries_dropped = last - index.whole_upto();
-            log::warn!(
-                "dropping {} log entries from index {from}: they end inside a transaction",
-                report.partial_entries_dropped
-            );
-            log.truncate_suffix(from)?;
-            index = build_index(&reader)?;
-        }
-        report.entries = reader
-            .last_index()
-            .saturating_sub(reader.first_index().saturating_sub(1));
-        let whole_upto = index.whole_upto();
-        Ok((
-            Store {
-                log: Some(Mutex::new(log)),
-                reader,
-                index: RwLock::new(index),
-                watermark: Mutex::new(Watermark {
-                    whole_upto,
-                    closed: false,
-                }),
-                changed: Condvar::new(),
-                compaction: Mutex::new(None),
-            },
-            report,
-        ))
-    }
-
-    /// Appends entries (kind, payload), makes them durable with one fsync, indexes them and
-    /// wakes readers. Returns the index of the last entry. A failed fsync is returned as
-    /// `StorageError::SyncFailed`; the caller must stop the process.
-    pub fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<u64, StoreError> {
-        if entries.is_empty() {
-            return Ok(self.reader.last_index());
-        }
-        let mut log = self.writer()?;
-        self.index()
-            .check_batch(&entries)
-            .map_err(|error| StoreError::Index {
-                index: log.last_index() + 1,
-                error,
-            })?;
-        let first = log.last_index() + 1;
-        let entries: Vec<Entry> = entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, (kind, data))| Entry {
-                index: first + i as u64,
-                term: 0,
-                kind,
-                data,
-            })
-            .collect();
-        log.append(&entries)?;
-        log.sync()?;
-        {
-            let mut index = self.index.write().expect("index lock poisoned");
-            for e in &entries {
-                index
-                    .feed(e.index, e.kind, &e.data)
-                    .map_err(|error| StoreError::Index {
-                        index: e.index,
-                        error,
-                    })?;
-            }
-            // Published while the index is still locked, so a reader that resolved a start
-            // in the new entries also sees the watermark that lets it read them.
-            self.publish(index.whole_upto());
-        }
-        drop(log);
-        Ok(first + entries.len() as u64 - 1)
-    }
-
     fn publish(&self, whole_upto: u64) {
         let mut wm = self.watermark.lock().expect("watermark lock poisoned");
         wm.whole_upto = whole_upto;
@@ -181,6 +85,7 @@ impl Store {
     /// arrives through [`Store::apply`] (raft applies the log again at start).
     pub fn over_log(reader: LogReader) -> Store {
         Store {
+            #[cfg(test)]
             log: None,
             reader,
             index: RwLock::new(BinlogIndex::new()),
@@ -282,33 +187,6 @@ impl Store {
         *wanted = Some(wanted.map_or(index, |w| w.max(index)));
     }
 
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Log>, StoreError> {
-        match &self.log {
-            Some(log) => Ok(log.lock().expect("log lock poisoned")),
-            None => Err(StoreError::ReadOnly),
-        }
-    }
-
-    /// Drops entries after the last whole transaction (chunks of a transaction whose
-    /// connection broke): nobody was served them, and the syncer fetches it again whole.
-    pub fn discard_partial_tail(&self) -> Result<(), StoreError> {
-        let mut log = self.writer()?;
-        let whole_upto = self.index().whole_upto();
-        let last = log.last_index();
-        if whole_upto >= last {
-            return Ok(());
-        }
-        log::warn!(
-            "dropping {} log entries from index {}: they end inside a transaction",
-            last - whole_upto,
-            whole_upto + 1
-        );
-        log.truncate_suffix(whole_upto + 1)?;
-        let rebuilt = build_index(&self.reader)?;
-        *self.index.write().expect("index lock poisoned") = rebuilt;
-        Ok(())
-    }
-
     /// The indexes, for reading.
     pub fn index(&self) -> RwLockReadGuard<'_, BinlogIndex> {
         self.index.read().expect("index lock poisoned")
@@ -358,29 +236,8 @@ impl Store {
 
     /// Bytes of the log on disk.
     pub fn disk_bytes(&self) -> u64 {
-        match &self.log {
-            Some(log) => log.lock().expect("log lock poisoned").disk_bytes(),
-            None => self.reader.disk_bytes(),
-        }
+        self.reader.disk_bytes()
     }
-}
-
-fn build_index(reader: &LogReader) -> Result<BinlogIndex, StoreError> {
-    build_index_upto(reader, reader.last_index())
-}
-
-fn build_index_upto(reader: &LogReader, last: u64) -> Result<BinlogIndex, StoreError> {
-    let mut index = BinlogIndex::new();
-    let first = reader.first_index();
-    if last >= first && last > 0 {
-        for i in first..=last {
-            let e = reader.read(i)?;
-            index
-                .feed(e.index, e.kind, &e.data)
-                .map_err(|error| StoreError::Index { index: i, error })?;
-        }
-    }
-    Ok(index)
 }
 
 /// Real MariaDB binlog files turned into what a master's dump sends, for the tests of the
