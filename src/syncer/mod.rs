@@ -516,9 +516,6 @@ fn connect_checked(
     Ok((client, info))
 }
 
-/// Reads events into chunks (whole events back to back) and hands a chunk over when it is
-/// big enough or when the socket has nothing more buffered, so the appender gets everything
-/// that has arrived without waiting for more, and no allocation is made per event.
 /// Splits a chunk of back-to-back events (the reader framed them, so sizes are exact).
 fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = chunk;
