@@ -12,6 +12,19 @@
 //! conf changes are applied to raft (`apply_conf_change`) and the new ConfState is stored
 //! before `handle_ready` returns.
 //!
+//! Asynchronous persistence (with a [`SyncWorker`], as the node runs): the usual Ready only
+//! appends entries (readable by raft at once) and hands the log's fdatasync to the worker
+//! (`advance_append_async`); its `persisted_messages()` are held until that sync is done
+//! (`poll_sync`), then raft is told (`on_persist_ready`) and they leave, in Ready order.
+//! Meanwhile the raft thread goes on: a leader counts its followers' acknowledgements and
+//! commits with a majority that need not include itself, and a follower writes the next
+//! appends while the previous ones sync; the next sync takes everything written meanwhile
+//! (group commit across Readies). A Ready that must rewrite the state file (term, vote,
+//! membership), install a snapshot or cut the log's tail waits for the running sync and
+//! takes the synchronous path, as does compaction. Committed entries are handed out only
+//! once persisted here (raft-rs caps them at its persisted index), so readers, which see
+//! only synced entries, always see what is applied.
+//!
 //! This module must not open sockets, start threads, sleep, or interpret the data of normal
 //! entries; the caller sends the messages and applies the committed entries.
 
@@ -21,12 +34,15 @@ use raft::eraftpb::{
 };
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 
+use std::collections::VecDeque;
+
 use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
 use crate::consensus::ConsensusError;
 use crate::limits::{
     ENTRY_PAYLOAD_MAX, RAFT_ELECTION_TICKS, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX,
     RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
 };
+use crate::storage::{StorageError, SyncJob};
 
 /// Result of driver operations.
 pub type Result<T> = std::result::Result<T, ConsensusError>;
@@ -85,10 +101,35 @@ pub fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
+/// Runs the log's fdatasyncs away from the raft thread, one job at a time (the node's sync
+/// thread; a test's hand).
+pub trait SyncWorker: Send {
+    /// Starts running `job` (nothing else is running).
+    fn submit(&mut self, job: SyncJob);
+    /// The submitted job's `upto` and outcome once it has run. With `block`, waits for it
+    /// and always answers (a worker that died answers with a fatal `SyncFailed`).
+    fn finished(&mut self, block: bool) -> Option<(u64, std::result::Result<(), StorageError>)>;
+}
+
+/// Where asynchronous persistence stands (see the module doc).
+#[derive(Default)]
+struct Persistence {
+    worker: Option<Box<dyn SyncWorker>>,
+    /// The Ready number the running sync job covers.
+    in_flight: Option<u64>,
+    /// The last Ready number whose entries are written.
+    written: u64,
+    /// The last Ready number raft was told is persisted.
+    reported: u64,
+    /// Each async Ready's `persisted_messages()`, until its sync is done.
+    held: VecDeque<(u64, Vec<Message>)>,
+}
+
 /// The raft node of the raft thread.
 pub struct Driver {
     raw: RawNode<RaftStorage>,
     storage: RaftStorage,
+    persistence: Persistence,
 }
 
 impl std::fmt::Debug for Driver {
@@ -122,7 +163,27 @@ impl Driver {
         let config = raft_config(id, applied);
         config.validate()?;
         let raw = RawNode::new(&config, storage.clone(), logger)?;
-        Ok(Driver { raw, storage })
+        Ok(Driver {
+            raw,
+            storage,
+            persistence: Persistence::default(),
+        })
+    }
+
+    /// From now on the log's fdatasyncs run on `worker` (asynchronous persistence); without
+    /// one, every Ready is made durable before `finish_ready` returns.
+    pub fn set_sync_worker(&mut self, worker: Box<dyn SyncWorker>) {
+        self.persistence.worker = Some(worker);
+    }
+
+    /// Whether the log's fdatasyncs run on a [`SyncWorker`].
+    pub fn has_sync_worker(&self) -> bool {
+        self.persistence.worker.is_some()
+    }
+
+    /// Whether a sync job is running (its completion is picked up by `poll_sync`).
+    pub fn sync_in_flight(&self) -> bool {
+        self.persistence.in_flight.is_some()
     }
 
     /// Advances the logical clock by one tick (every `RAFT_TICK_INTERVAL_MS`).
@@ -268,6 +329,8 @@ impl Driver {
         out.soft_state_changed = rd.ss().is_some();
         send_nonempty(send, rd.take_messages());
         if !rd.snapshot().is_empty() {
+            // Installing resets the log: the running sync must be over first.
+            self.wait_in_flight()?;
             let snapshot = rd.snapshot().clone();
             self.storage.apply_snapshot(snapshot.clone())?;
             out.conf_state = Some(snapshot.get_metadata().get_conf_state().clone());
@@ -287,19 +350,34 @@ impl Driver {
     /// light ready's commit index is recorded, its messages leave, and its committed
     /// entries (made durable by this Ready) are handed out, after a `persist` that makes any
     /// ConfState change durable; then `advance_apply`.
+    ///
+    /// With a [`SyncWorker`], a Ready that only appends (no snapshot, no cut of the log's
+    /// tail, no term, vote or membership change) is not made durable here: see
+    /// [`Driver::poll_sync`].
     pub fn finish_ready(
         &mut self,
         pending: ReadyInProgress,
         send: &mut dyn FnMut(Vec<Message>),
     ) -> Result<ReadyOutput> {
-        let mut out = ReadyOutput::default();
         let mut rd = pending.rd;
+        if self.persistence.worker.is_some() && !self.needs_synchronous_path(&rd) {
+            return self.finish_ready_async(rd, send);
+        }
+        let mut out = ReadyOutput::default();
+        self.wait_in_flight()?;
         self.storage.append(rd.entries())?;
         if let Some(hs) = rd.hs() {
             self.storage.set_hard_state(hs.clone());
         }
         self.storage.persist()?;
+        // Everything written is durable now: the held messages of earlier Readies first.
+        while let Some((_, messages)) = self.persistence.held.pop_front() {
+            send(messages);
+        }
         send_nonempty(send, rd.take_persisted_messages());
+        // `advance` tells raft that every Ready up to this one is persisted.
+        self.persistence.written = rd.number();
+        self.persistence.reported = rd.number();
 
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -314,6 +392,133 @@ impl Driver {
         self.raw.advance_apply();
         self.fill_roles(&mut out);
         Ok(out)
+    }
+
+    /// A Ready that cannot wait for an asynchronous sync: a snapshot, entries that replace
+    /// the log's tail (cutting it syncs), or a state file to rewrite.
+    fn needs_synchronous_path(&self, rd: &raft::Ready) -> bool {
+        !rd.snapshot().is_empty()
+            || rd
+                .entries()
+                .first()
+                .is_some_and(|e| e.index <= self.storage.last_index())
+            || self.storage.needs_state_save(rd.hs())
+    }
+
+    /// The asynchronous second half of a Ready: entries written (raft reads them back from
+    /// storage), the commit index recorded, persisted messages held, and a sync started
+    /// when none is running.
+    fn finish_ready_async(
+        &mut self,
+        mut rd: raft::Ready,
+        send: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<ReadyOutput> {
+        self.storage.append(rd.entries())?;
+        if let Some(hs) = rd.hs() {
+            // Only the commit index changed (see `needs_synchronous_path`).
+            self.storage.set_hard_state(hs.clone());
+        }
+        let number = rd.number();
+        let messages = rd.take_persisted_messages();
+        if !messages.is_empty() {
+            self.persistence.held.push_back((number, messages));
+        }
+        self.raw.advance_append_async(rd);
+        self.persistence.written = number;
+        self.raw.advance_apply();
+        if self.persistence.in_flight.is_none() {
+            self.start_sync(send)?;
+        }
+        let mut out = ReadyOutput::default();
+        self.fill_roles(&mut out);
+        Ok(out)
+    }
+
+    /// Picks up a finished sync job, if any: the log becomes visible up to it, raft learns
+    /// what is persisted (a leader may commit, so a Ready may follow), the held messages it
+    /// covers leave, and the next job starts with whatever was written meanwhile. Returns
+    /// whether a job finished. An error is fatal (as in `handle_ready_with`).
+    pub fn poll_sync(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<bool> {
+        let Some(number) = self.persistence.in_flight else {
+            return Ok(false);
+        };
+        let Some(worker) = self.persistence.worker.as_mut() else {
+            return Ok(false);
+        };
+        let Some((upto, outcome)) = worker.finished(false) else {
+            return Ok(false);
+        };
+        self.persistence.in_flight = None;
+        self.storage.finish_sync(upto, outcome)?;
+        self.report_persisted(number, send);
+        self.start_sync(send)?;
+        Ok(true)
+    }
+
+    /// Starts a sync of what was written since the last one was reported.
+    fn start_sync(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<()> {
+        let number = self.persistence.written;
+        if number <= self.persistence.reported {
+            return Ok(());
+        }
+        match self.storage.begin_sync()? {
+            Some(job) => {
+                let Some(worker) = self.persistence.worker.as_mut() else {
+                    unreachable!("only the asynchronous path leaves Readies unreported");
+                };
+                worker.submit(job);
+                self.persistence.in_flight = Some(number);
+            }
+            // Those Readies wrote no entries, or a synchronous sync covered them.
+            None => self.report_persisted(number, send),
+        }
+        Ok(())
+    }
+
+    /// Tells raft every Ready up to `number` is persisted and sends their held messages.
+    fn report_persisted(&mut self, number: u64, send: &mut dyn FnMut(Vec<Message>)) {
+        self.raw.on_persist_ready(number);
+        self.persistence.reported = number;
+        while self
+            .persistence
+            .held
+            .front()
+            .is_some_and(|(n, _)| *n <= number)
+        {
+            if let Some((_, messages)) = self.persistence.held.pop_front() {
+                send(messages);
+            }
+        }
+    }
+
+    /// Waits for the running sync job and publishes what it covered; raft is told later
+    /// (by `advance` on the synchronous path, or `report_persisted`). Returns the Ready
+    /// number it covered.
+    fn wait_in_flight(&mut self) -> Result<Option<u64>> {
+        let Some(number) = self.persistence.in_flight.take() else {
+            return Ok(None);
+        };
+        let Some(worker) = self.persistence.worker.as_mut() else {
+            unreachable!("a sync job runs only on a worker");
+        };
+        let (upto, outcome) = worker.finished(true).unwrap_or_else(|| {
+            let source = std::io::Error::other("the sync worker gave no answer");
+            let path = std::path::PathBuf::from("(raft log)");
+            (0, Err(StorageError::SyncFailed { path, source }))
+        });
+        self.storage.finish_sync(upto, outcome)?;
+        Ok(Some(number))
+    }
+
+    /// Forgets the log up to `index` (committed, covered by the stored snapshot), after the
+    /// running sync, if any, is over. Messages that sync releases go to `send`.
+    pub fn compact(&mut self, index: u64, send: &mut dyn FnMut(Vec<Message>)) -> Result<()> {
+        if let Some(number) = self.wait_in_flight()? {
+            self.report_persisted(number, send);
+        }
+        self.storage.compact(index)?;
+        // Compaction synced the log: anything written since is durable too.
+        self.start_sync(send)
     }
 
     /// Applies committed conf changes to raft and stores the resulting ConfState. A change
@@ -364,10 +569,12 @@ impl Driver {
         Ok(index)
     }
 
-    /// `store_snapshot`, then forgets the log up to it.
+    /// `store_snapshot`, then forgets the log up to it (synchronous persistence only: tests).
     pub fn snapshot_and_compact(&mut self, data: Vec<u8>) -> Result<u64> {
         let index = self.store_snapshot(data)?;
-        self.storage.compact(index)?;
+        self.compact(index, &mut |_| {
+            unreachable!("without a sync worker no message is held");
+        })?;
         Ok(index)
     }
 
@@ -436,6 +643,8 @@ fn send_nonempty(send: &mut dyn FnMut(Vec<Message>), messages: Vec<Message>) {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet, VecDeque};
     use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+    use std::sync::Arc;
 
     use raft::eraftpb::ConfChangeType;
     use raft::{GetEntriesContext, Storage};
@@ -474,6 +683,39 @@ mod tests {
         dir: TempDir,
         driver: Option<Driver>,
         sm: Applied,
+        /// While set, this node's sync jobs do not finish (asynchronous nodes only).
+        hold: Arc<AtomicBool>,
+    }
+
+    /// The test's sync worker: a job runs when the driver waits for it, or when polled
+    /// unless the test holds it.
+    struct HandSync {
+        job: Option<SyncJob>,
+        hold: Arc<AtomicBool>,
+    }
+
+    impl SyncWorker for HandSync {
+        fn submit(&mut self, job: SyncJob) {
+            assert!(self.job.is_none(), "one sync job at a time");
+            self.job = Some(job);
+        }
+
+        fn finished(
+            &mut self,
+            block: bool,
+        ) -> Option<(u64, std::result::Result<(), StorageError>)> {
+            if !block && self.hold.load(AtomicOrdering::SeqCst) {
+                return None;
+            }
+            let job = self.job.take()?;
+            Some((job.upto(), job.run()))
+        }
+    }
+
+    /// Odd ids persist asynchronously, even ones synchronously: every cluster test runs
+    /// both paths side by side.
+    fn is_asynchronous(id: u64) -> bool {
+        id % 2 == 1
     }
 
     /// Opens the node's storage and restores its state machine from the stored snapshot,
@@ -521,6 +763,7 @@ mod tests {
                 dir,
                 driver: Some(driver),
                 sm,
+                hold: Arc::new(AtomicBool::new(false)),
             };
             self.nodes.insert(id, node);
         }
@@ -542,6 +785,13 @@ mod tests {
             for id in self.live() {
                 let node = self.nodes.get_mut(&id).unwrap();
                 let driver = node.driver.as_mut().unwrap();
+                if is_asynchronous(id) && !driver.has_sync_worker() {
+                    // Also a restarted node's new driver.
+                    let hold = node.hold.clone();
+                    driver.set_sync_worker(Box::new(HandSync { job: None, hold }));
+                }
+                let queue = &mut self.queue;
+                any |= driver.poll_sync(&mut |m| queue.extend(m)).unwrap();
                 if !driver.has_ready() {
                     continue;
                 }
@@ -684,6 +934,58 @@ mod tests {
             let cc = ConfChange::parse_from_bytes(&e.data).unwrap();
             assert_eq!(cc.get_change_type(), ConfChangeType::AddNode, "{e:?}");
             assert_eq!(cc.node_id, id, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn acknowledgements_wait_for_syncs_and_a_leader_commits_before_its_own() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        // Node 1 (asynchronous) leads: it applies the founders' entries, then campaigns.
+        c.settle();
+        c.d(1).campaign().unwrap();
+        c.settle();
+        assert_eq!(c.elect(&[1, 2, 3]), 1);
+        let base = c.d(1).last_index();
+        let held = |c: &Cluster, id: u64, on: bool| {
+            c.nodes[&id].hold.store(on, AtomicOrdering::SeqCst);
+        };
+        // The leader's and one follower's syncs do not finish: only node 2 acknowledges, and
+        // one of three is no majority.
+        held(&c, 1, true);
+        held(&c, 3, true);
+        for i in 1..=4 {
+            c.propose(1, &format!("h{i}"));
+            c.settle();
+        }
+        let last = c.d(1).last_index();
+        assert_eq!(last, base + 4);
+        assert!(c.d(1).sync_in_flight() && c.d(3).sync_in_flight());
+        assert_eq!(c.d(1).commit_index(), base);
+        assert_eq!(c.d(3).storage().last_index(), last, "node 3 wrote them");
+        assert_eq!(
+            c.d(3).storage().reader().last_index(),
+            base,
+            "but readers wait"
+        );
+        // Node 3's sync finishes: with node 2 that is a majority, without the leader's own.
+        held(&c, 3, false);
+        c.settle();
+        c.tick();
+        assert_eq!(c.d(1).commit_index(), last);
+        assert!(c.d(1).sync_in_flight());
+        for id in [2, 3] {
+            assert_eq!(c.sm_data(id), strings(1..=4, "h"), "node {id}");
+        }
+        // The leader applies only what it has persisted itself.
+        assert!(c.sm_data(1).is_empty());
+        assert_eq!(c.d(1).storage().reader().last_index(), base);
+        held(&c, 1, false);
+        c.settle();
+        assert_eq!(c.sm_data(1), strings(1..=4, "h"));
+        assert_eq!(c.d(1).storage().reader().last_index(), last);
+        assert!(!c.d(1).sync_in_flight());
+        for id in [1, 2, 3] {
+            assert_eq!(c.log(id), c.log(1), "node {id}");
         }
     }
 

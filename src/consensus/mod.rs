@@ -5,6 +5,8 @@
 //! - `driver`: [`driver::Driver`], the Ready-loop logic of the one raft thread (tick, propose,
 //!   step, persist in the documented order), without threads or sockets, so it can be tested
 //!   in process.
+//! - `sync_thread`: [`sync_thread::SyncThread`], the thread that runs the log's fdatasyncs
+//!   for the raft thread (asynchronous persistence, see `driver`).
 //! - [`ConsensusError`]: the typed error of this module.
 //!
 //! This module must not open sockets or start threads (the transport and the node thread live
@@ -14,6 +16,7 @@ pub mod driver;
 pub mod node;
 pub mod state;
 pub mod storage;
+pub mod sync_thread;
 pub mod transport;
 
 use std::fmt;

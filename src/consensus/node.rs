@@ -6,9 +6,11 @@
 //! The thread's loop: wait for a request until the next tick is due; take it and drain
 //! whatever else is queued (up to [`RAFT_REQUEST_QUEUE_DEPTH_MAX`]), so that many proposals
 //! share one Ready and so one fsync; tick every [`RAFT_TICK_INTERVAL_MS`]; hand raft what
-//! the transport learned (unreachable peers, snapshot outcomes); then handle one Ready
-//! through the driver (which sends a leader's messages before the fsync and the rest after
-//! it), restore a received snapshot, apply the committed normal entries to the
+//! the transport learned (unreachable peers, snapshot outcomes); take a finished log sync
+//! from the node's [`SyncThread`] (the driver then releases the acknowledgements it held,
+//! and raft may commit); then handle one Ready through the driver (which writes its entries
+//! and hands their fdatasync to the sync thread, or syncs at once when the Ready changes
+//! term, vote or membership), restore a received snapshot, apply the committed normal entries to the
 //! [`StateMachine`] in log order, tell it about membership changes, answer the proposals
 //! that completed, store a snapshot when raft asked for one, and publish [`RaftStatus`].
 //!
@@ -24,7 +26,8 @@
 //! A panic on the thread (raft-rs aborts on broken invariants) is handled the same way.
 //!
 //! This module must not interpret the data of normal entries (the state machine does), must
-//! not block the raft thread on anything but the log's fsync and the state machine, and must
+//! not block the raft thread on anything but the state machine and the rare synchronous
+//! fsyncs (state file, snapshot, a cut of the log's tail, compaction), and must
 //! never let another thread touch the `RawNode`.
 
 use std::collections::BTreeMap;
@@ -42,6 +45,7 @@ use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageTyp
 
 use crate::consensus::driver::{Driver, ReadyOutput};
 use crate::consensus::storage::{RaftStorage, INIT_INDEX, NORMAL_KIND_MAX};
+use crate::consensus::sync_thread::SyncThread;
 use crate::consensus::transport::Transport;
 use crate::consensus::ConsensusError;
 use crate::limits::{ENTRY_PAYLOAD_MAX, RAFT_REQUEST_QUEUE_DEPTH_MAX, RAFT_TICK_INTERVAL_MS};
@@ -562,6 +566,14 @@ impl RaftNode {
                 log::error!("raft node {id}: cannot start the sender to node {peer}: {e}");
             }
         }
+        let wake_tx = tx.clone();
+        let wake = Box::new(move || {
+            // Full: the raft thread has requests to take and looks for outcomes after them.
+            let _ = wake_tx.try_send(Request::Wake);
+        });
+        let sync = SyncThread::start(format!("raft-sync-{id}"), wake)
+            .map_err(|e| ConsensusError::io(format!("raft-sync-{id}"), "spawn thread", e))?;
+        driver.set_sync_worker(Box::new(sync));
         if cs.voters == [id] && cs.learners.is_empty() {
             // Alone: no one else could win, so do not wait an election timeout.
             driver.campaign()?;
@@ -812,9 +824,24 @@ impl Runner {
                 next_tick = (next_tick + tick).max(now);
             }
             self.report_transport();
+            self.poll_sync()?;
             self.ready()?;
         }
         Ok(())
+    }
+
+    /// Takes a finished log sync: held acknowledgements leave, and raft may commit.
+    fn poll_sync(&mut self) -> Result<(), String> {
+        let transport = &self.transport;
+        self.driver
+            .poll_sync(&mut |msgs| transport.send_all(msgs))
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "raft node {}: syncing the log failed: {e}",
+                    self.driver.id()
+                )
+            })
     }
 
     /// Takes what else is queued, so it all goes into the next Ready.
@@ -977,9 +1004,9 @@ impl Runner {
                 .store_snapshot(data)
                 .map_err(CompactError::Failed)?;
         }
+        let transport = &self.transport;
         self.driver
-            .storage()
-            .compact(index)
+            .compact(index, &mut |msgs| transport.send_all(msgs))
             .map_err(CompactError::Failed)?;
         log::info!("raft node {}: log compacted to {index}", self.driver.id());
         Ok(index)

@@ -629,6 +629,33 @@ impl RaftStorage {
         }
     }
 
+    /// Takes the log sync `persist` would do as a job for another thread (None: the log is
+    /// already durable). Only for a Ready that leaves the state file alone: the state is
+    /// saved by `persist`, which refuses to run until the job is finished.
+    pub fn begin_sync(&self) -> Result<Option<log_store::SyncJob>> {
+        Ok(self.lock().log.begin_sync()?)
+    }
+
+    /// Ends a job from `begin_sync` with its outcome: the log is then durable and visible
+    /// to readers up to `upto`. A failure is fatal, as for `persist`.
+    pub fn finish_sync(
+        &self,
+        upto: u64,
+        outcome: std::result::Result<(), StorageError>,
+    ) -> Result<()> {
+        Ok(self.lock().log.finish_sync(upto, outcome)?)
+    }
+
+    /// Whether making `hs` (and any ConfState change recorded since) durable needs the
+    /// state file rewritten, rather than only the log synced: term or vote changed.
+    pub fn needs_state_save(&self, hs: Option<&HardState>) -> bool {
+        let g = self.lock();
+        g.state_dirty
+            || hs.is_some_and(|hs| {
+                (hs.term, hs.vote) != (g.state.hard_state.term, g.state.hard_state.vote)
+            })
+    }
+
     /// Installs a snapshot received from the leader: saves it, sets the state to it
     /// (ConfState, commit, base), and restarts the log empty after it. Durable on return.
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<()> {

@@ -39,6 +39,9 @@ pub enum StorageError {
     /// A write operation failed earlier; the writer refuses further changes until the log
     /// is reopened (which recovers a consistent state from disk).
     Poisoned,
+    /// A sync, truncation or reset was asked for while a [`crate::storage::SyncJob`] was
+    /// still running: the writer's caller must finish that job first.
+    SyncInFlight,
 }
 
 impl StorageError {
@@ -95,6 +98,10 @@ impl fmt::Display for StorageError {
             StorageError::Poisoned => write!(
                 f,
                 "log writer failed earlier and refuses writes until reopened"
+            ),
+            StorageError::SyncInFlight => write!(
+                f,
+                "log writer asked to sync or cut the log while a sync job is still running"
             ),
         }
     }

@@ -13,4 +13,4 @@ pub mod seglog;
 
 pub use error::StorageError;
 pub use record::Entry;
-pub use seglog::{DataRange, Log, LogOptions, LogReader, Recovery};
+pub use seglog::{DataRange, Log, LogOptions, LogReader, Recovery, SyncJob};

@@ -11,7 +11,13 @@
 //!
 //! **Visibility contract:** readers see an entry only once a `sync` that covers it has
 //! returned (or, after `open`, the entries recovered from disk). The writer itself sees
-//! everything it wrote. Every whole-entry read verifies the record's CRC32 and index; a
+//! everything it wrote.
+//!
+//! A sync can also run on another thread: `begin_sync` hands out a [`SyncJob`] (the files
+//! to fdatasync and the last index they cover), the job runs anywhere, and `finish_sync`
+//! publishes that index. The writer keeps appending meanwhile; what would remove or sync
+//! bytes the job covers (`sync`, `truncate_suffix`, `drop_prefix`, `reset_to`, another
+//! `begin_sync`) is refused with `SyncInFlight` until the job is finished. Every whole-entry read verifies the record's CRC32 and index; a
 //! range read (`read_data_range`) checks the index and length only, since it never holds
 //! the whole record (its caller must verify what it reads, see that method).
 //!
@@ -414,6 +420,40 @@ pub struct Log {
     buf: Vec<u8>,
     pending: Vec<Loc>,
     poisoned: bool,
+    /// A `SyncJob` was handed out and not finished yet.
+    sync_in_flight: bool,
+}
+
+/// The fdatasyncs that make a log durable up to `upto`, taken from the writer by
+/// [`Log::begin_sync`] to run on another thread; [`Log::finish_sync`] then publishes it.
+#[derive(Debug)]
+pub struct SyncJob {
+    files: Vec<(Arc<Path>, Arc<File>)>,
+    upto: u64,
+}
+
+impl SyncJob {
+    /// The last index this job makes durable.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    /// Runs the fdatasyncs (any thread). A failure is `SyncFailed`: fatal, as for `sync`.
+    pub fn run(&self) -> Result<()> {
+        sync_files(&self.files)
+    }
+}
+
+/// fdatasync of each file, in order; the first failure is `SyncFailed`.
+fn sync_files(files: &[(Arc<Path>, Arc<File>)]) -> Result<()> {
+    for (path, file) in files {
+        file.sync_data()
+            .map_err(|source| StorageError::SyncFailed {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Log {
@@ -485,6 +525,7 @@ impl Log {
             buf: Vec::new(),
             pending: Vec::new(),
             poisoned: false,
+            sync_in_flight: false,
         };
         // What we found may sit only in the page cache (the process died, not the machine):
         // make it durable before readers may see it.
@@ -558,10 +599,33 @@ impl Log {
     /// sync, normally one) and then visible to readers. A failure is `SyncFailed`: the
     /// caller must stop the process, since the kernel may have dropped the dirty pages.
     pub fn sync(&mut self) -> Result<()> {
-        self.check_writable()?;
+        self.check_quiet()?;
         let result = self.sync_unsynced();
         self.poison_on_error(result)?;
         self.publish(self.next_index - 1);
+        Ok(())
+    }
+
+    /// Takes what `sync` would do as a job to run on another thread (None: everything
+    /// written is already durable). Until `finish_sync`, the writer may only append.
+    pub fn begin_sync(&mut self) -> Result<Option<SyncJob>> {
+        self.check_quiet()?;
+        let upto = self.next_index - 1;
+        if self.unsynced.is_empty() && self.shared.read().visible_last == upto {
+            return Ok(None);
+        }
+        self.sync_in_flight = true;
+        let files = std::mem::take(&mut self.unsynced);
+        Ok(Some(SyncJob { files, upto }))
+    }
+
+    /// Ends the job `begin_sync` handed out, with what its `run` returned: on success the
+    /// entries up to `upto` become visible to readers; a failure poisons the writer.
+    pub fn finish_sync(&mut self, upto: u64, outcome: Result<()>) -> Result<()> {
+        self.sync_in_flight = false;
+        self.check_writable()?;
+        self.poison_on_error(outcome)?;
+        self.publish(upto);
         Ok(())
     }
 
@@ -570,7 +634,7 @@ impl Log {
     /// returns. Readers see none of the removed entries afterwards. `from` past the end is
     /// a no-op; `from` before `first_index()` is `Compacted`.
     pub fn truncate_suffix(&mut self, from: u64) -> Result<()> {
-        self.check_writable()?;
+        self.check_quiet()?;
         if from >= self.next_index {
             return Ok(());
         }
@@ -585,7 +649,7 @@ impl Log {
     /// appended to). `first_index()` then is the first entry of the first segment left,
     /// which may be below `before`; reading a dropped entry is `Compacted`.
     pub fn drop_prefix(&mut self, before: u64) -> Result<()> {
-        self.check_writable()?;
+        self.check_quiet()?;
         let result = self.drop_prefix_checked(before);
         self.poison_on_error(result)
     }
@@ -595,7 +659,7 @@ impl Log {
     /// `open` finds a valid log that is a suffix of the old one, empty, or the new empty
     /// log; the caller must redo the reset from its own snapshot record.
     pub fn reset_to(&mut self, next_index: u64) -> Result<()> {
-        self.check_writable()?;
+        self.check_quiet()?;
         if !(1..=INDEX_MAX).contains(&next_index) {
             return Err(StorageError::OutOfRange {
                 index: next_index,
@@ -609,6 +673,15 @@ impl Log {
     fn check_writable(&self) -> Result<()> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Writable, and no sync job running (see the module doc).
+    fn check_quiet(&self) -> Result<()> {
+        self.check_writable()?;
+        if self.sync_in_flight {
+            return Err(StorageError::SyncInFlight);
         }
         Ok(())
     }
@@ -722,14 +795,7 @@ impl Log {
     }
 
     fn sync_unsynced(&mut self) -> Result<()> {
-        for (path, file) in self.unsynced.drain(..) {
-            file.sync_data()
-                .map_err(|source| StorageError::SyncFailed {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-        }
-        Ok(())
+        sync_files(&std::mem::take(&mut self.unsynced))
     }
 
     fn truncate_checked(&mut self, from: u64) -> Result<()> {

@@ -120,6 +120,75 @@ fn readers_see_entries_only_after_sync() {
 }
 
 #[test]
+fn a_sync_job_run_on_another_thread_publishes_only_what_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open_with(dir.path(), small()).unwrap();
+    let r = log.reader();
+    assert!(log.begin_sync().unwrap().is_none(), "nothing written yet");
+    let first = entries(1, 12, 1, 40);
+    log.append(&first).unwrap();
+    let job = log.begin_sync().unwrap().unwrap();
+    assert_eq!(job.upto(), 12);
+    // Appending goes on while the job runs; what would cut or sync the log waits for it.
+    log.append(&entries(13, 3, 1, 40)).unwrap();
+    assert!(matches!(log.sync(), Err(StorageError::SyncInFlight)));
+    assert!(matches!(
+        log.truncate_suffix(5),
+        Err(StorageError::SyncInFlight)
+    ));
+    assert!(matches!(
+        log.drop_prefix(3),
+        Err(StorageError::SyncInFlight)
+    ));
+    assert!(matches!(log.reset_to(40), Err(StorageError::SyncInFlight)));
+    assert!(matches!(log.begin_sync(), Err(StorageError::SyncInFlight)));
+    let outcome = std::thread::spawn(move || (job.upto(), job.run()))
+        .join()
+        .unwrap();
+    assert_eq!(r.last_index(), 0, "nothing is visible before finish_sync");
+    log.finish_sync(outcome.0, outcome.1).unwrap();
+    assert_eq!(r.last_index(), 12);
+    assert_reads(&r, &first);
+    assert!(matches!(r.read(13), Err(StorageError::OutOfRange { .. })));
+    // The next job covers the entries appended meanwhile, and the log is usable again.
+    let job = log.begin_sync().unwrap().unwrap();
+    assert_eq!(job.upto(), 15);
+    let result = job.run();
+    log.finish_sync(15, result).unwrap();
+    assert_eq!(r.last_index(), 15);
+    log.truncate_suffix(14).unwrap();
+    assert_eq!(r.last_index(), 13);
+    drop(log);
+    let (log, rec) = Log::open_with(dir.path(), small()).unwrap();
+    assert_eq!((rec.first_index, rec.last_index), (1, 13));
+    assert_eq!(log.read(13).unwrap(), entry(13, 1, 40 + 13 % 7));
+}
+
+#[test]
+fn a_failed_sync_job_poisons_the_writer_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path()).unwrap();
+    let r = log.reader();
+    log.append(&entries(1, 3, 1, 10)).unwrap();
+    let job = log.begin_sync().unwrap().unwrap();
+    let failed = Err(StorageError::SyncFailed {
+        path: dir.path().to_path_buf(),
+        source: std::io::Error::other("injected"),
+    });
+    drop(job);
+    assert!(matches!(
+        log.finish_sync(3, failed),
+        Err(StorageError::SyncFailed { .. })
+    ));
+    assert_eq!(r.last_index(), 0);
+    assert!(matches!(
+        log.append(&entries(4, 1, 1, 10)),
+        Err(StorageError::Poisoned)
+    ));
+    assert!(matches!(log.sync(), Err(StorageError::Poisoned)));
+}
+
+#[test]
 fn refuses_non_contiguous_and_oversized_batches_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path()).unwrap();
