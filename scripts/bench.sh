@@ -23,6 +23,9 @@
 # BENCH_LAG_JSON when set. E.g. to compare two builds:
 #   BENCH_ONLY=lag BENCH_LAG_BINS="/tmp/a/ferrobus /tmp/b/ferrobus" BENCH_LAG_RUNS=2 \
 #       scripts/bench.sh
+# BENCH_ONLY=catchup runs only the three-node catch-up (the full-size binlog, BENCH_ROUNDS
+# rounds; in each, the reference fetch then a fresh cluster of each binary of BENCH_BINS, or
+# BENCH_LAG_BINS, or the release build) and prints the median ratio per binary.
 # It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +36,10 @@ ONLY=${BENCH_ONLY:-all}
 case "$ONLY" in
 all) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
 lag) BINLOG_MB=${BENCH_BINLOG_MB:-2} ;;
-*) echo "bench: BENCH_ONLY must be lag (or unset)" >&2; exit 2 ;;
+catchup) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
+*) echo "bench: BENCH_ONLY must be lag or catchup (or unset)" >&2; exit 2 ;;
 esac
+BINS=${BENCH_BINS:-${BENCH_LAG_BINS:-}}
 ROUNDS=${BENCH_ROUNDS:-3}
 # sysbench stops when the binlog is big enough or after this long, whichever comes first.
 LOAD_SECONDS_MAX=300
@@ -47,9 +52,9 @@ say() { printf 'bench: %s\n' "$*"; }
 
 BIN=$PWD/target/release/ferrobus
 DUMPCLIENT=$PWD/target/bench-dumpclient/release/ferrobus-bench-dumpclient
-if [ "$ONLY" = lag ] && [ -n "${BENCH_LAG_BINS:-}" ]; then
-    for b in $BENCH_LAG_BINS; do
-        [ -x "$b" ] || { echo "bench: BENCH_LAG_BINS: $b is not an executable" >&2; exit 1; }
+if [ "$ONLY" != all ] && [ -n "$BINS" ]; then
+    for b in $BINS; do
+        [ -x "$b" ] || { echo "bench: BENCH_BINS: $b is not an executable" >&2; exit 1; }
     done
 else
     say "cargo build -j2 --release"
@@ -184,8 +189,22 @@ if [ "$ONLY" = lag ]; then
         --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
         --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" \
         --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" --only lag \
-        --lag-bins "${BENCH_LAG_BINS:-}" --lag-runs "${BENCH_LAG_RUNS:-1}" \
+        --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
         --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" &
+    CLUSTER_PID=$!
+    PIDS+=("$CLUSTER_PID")
+    wait "$CLUSTER_PID"
+    say "done in $(($(date +%s) - BENCH_START))s"
+    exit 0
+fi
+
+if [ "$ONLY" = catchup ]; then
+    say "three-node catch-up only: $ROUNDS round(s)"
+    python3 scripts/bench/cluster.py \
+        --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
+        --rounds "$ROUNDS" --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" \
+        --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" \
+        --only catchup --bins "$BINS" &
     CLUSTER_PID=$!
     PIDS+=("$CLUSTER_PID")
     wait "$CLUSTER_PID"

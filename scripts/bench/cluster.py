@@ -262,31 +262,58 @@ def master_position(port):
 
 # ---- 1. catch-up -------------------------------------------------------------------------
 
-def catch_up(args, procs):
+def catch_up(args, procs, bins=None):
+    """Each round: the reference fetch, then a fresh three-node cluster of each binary in
+    `bins` (default: --bin) syncing the whole binlog. Returns the references, the runs (each
+    with its "bin" and "ratio" to its round's reference) and the last cluster, still up."""
+    bins = bins or [args.bin]
     refs, runs, cluster = [], [], None
     for i in range(args.rounds):
         rdir = os.path.join(args.work, f"cluster-round-{i + 1}")
         os.makedirs(rdir)
         r = rounds.run_reference(args, rdir)
         refs.append(r)
-        if cluster is not None:
-            cluster.stop()
-        cluster = Cluster(args.bin, rdir, procs)
-        leader = cluster.node(cluster.leader())
-        cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
-        t0 = time.monotonic()
-        syncer_start(leader, args.port)
-        st = wait_position(leader, args.master_file, args.master_pos)
-        seconds = time.monotonic() - t0
-        cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name] for n in cluster.nodes}
-        run = {"seconds": seconds, "mib_s": args.total_bytes / MIB / seconds,
-               "events": st["events"], "leader": leader.name, "cpu": cpu,
-               "leader_threads": rounds.thread_cpu(leader.proc.pid)}
-        runs.append(run)
-        print(f"bench: cluster round {i + 1}: reference {r['mib_s']:.1f} MiB/s, three nodes "
-              f"{run['mib_s']:.1f} MiB/s ({seconds:.2f} s, leader {leader.name}), ratio "
-              f"{run['mib_s'] / r['mib_s']:.2f}", flush=True)
+        for b, path in enumerate(bins):
+            if cluster is not None:
+                cluster.stop()
+            cdir = rdir if len(bins) == 1 else os.path.join(rdir, f"bin-{b + 1}")
+            os.makedirs(cdir, exist_ok=True)
+            cluster = Cluster(path, cdir, procs)
+            leader = cluster.node(cluster.leader())
+            cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
+            t0 = time.monotonic()
+            syncer_start(leader, args.port)
+            st = wait_position(leader, args.master_file, args.master_pos)
+            seconds = time.monotonic() - t0
+            cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name]
+                   for n in cluster.nodes}
+            run = {"seconds": seconds, "mib_s": args.total_bytes / MIB / seconds,
+                   "events": st["events"], "leader": leader.name, "cpu": cpu,
+                   "leader_threads": rounds.thread_cpu(leader.proc.pid), "bin": path}
+            run["ratio"] = run["mib_s"] / r["mib_s"]
+            runs.append(run)
+            print(f"bench: cluster round {i + 1}: reference {r['mib_s']:.1f} MiB/s, three "
+                  f"nodes {run['mib_s']:.1f} MiB/s ({seconds:.2f} s, leader {leader.name}"
+                  + (f", bin {path}" if len(bins) > 1 else "")
+                  + f"), ratio {run['ratio']:.2f}; cpu "
+                  + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items())) + " s",
+                  flush=True)
     return refs, runs, cluster
+
+
+def catch_up_only(args, procs):
+    """--only catchup: the three-node catch-up alone, --rounds rounds, each binary of
+    --bins after the same round's reference; prints the median ratio per binary."""
+    bins = args.lag_bins.split() if args.lag_bins else [args.bin]
+    _refs, runs, _cluster = catch_up(args, procs, bins)
+    print("bench: catch-up-only summary (median ratio to mariadb-binlog --raw per binary)",
+          flush=True)
+    for path in bins:
+        ratios = [r["ratio"] for r in runs if r["bin"] == path]
+        cpus = [sum(r["cpu"].values()) for r in runs if r["bin"] == path]
+        print(f"bench:   {path}: ratio {statistics.median(ratios):.2f} (each: "
+              + " ".join(f"{x:.2f}" for x in ratios)
+              + f"), node cpu s {statistics.median(cpus):.1f}", flush=True)
 
 
 # ---- 2. replication lag ------------------------------------------------------------------
@@ -1042,19 +1069,20 @@ def main():
     p.add_argument("--total-bytes", type=int, required=True)
     p.add_argument("--bench-start", type=int, required=True)
     p.add_argument("--out")
-    p.add_argument("--only", choices=["all", "lag"], default="all",
-                   help="lag: only the lag section, repeated (see lag_only)")
-    p.add_argument("--lag-bins", default="",
-                   help="--only lag: ferrobus binaries to alternate (default: --bin)")
+    p.add_argument("--only", choices=["all", "lag", "catchup"], default="all",
+                   help="lag: only the lag section, repeated (see lag_only); catchup: only "
+                        "the three-node catch-up (see catch_up_only)")
+    p.add_argument("--bins", "--lag-bins", dest="lag_bins", default="",
+                   help="--only lag|catchup: ferrobus binaries to alternate (default: --bin)")
     p.add_argument("--lag-runs", type=int, default=1)
     p.add_argument("--lag-seconds", type=int, default=LAG_SECONDS)
     p.add_argument("--lag-json", default="")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     procs = Procs(args.work)
-    if args.only == "lag":
+    if args.only in ("lag", "catchup"):
         try:
-            lag_only(args, procs)
+            (lag_only if args.only == "lag" else catch_up_only)(args, procs)
         finally:
             procs.stop_all()
         return
