@@ -263,3 +263,8 @@ const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
 pub const LOG_PREALLOCATE_BYTES: u64 = 64 << 10;
 
 const _: () = assert!(LOG_PREALLOCATE_BYTES <= SEGMENT_BYTES_MAX);
+
+/// How long a leader asked to remove itself waits for the node it hands leadership to to
+/// take over, before the request is forwarded there (a few election timeouts).
+pub const HANDOVER_WAIT_MS: u64 = 3_000;
+const _: () = assert!(HANDOVER_WAIT_MS < FORWARD_TIMEOUT_MS);

@@ -51,6 +51,7 @@ fn relay(
             status,
             body,
             allow: None,
+            handed_over: false,
         },
         Err(error) => {
             log::warn!("admin API: forwarding {method} {target} to the leader at {leader_admin} failed: {error}");

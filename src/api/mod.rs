@@ -156,6 +156,9 @@ pub struct FileStream {
 pub struct ApiError {
     pub status: u16,
     pub message: String,
+    /// This node led and handed leadership to another node instead of doing what was asked
+    /// (a leader cannot remove itself): the API sends the request on to the new leader.
+    pub handed_over: bool,
 }
 
 impl ApiError {
@@ -163,6 +166,16 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            handed_over: false,
+        }
+    }
+
+    /// A 503 for a leader-only request this node no longer leads for: it handed leadership
+    /// over, and the request is to be forwarded to the new leader.
+    pub fn handed_over(message: impl Into<String>) -> ApiError {
+        ApiError {
+            handed_over: true,
+            ..ApiError::new(503, message)
         }
     }
 

@@ -147,6 +147,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub allow: Option<String>,
+    /// From an [`ApiError::handed_over`]: forward the request to the new leader.
+    pub handed_over: bool,
 }
 
 impl Reply {
@@ -157,6 +159,7 @@ impl Reply {
             status: 200,
             body: format!("{{\"message\":\"success\",\"data\":{data}}}"),
             allow: None,
+            handed_over: false,
         }
     }
 
@@ -166,6 +169,7 @@ impl Reply {
             status: error.status,
             body: json!({ "message": error.message }).to_string(),
             allow: None,
+            handed_over: error.handed_over,
         }
     }
 }
@@ -238,7 +242,30 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
         return dispatch(backend, incoming.route, incoming.body);
     }
     match backend.cluster_route() {
-        ClusterRoute::Local => dispatch(backend, incoming.route, incoming.body),
+        ClusterRoute::Local => {
+            let reply = dispatch(backend, incoming.route, incoming.body);
+            // This node handed leadership over rather than do it (a leader cannot remove
+            // itself): the new leader does it, once, like any forwarded request (a request
+            // forwarded here goes back with the 503, which says to retry).
+            match backend.cluster_route() {
+                ClusterRoute::Forward { leader_admin }
+                    if reply.handed_over && !incoming.forwarded =>
+                {
+                    log::info!(
+                        "admin API: {} {} goes to the new leader at {leader_admin}",
+                        incoming.method,
+                        incoming.target
+                    );
+                    forward::forward(
+                        incoming.method,
+                        incoming.target,
+                        incoming.body,
+                        &leader_admin,
+                    )
+                }
+                _ => reply,
+            }
+        }
         // One hop only: whatever this node believes, it does not send the request on.
         _ if incoming.forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
         ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),

@@ -30,7 +30,8 @@
 
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    Snapshot,
 };
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 
@@ -246,16 +247,54 @@ impl Driver {
         }
     }
 
-    /// Proposes a single membership change.
+    /// Proposes a single membership change. One that removes or demotes this leader is
+    /// refused with `HandingOver`, and leadership is handed to another voter.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<()> {
         self.check_leader()?;
+        self.hand_over_instead_of_leaving(&[(cc.get_change_type(), cc.node_id)])?;
         Ok(self.raw.propose_conf_change(Vec::new(), cc)?)
     }
 
-    /// Proposes a (possibly joint) membership change.
+    /// Proposes a (possibly joint) membership change; see `propose_conf_change`.
     pub fn propose_conf_change_v2(&mut self, cc: ConfChangeV2) -> Result<()> {
         self.check_leader()?;
+        let changes: Vec<_> = cc
+            .changes
+            .iter()
+            .map(|c| (c.get_change_type(), c.node_id))
+            .collect();
+        self.hand_over_instead_of_leaving(&changes)?;
         Ok(self.raw.propose_conf_change(Vec::new(), cc)?)
+    }
+
+    /// raft-rs keeps a leader that removed itself leading, and aborts when it then persists
+    /// entries (its own progress is gone): a leader asked to leave hands leadership to the
+    /// voter whose log matches most instead (raft-rs catches it up, then has it campaign).
+    fn hand_over_instead_of_leaving(&mut self, changes: &[(ConfChangeType, u64)]) -> Result<()> {
+        let me = self.id();
+        let leaving = changes.iter().any(|&(ty, id)| {
+            id == me
+                && matches!(
+                    ty,
+                    ConfChangeType::RemoveNode | ConfChangeType::AddLearnerNode
+                )
+        });
+        if !leaving {
+            return Ok(());
+        }
+        let prs = self.raw.raft.prs();
+        let target = self
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|&id| id != me)
+            .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched));
+        let Some(to) = target else {
+            let reason = "the only voter cannot leave the cluster".to_owned();
+            return Err(ConsensusError::Raft(raft::Error::ConfChangeError(reason)));
+        };
+        self.raw.transfer_leader(to);
+        Err(ConsensusError::HandingOver { to })
     }
 
     /// Feeds a message from a peer.
@@ -516,9 +555,11 @@ impl Driver {
         if let Some(number) = self.wait_in_flight()? {
             self.report_persisted(number, send);
         }
-        self.storage.compact(index)?;
-        // Compaction synced the log: anything written since is durable too.
-        self.start_sync(send)
+        let compacted = self.storage.compact(index);
+        // Compaction synced the log, so anything written since is durable too; refused, it
+        // synced nothing, and the next sync must start all the same.
+        self.start_sync(send)?;
+        compacted
     }
 
     /// Applies committed conf changes to raft and stores the resulting ConfState. A change
@@ -1299,6 +1340,55 @@ mod tests {
         c.tick();
         assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
         assert_eq!(voters(c.d(4).conf_state()), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_leader_asked_to_leave_hands_over_and_the_new_leader_removes_it() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        c.propose(leader, "before");
+        c.settle();
+        let refused = c
+            .d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::RemoveNode, leader));
+        let Err(ConsensusError::HandingOver { to }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_ne!(to, leader);
+        assert!(c.d(leader).storage().conf_state().voters.contains(&leader));
+        for _ in 0..30 {
+            c.tick();
+            if c.d(to).is_leader() {
+                break;
+            }
+        }
+        assert!(c.d(to).is_leader(), "node {to} took over");
+        assert_eq!(c.elect(&[1, 2, 3]), to);
+        c.d(to)
+            .propose_conf_change(conf_change(ConfChangeType::RemoveNode, leader))
+            .unwrap();
+        c.settle();
+        let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+        for &id in &rest {
+            assert_eq!(voters(c.d(id).conf_state()), rest);
+        }
+        c.nodes.get_mut(&leader).unwrap().driver = None;
+        c.propose(to, "after");
+        c.settle();
+        for &id in &rest {
+            assert_eq!(c.sm_data(id), vec!["before".to_string(), "after".into()]);
+        }
+        // The last voter cannot leave at all.
+        let mut alone = Cluster::new(&[1]);
+        alone.elect(&[1]);
+        let refused = alone
+            .d(1)
+            .propose_conf_change(conf_change(ConfChangeType::RemoveNode, 1));
+        assert!(
+            matches!(refused, Err(ConsensusError::Raft(_))),
+            "{refused:?}"
+        );
+        assert!(alone.d(1).is_leader());
     }
 
     #[test]

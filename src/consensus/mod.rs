@@ -59,6 +59,10 @@ pub enum ConsensusError {
     Raft(raft::Error),
     /// A protobuf message could not be encoded or decoded.
     Codec(String),
+    /// The leader was asked to remove or demote itself, which raft-rs cannot do safely (a
+    /// leader outside its own configuration aborts when it persists): it hands leadership
+    /// to node `to` instead, and the change is for the new leader to make.
+    HandingOver { to: u64 },
 }
 
 impl ConsensusError {
@@ -134,6 +138,11 @@ impl fmt::Display for ConsensusError {
             ),
             ConsensusError::Raft(e) => write!(f, "raft: {e}"),
             ConsensusError::Codec(e) => write!(f, "protobuf: {e}"),
+            ConsensusError::HandingOver { to } => write!(
+                f,
+                "the leader cannot remove itself; it is handing leadership to node {to}, \
+                 which makes the change when asked again"
+            ),
         }
     }
 }

@@ -138,6 +138,9 @@ pub enum ProposeError {
     /// The proposal itself is wrong (empty, or a kind outside `1..=0x3f`), or raft refused
     /// the membership change (e.g. another one is still pending).
     Refused(String),
+    /// The leader was asked to remove or demote itself: it hands leadership to node `to`
+    /// instead; ask again, and the new leader makes the change.
+    HandingOver { to: u64 },
 }
 
 impl fmt::Display for ProposeError {
@@ -166,6 +169,10 @@ impl fmt::Display for ProposeError {
             }
             ProposeError::Busy => write!(f, "the leader is busy; proposal dropped"),
             ProposeError::Refused(reason) => write!(f, "proposal refused: {reason}"),
+            ProposeError::HandingOver { to } => write!(
+                f,
+                "the leader cannot remove itself; it is handing leadership to node {to}"
+            ),
         }
     }
 }
@@ -1188,6 +1195,7 @@ fn refused_proposal(e: ConsensusError) -> ProposeError {
         // The caller checked leadership: raft dropped it for load or a transfer.
         ConsensusError::Raft(raft::Error::ProposalDropped) => ProposeError::Busy,
         ConsensusError::Unrepresentable { reason, .. } => ProposeError::Refused(reason),
+        ConsensusError::HandingOver { to } => ProposeError::HandingOver { to },
         e => ProposeError::Refused(e.to_string()),
     }
 }

@@ -438,11 +438,38 @@ impl Node {
             node_id: id,
             ..Default::default()
         };
-        self.raft
+        let outcome = self
+            .raft
             .conf_change(cc)
             .recv_timeout(Duration::from_millis(crate::limits::PROPOSE_TIMEOUT_MS))
-            .unwrap_or(Err(ProposeError::Busy))
-            .map_err(propose_error)
+            .unwrap_or(Err(ProposeError::Busy));
+        match outcome {
+            Err(e @ ProposeError::HandingOver { .. }) => Err(self.await_handover(&e)),
+            other => other.map_err(propose_error),
+        }
+    }
+
+    /// After this leader refused to remove itself and handed leadership over: waits (up
+    /// to `HANDOVER_WAIT_MS`) until another node leads, so the API can forward the request
+    /// there.
+    fn await_handover(&self, e: &ProposeError) -> ApiError {
+        let deadline = Instant::now() + Duration::from_millis(crate::limits::HANDOVER_WAIT_MS);
+        let (mut seen, mut status) = self.raft.status_with_generation();
+        while status.is_leader || status.leader_id == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return ApiError::unavailable(format!(
+                    "{e}, which has not taken over within {} ms; retry",
+                    crate::limits::HANDOVER_WAIT_MS
+                ));
+            }
+            (seen, status) = self.raft.wait_change(seen, left);
+        }
+        log::info!(
+            "leadership handed to node {:x} for a membership change",
+            status.leader_id
+        );
+        ApiError::handed_over(format!("{e}; retry: the new leader makes the change"))
     }
 }
 

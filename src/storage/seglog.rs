@@ -767,20 +767,23 @@ impl Log {
 
     /// Starts a new segment whose first entry is `first_index`, after cutting the current
     /// one back to its records, durably (a sealed segment must end with its last record).
+    /// The current one is synced even when nothing was cut: the new segment is durable as
+    /// soon as it exists, and a crash must not leave it after a segment whose last records
+    /// were lost (a sync job of those records may still be running).
     fn roll(&mut self, first_index: u64) -> Result<()> {
         if let Some(a) = &mut self.active {
             if a.allocated > a.size {
                 a.file
                     .set_len(a.size)
                     .map_err(|e| StorageError::io(&*a.path, "truncate", e))?;
-                a.file
-                    .sync_data()
-                    .map_err(|source| StorageError::SyncFailed {
-                        path: a.path.to_path_buf(),
-                        source,
-                    })?;
                 a.allocated = a.size;
             }
+            a.file
+                .sync_data()
+                .map_err(|source| StorageError::SyncFailed {
+                    path: a.path.to_path_buf(),
+                    source,
+                })?;
         }
         let (path, file) = create_segment(&self.dir, first_index)?;
         let seg = SegView {

@@ -568,20 +568,78 @@ fn members_remove_one_cluster_continues() {
     }
 
     // The two left go on: new writes are synced and served by both.
-    Load::run(master.port(), LoadPlan::small()).unwrap();
-    write_marker(&master, "after-remove");
-    cluster
-        .wait_synced_via(&via, &master, CATCH_UP_TIMEOUT)
-        .unwrap();
-    for name in &left {
-        cluster
-            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
-            .unwrap();
-    }
+    two_left_go_on(&cluster, &master, &via, &left, "after-remove");
 
     // Ids are never reused: the removed name at its old peer address is refused.
     let again = json!({"name": removed, "peer_url": cluster.member(&removed).peer_addr()});
     assert_readd_refused(&cluster, &leader, &removed, &again);
+}
+
+#[test]
+fn removing_the_leader_hands_leadership_over_first() {
+    // raft-rs cannot run a leader that removed itself: asked to, the leader hands
+    // leadership to another voter and the new leader removes it; the syncer moves along.
+    let master = MariaDb::start("rl-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start("rmleader", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    cluster
+        .start_syncer_via(&leader, &master, SYNCER_ID)
+        .unwrap();
+    cluster.start_servers().unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+
+    let (status, reply) = send_json(
+        cluster.node(&leader),
+        "DELETE",
+        "/members",
+        &json!({"name": leader}),
+    );
+    assert_eq!(status, 200, "DELETE /members {leader} on itself: {reply}");
+    let mut left = cluster.followers(&leader);
+    left.sort();
+    for name in &left {
+        assert_eq!(member_names(&cluster, name), left, "GET /members on {name}");
+    }
+    let log = std::fs::read_to_string(cluster.node(&leader).log_path()).unwrap();
+    assert!(
+        log.contains("leadership handed to node"),
+        "{leader} did not hand leadership over; its log:\n{log}"
+    );
+    // It was never a leader outside its own configuration (raft-rs aborts such a node):
+    // it is still running and stops cleanly.
+    let code = cluster.terminate(&leader).unwrap();
+    assert_eq!(code, Some(0), "{leader} exit after its removal and SIGTERM");
+    let new_leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    assert!(
+        left.contains(&new_leader),
+        "{new_leader} leads, not one of {left:?}"
+    );
+
+    two_left_go_on(
+        &cluster,
+        &master,
+        &new_leader,
+        &left,
+        "after-leader-removal",
+    );
+}
+
+/// After a removal: new writes on the master are synced (status through `via`) and
+/// served by every node `left`.
+fn two_left_go_on(cluster: &Cluster, master: &MariaDb, via: &str, left: &[String], marker: &str) {
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    write_marker(master, marker);
+    cluster
+        .wait_synced_via(via, master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    for name in left {
+        cluster
+            .wait_serves_master(name, master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
 }
 
 #[test]
