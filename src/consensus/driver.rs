@@ -107,10 +107,15 @@ pub fn discard_logger() -> slog::Logger {
 pub trait SyncWorker: Send {
     /// Starts running `job` (nothing else is running).
     fn submit(&mut self, job: SyncJob);
-    /// The submitted job's `upto` and outcome once it has run. With `block`, waits for it
-    /// and always answers (a worker that died answers with a fatal `SyncFailed`).
-    fn finished(&mut self, block: bool) -> Option<(u64, std::result::Result<(), StorageError>)>;
+    /// The submitted job's outcome, if it has run.
+    fn poll(&mut self) -> Option<SyncOutcome>;
+    /// Waits for the submitted job's outcome (a worker that died answers with a fatal
+    /// `SyncFailed`).
+    fn wait(&mut self) -> SyncOutcome;
 }
+
+/// What a finished [`SyncJob`] reports: the index it made durable, and how it went.
+pub type SyncOutcome = (u64, std::result::Result<(), StorageError>);
 
 /// Where asynchronous persistence stands (see the module doc).
 #[derive(Default)]
@@ -177,13 +182,14 @@ impl Driver {
         self.persistence.worker = Some(worker);
     }
 
-    /// Whether the log's fdatasyncs run on a [`SyncWorker`].
-    pub fn has_sync_worker(&self) -> bool {
+    #[cfg(test)]
+    fn has_sync_worker(&self) -> bool {
         self.persistence.worker.is_some()
     }
 
     /// Whether a sync job is running (its completion is picked up by `poll_sync`).
-    pub fn sync_in_flight(&self) -> bool {
+    #[cfg(test)]
+    fn sync_in_flight(&self) -> bool {
         self.persistence.in_flight.is_some()
     }
 
@@ -484,7 +490,7 @@ impl Driver {
         let Some(worker) = self.persistence.worker.as_mut() else {
             return Ok(false);
         };
-        let Some((upto, outcome)) = worker.finished(false) else {
+        let Some((upto, outcome)) = worker.poll() else {
             return Ok(false);
         };
         self.persistence.in_flight = None;
@@ -518,15 +524,9 @@ impl Driver {
     fn report_persisted(&mut self, number: u64, send: &mut dyn FnMut(Vec<Message>)) {
         self.raw.on_persist_ready(number);
         self.persistence.reported = number;
-        while self
-            .persistence
-            .held
-            .front()
-            .is_some_and(|(n, _)| *n <= number)
-        {
-            if let Some((_, messages)) = self.persistence.held.pop_front() {
-                send(messages);
-            }
+        let covered = self.persistence.held.partition_point(|(n, _)| *n <= number);
+        for (_, messages) in self.persistence.held.drain(..covered) {
+            send(messages);
         }
     }
 
@@ -540,11 +540,7 @@ impl Driver {
         let Some(worker) = self.persistence.worker.as_mut() else {
             unreachable!("a sync job runs only on a worker");
         };
-        let (upto, outcome) = worker.finished(true).unwrap_or_else(|| {
-            let source = std::io::Error::other("the sync worker gave no answer");
-            let path = std::path::PathBuf::from("(raft log)");
-            (0, Err(StorageError::SyncFailed { path, source }))
-        });
+        let (upto, outcome) = worker.wait();
         self.storage.finish_sync(upto, outcome)?;
         Ok(Some(number))
     }
@@ -607,15 +603,6 @@ impl Driver {
         let term = self.storage.term_of(index)?;
         let conf_state = self.storage.conf_state();
         self.storage.set_snapshot(data, index, term, conf_state)?;
-        Ok(index)
-    }
-
-    /// `store_snapshot`, then forgets the log up to it (synchronous persistence only: tests).
-    pub fn snapshot_and_compact(&mut self, data: Vec<u8>) -> Result<u64> {
-        let index = self.store_snapshot(data)?;
-        self.compact(index, &mut |_| {
-            unreachable!("without a sync worker no message is held");
-        })?;
         Ok(index)
     }
 
@@ -741,15 +728,17 @@ mod tests {
             self.job = Some(job);
         }
 
-        fn finished(
-            &mut self,
-            block: bool,
-        ) -> Option<(u64, std::result::Result<(), StorageError>)> {
-            if !block && self.hold.load(AtomicOrdering::SeqCst) {
+        fn poll(&mut self) -> Option<SyncOutcome> {
+            if self.hold.load(AtomicOrdering::SeqCst) {
                 return None;
             }
             let job = self.job.take()?;
             Some((job.upto(), job.run()))
+        }
+
+        fn wait(&mut self) -> SyncOutcome {
+            let job = self.job.take().expect("a job was submitted");
+            (job.upto(), job.run())
         }
     }
 
@@ -1217,7 +1206,12 @@ mod tests {
         }
         c.settle();
         let data = encode_sm(&c.nodes[&leader].sm);
-        let snap_index = c.d(leader).snapshot_and_compact(data).unwrap();
+        let snap_index = c.d(leader).store_snapshot(data).unwrap();
+        let queue = &mut c.queue;
+        let driver = c.nodes.get_mut(&leader).unwrap().driver.as_mut().unwrap();
+        driver
+            .compact(snap_index, &mut |m| queue.extend(m))
+            .unwrap();
         // 1..=3 founders, 4 empty, 5..=24 b1..b20.
         assert_eq!(snap_index, 24);
         assert_eq!(c.d(leader).storage().first_index(), 25);

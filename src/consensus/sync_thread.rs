@@ -14,11 +14,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
-use crate::consensus::driver::SyncWorker;
+use crate::consensus::driver::{SyncOutcome as Outcome, SyncWorker};
 use crate::storage::{StorageError, SyncJob};
-
-/// What a finished job reports: the index it made durable and how it went.
-type Outcome = (u64, Result<(), StorageError>);
 
 /// The sync thread of one raft node.
 pub struct SyncThread {
@@ -71,10 +68,11 @@ impl SyncWorker for SyncThread {
         }
     }
 
-    fn finished(&mut self, block: bool) -> Option<Outcome> {
-        if block {
-            return Some(self.done.recv().unwrap_or_else(|_| thread_gone()));
-        }
+    fn wait(&mut self) -> Outcome {
+        self.done.recv().unwrap_or_else(|_| thread_gone())
+    }
+
+    fn poll(&mut self) -> Option<Outcome> {
         match self.done.try_recv() {
             Ok(outcome) => Some(outcome),
             Err(TryRecvError::Empty) => None,
@@ -120,7 +118,7 @@ mod tests {
             };
             log.append(&[entry]).unwrap();
             worker.submit(log.begin_sync().unwrap().unwrap());
-            let (upto, outcome) = worker.finished(true).unwrap();
+            let (upto, outcome) = worker.wait();
             assert_eq!(upto, round);
             assert_eq!(
                 reader.last_index(),
@@ -130,7 +128,7 @@ mod tests {
             log.finish_sync(upto, outcome).unwrap();
             assert_eq!(reader.last_index(), round);
         }
-        assert!(worker.finished(false).is_none());
+        assert!(worker.poll().is_none());
         drop(worker);
         assert_eq!(wakes.load(Ordering::SeqCst), 3);
     }
