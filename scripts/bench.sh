@@ -183,28 +183,17 @@ if [ "$TOTAL_BYTES" -lt "$TARGET_BYTES" ]; then
     exit 1
 fi
 
-if [ "$ONLY" = lag ]; then
-    say "replication lag only: ${BENCH_LAG_RUNS:-1} run(s) per binary"
-    python3 scripts/bench/cluster.py \
-        --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
-        --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" \
-        --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" --only lag \
-        --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
-        --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" &
-    CLUSTER_PID=$!
-    PIDS+=("$CLUSTER_PID")
-    wait "$CLUSTER_PID"
-    say "done in $(($(date +%s) - BENCH_START))s"
-    exit 0
-fi
-
-if [ "$ONLY" = catchup ]; then
-    say "three-node catch-up only: $ROUNDS round(s)"
+if [ "$ONLY" != all ]; then
+    case "$ONLY" in
+    lag) say "replication lag only: ${BENCH_LAG_RUNS:-1} run(s) per binary" ;;
+    catchup) say "three-node catch-up only: $ROUNDS round(s)" ;;
+    esac
     python3 scripts/bench/cluster.py \
         --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
         --rounds "$ROUNDS" --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" \
         --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" \
-        --only catchup --bins "$BINS" &
+        --only "$ONLY" --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
+        --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" &
     CLUSTER_PID=$!
     PIDS+=("$CLUSTER_PID")
     wait "$CLUSTER_PID"

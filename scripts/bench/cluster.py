@@ -101,15 +101,7 @@ class Procs:
                 p.wait()
 
     def stop_all(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        self.stop_since(0)
 
 
 def http(method, url, body=None, timeout=HTTP_TIMEOUT_S):
@@ -262,6 +254,11 @@ def master_position(port):
 
 # ---- 1. catch-up -------------------------------------------------------------------------
 
+def bins_of(args):
+    """The binaries to compare (--bins), or --bin alone."""
+    return args.lag_bins.split() if args.lag_bins else [args.bin]
+
+
 def catch_up(args, procs, bins=None):
     """Each round: the reference fetch, then a fresh three-node cluster of each binary in
     `bins` (default: --bin) syncing the whole binlog. Returns the references, the runs (each
@@ -304,7 +301,7 @@ def catch_up(args, procs, bins=None):
 def catch_up_only(args, procs):
     """--only catchup: the three-node catch-up alone, --rounds rounds, each binary of
     --bins after the same round's reference; prints the median ratio per binary."""
-    bins = args.lag_bins.split() if args.lag_bins else [args.bin]
+    bins = bins_of(args)
     _refs, runs, _cluster = catch_up(args, procs, bins)
     print("bench: catch-up-only summary (median ratio to mariadb-binlog --raw per binary)",
           flush=True)
@@ -543,7 +540,7 @@ def lag_only(args, procs):
     moment. Each run starts a fresh cluster (synced to the master's current position), fresh
     replicas, and stops them after. Prints one line per run and a summary; writes every
     result as JSON to --lag-json when given."""
-    bins = args.lag_bins.split() if args.lag_bins else [args.bin]
+    bins = bins_of(args)
     results = []
     for rep in range(args.lag_runs):
         for b, path in enumerate(bins):

@@ -73,23 +73,11 @@ pub fn forward_stream(
     body: &mut dyn Read,
     leader_admin: &str,
 ) -> Reply {
-    let outcome = (|| -> Result<(u16, String), ureq::Error> {
-        let url = format!("http://{leader_admin}{target}");
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header(FORWARDED_HEADER, "1")
-            .header("Content-Type", "application/octet-stream")
-            .body(ureq::SendBody::from_reader(body))?;
-        let mut response = admin_agent(IMPORT_TIMEOUT_MS).run(request)?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(FORWARD_REPLY_BYTES_MAX)
-            .read_to_string()?;
-        Ok((status, text))
-    })();
+    let outcome = builder(method, target, leader_admin)
+        .header("Content-Type", "application/octet-stream")
+        .body(ureq::SendBody::from_reader(body))
+        .map_err(ureq::Error::from)
+        .and_then(|request| run(IMPORT_TIMEOUT_MS, request));
     relay(method, target, leader_admin, outcome)
 }
 
@@ -116,20 +104,31 @@ fn send(
     body: &[u8],
     leader_admin: &str,
 ) -> Result<(u16, String), ureq::Error> {
-    let url = format!("http://{leader_admin}{target}");
-    let builder = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header(FORWARDED_HEADER, "1");
-    let agent = admin_agent(FORWARD_TIMEOUT_MS);
-    let mut response = if body.is_empty() {
-        agent.run(builder.body(())?)?
+    let builder = builder(method, target, leader_admin);
+    if body.is_empty() {
+        run(FORWARD_TIMEOUT_MS, builder.body(())?)
     } else {
         let request = builder
             .header("Content-Type", "application/json")
             .body(body)?;
-        agent.run(request)?
-    };
+        run(FORWARD_TIMEOUT_MS, request)
+    }
+}
+
+/// The forwarded request to the leader, without its body.
+fn builder(method: &str, target: &str, leader_admin: &str) -> ureq::http::request::Builder {
+    ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{leader_admin}{target}"))
+        .header(FORWARDED_HEADER, "1")
+}
+
+/// Runs `request` and reads the leader's status and reply (at most FORWARD_REPLY_BYTES_MAX).
+fn run(
+    timeout_ms: u64,
+    request: ureq::http::Request<impl ureq::AsSendBody>,
+) -> Result<(u16, String), ureq::Error> {
+    let mut response = admin_agent(timeout_ms).run(request)?;
     let status = response.status().as_u16();
     let text = response
         .body_mut()

@@ -241,40 +241,49 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
     if !incoming.route.leader_only() {
         return dispatch(backend, incoming.route, incoming.body);
     }
-    match backend.cluster_route() {
-        ClusterRoute::Local => {
+    let forward = |leader_admin: &str| {
+        forward::forward(
+            incoming.method,
+            incoming.target,
+            incoming.body,
+            leader_admin,
+        )
+    };
+    match leader_decision(backend, incoming.forwarded) {
+        Err(reply) => reply,
+        Ok(Some(leader_admin)) => forward(&leader_admin),
+        Ok(None) => {
             let reply = dispatch(backend, incoming.route, incoming.body);
             // This node handed leadership over rather than do it (a leader cannot remove
             // itself): the new leader does it, once, like any forwarded request (a request
             // forwarded here goes back with the 503, which says to retry).
+            if !reply.handed_over || incoming.forwarded {
+                return reply;
+            }
             match backend.cluster_route() {
-                ClusterRoute::Forward { leader_admin }
-                    if reply.handed_over && !incoming.forwarded =>
-                {
+                ClusterRoute::Forward { leader_admin } => {
                     log::info!(
                         "admin API: {} {} goes to the new leader at {leader_admin}",
                         incoming.method,
                         incoming.target
                     );
-                    forward::forward(
-                        incoming.method,
-                        incoming.target,
-                        incoming.body,
-                        &leader_admin,
-                    )
+                    forward(&leader_admin)
                 }
                 _ => reply,
             }
         }
-        // One hop only: whatever this node believes, it does not send the request on.
-        _ if incoming.forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
-        ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
-        ClusterRoute::Forward { leader_admin } => forward::forward(
-            incoming.method,
-            incoming.target,
-            incoming.body,
-            &leader_admin,
-        ),
+    }
+}
+
+/// Where a leader-only request is served: here (None), at the leader's admin address, or
+/// nowhere (the 503 to answer: no leader known, or a request already forwarded once, which
+/// is never sent on whatever this node believes).
+fn leader_decision(backend: &dyn Backend, forwarded: bool) -> Result<Option<String>, Reply> {
+    match backend.cluster_route() {
+        ClusterRoute::Local => Ok(None),
+        _ if forwarded => Err(Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE))),
+        ClusterRoute::NoLeader => Err(Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE))),
+        ClusterRoute::Forward { leader_admin } => Ok(Some(leader_admin)),
     }
 }
 
@@ -414,15 +423,18 @@ fn handle_import(mut request: tiny_http::Request, backend: &dyn Backend, target:
     };
     let reply = match validate::import_file_from_target(target) {
         Err(error) => Reply::error(&error),
-        Ok(name) => guarded(Route::Import, || match backend.cluster_route() {
-            ClusterRoute::Local => match backend.binlog_import(&name, &mut body) {
-                Ok(summary) => to_data(&summary).map_or_else(|e| Reply::error(&e), Reply::success),
-                Err(error) => Reply::error(&error),
-            },
-            _ if forwarded => Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE)),
-            ClusterRoute::NoLeader => Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE)),
-            ClusterRoute::Forward { leader_admin } => {
-                forward::forward_stream("POST", target, &mut body, &leader_admin)
+        Ok(name) => guarded(Route::Import, || {
+            match leader_decision(backend, forwarded) {
+                Err(reply) => reply,
+                Ok(None) => match backend.binlog_import(&name, &mut body) {
+                    Ok(summary) => {
+                        to_data(&summary).map_or_else(|e| Reply::error(&e), Reply::success)
+                    }
+                    Err(error) => Reply::error(&error),
+                },
+                Ok(Some(leader_admin)) => {
+                    forward::forward_stream("POST", target, &mut body, &leader_admin)
+                }
             }
         }),
     };
@@ -504,23 +516,19 @@ fn handle_file(request: tiny_http::Request, backend: &dyn Backend, target: &str)
     let raw = request_path(target)
         .strip_prefix(FILE_PATH_PREFIX)
         .unwrap_or_default();
-    let stream = validate::file_name_from_path(raw).and_then(|name| {
-        let mut found = None;
-        let reply = guarded(Route::File, || match backend.binlog_file(&name) {
-            Ok(stream) => {
-                found = Some(stream);
-                Reply::success(Value::Null)
-            }
-            Err(error) => Reply::error(&error),
+    let stream = validate::file_name_from_path(raw)
+        .map_err(|error| Reply::error(&error))
+        .and_then(|name| {
+            let mut found = None;
+            let reply = guarded(Route::File, || match backend.binlog_file(&name) {
+                Ok(stream) => {
+                    found = Some(stream);
+                    Reply::success(Value::Null)
+                }
+                Err(error) => Reply::error(&error),
+            });
+            found.ok_or(reply)
         });
-        found.ok_or_else(|| {
-            let message = serde_json::from_str::<Value>(&reply.body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or(reply.body);
-            ApiError::new(reply.status, message)
-        })
-    });
     let outcome = match stream {
         Ok(stream) => {
             log::info!("admin API: sending {raw} ({} bytes)", stream.bytes);
@@ -534,7 +542,7 @@ fn handle_file(request: tiny_http::Request, backend: &dyn Backend, target: &str)
             );
             request.respond(response)
         }
-        Err(error) => request.respond(to_response(Reply::error(&error))),
+        Err(reply) => request.respond(to_response(reply)),
     };
     if let Err(error) = outcome {
         log::warn!("admin API: sending {target} failed: {error}");

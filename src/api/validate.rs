@@ -262,10 +262,7 @@ fn check_start_position(args: &SyncerArgs) -> Result<(), FieldError> {
                  file and position",
             ));
         }
-        // A MySQL master takes a MySQL GTID set (uuid:1-5,...) as its start point.
-        if crate::binlog::gtid::MysqlGtidSet::parse(gtid).is_err() {
-            check_gtid_list_syntax(gtid).map_err(|problem| FieldError::field("gtid", &problem))?;
-        }
+        check_gtid_start(gtid).map_err(|problem| FieldError::field("gtid", &problem))?;
     }
     match (&args.binlog_file, args.binlog_pos) {
         (Some(_), None) => Err(FieldError::field(
@@ -420,6 +417,15 @@ fn port_problem(port: &str, port_min: u16) -> Option<&'static str> {
 /// Checks the shape of a MariaDB GTID list: `domain-server-seq` triples of decimal numbers,
 /// comma-separated, blanks allowed around entries. An empty list is valid (start from the
 /// beginning). Returns the problem, without the field name.
+/// A syncer's GTID start point: a MySQL GTID set (`uuid:1-5,...`, for a MySQL master) or
+/// a MariaDB GTID list.
+pub fn check_gtid_start(gtid: &str) -> Result<(), String> {
+    if crate::binlog::gtid::MysqlGtidSet::parse(gtid).is_ok() {
+        return Ok(());
+    }
+    check_gtid_list_syntax(gtid)
+}
+
 pub fn check_gtid_list_syntax(list: &str) -> Result<(), String> {
     if list.trim().is_empty() {
         return Ok(());

@@ -1,7 +1,8 @@
 //! `Driver`: what the one raft thread does with its `RawNode`, without the thread and
 //! without the network, so that a whole cluster can run in one test by routing messages.
 //!
-//! `handle_ready` follows raft-rs's documented order: a leader's `messages()` may leave
+//! A Ready is handled in two halves (`begin_ready`, then `finish_ready`, the caller applying
+//! what each hands out) in raft-rs's documented order: a leader's `messages()` may leave
 //! before anything is persisted (Raft thesis 10.2.1); then the snapshot is installed, the
 //! Ready's committed entries handed out (raft hands out only entries already persisted here,
 //! so they need not wait for this Ready's fsync: `begin_ready`); then the entries appended
@@ -10,7 +11,7 @@
 //! `advance`, the light ready's commit index is persisted before its committed entries are
 //! handed out, then `advance_apply` (`finish_ready`). Committed
 //! conf changes are applied to raft (`apply_conf_change`) and the new ConfState is stored
-//! before `handle_ready` returns.
+//! before the half that hands them out returns.
 //!
 //! Asynchronous persistence (with a [`SyncWorker`], as the node runs): the usual Ready only
 //! appends entries (readable by raft at once) and hands the log's fdatasync to the worker
@@ -48,12 +49,10 @@ use crate::storage::{StorageError, SyncJob};
 /// Result of driver operations.
 pub type Result<T> = std::result::Result<T, ConsensusError>;
 
-/// What one `handle_ready` produced for the caller.
+/// What one half of a Ready (`begin_ready`, `finish_ready`) produced for the caller; the
+/// messages went to its `send`.
 #[derive(Debug, Default)]
 pub struct ReadyOutput {
-    /// Messages to send to peers, in order (all may be sent now: everything they depend on
-    /// is durable). `handle_ready_with` hands them to its callback instead.
-    pub messages_to_send: Vec<Message>,
     /// A snapshot from the leader was installed: the state machine must restore from its
     /// data before applying `committed`.
     pub snapshot: Option<Snapshot>,
@@ -152,7 +151,7 @@ impl std::fmt::Debug for Driver {
 impl Driver {
     /// Starts raft node `id` on `storage`. `applied` is the index the state machine has
     /// applied (from its restored snapshot); entries after it up to the commit index come
-    /// out of the first `handle_ready`s again. An `applied` at or below the log's base
+    /// out of the first Readies again. An `applied` at or below the log's base
     /// means "from the base" (the state machine restored the stored snapshot).
     pub fn new(
         id: u64,
@@ -322,39 +321,6 @@ impl Driver {
         self.raw.has_ready()
     }
 
-    /// Handles one Ready in the documented order; every message goes to
-    /// `messages_to_send` (sent after the fsync, even a leader's).
-    pub fn handle_ready(&mut self) -> Result<ReadyOutput> {
-        let mut messages = Vec::new();
-        let mut out = self.handle_ready_with(&mut |m| messages.extend(m))?;
-        out.messages_to_send = messages;
-        Ok(out)
-    }
-
-    /// Handles one Ready, handing each batch of messages to `send` as soon as it may leave:
-    /// a leader's `messages()` before the fsync, the rest after it. An error leaves raft
-    /// mid-Ready: the caller must stop the node (and the process when `is_fatal()`).
-    /// The committed entries of both halves ([`Driver::begin_ready`] and
-    /// [`Driver::finish_ready`]) come out together, to apply after it returns.
-    pub fn handle_ready_with(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<ReadyOutput> {
-        let Some((mut out, pending)) = self.begin_ready(send)? else {
-            let mut out = ReadyOutput::default();
-            self.fill_roles(&mut out);
-            return Ok(out);
-        };
-        let late = self.finish_ready(pending, send)?;
-        out.committed.extend(late.committed);
-        if late.conf_state.is_some() {
-            out.conf_state = late.conf_state;
-        }
-        out.soft_state_changed |= late.soft_state_changed;
-        out.leader_id = late.leader_id;
-        out.term = late.term;
-        out.is_leader = late.is_leader;
-        out.snapshot_requested = late.snapshot_requested;
-        Ok(out)
-    }
-
     /// The first half of a Ready (None: raft has none): a leader's `messages()` leave, a
     /// received snapshot is installed, and the Ready's committed entries are handed out
     /// (their conf changes applied to raft) — before this Ready's new entries are made
@@ -482,7 +448,7 @@ impl Driver {
     /// Picks up a finished sync job, if any: the log becomes visible up to it, raft learns
     /// what is persisted (a leader may commit, so a Ready may follow), the held messages it
     /// covers leave, and the next job starts with whatever was written meanwhile. Returns
-    /// whether a job finished. An error is fatal (as in `handle_ready_with`).
+    /// whether a job finished. An error is fatal (as in `finish_ready`).
     pub fn poll_sync(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<bool> {
         let Some(number) = self.persistence.in_flight else {
             return Ok(false);
@@ -596,7 +562,7 @@ impl Driver {
     }
 
     /// Stores the state machine's snapshot `data`, taken at the applied index (with the
-    /// membership raft runs with), for followers that need it. Call between `handle_ready`s,
+    /// membership raft runs with), for followers that need it. Call between Readies,
     /// after applying what they returned. Returns the snapshot's index.
     pub fn store_snapshot(&mut self, data: Vec<u8>) -> Result<u64> {
         let index = self.applied_index();
@@ -742,6 +708,19 @@ mod tests {
         }
     }
 
+    /// Applies one half of a Ready to the test state machine.
+    fn apply_to(sm: &mut Applied, out: ReadyOutput) {
+        if let Some(s) = &out.snapshot {
+            *sm = decode_sm(&s.data);
+        }
+        for e in out.committed {
+            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                assert_eq!(&e.context[..], &[KIND_TEST]);
+                sm.push((e.index, e.data.to_vec()));
+            }
+        }
+    }
+
     /// Odd ids persist asynchronously, even ones synchronously: every cluster test runs
     /// both paths side by side.
     fn is_asynchronous(id: u64) -> bool {
@@ -826,23 +805,15 @@ mod tests {
                     continue;
                 }
                 any = true;
-                let out = driver.handle_ready().unwrap();
-                if let Some(s) = &out.snapshot {
-                    node.sm = decode_sm(&s.data);
-                }
-                for e in out.committed {
-                    if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                        assert_eq!(&e.context[..], &[KIND_TEST]);
-                        node.sm.push((e.index, e.data.to_vec()));
-                    }
-                }
-                self.queue.extend(out.messages_to_send);
-                if out.snapshot_requested {
-                    node.driver
-                        .as_mut()
-                        .unwrap()
-                        .store_snapshot(encode_sm(&node.sm))
-                        .unwrap();
+                // As the node does: apply what each half hands out before going on.
+                let mut send = |m: Vec<Message>| queue.extend(m);
+                let (early, pending) = driver.begin_ready(&mut send).unwrap().unwrap();
+                apply_to(&mut node.sm, early);
+                let late = driver.finish_ready(pending, &mut send).unwrap();
+                let snapshot_requested = late.snapshot_requested;
+                apply_to(&mut node.sm, late);
+                if snapshot_requested {
+                    driver.store_snapshot(encode_sm(&node.sm)).unwrap();
                 }
             }
             any

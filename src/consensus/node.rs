@@ -1047,11 +1047,7 @@ impl Runner {
         // woken) before this Ready's own fsync, not after it.
         self.apply_output(early);
         if !self.answers.is_empty() {
-            // An answer never runs ahead of the status its caller may read next.
-            self.shared.publish(status_of(&self.driver, &self.heard));
-            for a in self.answers.drain(..) {
-                a.send();
-            }
+            self.publish_and_answer();
         }
         let transport = &self.transport;
         let out = self
@@ -1067,11 +1063,17 @@ impl Runner {
         if snapshot_requested {
             self.store_requested_snapshot()?;
         }
+        self.publish_and_answer();
+        Ok(())
+    }
+
+    /// Publishes the status, then sends the answers: an answer never runs ahead of the
+    /// status its caller may read next.
+    fn publish_and_answer(&mut self) {
         self.shared.publish(status_of(&self.driver, &self.heard));
         for a in self.answers.drain(..) {
             a.send();
         }
-        Ok(())
     }
 
     fn apply_output(&mut self, out: ReadyOutput) {

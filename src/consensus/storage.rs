@@ -591,8 +591,7 @@ impl RaftStorage {
     /// Records a new HardState (durable at the next `persist`).
     pub fn set_hard_state(&self, hs: HardState) {
         let mut g = self.lock();
-        let (term, vote) = (g.state.hard_state.term, g.state.hard_state.vote);
-        if (hs.term, hs.vote) != (term, vote) {
+        if g.term_or_vote_differs(&hs) {
             g.state_dirty = true;
         }
         // A change of the commit index alone is not worth a save (see `set_commit`).
@@ -650,10 +649,7 @@ impl RaftStorage {
     /// state file rewritten, rather than only the log synced: term or vote changed.
     pub fn needs_state_save(&self, hs: Option<&HardState>) -> bool {
         let g = self.lock();
-        g.state_dirty
-            || hs.is_some_and(|hs| {
-                (hs.term, hs.vote) != (g.state.hard_state.term, g.state.hard_state.vote)
-            })
+        g.state_dirty || hs.is_some_and(|hs| g.term_or_vote_differs(hs))
     }
 
     /// Installs a snapshot received from the leader: saves it, sets the state to it
@@ -762,6 +758,12 @@ impl RaftStorage {
 }
 
 impl Inner {
+    /// Whether `hs` changes what must be durable before raft answers: term or vote.
+    fn term_or_vote_differs(&self, hs: &HardState) -> bool {
+        let stored = &self.state.hard_state;
+        (hs.term, hs.vote) != (stored.term, stored.vote)
+    }
+
     fn first_index(&self) -> u64 {
         self.state.base_index + 1
     }

@@ -693,7 +693,7 @@ impl Peer {
     fn send_batch(&self, batch: Vec<Message>, shared: &Shared) {
         let mut st = lock(&self.state);
         let mut batch = batch;
-        if write_direct(&mut st, &mut batch, shared) && batch.is_empty() {
+        if write_direct(&mut st, &mut batch, shared) {
             if st.partial.is_empty() {
                 return;
             }
@@ -856,12 +856,21 @@ fn write_direct(st: &mut PeerState, batch: &mut Vec<Message>, shared: &Shared) -
     if batch.iter().any(is_snapshot) {
         return false;
     }
+    // Sized before anything is encoded: a large batch (catch-up appends) goes to the
+    // outbound thread without being encoded twice.
+    let bytes: usize = batch
+        .iter()
+        .map(|m| FRAME_HEADER_LEN + m.compute_size() as usize)
+        .sum();
+    if bytes > PEER_DIRECT_WRITE_BYTES_MAX {
+        return false;
+    }
     let mut buf = std::mem::take(&mut st.direct_buf);
     buf.clear();
     let mut count = 0u64;
     let mut fits = true;
     for msg in batch.iter() {
-        if encode_frame(msg, &mut buf).is_err() || buf.len() > PEER_DIRECT_WRITE_BYTES_MAX {
+        if encode_frame(msg, &mut buf).is_err() {
             fits = false;
             break;
         }

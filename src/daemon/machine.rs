@@ -92,7 +92,9 @@ impl StateMachine for NodeMachine {
             log::error!("cannot apply committed binlog entries: {e}; stopping");
             std::process::exit(1);
         }
+        let mut commands = false;
         for e in entries.iter().filter(|e| e.kind == COMMAND_KIND) {
+            commands = true;
             let command = match Command::decode(&e.data) {
                 Ok(c) => c,
                 Err(err) => {
@@ -128,7 +130,6 @@ impl StateMachine for NodeMachine {
         // entry of its term is applied). Binlog entries change neither: waking the watcher on
         // each of them costs every node a thread wake-up per transaction, on the cores the
         // dump threads need at that very moment.
-        let commands = entries.iter().any(|e| e.kind == COMMAND_KIND);
         if commands || term_changed {
             self.cluster.bump();
         }

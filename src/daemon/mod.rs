@@ -492,11 +492,8 @@ fn state_error(e: StateError) -> ApiError {
 pub(crate) fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
     match (&args.gtid, &args.binlog_file, args.binlog_pos) {
         (Some(g), None, None) => {
-            // A MariaDB GTID list, or a MySQL GTID set for a MySQL master.
-            if crate::binlog::gtid::MysqlGtidSet::parse(g).is_err() {
-                MariaGtidList::parse(g)
-                    .map_err(|e| ApiError::bad_request(format!("field `gtid`: {e}")))?;
-            }
+            crate::api::validate::check_gtid_start(g)
+                .map_err(|e| ApiError::bad_request(format!("field `gtid`: {e}")))?;
             Ok(StartPoint::Gtid(g.clone()))
         }
         (None, Some(f), Some(p)) => Ok(StartPoint::FilePos(f.clone(), p)),

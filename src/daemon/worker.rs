@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 
 pub struct Worker {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: JoinHandle<()>,
 }
 
 impl Worker {
@@ -20,17 +20,12 @@ impl Worker {
             .name(name.into())
             .spawn(move || body(&s))
             .unwrap_or_else(|e| panic!("spawn the {name} thread: {e}"));
-        Worker {
-            stop,
-            thread: Some(thread),
-        }
+        Worker { stop, thread }
     }
 
     /// Sets the stop flag and waits for the thread to end.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.thread.join();
     }
 }

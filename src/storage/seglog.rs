@@ -778,12 +778,10 @@ impl Log {
                     .map_err(|e| StorageError::io(&*a.path, "truncate", e))?;
                 a.allocated = a.size;
             }
-            a.file
-                .sync_data()
-                .map_err(|source| StorageError::SyncFailed {
-                    path: a.path.to_path_buf(),
-                    source,
-                })?;
+            let sealed = (a.path.clone(), a.file.clone());
+            sync_files(std::slice::from_ref(&sealed))?;
+            // Durable now: the next sync need not do it again.
+            self.unsynced.retain(|(_, f)| !Arc::ptr_eq(f, &sealed.1));
         }
         let (path, file) = create_segment(&self.dir, first_index)?;
         let seg = SegView {

@@ -13,36 +13,19 @@ use crate::storage::{Entry, Log, LogReader};
 #[derive(Debug, Default)]
 pub struct OpenReport {
     pub entries: u64,
-    pub torn_bytes_truncated: u64,
-    pub partial_entries_dropped: u64,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, recovers the log, rebuilds the indexes, and
-    /// drops a trailing partial transaction (entries after the last whole one), which no
-    /// reader has ever been served.
+    /// Opens (or creates) the store in `dir`, recovers the log and rebuilds the indexes.
     pub fn open(dir: &Path) -> Result<(Store, OpenReport), StoreError> {
-        let (mut log, recovery) = Log::open(dir)?;
+        let (log, _) = Log::open(dir)?;
         let reader = log.reader();
-        let mut report = OpenReport {
-            torn_bytes_truncated: recovery.truncated_bytes,
-            ..OpenReport::default()
+        let index = build_index(&reader)?;
+        let report = OpenReport {
+            entries: reader
+                .last_index()
+                .saturating_sub(reader.first_index().saturating_sub(1)),
         };
-        let mut index = build_index(&reader)?;
-        let last = reader.last_index();
-        if index.whole_upto() < last {
-            let from = index.whole_upto() + 1;
-            report.partial_entries_dropped = last - index.whole_upto();
-            log::warn!(
-                "dropping {} log entries from index {from}: they end inside a transaction",
-                report.partial_entries_dropped
-            );
-            log.truncate_suffix(from)?;
-            index = build_index(&reader)?;
-        }
-        report.entries = reader
-            .last_index()
-            .saturating_sub(reader.first_index().saturating_sub(1));
         let whole_upto = index.whole_upto();
         Ok((
             Store {
@@ -111,35 +94,11 @@ impl Store {
             .lock()
             .expect("log lock poisoned")
     }
-
-    /// Drops entries after the last whole transaction (chunks of a transaction whose
-    /// connection broke): nobody was served them, and the syncer fetches it again whole.
-    pub fn discard_partial_tail(&self) -> Result<(), StoreError> {
-        let mut log = self.writer();
-        let whole_upto = self.index().whole_upto();
-        let last = log.last_index();
-        if whole_upto >= last {
-            return Ok(());
-        }
-        log::warn!(
-            "dropping {} log entries from index {}: they end inside a transaction",
-            last - whole_upto,
-            whole_upto + 1
-        );
-        log.truncate_suffix(whole_upto + 1)?;
-        let rebuilt = build_index(&self.reader)?;
-        *self.index.write().expect("index lock poisoned") = rebuilt;
-        Ok(())
-    }
 }
 
 fn build_index(reader: &LogReader) -> Result<BinlogIndex, StoreError> {
-    build_index_upto(reader, reader.last_index())
-}
-
-fn build_index_upto(reader: &LogReader, last: u64) -> Result<BinlogIndex, StoreError> {
     let mut index = BinlogIndex::new();
-    let first = reader.first_index();
+    let (first, last) = (reader.first_index(), reader.last_index());
     if last >= first && last > 0 {
         for i in first..=last {
             let e = reader.read(i)?;

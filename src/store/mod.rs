@@ -367,57 +367,24 @@ mod tests {
         assert_eq!(before.2, "0-1-18,2-1-2");
         let (store, report) = Store::open(dir.path()).unwrap();
         assert_eq!(report.entries, n);
-        assert_eq!(report.partial_entries_dropped, 0);
-        assert_eq!(report.torn_bytes_truncated, 0);
         assert_eq!(summary(&store.index()), before);
         assert_eq!(store.whole_upto(), n);
     }
 
     #[test]
-    fn a_trailing_partial_group_is_dropped_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = ingest(&dump_stream(&NAMES), 60);
-        let partial = first_partial(&entries);
-        let whole = {
-            let (store, _) = Store::open(dir.path()).unwrap();
-            store.append(entries[..=partial].to_vec()).unwrap();
-            assert_eq!(store.index().last_index(), partial as u64 + 1);
-            // Readers never see the partial chunk.
-            assert!(store.whole_upto() < partial as u64 + 1);
-            store.whole_upto()
-        };
-        let (store, report) = Store::open(dir.path()).unwrap();
-        assert_eq!(report.partial_entries_dropped, partial as u64 + 1 - whole);
-        assert_eq!(report.entries, whole);
-        assert_eq!(store.index().last_index(), whole);
-        assert_eq!(store.whole_upto(), whole);
-        assert!(store.read(whole + 1).is_err());
-    }
-
-    #[test]
-    fn discard_partial_tail_drops_the_open_group_and_the_rest_follows() {
+    fn a_trailing_partial_group_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let entries = ingest(&dump_stream(&NAMES), 60);
         let partial = first_partial(&entries);
         let (store, _) = Store::open(dir.path()).unwrap();
         store.append(entries[..=partial].to_vec()).unwrap();
+        assert_eq!(store.index().last_index(), partial as u64 + 1);
+        // Readers never see the partial chunk; the rest of its transaction completes it.
         let whole = store.whole_upto();
-        let resume = store.index().resume_point().unwrap();
-        store.discard_partial_tail().unwrap();
-        assert_eq!(store.index().last_index(), whole);
-        assert_eq!(store.index().resume_point(), Some(resume.clone()));
-        // Nothing to drop a second time.
-        store.discard_partial_tail().unwrap();
-        assert_eq!(store.index().last_index(), whole);
-        // The entries from the resume point on are the ones ingest made first time round.
-        store.append(entries[whole as usize..].to_vec()).unwrap();
-        let full = Store::open(tempfile::tempdir().unwrap().path())
-            .map(|(s, _)| {
-                s.append(entries.clone()).unwrap();
-                summary(&s.index())
-            })
-            .unwrap();
-        assert_eq!(summary(&store.index()), full);
+        assert!(whole < partial as u64 + 1);
+        assert!(store.read(whole + 1).is_ok(), "stored, not yet served");
+        store.append(entries[partial + 1..].to_vec()).unwrap();
+        assert_eq!(store.whole_upto(), entries.len() as u64);
     }
 
     #[test]
