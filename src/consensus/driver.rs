@@ -135,6 +135,8 @@ pub struct Driver {
     raw: RawNode<RaftStorage>,
     storage: RaftStorage,
     persistence: Persistence,
+    /// The last entry index handed out as committed (or restored from a snapshot).
+    handed_out: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -172,6 +174,7 @@ impl Driver {
             raw,
             storage,
             persistence: Persistence::default(),
+            handed_out: 0,
         })
     }
 
@@ -345,10 +348,12 @@ impl Driver {
             let snapshot = rd.snapshot().clone();
             self.storage.apply_snapshot(snapshot.clone())?;
             out.conf_state = Some(snapshot.get_metadata().get_conf_state().clone());
+            self.handed_out = self.handed_out.max(snapshot.get_metadata().index);
             out.snapshot = Some(snapshot);
         }
         let committed = rd.take_committed_entries();
         self.apply_conf_changes(&committed, &mut out);
+        self.note_handed_out(&committed);
         out.committed = committed;
         out.leader_id = self.leader_id();
         out.term = self.term();
@@ -397,6 +402,7 @@ impl Driver {
         send_nonempty(send, light.take_messages());
         let committed = light.take_committed_entries();
         self.apply_conf_changes(&committed, &mut out);
+        self.note_handed_out(&committed);
         out.committed = committed;
         // The commit index and ConfState are durable before these are applied.
         self.storage.persist()?;
@@ -524,6 +530,12 @@ impl Driver {
         compacted
     }
 
+    fn note_handed_out(&mut self, committed: &[Entry]) {
+        if let Some(e) = committed.last() {
+            self.handed_out = self.handed_out.max(e.index);
+        }
+    }
+
     /// Applies committed conf changes to raft and stores the resulting ConfState. A change
     /// raft refuses is skipped on every node alike (it is deterministic), and logged.
     fn apply_conf_changes(&mut self, entries: &[Entry], out: &mut ReadyOutput) {
@@ -599,9 +611,11 @@ impl Driver {
         self.raw.raft.raft_log.last_index()
     }
 
-    /// Index of the last entry handed out as committed.
+    /// Index of the last entry handed out as committed (the caller applies what a half of
+    /// a Ready hands out before it asks; raft's own applied index follows only at the end
+    /// of the Ready).
     pub fn applied_index(&self) -> u64 {
-        self.raw.raft.raft_log.applied
+        self.handed_out.max(self.raw.raft.raft_log.applied)
     }
 
     /// The membership raft currently runs with.
@@ -808,6 +822,10 @@ mod tests {
                 // As the node does: apply what each half hands out before going on.
                 let mut send = |m: Vec<Message>| queue.extend(m);
                 let (early, pending) = driver.begin_ready(&mut send).unwrap().unwrap();
+                if let Some(e) = early.committed.last() {
+                    // What the status reports as applied between the halves.
+                    assert_eq!(driver.applied_index(), e.index);
+                }
                 apply_to(&mut node.sm, early);
                 let late = driver.finish_ready(pending, &mut send).unwrap();
                 let snapshot_requested = late.snapshot_requested;
