@@ -10,14 +10,12 @@
 //! Expectations come from the fixture bytes only. No timing assertions: bounded polls.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::harness::cluster::Cluster;
-use crate::harness::node::ferrobus_bin;
-use crate::harness::process::run_command;
+use crate::harness::node::{run_ferrobus, run_ferrobus_ok};
 use crate::harness::util::{fail, repo_root};
 use crate::harness::*;
 
@@ -48,27 +46,6 @@ fn fixture_bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
 }
 
-/// Runs `ferrobus <args>`: (exit code, stdout, stderr).
-fn ferrobus(args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(ferrobus_bin().unwrap());
-    cmd.args(args).env_remove("FERROBUS_ADMIN");
-    let out = run_command(cmd, None, Duration::from_secs(120)).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ferrobus_ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = ferrobus(args);
-    assert_eq!(
-        code, 0,
-        "ferrobus {args:?}: exit {code}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    stdout
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -81,7 +58,7 @@ fn ctl_import(admin: &str, first_name: Option<&str>, fixtures: &[&str]) -> (i32,
         args.extend(["--name", name]);
     }
     args.extend(paths.iter().map(|p| path_str(p)));
-    ferrobus(&args)
+    run_ferrobus(&args).unwrap()
 }
 
 /// Asserts that `dir` holds exactly `expected` (stored name, fixture file), byte for byte.
@@ -149,15 +126,16 @@ fn round_trip(work: &WorkDir, tag: &str, files: &[(&str, &str)]) {
     assert_eq!(listed, expected, "GET /binlog/files");
 
     let live = work.join(&format!("{tag}-ctl-export"));
-    let out = ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]);
+    let out =
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]).unwrap();
     assert_exported(&live, files);
     assert!(out.contains(&format!("exported {}", files[0].0)), "{out}");
     // A second export into the same folder is refused unless --force.
     let (code, _, stderr) =
-        ferrobus(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]);
+        run_ferrobus(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]).unwrap();
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--force"), "{stderr}");
-    ferrobus_ok(&[
+    run_ferrobus_ok(&[
         "ctl",
         "--admin",
         &admin,
@@ -165,23 +143,25 @@ fn round_trip(work: &WorkDir, tag: &str, files: &[(&str, &str)]) {
         "--to",
         path_str(&live),
         "--force",
-    ]);
+    ])
+    .unwrap();
     assert_exported(&live, files);
 
     assert_eq!(node.terminate().unwrap(), Some(0));
     let offline = work.join(&format!("{tag}-offline-export"));
-    ferrobus_ok(&[
+    run_ferrobus_ok(&[
         "export",
         "--data-dir",
         path_str(node.data_dir()),
         "--to",
         path_str(&offline),
-    ]);
+    ])
+    .unwrap();
     assert_exported(&offline, files);
     // Only one file, by name.
     let one = work.join(&format!("{tag}-offline-one"));
     let last = files[files.len() - 1];
-    ferrobus_ok(&[
+    run_ferrobus_ok(&[
         "export",
         "--data-dir",
         path_str(node.data_dir()),
@@ -189,7 +169,8 @@ fn round_trip(work: &WorkDir, tag: &str, files: &[(&str, &str)]) {
         path_str(&one),
         "--file",
         last.0,
-    ]);
+    ])
+    .unwrap();
     assert_exported(&one, &[last]);
 }
 
@@ -229,7 +210,7 @@ fn bad_imports_are_refused_and_change_nothing() {
     let before = stored_files(&node);
     let snapshot = |tag: &str| {
         let dir = work.join(&format!("export-{tag}"));
-        ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&dir)]);
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&dir)]).unwrap();
         dir
     };
     let assert_unchanged = |tag: &str| {
@@ -335,14 +316,15 @@ fn import_through_a_follower_reaches_every_node() {
             member.name
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        ferrobus_ok(&[
+        run_ferrobus_ok(&[
             "ctl",
             "--admin",
             &node.admin_addr(),
             "export",
             "--to",
             path_str(&dir),
-        ]);
+        ])
+        .unwrap();
         assert_exported(&dir, &chain);
         std::fs::remove_dir_all(&dir).unwrap();
     }
