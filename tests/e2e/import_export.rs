@@ -19,7 +19,7 @@ use crate::harness::mysql_data::{
     export_offline, export_offline_file, fixture_path, import_bytes, KINGBUS_CHAIN,
 };
 use crate::harness::node::{run_ferrobus, run_ferrobus_ok};
-use crate::harness::util::{fail, repo_root};
+use crate::harness::util::fail;
 use crate::harness::*;
 
 /// The fixtures imported one per node, under their own file names.
@@ -247,6 +247,8 @@ fn bad_imports_are_refused_and_change_nothing() {
 /// the files byte-identical.
 #[test]
 fn import_through_a_follower_reaches_every_node() {
+    // The export folders live in a WorkDir, removed when the test ends, pass or fail.
+    let work = WorkDir::new("imex-cluster").unwrap();
     let cluster = Cluster::start("imex", 3).unwrap();
     let leader = cluster.wait_leader(CLUSTER_TIMEOUT).unwrap();
     let followers = cluster.followers(&leader);
@@ -274,12 +276,7 @@ fn import_through_a_follower_reaches_every_node() {
             },
         )
         .unwrap();
-        let dir = repo_root().join("tests/work").join(format!(
-            "imex-cluster-{}-{}",
-            std::process::id(),
-            member.name
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = work.join(&format!("export-{}", member.name));
         run_ferrobus_ok(&[
             "ctl",
             "--admin",
@@ -290,7 +287,6 @@ fn import_through_a_follower_reaches_every_node() {
         ])
         .unwrap();
         assert_exported(&dir, &chain);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
     if cluster.live().len() != 3 {
         fail::<()>("a node died during the import".to_string()).unwrap();
