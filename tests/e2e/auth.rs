@@ -109,16 +109,8 @@ fn node_syncs_from_a_node_serving_caching_sha2_password() {
     let a = Node::start(&work.join("a")).unwrap();
     a.start_syncer(&master, A_SYNCER_ID).unwrap();
     let a_port = free_port();
-    a.put_ok(
-        "/binlog/server/start",
-        &json!({
-            "addr": format!("127.0.0.1:{a_port}"),
-            "user": FERRO_USER,
-            "password": FERRO_PASSWORD,
-            "auth_plugin": "caching_sha2_password",
-        }),
-    )
-    .unwrap();
+    a.start_server_with(a_port, Some("caching_sha2_password"))
+        .unwrap();
     a.wait_synced_with(&master, CATCH_UP_TIMEOUT).unwrap();
 
     // Node B: its master is node A.

@@ -291,14 +291,21 @@ impl Node {
 
     /// Starts the binlog server on 127.0.0.1:`port` with the ferro account.
     pub fn start_server(&self, port: u16) -> Result<Value> {
-        self.put_ok(
-            "/binlog/server/start",
-            &json!({
-                "addr": format!("127.0.0.1:{port}"),
-                "user": FERRO_USER,
-                "password": FERRO_PASSWORD,
-            }),
-        )
+        self.start_server_with(port, None)
+    }
+
+    /// [`Node::start_server`], with `auth_plugin` (e.g. `caching_sha2_password`) as the
+    /// account's authentication plugin when given, the server's default otherwise.
+    pub fn start_server_with(&self, port: u16, auth_plugin: Option<&str>) -> Result<Value> {
+        let mut args = json!({
+            "addr": format!("127.0.0.1:{port}"),
+            "user": FERRO_USER,
+            "password": FERRO_PASSWORD,
+        });
+        if let Some(plugin) = auth_plugin {
+            args["auth_plugin"] = json!(plugin);
+        }
+        self.put_ok("/binlog/server/start", &args)
     }
 
     pub fn syncer_status(&self) -> Result<Value> {
