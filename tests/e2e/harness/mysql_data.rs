@@ -14,7 +14,7 @@ use std::time::Duration;
 use mysql::{BinlogDumpFlags, BinlogRequest};
 use mysql_common::packets::{GnoInterval, Sid};
 
-use super::clients::{mysql_connect, run_pyrepl, venv_python, Source};
+use super::clients::{mysql_connect, pyrepl_command, run_pyrepl, Source};
 use super::node::{ferrobus_bin, Node};
 use super::process::{describe_status, run_command};
 use super::util::{fail, repo_root, Context, Result};
@@ -255,18 +255,8 @@ pub fn pyrepl_mysql(
     start: PyStart,
     stop_gtid: &str,
 ) -> Result<String> {
-    let script = repo_root().join("scripts/pyrepl_dump.py");
-    let mut cmd = Command::new(venv_python()?);
-    cmd.arg(&script).args([
-        "--flavour=mysql".to_string(),
-        "--host=127.0.0.1".to_string(),
-        format!("--port={}", src.port),
-        format!("--user={}", src.user),
-        format!("--password={}", src.password),
-        format!("--server-id={server_id}"),
-        format!("--stop-gtid={stop_gtid}"),
-        "--timeout=90".to_string(),
-    ]);
+    let mut cmd = pyrepl_command(src, server_id, stop_gtid, 90)?;
+    cmd.arg("--flavour=mysql");
     match start {
         PyStart::Gtid(set) => {
             cmd.arg(format!("--start-gtid={set}"));
