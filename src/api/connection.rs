@@ -64,9 +64,21 @@ mod tests {
         // A shutdown through it ends the connection for the client.
         client.write_all(b"x").unwrap();
         found.shutdown(Shutdown::Both).unwrap();
-        let mut rest = Vec::new();
-        let _ = client.read_to_end(&mut rest);
-        assert!(rest.is_empty());
+        // The server side never writes, so the client's read must end (EOF, or a reset
+        // because its byte was never read); a shutdown that did nothing would leave the read
+        // waiting, which the timeout turns into a failure instead of a hang.
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        match client.read(&mut [0u8; 8]) {
+            Ok(0) => {}
+            Ok(n) => panic!("the client read {n} bytes after the shutdown"),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the shutdown did not end the connection for the client: {e}")
+            }
+            Err(e) => panic!("the client's read failed unexpectedly: {e}"),
+        }
         // Not a peer of this process.
         assert!(socket_to_peer("127.0.0.1:1".parse().unwrap()).is_none());
     }

@@ -88,6 +88,25 @@ fn member_names(cluster: &Cluster, name: &str) -> Vec<String> {
     names
 }
 
+/// Waits until GET /members on `name` lists exactly `want` (sorted). A follower applies a
+/// membership change only when it next hears the leader's commit index, so right after the
+/// DELETE answers it may still list the old configuration.
+fn wait_member_names(cluster: &Cluster, name: &str, want: &[String]) {
+    poll(
+        &format!("GET /members on {name} to list {want:?}"),
+        LEADER_TIMEOUT,
+        || {
+            let seen = member_names(cluster, name);
+            Ok(if seen == want {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{seen:?}"))
+            })
+        },
+    )
+    .unwrap();
+}
+
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -564,7 +583,7 @@ fn members_remove_one_cluster_continues() {
     left.sort();
     assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), leader);
     for name in &left {
-        assert_eq!(member_names(&cluster, name), left, "GET /members on {name}");
+        wait_member_names(&cluster, name, &left);
     }
 
     // The two left go on: new writes are synced and served by both.
@@ -601,7 +620,7 @@ fn removing_the_leader_hands_leadership_over_first() {
     let mut left = cluster.followers(&leader);
     left.sort();
     for name in &left {
-        assert_eq!(member_names(&cluster, name), left, "GET /members on {name}");
+        wait_member_names(&cluster, name, &left);
     }
     let log = std::fs::read_to_string(cluster.node(&leader).log_path()).unwrap();
     assert!(

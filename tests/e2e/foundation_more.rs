@@ -8,7 +8,6 @@
 //! no timing assertions (bounded waits only), small loads so each test takes seconds.
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,8 +15,7 @@ use serde_json::{json, Value};
 use crate::harness::abuse::request_missing_gtid;
 use crate::harness::clients::mysql_connect;
 use crate::harness::clients::{ferro_source, node_binary_logs};
-use crate::harness::node::ferrobus_bin;
-use crate::harness::process::run_command;
+use crate::harness::node::{run_ferrobus, run_ferrobus_ok};
 use crate::harness::util::{fail, normalize_gtid_list};
 use crate::harness::wire::{Outcome, RawConn};
 use crate::harness::*;
@@ -707,28 +705,6 @@ fn stopped_parts_stay_stopped_across_restart() {
     assert!(server_answers(port));
 }
 
-/// Runs `ferrobus ctl <args>`: (exit code, stdout, stderr).
-fn ctl(args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(ferrobus_bin().unwrap());
-    cmd.arg("ctl").args(args).env_remove("FERROBUS_ADMIN");
-    let out = run_command(cmd, None, Duration::from_secs(60)).unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    (
-        code,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ctl_ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = ctl(args);
-    assert_eq!(
-        code, 0,
-        "ferrobus ctl {args:?}: exit {code}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    stdout
-}
-
 /// `ferrobus ctl` against a real node: syncer start / status (text and --json), server
 /// start / status / stop, health; exit 1 on a conflict (409), 3 when nothing listens.
 #[test]
@@ -745,6 +721,7 @@ fn ctl_drives_a_real_node() {
     let master_addr = master.addr();
     let syncer_id = SYNCER_ID.to_string();
     let start: Vec<&str> = vec![
+        "ctl",
         "--admin",
         &admin,
         "syncer",
@@ -758,16 +735,17 @@ fn ctl_drives_a_real_node() {
         "--mysql-password",
         REPL_PASSWORD,
     ];
-    ctl_ok(&start);
+    run_ferrobus_ok(&start).unwrap();
     node.wait_synced_with(&master, SYNC_TIMEOUT).unwrap();
     let (file, pos) = master.master_status().unwrap();
 
-    let text = ctl_ok(&["--admin", &admin, "syncer", "status"]);
+    let text = run_ferrobus_ok(&["ctl", "--admin", &admin, "syncer", "status"]).unwrap();
     assert!(text.contains(&file), "syncer status names {file}:\n{text}");
     assert!(text.contains(&pos.to_string()), "syncer status: {text}");
     assert!(text.contains("running"), "syncer status: {text}");
     assert!(!text.contains(REPL_PASSWORD), "syncer status: {text}");
-    let json_text = ctl_ok(&["--admin", &admin, "--json", "syncer", "status"]);
+    let json_text =
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "--json", "syncer", "status"]).unwrap();
     let reply: Value = serde_json::from_str(json_text.trim())
         .unwrap_or_else(|e| panic!("ctl --json output is not JSON ({e}): {json_text}"));
     assert_eq!(reply["message"], "success", "{reply}");
@@ -775,13 +753,14 @@ fn ctl_drives_a_real_node() {
     assert_eq!(reply["data"]["last_file_position"], pos, "{reply}");
 
     // Starting what runs: the node answers 409, ctl exits 1 with the message on stderr.
-    let (code, _, stderr) = ctl(&start);
+    let (code, _, stderr) = run_ferrobus(&start).unwrap();
     assert_eq!(code, 1, "second syncer start: stderr {stderr}");
     assert!(stderr.contains("already"), "stderr: {stderr}");
 
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    ctl_ok(&[
+    run_ferrobus_ok(&[
+        "ctl",
         "--admin",
         &admin,
         "server",
@@ -792,30 +771,36 @@ fn ctl_drives_a_real_node() {
         FERRO_USER,
         "--password",
         FERRO_PASSWORD,
-    ]);
-    let text = ctl_ok(&["--admin", &admin, "server", "status"]);
+    ])
+    .unwrap();
+    let text = run_ferrobus_ok(&["ctl", "--admin", &admin, "server", "status"]).unwrap();
     assert!(text.contains("running") && text.contains(&addr), "{text}");
     assert!(!text.contains(FERRO_PASSWORD), "{text}");
     assert!(server_answers(port), "binlog server started by ctl answers");
-    let json_text = ctl_ok(&["--admin", &admin, "--json", "server", "status"]);
+    let json_text =
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "--json", "server", "status"]).unwrap();
     let reply: Value = serde_json::from_str(json_text.trim()).unwrap();
     assert_eq!(reply["data"]["status"], "running", "{reply}");
-    ctl_ok(&["--admin", &admin, "server", "stop"]);
-    let text = ctl_ok(&["--admin", &admin, "server", "status"]);
+    run_ferrobus_ok(&["ctl", "--admin", &admin, "server", "stop"]).unwrap();
+    let text = run_ferrobus_ok(&["ctl", "--admin", &admin, "server", "status"]).unwrap();
     assert!(text.contains("stopped"), "{text}");
 
-    let text = ctl_ok(&["--admin", &admin, "health"]);
+    let text = run_ferrobus_ok(&["ctl", "--admin", &admin, "health"]).unwrap();
     assert!(text.contains("ok"), "{text}");
-    let reply: Value =
-        serde_json::from_str(ctl_ok(&["--admin", &admin, "--json", "health"]).trim()).unwrap();
+    let reply: Value = serde_json::from_str(
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "--json", "health"])
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     assert_eq!(reply["data"]["status"], "ok", "{reply}");
 
-    ctl_ok(&["--admin", &admin, "syncer", "stop"]);
+    run_ferrobus_ok(&["ctl", "--admin", &admin, "syncer", "stop"]).unwrap();
     assert_eq!(node.syncer_status().unwrap()["status"], "stopped");
 
     // Nothing listening: exit 3.
     let closed = format!("127.0.0.1:{}", free_port());
-    let (code, _, stderr) = ctl(&["--admin", &closed, "health"]);
+    let (code, _, stderr) = run_ferrobus(&["ctl", "--admin", &closed, "health"]).unwrap();
     assert_eq!(code, 3, "ctl against a closed port: stderr {stderr}");
     assert!(!stderr.is_empty());
 }

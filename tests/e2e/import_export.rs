@@ -10,15 +10,16 @@
 //! Expectations come from the fixture bytes only. No timing assertions: bounded polls.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::cluster::Cluster;
-use crate::harness::node::ferrobus_bin;
-use crate::harness::process::run_command;
-use crate::harness::util::{fail, repo_root};
+use crate::harness::mysql_data::{
+    export_offline, export_offline_file, fixture_path, import_bytes, KINGBUS_CHAIN,
+};
+use crate::harness::node::{run_ferrobus, run_ferrobus_ok};
+use crate::harness::util::fail;
 use crate::harness::*;
 
 /// The fixtures imported one per node, under their own file names.
@@ -30,43 +31,10 @@ const SINGLE_FIXTURES: [&str; 5] = [
     "transaction_compression.000001",
 ];
 
-/// The kingbus chain: fixture file and the name its master gave it (the ROTATE of the
-/// file before names it so).
-const KINGBUS: [(&str, &str); 3] = [
-    ("kingbus-5.7-mysql_bin.000011", "mysql_bin.000011"),
-    ("kingbus-5.7-mysql_bin.000012", "mysql_bin.000012"),
-    ("kingbus-5.7-mysql_bin.000013", "mysql_bin.000013"),
-];
-
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/data/mysql").join(name)
-}
-
 fn fixture_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).unwrap()
-}
-
-/// Runs `ferrobus <args>`: (exit code, stdout, stderr).
-fn ferrobus(args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(ferrobus_bin().unwrap());
-    cmd.args(args).env_remove("FERROBUS_ADMIN");
-    let out = run_command(cmd, None, Duration::from_secs(120)).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ferrobus_ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = ferrobus(args);
-    assert_eq!(
-        code, 0,
-        "ferrobus {args:?}: exit {code}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    stdout
+    std::fs::read(fixture_path(name)).unwrap()
 }
 
 fn path_str(path: &Path) -> &str {
@@ -75,13 +43,13 @@ fn path_str(path: &Path) -> &str {
 
 /// `ferrobus ctl --admin A import [--name NAME] FILES...`.
 fn ctl_import(admin: &str, first_name: Option<&str>, fixtures: &[&str]) -> (i32, String, String) {
-    let paths: Vec<PathBuf> = fixtures.iter().map(|f| fixture(f)).collect();
+    let paths: Vec<PathBuf> = fixtures.iter().map(|f| fixture_path(f)).collect();
     let mut args = vec!["ctl", "--admin", admin, "import"];
     if let Some(name) = first_name {
         args.extend(["--name", name]);
     }
     args.extend(paths.iter().map(|p| path_str(p)));
-    ferrobus(&args)
+    run_ferrobus(&args).unwrap()
 }
 
 /// Asserts that `dir` holds exactly `expected` (stored name, fixture file), byte for byte.
@@ -149,15 +117,16 @@ fn round_trip(work: &WorkDir, tag: &str, files: &[(&str, &str)]) {
     assert_eq!(listed, expected, "GET /binlog/files");
 
     let live = work.join(&format!("{tag}-ctl-export"));
-    let out = ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]);
+    let out =
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]).unwrap();
     assert_exported(&live, files);
     assert!(out.contains(&format!("exported {}", files[0].0)), "{out}");
     // A second export into the same folder is refused unless --force.
     let (code, _, stderr) =
-        ferrobus(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]);
+        run_ferrobus(&["ctl", "--admin", &admin, "export", "--to", path_str(&live)]).unwrap();
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--force"), "{stderr}");
-    ferrobus_ok(&[
+    run_ferrobus_ok(&[
         "ctl",
         "--admin",
         &admin,
@@ -165,31 +134,18 @@ fn round_trip(work: &WorkDir, tag: &str, files: &[(&str, &str)]) {
         "--to",
         path_str(&live),
         "--force",
-    ]);
+    ])
+    .unwrap();
     assert_exported(&live, files);
 
     assert_eq!(node.terminate().unwrap(), Some(0));
     let offline = work.join(&format!("{tag}-offline-export"));
-    ferrobus_ok(&[
-        "export",
-        "--data-dir",
-        path_str(node.data_dir()),
-        "--to",
-        path_str(&offline),
-    ]);
+    export_offline(node.data_dir(), &offline).unwrap();
     assert_exported(&offline, files);
     // Only one file, by name.
     let one = work.join(&format!("{tag}-offline-one"));
     let last = files[files.len() - 1];
-    ferrobus_ok(&[
-        "export",
-        "--data-dir",
-        path_str(node.data_dir()),
-        "--to",
-        path_str(&one),
-        "--file",
-        last.0,
-    ]);
+    export_offline_file(node.data_dir(), &one, last.0).unwrap();
     assert_exported(&one, &[last]);
 }
 
@@ -201,20 +157,8 @@ fn every_fixture_round_trips_byte_identical() {
     for (i, name) in SINGLE_FIXTURES.iter().enumerate() {
         round_trip(&work, &format!("single{i}"), &[(name, name)]);
     }
-    let chain: Vec<(&str, &str)> = KINGBUS.iter().map(|(f, n)| (*n, *f)).collect();
+    let chain: Vec<(&str, &str)> = KINGBUS_CHAIN.iter().map(|(f, n)| (*n, *f)).collect();
     round_trip(&work, "kingbus", &chain);
-}
-
-/// POSTs a file's bytes to the import route: (status, message).
-fn post_import(node: &Node, name: &str, bytes: &[u8]) -> (u16, String) {
-    let (status, text) = node
-        .request("POST", &format!("/binlog/import?file={name}"), Some(bytes))
-        .unwrap();
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or(text);
-    (status, message)
 }
 
 /// Truncated, damaged, non-binlog and out-of-order files, and imports while a syncer is
@@ -224,40 +168,41 @@ fn bad_imports_are_refused_and_change_nothing() {
     let work = WorkDir::new("imex-refusals").unwrap();
     let node = Node::start(&work.join("node")).unwrap();
     let admin = node.admin_addr();
-    let (code, out, err) = ctl_import(&admin, Some(KINGBUS[0].1), &[KINGBUS[0].0]);
+    let (code, out, err) = ctl_import(&admin, Some(KINGBUS_CHAIN[0].1), &[KINGBUS_CHAIN[0].0]);
     assert_eq!(code, 0, "{out}\n{err}");
     let before = stored_files(&node);
     let snapshot = |tag: &str| {
         let dir = work.join(&format!("export-{tag}"));
-        ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&dir)]);
+        run_ferrobus_ok(&["ctl", "--admin", &admin, "export", "--to", path_str(&dir)]).unwrap();
         dir
     };
     let assert_unchanged = |tag: &str| {
         assert_eq!(stored_files(&node), before, "store after {tag}");
-        assert_exported(&snapshot(tag), &[(KINGBUS[0].1, KINGBUS[0].0)]);
+        assert_exported(&snapshot(tag), &[(KINGBUS_CHAIN[0].1, KINGBUS_CHAIN[0].0)]);
     };
-    let next = fixture_bytes(KINGBUS[1].0);
-    let next_name = KINGBUS[1].1;
+    let next = fixture_bytes(KINGBUS_CHAIN[1].0);
+    let next_name = KINGBUS_CHAIN[1].1;
 
-    let (status, message) = post_import(&node, next_name, &next[..next.len() - 7]);
+    let (status, message) = import_bytes(&node, next_name, &next[..next.len() - 7]).unwrap();
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("truncated"), "{message}");
     assert_unchanged("truncated");
 
     let mut flipped = next.clone();
     flipped[next.len() / 2] ^= 0x04;
-    let (status, message) = post_import(&node, next_name, &flipped);
+    let (status, message) = import_bytes(&node, next_name, &flipped).unwrap();
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("CRC32"), "{message}");
     assert_unchanged("flipped");
 
-    let (status, message) = post_import(&node, next_name, b"SELECT 1;\n");
+    let (status, message) = import_bytes(&node, next_name, b"SELECT 1;\n").unwrap();
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("not a binlog"), "{message}");
     assert_unchanged("not-a-binlog");
 
     // Out of order: .000011 rotates to .000012, so .000013 cannot follow it.
-    let (code, stdout, stderr) = ctl_import(&admin, Some(KINGBUS[2].1), &[KINGBUS[2].0]);
+    let (code, stdout, stderr) =
+        ctl_import(&admin, Some(KINGBUS_CHAIN[2].1), &[KINGBUS_CHAIN[2].0]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("mysql_bin.000012") && stderr.contains("HTTP 409"),
@@ -268,8 +213,8 @@ fn bad_imports_are_refused_and_change_nothing() {
     // a MariaDB file its master was still writing.
     let (code, _, stderr) = ctl_import(
         &admin,
-        Some(KINGBUS[1].1),
-        &["../mariadb/bin.000007-open", KINGBUS[1].0],
+        Some(KINGBUS_CHAIN[1].1),
+        &["../mariadb/bin.000007-open", KINGBUS_CHAIN[1].0],
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -286,14 +231,14 @@ fn bad_imports_are_refused_and_change_nothing() {
         "mysql_password": "x",
     });
     node.put_ok("/binlog/syncer/start", &syncer).unwrap();
-    let (status, message) = post_import(&node, next_name, &next);
+    let (status, message) = import_bytes(&node, next_name, &next).unwrap();
     assert_eq!(status, 409, "{message}");
     assert!(message.contains("syncer"), "{message}");
     assert_unchanged("syncer-configured");
     node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
 
     // The right file is still accepted afterwards.
-    let (status, message) = post_import(&node, next_name, &next);
+    let (status, message) = import_bytes(&node, next_name, &next).unwrap();
     assert_eq!(status, 200, "{message}");
     assert_eq!(stored_files(&node).len(), 2);
 }
@@ -302,18 +247,20 @@ fn bad_imports_are_refused_and_change_nothing() {
 /// the files byte-identical.
 #[test]
 fn import_through_a_follower_reaches_every_node() {
+    // The export folders live in a WorkDir, removed when the test ends, pass or fail.
+    let work = WorkDir::new("imex-cluster").unwrap();
     let cluster = Cluster::start("imex", 3).unwrap();
     let leader = cluster.wait_leader(CLUSTER_TIMEOUT).unwrap();
     let followers = cluster.followers(&leader);
     let via = cluster.node(&followers[0]);
-    let fixtures: Vec<&str> = KINGBUS.iter().map(|(f, _)| *f).collect();
-    let (code, stdout, stderr) = ctl_import(&via.admin_addr(), Some(KINGBUS[0].1), &fixtures);
+    let fixtures: Vec<&str> = KINGBUS_CHAIN.iter().map(|(f, _)| *f).collect();
+    let (code, stdout, stderr) = ctl_import(&via.admin_addr(), Some(KINGBUS_CHAIN[0].1), &fixtures);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let expected: Vec<(String, u64, u64)> = KINGBUS
+    let expected: Vec<(String, u64, u64)> = KINGBUS_CHAIN
         .iter()
         .map(|(f, n)| (n.to_string(), 4, fixture_bytes(f).len() as u64))
         .collect();
-    let chain: Vec<(&str, &str)> = KINGBUS.iter().map(|(f, n)| (*n, *f)).collect();
+    let chain: Vec<(&str, &str)> = KINGBUS_CHAIN.iter().map(|(f, n)| (*n, *f)).collect();
     for member in cluster.live() {
         let node = &member.node;
         poll(
@@ -329,22 +276,17 @@ fn import_through_a_follower_reaches_every_node() {
             },
         )
         .unwrap();
-        let dir = repo_root().join("tests/work").join(format!(
-            "imex-cluster-{}-{}",
-            std::process::id(),
-            member.name
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        ferrobus_ok(&[
+        let dir = work.join(&format!("export-{}", member.name));
+        run_ferrobus_ok(&[
             "ctl",
             "--admin",
             &node.admin_addr(),
             "export",
             "--to",
             path_str(&dir),
-        ]);
+        ])
+        .unwrap();
         assert_exported(&dir, &chain);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
     if cluster.live().len() != 3 {
         fail::<()>("a node died during the import".to_string()).unwrap();
@@ -376,11 +318,11 @@ fn doomed_imports_are_refused_before_the_upload_and_a_stalled_one_blocks_nothing
     use std::io::Read;
     let work = WorkDir::new("imex-early").unwrap();
     let node = Node::start(&work.join("node")).unwrap();
-    let first = fixture_bytes(KINGBUS[0].0);
-    let (status, message) = post_import(&node, KINGBUS[0].1, &first);
+    let first = fixture_bytes(KINGBUS_CHAIN[0].0);
+    let (status, message) = import_bytes(&node, KINGBUS_CHAIN[0].1, &first).unwrap();
     assert_eq!(status, 200, "{message}");
 
-    let mut conn = start_upload(&node, KINGBUS[0].1, 1 << 30, &first[..1000]);
+    let mut conn = start_upload(&node, KINGBUS_CHAIN[0].1, 1 << 30, &first[..1000]);
     let mut reply = Vec::new();
     let _ = conn.read_to_end(&mut reply);
     let reply = String::from_utf8_lossy(&reply);
@@ -390,14 +332,14 @@ fn doomed_imports_are_refused_before_the_upload_and_a_stalled_one_blocks_nothing
     );
 
     // Half of the next file, then nothing more: the upload stalls with its connection open.
-    let next = fixture_bytes(KINGBUS[1].0);
+    let next = fixture_bytes(KINGBUS_CHAIN[1].0);
     let stalled = start_upload(
         &node,
-        KINGBUS[1].1,
+        KINGBUS_CHAIN[1].1,
         next.len() as u64,
         &next[..next.len() / 2],
     );
-    let (status, message) = post_import(&node, KINGBUS[1].1, &next);
+    let (status, message) = import_bytes(&node, KINGBUS_CHAIN[1].1, &next).unwrap();
     assert_eq!(status, 200, "{message}");
     assert_eq!(stored_files(&node).len(), 2);
     drop(stalled);

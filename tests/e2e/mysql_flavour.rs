@@ -32,15 +32,7 @@ fn node_with_chain(work: &WorkDir, name: &str, auth_plugin: Option<&str>) -> (No
 /// Starts `node`'s binlog server on a free port with the ferro account (and `auth_plugin`).
 fn start_server(node: &Node, auth_plugin: Option<&str>) -> u16 {
     let port = free_port();
-    let mut args = json!({
-        "addr": format!("127.0.0.1:{port}"),
-        "user": FERRO_USER,
-        "password": FERRO_PASSWORD,
-    });
-    if let Some(plugin) = auth_plugin {
-        args["auth_plugin"] = json!(plugin);
-    }
-    node.put_ok("/binlog/server/start", &args).unwrap();
+    node.start_server_with(port, auth_plugin).unwrap();
     port
 }
 

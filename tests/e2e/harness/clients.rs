@@ -110,6 +110,19 @@ pub fn venv_python() -> Result<PathBuf> {
 /// Runs scripts/pyrepl_dump.py (MariaDB GTID mode from the start, blocking, stops after the
 /// transaction of `stop_gtid`): one line per event.
 pub fn pyrepl_dump(src: &Source, server_id: u32, stop_gtid: &str) -> Result<String> {
+    run_pyrepl(pyrepl_command(src, server_id, stop_gtid, 150)?, src)
+}
+
+/// A scripts/pyrepl_dump.py command (venv python) reading from `src` as replica
+/// `server_id` until the transaction of `stop_gtid` is complete, giving up after
+/// `timeout_secs`; the caller adds the flavour and start arguments, then runs it with
+/// [`run_pyrepl`].
+pub fn pyrepl_command(
+    src: &Source,
+    server_id: u32,
+    stop_gtid: &str,
+    timeout_secs: u32,
+) -> Result<Command> {
     let script = repo_root().join("scripts/pyrepl_dump.py");
     let mut cmd = Command::new(venv_python()?);
     cmd.arg(&script).args([
@@ -119,9 +132,9 @@ pub fn pyrepl_dump(src: &Source, server_id: u32, stop_gtid: &str) -> Result<Stri
         format!("--password={}", src.password),
         format!("--server-id={server_id}"),
         format!("--stop-gtid={stop_gtid}"),
-        "--timeout=150".to_string(),
+        format!("--timeout={timeout_secs}"),
     ]);
-    run_pyrepl(cmd, src)
+    Ok(cmd)
 }
 
 /// Runs a prepared scripts/pyrepl_dump.py command: its stdout, or an error with its stderr

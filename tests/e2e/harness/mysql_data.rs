@@ -14,7 +14,7 @@ use std::time::Duration;
 use mysql::{BinlogDumpFlags, BinlogRequest};
 use mysql_common::packets::{GnoInterval, Sid};
 
-use super::clients::{mysql_connect, run_pyrepl, venv_python, Source};
+use super::clients::{mysql_connect, pyrepl_command, run_pyrepl, Source};
 use super::node::{ferrobus_bin, Node};
 use super::process::{describe_status, run_command};
 use super::util::{fail, repo_root, Context, Result};
@@ -168,10 +168,24 @@ pub fn end_of_transaction(chain: &[(&str, &str)], gno: u64) -> Result<(String, u
 }
 
 /// Imports one native binlog file into `node` through its admin API
-/// (`POST /binlog/import?file=NAME`): (HTTP status, reply text).
+/// (`POST /binlog/import?file=NAME`): (HTTP status, reply message — see [`import_bytes`]).
 pub fn import_file(node: &Node, fixture: &str, name: &str) -> Result<(u16, String)> {
-    let bytes = std::fs::read(fixture_path(fixture))?;
-    node.request("POST", &format!("/binlog/import?file={name}"), Some(&bytes))
+    let path = fixture_path(fixture);
+    let bytes = std::fs::read(&path).context(|| format!("reading {}", path.display()))?;
+    import_bytes(node, name, &bytes)
+}
+
+/// Sends `bytes` (a fixture, or a damaged copy of one) to `node`'s import route as the file
+/// `name`: (HTTP status, the reply's `message`, or the whole reply text when it is not the
+/// route's JSON reply).
+pub fn import_bytes(node: &Node, name: &str, bytes: &[u8]) -> Result<(u16, String)> {
+    let (status, text) =
+        node.request("POST", &format!("/binlog/import?file={name}"), Some(bytes))?;
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    Ok((status, message))
 }
 
 /// Imports the files, each of which must be accepted.
@@ -187,14 +201,27 @@ pub fn import_all(node: &Node, files: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// `ferrobus export --data-dir DIR --to OUT` on a stopped node's data dir.
+/// `ferrobus export --data-dir DIR --to OUT` on a stopped node's data dir: its output.
 pub fn export_offline(data_dir: &Path, out: &Path) -> Result<String> {
+    export_offline_files(data_dir, out, None)
+}
+
+/// [`export_offline`] of the one stored file `name` (`--file NAME`).
+pub fn export_offline_file(data_dir: &Path, out: &Path, name: &str) -> Result<String> {
+    export_offline_files(data_dir, out, Some(name))
+}
+
+fn export_offline_files(data_dir: &Path, out: &Path, file: Option<&str>) -> Result<String> {
     let mut cmd = Command::new(ferrobus_bin()?);
     cmd.arg("export")
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--to")
         .arg(out);
+    if let Some(name) = file {
+        cmd.arg("--file").arg(name);
+    }
+    cmd.env_remove("FERROBUS_ADMIN");
     let output = run_command(cmd, None, CLIENT_TIMEOUT)?;
     let text = format!(
         "{}{}",
@@ -203,8 +230,9 @@ pub fn export_offline(data_dir: &Path, out: &Path) -> Result<String> {
     );
     if !output.status.success() {
         return fail(format!(
-            "ferrobus export --data-dir {} failed ({}): {text}",
+            "ferrobus export --data-dir {} --to {} (file {file:?}) failed ({}): {text}",
             data_dir.display(),
+            out.display(),
             describe_status(output.status)
         ));
     }
@@ -227,18 +255,8 @@ pub fn pyrepl_mysql(
     start: PyStart,
     stop_gtid: &str,
 ) -> Result<String> {
-    let script = repo_root().join("scripts/pyrepl_dump.py");
-    let mut cmd = Command::new(venv_python()?);
-    cmd.arg(&script).args([
-        "--flavour=mysql".to_string(),
-        "--host=127.0.0.1".to_string(),
-        format!("--port={}", src.port),
-        format!("--user={}", src.user),
-        format!("--password={}", src.password),
-        format!("--server-id={server_id}"),
-        format!("--stop-gtid={stop_gtid}"),
-        "--timeout=90".to_string(),
-    ]);
+    let mut cmd = pyrepl_command(src, server_id, stop_gtid, 90)?;
+    cmd.arg("--flavour=mysql");
     match start {
         PyStart::Gtid(set) => {
             cmd.arg(format!("--start-gtid={set}"));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::mariadb::{MariaDb, REPL_PASSWORD, REPL_USER};
-use super::process::{describe_status, Proc};
+use super::process::{describe_status, run_command, Proc};
 use super::util::{fail, free_port, poll, print_log_tail, tail_file, Context, Poll, Result};
 
 /// The account downstream clients use on ferrobus's binlog server.
@@ -22,6 +22,9 @@ pub const FERRO_PASSWORD: &str = "ferropass";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 200;
+/// Bound on a one-shot `ferrobus` command (ctl, export): importing or exporting the largest
+/// fixture chain takes a small fraction of it; past it the command is killed and the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl From<ureq::Error> for super::util::Error {
     fn from(e: ureq::Error) -> Self {
@@ -36,6 +39,32 @@ pub fn ferrobus_bin() -> Result<PathBuf> {
         return fail(format!("{} does not exist: run cargo build", bin.display()));
     }
     Ok(bin)
+}
+
+/// Runs the one-shot command `ferrobus <args>` (e.g. `ctl --admin A health`, `export ...`)
+/// to completion: (exit code, stdout, stderr). FERROBUS_ADMIN is removed from its
+/// environment so that only `args` say which node it talks to. Exit code -1: killed by a signal.
+pub fn run_ferrobus(args: &[&str]) -> Result<(i32, String, String)> {
+    let mut cmd = Command::new(ferrobus_bin()?);
+    cmd.args(args).env_remove("FERROBUS_ADMIN");
+    let out =
+        run_command(cmd, None, COMMAND_TIMEOUT).context(|| format!("running ferrobus {args:?}"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// [`run_ferrobus`], which must exit 0: its stdout; otherwise an error with both outputs.
+pub fn run_ferrobus_ok(args: &[&str]) -> Result<String> {
+    let (code, stdout, stderr) = run_ferrobus(args)?;
+    if code != 0 {
+        return fail(format!(
+            "ferrobus {args:?}: exit {code}\nstdout: {stdout}\nstderr: {stderr}"
+        ));
+    }
+    Ok(stdout)
 }
 
 pub struct Node {
@@ -262,14 +291,21 @@ impl Node {
 
     /// Starts the binlog server on 127.0.0.1:`port` with the ferro account.
     pub fn start_server(&self, port: u16) -> Result<Value> {
-        self.put_ok(
-            "/binlog/server/start",
-            &json!({
-                "addr": format!("127.0.0.1:{port}"),
-                "user": FERRO_USER,
-                "password": FERRO_PASSWORD,
-            }),
-        )
+        self.start_server_with(port, None)
+    }
+
+    /// [`Node::start_server`], with `auth_plugin` (e.g. `caching_sha2_password`) as the
+    /// account's authentication plugin when given, the server's default otherwise.
+    pub fn start_server_with(&self, port: u16, auth_plugin: Option<&str>) -> Result<Value> {
+        let mut args = json!({
+            "addr": format!("127.0.0.1:{port}"),
+            "user": FERRO_USER,
+            "password": FERRO_PASSWORD,
+        });
+        if let Some(plugin) = auth_plugin {
+            args["auth_plugin"] = json!(plugin);
+        }
+        self.put_ok("/binlog/server/start", &args)
     }
 
     pub fn syncer_status(&self) -> Result<Value> {
