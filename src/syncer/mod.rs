@@ -516,31 +516,36 @@ fn connect_checked(
     Ok((client, info))
 }
 
-/// Splits a chunk of back-to-back events (the reader framed them, so sizes are exact).
-fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = chunk;
-    std::iter::from_fn(move || {
-        if rest.len() < crate::binlog::event::HEADER_LEN {
-            return None;
-        }
-        let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
-        // A size that disagrees with the packet is caught by ingest; hand over what is left.
-        let size = if size < crate::binlog::event::HEADER_LEN || size > rest.len() {
-            rest.len()
-        } else {
-            size
-        };
-        let (event, tail) = rest.split_at(size);
-        rest = tail;
-        Some(event)
-    })
+/// Reads the next packet of the dump into `packet` and returns the event in it (without
+/// the 0x00 status byte, not copied), or None at EOF.
+fn read_event<'a>(
+    client: &mut Client,
+    packet: &'a mut Vec<u8>,
+) -> Result<Option<&'a [u8]>, SyncerError> {
+    client
+        .conn_mut()
+        .read_packet_into(packet)
+        .map_err(upstream::conn_error)?;
+    match packet.first() {
+        Some(0x00) => Ok(packet.get(1..)),
+        Some(0xfe) if packet.len() < 9 => Ok(None),
+        Some(0xff) => Err(SyncerError::Master(
+            crate::mysql::resultset::ErrPacket::decode(packet)
+                .map(|e| format!("{} (error {})", e.message, e.code))
+                .unwrap_or_else(|_| "malformed error packet".into()),
+        )),
+        _ => Err(SyncerError::Connection(
+            "the master sent a packet that is not an event".into(),
+        )),
+    }
 }
 
-/// Reads the dump and stores it, on the connection's one thread: events are gathered while
-/// the socket has more buffered (up to `BATCH_BYTES_MAX`), then cut into entries and handed
-/// to the sink together (one proposal, one fsync: what arrived during the last one). No
-/// hand-off to another thread sits between a transaction's arrival and its proposal; the
-/// sink bounds what is in flight (blocking here applies back-pressure to the master).
+/// Reads the dump and stores it, on the connection's one thread: each event goes to ingest
+/// straight from the packet, and what ingest made is handed to the sink together once the
+/// socket has nothing more buffered, the stream ends, or `BATCH_BYTES_MAX` bytes were fed
+/// (one proposal, one fsync: what arrived during the last one). No hand-off to another
+/// thread sits between a transaction's arrival and its proposal; the sink bounds what is
+/// in flight (blocking here applies back-pressure to the master).
 fn stream_loop(
     client: &mut Client,
     mut ingest: Ingest,
@@ -548,24 +553,29 @@ fn stream_loop(
     shared: &Shared,
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
+    // Reused for every packet: grows to the largest event.
     let mut packet = Vec::new();
-    // Grows to at most BATCH_BYTES_MAX plus one event, and is reused.
-    let mut chunk = Vec::new();
     let mut seen = SessionSeen::default();
     let result = loop {
-        let more = match upstream::read_dump_event_into(client, &mut packet, &mut chunk) {
-            Ok(more) => more,
+        let ev = match read_event(client, &mut packet) {
+            Ok(ev) => ev,
             // Whole events received before the stream broke are stored (whole
             // transactions of them; a partial one is not).
-            Err(e) => break store_chunk(&chunk, &mut ingest, sink, shared, &mut seen).and(Err(e)),
+            Err(e) => break store(&mut ingest, sink, shared, &mut seen).and(Err(e)),
         };
         received_any.store(true, Ordering::Relaxed);
+        let more = ev.is_some();
+        if let Some(ev) = ev {
+            if let Err(e) = feed(ev, &mut ingest, &mut seen) {
+                // What ingest accepted before the bad event is stored.
+                break store(&mut ingest, sink, shared, &mut seen).and(Err(e));
+            }
+        }
         let drained = client.conn_mut().buffered_input_len() == 0;
-        if !chunk.is_empty() && (!more || drained || chunk.len() >= BATCH_BYTES_MAX) {
-            if let Err(e) = store_chunk(&chunk, &mut ingest, sink, shared, &mut seen) {
+        if seen.fed_bytes > 0 && (!more || drained || seen.fed_bytes >= BATCH_BYTES_MAX) {
+            if let Err(e) = store(&mut ingest, sink, shared, &mut seen) {
                 break Err(e);
             }
-            chunk.clear();
         }
         if !more {
             break Ok(());
@@ -577,40 +587,43 @@ fn stream_loop(
     result
 }
 
-/// What the status needs from the events stored so far in a session.
+/// What the status needs from the events of a session, and what was fed since the last
+/// store.
 #[derive(Default)]
 struct SessionSeen {
     last_timestamp: Option<u32>,
     caught_up: bool,
+    /// Bytes of all events fed to ingest since the last store (heartbeats included).
+    fed_bytes: usize,
+    /// Content events and their bytes fed since the last store (for the status).
+    events: u64,
+    bytes: u64,
 }
 
-/// Feeds a chunk of whole events to ingest and hands the entries it makes to the sink.
-fn store_chunk(
-    chunk: &[u8],
+/// Feeds one whole event to ingest.
+fn feed(ev: &[u8], ingest: &mut Ingest, seen: &mut SessionSeen) -> Result<(), SyncerError> {
+    seen.fed_bytes += ev.len();
+    match ingest.on_event(ev).map_err(SyncerError::Ingest)? {
+        Seen::Content { timestamp } => {
+            seen.events += 1;
+            seen.bytes += ev.len() as u64;
+            seen.last_timestamp = Some(timestamp);
+            seen.caught_up = false;
+        }
+        Seen::Heartbeat => seen.caught_up = !ingest.in_group(),
+        Seen::Artificial => {}
+    }
+    Ok(())
+}
+
+/// Hands the entries ingest made from the events fed so far (whole transactions only) to
+/// the sink and publishes the status.
+fn store(
     ingest: &mut Ingest,
     sink: &dyn Sink,
     shared: &Shared,
     seen: &mut SessionSeen,
 ) -> Result<(), SyncerError> {
-    let mut result = Ok(());
-    let (mut events, mut bytes) = (0u64, 0u64);
-    for ev in chunk_events(chunk) {
-        match ingest.on_event(ev) {
-            Ok(Seen::Content { timestamp }) => {
-                events += 1;
-                bytes += ev.len() as u64;
-                seen.last_timestamp = Some(timestamp);
-                seen.caught_up = false;
-            }
-            Ok(Seen::Heartbeat) => seen.caught_up = !ingest.in_group(),
-            Ok(Seen::Artificial) => {}
-            Err(e) => {
-                result = Err(SyncerError::Ingest(e));
-                break;
-            }
-        }
-    }
-    // What ingest accepted before an error is stored: whole transactions only.
     let entries = ingest.take_entries(true);
     if !entries.is_empty() {
         sink.append(entries).map_err(SyncerError::Sink)?;
@@ -618,12 +631,13 @@ fn store_chunk(
     publish(
         shared,
         ingest,
-        events,
-        bytes,
+        seen.events,
+        seen.bytes,
         seen.last_timestamp,
         seen.caught_up,
     );
-    result
+    (seen.fed_bytes, seen.events, seen.bytes) = (0, 0, 0);
+    Ok(())
 }
 
 fn publish(
