@@ -319,10 +319,7 @@ fn session(
             upstream::flavour_name(info.flavour)
         )));
     }
-    let plan = match info.flavour {
-        Flavour::MariaDb => plan_mariadb(config, &resume, &mut client, &info, shared)?,
-        Flavour::MySql => plan_mysql(config, store, &resume, &mut client, &info, shared)?,
-    };
+    let plan = plan(config, store, &resume, &mut client, &info, shared)?;
     let (file, pos) = (plan.file.clone(), plan.pos);
     if !info.binlogs.contains(&file) {
         return Err(SyncerError::Precheck(format!(
@@ -343,16 +340,19 @@ fn session(
         return Ok(());
     }
     let mut ingest = Ingest::new(resume);
-    match &plan.mysql {
-        None => {
+    match &plan.dump {
+        Dump::MariaDb(start_state) => {
             log::info!(
                 "syncer: dumping from {} at {file}:{pos} as server id {}",
                 up.addr,
                 up.server_id
             );
             upstream::start_dump(&mut client, up, &file, pos, None)?;
+            if let Some(state) = start_state {
+                ingest.record_start_state(state);
+            }
         }
-        Some(how) => {
+        Dump::MySql(how) => {
             match how {
                 upstream::MysqlDump::Gtid(set) => {
                     log::info!(
@@ -375,9 +375,6 @@ fn session(
             upstream::start_mysql_dump(&mut client, up, &info, &file, pos, how)?;
         }
     }
-    if let Some(state) = &plan.start_state {
-        ingest.record_start_state(state);
-    }
     set_state(shared, State::Running, None);
 
     let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, received_any);
@@ -389,53 +386,22 @@ fn session(
 struct DumpPlan {
     file: String,
     pos: u64,
-    /// MariaDB: the GTID state where a store that begins after the master's history begins.
-    start_state: Option<MariaGtidList>,
-    /// MySQL: the dump command; None for MariaDB.
-    mysql: Option<upstream::MysqlDump>,
+    dump: Dump,
 }
 
-fn plan_mariadb(
-    config: &SyncerConfig,
-    resume: &Option<(String, u64)>,
-    client: &mut Client,
-    info: &upstream::MasterInfo,
-    shared: &Shared,
-) -> Result<DumpPlan, SyncerError> {
-    let up = &config.upstream;
-    let (file, pos) = match (resume, &config.start) {
-        (Some((f, p)), _) => (f.clone(), *p),
-        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(g)) => {
-            // The GTID dump leaves this connection unusable: resolve, then reconnect.
-            let at = upstream::resolve_gtid(client, up, g)?;
-            (*client, _) = connect_checked(up, shared)?;
-            at
-        }
-        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
-    };
-    // A store that begins after the start of the master's history records the GTID state
-    // there, so that a replica that stopped exactly there can be served.
-    let start_state = match (resume, &config.start) {
-        (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
-            Some(upstream::gtid_state_at(client, &file, pos)?)
-        }
-        _ => None,
-    };
-    Ok(DumpPlan {
-        file,
-        pos,
-        start_state,
-        mysql: None,
-    })
+/// How the dump is asked for, per flavour.
+enum Dump {
+    /// COM_BINLOG_DUMP; the GTID state where a store that begins after the master's history
+    /// begins (recorded so that a replica that stopped exactly there can be served).
+    MariaDb(Option<MariaGtidList>),
+    /// COM_BINLOG_DUMP_GTID with the set to leave out, or COM_BINLOG_DUMP.
+    MySql(upstream::MysqlDump),
 }
 
-/// A MySQL master: from the store's end with the stored executed set (GTID_MODE=ON) or by
-/// position. A start GTID set is turned into the file the master would begin it from, and
-/// the store takes that file whole (from position 4, nothing left out), so that it holds
-/// the master's files byte for byte; the transactions of the set in that file are stored
-/// too, and replicas asking from the set are served from the right place all the same.
-fn plan_mysql(
+/// From the store's end, or on a fresh store from the configured start point. A start GTID
+/// is resolved to a file and position on a connection that the GTID dump leaves unusable,
+/// so a new one is opened after it.
+fn plan(
     config: &SyncerConfig,
     store: &Store,
     resume: &Option<(String, u64)>,
@@ -444,61 +410,89 @@ fn plan_mysql(
     shared: &Shared,
 ) -> Result<DumpPlan, SyncerError> {
     let up = &config.upstream;
-    let gtid_dump = info.mysql_gtid_dump();
     let (file, pos) = match (resume, &config.start) {
         (Some((f, p)), _) => (f.clone(), *p),
         (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(text)) => {
-            let set = MysqlGtidSet::parse(text).map_err(|e| {
-                SyncerError::Precheck(format!(
-                    "the start GTID {text:?} is not a MySQL GTID set (the master is MySQL): {e}"
-                ))
-            })?;
-            if !gtid_dump {
-                return Err(SyncerError::Precheck(format!(
-                    "a start GTID set needs GTID_MODE=ON on the master (it is {}); give \
-                     binlog_file and binlog_pos instead",
-                    info.gtid_mode.as_deref().unwrap_or("OFF")
-                )));
-            }
-            let file = upstream::resolve_mysql_gtid(client, up, info, &set)?;
-            log::info!("syncer: the master begins GTID set '{text}' in {file}; storing it whole");
-            (*client, _) = connect_checked(up, shared)?;
-            (file, 4)
-        }
         (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
+        (None, StartPoint::Gtid(g)) => {
+            let at = match info.flavour {
+                Flavour::MariaDb => upstream::resolve_gtid(client, up, g)?,
+                Flavour::MySql => mysql_gtid_start(client, up, info, g)?,
+            };
+            (*client, _) = connect_checked(up, shared)?;
+            at
+        }
     };
+    let dump = match info.flavour {
+        // A store that begins after the start of the master's history records the GTID
+        // state there.
+        Flavour::MariaDb => Dump::MariaDb(match (resume, &config.start) {
+            (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
+                Some(upstream::gtid_state_at(client, &file, pos)?)
+            }
+            _ => None,
+        }),
+        Flavour::MySql => Dump::MySql(mysql_dump(store, resume, client, info, &file, pos)?),
+    };
+    Ok(DumpPlan { file, pos, dump })
+}
+
+/// A MySQL start GTID set, turned into the file the master would begin it from. The store
+/// takes that file whole (from position 4, nothing left out), so that it holds the master's
+/// files byte for byte; the transactions of the set in that file are stored too, and
+/// replicas asking from the set are served from the right place all the same.
+fn mysql_gtid_start(
+    client: &mut Client,
+    up: &Upstream,
+    info: &upstream::MasterInfo,
+    text: &str,
+) -> Result<(String, u64), SyncerError> {
+    let set = MysqlGtidSet::parse(text).map_err(|e| {
+        SyncerError::Precheck(format!(
+            "the start GTID {text:?} is not a MySQL GTID set (the master is MySQL): {e}"
+        ))
+    })?;
+    if !info.mysql_gtid_dump() {
+        return Err(SyncerError::Precheck(format!(
+            "a start GTID set needs GTID_MODE=ON on the master (it is {}); give \
+             binlog_file and binlog_pos instead",
+            info.gtid_mode.as_deref().unwrap_or("OFF")
+        )));
+    }
+    let file = upstream::resolve_mysql_gtid(client, up, info, &set)?;
+    log::info!("syncer: the master begins GTID set '{text}' in {file}; storing it whole");
+    Ok((file, 4))
+}
+
+/// A MySQL dump: from the store's end with the stored executed set (GTID_MODE=ON) or by
+/// position.
+fn mysql_dump(
+    store: &Store,
+    resume: &Option<(String, u64)>,
+    client: &mut Client,
+    info: &upstream::MasterInfo,
+    file: &str,
+    pos: u64,
+) -> Result<upstream::MysqlDump, SyncerError> {
     if resume.is_none() && pos > 4 {
         log::warn!(
             "syncer: the store begins inside {file} at {pos}; its executed GTID set starts \
              with the transactions stored (MySQL has no BINLOG_GTID_POS to ask)"
         );
     }
-    let mysql = if gtid_dump {
-        // With a file name the master starts there and leaves out only what the set holds:
-        // what the store holds, all before this position. A fresh store sends the master's
-        // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
-        // refuse a replica that lacks purged transactions).
-        let executed = if resume.is_some() {
-            stored_mysql_executed(store)
-        } else {
-            upstream::master_gtid_purged(client)?
-        };
-        upstream::MysqlDump::Gtid(executed)
+    if !info.mysql_gtid_dump() {
+        return Ok(upstream::MysqlDump::FilePos);
+    }
+    // With a file name the master starts there and leaves out only what the set holds:
+    // what the store holds, all before this position. A fresh store sends the master's
+    // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
+    // refuse a replica that lacks purged transactions).
+    let executed = if resume.is_some() {
+        store.index().mysql_executed().clone()
     } else {
-        upstream::MysqlDump::FilePos
+        upstream::master_gtid_purged(client)?
     };
-    Ok(DumpPlan {
-        file,
-        pos,
-        start_state: None,
-        mysql: Some(mysql),
-    })
-}
-
-/// The MySQL GTID set the store holds (the set a COM_BINLOG_DUMP_GTID leaves out).
-fn stored_mysql_executed(store: &Store) -> MysqlGtidSet {
-    store.index().mysql_executed().clone()
+    Ok(upstream::MysqlDump::Gtid(executed))
 }
 
 /// Connects, registers the socket so that `stop` can interrupt any later wait on it, and
