@@ -65,10 +65,16 @@ pub struct EntryMeta {
 /// Where a GTID's transaction starts and where the one after it starts.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupLoc {
-    /// MariaDB: the GTID's server_id; MySQL: the GTID event header's server_id.
-    pub server_id: u32,
     pub start: Loc,
     pub end: Loc,
+}
+
+/// A MariaDB group: keyed by (domain_id, seq_no), so the GTID's server_id is kept to tell
+/// a stored GTID from another server's with the same domain and seq_no.
+#[derive(Clone, Copy, Debug)]
+struct MariaGroup {
+    server_id: u32,
+    loc: GroupLoc,
 }
 
 /// Why an entry could not be indexed. Any of these means the stored log is not a binlog
@@ -107,8 +113,6 @@ impl From<EntryError> for IndexError {
 #[derive(Clone, Debug)]
 struct OpenGroup {
     gtid: Option<Gtid>,
-    /// Header server_id of the event that opened the group.
-    server_id: u32,
     start: Loc,
 }
 
@@ -117,7 +121,7 @@ struct OpenGroup {
 pub struct BinlogIndex {
     files: Vec<FileMeta>,
     entries: Vec<EntryMeta>,
-    maria: BTreeMap<(u32, u64), GroupLoc>,
+    maria: BTreeMap<(u32, u64), MariaGroup>,
     /// Last GTID per domain of whole stored groups (MariaDB's gtid_binlog_pos).
     maria_state: MariaGtidList,
     /// Smallest stored seq_no per domain (to tell "purged" from "never there").
@@ -321,14 +325,14 @@ impl BinlogIndex {
         let mut dropped: Vec<(Loc, MariaGtid)> = self
             .maria
             .iter()
-            .filter(|(_, g)| g.start.entry < first_kept)
+            .filter(|(_, g)| g.loc.start.entry < first_kept)
             .map(|((domain_id, seq_no), g)| {
                 let gtid = MariaGtid {
                     domain_id: *domain_id,
                     server_id: g.server_id,
                     seq_no: *seq_no,
                 };
-                (g.start, gtid)
+                (g.loc.start, gtid)
             })
             .collect();
         dropped.sort_by_key(|(loc, _)| (loc.entry, loc.offset));
@@ -348,10 +352,10 @@ impl BinlogIndex {
         if let Some(previous) = &self.files[keep].previous_gtids {
             purged_mysql = purged_mysql.union(previous);
         }
-        self.maria.retain(|_, g| g.start.entry >= first_kept);
+        self.maria.retain(|_, g| g.loc.start.entry >= first_kept);
         for g in self.maria.values_mut() {
-            g.start.file -= keep;
-            g.end.file -= keep;
+            g.loc.start.file -= keep;
+            g.loc.end.file -= keep;
         }
         self.mysql.retain(|_, g| g.start.entry >= first_kept);
         for g in self.mysql.values_mut() {
@@ -589,7 +593,6 @@ impl BinlogIndex {
         if step.starts_group {
             self.open_group = Some(OpenGroup {
                 gtid: step.gtid,
-                server_id: EventHeader::parse(event).map_or(0, |h| h.server_id),
                 start,
             });
         }
@@ -642,10 +645,12 @@ impl BinlogIndex {
             Some(Gtid::Maria(g)) => {
                 self.maria.insert(
                     (g.domain_id, g.seq_no),
-                    GroupLoc {
+                    MariaGroup {
                         server_id: g.server_id,
-                        start: group.start,
-                        end,
+                        loc: GroupLoc {
+                            start: group.start,
+                            end,
+                        },
                     },
                 );
                 self.maria_first_seq.entry(g.domain_id).or_insert(g.seq_no);
@@ -664,7 +669,6 @@ impl BinlogIndex {
                 self.mysql.insert(
                     (Tsid { uuid, tag }, gno),
                     GroupLoc {
-                        server_id: group.server_id,
                         start: group.start,
                         end,
                     },
@@ -708,6 +712,7 @@ impl BinlogIndex {
     }
 
     /// Where the MySQL transaction `uuid[:tag]:gno` lies, if it is stored whole.
+    #[cfg(test)]
     pub fn mysql_group(&self, uuid: &[u8; 16], tag: Option<&str>, gno: u64) -> Option<&GroupLoc> {
         let key = (
             Tsid {
@@ -772,6 +777,7 @@ impl BinlogIndex {
         self.maria
             .get(&(gtid.domain_id, gtid.seq_no))
             .filter(|g| g.server_id == gtid.server_id)
+            .map(|g| &g.loc)
     }
 
     /// The master's GTID state where the store begins, from the first stored GTID_LIST event
@@ -848,10 +854,10 @@ impl BinlogIndex {
 }
 
 /// Per domain, the seq_no of the first group in stream order.
-fn first_seqs(maria: &BTreeMap<(u32, u64), GroupLoc>) -> BTreeMap<u32, u64> {
+fn first_seqs(maria: &BTreeMap<(u32, u64), MariaGroup>) -> BTreeMap<u32, u64> {
     let mut first: BTreeMap<u32, (u64, usize, u64)> = BTreeMap::new();
     for ((domain, seq), g) in maria {
-        let at = (g.start.entry, g.start.offset, *seq);
+        let at = (g.loc.start.entry, g.loc.start.offset, *seq);
         first
             .entry(*domain)
             .and_modify(|f| {
@@ -1379,7 +1385,7 @@ mod tests {
         let groups: Vec<_> = index
             .maria
             .iter()
-            .map(|(k, g)| (*k, g.server_id, g.start, g.end))
+            .map(|(k, g)| (*k, g.server_id, g.loc.start, g.loc.end))
             .collect();
         format!(
             "{files:?}\n{entries:?}\n{groups:?}\n{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
@@ -1499,11 +1505,11 @@ mod tests {
                     server_id: g.server_id,
                     seq_no: *seq,
                 };
-                if g.start.entry > cut as u64 {
+                if g.loc.start.entry > cut as u64 {
                     let got = index.maria_group(&gtid).expect("group after the base");
                     assert_eq!(
                         (got.start.entry, got.start.pos),
-                        (g.start.entry, g.start.pos)
+                        (g.loc.start.entry, g.loc.start.pos)
                     );
                 } else {
                     assert!(index.maria_group(&gtid).is_none(), "cut {cut}: {gtid}");
