@@ -1112,6 +1112,31 @@ mod tests {
 
     const LIMITS: [usize; 4] = [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40, 10];
 
+    /// At every place where `entries` are whole (`cut` entries in): `before` sees the index
+    /// of those entries (`head`) and an index begun from its snapshot base; `after` sees
+    /// `head` and that index once it was fed the rest of the entries.
+    fn each_snapshot_cut(
+        entries: &[(u8, Vec<u8>)],
+        mut before: impl FnMut(usize, &BinlogIndex, &BinlogIndex),
+        mut after: impl FnMut(usize, &BinlogIndex, &BinlogIndex),
+    ) {
+        for cut in 1..entries.len() {
+            let head = index_of(&entries[..cut]);
+            if head.has_partial_tail() || head.files().is_empty() {
+                continue;
+            }
+            let base = head.base_entries();
+            let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
+            before(cut, &head, &index);
+            for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
+                index
+                    .feed(i as u64 + 1, *kind, data)
+                    .unwrap_or_else(|e| panic!("cut {cut}, entry {}: {e}", i + 1));
+            }
+            after(cut, &head, &index);
+        }
+    }
+
     /// Every MariaDB group of a file: (gtid, start pos, end pos).
     fn groups_of(name: &str) -> Vec<(MariaGtid, u64, u64)> {
         let mut tracker = TransactionTracker::new(4);
@@ -1473,14 +1498,8 @@ mod tests {
         let entries = ingest(&dump_stream(&names), 200);
         let whole = index_of(&entries);
         // Every place where the stream is whole: base there, then the rest.
-        for cut in 1..entries.len() {
-            let head = index_of(&entries[..cut]);
-            if head.has_partial_tail() || head.files().is_empty() {
-                continue;
-            }
-            let base = head.base_entries();
-            let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
-            assert_eq!(index.origin(), &(cut as u64, base.clone()));
+        let before = |cut: usize, head: &BinlogIndex, index: &BinlogIndex| {
+            assert_eq!(index.origin(), &(cut as u64, head.base_entries()));
             assert_eq!(index.resume_point(), head.resume_point(), "cut {cut}");
             assert_eq!(index.maria_state(), head.maria_state(), "cut {cut}");
             assert_eq!(&index.purged_gtids(), head.maria_state(), "cut {cut}");
@@ -1491,11 +1510,8 @@ mod tests {
                 (first.entry, first.file, first.pos),
                 (cut as u64 + 1, 0, resume.1)
             );
-            for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
-                index
-                    .feed(i as u64 + 1, *kind, data)
-                    .unwrap_or_else(|e| panic!("cut {cut}, entry {}: {e}", i + 1));
-            }
+        };
+        let after = |cut: usize, _: &BinlogIndex, index: &BinlogIndex| {
             assert_eq!(index.resume_point(), whole.resume_point(), "cut {cut}");
             assert_eq!(index.maria_state(), whole.maria_state(), "cut {cut}");
             // Groups after the base are found where the whole index has them.
@@ -1515,7 +1531,8 @@ mod tests {
                     assert!(index.maria_group(&gtid).is_none(), "cut {cut}: {gtid}");
                 }
             }
-        }
+        };
+        each_snapshot_cut(&entries, before, after);
     }
 
     mod mysql {
@@ -1692,21 +1709,17 @@ mod tests {
         #[test]
         fn a_snapshot_base_carries_the_mysql_state() {
             let (entries, whole) = chain_index(300);
-            for cut in 1..entries.len() {
-                let head = index_of(&entries[..cut]);
-                if head.has_partial_tail() || head.files().is_empty() {
-                    continue;
-                }
-                let base = head.base_entries();
-                let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
-                assert_eq!(index.mysql_executed(), head.mysql_executed(), "cut {cut}");
-                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
-                for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
-                    index.feed(i as u64 + 1, *kind, data).unwrap();
-                }
-                assert_eq!(index.mysql_executed(), whole.mysql_executed(), "cut {cut}");
-                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
-            }
+            each_snapshot_cut(
+                &entries,
+                |cut, head, index| {
+                    assert_eq!(index.mysql_executed(), head.mysql_executed(), "cut {cut}");
+                    assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+                },
+                |cut, head, index| {
+                    assert_eq!(index.mysql_executed(), whole.mysql_executed(), "cut {cut}");
+                    assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+                },
+            );
         }
 
         #[test]
