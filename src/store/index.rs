@@ -65,10 +65,16 @@ pub struct EntryMeta {
 /// Where a GTID's transaction starts and where the one after it starts.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupLoc {
-    /// MariaDB: the GTID's server_id; MySQL: the GTID event header's server_id.
-    pub server_id: u32,
     pub start: Loc,
     pub end: Loc,
+}
+
+/// A MariaDB group: keyed by (domain_id, seq_no), so the GTID's server_id is kept to tell
+/// a stored GTID from another server's with the same domain and seq_no.
+#[derive(Clone, Copy, Debug)]
+struct MariaGroup {
+    server_id: u32,
+    loc: GroupLoc,
 }
 
 /// Why an entry could not be indexed. Any of these means the stored log is not a binlog
@@ -107,8 +113,6 @@ impl From<EntryError> for IndexError {
 #[derive(Clone, Debug)]
 struct OpenGroup {
     gtid: Option<Gtid>,
-    /// Header server_id of the event that opened the group.
-    server_id: u32,
     start: Loc,
 }
 
@@ -117,7 +121,7 @@ struct OpenGroup {
 pub struct BinlogIndex {
     files: Vec<FileMeta>,
     entries: Vec<EntryMeta>,
-    maria: BTreeMap<(u32, u64), GroupLoc>,
+    maria: BTreeMap<(u32, u64), MariaGroup>,
     /// Last GTID per domain of whole stored groups (MariaDB's gtid_binlog_pos).
     maria_state: MariaGtidList,
     /// Smallest stored seq_no per domain (to tell "purged" from "never there").
@@ -321,14 +325,14 @@ impl BinlogIndex {
         let mut dropped: Vec<(Loc, MariaGtid)> = self
             .maria
             .iter()
-            .filter(|(_, g)| g.start.entry < first_kept)
+            .filter(|(_, g)| g.loc.start.entry < first_kept)
             .map(|((domain_id, seq_no), g)| {
                 let gtid = MariaGtid {
                     domain_id: *domain_id,
                     server_id: g.server_id,
                     seq_no: *seq_no,
                 };
-                (g.start, gtid)
+                (g.loc.start, gtid)
             })
             .collect();
         dropped.sort_by_key(|(loc, _)| (loc.entry, loc.offset));
@@ -348,10 +352,10 @@ impl BinlogIndex {
         if let Some(previous) = &self.files[keep].previous_gtids {
             purged_mysql = purged_mysql.union(previous);
         }
-        self.maria.retain(|_, g| g.start.entry >= first_kept);
+        self.maria.retain(|_, g| g.loc.start.entry >= first_kept);
         for g in self.maria.values_mut() {
-            g.start.file -= keep;
-            g.end.file -= keep;
+            g.loc.start.file -= keep;
+            g.loc.end.file -= keep;
         }
         self.mysql.retain(|_, g| g.start.entry >= first_kept);
         for g in self.mysql.values_mut() {
@@ -589,7 +593,6 @@ impl BinlogIndex {
         if step.starts_group {
             self.open_group = Some(OpenGroup {
                 gtid: step.gtid,
-                server_id: EventHeader::parse(event).map_or(0, |h| h.server_id),
                 start,
             });
         }
@@ -642,10 +645,12 @@ impl BinlogIndex {
             Some(Gtid::Maria(g)) => {
                 self.maria.insert(
                     (g.domain_id, g.seq_no),
-                    GroupLoc {
+                    MariaGroup {
                         server_id: g.server_id,
-                        start: group.start,
-                        end,
+                        loc: GroupLoc {
+                            start: group.start,
+                            end,
+                        },
                     },
                 );
                 self.maria_first_seq.entry(g.domain_id).or_insert(g.seq_no);
@@ -664,7 +669,6 @@ impl BinlogIndex {
                 self.mysql.insert(
                     (Tsid { uuid, tag }, gno),
                     GroupLoc {
-                        server_id: group.server_id,
                         start: group.start,
                         end,
                     },
@@ -708,6 +712,7 @@ impl BinlogIndex {
     }
 
     /// Where the MySQL transaction `uuid[:tag]:gno` lies, if it is stored whole.
+    #[cfg(test)]
     pub fn mysql_group(&self, uuid: &[u8; 16], tag: Option<&str>, gno: u64) -> Option<&GroupLoc> {
         let key = (
             Tsid {
@@ -772,6 +777,7 @@ impl BinlogIndex {
         self.maria
             .get(&(gtid.domain_id, gtid.seq_no))
             .filter(|g| g.server_id == gtid.server_id)
+            .map(|g| &g.loc)
     }
 
     /// The master's GTID state where the store begins, from the first stored GTID_LIST event
@@ -848,10 +854,10 @@ impl BinlogIndex {
 }
 
 /// Per domain, the seq_no of the first group in stream order.
-fn first_seqs(maria: &BTreeMap<(u32, u64), GroupLoc>) -> BTreeMap<u32, u64> {
+fn first_seqs(maria: &BTreeMap<(u32, u64), MariaGroup>) -> BTreeMap<u32, u64> {
     let mut first: BTreeMap<u32, (u64, usize, u64)> = BTreeMap::new();
     for ((domain, seq), g) in maria {
-        let at = (g.start.entry, g.start.offset, *seq);
+        let at = (g.loc.start.entry, g.loc.start.offset, *seq);
         first
             .entry(*domain)
             .and_modify(|f| {
@@ -1105,6 +1111,31 @@ mod tests {
     use crate::store::testdata::{dump_stream, file_bytes, file_events, index_of, ingest};
 
     const LIMITS: [usize; 4] = [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40, 10];
+
+    /// At every place where `entries` are whole (`cut` entries in): `before` sees the index
+    /// of those entries (`head`) and an index begun from its snapshot base; `after` sees
+    /// `head` and that index once it was fed the rest of the entries.
+    fn each_snapshot_cut(
+        entries: &[(u8, Vec<u8>)],
+        mut before: impl FnMut(usize, &BinlogIndex, &BinlogIndex),
+        mut after: impl FnMut(usize, &BinlogIndex, &BinlogIndex),
+    ) {
+        for cut in 1..entries.len() {
+            let head = index_of(&entries[..cut]);
+            if head.has_partial_tail() || head.files().is_empty() {
+                continue;
+            }
+            let base = head.base_entries();
+            let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
+            before(cut, &head, &index);
+            for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
+                index
+                    .feed(i as u64 + 1, *kind, data)
+                    .unwrap_or_else(|e| panic!("cut {cut}, entry {}: {e}", i + 1));
+            }
+            after(cut, &head, &index);
+        }
+    }
 
     /// Every MariaDB group of a file: (gtid, start pos, end pos).
     fn groups_of(name: &str) -> Vec<(MariaGtid, u64, u64)> {
@@ -1379,7 +1410,7 @@ mod tests {
         let groups: Vec<_> = index
             .maria
             .iter()
-            .map(|(k, g)| (*k, g.server_id, g.start, g.end))
+            .map(|(k, g)| (*k, g.server_id, g.loc.start, g.loc.end))
             .collect();
         format!(
             "{files:?}\n{entries:?}\n{groups:?}\n{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
@@ -1467,14 +1498,8 @@ mod tests {
         let entries = ingest(&dump_stream(&names), 200);
         let whole = index_of(&entries);
         // Every place where the stream is whole: base there, then the rest.
-        for cut in 1..entries.len() {
-            let head = index_of(&entries[..cut]);
-            if head.has_partial_tail() || head.files().is_empty() {
-                continue;
-            }
-            let base = head.base_entries();
-            let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
-            assert_eq!(index.origin(), &(cut as u64, base.clone()));
+        let before = |cut: usize, head: &BinlogIndex, index: &BinlogIndex| {
+            assert_eq!(index.origin(), &(cut as u64, head.base_entries()));
             assert_eq!(index.resume_point(), head.resume_point(), "cut {cut}");
             assert_eq!(index.maria_state(), head.maria_state(), "cut {cut}");
             assert_eq!(&index.purged_gtids(), head.maria_state(), "cut {cut}");
@@ -1485,11 +1510,8 @@ mod tests {
                 (first.entry, first.file, first.pos),
                 (cut as u64 + 1, 0, resume.1)
             );
-            for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
-                index
-                    .feed(i as u64 + 1, *kind, data)
-                    .unwrap_or_else(|e| panic!("cut {cut}, entry {}: {e}", i + 1));
-            }
+        };
+        let after = |cut: usize, _: &BinlogIndex, index: &BinlogIndex| {
             assert_eq!(index.resume_point(), whole.resume_point(), "cut {cut}");
             assert_eq!(index.maria_state(), whole.maria_state(), "cut {cut}");
             // Groups after the base are found where the whole index has them.
@@ -1499,17 +1521,18 @@ mod tests {
                     server_id: g.server_id,
                     seq_no: *seq,
                 };
-                if g.start.entry > cut as u64 {
+                if g.loc.start.entry > cut as u64 {
                     let got = index.maria_group(&gtid).expect("group after the base");
                     assert_eq!(
                         (got.start.entry, got.start.pos),
-                        (g.start.entry, g.start.pos)
+                        (g.loc.start.entry, g.loc.start.pos)
                     );
                 } else {
                     assert!(index.maria_group(&gtid).is_none(), "cut {cut}: {gtid}");
                 }
             }
-        }
+        };
+        each_snapshot_cut(&entries, before, after);
     }
 
     mod mysql {
@@ -1686,21 +1709,17 @@ mod tests {
         #[test]
         fn a_snapshot_base_carries_the_mysql_state() {
             let (entries, whole) = chain_index(300);
-            for cut in 1..entries.len() {
-                let head = index_of(&entries[..cut]);
-                if head.has_partial_tail() || head.files().is_empty() {
-                    continue;
-                }
-                let base = head.base_entries();
-                let mut index = BinlogIndex::from_origin(cut as u64, &base).unwrap();
-                assert_eq!(index.mysql_executed(), head.mysql_executed(), "cut {cut}");
-                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
-                for (i, (kind, data)) in entries.iter().enumerate().skip(cut) {
-                    index.feed(i as u64 + 1, *kind, data).unwrap();
-                }
-                assert_eq!(index.mysql_executed(), whole.mysql_executed(), "cut {cut}");
-                assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
-            }
+            each_snapshot_cut(
+                &entries,
+                |cut, head, index| {
+                    assert_eq!(index.mysql_executed(), head.mysql_executed(), "cut {cut}");
+                    assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+                },
+                |cut, head, index| {
+                    assert_eq!(index.mysql_executed(), whole.mysql_executed(), "cut {cut}");
+                    assert_eq!(index.mysql_purged(), head.mysql_executed(), "cut {cut}");
+                },
+            );
         }
 
         #[test]

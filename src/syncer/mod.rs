@@ -319,10 +319,7 @@ fn session(
             upstream::flavour_name(info.flavour)
         )));
     }
-    let plan = match info.flavour {
-        Flavour::MariaDb => plan_mariadb(config, &resume, &mut client, &info, shared)?,
-        Flavour::MySql => plan_mysql(config, store, &resume, &mut client, &info, shared)?,
-    };
+    let plan = plan(config, store, &resume, &mut client, &info, shared)?;
     let (file, pos) = (plan.file.clone(), plan.pos);
     if !info.binlogs.contains(&file) {
         return Err(SyncerError::Precheck(format!(
@@ -343,16 +340,19 @@ fn session(
         return Ok(());
     }
     let mut ingest = Ingest::new(resume);
-    match &plan.mysql {
-        None => {
+    match &plan.dump {
+        Dump::MariaDb(start_state) => {
             log::info!(
                 "syncer: dumping from {} at {file}:{pos} as server id {}",
                 up.addr,
                 up.server_id
             );
             upstream::start_dump(&mut client, up, &file, pos, None)?;
+            if let Some(state) = start_state {
+                ingest.record_start_state(state);
+            }
         }
-        Some(how) => {
+        Dump::MySql(how) => {
             match how {
                 upstream::MysqlDump::Gtid(set) => {
                     log::info!(
@@ -375,9 +375,6 @@ fn session(
             upstream::start_mysql_dump(&mut client, up, &info, &file, pos, how)?;
         }
     }
-    if let Some(state) = &plan.start_state {
-        ingest.record_start_state(state);
-    }
     set_state(shared, State::Running, None);
 
     let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, received_any);
@@ -389,53 +386,22 @@ fn session(
 struct DumpPlan {
     file: String,
     pos: u64,
-    /// MariaDB: the GTID state where a store that begins after the master's history begins.
-    start_state: Option<MariaGtidList>,
-    /// MySQL: the dump command; None for MariaDB.
-    mysql: Option<upstream::MysqlDump>,
+    dump: Dump,
 }
 
-fn plan_mariadb(
-    config: &SyncerConfig,
-    resume: &Option<(String, u64)>,
-    client: &mut Client,
-    info: &upstream::MasterInfo,
-    shared: &Shared,
-) -> Result<DumpPlan, SyncerError> {
-    let up = &config.upstream;
-    let (file, pos) = match (resume, &config.start) {
-        (Some((f, p)), _) => (f.clone(), *p),
-        (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(g)) => {
-            // The GTID dump leaves this connection unusable: resolve, then reconnect.
-            let at = upstream::resolve_gtid(client, up, g)?;
-            (*client, _) = connect_checked(up, shared)?;
-            at
-        }
-        (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
-    };
-    // A store that begins after the start of the master's history records the GTID state
-    // there, so that a replica that stopped exactly there can be served.
-    let start_state = match (resume, &config.start) {
-        (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
-            Some(upstream::gtid_state_at(client, &file, pos)?)
-        }
-        _ => None,
-    };
-    Ok(DumpPlan {
-        file,
-        pos,
-        start_state,
-        mysql: None,
-    })
+/// How the dump is asked for, per flavour.
+enum Dump {
+    /// COM_BINLOG_DUMP; the GTID state where a store that begins after the master's history
+    /// begins (recorded so that a replica that stopped exactly there can be served).
+    MariaDb(Option<MariaGtidList>),
+    /// COM_BINLOG_DUMP_GTID with the set to leave out, or COM_BINLOG_DUMP.
+    MySql(upstream::MysqlDump),
 }
 
-/// A MySQL master: from the store's end with the stored executed set (GTID_MODE=ON) or by
-/// position. A start GTID set is turned into the file the master would begin it from, and
-/// the store takes that file whole (from position 4, nothing left out), so that it holds
-/// the master's files byte for byte; the transactions of the set in that file are stored
-/// too, and replicas asking from the set are served from the right place all the same.
-fn plan_mysql(
+/// From the store's end, or on a fresh store from the configured start point. A start GTID
+/// is resolved to a file and position on a connection that the GTID dump leaves unusable,
+/// so a new one is opened after it.
+fn plan(
     config: &SyncerConfig,
     store: &Store,
     resume: &Option<(String, u64)>,
@@ -444,61 +410,89 @@ fn plan_mysql(
     shared: &Shared,
 ) -> Result<DumpPlan, SyncerError> {
     let up = &config.upstream;
-    let gtid_dump = info.mysql_gtid_dump();
     let (file, pos) = match (resume, &config.start) {
         (Some((f, p)), _) => (f.clone(), *p),
         (None, StartPoint::FilePos(f, p)) => (f.clone(), *p),
-        (None, StartPoint::Gtid(text)) => {
-            let set = MysqlGtidSet::parse(text).map_err(|e| {
-                SyncerError::Precheck(format!(
-                    "the start GTID {text:?} is not a MySQL GTID set (the master is MySQL): {e}"
-                ))
-            })?;
-            if !gtid_dump {
-                return Err(SyncerError::Precheck(format!(
-                    "a start GTID set needs GTID_MODE=ON on the master (it is {}); give \
-                     binlog_file and binlog_pos instead",
-                    info.gtid_mode.as_deref().unwrap_or("OFF")
-                )));
-            }
-            let file = upstream::resolve_mysql_gtid(client, up, info, &set)?;
-            log::info!("syncer: the master begins GTID set '{text}' in {file}; storing it whole");
-            (*client, _) = connect_checked(up, shared)?;
-            (file, 4)
-        }
         (None, StartPoint::Oldest) => (info.binlogs[0].clone(), 4),
+        (None, StartPoint::Gtid(g)) => {
+            let at = match info.flavour {
+                Flavour::MariaDb => upstream::resolve_gtid(client, up, g)?,
+                Flavour::MySql => mysql_gtid_start(client, up, info, g)?,
+            };
+            (*client, _) = connect_checked(up, shared)?;
+            at
+        }
     };
+    let dump = match info.flavour {
+        // A store that begins after the start of the master's history records the GTID
+        // state there.
+        Flavour::MariaDb => Dump::MariaDb(match (resume, &config.start) {
+            (None, StartPoint::FilePos(..) | StartPoint::Gtid(_)) => {
+                Some(upstream::gtid_state_at(client, &file, pos)?)
+            }
+            _ => None,
+        }),
+        Flavour::MySql => Dump::MySql(mysql_dump(store, resume, client, info, &file, pos)?),
+    };
+    Ok(DumpPlan { file, pos, dump })
+}
+
+/// A MySQL start GTID set, turned into the file the master would begin it from. The store
+/// takes that file whole (from position 4, nothing left out), so that it holds the master's
+/// files byte for byte; the transactions of the set in that file are stored too, and
+/// replicas asking from the set are served from the right place all the same.
+fn mysql_gtid_start(
+    client: &mut Client,
+    up: &Upstream,
+    info: &upstream::MasterInfo,
+    text: &str,
+) -> Result<(String, u64), SyncerError> {
+    let set = MysqlGtidSet::parse(text).map_err(|e| {
+        SyncerError::Precheck(format!(
+            "the start GTID {text:?} is not a MySQL GTID set (the master is MySQL): {e}"
+        ))
+    })?;
+    if !info.mysql_gtid_dump() {
+        return Err(SyncerError::Precheck(format!(
+            "a start GTID set needs GTID_MODE=ON on the master (it is {}); give \
+             binlog_file and binlog_pos instead",
+            info.gtid_mode.as_deref().unwrap_or("OFF")
+        )));
+    }
+    let file = upstream::resolve_mysql_gtid(client, up, info, &set)?;
+    log::info!("syncer: the master begins GTID set '{text}' in {file}; storing it whole");
+    Ok((file, 4))
+}
+
+/// A MySQL dump: from the store's end with the stored executed set (GTID_MODE=ON) or by
+/// position.
+fn mysql_dump(
+    store: &Store,
+    resume: &Option<(String, u64)>,
+    client: &mut Client,
+    info: &upstream::MasterInfo,
+    file: &str,
+    pos: u64,
+) -> Result<upstream::MysqlDump, SyncerError> {
     if resume.is_none() && pos > 4 {
         log::warn!(
             "syncer: the store begins inside {file} at {pos}; its executed GTID set starts \
              with the transactions stored (MySQL has no BINLOG_GTID_POS to ask)"
         );
     }
-    let mysql = if gtid_dump {
-        // With a file name the master starts there and leaves out only what the set holds:
-        // what the store holds, all before this position. A fresh store sends the master's
-        // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
-        // refuse a replica that lacks purged transactions).
-        let executed = if resume.is_some() {
-            stored_mysql_executed(store)
-        } else {
-            upstream::master_gtid_purged(client)?
-        };
-        upstream::MysqlDump::Gtid(executed)
+    if !info.mysql_gtid_dump() {
+        return Ok(upstream::MysqlDump::FilePos);
+    }
+    // With a file name the master starts there and leaves out only what the set holds:
+    // what the store holds, all before this position. A fresh store sends the master's
+    // gtid_purged, which nothing from the oldest kept file on belongs to (a source may
+    // refuse a replica that lacks purged transactions).
+    let executed = if resume.is_some() {
+        store.index().mysql_executed().clone()
     } else {
-        upstream::MysqlDump::FilePos
+        upstream::master_gtid_purged(client)?
     };
-    Ok(DumpPlan {
-        file,
-        pos,
-        start_state: None,
-        mysql: Some(mysql),
-    })
-}
-
-/// The MySQL GTID set the store holds (the set a COM_BINLOG_DUMP_GTID leaves out).
-fn stored_mysql_executed(store: &Store) -> MysqlGtidSet {
-    store.index().mysql_executed().clone()
+    Ok(upstream::MysqlDump::Gtid(executed))
 }
 
 /// Connects, registers the socket so that `stop` can interrupt any later wait on it, and
@@ -516,31 +510,36 @@ fn connect_checked(
     Ok((client, info))
 }
 
-/// Splits a chunk of back-to-back events (the reader framed them, so sizes are exact).
-fn chunk_events(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = chunk;
-    std::iter::from_fn(move || {
-        if rest.len() < crate::binlog::event::HEADER_LEN {
-            return None;
-        }
-        let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
-        // A size that disagrees with the packet is caught by ingest; hand over what is left.
-        let size = if size < crate::binlog::event::HEADER_LEN || size > rest.len() {
-            rest.len()
-        } else {
-            size
-        };
-        let (event, tail) = rest.split_at(size);
-        rest = tail;
-        Some(event)
-    })
+/// Reads the next packet of the dump into `packet` and returns the event in it (without
+/// the 0x00 status byte, not copied), or None at EOF.
+fn read_event<'a>(
+    client: &mut Client,
+    packet: &'a mut Vec<u8>,
+) -> Result<Option<&'a [u8]>, SyncerError> {
+    client
+        .conn_mut()
+        .read_packet_into(packet)
+        .map_err(upstream::conn_error)?;
+    match packet.first() {
+        Some(0x00) => Ok(packet.get(1..)),
+        Some(0xfe) if packet.len() < 9 => Ok(None),
+        Some(0xff) => Err(SyncerError::Master(
+            crate::mysql::resultset::ErrPacket::decode(packet)
+                .map(|e| format!("{} (error {})", e.message, e.code))
+                .unwrap_or_else(|_| "malformed error packet".into()),
+        )),
+        _ => Err(SyncerError::Connection(
+            "the master sent a packet that is not an event".into(),
+        )),
+    }
 }
 
-/// Reads the dump and stores it, on the connection's one thread: events are gathered while
-/// the socket has more buffered (up to `BATCH_BYTES_MAX`), then cut into entries and handed
-/// to the sink together (one proposal, one fsync: what arrived during the last one). No
-/// hand-off to another thread sits between a transaction's arrival and its proposal; the
-/// sink bounds what is in flight (blocking here applies back-pressure to the master).
+/// Reads the dump and stores it, on the connection's one thread: each event goes to ingest
+/// straight from the packet, and what ingest made is handed to the sink together once the
+/// socket has nothing more buffered, the stream ends, or `BATCH_BYTES_MAX` bytes were fed
+/// (one proposal, one fsync: what arrived during the last one). No hand-off to another
+/// thread sits between a transaction's arrival and its proposal; the sink bounds what is
+/// in flight (blocking here applies back-pressure to the master).
 fn stream_loop(
     client: &mut Client,
     mut ingest: Ingest,
@@ -548,24 +547,29 @@ fn stream_loop(
     shared: &Shared,
     received_any: &AtomicBool,
 ) -> Result<(), SyncerError> {
+    // Reused for every packet: grows to the largest event.
     let mut packet = Vec::new();
-    // Grows to at most BATCH_BYTES_MAX plus one event, and is reused.
-    let mut chunk = Vec::new();
     let mut seen = SessionSeen::default();
     let result = loop {
-        let more = match upstream::read_dump_event_into(client, &mut packet, &mut chunk) {
-            Ok(more) => more,
+        let ev = match read_event(client, &mut packet) {
+            Ok(ev) => ev,
             // Whole events received before the stream broke are stored (whole
             // transactions of them; a partial one is not).
-            Err(e) => break store_chunk(&chunk, &mut ingest, sink, shared, &mut seen).and(Err(e)),
+            Err(e) => break store(&mut ingest, sink, shared, &mut seen).and(Err(e)),
         };
         received_any.store(true, Ordering::Relaxed);
+        let more = ev.is_some();
+        if let Some(ev) = ev {
+            if let Err(e) = feed(ev, &mut ingest, &mut seen) {
+                // What ingest accepted before the bad event is stored.
+                break store(&mut ingest, sink, shared, &mut seen).and(Err(e));
+            }
+        }
         let drained = client.conn_mut().buffered_input_len() == 0;
-        if !chunk.is_empty() && (!more || drained || chunk.len() >= BATCH_BYTES_MAX) {
-            if let Err(e) = store_chunk(&chunk, &mut ingest, sink, shared, &mut seen) {
+        if seen.fed_bytes > 0 && (!more || drained || seen.fed_bytes >= BATCH_BYTES_MAX) {
+            if let Err(e) = store(&mut ingest, sink, shared, &mut seen) {
                 break Err(e);
             }
-            chunk.clear();
         }
         if !more {
             break Ok(());
@@ -577,40 +581,43 @@ fn stream_loop(
     result
 }
 
-/// What the status needs from the events stored so far in a session.
+/// What the status needs from the events of a session, and what was fed since the last
+/// store.
 #[derive(Default)]
 struct SessionSeen {
     last_timestamp: Option<u32>,
     caught_up: bool,
+    /// Bytes of all events fed to ingest since the last store (heartbeats included).
+    fed_bytes: usize,
+    /// Content events and their bytes fed since the last store (for the status).
+    events: u64,
+    bytes: u64,
 }
 
-/// Feeds a chunk of whole events to ingest and hands the entries it makes to the sink.
-fn store_chunk(
-    chunk: &[u8],
+/// Feeds one whole event to ingest.
+fn feed(ev: &[u8], ingest: &mut Ingest, seen: &mut SessionSeen) -> Result<(), SyncerError> {
+    seen.fed_bytes += ev.len();
+    match ingest.on_event(ev).map_err(SyncerError::Ingest)? {
+        Seen::Content { timestamp } => {
+            seen.events += 1;
+            seen.bytes += ev.len() as u64;
+            seen.last_timestamp = Some(timestamp);
+            seen.caught_up = false;
+        }
+        Seen::Heartbeat => seen.caught_up = !ingest.in_group(),
+        Seen::Artificial => {}
+    }
+    Ok(())
+}
+
+/// Hands the entries ingest made from the events fed so far (whole transactions only) to
+/// the sink and publishes the status.
+fn store(
     ingest: &mut Ingest,
     sink: &dyn Sink,
     shared: &Shared,
     seen: &mut SessionSeen,
 ) -> Result<(), SyncerError> {
-    let mut result = Ok(());
-    let (mut events, mut bytes) = (0u64, 0u64);
-    for ev in chunk_events(chunk) {
-        match ingest.on_event(ev) {
-            Ok(Seen::Content { timestamp }) => {
-                events += 1;
-                bytes += ev.len() as u64;
-                seen.last_timestamp = Some(timestamp);
-                seen.caught_up = false;
-            }
-            Ok(Seen::Heartbeat) => seen.caught_up = !ingest.in_group(),
-            Ok(Seen::Artificial) => {}
-            Err(e) => {
-                result = Err(SyncerError::Ingest(e));
-                break;
-            }
-        }
-    }
-    // What ingest accepted before an error is stored: whole transactions only.
     let entries = ingest.take_entries(true);
     if !entries.is_empty() {
         sink.append(entries).map_err(SyncerError::Sink)?;
@@ -618,12 +625,13 @@ fn store_chunk(
     publish(
         shared,
         ingest,
-        events,
-        bytes,
+        seen.events,
+        seen.bytes,
         seen.last_timestamp,
         seen.caught_up,
     );
-    result
+    (seen.fed_bytes, seen.events, seen.bytes) = (0, 0, 0);
+    Ok(())
 }
 
 fn publish(
