@@ -18,66 +18,49 @@ use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
-use crate::binlog::event::{self, EventHeader, FormatDescription, CHECKSUM_LEN};
-use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
+use crate::binlog::event::{FormatDescription, CHECKSUM_LEN};
+use crate::binlog::file::BinlogFileReader;
 use crate::cli::{CtlArgs, CtlCommand};
-use crate::daemon::import::successor;
+use crate::daemon::import::{next_name, LastEvent, Tail};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
 
-/// How a binlog file ends, as far as chaining goes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct FileEnd {
-    /// The ROTATE at its end: (next file, position).
-    pub rotate: Option<(String, u64)>,
-    /// Whether its last event is a STOP (the master shut down).
-    pub stop: bool,
-    /// Whether its FORMAT_DESCRIPTION says MariaDB.
-    pub mariadb: bool,
-}
-
-/// Reads a whole local binlog file (checking it as the node will) and says how it ends.
-pub fn file_end(path: &Path) -> Result<FileEnd, String> {
+/// Reads a whole local binlog file (checking it as the node will) and says how it ends,
+/// as a [`Tail`] named after the file.
+pub fn file_end(path: &Path) -> Result<Tail, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BinlogFileReader::new(BufReader::new(file));
     let mut last = None;
     let mut mariadb = false;
-    while let Some((_, ev)) = reader
+    while let Some((pos, ev)) = reader
         .next_event()
         .map_err(|e| format!("{}: {e}", path.display()))?
     {
         if last.is_none() {
             mariadb = FormatDescription::parse(&ev).is_ok_and(|f| f.is_mariadb());
         }
-        last = Some(ev);
+        last = Some((pos, ev));
     }
-    let Some(last) = last else {
+    let Some((pos, last)) = last else {
         return Err(format!("{}: holds no event", path.display()));
     };
-    let type_code = EventHeader::parse(&last).ok().map(|h| h.type_code);
-    let rotate = match type_code {
-        Some(event::ROTATE_EVENT) => {
-            let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
-            event::Rotate::parse(&last, checksum_len)
-                .ok()
-                .map(|r| (r.next_file, r.position))
-        }
-        _ => None,
-    };
-    Ok(FileEnd {
-        rotate,
-        stop: type_code == Some(event::STOP_EVENT),
+    let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
+    Ok(Tail {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        end_pos: pos + last.len() as u64,
+        last_event: LastEvent::of(&last, checksum_len),
         mariadb,
     })
 }
 
-/// The names the files are stored under, by the node's rule (`daemon::import::check_chain`):
-/// the first one's `first_name` (default: its file name); after a file that ends with a
-/// ROTATE (to position 4), the name the ROTATE gives; after a STOP (the master shut down),
-/// or after a MySQL file its master never closed (it crashed, and opened the next number
-/// when it restarted; the node checks PREVIOUS_GTIDS), the next number of the same name.
+/// The names the files are stored under, by the node's rule ([`next_name`]): the first
+/// one's `first_name` (default: its file name), then for each file the name that follows
+/// the one before it.
 pub fn chain_names(
     files: &[PathBuf],
-    ends: &[FileEnd],
+    ends: &[Tail],
     first_name: Option<&str>,
 ) -> Result<Vec<String>, String> {
     let mut names: Vec<String> = Vec::with_capacity(files.len());
@@ -95,29 +78,16 @@ pub fn chain_names(
             names.push(name);
             continue;
         };
-        let shown = files[i - 1].display();
-        let name = match &end.rotate {
-            Some((next, pos)) if *pos == FIRST_EVENT_POSITION => next.clone(),
-            Some((next, pos)) => {
-                return Err(format!(
-                    "{shown} ends with a ROTATE to {next} at position {pos}, not at the start \
-                     of a file"
-                ))
-            }
-            None if end.stop || !end.mariadb => successor(previous).ok_or_else(|| {
-                format!(
-                    "{shown} (imported as {previous}) ends without a ROTATE and its name has \
-                     no number to tell which file follows it"
-                )
-            })?,
-            None => {
-                return Err(format!(
-                    "{shown} is MariaDB data that ends with neither a ROTATE nor a STOP (its \
-                     master was still writing it), so no file can be known to follow it; give \
-                     the files in order, the last one last"
-                ))
-            }
+        let tail = Tail {
+            file: previous.clone(),
+            ..end.clone()
         };
+        let name = next_name(&tail).map_err(|e| {
+            format!(
+                "{}: {e}; give the files in order, the last one last",
+                files[i - 1].display()
+            )
+        })?;
         names.push(name);
     }
     Ok(names)
@@ -125,7 +95,7 @@ pub fn chain_names(
 
 /// `ctl import`.
 pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>) -> i32 {
-    let ends: Result<Vec<FileEnd>, String> = files.iter().map(|p| file_end(p)).collect();
+    let ends: Result<Vec<Tail>, String> = files.iter().map(|p| file_end(p)).collect();
     let names = ends.and_then(|ends| chain_names(files, &ends, first_name));
     let names = match names {
         Ok(names) => names,
@@ -400,6 +370,7 @@ fn check_download(file: &BinlogFileInfo, copied: u64, declared: Option<u64>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binlog::file::FIRST_EVENT_POSITION;
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -413,12 +384,15 @@ mod tests {
             .iter()
             .map(|n| fixture(&format!("kingbus-5.7-mysql_bin.{n}")))
             .collect();
-        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        let ends: Vec<Tail> = files.iter().map(|p| file_end(p).unwrap()).collect();
         assert_eq!(
-            ends[0].rotate,
-            Some(("mysql_bin.000012".to_string(), FIRST_EVENT_POSITION))
+            ends[0].last_event,
+            LastEvent::Rotate {
+                next_file: "mysql_bin.000012".to_string(),
+                position: FIRST_EVENT_POSITION
+            }
         );
-        assert_eq!(ends[2].rotate, None);
+        assert!(!matches!(ends[2].last_event, LastEvent::Rotate { .. }));
         assert_eq!(
             chain_names(&files, &ends, Some("mysql_bin.000011")).unwrap(),
             ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"]
@@ -434,7 +408,7 @@ mod tests {
             file_end(&swapped[0]).unwrap(),
             file_end(&swapped[1]).unwrap(),
         ];
-        assert!(!ends2[0].stop && !ends2[0].mariadb);
+        assert!(ends2[0].last_event == LastEvent::Other && !ends2[0].mariadb);
         assert_eq!(
             chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap(),
             ["mysql_bin.000013", "mysql_bin.000014"]
@@ -449,9 +423,9 @@ mod tests {
         // binlog-invisible-columns.000001 ends with a STOP: the node takes .000002 next.
         let stop = fixture("binlog-invisible-columns.000001");
         let end = file_end(&stop).unwrap();
-        assert!(end.stop && end.rotate.is_none());
+        assert_eq!(end.last_event, LastEvent::Stop);
         let files = [stop.clone(), stop.clone(), stop];
-        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        let ends: Vec<Tail> = files.iter().map(|p| file_end(p).unwrap()).collect();
         assert_eq!(
             chain_names(&files, &ends, None).unwrap(),
             [
@@ -461,10 +435,10 @@ mod tests {
             ]
         );
         // A MariaDB file that ends with neither: nothing may follow it.
-        let open = FileEnd {
-            rotate: None,
-            stop: false,
+        let open = Tail {
+            last_event: LastEvent::Other,
             mariadb: true,
+            ..file_end(&files[0]).unwrap()
         };
         let ends = [open, file_end(&files[1]).unwrap()];
         let err = chain_names(&files[..2], &ends, None).unwrap_err();

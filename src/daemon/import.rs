@@ -34,7 +34,7 @@ use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
 use crate::binlog::gtid::MysqlGtidSet;
 use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
-use crate::store::Store;
+use crate::store::{export, Store};
 use crate::syncer::ingest::{Ingest, IngestError};
 use crate::syncer::Sink;
 
@@ -193,17 +193,7 @@ impl From<ImportError> for ApiError {
     }
 }
 
-/// The last event of the last stored file, as far as the chain rule cares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LastEvent {
-    Rotate {
-        next_file: String,
-        position: u64,
-    },
-    Stop,
-    /// Any other event: the master was still writing the file.
-    Other,
-}
+pub use crate::store::export::LastEvent;
 
 /// What the store ends with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +233,9 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
     let tail = match last {
         None => None,
         Some((file, end_pos, fde)) => Some(Tail {
-            last_event: last_event_of(store, &file, end_pos)?,
+            last_event: export::last_event(store, &file).map_err(|e| {
+                ApiError::internal(format!("cannot read the end of stored {file}: {e}"))
+            })?,
             mariadb: FormatDescription::parse(&fde).is_ok_and(|f| f.is_mariadb()),
             file,
             end_pos,
@@ -257,66 +249,6 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
     })
 }
 
-/// Decodes the last event of a stored file (by reading the file's last whole entry).
-fn last_event_of(store: &Store, file: &str, end_pos: u64) -> Result<LastEvent, ApiError> {
-    let read_error =
-        |e: String| ApiError::internal(format!("cannot read the end of stored {file}: {e}"));
-    let (entry, start_pos, first_offset) = {
-        let index = store.index();
-        let Some(f) = index.file_index(file) else {
-            return Ok(LastEvent::Other);
-        };
-        let Some(last) = index
-            .entries_of(f)
-            .iter()
-            .rev()
-            .find(|e| e.index <= index.whole_upto() && e.start_pos < end_pos)
-        else {
-            return Ok(LastEvent::Other);
-        };
-        (last.index, last.start_pos, last.first_event_offset)
-    };
-    let Some(mut offset) = first_offset else {
-        return Ok(LastEvent::Other);
-    };
-    let data = store
-        .read(entry)
-        .map_err(|e| read_error(e.to_string()))?
-        .data;
-    let (_, bytes) =
-        crate::store::entry::EventsHeader::decode(&data).map_err(|e| read_error(e.to_string()))?;
-    let len = usize::try_from(end_pos - start_pos)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let bytes = &bytes[..len];
-    loop {
-        let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
-            return Ok(LastEvent::Other);
-        };
-        let header = event::EventHeader::parse(rest).map_err(|e| read_error(e.to_string()))?;
-        let size = header.event_size as usize;
-        if size < event::HEADER_LEN || offset + size < bytes.len() {
-            if size < event::HEADER_LEN {
-                return Ok(LastEvent::Other);
-            }
-            offset += size;
-            continue;
-        }
-        let ev = &rest[..size.min(rest.len())];
-        return Ok(match header.type_code {
-            event::ROTATE_EVENT => match event::Rotate::parse(ev, event::CHECKSUM_LEN) {
-                Ok(r) => LastEvent::Rotate {
-                    next_file: r.next_file,
-                    position: r.position,
-                },
-                Err(_) => LastEvent::Other,
-            },
-            event::STOP_EVENT => LastEvent::Stop,
-            _ => LastEvent::Other,
-        });
-    }
-}
-
 /// The file a master opens after `name` when it restarts: the same base with the number
 /// after the last dot incremented, keeping its width (`mysql-bin.000009` → `.000010`).
 pub fn successor(name: &str) -> Option<String> {
@@ -328,12 +260,49 @@ pub fn successor(name: &str) -> Option<String> {
     Some(format!("{base}.{next:0width$}", width = digits.len()))
 }
 
-/// Whether `name` may be stored next: any file into an empty store; after a file that ends
-/// with a ROTATE, the file it names (at position 4); after one that ends with a STOP (the
-/// master shut down), the next number of the same base. After a file that ends with
-/// neither (its master crashed, or was still writing it): for MySQL data the next number
-/// too, as the master opens it when it restarts (its PREVIOUS_GTIDS must then prove that
-/// nothing is missing); for MariaDB data nothing, as continuity cannot be proven.
+/// The name of the file that follows `tail` (the chain rule, shared with `ctl import`):
+/// after a file that ends with a ROTATE (to position 4), the file it names; after one that
+/// ends with a STOP (the master shut down), the next number of the same base. After a file
+/// that ends with neither (its master crashed, or was still writing it): for MySQL data
+/// the next number too, as the master opens it when it restarts (its PREVIOUS_GTIDS must
+/// then prove that nothing is missing, see `ingest_file`); for MariaDB data nothing, as a
+/// GTID_LIST holds the binlog state per (domain, server id), which the store does not keep
+/// in that form, so continuity cannot be proven. The error says why no file can follow.
+pub fn next_name(tail: &Tail) -> Result<String, String> {
+    let numbered = |ends: &str| {
+        successor(&tail.file).ok_or_else(|| {
+            format!(
+                "{} ends {ends} and its name has no number to tell which file follows it",
+                tail.file
+            )
+        })
+    };
+    match &tail.last_event {
+        LastEvent::Rotate {
+            next_file,
+            position,
+        } if *position == FIRST_EVENT_POSITION => Ok(next_file.clone()),
+        LastEvent::Rotate {
+            next_file,
+            position,
+        } => Err(format!(
+            "{} ends with a ROTATE to {next_file} at position {position}, not at the start of \
+             a file",
+            tail.file
+        )),
+        LastEvent::Stop => numbered("with a STOP event"),
+        LastEvent::Other if !tail.mariadb => numbered("without a ROTATE or STOP event"),
+        LastEvent::Other => Err(format!(
+            "{} is MariaDB data that ends at position {} with neither a ROTATE nor a STOP \
+             event (its master was still writing it, or crashed), so no file can be proven \
+             to continue it",
+            tail.file, tail.end_pos
+        )),
+    }
+}
+
+/// Whether `name` may be stored next: any file into an empty store, else only the one
+/// [`next_name`] gives.
 pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     if view.files.iter().any(|f| f == name) {
         return Err(ImportError::AlreadyStored {
@@ -347,66 +316,23 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
         file: name.to_string(),
         detail,
     };
-    match &tail.last_event {
-        LastEvent::Rotate {
-            next_file,
-            position,
-        } => {
-            if next_file != name {
-                return Err(chain(format!(
-                    "the last stored file {} ends with a ROTATE to {next_file}; import \
-                     {next_file} next",
-                    tail.file
-                )));
-            }
-            if *position != FIRST_EVENT_POSITION {
-                return Err(chain(format!(
-                    "the last stored file {} rotates to {next_file} at position {position}, \
-                     not at the start of the file",
-                    tail.file
-                )));
-            }
-            Ok(())
-        }
-        LastEvent::Stop => match successor(&tail.file) {
-            Some(next) if next == name => Ok(()),
-            Some(next) => Err(chain(format!(
-                "the last stored file {} ends with a STOP event (its master shut down); the \
-                 file after it is {next}",
-                tail.file
-            ))),
-            None => Err(chain(format!(
-                "the last stored file {} ends with a STOP event and its name has no number \
-                 to tell which file follows it",
-                tail.file
-            ))),
-        },
-        // The master crashed (or the file was taken while it was written); its restart
-        // opened the next number. For MySQL data the file's PREVIOUS_GTIDS must then equal
-        // the stored gtid_executed (see `ingest_file`), which proves nothing is missing.
-        LastEvent::Other if !tail.mariadb => match successor(&tail.file) {
-            Some(next) if next == name => Ok(()),
-            Some(next) => Err(chain(format!(
-                "the last stored file {} ends at position {} without a ROTATE or STOP event \
-                 (its master crashed or was still writing it); only {next}, the file its \
-                 master opens when it restarts, can follow it",
-                tail.file, tail.end_pos
-            ))),
-            None => Err(chain(format!(
-                "the last stored file {} ends without a ROTATE or STOP event and its name \
-                 has no number to tell which file follows it",
-                tail.file
-            ))),
-        },
-        // A MariaDB file's GTID_LIST holds the binlog state per (domain, server id), which
-        // the store does not keep in that form: continuity cannot be proven, so refuse.
-        LastEvent::Other => Err(chain(format!(
-            "the last stored file {} ends at position {} without a ROTATE or STOP event (its \
-             master was still writing it, or crashed), and for MariaDB data ferrobus cannot \
-             prove which file continues it",
-            tail.file, tail.end_pos
-        ))),
+    let next = next_name(tail).map_err(|e| chain(format!("the last stored file {e}")))?;
+    if next != name {
+        let ends = match tail.last_event {
+            LastEvent::Rotate { .. } => "ends with a ROTATE to it".to_string(),
+            LastEvent::Stop => "ends with a STOP event (its master shut down)".to_string(),
+            LastEvent::Other => format!(
+                "ends at position {} without a ROTATE or STOP event (its master crashed or \
+                 was still writing it), and its master opens that file when it restarts",
+                tail.end_pos
+            ),
+        };
+        return Err(chain(format!(
+            "only {next} can follow it: the last stored file {} {ends}",
+            tail.file
+        )));
     }
+    Ok(())
 }
 
 /// Whether `check_chain` accepted the file only as the successor of a file its master never

@@ -125,16 +125,41 @@ pub fn list_files(store: &Store) -> Vec<FileInfo> {
         .collect()
 }
 
+/// The last event of a binlog file, as far as chaining files and the in-use flag care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastEvent {
+    /// The master closed the file and went on in `next_file` at `position`.
+    Rotate { next_file: String, position: u64 },
+    /// The master shut down.
+    Stop,
+    /// Any other event (or none decodable): the master was still writing the file, or
+    /// crashed.
+    Other,
+}
+
+impl LastEvent {
+    /// Classifies one whole event (header included; `checksum_len` trailing bytes).
+    pub fn of(ev: &[u8], checksum_len: usize) -> LastEvent {
+        match ev.get(TYPE_CODE_OFFSET).copied() {
+            Some(event::ROTATE_EVENT) => match event::Rotate::parse(ev, checksum_len) {
+                Ok(r) => LastEvent::Rotate {
+                    next_file: r.next_file,
+                    position: r.position,
+                },
+                Err(_) => LastEvent::Other,
+            },
+            Some(event::STOP_EVENT) => LastEvent::Stop,
+            _ => LastEvent::Other,
+        }
+    }
+}
+
 /// Whether an exported file's FORMAT_DESCRIPTION carries LOG_EVENT_BINLOG_IN_USE_F: only
 /// the last stored file, and only when its last event is neither a ROTATE nor a STOP (the
 /// master had not closed it). A master clears the flag when it closes a file, and writes a
 /// ROTATE (next file) or a STOP (shutdown) as the file's last event then.
-pub fn in_use_flag(is_last_file: bool, last_event_type: Option<u8>) -> bool {
-    is_last_file
-        && !matches!(
-            last_event_type,
-            Some(event::ROTATE_EVENT | event::STOP_EVENT)
-        )
+pub fn in_use_flag(is_last_file: bool, last_event: &LastEvent) -> bool {
+    is_last_file && *last_event == LastEvent::Other
 }
 
 /// What exporting one file reads: its `Events` entries and where they start.
@@ -165,43 +190,69 @@ pub fn plan_file(store: &Store, name: &str) -> Result<FilePlan, ExportError> {
                 start_pos: meta.start_pos,
             });
         }
-        let whole_upto = index.whole_upto();
-        let pieces: Vec<(u64, u64)> = index
-            .entries_of(file)
-            .iter()
-            .filter(|e| e.index <= whole_upto && e.start_pos < meta.end_pos)
-            .filter(|e| !index.is_dead(e.index))
-            .map(|e| (e.index, e.start_pos))
-            .collect();
-        (pieces, meta.end_pos, file + 1 == index.files().len())
+        (
+            live_pieces(&index, file),
+            meta.end_pos,
+            file + 1 == index.files().len(),
+        )
     };
-    let last_type = match pieces.last() {
-        Some(&(entry, start_pos)) => last_event_type(store, name, entry, start_pos, end_pos)?,
-        None => None,
-    };
+    let last = last_event_in(store, name, pieces.last().copied(), end_pos)?;
     Ok(FilePlan {
         name: name.to_string(),
         end_pos: end_pos.max(FIRST_EVENT_POSITION),
         pieces,
-        in_use: in_use_flag(is_last, last_type),
+        in_use: in_use_flag(is_last, &last),
     })
 }
 
-/// Type code of the event that ends at `end_pos`, found by walking the events that start
-/// in the entry (the file's last); None when none starts there (one large event spans it).
-fn last_event_type(
+/// (log index, first file position) of the entries that hold file `file`'s exportable
+/// bytes: whole (up to the watermark), not abandoned, and starting before its end.
+fn live_pieces(index: &super::index::BinlogIndex, file: usize) -> Vec<(u64, u64)> {
+    let end_pos = index.files()[file].end_pos;
+    let whole_upto = index.whole_upto();
+    index
+        .entries_of(file)
+        .iter()
+        .filter(|e| e.index <= whole_upto && e.start_pos < end_pos)
+        .filter(|e| !index.is_dead(e.index))
+        .map(|e| (e.index, e.start_pos))
+        .collect()
+}
+
+/// The last event of the stored file `name` (of its exportable bytes); Other when the
+/// file is not stored or holds none.
+pub fn last_event(store: &Store, name: &str) -> Result<LastEvent, ExportError> {
+    let (last_piece, end_pos) = {
+        let index = store.index();
+        let Some(file) = index.file_index(name) else {
+            return Ok(LastEvent::Other);
+        };
+        (
+            live_pieces(&index, file).last().copied(),
+            index.files()[file].end_pos,
+        )
+    };
+    last_event_in(store, name, last_piece, end_pos)
+}
+
+/// The event that ends at `end_pos`, found by walking the events that start in the file's
+/// last entry `last_piece` (log index, first file position); Other when none starts there
+/// (one large event spans it).
+fn last_event_in(
     store: &Store,
     name: &str,
-    entry: u64,
-    start_pos: u64,
+    last_piece: Option<(u64, u64)>,
     end_pos: u64,
-) -> Result<Option<u8>, ExportError> {
+) -> Result<LastEvent, ExportError> {
+    let Some((entry, start_pos)) = last_piece else {
+        return Ok(LastEvent::Other);
+    };
     let first_offset = store
         .index()
         .entry_meta(entry)
         .and_then(|m| m.first_event_offset);
     let Some(mut offset) = first_offset else {
-        return Ok(None);
+        return Ok(LastEvent::Other);
     };
     let data = store.read(entry)?.data;
     let (_, bytes) = EventsHeader::decode(&data).map_err(|e| ExportError::Inconsistent {
@@ -214,17 +265,23 @@ fn last_event_type(
     let bytes = &bytes[..len];
     loop {
         let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
-            return Ok(None);
+            return Ok(LastEvent::Other);
         };
         let header = EventHeader::parse(rest).map_err(|e| ExportError::Inconsistent {
             name: name.to_string(),
             detail: format!("event at {}: {e}", start_pos + offset as u64),
         })?;
-        let next = offset + header.event_size as usize;
-        if header.event_size < HEADER_LEN as u32 || next >= bytes.len() {
-            return Ok(Some(header.type_code));
+        let size = header.event_size as usize;
+        if size < HEADER_LEN {
+            return Ok(LastEvent::Other);
         }
-        offset = next;
+        if offset + size >= bytes.len() {
+            return Ok(LastEvent::of(
+                &rest[..size.min(rest.len())],
+                event::CHECKSUM_LEN,
+            ));
+        }
+        offset += size;
     }
 }
 
@@ -497,11 +554,14 @@ mod tests {
 
     #[test]
     fn in_use_rule() {
-        assert!(in_use_flag(true, Some(event::XID_EVENT)));
-        assert!(in_use_flag(true, None));
-        assert!(!in_use_flag(true, Some(event::ROTATE_EVENT)));
-        assert!(!in_use_flag(true, Some(event::STOP_EVENT)));
-        assert!(!in_use_flag(false, Some(event::XID_EVENT)));
+        let rotate = LastEvent::Rotate {
+            next_file: "x.000002".into(),
+            position: 4,
+        };
+        assert!(in_use_flag(true, &LastEvent::Other));
+        assert!(!in_use_flag(true, &rotate));
+        assert!(!in_use_flag(true, &LastEvent::Stop));
+        assert!(!in_use_flag(false, &LastEvent::Other));
         // The flag patch touches only the FDE's flags byte, both ways.
         let (_, bytes) = fixture("mysql_type_bit.000001");
         let mut cleared = bytes.clone();
