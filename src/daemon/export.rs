@@ -15,15 +15,13 @@ use std::sync::Arc;
 
 use crate::api::model::BinlogFileInfo;
 use crate::api::{ApiError, FileStream};
-use crate::consensus::node::{Applied, StateMachine};
-use crate::consensus::storage::{RaftStorage, INIT_INDEX, LOG_DIR, RAFT_DIR};
+use crate::consensus::node::{restore_stored_snapshot, Applied, StateMachine};
+use crate::consensus::storage::{RaftStorage, LOG_DIR, RAFT_DIR};
+use crate::limits::BATCH_ENTRIES_MAX;
 use crate::store::export::{list_files, plan_file, write_file, ExportError, FileExport};
 use crate::store::Store;
 
 use super::machine::{ClusterShared, NodeMachine};
-
-/// Committed entries applied at a time while indexing offline.
-const OFFLINE_APPLY_BATCH_ENTRIES_MAX: u64 = 256;
 
 /// The stored files, for `GET /binlog/files`.
 pub fn file_infos(store: &Store) -> Vec<BinlogFileInfo> {
@@ -122,14 +120,7 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
         cluster: Arc::new(ClusterShared::new()),
     };
     // As the raft node does at start: the stored snapshot first, then committed entries.
-    let mut applied = 0;
-    if let Some(snapshot) = storage.stored_snapshot() {
-        let meta = snapshot.get_metadata();
-        if meta.index > INIT_INDEX || !snapshot.data.is_empty() {
-            machine.restore(meta.index, meta.term, &snapshot.data);
-        }
-        applied = meta.index;
-    }
+    let applied = restore_stored_snapshot(&storage, &mut machine);
     let reader = storage.reader();
     // The commit index on disk lags (raft records it lazily): on a node alone every entry
     // of its log is committed; a cluster member's log may end with entries the cluster
@@ -145,7 +136,8 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
     }
     let mut next = (applied + 1).max(reader.first_index());
     while next <= commit {
-        let last = commit.min(next + OFFLINE_APPLY_BATCH_ENTRIES_MAX - 1);
+        // Applied in groups of the size the syncer proposes.
+        let last = commit.min(next + BATCH_ENTRIES_MAX as u64 - 1);
         let mut batch = Vec::new();
         for index in next..=last {
             let e = reader
