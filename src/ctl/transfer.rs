@@ -8,8 +8,8 @@
 //! it. Each request uses a fresh connection (no pooling: see the README's note on
 //! tiny_http keep-alive).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Write};
+use std::fs::File;
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -23,6 +23,7 @@ use crate::binlog::file::BinlogFileReader;
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::daemon::import::{next_name, LastEvent, Tail};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
+use crate::store::export::{choose, prepare_dir, write_atomically};
 
 /// Reads a whole local binlog file (checking it as the node will) and says how it ends,
 /// as a [`Tail`] named after the file.
@@ -222,7 +223,12 @@ pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) 
         }
     };
     let chosen = match choose(&files, only) {
-        Ok(chosen) => chosen,
+        Ok((chosen, skipped)) => {
+            for (_, why) in skipped {
+                eprintln!("warning: skipping {why}");
+            }
+            chosen
+        }
         Err(message) => {
             eprintln!("error: {message}");
             return EXIT_NODE_ERROR;
@@ -253,46 +259,6 @@ pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) 
     EXIT_OK
 }
 
-/// The files to export: all complete ones (others skipped with a warning), or `only`.
-fn choose(files: &[BinlogFileInfo], only: Option<&str>) -> Result<Vec<BinlogFileInfo>, String> {
-    let mut chosen = Vec::new();
-    for file in files {
-        if only.is_some_and(|n| n != file.name) {
-            continue;
-        }
-        if !file.complete {
-            let why = format!(
-                "{} is stored only from position {} (the store began inside it); there is no \
-                 complete copy to export",
-                file.name, file.start_pos
-            );
-            if only.is_some() {
-                return Err(why);
-            }
-            eprintln!("warning: skipping {why}");
-            continue;
-        }
-        chosen.push(file.clone());
-    }
-    if let Some(name) = only.filter(|_| chosen.is_empty()) {
-        return Err(format!("the node stores no binlog file named {name}"));
-    }
-    Ok(chosen)
-}
-
-fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), String> {
-    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    if !force {
-        if let Some(path) = files.iter().map(|f| to.join(&f.name)).find(|p| p.exists()) {
-            return Err(format!(
-                "{} exists; remove it or pass --force to overwrite it",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Downloads one file into `to` (temporary name, sync, rename). The error carries the exit
 /// status.
 fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, String)> {
@@ -314,37 +280,17 @@ fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, 
         ));
     }
     let local = |e: io::Error, path: &Path| (EXIT_NODE_ERROR, format!("{}: {e}", path.display()));
-    let tmp = to.join(format!(".{}.part", file.name));
-    let path = to.join(&file.name);
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| local(e, &tmp))?;
     let declared = response
         .headers()
         .get("Content-Length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out)
-        .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))
-        .and_then(|copied| {
-            check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
-            out.flush().map_err(|e| local(e, &tmp))?;
-            out.sync_all().map_err(|e| local(e, &tmp))?;
-            Ok(copied)
-        });
-    drop(out);
-    let copied = copied.inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })?;
-    fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
-    // The rename is durable only once the directory is synced.
-    File::open(to)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| local(e, to))?;
-    Ok(copied)
+    write_atomically(to, &file.name, local, |out| {
+        let copied = io::copy(&mut response.body_mut().as_reader(), out)
+            .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))?;
+        check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
+        Ok(copied)
+    })
 }
 
 /// Whether a download is whole: exactly the Content-Length the node announced, and at
@@ -371,6 +317,7 @@ fn check_download(file: &BinlogFileInfo, copied: u64, declared: Option<u64>) -> 
 mod tests {
     use super::*;
     use crate::binlog::file::FIRST_EVENT_POSITION;
+    use std::fs;
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -471,16 +418,22 @@ mod tests {
         };
         let files = [info("a.1", false), info("a.2", true), info("a.3", true)];
         let names = |v: Vec<BinlogFileInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
-        assert_eq!(names(choose(&files, None).unwrap()), ["a.2", "a.3"]);
-        assert_eq!(names(choose(&files, Some("a.3")).unwrap()), ["a.3"]);
+        let (chosen, skipped) = choose(&files, None).unwrap();
+        assert_eq!(names(chosen), ["a.2", "a.3"]);
+        assert_eq!(skipped[0].0, "a.1");
+        assert_eq!(names(choose(&files, Some("a.3")).unwrap().0), ["a.3"]);
         assert!(choose(&files, Some("a.1"))
             .unwrap_err()
+            .to_string()
             .contains("position 900"));
-        assert!(choose(&files, Some("zz")).unwrap_err().contains("zz"));
+        assert!(choose(&files, Some("zz"))
+            .unwrap_err()
+            .to_string()
+            .contains("zz"));
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.2"), "x").unwrap();
         let err = prepare_dir(dir.path(), &files[1..], false).unwrap_err();
-        assert!(err.contains("--force"), "{err}");
+        assert!(err.to_string().contains("--force"), "{err}");
         prepare_dir(dir.path(), &files[1..], true).unwrap();
     }
 

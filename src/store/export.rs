@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::entry::EventsHeader;
 use super::{Store, StoreError};
+use crate::api::model::BinlogFileInfo;
 use crate::binlog::event::{
     self, EventHeader, FLAGS_OFFSET, HEADER_LEN, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
@@ -93,28 +94,13 @@ impl From<StoreError> for ExportError {
     }
 }
 
-/// One stored file as export sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileInfo {
-    pub name: String,
-    /// First stored position (4 when the whole file is stored).
-    pub start_pos: u64,
-    /// End of the stored whole transactions: the size of the exported file.
-    pub end_pos: u64,
-    pub events: u64,
-    /// Binlog bytes stored of this file (events only, without the magic).
-    pub bytes: u64,
-    /// Whether the file can be exported (stored from position 4).
-    pub complete: bool,
-}
-
-/// The stored files, oldest first.
-pub fn list_files(store: &Store) -> Vec<FileInfo> {
+/// The stored files, oldest first (also the reply of `GET /binlog/files`).
+pub fn list_files(store: &Store) -> Vec<BinlogFileInfo> {
     let index = store.index();
     index
         .files()
         .iter()
-        .map(|f| FileInfo {
+        .map(|f| BinlogFileInfo {
             name: f.name.clone(),
             start_pos: f.start_pos,
             end_pos: f.end_pos.max(f.start_pos),
@@ -123,6 +109,92 @@ pub fn list_files(store: &Store) -> Vec<FileInfo> {
             complete: f.start_pos == FIRST_EVENT_POSITION,
         })
         .collect()
+}
+
+/// (name, why) of the files an export skips.
+pub type Skipped = Vec<(String, String)>;
+
+/// The files to export out of `files` (a listing of the store): every complete one, or
+/// only the one named `only`. Returns them with the files skipped (stored only from a
+/// position after 4) and why; asked for by name, such a file is an error.
+pub fn choose(
+    files: &[BinlogFileInfo],
+    only: Option<&str>,
+) -> Result<(Vec<BinlogFileInfo>, Skipped), ExportError> {
+    let mut chosen = Vec::new();
+    let mut skipped = Vec::new();
+    for file in files {
+        if only.is_some_and(|n| n != file.name) {
+            continue;
+        }
+        if !file.complete {
+            let why = ExportError::NotFromStart {
+                name: file.name.clone(),
+                start_pos: file.start_pos,
+            };
+            if only.is_some() {
+                return Err(why);
+            }
+            skipped.push((file.name.clone(), why.to_string()));
+            continue;
+        }
+        chosen.push(file.clone());
+    }
+    if let Some(name) = only.filter(|_| chosen.is_empty()) {
+        return Err(ExportError::NoSuchFile {
+            name: name.to_string(),
+        });
+    }
+    Ok((chosen, skipped))
+}
+
+/// Creates the output folder `to`, and refuses (before anything is written) when one of
+/// `files` exists there already, unless `force`.
+pub fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), ExportError> {
+    fs::create_dir_all(to).map_err(|error| ExportError::Io {
+        path: to.to_path_buf(),
+        error,
+    })?;
+    if !force {
+        if let Some(path) = files.iter().map(|f| to.join(&f.name)).find(|p| p.exists()) {
+            return Err(ExportError::Exists { path });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `dir/name` as a whole or not at all: `fill` writes into a temporary file, which
+/// is then synced and renamed (and the folder synced, so the rename lasts); on any error
+/// the temporary file is removed. `local` turns an I/O error on a path into `E`. Returns
+/// what `fill` returns (the bytes written).
+pub fn write_atomically<E>(
+    dir: &Path,
+    name: &str,
+    local: impl Fn(io::Error, &Path) -> E,
+    fill: impl FnOnce(&mut File) -> Result<u64, E>,
+) -> Result<u64, E> {
+    let tmp = dir.join(format!(".{name}.part"));
+    let path = dir.join(name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| local(e, &tmp))?;
+    let written = fill(&mut out).and_then(|written| {
+        out.flush().map_err(|e| local(e, &tmp))?;
+        out.sync_all().map_err(|e| local(e, &tmp))?;
+        Ok(written)
+    });
+    drop(out);
+    let written = written.inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| local(e, dir))?;
+    Ok(written)
 }
 
 /// The last event of a binlog file, as far as chaining files and the in-use flag care.
@@ -421,40 +493,20 @@ pub fn write_file(
     if !force && path.exists() {
         return Err(ExportError::Exists { path });
     }
-    let tmp = dir.join(format!(".{name}.part"));
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| ExportError::Io { path, error }
+    let local = |error, path: &Path| ExportError::Io {
+        path: path.to_path_buf(),
+        error,
     };
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    let mut export = FileExport::new(store.clone(), plan);
-    let copied = io::copy(&mut export, &mut out).map_err(|error| {
-        let _ = fs::remove_file(&tmp);
-        match error.into_inner().map(|e| e.downcast::<ExportError>()) {
-            Some(Ok(export_error)) => *export_error,
-            Some(Err(other)) => ExportError::Io {
-                path: tmp.clone(),
-                error: io::Error::other(other),
-            },
-            None => ExportError::Io {
-                path: tmp.clone(),
-                error: io::Error::other("copy failed"),
-            },
-        }
-    })?;
-    out.flush().map_err(io_err(&tmp))?;
-    out.sync_all().map_err(io_err(&tmp))?;
-    drop(out);
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(copied)
+    write_atomically(dir, name, local, |out| {
+        let mut export = FileExport::new(store.clone(), plan);
+        io::copy(&mut export, out).map_err(|error| {
+            match error.into_inner().map(|e| e.downcast::<ExportError>()) {
+                Some(Ok(export_error)) => *export_error,
+                Some(Err(other)) => local(io::Error::other(other), &path),
+                None => local(io::Error::other("copy failed"), &path),
+            }
+        })
+    })
 }
 
 #[cfg(test)]
