@@ -335,14 +335,6 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Whether `check_chain` accepted the file only as the successor of a file its master never
-/// closed: then its PREVIOUS_GTIDS must be present (and equal the stored gtid_executed).
-fn needs_previous_gtids(view: &StoreView) -> bool {
-    view.tail
-        .as_ref()
-        .is_some_and(|t| t.last_event == LastEvent::Other && !t.mariadb)
-}
-
 /// Where [`ingest_file`] hands the entries it makes (kind, payload).
 pub type Emit<'a> = dyn FnMut(Vec<(u8, Vec<u8>)>) -> Result<(), ImportError> + 'a;
 
@@ -389,13 +381,7 @@ pub fn ingest_file(
     let mut pending_bytes = 0;
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
         if summary.events == 1 {
-            check_previous_gtids(name, &ev, view)?;
-        }
-        if summary.events == 1
-            && needs_previous_gtids(view)
-            && ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT)
-        {
-            return Err(missing_previous_gtids(name, view));
+            check_previous_gtids(name, Some(&ev), view)?;
         }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
@@ -417,14 +403,14 @@ pub fn ingest_file(
             }
         }
     }
-    if summary.events == 1 && needs_previous_gtids(view) {
-        return Err(missing_previous_gtids(name, view));
-    }
     if summary.events == 0 {
         return Err(ImportError::Unsupported {
             file: file(),
             detail: "it holds no event after the magic".into(),
         });
+    }
+    if summary.events == 1 {
+        check_previous_gtids(name, None, view)?;
     }
     if ingest.in_group() {
         return Err(ImportError::Truncated {
@@ -482,28 +468,38 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
     Ok(())
 }
 
-fn missing_previous_gtids(name: &str, view: &StoreView) -> ImportError {
-    ImportError::Chain {
-        file: name.to_string(),
-        detail: format!(
-            "the last stored file {} ends without a ROTATE or STOP event, so only a file whose \
-             PREVIOUS_GTIDS (its second event) equals the stored gtid_executed can follow \
-             it, and this file has none",
-            view.tail.as_ref().map_or("", |t| t.file.as_str())
-        ),
-    }
-}
-
 /// A MySQL file's PREVIOUS_GTIDS (its second event) names every transaction before it: it
 /// continues the stored chain only when that is exactly the stored gtid_executed. This is
-/// what tells a file that skips one (000011 then 000013) from the right next file.
-fn check_previous_gtids(name: &str, ev: &[u8], view: &StoreView) -> Result<(), ImportError> {
+/// what tells a file that skips one (000011 then 000013) from the right next file. After a
+/// MySQL file its master never closed, `check_chain` accepts the next number only on this
+/// proof, so there a file without a PREVIOUS_GTIDS is refused. `second` is the file's
+/// second event (None when it has only one).
+fn check_previous_gtids(
+    name: &str,
+    second: Option<&[u8]>,
+    view: &StoreView,
+) -> Result<(), ImportError> {
+    let previous_gtids =
+        second.filter(|ev| ev.get(TYPE_CODE_OFFSET) == Some(&event::PREVIOUS_GTIDS_LOG_EVENT));
+    let Some(ev) = previous_gtids else {
+        return match &view.tail {
+            Some(tail) if tail.last_event == LastEvent::Other && !tail.mariadb => {
+                Err(ImportError::Chain {
+                    file: name.to_string(),
+                    detail: format!(
+                        "the last stored file {} ends without a ROTATE or STOP event, so only \
+                         a file whose PREVIOUS_GTIDS (its second event) equals the stored \
+                         gtid_executed can follow it, and this file has none",
+                        tail.file
+                    ),
+                })
+            }
+            _ => Ok(()),
+        };
+    };
     let Some(executed) = &view.mysql_executed else {
         return Ok(());
     };
-    if ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT) {
-        return Ok(());
-    }
     let previous =
         event::parse_previous_gtids(ev, event::CHECKSUM_LEN).map_err(|e| ImportError::Corrupt {
             file: name.to_string(),
