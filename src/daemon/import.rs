@@ -571,14 +571,13 @@ fn refuse_unless_ready_leader(node: &Node) -> Result<u64, ApiError> {
 /// The checks that need only the name (a ready leader, no syncer, no other import, the
 /// next file of the stored chain): made before the body is read, so that a doomed upload
 /// is refused at once, and again once it is spooled (the store may have changed).
-fn check_name(node: &Node, name: &str) -> Result<u64, ApiError> {
-    let term = refuse_unless_ready_leader(node)?;
+fn check_name(node: &Node, name: &str) -> Result<(), ApiError> {
+    refuse_unless_ready_leader(node)?;
     refuse_if_busy(node)?;
     check_chain(name, &store_view(&node.store)?).map_err(|e| {
         log::warn!("import refused before its upload: {e}");
         ApiError::from(e)
-    })?;
-    Ok(term)
+    })
 }
 
 /// Holds the import slot: one import at a time, none while a syncer is configured, and no
@@ -591,10 +590,10 @@ struct ImportSlot<'a> {
 impl<'a> ImportSlot<'a> {
     fn take(node: &'a Node) -> Result<ImportSlot<'a>, ApiError> {
         let _changes = node.desired.lock().expect("desired lock");
+        // `importing` is set only here, under the `desired` lock: refuse_if_busy has seen
+        // it clear, so no other import can take the slot in between.
         refuse_if_busy(node)?;
-        if node.importing.swap(true, Ordering::SeqCst) {
-            return Err(import_running());
-        }
+        node.importing.store(true, Ordering::SeqCst);
         Ok(ImportSlot { node })
     }
 }

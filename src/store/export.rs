@@ -389,10 +389,6 @@ impl FileExport {
         self.plan.end_pos
     }
 
-    pub fn plan(&self) -> &FilePlan {
-        &self.plan
-    }
-
     /// Loads the next entry's bytes into `buf`; false at the end of the file.
     fn refill(&mut self) -> Result<bool, ExportError> {
         let Some(&(entry, start_pos)) = self.plan.pieces.get(self.next_piece) else {
