@@ -953,32 +953,24 @@ mod tests {
 
     #[test]
     fn nothing_follows_an_unclosed_mariadb_file_and_a_stop_takes_its_successor() {
-        let unclosed = StoreView {
-            files: vec!["m.000007".into()],
+        // A store of one file, `file`, that ends at position 100 with `last_event`.
+        let one_file = |file: &str, last_event: LastEvent, mariadb: bool| StoreView {
+            files: vec![file.into()],
             tail: Some(Tail {
-                file: "m.000007".into(),
+                file: file.into(),
                 end_pos: 100,
-                last_event: LastEvent::Other,
-                mariadb: true,
+                last_event,
+                mariadb,
             }),
-            resume: Some(("m.000007".into(), 100)),
+            resume: Some((file.into(), 100)),
             mysql_executed: None,
         };
+        let unclosed = one_file("m.000007", LastEvent::Other, true);
         let err = check_chain("m.000008", &unclosed).unwrap_err();
         assert!(err.to_string().contains("MariaDB"), "{err}");
 
         // binlog-invisible-columns.000001 ends with a STOP.
-        let view = StoreView {
-            files: vec!["b.000007".into()],
-            tail: Some(Tail {
-                file: "b.000007".into(),
-                end_pos: 100,
-                last_event: LastEvent::Stop,
-                mariadb: false,
-            }),
-            resume: Some(("b.000007".into(), 100)),
-            mysql_executed: None,
-        };
+        let view = one_file("b.000007", LastEvent::Stop, false);
         assert!(check_chain("b.000008", &view).is_ok());
         let err = check_chain("b.000009", &view).unwrap_err();
         assert!(err.to_string().contains("b.000008"), "{err}");
