@@ -228,9 +228,7 @@ fn parse_serve(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
 fn parse_export(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
     let level = Level(&["export"]);
     let mut data_dir = None;
-    let mut to = None;
-    let mut file = None;
-    let mut force = false;
+    let mut target = ExportTarget::default();
     while let Some(token) = tokens.next() {
         let (name, inline) = level.flag(token)?;
         match name {
@@ -238,23 +236,50 @@ fn parse_export(tokens: &mut Tokens<'_>) -> Result<Cli, UsageError> {
             "--data-dir" => set_once(&mut data_dir, name, level, || {
                 tokens.path(name, inline, level)
             })?,
-            "--to" => set_once(&mut to, name, level, || tokens.path(name, inline, level))?,
-            "--file" => set_once(&mut file, name, level, || {
-                export_file_name(tokens.value(name, inline, level)?, level)
-            })?,
-            "--force" => {
-                level.no_value(name, inline)?;
-                force = true;
-            }
+            _ if target.take(tokens, name, inline, level)? => {}
             _ => return Err(level.unknown_flag(name)),
         }
     }
     Ok(Cli::Export(ExportArgs {
         data_dir: data_dir.unwrap_or_else(|| PathBuf::from(config::DATA_DIR_DEFAULT)),
-        to: required(to, "--to", level)?,
-        file,
-        force,
+        to: required(target.to, "--to", level)?,
+        file: target.file,
+        force: target.force,
     }))
+}
+
+/// `--to DIR [--file NAME] [--force]`: where `ferrobus export` and `ctl export` write.
+#[derive(Default)]
+struct ExportTarget {
+    to: Option<PathBuf>,
+    file: Option<String>,
+    force: bool,
+}
+
+impl ExportTarget {
+    /// Takes `flag` if it is one of the target's; `Ok(false)` if it is not one.
+    fn take(
+        &mut self,
+        tokens: &mut Tokens<'_>,
+        flag: &str,
+        inline: Option<&str>,
+        level: Level,
+    ) -> Result<bool, UsageError> {
+        match flag {
+            "--to" => set_once(&mut self.to, flag, level, || {
+                tokens.path(flag, inline, level)
+            })?,
+            "--file" => set_once(&mut self.file, flag, level, || {
+                export_file_name(tokens.value(flag, inline, level)?, level)
+            })?,
+            "--force" => {
+                level.no_value(flag, inline)?;
+                self.force = true;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 fn export_file_name(name: String, level: Level) -> Result<String, UsageError> {
@@ -301,29 +326,20 @@ fn parse_ctl_export(
     globals: &mut CtlGlobals,
 ) -> Result<Step<CtlCommand>, UsageError> {
     let level = Level(&["ctl", "export"]);
-    let mut to = None;
-    let mut file = None;
-    let mut force = false;
+    let mut target = ExportTarget::default();
     while let Some(token) = tokens.next() {
         let (flag, inline) = level.flag(token)?;
         match flag {
             "--help" | "-h" => return Ok(Step::Help(level)),
-            "--to" => set_once(&mut to, flag, level, || tokens.path(flag, inline, level))?,
-            "--file" => set_once(&mut file, flag, level, || {
-                export_file_name(tokens.value(flag, inline, level)?, level)
-            })?,
-            "--force" => {
-                level.no_value(flag, inline)?;
-                force = true;
-            }
+            _ if target.take(tokens, flag, inline, level)? => {}
             _ if globals.take(tokens, flag, inline, level)? => {}
             _ => return Err(level.unknown_flag(flag)),
         }
     }
     Ok(Step::Run(CtlCommand::Export {
-        to: required(to, "--to", level)?,
-        file,
-        force,
+        to: required(target.to, "--to", level)?,
+        file: target.file,
+        force: target.force,
     }))
 }
 

@@ -217,7 +217,8 @@ fn format_success(command: &CtlCommand, data: &Value) -> String {
         CtlCommand::MemberRemove { name } => after_change(&format!("member {name} removed"), data),
         CtlCommand::Purge { to_file } => format!("binlog before {to_file} purged\n"),
         CtlCommand::Import { .. } => typed(data, transfer::format_import),
-        CtlCommand::Export { .. } => format_value(data),
+        // `ctl export` downloads the files itself and renders only failures.
+        CtlCommand::Export { .. } => String::new(),
     }
 }
 

@@ -653,7 +653,7 @@ fn exit_on_fatal() -> FatalHook {
 
 /// Restores the state machine from the stored snapshot, if there is one worth restoring,
 /// and returns the index it stands at (raft hands out the committed entries after it).
-fn restore_stored_snapshot(storage: &RaftStorage, sm: &mut dyn StateMachine) -> u64 {
+pub(crate) fn restore_stored_snapshot(storage: &RaftStorage, sm: &mut dyn StateMachine) -> u64 {
     let Some(snapshot) = storage.stored_snapshot() else {
         return 0;
     };

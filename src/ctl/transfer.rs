@@ -8,8 +8,8 @@
 //! it. Each request uses a fresh connection (no pooling: see the README's note on
 //! tiny_http keep-alive).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Write};
+use std::fs::File;
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -18,66 +18,50 @@ use super::{render, EXIT_NODE_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
-use crate::binlog::event::{self, EventHeader, FormatDescription, CHECKSUM_LEN};
-use crate::binlog::file::{BinlogFileReader, FIRST_EVENT_POSITION};
+use crate::binlog::event::{FormatDescription, CHECKSUM_LEN};
+use crate::binlog::file::BinlogFileReader;
 use crate::cli::{CtlArgs, CtlCommand};
-use crate::daemon::import::successor;
+use crate::daemon::import::{next_name, LastEvent, Tail};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
+use crate::store::export::{choose, prepare_dir, write_atomically};
 
-/// How a binlog file ends, as far as chaining goes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct FileEnd {
-    /// The ROTATE at its end: (next file, position).
-    pub rotate: Option<(String, u64)>,
-    /// Whether its last event is a STOP (the master shut down).
-    pub stop: bool,
-    /// Whether its FORMAT_DESCRIPTION says MariaDB.
-    pub mariadb: bool,
-}
-
-/// Reads a whole local binlog file (checking it as the node will) and says how it ends.
-pub fn file_end(path: &Path) -> Result<FileEnd, String> {
+/// Reads a whole local binlog file (checking it as the node will) and says how it ends,
+/// as a [`Tail`] named after the file.
+pub fn file_end(path: &Path) -> Result<Tail, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BinlogFileReader::new(BufReader::new(file));
     let mut last = None;
     let mut mariadb = false;
-    while let Some((_, ev)) = reader
+    while let Some((pos, ev)) = reader
         .next_event()
         .map_err(|e| format!("{}: {e}", path.display()))?
     {
         if last.is_none() {
             mariadb = FormatDescription::parse(&ev).is_ok_and(|f| f.is_mariadb());
         }
-        last = Some(ev);
+        last = Some((pos, ev));
     }
-    let Some(last) = last else {
+    let Some((pos, last)) = last else {
         return Err(format!("{}: holds no event", path.display()));
     };
-    let type_code = EventHeader::parse(&last).ok().map(|h| h.type_code);
-    let rotate = match type_code {
-        Some(event::ROTATE_EVENT) => {
-            let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
-            event::Rotate::parse(&last, checksum_len)
-                .ok()
-                .map(|r| (r.next_file, r.position))
-        }
-        _ => None,
-    };
-    Ok(FileEnd {
-        rotate,
-        stop: type_code == Some(event::STOP_EVENT),
+    let checksum_len = reader.checksum_alg().checksum_len().min(CHECKSUM_LEN);
+    Ok(Tail {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        end_pos: pos + last.len() as u64,
+        last_event: LastEvent::of(&last, checksum_len),
         mariadb,
     })
 }
 
-/// The names the files are stored under, by the node's rule (`daemon::import::check_chain`):
-/// the first one's `first_name` (default: its file name); after a file that ends with a
-/// ROTATE (to position 4), the name the ROTATE gives; after a STOP (the master shut down),
-/// or after a MySQL file its master never closed (it crashed, and opened the next number
-/// when it restarted; the node checks PREVIOUS_GTIDS), the next number of the same name.
+/// The names the files are stored under, by the node's rule ([`next_name`]): the first
+/// one's `first_name` (default: its file name), then for each file the name that follows
+/// the one before it.
 pub fn chain_names(
     files: &[PathBuf],
-    ends: &[FileEnd],
+    ends: &[Tail],
     first_name: Option<&str>,
 ) -> Result<Vec<String>, String> {
     let mut names: Vec<String> = Vec::with_capacity(files.len());
@@ -95,29 +79,16 @@ pub fn chain_names(
             names.push(name);
             continue;
         };
-        let shown = files[i - 1].display();
-        let name = match &end.rotate {
-            Some((next, pos)) if *pos == FIRST_EVENT_POSITION => next.clone(),
-            Some((next, pos)) => {
-                return Err(format!(
-                    "{shown} ends with a ROTATE to {next} at position {pos}, not at the start \
-                     of a file"
-                ))
-            }
-            None if end.stop || !end.mariadb => successor(previous).ok_or_else(|| {
-                format!(
-                    "{shown} (imported as {previous}) ends without a ROTATE and its name has \
-                     no number to tell which file follows it"
-                )
-            })?,
-            None => {
-                return Err(format!(
-                    "{shown} is MariaDB data that ends with neither a ROTATE nor a STOP (its \
-                     master was still writing it), so no file can be known to follow it; give \
-                     the files in order, the last one last"
-                ))
-            }
+        let tail = Tail {
+            file: previous.clone(),
+            ..end.clone()
         };
+        let name = next_name(&tail).map_err(|e| {
+            format!(
+                "{}: {e}; give the files in order, the last one last",
+                files[i - 1].display()
+            )
+        })?;
         names.push(name);
     }
     Ok(names)
@@ -125,7 +96,7 @@ pub fn chain_names(
 
 /// `ctl import`.
 pub fn import_files(args: &CtlArgs, files: &[PathBuf], first_name: Option<&str>) -> i32 {
-    let ends: Result<Vec<FileEnd>, String> = files.iter().map(|p| file_end(p)).collect();
+    let ends: Result<Vec<Tail>, String> = files.iter().map(|p| file_end(p)).collect();
     let names = ends.and_then(|ends| chain_names(files, &ends, first_name));
     let names = match names {
         Ok(names) => names,
@@ -252,7 +223,12 @@ pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) 
         }
     };
     let chosen = match choose(&files, only) {
-        Ok(chosen) => chosen,
+        Ok((chosen, skipped)) => {
+            for (_, why) in skipped {
+                eprintln!("warning: skipping {why}");
+            }
+            chosen
+        }
         Err(message) => {
             eprintln!("error: {message}");
             return EXIT_NODE_ERROR;
@@ -283,46 +259,6 @@ pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) 
     EXIT_OK
 }
 
-/// The files to export: all complete ones (others skipped with a warning), or `only`.
-fn choose(files: &[BinlogFileInfo], only: Option<&str>) -> Result<Vec<BinlogFileInfo>, String> {
-    let mut chosen = Vec::new();
-    for file in files {
-        if only.is_some_and(|n| n != file.name) {
-            continue;
-        }
-        if !file.complete {
-            let why = format!(
-                "{} is stored only from position {} (the store began inside it); there is no \
-                 complete copy to export",
-                file.name, file.start_pos
-            );
-            if only.is_some() {
-                return Err(why);
-            }
-            eprintln!("warning: skipping {why}");
-            continue;
-        }
-        chosen.push(file.clone());
-    }
-    if let Some(name) = only.filter(|_| chosen.is_empty()) {
-        return Err(format!("the node stores no binlog file named {name}"));
-    }
-    Ok(chosen)
-}
-
-fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), String> {
-    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    if !force {
-        if let Some(path) = files.iter().map(|f| to.join(&f.name)).find(|p| p.exists()) {
-            return Err(format!(
-                "{} exists; remove it or pass --force to overwrite it",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Downloads one file into `to` (temporary name, sync, rename). The error carries the exit
 /// status.
 fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, String)> {
@@ -344,37 +280,17 @@ fn download(admin: &str, file: &BinlogFileInfo, to: &Path) -> Result<u64, (i32, 
         ));
     }
     let local = |e: io::Error, path: &Path| (EXIT_NODE_ERROR, format!("{}: {e}", path.display()));
-    let tmp = to.join(format!(".{}.part", file.name));
-    let path = to.join(&file.name);
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| local(e, &tmp))?;
     let declared = response
         .headers()
         .get("Content-Length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let copied = io::copy(&mut response.body_mut().as_reader(), &mut out)
-        .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))
-        .and_then(|copied| {
-            check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
-            out.flush().map_err(|e| local(e, &tmp))?;
-            out.sync_all().map_err(|e| local(e, &tmp))?;
-            Ok(copied)
-        });
-    drop(out);
-    let copied = copied.inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })?;
-    fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
-    // The rename is durable only once the directory is synced.
-    File::open(to)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| local(e, to))?;
-    Ok(copied)
+    write_atomically(to, &file.name, local, |out| {
+        let copied = io::copy(&mut response.body_mut().as_reader(), out)
+            .map_err(|e| (EXIT_UNREACHABLE, format!("downloading {}: {e}", file.name)))?;
+        check_download(file, copied, declared).map_err(|m| (EXIT_UNREACHABLE, m))?;
+        Ok(copied)
+    })
 }
 
 /// Whether a download is whole: exactly the Content-Length the node announced, and at
@@ -400,6 +316,8 @@ fn check_download(file: &BinlogFileInfo, copied: u64, declared: Option<u64>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binlog::file::FIRST_EVENT_POSITION;
+    use std::fs;
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -413,12 +331,15 @@ mod tests {
             .iter()
             .map(|n| fixture(&format!("kingbus-5.7-mysql_bin.{n}")))
             .collect();
-        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        let ends: Vec<Tail> = files.iter().map(|p| file_end(p).unwrap()).collect();
         assert_eq!(
-            ends[0].rotate,
-            Some(("mysql_bin.000012".to_string(), FIRST_EVENT_POSITION))
+            ends[0].last_event,
+            LastEvent::Rotate {
+                next_file: "mysql_bin.000012".to_string(),
+                position: FIRST_EVENT_POSITION
+            }
         );
-        assert_eq!(ends[2].rotate, None);
+        assert!(!matches!(ends[2].last_event, LastEvent::Rotate { .. }));
         assert_eq!(
             chain_names(&files, &ends, Some("mysql_bin.000011")).unwrap(),
             ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"]
@@ -434,7 +355,7 @@ mod tests {
             file_end(&swapped[0]).unwrap(),
             file_end(&swapped[1]).unwrap(),
         ];
-        assert!(!ends2[0].stop && !ends2[0].mariadb);
+        assert!(ends2[0].last_event == LastEvent::Other && !ends2[0].mariadb);
         assert_eq!(
             chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap(),
             ["mysql_bin.000013", "mysql_bin.000014"]
@@ -449,9 +370,9 @@ mod tests {
         // binlog-invisible-columns.000001 ends with a STOP: the node takes .000002 next.
         let stop = fixture("binlog-invisible-columns.000001");
         let end = file_end(&stop).unwrap();
-        assert!(end.stop && end.rotate.is_none());
+        assert_eq!(end.last_event, LastEvent::Stop);
         let files = [stop.clone(), stop.clone(), stop];
-        let ends: Vec<FileEnd> = files.iter().map(|p| file_end(p).unwrap()).collect();
+        let ends: Vec<Tail> = files.iter().map(|p| file_end(p).unwrap()).collect();
         assert_eq!(
             chain_names(&files, &ends, None).unwrap(),
             [
@@ -461,10 +382,10 @@ mod tests {
             ]
         );
         // A MariaDB file that ends with neither: nothing may follow it.
-        let open = FileEnd {
-            rotate: None,
-            stop: false,
+        let open = Tail {
+            last_event: LastEvent::Other,
             mariadb: true,
+            ..file_end(&files[0]).unwrap()
         };
         let ends = [open, file_end(&files[1]).unwrap()];
         let err = chain_names(&files[..2], &ends, None).unwrap_err();
@@ -497,16 +418,22 @@ mod tests {
         };
         let files = [info("a.1", false), info("a.2", true), info("a.3", true)];
         let names = |v: Vec<BinlogFileInfo>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
-        assert_eq!(names(choose(&files, None).unwrap()), ["a.2", "a.3"]);
-        assert_eq!(names(choose(&files, Some("a.3")).unwrap()), ["a.3"]);
+        let (chosen, skipped) = choose(&files, None).unwrap();
+        assert_eq!(names(chosen), ["a.2", "a.3"]);
+        assert_eq!(skipped[0].0, "a.1");
+        assert_eq!(names(choose(&files, Some("a.3")).unwrap().0), ["a.3"]);
         assert!(choose(&files, Some("a.1"))
             .unwrap_err()
+            .to_string()
             .contains("position 900"));
-        assert!(choose(&files, Some("zz")).unwrap_err().contains("zz"));
+        assert!(choose(&files, Some("zz"))
+            .unwrap_err()
+            .to_string()
+            .contains("zz"));
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.2"), "x").unwrap();
         let err = prepare_dir(dir.path(), &files[1..], false).unwrap_err();
-        assert!(err.contains("--force"), "{err}");
+        assert!(err.to_string().contains("--force"), "{err}");
         prepare_dir(dir.path(), &files[1..], true).unwrap();
     }
 

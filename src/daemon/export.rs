@@ -13,32 +13,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::model::BinlogFileInfo;
 use crate::api::{ApiError, FileStream};
-use crate::consensus::node::{Applied, StateMachine};
-use crate::consensus::storage::{RaftStorage, INIT_INDEX, LOG_DIR, RAFT_DIR};
-use crate::store::export::{list_files, plan_file, write_file, ExportError, FileExport};
+use crate::consensus::node::{restore_stored_snapshot, Applied, StateMachine};
+use crate::consensus::storage::{RaftStorage, LOG_DIR, RAFT_DIR};
+use crate::limits::BATCH_ENTRIES_MAX;
+use crate::store::export::{
+    choose, list_files, plan_file, prepare_dir, write_file, ExportError, FileExport,
+};
 use crate::store::Store;
 
 use super::machine::{ClusterShared, NodeMachine};
 
-/// Committed entries applied at a time while indexing offline.
-const OFFLINE_APPLY_BATCH_ENTRIES_MAX: u64 = 256;
-
 /// The stored files, for `GET /binlog/files`.
-pub fn file_infos(store: &Store) -> Vec<BinlogFileInfo> {
-    list_files(store)
-        .into_iter()
-        .map(|f| BinlogFileInfo {
-            name: f.name,
-            start_pos: f.start_pos,
-            end_pos: f.end_pos,
-            bytes: f.bytes,
-            events: f.events,
-            complete: f.complete,
-        })
-        .collect()
-}
+pub use crate::store::export::list_files as file_infos;
 
 /// One stored file as native bytes, for `GET /binlog/files/NAME`.
 pub fn file_stream(store: &Arc<Store>, name: &str) -> Result<FileStream, ApiError> {
@@ -65,10 +52,6 @@ pub enum OfflineError {
     Consensus(crate::consensus::ConsensusError),
     /// A file asked for by name cannot be exported.
     Export(ExportError),
-    OutDir {
-        path: PathBuf,
-        error: std::io::Error,
-    },
 }
 
 impl fmt::Display for OfflineError {
@@ -90,7 +73,6 @@ impl fmt::Display for OfflineError {
             OfflineError::Open(e) => write!(f, "{e}"),
             OfflineError::Consensus(e) => write!(f, "cannot open the log: {e}"),
             OfflineError::Export(e) => write!(f, "{e}"),
-            OfflineError::OutDir { path, error } => write!(f, "{}: {error}", path.display()),
         }
     }
 }
@@ -122,14 +104,7 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
         cluster: Arc::new(ClusterShared::new()),
     };
     // As the raft node does at start: the stored snapshot first, then committed entries.
-    let mut applied = 0;
-    if let Some(snapshot) = storage.stored_snapshot() {
-        let meta = snapshot.get_metadata();
-        if meta.index > INIT_INDEX || !snapshot.data.is_empty() {
-            machine.restore(meta.index, meta.term, &snapshot.data);
-        }
-        applied = meta.index;
-    }
+    let applied = restore_stored_snapshot(&storage, &mut machine);
     let reader = storage.reader();
     // The commit index on disk lags (raft records it lazily): on a node alone every entry
     // of its log is committed; a cluster member's log may end with entries the cluster
@@ -145,7 +120,8 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
     }
     let mut next = (applied + 1).max(reader.first_index());
     while next <= commit {
-        let last = commit.min(next + OFFLINE_APPLY_BATCH_ENTRIES_MAX - 1);
+        // Applied in groups of the size the syncer proposes.
+        let last = commit.min(next + BATCH_ENTRIES_MAX as u64 - 1);
         let mut batch = Vec::new();
         for index in next..=last {
             let e = reader
@@ -175,42 +151,15 @@ pub fn export_offline(
     force: bool,
 ) -> Result<OfflineReport, OfflineError> {
     let (_lock, store) = open_offline(data_dir)?;
-    let mut report = OfflineReport::default();
-    let mut names = Vec::new();
-    for file in list_files(&store) {
-        if only.is_some_and(|n| n != file.name) {
-            continue;
-        }
-        if !file.complete {
-            let why = ExportError::NotFromStart {
-                name: file.name.clone(),
-                start_pos: file.start_pos,
-            };
-            if only.is_some() {
-                return Err(OfflineError::Export(why));
-            }
-            report.skipped.push((file.name, why.to_string()));
-            continue;
-        }
-        names.push(file.name);
-    }
-    if let Some(name) = only.filter(|_| names.is_empty()) {
-        return Err(OfflineError::Export(ExportError::NoSuchFile {
-            name: name.to_string(),
-        }));
-    }
-    fs::create_dir_all(to).map_err(|error| OfflineError::OutDir {
-        path: to.to_path_buf(),
-        error,
-    })?;
-    if !force {
-        if let Some(path) = names.iter().map(|n| to.join(n)).find(|p| p.exists()) {
-            return Err(OfflineError::Export(ExportError::Exists { path }));
-        }
-    }
-    for name in names {
-        let bytes = write_file(&store, &name, to, force).map_err(OfflineError::Export)?;
-        report.written.push((name, bytes));
+    let (chosen, skipped) = choose(&list_files(&store), only).map_err(OfflineError::Export)?;
+    prepare_dir(to, &chosen, force).map_err(OfflineError::Export)?;
+    let mut report = OfflineReport {
+        written: Vec::new(),
+        skipped,
+    };
+    for file in chosen {
+        let bytes = write_file(&store, &file.name, to, force).map_err(OfflineError::Export)?;
+        report.written.push((file.name, bytes));
     }
     Ok(report)
 }

@@ -34,7 +34,7 @@ use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
 use crate::binlog::gtid::MysqlGtidSet;
 use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
-use crate::store::Store;
+use crate::store::{export, Store};
 use crate::syncer::ingest::{Ingest, IngestError};
 use crate::syncer::Sink;
 
@@ -193,17 +193,7 @@ impl From<ImportError> for ApiError {
     }
 }
 
-/// The last event of the last stored file, as far as the chain rule cares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LastEvent {
-    Rotate {
-        next_file: String,
-        position: u64,
-    },
-    Stop,
-    /// Any other event: the master was still writing the file.
-    Other,
-}
+pub use crate::store::export::LastEvent;
 
 /// What the store ends with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +233,9 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
     let tail = match last {
         None => None,
         Some((file, end_pos, fde)) => Some(Tail {
-            last_event: last_event_of(store, &file, end_pos)?,
+            last_event: export::last_event(store, &file).map_err(|e| {
+                ApiError::internal(format!("cannot read the end of stored {file}: {e}"))
+            })?,
             mariadb: FormatDescription::parse(&fde).is_ok_and(|f| f.is_mariadb()),
             file,
             end_pos,
@@ -257,66 +249,6 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
     })
 }
 
-/// Decodes the last event of a stored file (by reading the file's last whole entry).
-fn last_event_of(store: &Store, file: &str, end_pos: u64) -> Result<LastEvent, ApiError> {
-    let read_error =
-        |e: String| ApiError::internal(format!("cannot read the end of stored {file}: {e}"));
-    let (entry, start_pos, first_offset) = {
-        let index = store.index();
-        let Some(f) = index.file_index(file) else {
-            return Ok(LastEvent::Other);
-        };
-        let Some(last) = index
-            .entries_of(f)
-            .iter()
-            .rev()
-            .find(|e| e.index <= index.whole_upto() && e.start_pos < end_pos)
-        else {
-            return Ok(LastEvent::Other);
-        };
-        (last.index, last.start_pos, last.first_event_offset)
-    };
-    let Some(mut offset) = first_offset else {
-        return Ok(LastEvent::Other);
-    };
-    let data = store
-        .read(entry)
-        .map_err(|e| read_error(e.to_string()))?
-        .data;
-    let (_, bytes) =
-        crate::store::entry::EventsHeader::decode(&data).map_err(|e| read_error(e.to_string()))?;
-    let len = usize::try_from(end_pos - start_pos)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let bytes = &bytes[..len];
-    loop {
-        let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
-            return Ok(LastEvent::Other);
-        };
-        let header = event::EventHeader::parse(rest).map_err(|e| read_error(e.to_string()))?;
-        let size = header.event_size as usize;
-        if size < event::HEADER_LEN || offset + size < bytes.len() {
-            if size < event::HEADER_LEN {
-                return Ok(LastEvent::Other);
-            }
-            offset += size;
-            continue;
-        }
-        let ev = &rest[..size.min(rest.len())];
-        return Ok(match header.type_code {
-            event::ROTATE_EVENT => match event::Rotate::parse(ev, event::CHECKSUM_LEN) {
-                Ok(r) => LastEvent::Rotate {
-                    next_file: r.next_file,
-                    position: r.position,
-                },
-                Err(_) => LastEvent::Other,
-            },
-            event::STOP_EVENT => LastEvent::Stop,
-            _ => LastEvent::Other,
-        });
-    }
-}
-
 /// The file a master opens after `name` when it restarts: the same base with the number
 /// after the last dot incremented, keeping its width (`mysql-bin.000009` → `.000010`).
 pub fn successor(name: &str) -> Option<String> {
@@ -328,12 +260,49 @@ pub fn successor(name: &str) -> Option<String> {
     Some(format!("{base}.{next:0width$}", width = digits.len()))
 }
 
-/// Whether `name` may be stored next: any file into an empty store; after a file that ends
-/// with a ROTATE, the file it names (at position 4); after one that ends with a STOP (the
-/// master shut down), the next number of the same base. After a file that ends with
-/// neither (its master crashed, or was still writing it): for MySQL data the next number
-/// too, as the master opens it when it restarts (its PREVIOUS_GTIDS must then prove that
-/// nothing is missing); for MariaDB data nothing, as continuity cannot be proven.
+/// The name of the file that follows `tail` (the chain rule, shared with `ctl import`):
+/// after a file that ends with a ROTATE (to position 4), the file it names; after one that
+/// ends with a STOP (the master shut down), the next number of the same base. After a file
+/// that ends with neither (its master crashed, or was still writing it): for MySQL data
+/// the next number too, as the master opens it when it restarts (its PREVIOUS_GTIDS must
+/// then prove that nothing is missing, see `ingest_file`); for MariaDB data nothing, as a
+/// GTID_LIST holds the binlog state per (domain, server id), which the store does not keep
+/// in that form, so continuity cannot be proven. The error says why no file can follow.
+pub fn next_name(tail: &Tail) -> Result<String, String> {
+    let numbered = |ends: &str| {
+        successor(&tail.file).ok_or_else(|| {
+            format!(
+                "{} ends {ends} and its name has no number to tell which file follows it",
+                tail.file
+            )
+        })
+    };
+    match &tail.last_event {
+        LastEvent::Rotate {
+            next_file,
+            position,
+        } if *position == FIRST_EVENT_POSITION => Ok(next_file.clone()),
+        LastEvent::Rotate {
+            next_file,
+            position,
+        } => Err(format!(
+            "{} ends with a ROTATE to {next_file} at position {position}, not at the start of \
+             a file",
+            tail.file
+        )),
+        LastEvent::Stop => numbered("with a STOP event"),
+        LastEvent::Other if !tail.mariadb => numbered("without a ROTATE or STOP event"),
+        LastEvent::Other => Err(format!(
+            "{} is MariaDB data that ends at position {} with neither a ROTATE nor a STOP \
+             event (its master was still writing it, or crashed), so no file can be proven \
+             to continue it",
+            tail.file, tail.end_pos
+        )),
+    }
+}
+
+/// Whether `name` may be stored next: any file into an empty store, else only the one
+/// [`next_name`] gives.
 pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
     if view.files.iter().any(|f| f == name) {
         return Err(ImportError::AlreadyStored {
@@ -347,74 +316,23 @@ pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
         file: name.to_string(),
         detail,
     };
-    match &tail.last_event {
-        LastEvent::Rotate {
-            next_file,
-            position,
-        } => {
-            if next_file != name {
-                return Err(chain(format!(
-                    "the last stored file {} ends with a ROTATE to {next_file}; import \
-                     {next_file} next",
-                    tail.file
-                )));
-            }
-            if *position != FIRST_EVENT_POSITION {
-                return Err(chain(format!(
-                    "the last stored file {} rotates to {next_file} at position {position}, \
-                     not at the start of the file",
-                    tail.file
-                )));
-            }
-            Ok(())
-        }
-        LastEvent::Stop => match successor(&tail.file) {
-            Some(next) if next == name => Ok(()),
-            Some(next) => Err(chain(format!(
-                "the last stored file {} ends with a STOP event (its master shut down); the \
-                 file after it is {next}",
-                tail.file
-            ))),
-            None => Err(chain(format!(
-                "the last stored file {} ends with a STOP event and its name has no number \
-                 to tell which file follows it",
-                tail.file
-            ))),
-        },
-        // The master crashed (or the file was taken while it was written); its restart
-        // opened the next number. For MySQL data the file's PREVIOUS_GTIDS must then equal
-        // the stored gtid_executed (see `ingest_file`), which proves nothing is missing.
-        LastEvent::Other if !tail.mariadb => match successor(&tail.file) {
-            Some(next) if next == name => Ok(()),
-            Some(next) => Err(chain(format!(
-                "the last stored file {} ends at position {} without a ROTATE or STOP event \
-                 (its master crashed or was still writing it); only {next}, the file its \
-                 master opens when it restarts, can follow it",
-                tail.file, tail.end_pos
-            ))),
-            None => Err(chain(format!(
-                "the last stored file {} ends without a ROTATE or STOP event and its name \
-                 has no number to tell which file follows it",
-                tail.file
-            ))),
-        },
-        // A MariaDB file's GTID_LIST holds the binlog state per (domain, server id), which
-        // the store does not keep in that form: continuity cannot be proven, so refuse.
-        LastEvent::Other => Err(chain(format!(
-            "the last stored file {} ends at position {} without a ROTATE or STOP event (its \
-             master was still writing it, or crashed), and for MariaDB data ferrobus cannot \
-             prove which file continues it",
-            tail.file, tail.end_pos
-        ))),
+    let next = next_name(tail).map_err(|e| chain(format!("the last stored file {e}")))?;
+    if next != name {
+        let ends = match tail.last_event {
+            LastEvent::Rotate { .. } => "ends with a ROTATE to it".to_string(),
+            LastEvent::Stop => "ends with a STOP event (its master shut down)".to_string(),
+            LastEvent::Other => format!(
+                "ends at position {} without a ROTATE or STOP event (its master crashed or \
+                 was still writing it), and its master opens that file when it restarts",
+                tail.end_pos
+            ),
+        };
+        return Err(chain(format!(
+            "only {next} can follow it: the last stored file {} {ends}",
+            tail.file
+        )));
     }
-}
-
-/// Whether `check_chain` accepted the file only as the successor of a file its master never
-/// closed: then its PREVIOUS_GTIDS must be present (and equal the stored gtid_executed).
-fn needs_previous_gtids(view: &StoreView) -> bool {
-    view.tail
-        .as_ref()
-        .is_some_and(|t| t.last_event == LastEvent::Other && !t.mariadb)
+    Ok(())
 }
 
 /// Where [`ingest_file`] hands the entries it makes (kind, payload).
@@ -463,13 +381,7 @@ pub fn ingest_file(
     let mut pending_bytes = 0;
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
         if summary.events == 1 {
-            check_previous_gtids(name, &ev, view)?;
-        }
-        if summary.events == 1
-            && needs_previous_gtids(view)
-            && ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT)
-        {
-            return Err(missing_previous_gtids(name, view));
+            check_previous_gtids(name, Some(&ev), view)?;
         }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
@@ -491,14 +403,14 @@ pub fn ingest_file(
             }
         }
     }
-    if summary.events == 1 && needs_previous_gtids(view) {
-        return Err(missing_previous_gtids(name, view));
-    }
     if summary.events == 0 {
         return Err(ImportError::Unsupported {
             file: file(),
             detail: "it holds no event after the magic".into(),
         });
+    }
+    if summary.events == 1 {
+        check_previous_gtids(name, None, view)?;
     }
     if ingest.in_group() {
         return Err(ImportError::Truncated {
@@ -556,28 +468,38 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
     Ok(())
 }
 
-fn missing_previous_gtids(name: &str, view: &StoreView) -> ImportError {
-    ImportError::Chain {
-        file: name.to_string(),
-        detail: format!(
-            "the last stored file {} ends without a ROTATE or STOP event, so only a file whose \
-             PREVIOUS_GTIDS (its second event) equals the stored gtid_executed can follow \
-             it, and this file has none",
-            view.tail.as_ref().map_or("", |t| t.file.as_str())
-        ),
-    }
-}
-
 /// A MySQL file's PREVIOUS_GTIDS (its second event) names every transaction before it: it
 /// continues the stored chain only when that is exactly the stored gtid_executed. This is
-/// what tells a file that skips one (000011 then 000013) from the right next file.
-fn check_previous_gtids(name: &str, ev: &[u8], view: &StoreView) -> Result<(), ImportError> {
+/// what tells a file that skips one (000011 then 000013) from the right next file. After a
+/// MySQL file its master never closed, `check_chain` accepts the next number only on this
+/// proof, so there a file without a PREVIOUS_GTIDS is refused. `second` is the file's
+/// second event (None when it has only one).
+fn check_previous_gtids(
+    name: &str,
+    second: Option<&[u8]>,
+    view: &StoreView,
+) -> Result<(), ImportError> {
+    let previous_gtids =
+        second.filter(|ev| ev.get(TYPE_CODE_OFFSET) == Some(&event::PREVIOUS_GTIDS_LOG_EVENT));
+    let Some(ev) = previous_gtids else {
+        return match &view.tail {
+            Some(tail) if tail.last_event == LastEvent::Other && !tail.mariadb => {
+                Err(ImportError::Chain {
+                    file: name.to_string(),
+                    detail: format!(
+                        "the last stored file {} ends without a ROTATE or STOP event, so only \
+                         a file whose PREVIOUS_GTIDS (its second event) equals the stored \
+                         gtid_executed can follow it, and this file has none",
+                        tail.file
+                    ),
+                })
+            }
+            _ => Ok(()),
+        };
+    };
     let Some(executed) = &view.mysql_executed else {
         return Ok(());
     };
-    if ev.get(TYPE_CODE_OFFSET) != Some(&event::PREVIOUS_GTIDS_LOG_EVENT) {
-        return Ok(());
-    }
     let previous =
         event::parse_previous_gtids(ev, event::CHECKSUM_LEN).map_err(|e| ImportError::Corrupt {
             file: name.to_string(),
@@ -649,14 +571,13 @@ fn refuse_unless_ready_leader(node: &Node) -> Result<u64, ApiError> {
 /// The checks that need only the name (a ready leader, no syncer, no other import, the
 /// next file of the stored chain): made before the body is read, so that a doomed upload
 /// is refused at once, and again once it is spooled (the store may have changed).
-fn check_name(node: &Node, name: &str) -> Result<u64, ApiError> {
-    let term = refuse_unless_ready_leader(node)?;
+fn check_name(node: &Node, name: &str) -> Result<(), ApiError> {
+    refuse_unless_ready_leader(node)?;
     refuse_if_busy(node)?;
     check_chain(name, &store_view(&node.store)?).map_err(|e| {
         log::warn!("import refused before its upload: {e}");
         ApiError::from(e)
-    })?;
-    Ok(term)
+    })
 }
 
 /// Holds the import slot: one import at a time, none while a syncer is configured, and no
@@ -669,10 +590,10 @@ struct ImportSlot<'a> {
 impl<'a> ImportSlot<'a> {
     fn take(node: &'a Node) -> Result<ImportSlot<'a>, ApiError> {
         let _changes = node.desired.lock().expect("desired lock");
+        // `importing` is set only here, under the `desired` lock: refuse_if_busy has seen
+        // it clear, so no other import can take the slot in between.
         refuse_if_busy(node)?;
-        if node.importing.swap(true, Ordering::SeqCst) {
-            return Err(import_running());
-        }
+        node.importing.store(true, Ordering::SeqCst);
         Ok(ImportSlot { node })
     }
 }
@@ -1032,32 +953,24 @@ mod tests {
 
     #[test]
     fn nothing_follows_an_unclosed_mariadb_file_and_a_stop_takes_its_successor() {
-        let unclosed = StoreView {
-            files: vec!["m.000007".into()],
+        // A store of one file, `file`, that ends at position 100 with `last_event`.
+        let one_file = |file: &str, last_event: LastEvent, mariadb: bool| StoreView {
+            files: vec![file.into()],
             tail: Some(Tail {
-                file: "m.000007".into(),
+                file: file.into(),
                 end_pos: 100,
-                last_event: LastEvent::Other,
-                mariadb: true,
+                last_event,
+                mariadb,
             }),
-            resume: Some(("m.000007".into(), 100)),
+            resume: Some((file.into(), 100)),
             mysql_executed: None,
         };
+        let unclosed = one_file("m.000007", LastEvent::Other, true);
         let err = check_chain("m.000008", &unclosed).unwrap_err();
         assert!(err.to_string().contains("MariaDB"), "{err}");
 
         // binlog-invisible-columns.000001 ends with a STOP.
-        let view = StoreView {
-            files: vec!["b.000007".into()],
-            tail: Some(Tail {
-                file: "b.000007".into(),
-                end_pos: 100,
-                last_event: LastEvent::Stop,
-                mariadb: false,
-            }),
-            resume: Some(("b.000007".into(), 100)),
-            mysql_executed: None,
-        };
+        let view = one_file("b.000007", LastEvent::Stop, false);
         assert!(check_chain("b.000008", &view).is_ok());
         let err = check_chain("b.000009", &view).unwrap_err();
         assert!(err.to_string().contains("b.000008"), "{err}");

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::entry::EventsHeader;
 use super::{Store, StoreError};
+use crate::api::model::BinlogFileInfo;
 use crate::binlog::event::{
     self, EventHeader, FLAGS_OFFSET, HEADER_LEN, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
@@ -93,28 +94,13 @@ impl From<StoreError> for ExportError {
     }
 }
 
-/// One stored file as export sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileInfo {
-    pub name: String,
-    /// First stored position (4 when the whole file is stored).
-    pub start_pos: u64,
-    /// End of the stored whole transactions: the size of the exported file.
-    pub end_pos: u64,
-    pub events: u64,
-    /// Binlog bytes stored of this file (events only, without the magic).
-    pub bytes: u64,
-    /// Whether the file can be exported (stored from position 4).
-    pub complete: bool,
-}
-
-/// The stored files, oldest first.
-pub fn list_files(store: &Store) -> Vec<FileInfo> {
+/// The stored files, oldest first (also the reply of `GET /binlog/files`).
+pub fn list_files(store: &Store) -> Vec<BinlogFileInfo> {
     let index = store.index();
     index
         .files()
         .iter()
-        .map(|f| FileInfo {
+        .map(|f| BinlogFileInfo {
             name: f.name.clone(),
             start_pos: f.start_pos,
             end_pos: f.end_pos.max(f.start_pos),
@@ -125,16 +111,127 @@ pub fn list_files(store: &Store) -> Vec<FileInfo> {
         .collect()
 }
 
+/// (name, why) of the files an export skips.
+pub type Skipped = Vec<(String, String)>;
+
+/// The files to export out of `files` (a listing of the store): every complete one, or
+/// only the one named `only`. Returns them with the files skipped (stored only from a
+/// position after 4) and why; asked for by name, such a file is an error.
+pub fn choose(
+    files: &[BinlogFileInfo],
+    only: Option<&str>,
+) -> Result<(Vec<BinlogFileInfo>, Skipped), ExportError> {
+    let mut chosen = Vec::new();
+    let mut skipped = Vec::new();
+    for file in files {
+        if only.is_some_and(|n| n != file.name) {
+            continue;
+        }
+        if !file.complete {
+            let why = ExportError::NotFromStart {
+                name: file.name.clone(),
+                start_pos: file.start_pos,
+            };
+            if only.is_some() {
+                return Err(why);
+            }
+            skipped.push((file.name.clone(), why.to_string()));
+            continue;
+        }
+        chosen.push(file.clone());
+    }
+    if let Some(name) = only.filter(|_| chosen.is_empty()) {
+        return Err(ExportError::NoSuchFile {
+            name: name.to_string(),
+        });
+    }
+    Ok((chosen, skipped))
+}
+
+/// Creates the output folder `to`, and refuses (before anything is written) when one of
+/// `files` exists there already, unless `force`.
+pub fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), ExportError> {
+    fs::create_dir_all(to).map_err(|error| ExportError::Io {
+        path: to.to_path_buf(),
+        error,
+    })?;
+    if !force {
+        if let Some(path) = files.iter().map(|f| to.join(&f.name)).find(|p| p.exists()) {
+            return Err(ExportError::Exists { path });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `dir/name` as a whole or not at all: `fill` writes into a temporary file, which
+/// is then synced and renamed (and the folder synced, so the rename lasts); on any error
+/// the temporary file is removed. `local` turns an I/O error on a path into `E`. Returns
+/// what `fill` returns (the bytes written).
+pub fn write_atomically<E>(
+    dir: &Path,
+    name: &str,
+    local: impl Fn(io::Error, &Path) -> E,
+    fill: impl FnOnce(&mut File) -> Result<u64, E>,
+) -> Result<u64, E> {
+    let tmp = dir.join(format!(".{name}.part"));
+    let path = dir.join(name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| local(e, &tmp))?;
+    let written = fill(&mut out).and_then(|written| {
+        out.flush().map_err(|e| local(e, &tmp))?;
+        out.sync_all().map_err(|e| local(e, &tmp))?;
+        Ok(written)
+    });
+    drop(out);
+    let written = written.inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    fs::rename(&tmp, &path).map_err(|e| local(e, &path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| local(e, dir))?;
+    Ok(written)
+}
+
+/// The last event of a binlog file, as far as chaining files and the in-use flag care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastEvent {
+    /// The master closed the file and went on in `next_file` at `position`.
+    Rotate { next_file: String, position: u64 },
+    /// The master shut down.
+    Stop,
+    /// Any other event (or none decodable): the master was still writing the file, or
+    /// crashed.
+    Other,
+}
+
+impl LastEvent {
+    /// Classifies one whole event (header included; `checksum_len` trailing bytes).
+    pub fn of(ev: &[u8], checksum_len: usize) -> LastEvent {
+        match ev.get(TYPE_CODE_OFFSET).copied() {
+            Some(event::ROTATE_EVENT) => match event::Rotate::parse(ev, checksum_len) {
+                Ok(r) => LastEvent::Rotate {
+                    next_file: r.next_file,
+                    position: r.position,
+                },
+                Err(_) => LastEvent::Other,
+            },
+            Some(event::STOP_EVENT) => LastEvent::Stop,
+            _ => LastEvent::Other,
+        }
+    }
+}
+
 /// Whether an exported file's FORMAT_DESCRIPTION carries LOG_EVENT_BINLOG_IN_USE_F: only
 /// the last stored file, and only when its last event is neither a ROTATE nor a STOP (the
 /// master had not closed it). A master clears the flag when it closes a file, and writes a
 /// ROTATE (next file) or a STOP (shutdown) as the file's last event then.
-pub fn in_use_flag(is_last_file: bool, last_event_type: Option<u8>) -> bool {
-    is_last_file
-        && !matches!(
-            last_event_type,
-            Some(event::ROTATE_EVENT | event::STOP_EVENT)
-        )
+pub fn in_use_flag(is_last_file: bool, last_event: &LastEvent) -> bool {
+    is_last_file && *last_event == LastEvent::Other
 }
 
 /// What exporting one file reads: its `Events` entries and where they start.
@@ -165,43 +262,69 @@ pub fn plan_file(store: &Store, name: &str) -> Result<FilePlan, ExportError> {
                 start_pos: meta.start_pos,
             });
         }
-        let whole_upto = index.whole_upto();
-        let pieces: Vec<(u64, u64)> = index
-            .entries_of(file)
-            .iter()
-            .filter(|e| e.index <= whole_upto && e.start_pos < meta.end_pos)
-            .filter(|e| !index.is_dead(e.index))
-            .map(|e| (e.index, e.start_pos))
-            .collect();
-        (pieces, meta.end_pos, file + 1 == index.files().len())
+        (
+            live_pieces(&index, file),
+            meta.end_pos,
+            file + 1 == index.files().len(),
+        )
     };
-    let last_type = match pieces.last() {
-        Some(&(entry, start_pos)) => last_event_type(store, name, entry, start_pos, end_pos)?,
-        None => None,
-    };
+    let last = last_event_in(store, name, pieces.last().copied(), end_pos)?;
     Ok(FilePlan {
         name: name.to_string(),
         end_pos: end_pos.max(FIRST_EVENT_POSITION),
         pieces,
-        in_use: in_use_flag(is_last, last_type),
+        in_use: in_use_flag(is_last, &last),
     })
 }
 
-/// Type code of the event that ends at `end_pos`, found by walking the events that start
-/// in the entry (the file's last); None when none starts there (one large event spans it).
-fn last_event_type(
+/// (log index, first file position) of the entries that hold file `file`'s exportable
+/// bytes: whole (up to the watermark), not abandoned, and starting before its end.
+fn live_pieces(index: &super::index::BinlogIndex, file: usize) -> Vec<(u64, u64)> {
+    let end_pos = index.files()[file].end_pos;
+    let whole_upto = index.whole_upto();
+    index
+        .entries_of(file)
+        .iter()
+        .filter(|e| e.index <= whole_upto && e.start_pos < end_pos)
+        .filter(|e| !index.is_dead(e.index))
+        .map(|e| (e.index, e.start_pos))
+        .collect()
+}
+
+/// The last event of the stored file `name` (of its exportable bytes); Other when the
+/// file is not stored or holds none.
+pub fn last_event(store: &Store, name: &str) -> Result<LastEvent, ExportError> {
+    let (last_piece, end_pos) = {
+        let index = store.index();
+        let Some(file) = index.file_index(name) else {
+            return Ok(LastEvent::Other);
+        };
+        (
+            live_pieces(&index, file).last().copied(),
+            index.files()[file].end_pos,
+        )
+    };
+    last_event_in(store, name, last_piece, end_pos)
+}
+
+/// The event that ends at `end_pos`, found by walking the events that start in the file's
+/// last entry `last_piece` (log index, first file position); Other when none starts there
+/// (one large event spans it).
+fn last_event_in(
     store: &Store,
     name: &str,
-    entry: u64,
-    start_pos: u64,
+    last_piece: Option<(u64, u64)>,
     end_pos: u64,
-) -> Result<Option<u8>, ExportError> {
+) -> Result<LastEvent, ExportError> {
+    let Some((entry, start_pos)) = last_piece else {
+        return Ok(LastEvent::Other);
+    };
     let first_offset = store
         .index()
         .entry_meta(entry)
         .and_then(|m| m.first_event_offset);
     let Some(mut offset) = first_offset else {
-        return Ok(None);
+        return Ok(LastEvent::Other);
     };
     let data = store.read(entry)?.data;
     let (_, bytes) = EventsHeader::decode(&data).map_err(|e| ExportError::Inconsistent {
@@ -214,17 +337,23 @@ fn last_event_type(
     let bytes = &bytes[..len];
     loop {
         let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
-            return Ok(None);
+            return Ok(LastEvent::Other);
         };
         let header = EventHeader::parse(rest).map_err(|e| ExportError::Inconsistent {
             name: name.to_string(),
             detail: format!("event at {}: {e}", start_pos + offset as u64),
         })?;
-        let next = offset + header.event_size as usize;
-        if header.event_size < HEADER_LEN as u32 || next >= bytes.len() {
-            return Ok(Some(header.type_code));
+        let size = header.event_size as usize;
+        if size < HEADER_LEN {
+            return Ok(LastEvent::Other);
         }
-        offset = next;
+        if offset + size >= bytes.len() {
+            return Ok(LastEvent::of(
+                &rest[..size.min(rest.len())],
+                event::CHECKSUM_LEN,
+            ));
+        }
+        offset += size;
     }
 }
 
@@ -258,10 +387,6 @@ impl FileExport {
     /// Size of the whole file.
     pub fn len_bytes(&self) -> u64 {
         self.plan.end_pos
-    }
-
-    pub fn plan(&self) -> &FilePlan {
-        &self.plan
     }
 
     /// Loads the next entry's bytes into `buf`; false at the end of the file.
@@ -364,40 +489,20 @@ pub fn write_file(
     if !force && path.exists() {
         return Err(ExportError::Exists { path });
     }
-    let tmp = dir.join(format!(".{name}.part"));
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| ExportError::Io { path, error }
+    let local = |error, path: &Path| ExportError::Io {
+        path: path.to_path_buf(),
+        error,
     };
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    let mut export = FileExport::new(store.clone(), plan);
-    let copied = io::copy(&mut export, &mut out).map_err(|error| {
-        let _ = fs::remove_file(&tmp);
-        match error.into_inner().map(|e| e.downcast::<ExportError>()) {
-            Some(Ok(export_error)) => *export_error,
-            Some(Err(other)) => ExportError::Io {
-                path: tmp.clone(),
-                error: io::Error::other(other),
-            },
-            None => ExportError::Io {
-                path: tmp.clone(),
-                error: io::Error::other("copy failed"),
-            },
-        }
-    })?;
-    out.flush().map_err(io_err(&tmp))?;
-    out.sync_all().map_err(io_err(&tmp))?;
-    drop(out);
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(copied)
+    write_atomically(dir, name, local, |out| {
+        let mut export = FileExport::new(store.clone(), plan);
+        io::copy(&mut export, out).map_err(|error| {
+            match error.into_inner().map(|e| e.downcast::<ExportError>()) {
+                Some(Ok(export_error)) => *export_error,
+                Some(Err(other)) => local(io::Error::other(other), &path),
+                None => local(io::Error::other("copy failed"), &path),
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -497,11 +602,14 @@ mod tests {
 
     #[test]
     fn in_use_rule() {
-        assert!(in_use_flag(true, Some(event::XID_EVENT)));
-        assert!(in_use_flag(true, None));
-        assert!(!in_use_flag(true, Some(event::ROTATE_EVENT)));
-        assert!(!in_use_flag(true, Some(event::STOP_EVENT)));
-        assert!(!in_use_flag(false, Some(event::XID_EVENT)));
+        let rotate = LastEvent::Rotate {
+            next_file: "x.000002".into(),
+            position: 4,
+        };
+        assert!(in_use_flag(true, &LastEvent::Other));
+        assert!(!in_use_flag(true, &rotate));
+        assert!(!in_use_flag(true, &LastEvent::Stop));
+        assert!(!in_use_flag(false, &LastEvent::Other));
         // The flag patch touches only the FDE's flags byte, both ways.
         let (_, bytes) = fixture("mysql_type_bit.000001");
         let mut cleared = bytes.clone();
