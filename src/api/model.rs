@@ -449,17 +449,6 @@ pub struct ImportSummary {
     pub end_pos: u64,
 }
 
-/// One entry of `GET /binlog/files`: a stored master binlog file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BinlogFileInfo {
-    pub name: String,
-    /// First stored position (4 when the whole file is stored).
-    pub start_pos: u64,
-    /// End of the stored whole transactions: the size of the exported file.
-    pub end_pos: u64,
-    /// Binlog bytes stored of this file (its events).
-    pub bytes: u64,
-    pub events: u64,
-    /// Whether the file is stored from position 4, so `GET /binlog/files/NAME` can export it.
-    pub complete: bool,
-}
+/// One entry of `GET /binlog/files`: a stored master binlog file (the store's own
+/// description of it, see `store::export`).
+pub use crate::store::export::FileInfo as BinlogFileInfo;

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use super::entry::EventsHeader;
 use super::{Store, StoreError};
-use crate::api::model::BinlogFileInfo;
 use crate::binlog::event::{
     self, EventHeader, FLAGS_OFFSET, HEADER_LEN, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
@@ -94,13 +93,28 @@ impl From<StoreError> for ExportError {
     }
 }
 
+/// A stored master binlog file, as `GET /binlog/files` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    /// First stored position (4 when the whole file is stored).
+    pub start_pos: u64,
+    /// End of the stored whole transactions: the size of the exported file.
+    pub end_pos: u64,
+    /// Binlog bytes stored of this file (its events).
+    pub bytes: u64,
+    pub events: u64,
+    /// Whether the file is stored from position 4, so `GET /binlog/files/NAME` can export it.
+    pub complete: bool,
+}
+
 /// The stored files, oldest first (also the reply of `GET /binlog/files`).
-pub fn list_files(store: &Store) -> Vec<BinlogFileInfo> {
+pub fn list_files(store: &Store) -> Vec<FileInfo> {
     let index = store.index();
     index
         .files()
         .iter()
-        .map(|f| BinlogFileInfo {
+        .map(|f| FileInfo {
             name: f.name.clone(),
             start_pos: f.start_pos,
             end_pos: f.end_pos.max(f.start_pos),
@@ -118,9 +132,9 @@ pub type Skipped = Vec<(String, String)>;
 /// only the one named `only`. Returns them with the files skipped (stored only from a
 /// position after 4) and why; asked for by name, such a file is an error.
 pub fn choose(
-    files: &[BinlogFileInfo],
+    files: &[FileInfo],
     only: Option<&str>,
-) -> Result<(Vec<BinlogFileInfo>, Skipped), ExportError> {
+) -> Result<(Vec<FileInfo>, Skipped), ExportError> {
     let mut chosen = Vec::new();
     let mut skipped = Vec::new();
     for file in files {
@@ -150,7 +164,7 @@ pub fn choose(
 
 /// Creates the output folder `to`, and refuses (before anything is written) when one of
 /// `files` exists there already, unless `force`.
-pub fn prepare_dir(to: &Path, files: &[BinlogFileInfo], force: bool) -> Result<(), ExportError> {
+pub fn prepare_dir(to: &Path, files: &[FileInfo], force: bool) -> Result<(), ExportError> {
     fs::create_dir_all(to).map_err(|error| ExportError::Io {
         path: to.to_path_buf(),
         error,
