@@ -16,11 +16,13 @@
 //! at the stored end, so a real gap (or an event straddling the stored end) is still an
 //! error.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use crate::binlog::event::{self, EventHeader, HEADER_LEN};
 use crate::binlog::gtid::MariaGtidList;
 use crate::binlog::transaction::TransactionTracker;
+use crate::consensus::state::binlog_file_order;
 use crate::limits::ENTRY_PAYLOAD_MAX;
 use crate::store::entry::{
     EventsHeader, FileStart, ENDS_INSIDE_GROUP, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START,
@@ -266,7 +268,9 @@ impl Ingest {
         // a hole (or an overlap) in the store; a MySQL GTID dump may begin it earlier and
         // re-send what is stored.
         if let Some(stored_file) = self.stored_file.as_deref() {
-            if self.resend_ok && binlog_name_before(&rotate.next_file, stored_file) {
+            if self.resend_ok
+                && binlog_file_order(&rotate.next_file, stored_file) == Some(Ordering::Less)
+            {
                 return Err(IngestError::Unexpected {
                     what: format!(
                         "the master went back to {}, before the stored {stored_file} (it did \
@@ -510,19 +514,6 @@ impl Ingest {
 
 fn is_artificial(header: &EventHeader) -> bool {
     header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0
-}
-
-/// Whether binlog file `a` comes before `b` in the same master's sequence (same base name,
-/// smaller numeric extension). Names that do not compare so are not ordered.
-fn binlog_name_before(a: &str, b: &str) -> bool {
-    let split = |n: &str| {
-        n.rsplit_once('.')
-            .and_then(|(base, ext)| ext.parse::<u64>().ok().map(|i| (base.to_string(), i)))
-    };
-    match (split(a), split(b)) {
-        (Some((base_a, ia)), Some((base_b, ib))) => base_a == base_b && ia < ib,
-        _ => false,
-    }
 }
 
 /// HEARTBEAT_LOG_EVENT_V2 (MySQL 8.0.26+) body fields: a type, a length and a value each,
@@ -1411,11 +1402,12 @@ mod tests {
                 feed(&mut ing, &stream),
                 Err(IngestError::Unexpected { .. })
             ));
-            assert!(binlog_name_before("mysql_bin.000011", "mysql_bin.000012"));
-            assert!(binlog_name_before("b.999999", "b.1000000"));
-            assert!(!binlog_name_before("a.000013", "a.000012"));
-            assert!(!binlog_name_before("a.000011", "b.000012"));
-            assert!(!binlog_name_before("a", "a.000012"));
+            let before = |a: &str, b: &str| binlog_file_order(a, b) == Some(Ordering::Less);
+            assert!(before("mysql_bin.000011", "mysql_bin.000012"));
+            assert!(before("b.999999", "b.1000000"));
+            assert!(!before("a.000013", "a.000012"));
+            assert!(!before("a.000011", "b.000012"));
+            assert!(!before("a", "a.000012"));
         }
 
         #[test]
