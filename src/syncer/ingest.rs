@@ -20,6 +20,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::binlog::event::{self, EventHeader, HEADER_LEN};
+use crate::binlog::BinlogError;
 use crate::binlog::gtid::MariaGtidList;
 use crate::binlog::transaction::TransactionTracker;
 use crate::consensus::state::binlog_file_order;
@@ -516,13 +517,6 @@ fn is_artificial(header: &EventHeader) -> bool {
     header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0
 }
 
-/// HEARTBEAT_LOG_EVENT_V2 (MySQL 8.0.26+) body fields: a type, a length and a value each,
-/// all length-encoded integers; the file name's value is its bytes, the position's a
-/// length-encoded integer; type 0 ends the list. Unknown fields are skipped, as MySQL does.
-const HB_V2_END_MARK: u64 = 0;
-const HB_V2_LOG_FILENAME: u64 = 1;
-const HB_V2_LOG_POSITION: u64 = 2;
-
 /// The master file and position a heartbeat (v1: type 27, v2: type 41) reports; `ev` is a
 /// whole event with its CRC32. v1 carries the file as its body and the position in log_pos
 /// (cut to 32 bits); v2 carries both in its body, the position in 64 bits.
@@ -535,31 +529,13 @@ pub fn heartbeat_position(ev: &[u8]) -> Result<(String, u64), String> {
             u64::from(header.log_pos),
         ));
     }
-    let mut r = crate::mysql::codec::Reader::new(body);
-    let mut file = None;
-    let mut pos = None;
-    let bad = |e: crate::mysql::ProtocolError| format!("heartbeat v2 body: {e}");
-    while !r.is_empty() {
-        let field = r.lenenc_int("heartbeat v2 field type").map_err(bad)?;
-        if field == HB_V2_END_MARK {
-            break;
-        }
-        let len = r.lenenc_int("heartbeat v2 field length").map_err(bad)?;
-        let len = usize::try_from(len).map_err(|_| format!("heartbeat v2 field length {len}"))?;
-        let value = r.bytes(len, "heartbeat v2 field value").map_err(bad)?;
-        match field {
-            HB_V2_LOG_FILENAME => file = Some(String::from_utf8_lossy(value).into_owned()),
-            HB_V2_LOG_POSITION => {
-                let mut v = crate::mysql::codec::Reader::new(value);
-                pos = Some(v.lenenc_int("heartbeat v2 position").map_err(bad)?);
-            }
-            _ => {}
-        }
-    }
-    match (file, pos) {
-        (Some(file), Some(pos)) => Ok((file, pos)),
-        _ => Err("heartbeat v2 without a file name and a position".into()),
-    }
+    // The detail alone: the caller names the position and says it is malformed.
+    event::HeartbeatV2::parse(ev, event::CHECKSUM_LEN)
+        .map(|hb| (hb.log_file, hb.log_pos))
+        .map_err(|e| match e {
+            BinlogError::Malformed { detail, .. } => detail,
+            e => e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -1047,26 +1023,8 @@ mod tests {
         }
 
         fn heartbeat_v2(file: &str, pos: u64) -> Vec<u8> {
-            use crate::mysql::codec::put_lenenc_int;
-            let mut body = Vec::new();
-            put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
-            put_lenenc_int(&mut body, file.len() as u64);
-            body.extend_from_slice(file.as_bytes());
-            let mut value = Vec::new();
-            put_lenenc_int(&mut value, pos);
-            put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
-            put_lenenc_int(&mut body, value.len() as u64);
-            body.extend_from_slice(&value);
-            put_lenenc_int(&mut body, HB_V2_END_MARK);
-            event::build_event(
-                event::HEARTBEAT_LOG_EVENT_V2,
-                0,
-                MASTER_ID,
-                0,
-                0,
-                &body,
-                true,
-            )
+            // A MySQL 8.0 source caps the header's log_pos too; the body holds 64 bits.
+            event::build_heartbeat_v2(file, pos, MASTER_ID, true)
         }
 
         /// What a MySQL 5.7/8.0 source sends for COM_BINLOG_DUMP_GTID excluding `set`, as

@@ -1,7 +1,7 @@
 //! Unit tests of MySQL-flavoured dumps: GTID-set starts, refusals, streaming.
 
 use super::*;
-use crate::binlog::event::{EventHeader, MysqlGtidEvent};
+use crate::binlog::event::{build_heartbeat_v2, EventHeader, MysqlGtidEvent};
 use crate::binlog::gtid::{format_uuid, MysqlGtidSet};
 use crate::store::index::mysql_testdata::*;
 use crate::store::index::BinlogIndex;
