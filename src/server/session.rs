@@ -18,7 +18,9 @@ use crate::limits::{
 /// connection ends after it.
 const ER_TOO_MANY_USER_VARS: u16 = 1041;
 use crate::binlog::Flavour;
-use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
+use crate::mysql::command::{
+    Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, USE_HEARTBEAT_EVENT_V2,
+};
 use crate::mysql::handshake;
 use crate::mysql::resultset::{encode_text_resultset, ErrPacket, OkPacket, ER_UNKNOWN_COM_ERROR};
 use crate::net::conn::PacketConn;
@@ -29,11 +31,6 @@ use super::query::{self, Reply, UserVars};
 use super::{Shared, SlaveEntry};
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
-
-/// Dump flag of MySQL 8.0.26+ replicas (COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID): send
-/// HEARTBEAT_LOG_EVENT_V2. The same bit asks a MariaDB master for ANNOTATE_ROWS events, so
-/// its meaning follows the flavour of the stored binlog.
-const USE_HEARTBEAT_EVENT_V2: u16 = 2;
 
 /// Serves one connection until it ends.
 pub fn serve<S: Read + Write>(

@@ -25,7 +25,7 @@ use crate::limits::{
 };
 use crate::mysql::command::{
     BinlogDump, BinlogDumpGtid, Command, RegisterSlave, BINLOG_SEND_ANNOTATE_ROWS_EVENT,
-    BINLOG_THROUGH_GTID,
+    BINLOG_THROUGH_GTID, USE_HEARTBEAT_EVENT_V2,
 };
 use crate::mysql::resultset::ER_UNKNOWN_SYSTEM_VARIABLE;
 use crate::net::client::Client;
@@ -43,11 +43,6 @@ pub struct Upstream {
     /// Announced as `@slave_uuid` when given.
     pub uuid: Option<String>,
 }
-
-/// COM_BINLOG_DUMP[_GTID] flag of MySQL 8.0.26+ (`USE_HEARTBEAT_EVENT_V2`): send
-/// HEARTBEAT_LOG_EVENT_V2 (64-bit positions). Older MySQL ignores it. On MariaDB this bit
-/// means BINLOG_SEND_ANNOTATE_ROWS_EVENT, so it is only sent to MySQL.
-pub const USE_HEARTBEAT_EVENT_V2: u16 = 2;
 
 /// The flavour's name in logs and errors.
 pub fn flavour_name(flavour: Flavour) -> &'static str {
