@@ -95,16 +95,10 @@ impl MasterInfo {
 /// every node and every connection (a new leader's dump then replaces the old leader's
 /// on the master, as a reconnecting replica's does). Name-based (SHA-1, version 5 layout).
 pub fn replica_uuid(up: &Upstream) -> String {
-    use sha1::{Digest, Sha1};
     if let Some(uuid) = &up.uuid {
         return uuid.clone();
     }
-    let digest = Sha1::digest(format!("ferrobus syncer {}", up.server_id).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x50;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    crate::binlog::gtid::format_uuid(&bytes)
+    crate::binlog::gtid::name_based_uuid(format!("ferrobus syncer {}", up.server_id).as_bytes())
 }
 
 /// Connects and logs in; run [`precheck`] before a dump.
