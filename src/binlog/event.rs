@@ -439,7 +439,7 @@ impl FormatDescription {
 
     /// Whether the server that wrote this binlog is MariaDB.
     pub fn is_mariadb(&self) -> bool {
-        self.server_version.contains("MariaDB")
+        super::Flavour::of_server_version(&self.server_version) == super::Flavour::MariaDb
     }
 
     /// Post-header length this FDE declares for `type_code`, if it declares one.

@@ -44,20 +44,18 @@ pub struct Upstream {
     pub uuid: Option<String>,
 }
 
-/// The flavour's name in logs and errors.
+/// The flavour's name in logs and errors ([`Flavour::name`]; kept for the syncer's callers).
 pub fn flavour_name(flavour: Flavour) -> &'static str {
-    match flavour {
-        Flavour::MariaDb => "MariaDB",
-        Flavour::MySql => "MySQL",
-    }
+    flavour.name()
 }
 
 /// The flavour from the handshake's server version and `SELECT VERSION()` (either may be
-/// empty): MariaDB always names itself (10.x sends "5.5.5-10.x.y-MariaDB…" in the
-/// handshake); anything else speaks MySQL's protocol.
+/// empty): MariaDB if either names it ([`Flavour::of_server_version`]).
 pub fn detect_flavour(handshake_version: &str, version: &str) -> Flavour {
-    let names_mariadb = |v: &str| v.to_ascii_lowercase().contains("mariadb");
-    if names_mariadb(handshake_version) || names_mariadb(version) {
+    if [handshake_version, version]
+        .iter()
+        .any(|v| Flavour::of_server_version(v) == Flavour::MariaDb)
+    {
         Flavour::MariaDb
     } else {
         Flavour::MySql
