@@ -67,31 +67,8 @@ pub(crate) const SERVER_CAPABILITIES: u32 = handshake::CLIENT_LONG_PASSWORD
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
 
-/// The password plugin a binlog server asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthPlugin {
-    #[default]
-    NativePassword,
-    CachingSha2Password,
-}
-
-impl AuthPlugin {
-    /// The plugin named `name` (MySQL's names), if ferrobus serves it.
-    pub fn parse(name: &str) -> Option<AuthPlugin> {
-        match name {
-            MYSQL_NATIVE_PASSWORD => Some(AuthPlugin::NativePassword),
-            CACHING_SHA2_PASSWORD => Some(AuthPlugin::CachingSha2Password),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthPlugin::NativePassword => MYSQL_NATIVE_PASSWORD,
-            AuthPlugin::CachingSha2Password => CACHING_SHA2_PASSWORD,
-        }
-    }
-}
+/// The password plugin a binlog server asks for (one type with the client's, in mysql).
+pub use crate::mysql::handshake::AuthPlugin;
 
 /// An RSA key pair and the PEM of its public half, as served to clients.
 struct RsaKeys {
