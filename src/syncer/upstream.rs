@@ -296,20 +296,32 @@ pub fn start_dump(
         client.query(sql).map_err(query_error)?;
     }
     register(client, up)?;
-    let pos32 = u32::try_from(pos).map_err(|_| {
+    // Without BINLOG_SEND_ANNOTATE_ROWS_EVENT a MariaDB master leaves ANNOTATE_ROWS events
+    // out and the stored file would have holes.
+    let dump = binlog_dump(up, file, pos, BINLOG_SEND_ANNOTATE_ROWS_EVENT, "")?;
+    client.send_command(&dump).map_err(conn_error)
+}
+
+/// COM_BINLOG_DUMP from `file` at `pos`, or a precheck error when `pos` needs more than the
+/// command's 32 bits (`why_not_gtid` ends the message: why the GTID dump is no way out).
+fn binlog_dump(
+    up: &Upstream,
+    file: &str,
+    pos: u64,
+    flags: u16,
+    why_not_gtid: &str,
+) -> Result<Command, SyncerError> {
+    let binlog_pos = u32::try_from(pos).map_err(|_| {
         SyncerError::Precheck(format!(
-            "binlog position {pos} does not fit COM_BINLOG_DUMP"
+            "binlog position {pos} does not fit COM_BINLOG_DUMP{why_not_gtid}"
         ))
     })?;
-    let dump = Command::BinlogDump(BinlogDump {
-        binlog_pos: pos32,
-        // Without it a MariaDB master leaves ANNOTATE_ROWS events out and the stored file
-        // would have holes.
-        flags: BINLOG_SEND_ANNOTATE_ROWS_EVENT,
+    Ok(Command::BinlogDump(BinlogDump {
+        binlog_pos,
+        flags,
         server_id: up.server_id,
         binlog_filename: file.to_string(),
-    });
-    client.send_command(&dump).map_err(conn_error)
+    }))
 }
 
 /// COM_REGISTER_SLAVE, and the master's answer.
@@ -400,17 +412,13 @@ pub fn start_mysql_dump(
             binlog_pos: pos,
             sid_data: set.encode(),
         }),
-        MysqlDump::FilePos => Command::BinlogDump(BinlogDump {
-            binlog_pos: u32::try_from(pos).map_err(|_| {
-                SyncerError::Precheck(format!(
-                    "binlog position {pos} does not fit COM_BINLOG_DUMP (GTID_MODE is off on \
-                     the master, so COM_BINLOG_DUMP_GTID cannot be used)"
-                ))
-            })?,
-            flags: USE_HEARTBEAT_EVENT_V2,
-            server_id: up.server_id,
-            binlog_filename: file.to_string(),
-        }),
+        MysqlDump::FilePos => binlog_dump(
+            up,
+            file,
+            pos,
+            USE_HEARTBEAT_EVENT_V2,
+            " (GTID_MODE is off on the master, so COM_BINLOG_DUMP_GTID cannot be used)",
+        )?,
     };
     client.send_command(&command).map_err(conn_error)
 }
