@@ -120,8 +120,8 @@ impl Shared {
             .unwrap_or_else(|| (self.fallback_version.clone(), 0));
         let flavour = index
             .flavour()
-            .or_else(|| Some(Flavour::of_server_version(&version)));
-        let mysql = flavour == Some(Flavour::MySql);
+            .unwrap_or_else(|| Flavour::of_server_version(&version));
+        let mysql = flavour == Flavour::MySql;
         ServerView {
             server_id,
             gtid_binlog_pos: index.maria_state().to_string(),

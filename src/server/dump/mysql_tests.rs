@@ -111,7 +111,7 @@ fn the_start_is_the_newest_file_whose_previous_gtids_the_replica_has() {
             &index,
             &DumpStart::MysqlGtid {
                 sid_data: upto(11805).encode(),
-                file: "mysql_bin.000013\0".into(),
+                file: "mysql_bin.000013".into(),
                 pos: 4,
             },
         )

@@ -209,13 +209,13 @@ pub(super) fn resolve_mysql_gtid(
         ));
     }
     check_replica_set(index, &replica)?;
-    let name = file.trim_end_matches('\0');
-    let mut start = if name.is_empty() {
+    // The session took off the NUL some replicas end the file name with.
+    let mut start = if file.is_empty() {
         start_by_gtid(index, &replica)?
     } else {
         // MySQL serves a named file and position even in GTID mode, still skipping what
         // the replica has.
-        resolve_file_pos(index, name, pos)?
+        resolve_file_pos(index, file, pos)?
     };
     start.mysql = true;
     start.exclude = Some(replica);
