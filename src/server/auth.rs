@@ -210,18 +210,14 @@ fn load_keys(path: &str) -> io::Result<RsaKeys> {
             ),
         ));
     }
-    let private = parse_private_key_pem(&text).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{path} (rsa_private_key_path): {e}"),
         )
-    })?;
-    RsaKeys::new(private).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{path} (rsa_private_key_path): {e}"),
-        )
-    })
+    };
+    let private = parse_private_key_pem(&text).map_err(|e| invalid(&e))?;
+    RsaKeys::new(private).map_err(|e| invalid(&e))
 }
 
 /// How a login that passed went, for the log.
@@ -308,8 +304,7 @@ pub fn authenticate<S: Read + Write>(
             &nonce,
             &proof,
             &shared.auth,
-        )?
-        .filter(|_| user_ok),
+        )?,
     };
     let Some(passed) = passed else {
         let using = if proof.is_empty() { "NO" } else { "YES" };
@@ -345,8 +340,8 @@ struct Claim<'a> {
 }
 
 /// caching_sha2_password after the client's proof: the empty password, the fast path, or
-/// the full path over RSA. `None`: wrong password (or an unknown user, who goes through the
-/// same exchange and is never cached). An ERR other than 1045 (clear text without TLS, no
+/// the full path over RSA. `None`: wrong password, or an unknown user (who goes through the
+/// same exchange, is refused at its end and is never cached). An ERR other than 1045 (clear text without TLS, no
 /// RSA key) is sent here and returned as an error.
 fn check_sha2<S: Read + Write>(
     conn: &mut PacketConn<S>,
@@ -361,9 +356,11 @@ fn check_sha2<S: Read + Write>(
     if password.is_empty() || is_empty_sha2_response(proof) {
         // Nothing to encrypt: MySQL answers an empty password with OK or ERR at once.
         return Ok(
-            (password.is_empty() && is_empty_sha2_response(proof)).then_some(Passed::EmptyPassword)
+            (claim.known && password.is_empty() && is_empty_sha2_response(proof))
+                .then_some(Passed::EmptyPassword),
         );
     }
+    // Only the server's account is ever cached, so an unknown user has no fast path.
     if let Some(cached) = state.cached(user) {
         if verify_caching_sha2_cached(&cached, nonce, proof) {
             send_more(conn, &[SHA2_FAST_AUTH_SUCCESS])?;
@@ -406,10 +403,7 @@ fn check_sha2<S: Read + Write>(
             return Ok(None);
         }
     };
-    if !constant_time_eq(password, &sent) {
-        return Ok(None);
-    }
-    if !claim.known {
+    if !claim.known || !constant_time_eq(password, &sent) {
         return Ok(None);
     }
     state.remember(user, password);
