@@ -341,8 +341,8 @@ struct Claim<'a> {
 
 /// caching_sha2_password after the client's proof: the empty password, the fast path, or
 /// the full path over RSA. `None`: wrong password, or an unknown user (who goes through the
-/// same exchange, is refused at its end and is never cached). An ERR other than 1045 (clear text without TLS, no
-/// RSA key) is sent here and returned as an error.
+/// same exchange, is refused at its end and is never cached). An ERR other than 1045 (clear
+/// text without TLS, no RSA key) is sent here and returned as an error.
 fn check_sha2<S: Read + Write>(
     conn: &mut PacketConn<S>,
     peer: SocketAddr,
