@@ -971,25 +971,19 @@ mod tests {
     // ---- MySQL: COM_BINLOG_DUMP_GTID streams over the kingbus chain (MySQL 5.7.23) ----
 
     mod mysql {
-        use std::path::PathBuf;
-
         use super::*;
-        use crate::binlog::file::BinlogFileReader;
         use crate::binlog::gtid::MysqlGtidSet;
         use crate::binlog::transaction::Gtid;
+        // The chain's names on the master (the ROTATE events name them so).
+        use crate::store::index::mysql_testdata::{
+            kingbus_events, kingbus_previous as previous_gtids, KINGBUS as CHAIN,
+        };
 
-        /// The chain's names on the master (the ROTATE events name them so).
-        const CHAIN: [&str; 3] = ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"];
         const MASTER_ID: u32 = 3_306;
 
-        fn path(name: &str) -> PathBuf {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/mysql")
-                .join(format!("kingbus-5.7-{name}"))
-        }
-
+        /// The bytes of a file of the chain, by its master file name.
         fn bytes_of(name: &str) -> Vec<u8> {
-            std::fs::read(path(name)).unwrap()
+            crate::binlog::test_data::mysql_file(&format!("kingbus-5.7-{name}"))
         }
 
         /// A MySQL GTID without tag: source uuid and gno.
@@ -998,28 +992,21 @@ mod tests {
         /// Events with their positions, and the MySQL GTID of each event's group (None for
         /// FDE, PREVIOUS_GTIDS, ROTATE).
         fn events_of(name: &str) -> Vec<(u64, Vec<u8>, Option<MysqlGtid>)> {
-            let mut reader = BinlogFileReader::new(std::fs::File::open(path(name)).unwrap());
             let mut tracker = TransactionTracker::new(4);
             let mut current = None;
-            let mut out = Vec::new();
-            while let Some((pos, ev)) = reader.next_event().unwrap() {
-                let step = tracker.feed(&ev).unwrap();
-                if step.starts_group {
-                    current = match step.gtid {
-                        Some(Gtid::Mysql { uuid, gno, .. }) => Some((uuid, gno)),
-                        _ => None,
-                    };
-                }
-                out.push((pos, ev, current));
-            }
-            out
-        }
-
-        fn previous_gtids(name: &str) -> MysqlGtidSet {
-            let events = events_of(name);
-            let ev = &events[1].1;
-            assert_eq!(ev[4], event::PREVIOUS_GTIDS_LOG_EVENT, "{name}");
-            MysqlGtidSet::decode(event::event_body(ev, 4).unwrap()).unwrap()
+            kingbus_events(name)
+                .into_iter()
+                .map(|(pos, ev)| {
+                    let step = tracker.feed(&ev).unwrap();
+                    if step.starts_group {
+                        current = match step.gtid {
+                            Some(Gtid::Mysql { uuid, gno, .. }) => Some((uuid, gno)),
+                            _ => None,
+                        };
+                    }
+                    (pos, ev, current)
+                })
+                .collect()
         }
 
         fn heartbeat_v2(file: &str, pos: u64) -> Vec<u8> {
