@@ -478,6 +478,11 @@ mod tests {
         Ok(())
     }
 
+    /// (full, fast) logins the server has counted.
+    fn logins(server: &BinlogServer) -> (u64, u64) {
+        (server.auth().full_logins(), server.auth().fast_logins())
+    }
+
     fn denied(result: Result<(), mysql::Error>) -> u16 {
         match result {
             Err(mysql::Error::MySqlError(e)) => e.code,
@@ -495,16 +500,10 @@ mod tests {
                 ER_ACCESS_DENIED_ERROR
             );
         }
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (0, 0)
-        );
+        assert_eq!(logins(&server), (0, 0));
         // The account's first login is still a full one.
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 0)
-        );
+        assert_eq!(logins(&server), (1, 0));
     }
 
     #[test]
@@ -517,25 +516,16 @@ mod tests {
         );
         assert_eq!(server.auth().full_logins(), 0);
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 0)
-        );
+        assert_eq!(logins(&server), (1, 0));
         mysql_crate_login(&server, "pw").unwrap();
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 2)
-        );
+        assert_eq!(logins(&server), (1, 2));
         // A wrong password after the cache is filled: full path again, refused.
         assert_eq!(
             denied(mysql_crate_login(&server, "pW")),
             ER_ACCESS_DENIED_ERROR
         );
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 2)
-        );
+        assert_eq!(logins(&server), (1, 2));
         server.stop();
     }
 
@@ -568,10 +558,7 @@ mod tests {
             denied(mysql_crate_login(&server, "nope")),
             ER_ACCESS_DENIED_ERROR
         );
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (0, 0)
-        );
+        assert_eq!(logins(&server), (0, 0));
         server.stop();
     }
 
