@@ -312,7 +312,9 @@ fn finish_auth(
                 OkPacket::decode(&payload)?;
                 return Ok(match (plugin, step) {
                     (AuthPlugin::NativePassword, _) => AuthOutcome::NativePassword,
-                    (AuthPlugin::CachingSha2Password, Sha2Step::PasswordSent) => AuthOutcome::Sha2Full,
+                    (AuthPlugin::CachingSha2Password, Sha2Step::PasswordSent) => {
+                        AuthOutcome::Sha2Full
+                    }
                     // An OK straight after the proof (empty password) counts as fast.
                     (AuthPlugin::CachingSha2Password, _) => AuthOutcome::Sha2Fast,
                 });

@@ -31,7 +31,7 @@ use rsa::RsaPrivateKey;
 
 use crate::limits::RSA_KEY_FILE_BYTES_MAX;
 use crate::mysql::auth::{
-    self, decrypt_password, is_empty_sha2_response, parse_private_key_pem, constant_time_eq,
+    self, constant_time_eq, decrypt_password, is_empty_sha2_response, parse_private_key_pem,
     public_key_pem, sha2_double_digest, verify_caching_sha2_cached, SHA2_SCRAMBLE_LEN,
 };
 use crate::mysql::handshake::{

@@ -109,7 +109,15 @@ pub fn serve<S: Read + Write>(
                     },
                 };
                 let opts = dump_options(shared, &vars, start, d.flags, d.server_id);
-                return run_dump(&mut conn, peer, conn_id, d.server_id, &registered, opts, shared);
+                return run_dump(
+                    &mut conn,
+                    peer,
+                    conn_id,
+                    d.server_id,
+                    &registered,
+                    opts,
+                    shared,
+                );
             }
             Command::BinlogDumpGtid(d) => {
                 let start = DumpStart::MysqlGtid {
@@ -119,7 +127,15 @@ pub fn serve<S: Read + Write>(
                     pos: d.binlog_pos,
                 };
                 let opts = dump_options(shared, &vars, start, d.flags, d.server_id);
-                return run_dump(&mut conn, peer, conn_id, d.server_id, &registered, opts, shared);
+                return run_dump(
+                    &mut conn,
+                    peer,
+                    conn_id,
+                    d.server_id,
+                    &registered,
+                    opts,
+                    shared,
+                );
             }
             Command::Other(code) => send_err(
                 &mut conn,

@@ -20,9 +20,9 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::binlog::event::{self, EventHeader, HEADER_LEN};
-use crate::binlog::BinlogError;
 use crate::binlog::gtid::MariaGtidList;
 use crate::binlog::transaction::TransactionTracker;
+use crate::binlog::BinlogError;
 use crate::consensus::state::binlog_file_order;
 use crate::limits::ENTRY_PAYLOAD_MAX;
 use crate::store::entry::{

@@ -1,7 +1,7 @@
 //! Unit tests of the event-boundary check of a file-and-position start.
 
-use super::*;
 use super::mysql_tests::store_of;
+use super::*;
 use crate::store::testdata::{dump_stream, file_events};
 
 fn check(store: &Store, pos: u64) -> Result<(), String> {
