@@ -76,8 +76,11 @@ impl std::error::Error for BinlogError {}
 
 /// Which server wrote a binlog: the two differ in GTIDs (MariaDB domain-server-seq lists vs
 /// MySQL uuid sets), in the events a dump starts with, and in what replicas ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The default is MariaDB's, what ferrobus assumes before it knows better (as when nothing
+/// is stored and no version says otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavour {
+    #[default]
     MariaDb,
     MySql,
 }
