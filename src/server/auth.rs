@@ -36,8 +36,8 @@ use crate::mysql::auth::{
 };
 use crate::mysql::handshake::{
     self, AuthMoreData, AuthSwitchRequest, HandshakeResponse41, HandshakeV10,
-    CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SHA2_FAST_AUTH_SUCCESS,
-    SHA2_PERFORM_FULL_AUTHENTICATION, SHA2_REQUEST_PUBLIC_KEY,
+    MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SHA2_FAST_AUTH_SUCCESS, SHA2_PERFORM_FULL_AUTHENTICATION,
+    SHA2_REQUEST_PUBLIC_KEY,
 };
 use crate::mysql::resultset::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
 use crate::net::conn::PacketConn;
@@ -426,7 +426,9 @@ mod tests {
         caching_sha2_auth_response, encrypt_password, native_auth_response, nonce_from_slice,
         parse_public_key_pem, TEST_PRIVATE_KEY_PEM,
     };
-    use crate::mysql::handshake::{CHARSET_UTF8MB4_GENERAL_CI, CLIENT_PROTOCOL_41};
+    use crate::mysql::handshake::{
+        CACHING_SHA2_PASSWORD, CHARSET_UTF8MB4_GENERAL_CI, CLIENT_PROTOCOL_41,
+    };
     use crate::mysql::resultset::ErrPacket;
     use crate::server::{BinlogServer, ServerConfig};
     use crate::store::Store;
