@@ -439,7 +439,7 @@ impl FormatDescription {
 
     /// Whether the server that wrote this binlog is MariaDB.
     pub fn is_mariadb(&self) -> bool {
-        self.server_version.contains("MariaDB")
+        super::Flavour::of_server_version(&self.server_version) == super::Flavour::MariaDb
     }
 
     /// Post-header length this FDE declares for `type_code`, if it declares one.
@@ -596,6 +596,85 @@ pub fn build_heartbeat(file: &str, log_pos: u32, server_id: u32, with_crc: bool)
         log_pos,
         0,
         file.as_bytes(),
+        with_crc,
+    )
+}
+
+/// OTW_HB_* field ids of a HEARTBEAT_LOG_EVENT_V2 body (MySQL's binary heartbeat codec).
+const HB_V2_END_MARK: u64 = 0;
+const HB_V2_LOG_FILENAME: u64 = 1;
+const HB_V2_LOG_POSITION: u64 = 2;
+
+/// A HEARTBEAT_LOG_EVENT_V2 (type 41, MySQL 8.0.26+): the master's current file and its
+/// position in 64 bits. The body is `type length value` triples of length-encoded integers
+/// (the file name as bytes, the position as a length-encoded integer) up to the end mark;
+/// unknown fields are skipped, as MySQL does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatV2 {
+    pub log_file: String,
+    pub log_pos: u64,
+}
+
+impl HeartbeatV2 {
+    pub fn parse(event: &[u8], checksum_len: usize) -> Result<HeartbeatV2> {
+        use crate::mysql::codec::Reader as FieldReader;
+        let malformed = |detail: String| BinlogError::Malformed {
+            what: "heartbeat v2 event",
+            detail,
+        };
+        let bad = |e: crate::mysql::ProtocolError| malformed(format!("heartbeat v2 body: {e}"));
+        let mut r = FieldReader::new(event_body(event, checksum_len)?);
+        let mut file = None;
+        let mut pos = None;
+        while !r.is_empty() {
+            let field = r.lenenc_int("heartbeat v2 field type").map_err(bad)?;
+            if field == HB_V2_END_MARK {
+                break;
+            }
+            let len = r.lenenc_int("heartbeat v2 field length").map_err(bad)?;
+            let len = usize::try_from(len)
+                .map_err(|_| malformed(format!("heartbeat v2 field length {len}")))?;
+            let value = r.bytes(len, "heartbeat v2 field value").map_err(bad)?;
+            match field {
+                HB_V2_LOG_FILENAME => file = Some(String::from_utf8_lossy(value).into_owned()),
+                HB_V2_LOG_POSITION => {
+                    let mut v = FieldReader::new(value);
+                    pos = Some(v.lenenc_int("heartbeat v2 position").map_err(bad)?);
+                }
+                _ => {}
+            }
+        }
+        match (file, pos) {
+            (Some(log_file), Some(log_pos)) => Ok(HeartbeatV2 { log_file, log_pos }),
+            _ => Err(malformed(
+                "heartbeat v2 without a file name and a position".into(),
+            )),
+        }
+    }
+}
+
+/// Builds a HEARTBEAT_LOG_EVENT_V2 as MySQL sends it: timestamp 0, flags 0, the file name
+/// and the 64-bit position in the body, and the position in the header's log_pos too,
+/// capped at 32 bits.
+pub fn build_heartbeat_v2(file: &str, log_pos: u64, server_id: u32, with_crc: bool) -> Vec<u8> {
+    use crate::mysql::codec::put_lenenc_int;
+    let mut position = Vec::with_capacity(9);
+    put_lenenc_int(&mut position, log_pos);
+    let mut body = Vec::with_capacity(file.len() + position.len() + 8);
+    put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
+    put_lenenc_int(&mut body, file.len() as u64);
+    body.extend_from_slice(file.as_bytes());
+    put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
+    put_lenenc_int(&mut body, position.len() as u64);
+    body.extend_from_slice(&position);
+    put_lenenc_int(&mut body, HB_V2_END_MARK);
+    build_event(
+        HEARTBEAT_LOG_EVENT_V2,
+        0,
+        server_id,
+        u32::try_from(log_pos).unwrap_or(u32::MAX),
+        0,
+        &body,
         with_crc,
     )
 }

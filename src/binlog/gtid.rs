@@ -239,6 +239,20 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
     out
 }
 
+/// A name-based UUID of `name`, formatted: the first 16 bytes of its SHA-1 with the version
+/// 5 and RFC 4122 variant bits set (no namespace: the name itself says what it is for).
+/// The same name always gives the same UUID, so one derived from stable ids survives
+/// restarts.
+pub fn name_based_uuid(name: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(name);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&digest[..16]);
+    uuid[6] = (uuid[6] & 0x0f) | 0x50;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    format_uuid(&uuid)
+}
+
 /// Parses a uuid with dashes (8-4-4-4-12) or as 32 bare hex digits, any case.
 pub fn parse_uuid(text: &str) -> Result<[u8; 16]> {
     let text = text.trim();

@@ -76,20 +76,40 @@ impl std::error::Error for BinlogError {}
 
 /// Which server wrote a binlog: the two differ in GTIDs (MariaDB domain-server-seq lists vs
 /// MySQL uuid sets), in the events a dump starts with, and in what replicas ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The default is MariaDB's, what ferrobus assumes before it knows better (as when nothing
+/// is stored and no version says otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavour {
+    #[default]
     MariaDb,
     MySql,
 }
 
 impl Flavour {
-    /// The flavour of a FORMAT_DESCRIPTION event's server version string.
+    /// The flavour of a server version string (a FORMAT_DESCRIPTION's, a handshake's, or
+    /// `SELECT VERSION()`): MariaDB always names itself ("10.11.6-MariaDB-log", or
+    /// "5.5.5-10.x.y-MariaDB…" in a 10.x handshake), in any case; anything else speaks
+    /// MySQL's protocol.
     pub fn of_server_version(version: &str) -> Flavour {
-        if version.contains("MariaDB") {
+        if version.to_ascii_lowercase().contains("mariadb") {
             Flavour::MariaDb
         } else {
             Flavour::MySql
         }
+    }
+
+    /// The flavour's name in logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "MariaDB",
+            Flavour::MySql => "MySQL",
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -65,15 +65,8 @@ pub fn verify_native(
     if expected_password.is_empty() {
         return response.is_empty();
     }
-    if response.len() != SCRAMBLE_LEN {
-        return false;
-    }
-    let expected = scramble_native(expected_password, nonce);
-    let diff = expected
-        .iter()
-        .zip(response)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    diff == 0
+    // A response of another length differs (constant_time_eq checks lengths first).
+    constant_time_eq(&scramble_native(expected_password, nonce), response)
 }
 
 /// Turns random bytes into a nonce of printable ASCII (no NUL, which would end the
@@ -159,7 +152,7 @@ pub fn scramble_caching_sha2(
     nonce: &[u8; SCRAMBLE_LEN],
 ) -> [u8; SHA2_SCRAMBLE_LEN] {
     let stage1: [u8; SHA2_SCRAMBLE_LEN] = Sha256::digest(password).into();
-    let mask = sha2_mask(&Sha256::digest(stage1).into(), nonce);
+    let mask = sha2_mask(&sha2_double_digest(password), nonce);
     let mut out = [0; SHA2_SCRAMBLE_LEN];
     for (o, (a, b)) in out.iter_mut().zip(stage1.iter().zip(mask.iter())) {
         *o = a ^ b;
@@ -287,14 +280,10 @@ pub fn decrypt_password(
     Ok(password)
 }
 
-/// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` equals `b`, compared without stopping at the first difference, so the time
+/// says nothing about where they differ (only whether the lengths do).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether `password` matches `expected`, in time that does not depend on where they differ.
-pub fn password_matches(expected: &[u8], password: &[u8]) -> bool {
-    constant_time_eq(expected, password)
 }
 
 /// A 2048-bit RSA key made once with `openssl genrsa -traditional 2048` for tests only

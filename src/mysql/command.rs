@@ -30,6 +30,11 @@ pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 2;
 pub const BINLOG_DUMP_NON_BLOCK: u16 = 1;
 /// COM_BINLOG_DUMP_GTID flag: the GTID set (sid data) follows the position.
 pub const BINLOG_THROUGH_GTID: u16 = 4;
+/// COM_BINLOG_DUMP / COM_BINLOG_DUMP_GTID flag of MySQL 8.0.26+: send HEARTBEAT_LOG_EVENT_V2
+/// (64-bit positions); older MySQL ignores it. It is the same bit as MariaDB's
+/// BINLOG_SEND_ANNOTATE_ROWS_EVENT, so its meaning follows the flavour: a syncer sends it to
+/// MySQL only, and ferrobus reads it so only when serving a MySQL binlog.
+pub const USE_HEARTBEAT_EVENT_V2: u16 = 2;
 
 /// COM_REGISTER_SLAVE: a replica announces itself (shown by SHOW SLAVE HOSTS).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -73,6 +73,34 @@ pub const CHARSET_BINARY: u8 = 63;
 pub const MYSQL_NATIVE_PASSWORD: &str = "mysql_native_password";
 /// The default plugin of MySQL 8.0+, the only password plugin of MySQL 9.
 pub const CACHING_SHA2_PASSWORD: &str = "caching_sha2_password";
+
+/// A password plugin ferrobus speaks, as a server (the one a binlog server asks for) and as
+/// a client (the one it answers a master with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthPlugin {
+    #[default]
+    NativePassword,
+    CachingSha2Password,
+}
+
+impl AuthPlugin {
+    /// The plugin named `name` (MySQL's names), if ferrobus speaks it.
+    pub fn parse(name: &str) -> Option<AuthPlugin> {
+        match name {
+            MYSQL_NATIVE_PASSWORD => Some(AuthPlugin::NativePassword),
+            CACHING_SHA2_PASSWORD => Some(AuthPlugin::CachingSha2Password),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthPlugin::NativePassword => MYSQL_NATIVE_PASSWORD,
+            AuthPlugin::CachingSha2Password => CACHING_SHA2_PASSWORD,
+        }
+    }
+}
+
 /// Length of the scramble (nonce) sent in the greeting.
 pub const SCRAMBLE_LEN: usize = 20;
 /// First byte of an AuthSwitchRequest (the same byte as EOF).

@@ -23,7 +23,7 @@ use crate::mysql::auth::{
 };
 use crate::mysql::command::Command;
 use crate::mysql::handshake::{
-    AuthMoreData, AuthSwitchRequest, HandshakeResponse41, HandshakeV10, AUTH_MORE_DATA,
+    AuthMoreData, AuthPlugin, AuthSwitchRequest, HandshakeResponse41, HandshakeV10, AUTH_MORE_DATA,
     AUTH_SWITCH_REQUEST, CACHING_SHA2_PASSWORD, CHARSET_UTF8MB4_GENERAL_CI, CLIENT_CONNECT_ATTRS,
     CLIENT_DEPRECATE_EOF, CLIENT_LONG_FLAG, CLIENT_MULTI_RESULTS, CLIENT_MYSQL, CLIENT_PLUGIN_AUTH,
     CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION,
@@ -104,17 +104,14 @@ impl Client {
             .ok_or_else(|| NetError::Auth("greeting carries no 20-byte scramble".into()))?;
         // Answer with the server's default plugin when we speak it, so that no switch is
         // needed; otherwise mysql_native_password, and let the server switch us.
-        let plugin = match greeting.auth_plugin_name.as_str() {
-            CACHING_SHA2_PASSWORD => Plugin::CachingSha2,
-            _ => Plugin::Native,
-        };
+        let plugin = AuthPlugin::parse(&greeting.auth_plugin_name).unwrap_or_default();
         let response = HandshakeResponse41 {
             capabilities,
             max_packet_size: LOGICAL_PACKET_MAX as u32,
             character_set: CHARSET_UTF8MB4_GENERAL_CI,
             mariadb_capabilities: 0,
             username: user.to_string(),
-            auth_response: plugin.response(password.as_bytes(), &nonce),
+            auth_response: first_response(plugin, password.as_bytes(), &nonce),
             database: None,
             auth_plugin_name: Some(plugin.name().to_string()),
             connect_attrs: vec![
@@ -278,35 +275,11 @@ fn negotiate(greeting: &HandshakeV10) -> Result<u32, NetError> {
     Ok(CLIENT_CAPABILITIES & (greeting.capabilities | CLIENT_MYSQL))
 }
 
-/// The password plugins the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plugin {
-    Native,
-    CachingSha2,
-}
-
-impl Plugin {
-    fn from_name(name: &str) -> Option<Plugin> {
-        match name {
-            MYSQL_NATIVE_PASSWORD => Some(Plugin::Native),
-            CACHING_SHA2_PASSWORD => Some(Plugin::CachingSha2),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Plugin::Native => MYSQL_NATIVE_PASSWORD,
-            Plugin::CachingSha2 => CACHING_SHA2_PASSWORD,
-        }
-    }
-
-    /// The first proof this plugin sends for `nonce`.
-    fn response(self, password: &[u8], nonce: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
-        match self {
-            Plugin::Native => native_auth_response(password, nonce),
-            Plugin::CachingSha2 => caching_sha2_auth_response(password, nonce),
-        }
+/// The first proof `plugin` sends for `nonce`.
+fn first_response(plugin: AuthPlugin, password: &[u8], nonce: &[u8; SCRAMBLE_LEN]) -> Vec<u8> {
+    match plugin {
+        AuthPlugin::NativePassword => native_auth_response(password, nonce),
+        AuthPlugin::CachingSha2Password => caching_sha2_auth_response(password, nonce),
     }
 }
 
@@ -328,7 +301,7 @@ enum Sha2Step {
 fn finish_auth(
     conn: &mut PacketConn<TcpStream>,
     password: &str,
-    mut plugin: Plugin,
+    mut plugin: AuthPlugin,
     mut nonce: [u8; SCRAMBLE_LEN],
 ) -> Result<AuthOutcome, NetError> {
     let mut step = Sha2Step::ProofSent;
@@ -338,16 +311,18 @@ fn finish_auth(
             Some(&OK_HEADER) => {
                 OkPacket::decode(&payload)?;
                 return Ok(match (plugin, step) {
-                    (Plugin::Native, _) => AuthOutcome::NativePassword,
-                    (Plugin::CachingSha2, Sha2Step::PasswordSent) => AuthOutcome::Sha2Full,
+                    (AuthPlugin::NativePassword, _) => AuthOutcome::NativePassword,
+                    (AuthPlugin::CachingSha2Password, Sha2Step::PasswordSent) => {
+                        AuthOutcome::Sha2Full
+                    }
                     // An OK straight after the proof (empty password) counts as fast.
-                    (Plugin::CachingSha2, _) => AuthOutcome::Sha2Fast,
+                    (AuthPlugin::CachingSha2Password, _) => AuthOutcome::Sha2Fast,
                 });
             }
             Some(&ERR_HEADER) => return Err(NetError::Server(ErrPacket::decode(&payload)?)),
             Some(&AUTH_SWITCH_REQUEST) => {
                 let switch = AuthSwitchRequest::decode(&payload)?;
-                plugin = Plugin::from_name(&switch.plugin_name).ok_or_else(|| {
+                plugin = AuthPlugin::parse(&switch.plugin_name).ok_or_else(|| {
                     NetError::Auth(format!(
                         "the server requires the auth plugin {}; ferrobus speaks \
                          {MYSQL_NATIVE_PASSWORD} and {CACHING_SHA2_PASSWORD}",
@@ -358,9 +333,9 @@ fn finish_auth(
                     NetError::Auth("auth switch carries no 20-byte scramble".into())
                 })?;
                 step = Sha2Step::ProofSent;
-                conn.write_packet(&plugin.response(password.as_bytes(), &nonce))?;
+                conn.write_packet(&first_response(plugin, password.as_bytes(), &nonce))?;
             }
-            Some(&AUTH_MORE_DATA) if plugin == Plugin::CachingSha2 => {
+            Some(&AUTH_MORE_DATA) if plugin == AuthPlugin::CachingSha2Password => {
                 let more = AuthMoreData::decode(&payload)?;
                 step = sha2_step(conn, password, &nonce, step, &more.data)?;
             }

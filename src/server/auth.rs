@@ -31,13 +31,13 @@ use rsa::RsaPrivateKey;
 
 use crate::limits::RSA_KEY_FILE_BYTES_MAX;
 use crate::mysql::auth::{
-    self, decrypt_password, is_empty_sha2_response, parse_private_key_pem, password_matches,
+    self, constant_time_eq, decrypt_password, is_empty_sha2_response, parse_private_key_pem,
     public_key_pem, sha2_double_digest, verify_caching_sha2_cached, SHA2_SCRAMBLE_LEN,
 };
 use crate::mysql::handshake::{
     self, AuthMoreData, AuthSwitchRequest, HandshakeResponse41, HandshakeV10,
-    CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SHA2_FAST_AUTH_SUCCESS,
-    SHA2_PERFORM_FULL_AUTHENTICATION, SHA2_REQUEST_PUBLIC_KEY,
+    MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN, SHA2_FAST_AUTH_SUCCESS, SHA2_PERFORM_FULL_AUTHENTICATION,
+    SHA2_REQUEST_PUBLIC_KEY,
 };
 use crate::mysql::resultset::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
 use crate::net::conn::PacketConn;
@@ -67,31 +67,8 @@ pub(crate) const SERVER_CAPABILITIES: u32 = handshake::CLIENT_LONG_PASSWORD
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
 
-/// The password plugin a binlog server asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthPlugin {
-    #[default]
-    NativePassword,
-    CachingSha2Password,
-}
-
-impl AuthPlugin {
-    /// The plugin named `name` (MySQL's names), if ferrobus serves it.
-    pub fn parse(name: &str) -> Option<AuthPlugin> {
-        match name {
-            MYSQL_NATIVE_PASSWORD => Some(AuthPlugin::NativePassword),
-            CACHING_SHA2_PASSWORD => Some(AuthPlugin::CachingSha2Password),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthPlugin::NativePassword => MYSQL_NATIVE_PASSWORD,
-            AuthPlugin::CachingSha2Password => CACHING_SHA2_PASSWORD,
-        }
-    }
-}
+/// The password plugin a binlog server asks for (one type with the client's, in mysql).
+pub use crate::mysql::handshake::AuthPlugin;
 
 /// An RSA key pair and the PEM of its public half, as served to clients.
 struct RsaKeys {
@@ -233,18 +210,14 @@ fn load_keys(path: &str) -> io::Result<RsaKeys> {
             ),
         ));
     }
-    let private = parse_private_key_pem(&text).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{path} (rsa_private_key_path): {e}"),
         )
-    })?;
-    RsaKeys::new(private).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{path} (rsa_private_key_path): {e}"),
-        )
-    })
+    };
+    let private = parse_private_key_pem(&text).map_err(|e| invalid(&e))?;
+    RsaKeys::new(private).map_err(|e| invalid(&e))
 }
 
 /// How a login that passed went, for the log.
@@ -331,8 +304,7 @@ pub fn authenticate<S: Read + Write>(
             &nonce,
             &proof,
             &shared.auth,
-        )?
-        .filter(|_| user_ok),
+        )?,
     };
     let Some(passed) = passed else {
         let using = if proof.is_empty() { "NO" } else { "YES" };
@@ -368,9 +340,9 @@ struct Claim<'a> {
 }
 
 /// caching_sha2_password after the client's proof: the empty password, the fast path, or
-/// the full path over RSA. `None`: wrong password (or an unknown user, who goes through the
-/// same exchange and is never cached). An ERR other than 1045 (clear text without TLS, no
-/// RSA key) is sent here and returned as an error.
+/// the full path over RSA. `None`: wrong password, or an unknown user (who goes through the
+/// same exchange, is refused at its end and is never cached). An ERR other than 1045 (clear
+/// text without TLS, no RSA key) is sent here and returned as an error.
 fn check_sha2<S: Read + Write>(
     conn: &mut PacketConn<S>,
     peer: SocketAddr,
@@ -384,9 +356,11 @@ fn check_sha2<S: Read + Write>(
     if password.is_empty() || is_empty_sha2_response(proof) {
         // Nothing to encrypt: MySQL answers an empty password with OK or ERR at once.
         return Ok(
-            (password.is_empty() && is_empty_sha2_response(proof)).then_some(Passed::EmptyPassword)
+            (claim.known && password.is_empty() && is_empty_sha2_response(proof))
+                .then_some(Passed::EmptyPassword),
         );
     }
+    // Only the server's account is ever cached, so an unknown user has no fast path.
     if let Some(cached) = state.cached(user) {
         if verify_caching_sha2_cached(&cached, nonce, proof) {
             send_more(conn, &[SHA2_FAST_AUTH_SUCCESS])?;
@@ -429,10 +403,7 @@ fn check_sha2<S: Read + Write>(
             return Ok(None);
         }
     };
-    if !password_matches(password, &sent) {
-        return Ok(None);
-    }
-    if !claim.known {
+    if !claim.known || !constant_time_eq(password, &sent) {
         return Ok(None);
     }
     state.remember(user, password);
@@ -455,7 +426,9 @@ mod tests {
         caching_sha2_auth_response, encrypt_password, native_auth_response, nonce_from_slice,
         parse_public_key_pem, TEST_PRIVATE_KEY_PEM,
     };
-    use crate::mysql::handshake::{CHARSET_UTF8MB4_GENERAL_CI, CLIENT_PROTOCOL_41};
+    use crate::mysql::handshake::{
+        CACHING_SHA2_PASSWORD, CHARSET_UTF8MB4_GENERAL_CI, CLIENT_PROTOCOL_41,
+    };
     use crate::mysql::resultset::ErrPacket;
     use crate::server::{BinlogServer, ServerConfig};
     use crate::store::Store;
@@ -507,6 +480,11 @@ mod tests {
         Ok(())
     }
 
+    /// (full, fast) logins the server has counted.
+    fn logins(server: &BinlogServer) -> (u64, u64) {
+        (server.auth().full_logins(), server.auth().fast_logins())
+    }
+
     fn denied(result: Result<(), mysql::Error>) -> u16 {
         match result {
             Err(mysql::Error::MySqlError(e)) => e.code,
@@ -524,16 +502,10 @@ mod tests {
                 ER_ACCESS_DENIED_ERROR
             );
         }
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (0, 0)
-        );
+        assert_eq!(logins(&server), (0, 0));
         // The account's first login is still a full one.
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 0)
-        );
+        assert_eq!(logins(&server), (1, 0));
     }
 
     #[test]
@@ -546,25 +518,16 @@ mod tests {
         );
         assert_eq!(server.auth().full_logins(), 0);
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 0)
-        );
+        assert_eq!(logins(&server), (1, 0));
         mysql_crate_login(&server, "pw").unwrap();
         mysql_crate_login(&server, "pw").unwrap();
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 2)
-        );
+        assert_eq!(logins(&server), (1, 2));
         // A wrong password after the cache is filled: full path again, refused.
         assert_eq!(
             denied(mysql_crate_login(&server, "pW")),
             ER_ACCESS_DENIED_ERROR
         );
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (1, 2)
-        );
+        assert_eq!(logins(&server), (1, 2));
         server.stop();
     }
 
@@ -597,10 +560,7 @@ mod tests {
             denied(mysql_crate_login(&server, "nope")),
             ER_ACCESS_DENIED_ERROR
         );
-        assert_eq!(
-            (server.auth().full_logins(), server.auth().fast_logins()),
-            (0, 0)
-        );
+        assert_eq!(logins(&server), (0, 0));
         server.stop();
     }
 

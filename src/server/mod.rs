@@ -56,17 +56,10 @@ impl std::fmt::Debug for ServerConfig {
 /// cluster id and the member id, so that it survives restarts and differs between nodes.
 /// MySQL replicas refuse a source whose @@server_uuid equals their own, and remember it.
 pub fn node_server_uuid(cluster_id: u64, member_id: u64) -> String {
-    use sha1::{Digest, Sha1};
-    let mut hasher = Sha1::new();
-    hasher.update(b"ferrobus server uuid\0");
-    hasher.update(cluster_id.to_be_bytes());
-    hasher.update(member_id.to_be_bytes());
-    let digest = hasher.finalize();
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&digest[..16]);
-    uuid[6] = (uuid[6] & 0x0f) | 0x50;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    crate::binlog::gtid::format_uuid(&uuid)
+    let mut name = b"ferrobus server uuid\0".to_vec();
+    name.extend_from_slice(&cluster_id.to_be_bytes());
+    name.extend_from_slice(&member_id.to_be_bytes());
+    crate::binlog::gtid::name_based_uuid(&name)
 }
 
 /// A dumping replica, for the status API.
@@ -127,8 +120,8 @@ impl Shared {
             .unwrap_or_else(|| (self.fallback_version.clone(), 0));
         let flavour = index
             .flavour()
-            .or_else(|| Some(Flavour::of_server_version(&version)));
-        let mysql = flavour == Some(Flavour::MySql);
+            .unwrap_or_else(|| Flavour::of_server_version(&version));
+        let mysql = flavour == Flavour::MySql;
         ServerView {
             server_id,
             gtid_binlog_pos: index.maria_state().to_string(),

@@ -25,8 +25,8 @@ pub struct ServerView {
     /// Stored files and their sizes (end of stored content).
     pub binary_logs: Vec<(String, u64)>,
     pub unix_time: u64,
-    /// Who wrote the stored binlog (None: nothing stored and no master known).
-    pub flavour: Option<Flavour>,
+    /// Who wrote the stored binlog (with nothing stored: as the version reported says).
+    pub flavour: Flavour,
     /// This node's stable server UUID (MySQL's @@server_uuid).
     pub server_uuid: String,
     /// MySQL data: gtid_executed and gtid_purged in MySQL's text form (empty otherwise).
@@ -36,7 +36,7 @@ pub struct ServerView {
 
 impl ServerView {
     fn is_mysql(&self) -> bool {
-        self.flavour == Some(Flavour::MySql)
+        self.flavour == Flavour::MySql
     }
 
     /// MySQL data with GTIDs: GTID_MODE is ON.
@@ -615,7 +615,7 @@ mod tests {
             master_status: Some(("bin.000002".into(), 583)),
             binary_logs: vec![("bin.000001".into(), 1199), ("bin.000002".into(), 583)],
             unix_time: 1_700_000_000,
-            flavour: Some(Flavour::MariaDb),
+            flavour: Flavour::MariaDb,
             server_uuid: "6f8b3a52-0c1d-5e2f-8a3b-4c5d6e7f8091".into(),
             ..ServerView::default()
         }
@@ -770,7 +770,7 @@ mod tests {
                 ("binlog.000003".into(), 5984),
             ],
             unix_time: 1_700_000_000,
-            flavour: Some(Flavour::MySql),
+            flavour: Flavour::MySql,
             server_uuid: "6f8b3a52-0c1d-5e2f-8a3b-4c5d6e7f8091".into(),
             gtid_executed: "214eb71f-96ec-11e8-ab4f-fa163e72d4ae:1-11820,\n\
                             3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"

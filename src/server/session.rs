@@ -18,7 +18,9 @@ use crate::limits::{
 /// connection ends after it.
 const ER_TOO_MANY_USER_VARS: u16 = 1041;
 use crate::binlog::Flavour;
-use crate::mysql::command::{Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT};
+use crate::mysql::command::{
+    Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, USE_HEARTBEAT_EVENT_V2,
+};
 use crate::mysql::handshake;
 use crate::mysql::resultset::{encode_text_resultset, ErrPacket, OkPacket, ER_UNKNOWN_COM_ERROR};
 use crate::net::conn::PacketConn;
@@ -30,11 +32,6 @@ use super::{Shared, SlaveEntry};
 
 const STATUS_AUTOCOMMIT: u16 = handshake::SERVER_STATUS_AUTOCOMMIT;
 
-/// Dump flag of MySQL 8.0.26+ replicas (COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID): send
-/// HEARTBEAT_LOG_EVENT_V2. The same bit asks a MariaDB master for ANNOTATE_ROWS events, so
-/// its meaning follows the flavour of the stored binlog.
-const USE_HEARTBEAT_EVENT_V2: u16 = 2;
-
 /// Serves one connection until it ends.
 pub fn serve<S: Read + Write>(
     stream: S,
@@ -43,7 +40,7 @@ pub fn serve<S: Read + Write>(
     shared: &Arc<Shared>,
 ) -> Result<(), NetError> {
     let mut conn = PacketConn::new(stream, CLIENT_COMMAND_MAX);
-    let user = authenticate(&mut conn, peer, conn_id, shared)?;
+    let user = super::auth::authenticate(&mut conn, peer, conn_id, shared)?;
     log::debug!("binlog server: {user}@{peer} authenticated (connection {conn_id})");
     let mut vars = UserVars::new();
     let mut registered: Option<(u32, String, u16)> = None;
@@ -111,51 +108,30 @@ pub fn serve<S: Read + Write>(
                         pos: u64::from(d.binlog_pos),
                     },
                 };
-                let view = shared.view();
-                let mysql_data = view.flavour == Some(Flavour::MySql);
-                let opts = DumpOptions {
-                    start,
-                    // mysqlbinlog asks MySQL for a non-blocking dump with server id 0.
-                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0
-                        || (mysql_data && d.server_id == 0),
-                    send_annotate_rows: !mysql_data
-                        && d.flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
-                    heartbeat_period: heartbeat_period(&vars),
-                    artificial_crc: artificial_crc(&vars),
-                    server_id: view.server_id,
-                    heartbeat_v2: mysql_data && d.flags & USE_HEARTBEAT_EVENT_V2 != 0,
-                };
-                let server_id = registered.as_ref().map_or(d.server_id, |r| r.0);
+                let opts = dump_options(shared, &vars, start, d.flags, d.server_id);
                 return run_dump(
                     &mut conn,
                     peer,
                     conn_id,
-                    server_id,
+                    d.server_id,
                     &registered,
                     opts,
                     shared,
                 );
             }
             Command::BinlogDumpGtid(d) => {
-                let opts = DumpOptions {
-                    start: DumpStart::MysqlGtid {
-                        sid_data: d.sid_data.clone(),
-                        file: d.binlog_filename.trim_end_matches('\0').to_string(),
-                        pos: d.binlog_pos,
-                    },
-                    non_blocking: d.flags & BINLOG_DUMP_NON_BLOCK != 0 || d.server_id == 0,
-                    send_annotate_rows: false,
-                    heartbeat_period: heartbeat_period(&vars),
-                    artificial_crc: artificial_crc(&vars),
-                    server_id: shared.view().server_id,
-                    heartbeat_v2: d.flags & USE_HEARTBEAT_EVENT_V2 != 0,
+                let start = DumpStart::MysqlGtid {
+                    sid_data: d.sid_data.clone(),
+                    // Some replicas end the name with its C string's NUL.
+                    file: d.binlog_filename.trim_end_matches('\0').to_string(),
+                    pos: d.binlog_pos,
                 };
-                let server_id = registered.as_ref().map_or(d.server_id, |r| r.0);
+                let opts = dump_options(shared, &vars, start, d.flags, d.server_id);
                 return run_dump(
                     &mut conn,
                     peer,
                     conn_id,
-                    server_id,
+                    d.server_id,
                     &registered,
                     opts,
                     shared,
@@ -171,15 +147,43 @@ pub fn serve<S: Read + Write>(
     }
 }
 
+/// How to serve a COM_BINLOG_DUMP or COM_BINLOG_DUMP_GTID with `flags` from replica
+/// `replica_id`. The flags mean what MySQL's do for a GTID dump (a MySQL-only command) and
+/// for a position dump of a stored MySQL binlog; MariaDB's otherwise (the same bit asks
+/// MySQL for HEARTBEAT_LOG_EVENT_V2 and MariaDB for ANNOTATE_ROWS events).
+fn dump_options(
+    shared: &Shared,
+    vars: &UserVars,
+    start: DumpStart,
+    flags: u16,
+    replica_id: u32,
+) -> DumpOptions {
+    let view = shared.view();
+    let mysql = matches!(start, DumpStart::MysqlGtid { .. }) || view.flavour == Flavour::MySql;
+    DumpOptions {
+        start,
+        // mysqlbinlog asks MySQL for a non-blocking dump with server id 0.
+        non_blocking: flags & BINLOG_DUMP_NON_BLOCK != 0 || (mysql && replica_id == 0),
+        send_annotate_rows: !mysql && flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
+        heartbeat_period: heartbeat_period(vars),
+        artificial_crc: artificial_crc(vars),
+        server_id: view.server_id,
+        heartbeat_v2: mysql && flags & USE_HEARTBEAT_EVENT_V2 != 0,
+    }
+}
+
+/// Serves the dump; the replica is known by the id it registered with, else by the one in
+/// its dump command (`replica_id`).
 fn run_dump<S: Read + Write>(
     conn: &mut PacketConn<S>,
     peer: SocketAddr,
     conn_id: u64,
-    server_id: u32,
+    replica_id: u32,
     registered: &Option<(u32, String, u16)>,
     opts: DumpOptions,
     shared: &Arc<Shared>,
 ) -> Result<(), NetError> {
+    let server_id = registered.as_ref().map_or(replica_id, |r| r.0);
     let progress = Arc::new(dump::DumpProgress::default());
     let (host, port) = registered
         .as_ref()
@@ -239,16 +243,6 @@ fn artificial_crc(vars: &UserVars) -> bool {
         Some(v) => !v.eq_ignore_ascii_case("none") && !v.is_empty(),
         None => false,
     }
-}
-
-/// Greeting and login, with the binlog server's configured plugin (see [`super::auth`]).
-fn authenticate<S: Read + Write>(
-    conn: &mut PacketConn<S>,
-    peer: SocketAddr,
-    conn_id: u64,
-    shared: &Shared,
-) -> Result<String, NetError> {
-    super::auth::authenticate(conn, peer, conn_id, shared)
 }
 
 pub(super) fn send_ok<S: Read + Write>(conn: &mut PacketConn<S>) -> Result<(), NetError> {

@@ -16,11 +16,14 @@
 //! at the stored end, so a real gap (or an event straddling the stored end) is still an
 //! error.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use crate::binlog::event::{self, EventHeader, HEADER_LEN};
 use crate::binlog::gtid::MariaGtidList;
 use crate::binlog::transaction::TransactionTracker;
+use crate::binlog::BinlogError;
+use crate::consensus::state::binlog_file_order;
 use crate::limits::ENTRY_PAYLOAD_MAX;
 use crate::store::entry::{
     EventsHeader, FileStart, ENDS_INSIDE_GROUP, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START,
@@ -266,7 +269,9 @@ impl Ingest {
         // a hole (or an overlap) in the store; a MySQL GTID dump may begin it earlier and
         // re-send what is stored.
         if let Some(stored_file) = self.stored_file.as_deref() {
-            if self.resend_ok && binlog_name_before(&rotate.next_file, stored_file) {
+            if self.resend_ok
+                && binlog_file_order(&rotate.next_file, stored_file) == Some(Ordering::Less)
+            {
                 return Err(IngestError::Unexpected {
                     what: format!(
                         "the master went back to {}, before the stored {stored_file} (it did \
@@ -512,26 +517,6 @@ fn is_artificial(header: &EventHeader) -> bool {
     header.flags & event::LOG_EVENT_ARTIFICIAL_F != 0
 }
 
-/// Whether binlog file `a` comes before `b` in the same master's sequence (same base name,
-/// smaller numeric extension). Names that do not compare so are not ordered.
-fn binlog_name_before(a: &str, b: &str) -> bool {
-    let split = |n: &str| {
-        n.rsplit_once('.')
-            .and_then(|(base, ext)| ext.parse::<u64>().ok().map(|i| (base.to_string(), i)))
-    };
-    match (split(a), split(b)) {
-        (Some((base_a, ia)), Some((base_b, ib))) => base_a == base_b && ia < ib,
-        _ => false,
-    }
-}
-
-/// HEARTBEAT_LOG_EVENT_V2 (MySQL 8.0.26+) body fields: a type, a length and a value each,
-/// all length-encoded integers; the file name's value is its bytes, the position's a
-/// length-encoded integer; type 0 ends the list. Unknown fields are skipped, as MySQL does.
-const HB_V2_END_MARK: u64 = 0;
-const HB_V2_LOG_FILENAME: u64 = 1;
-const HB_V2_LOG_POSITION: u64 = 2;
-
 /// The master file and position a heartbeat (v1: type 27, v2: type 41) reports; `ev` is a
 /// whole event with its CRC32. v1 carries the file as its body and the position in log_pos
 /// (cut to 32 bits); v2 carries both in its body, the position in 64 bits.
@@ -544,31 +529,13 @@ pub fn heartbeat_position(ev: &[u8]) -> Result<(String, u64), String> {
             u64::from(header.log_pos),
         ));
     }
-    let mut r = crate::mysql::codec::Reader::new(body);
-    let mut file = None;
-    let mut pos = None;
-    let bad = |e: crate::mysql::ProtocolError| format!("heartbeat v2 body: {e}");
-    while !r.is_empty() {
-        let field = r.lenenc_int("heartbeat v2 field type").map_err(bad)?;
-        if field == HB_V2_END_MARK {
-            break;
-        }
-        let len = r.lenenc_int("heartbeat v2 field length").map_err(bad)?;
-        let len = usize::try_from(len).map_err(|_| format!("heartbeat v2 field length {len}"))?;
-        let value = r.bytes(len, "heartbeat v2 field value").map_err(bad)?;
-        match field {
-            HB_V2_LOG_FILENAME => file = Some(String::from_utf8_lossy(value).into_owned()),
-            HB_V2_LOG_POSITION => {
-                let mut v = crate::mysql::codec::Reader::new(value);
-                pos = Some(v.lenenc_int("heartbeat v2 position").map_err(bad)?);
-            }
-            _ => {}
-        }
-    }
-    match (file, pos) {
-        (Some(file), Some(pos)) => Ok((file, pos)),
-        _ => Err("heartbeat v2 without a file name and a position".into()),
-    }
+    // The detail alone: the caller names the position and says it is malformed.
+    event::HeartbeatV2::parse(ev, event::CHECKSUM_LEN)
+        .map(|hb| (hb.log_file, hb.log_pos))
+        .map_err(|e| match e {
+            BinlogError::Malformed { detail, .. } => detail,
+            e => e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -1004,25 +971,19 @@ mod tests {
     // ---- MySQL: COM_BINLOG_DUMP_GTID streams over the kingbus chain (MySQL 5.7.23) ----
 
     mod mysql {
-        use std::path::PathBuf;
-
         use super::*;
-        use crate::binlog::file::BinlogFileReader;
         use crate::binlog::gtid::MysqlGtidSet;
         use crate::binlog::transaction::Gtid;
+        // The chain's names on the master (the ROTATE events name them so).
+        use crate::store::index::mysql_testdata::{
+            kingbus_events, kingbus_previous as previous_gtids, KINGBUS as CHAIN,
+        };
 
-        /// The chain's names on the master (the ROTATE events name them so).
-        const CHAIN: [&str; 3] = ["mysql_bin.000011", "mysql_bin.000012", "mysql_bin.000013"];
         const MASTER_ID: u32 = 3_306;
 
-        fn path(name: &str) -> PathBuf {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/mysql")
-                .join(format!("kingbus-5.7-{name}"))
-        }
-
+        /// The bytes of a file of the chain, by its master file name.
         fn bytes_of(name: &str) -> Vec<u8> {
-            std::fs::read(path(name)).unwrap()
+            crate::binlog::test_data::mysql_file(&format!("kingbus-5.7-{name}"))
         }
 
         /// A MySQL GTID without tag: source uuid and gno.
@@ -1031,51 +992,26 @@ mod tests {
         /// Events with their positions, and the MySQL GTID of each event's group (None for
         /// FDE, PREVIOUS_GTIDS, ROTATE).
         fn events_of(name: &str) -> Vec<(u64, Vec<u8>, Option<MysqlGtid>)> {
-            let mut reader = BinlogFileReader::new(std::fs::File::open(path(name)).unwrap());
             let mut tracker = TransactionTracker::new(4);
             let mut current = None;
-            let mut out = Vec::new();
-            while let Some((pos, ev)) = reader.next_event().unwrap() {
-                let step = tracker.feed(&ev).unwrap();
-                if step.starts_group {
-                    current = match step.gtid {
-                        Some(Gtid::Mysql { uuid, gno, .. }) => Some((uuid, gno)),
-                        _ => None,
-                    };
-                }
-                out.push((pos, ev, current));
-            }
-            out
-        }
-
-        fn previous_gtids(name: &str) -> MysqlGtidSet {
-            let events = events_of(name);
-            let ev = &events[1].1;
-            assert_eq!(ev[4], event::PREVIOUS_GTIDS_LOG_EVENT, "{name}");
-            MysqlGtidSet::decode(event::event_body(ev, 4).unwrap()).unwrap()
+            kingbus_events(name)
+                .into_iter()
+                .map(|(pos, ev)| {
+                    let step = tracker.feed(&ev).unwrap();
+                    if step.starts_group {
+                        current = match step.gtid {
+                            Some(Gtid::Mysql { uuid, gno, .. }) => Some((uuid, gno)),
+                            _ => None,
+                        };
+                    }
+                    (pos, ev, current)
+                })
+                .collect()
         }
 
         fn heartbeat_v2(file: &str, pos: u64) -> Vec<u8> {
-            use crate::mysql::codec::put_lenenc_int;
-            let mut body = Vec::new();
-            put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
-            put_lenenc_int(&mut body, file.len() as u64);
-            body.extend_from_slice(file.as_bytes());
-            let mut value = Vec::new();
-            put_lenenc_int(&mut value, pos);
-            put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
-            put_lenenc_int(&mut body, value.len() as u64);
-            body.extend_from_slice(&value);
-            put_lenenc_int(&mut body, HB_V2_END_MARK);
-            event::build_event(
-                event::HEARTBEAT_LOG_EVENT_V2,
-                0,
-                MASTER_ID,
-                0,
-                0,
-                &body,
-                true,
-            )
+            // A MySQL 8.0 source caps the header's log_pos too; the body holds 64 bits.
+            event::build_heartbeat_v2(file, pos, MASTER_ID, true)
         }
 
         /// What a MySQL 5.7/8.0 source sends for COM_BINLOG_DUMP_GTID excluding `set`, as
@@ -1411,11 +1347,12 @@ mod tests {
                 feed(&mut ing, &stream),
                 Err(IngestError::Unexpected { .. })
             ));
-            assert!(binlog_name_before("mysql_bin.000011", "mysql_bin.000012"));
-            assert!(binlog_name_before("b.999999", "b.1000000"));
-            assert!(!binlog_name_before("a.000013", "a.000012"));
-            assert!(!binlog_name_before("a.000011", "b.000012"));
-            assert!(!binlog_name_before("a", "a.000012"));
+            let before = |a: &str, b: &str| binlog_file_order(a, b) == Some(Ordering::Less);
+            assert!(before("mysql_bin.000011", "mysql_bin.000012"));
+            assert!(before("b.999999", "b.1000000"));
+            assert!(!before("a.000013", "a.000012"));
+            assert!(!before("a.000011", "b.000012"));
+            assert!(!before("a", "a.000012"));
         }
 
         #[test]

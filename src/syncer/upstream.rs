@@ -25,7 +25,7 @@ use crate::limits::{
 };
 use crate::mysql::command::{
     BinlogDump, BinlogDumpGtid, Command, RegisterSlave, BINLOG_SEND_ANNOTATE_ROWS_EVENT,
-    BINLOG_THROUGH_GTID,
+    BINLOG_THROUGH_GTID, USE_HEARTBEAT_EVENT_V2,
 };
 use crate::mysql::resultset::ER_UNKNOWN_SYSTEM_VARIABLE;
 use crate::net::client::Client;
@@ -44,25 +44,18 @@ pub struct Upstream {
     pub uuid: Option<String>,
 }
 
-/// COM_BINLOG_DUMP[_GTID] flag of MySQL 8.0.26+ (`USE_HEARTBEAT_EVENT_V2`): send
-/// HEARTBEAT_LOG_EVENT_V2 (64-bit positions). Older MySQL ignores it. On MariaDB this bit
-/// means BINLOG_SEND_ANNOTATE_ROWS_EVENT, so it is only sent to MySQL.
-pub const USE_HEARTBEAT_EVENT_V2: u16 = 2;
-
-/// The flavour's name in logs and errors.
+/// The flavour's name in logs and errors ([`Flavour::name`]; kept for the syncer's callers).
 pub fn flavour_name(flavour: Flavour) -> &'static str {
-    match flavour {
-        Flavour::MariaDb => "MariaDB",
-        Flavour::MySql => "MySQL",
-    }
+    flavour.name()
 }
 
 /// The flavour from the handshake's server version and `SELECT VERSION()` (either may be
-/// empty): MariaDB always names itself (10.x sends "5.5.5-10.x.y-MariaDB…" in the
-/// handshake); anything else speaks MySQL's protocol.
+/// empty): MariaDB if either names it ([`Flavour::of_server_version`]).
 pub fn detect_flavour(handshake_version: &str, version: &str) -> Flavour {
-    let names_mariadb = |v: &str| v.to_ascii_lowercase().contains("mariadb");
-    if names_mariadb(handshake_version) || names_mariadb(version) {
+    if [handshake_version, version]
+        .iter()
+        .any(|v| Flavour::of_server_version(v) == Flavour::MariaDb)
+    {
         Flavour::MariaDb
     } else {
         Flavour::MySql
@@ -100,16 +93,10 @@ impl MasterInfo {
 /// every node and every connection (a new leader's dump then replaces the old leader's
 /// on the master, as a reconnecting replica's does). Name-based (SHA-1, version 5 layout).
 pub fn replica_uuid(up: &Upstream) -> String {
-    use sha1::{Digest, Sha1};
     if let Some(uuid) = &up.uuid {
         return uuid.clone();
     }
-    let digest = Sha1::digest(format!("ferrobus syncer {}", up.server_id).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x50;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    crate::binlog::gtid::format_uuid(&bytes)
+    crate::binlog::gtid::name_based_uuid(format!("ferrobus syncer {}", up.server_id).as_bytes())
 }
 
 /// Connects and logs in; run [`precheck`] before a dump.
@@ -309,20 +296,32 @@ pub fn start_dump(
         client.query(sql).map_err(query_error)?;
     }
     register(client, up)?;
-    let pos32 = u32::try_from(pos).map_err(|_| {
+    // Without BINLOG_SEND_ANNOTATE_ROWS_EVENT a MariaDB master leaves ANNOTATE_ROWS events
+    // out and the stored file would have holes.
+    let dump = binlog_dump(up, file, pos, BINLOG_SEND_ANNOTATE_ROWS_EVENT, "")?;
+    client.send_command(&dump).map_err(conn_error)
+}
+
+/// COM_BINLOG_DUMP from `file` at `pos`, or a precheck error when `pos` needs more than the
+/// command's 32 bits (`why_not_gtid` ends the message: why the GTID dump is no way out).
+fn binlog_dump(
+    up: &Upstream,
+    file: &str,
+    pos: u64,
+    flags: u16,
+    why_not_gtid: &str,
+) -> Result<Command, SyncerError> {
+    let binlog_pos = u32::try_from(pos).map_err(|_| {
         SyncerError::Precheck(format!(
-            "binlog position {pos} does not fit COM_BINLOG_DUMP"
+            "binlog position {pos} does not fit COM_BINLOG_DUMP{why_not_gtid}"
         ))
     })?;
-    let dump = Command::BinlogDump(BinlogDump {
-        binlog_pos: pos32,
-        // Without it a MariaDB master leaves ANNOTATE_ROWS events out and the stored file
-        // would have holes.
-        flags: BINLOG_SEND_ANNOTATE_ROWS_EVENT,
+    Ok(Command::BinlogDump(BinlogDump {
+        binlog_pos,
+        flags,
         server_id: up.server_id,
         binlog_filename: file.to_string(),
-    });
-    client.send_command(&dump).map_err(conn_error)
+    }))
 }
 
 /// COM_REGISTER_SLAVE, and the master's answer.
@@ -413,17 +412,13 @@ pub fn start_mysql_dump(
             binlog_pos: pos,
             sid_data: set.encode(),
         }),
-        MysqlDump::FilePos => Command::BinlogDump(BinlogDump {
-            binlog_pos: u32::try_from(pos).map_err(|_| {
-                SyncerError::Precheck(format!(
-                    "binlog position {pos} does not fit COM_BINLOG_DUMP (GTID_MODE is off on \
-                     the master, so COM_BINLOG_DUMP_GTID cannot be used)"
-                ))
-            })?,
-            flags: USE_HEARTBEAT_EVENT_V2,
-            server_id: up.server_id,
-            binlog_filename: file.to_string(),
-        }),
+        MysqlDump::FilePos => binlog_dump(
+            up,
+            file,
+            pos,
+            USE_HEARTBEAT_EVENT_V2,
+            " (GTID_MODE is off on the master, so COM_BINLOG_DUMP_GTID cannot be used)",
+        )?,
     };
     client.send_command(&command).map_err(conn_error)
 }
@@ -600,8 +595,8 @@ mod tests {
     type Answer = Option<Result<&'static str, u16>>;
 
     /// A fake MySQL master that greets with `version`, answers queries with `answer`,
-    /// OKs SETs and COM_REGISTER_SLAVE, and stops at the dump command. Returns every
-    /// command received.
+    /// OKs SETs and COM_REGISTER_SLAVE, and stops at the dump command or when the client
+    /// closes the connection. Returns every command received.
     fn fake_master(
         version: &'static str,
         answer: fn(&str) -> Answer,
@@ -640,7 +635,13 @@ mod tests {
         let mut commands = Vec::new();
         loop {
             conn.reset_seq();
-            let cmd = Command::decode(&conn.read_packet()?)?;
+            // A client that gives up (a refused dump) just closes: what it sent so far is
+            // what the test looks at.
+            let packet = match conn.read_packet() {
+                Err(NetError::Closed) => return Ok(commands),
+                other => other?,
+            };
+            let cmd = Command::decode(&packet)?;
             commands.push(cmd.clone());
             match cmd {
                 Command::Query(q) if q.to_ascii_uppercase().starts_with("SET ") => {
@@ -795,7 +796,8 @@ mod tests {
             .to_string();
         assert!(err.contains("syncer_uuid"), "{err}");
         drop(client);
-        let commands = server.join().unwrap_or_default();
+        let commands = server.join().unwrap();
+        assert!(queries(&commands).contains(&"SELECT @@GLOBAL.SERVER_UUID".to_string()));
         assert!(!commands
             .iter()
             .any(|c| matches!(c, Command::RegisterSlave(_))));

@@ -1,15 +1,8 @@
 //! Unit tests of the event-boundary check of a file-and-position start.
 
+use super::mysql_tests::store_of;
 use super::*;
-use crate::store::testdata::{dump_stream, file_events, ingest};
-
-/// A store in a temp dir holding the entries of `names` cut at `limit` bytes.
-fn store_for(names: &[&str], limit: usize) -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
-    store.append(ingest(&dump_stream(names), limit)).unwrap();
-    (dir, store)
-}
+use crate::store::testdata::{dump_stream, file_events};
 
 fn check(store: &Store, pos: u64) -> Result<(), String> {
     let start = {
@@ -28,7 +21,7 @@ fn check(store: &Store, pos: u64) -> Result<(), String> {
 #[test]
 fn every_event_start_is_a_boundary_and_nothing_else_is() {
     for limit in [60, 200, 4096] {
-        let (_dir, store) = store_for(&["bin.000001"], limit);
+        let (_dir, store) = store_of(&dump_stream(&["bin.000001"]), limit);
         let events = file_events("bin.000001");
         let starts: Vec<u64> = events.iter().map(|(p, _)| *p).collect();
         let end = events.last().map(|(p, e)| p + e.len() as u64).unwrap();

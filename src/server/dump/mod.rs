@@ -183,7 +183,7 @@ pub fn run<S: Read + Write>(
     let mut clear_fde = start.clear_first_fde;
     let heartbeat = |file: &str, pos: u64, crc: bool| {
         if opts.heartbeat_v2 {
-            build_heartbeat_v2(file, pos, opts.server_id, crc)
+            event::build_heartbeat_v2(file, pos, opts.server_id, crc)
         } else {
             event::build_heartbeat(file, pos_u32(pos), opts.server_id, crc)
         }
@@ -353,38 +353,6 @@ fn mysql_fde(fde: &[u8], clear_pos: bool) -> Vec<u8> {
         *flags &= !(event::LOG_EVENT_BINLOG_IN_USE_F as u8);
     }
     out
-}
-
-/// OTW_HB_* field ids of a HEARTBEAT_LOG_EVENT_V2 body (MySQL's binary heartbeat codec).
-const HB_V2_END_MARK: u64 = 0;
-const HB_V2_LOG_FILENAME: u64 = 1;
-const HB_V2_LOG_POSITION: u64 = 2;
-
-/// A HEARTBEAT_LOG_EVENT_V2 (type 41), which carries a 64-bit position: the body is
-/// `type length value` triples of length-encoded integers (the file name as bytes, the
-/// position as a length-encoded integer), then the end mark. The header's log_pos holds
-/// the position too, capped at 32 bits.
-pub fn build_heartbeat_v2(file: &str, log_pos: u64, server_id: u32, with_crc: bool) -> Vec<u8> {
-    use crate::mysql::codec::put_lenenc_int;
-    let mut position = Vec::with_capacity(9);
-    put_lenenc_int(&mut position, log_pos);
-    let mut body = Vec::with_capacity(file.len() + position.len() + 8);
-    put_lenenc_int(&mut body, HB_V2_LOG_FILENAME);
-    put_lenenc_int(&mut body, file.len() as u64);
-    body.extend_from_slice(file.as_bytes());
-    put_lenenc_int(&mut body, HB_V2_LOG_POSITION);
-    put_lenenc_int(&mut body, position.len() as u64);
-    body.extend_from_slice(&position);
-    put_lenenc_int(&mut body, HB_V2_END_MARK);
-    event::build_event(
-        event::HEARTBEAT_LOG_EVENT_V2,
-        0,
-        server_id,
-        pos_u32(log_pos),
-        0,
-        &body,
-        with_crc,
-    )
 }
 
 fn is_annotate_rows(ev: &[u8]) -> bool {

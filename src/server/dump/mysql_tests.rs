@@ -1,7 +1,7 @@
 //! Unit tests of MySQL-flavoured dumps: GTID-set starts, refusals, streaming.
 
 use super::*;
-use crate::binlog::event::{EventHeader, MysqlGtidEvent};
+use crate::binlog::event::{build_heartbeat_v2, EventHeader, MysqlGtidEvent};
 use crate::binlog::gtid::{format_uuid, MysqlGtidSet};
 use crate::store::index::mysql_testdata::*;
 use crate::store::index::BinlogIndex;
@@ -111,7 +111,7 @@ fn the_start_is_the_newest_file_whose_previous_gtids_the_replica_has() {
             &index,
             &DumpStart::MysqlGtid {
                 sid_data: upto(11805).encode(),
-                file: "mysql_bin.000013\0".into(),
+                file: "mysql_bin.000013".into(),
                 pos: 4,
             },
         )
@@ -246,7 +246,20 @@ fn dump(store: &Store, start: DumpStart, heartbeat_v2: bool) -> Vec<Vec<u8>> {
     packets
 }
 
-fn store_of(stream: &[Vec<u8>], limit: usize) -> (tempfile::TempDir, Store) {
+/// The events of a dump that ended with EOF: every packet but the last, each an event
+/// packet (OK byte first), without that byte.
+fn event_payloads(packets: &[Vec<u8>]) -> Vec<&[u8]> {
+    packets[..packets.len() - 1]
+        .iter()
+        .map(|p| {
+            assert_eq!(p[0], 0, "an event packet");
+            &p[1..]
+        })
+        .collect()
+}
+
+/// A store in a temp dir holding `stream` ingested into entries of at most `limit` bytes.
+pub(super) fn store_of(stream: &[Vec<u8>], limit: usize) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path()).unwrap();
     store.append(ingest(stream, limit)).unwrap();
@@ -283,13 +296,7 @@ fn a_gtid_dump_from_the_middle_of_the_chain_sends_exactly_the_rest() {
         let (_dir, store) = store_of(&kingbus_stream(&KINGBUS), limit);
         let packets = gtid_dump(&store, &upto(11805));
         assert_eq!(packets.last().unwrap()[0], 0xfe, "ends with EOF");
-        let events: Vec<&[u8]> = packets[..packets.len() - 1]
-            .iter()
-            .map(|p| {
-                assert_eq!(p[0], 0, "an event packet");
-                &p[1..]
-            })
-            .collect();
+        let events = event_payloads(&packets);
         for ev in &events {
             assert!(event::verify_checksum(ev), "CRC32 of type {}", ev[4]);
         }
@@ -358,10 +365,7 @@ fn a_gtid_dump_from_the_middle_of_the_chain_sends_exactly_the_rest() {
 fn caught_up_replicas_get_only_heartbeats_and_an_exact_start_gets_everything_after() {
     let (_dir, store) = store_of(&kingbus_stream(&KINGBUS), 300);
     let packets = gtid_dump(&store, &upto(11820));
-    let events: Vec<&[u8]> = packets[..packets.len() - 1]
-        .iter()
-        .map(|p| &p[1..])
-        .collect();
+    let events = event_payloads(&packets);
     assert!(gnos_of(&events).is_empty());
     let hb = events
         .iter()
@@ -375,10 +379,7 @@ fn caught_up_replicas_get_only_heartbeats_and_an_exact_start_gets_everything_aft
     );
     // Exactly the previous GTIDs of the last file: everything in it, FDE as stored.
     let packets = gtid_dump(&store, &upto(11810));
-    let events: Vec<&[u8]> = packets[..packets.len() - 1]
-        .iter()
-        .map(|p| &p[1..])
-        .collect();
+    let events = event_payloads(&packets);
     let want: Vec<(Option<String>, i64)> = (11811..=11820).map(|g| (None, g)).collect();
     assert_eq!(gnos_of(&events), want);
     assert_eq!(
@@ -406,10 +407,7 @@ fn a_file_and_position_dump_of_mysql_data() {
         },
         false,
     );
-    let events: Vec<&[u8]> = packets[..packets.len() - 1]
-        .iter()
-        .map(|p| &p[1..])
-        .collect();
+    let events = event_payloads(&packets);
     let rotate = event::Rotate::parse(events[0], 4).unwrap();
     assert_eq!(
         (rotate.next_file.as_str(), rotate.position),
@@ -469,10 +467,7 @@ fn tagged_gtids_and_transaction_payloads() {
         // Has blue 1-2 and u 1: gets u 2 and 3 (the payload) and blue 3.
         let replica = set(&format!("{u_text}:1,{o_text}:blue:1-2"));
         let packets = gtid_dump(&store, &replica);
-        let events: Vec<&[u8]> = packets[..packets.len() - 1]
-            .iter()
-            .map(|p| &p[1..])
-            .collect();
+        let events = event_payloads(&packets);
         assert_eq!(
             gnos_of(&events),
             vec![(None, 2), (None, 3), (Some("blue".to_string()), 3)]
@@ -485,10 +480,7 @@ fn tagged_gtids_and_transaction_payloads() {
         // Has the compressed one: it is skipped whole.
         let replica = set(&format!("{u_text}:1-3,{o_text}:blue:1"));
         let packets = gtid_dump(&store, &replica);
-        let events: Vec<&[u8]> = packets[..packets.len() - 1]
-            .iter()
-            .map(|p| &p[1..])
-            .collect();
+        let events = event_payloads(&packets);
         assert_eq!(
             gnos_of(&events),
             vec![(Some("blue".to_string()), 2), (Some("blue".to_string()), 3)]

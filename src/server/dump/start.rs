@@ -35,6 +35,23 @@ pub(super) struct Start {
     pub(super) clear_first_fde: bool,
 }
 
+impl Start {
+    /// A start at `loc` in `file` sending the file's FDE as it is, skipping nothing (the
+    /// other fields are set where they apply; `mysql` by [`resolve`]).
+    fn new(loc: Loc, file: String) -> Start {
+        Start {
+            loc,
+            file,
+            fde_copy: None,
+            state: None,
+            pending: MariaGtidList::new(),
+            mysql: false,
+            exclude: None,
+            clear_first_fde: false,
+        }
+    }
+}
+
 /// Resolves the start; a start just ahead of what this node has applied (a replica that
 /// moved here from a node further along, or a node still catching up after a restart) is
 /// waited for, bounded, instead of refused at once: the replica would stop on ERR 1236.
@@ -153,19 +170,17 @@ pub(super) fn check_event_boundary(
 
 /// Turns the replica's request into a location, or the text of ERR 1236.
 pub(super) fn resolve(index: &BinlogIndex, start: &DumpStart) -> Result<Start, String> {
-    match start {
-        DumpStart::FilePos { file, pos } => {
-            let mut start = resolve_file_pos(index, file, *pos)?;
-            start.mysql = index.flavour() == Some(Flavour::MySql);
-            Ok(start)
-        }
+    let mut resolved = match start {
+        DumpStart::FilePos { file, pos } => resolve_file_pos(index, file, *pos),
         DumpStart::MariaGtid(state) => resolve_gtid(index, state),
         DumpStart::MysqlGtid {
             sid_data,
             file,
             pos,
         } => resolve_mysql_gtid(index, sid_data, file, *pos),
-    }
+    }?;
+    resolved.mysql = index.flavour() == Some(Flavour::MySql);
+    Ok(resolved)
 }
 
 /// COM_BINLOG_DUMP_GTID: checks the replica's set against the stored one and finds where
@@ -209,15 +224,14 @@ pub(super) fn resolve_mysql_gtid(
         ));
     }
     check_replica_set(index, &replica)?;
-    let name = file.trim_end_matches('\0');
-    let mut start = if name.is_empty() {
+    // The session took off the NUL some replicas end the file name with.
+    let mut start = if file.is_empty() {
         start_by_gtid(index, &replica)?
     } else {
         // MySQL serves a named file and position even in GTID mode, still skipping what
         // the replica has.
-        resolve_file_pos(index, name, pos)?
+        resolve_file_pos(index, file, pos)?
     };
-    start.mysql = true;
     start.exclude = Some(replica);
     Ok(start)
 }
@@ -293,14 +307,9 @@ pub(super) fn start_by_gtid(index: &BinlogIndex, replica: &MysqlGtidSet) -> Resu
     let clear_first_fde = first
         .is_some_and(|(tsid, gno, _)| replica.contains_gtid(&tsid.uuid, tsid.tag.as_deref(), gno));
     Ok(Start {
-        loc,
-        file: meta.name.clone(),
         fde_copy: (meta.start_pos != 4).then(|| meta.fde.clone()),
-        state: None,
-        pending: MariaGtidList::new(),
-        mysql: true,
-        exclude: None,
         clear_first_fde,
+        ..Start::new(loc, meta.name.clone())
     })
 }
 
@@ -342,14 +351,8 @@ pub(super) fn resolve_file_pos(index: &BinlogIndex, name: &str, pos: u64) -> Res
     let loc = locate(index, file, pos)?;
     let fde_copy = (pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone());
     Ok(Start {
-        loc,
-        file: name.to_string(),
         fde_copy,
-        state: None,
-        pending: MariaGtidList::new(),
-        mysql: false,
-        exclude: None,
-        clear_first_fde: false,
+        ..Start::new(loc, name.to_string())
     })
 }
 
@@ -435,14 +438,10 @@ pub(super) fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Star
         }
     }
     Ok(Start {
-        loc,
-        file: meta.name.clone(),
         fde_copy: (loc.pos != 4 || meta.start_pos != 4).then(|| meta.fde.clone()),
         state: Some(state),
         pending,
-        mysql: false,
-        exclude: None,
-        clear_first_fde: false,
+        ..Start::new(loc, meta.name.clone())
     })
 }
 
