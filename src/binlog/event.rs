@@ -477,7 +477,7 @@ fn version_has_checksum_alg(server_version: &str) -> bool {
         numbers.next().unwrap_or(0),
         numbers.next().unwrap_or(0),
     );
-    if server_version.contains("MariaDB") {
+    if super::Flavour::of_server_version(server_version) == super::Flavour::MariaDb {
         version >= (5, 3, 0)
     } else {
         version >= (5, 6, 1)

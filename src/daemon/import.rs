@@ -454,7 +454,13 @@ fn check_first_event(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Impo
     }
     if let Some(tail) = &view.tail {
         if tail.mariadb != fde.is_mariadb() {
-            let flavour = |m: bool| if m { "MariaDB" } else { "MySQL" };
+            let flavour = |mariadb: bool| {
+                if mariadb {
+                    crate::binlog::Flavour::MariaDb
+                } else {
+                    crate::binlog::Flavour::MySql
+                }
+            };
             return Err(ImportError::Chain {
                 file: name.to_string(),
                 detail: format!(

@@ -302,7 +302,7 @@ fn session(
     log::info!(
         "syncer: master {} is {} {} (server_id {}{})",
         up.addr,
-        upstream::flavour_name(info.flavour),
+        info.flavour.name(),
         info.version,
         info.server_id,
         info.gtid_mode
@@ -314,9 +314,9 @@ fn session(
         return Err(SyncerError::Precheck(format!(
             "the store holds a {} binlog, but {} is a {} master; ferrobus does not mix them \
              (use a fresh data directory for this master)",
-            upstream::flavour_name(stored),
+            stored.name(),
             up.addr,
-            upstream::flavour_name(info.flavour)
+            info.flavour.name()
         )));
     }
     let plan = plan(config, store, &resume, &mut client, &info, shared)?;
@@ -510,30 +510,6 @@ fn connect_checked(
     Ok((client, info))
 }
 
-/// Reads the next packet of the dump into `packet` and returns the event in it (without
-/// the 0x00 status byte, not copied), or None at EOF.
-fn read_event<'a>(
-    client: &mut Client,
-    packet: &'a mut Vec<u8>,
-) -> Result<Option<&'a [u8]>, SyncerError> {
-    client
-        .conn_mut()
-        .read_packet_into(packet)
-        .map_err(upstream::conn_error)?;
-    match packet.first() {
-        Some(0x00) => Ok(packet.get(1..)),
-        Some(0xfe) if packet.len() < 9 => Ok(None),
-        Some(0xff) => Err(SyncerError::Master(
-            crate::mysql::resultset::ErrPacket::decode(packet)
-                .map(|e| format!("{} (error {})", e.message, e.code))
-                .unwrap_or_else(|_| "malformed error packet".into()),
-        )),
-        _ => Err(SyncerError::Connection(
-            "the master sent a packet that is not an event".into(),
-        )),
-    }
-}
-
 /// Reads the dump and stores it, on the connection's one thread: each event goes to ingest
 /// straight from the packet, and what ingest made is handed to the sink together once the
 /// socket has nothing more buffered, the stream ends, or `BATCH_BYTES_MAX` bytes were fed
@@ -551,7 +527,7 @@ fn stream_loop(
     let mut packet = Vec::new();
     let mut seen = SessionSeen::default();
     let result = loop {
-        let ev = match read_event(client, &mut packet) {
+        let ev = match upstream::read_dump_event(client, &mut packet) {
             Ok(ev) => ev,
             // Whole events received before the stream broke are stored (whole
             // transactions of them; a partial one is not).

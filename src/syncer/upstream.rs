@@ -44,11 +44,6 @@ pub struct Upstream {
     pub uuid: Option<String>,
 }
 
-/// The flavour's name in logs and errors ([`Flavour::name`]; kept for the syncer's callers).
-pub fn flavour_name(flavour: Flavour) -> &'static str {
-    flavour.name()
-}
-
 /// The flavour from the handshake's server version and `SELECT VERSION()` (either may be
 /// empty): MariaDB if either names it ([`Flavour::of_server_version`]).
 pub fn detect_flavour(handshake_version: &str, version: &str) -> Flavour {
@@ -426,9 +421,10 @@ pub fn start_mysql_dump(
 /// The next event of a dump that only probes where the master begins (an EOF there is an
 /// error: the master must send at least its ROTATE).
 fn next_probe_event(client: &mut Client) -> Result<(Vec<u8>, EventHeader), SyncerError> {
-    let ev = match read_dump_packet(client)? {
-        DumpPacket::Event(ev) => ev,
-        DumpPacket::Eof => return Err(SyncerError::Master("dump ended before any event".into())),
+    let mut packet = Vec::new();
+    let ev = match read_dump_event(client, &mut packet)? {
+        Some(ev) => ev.to_vec(),
+        None => return Err(SyncerError::Master("dump ended before any event".into())),
     };
     let header = EventHeader::parse(&ev).map_err(|e| SyncerError::Master(e.to_string()))?;
     Ok((ev, header))
@@ -461,56 +457,24 @@ pub fn conn_error(e: NetError) -> SyncerError {
     SyncerError::Connection(e.to_string())
 }
 
-/// One packet of the dump stream.
-pub enum DumpPacket {
-    Event(Vec<u8>),
-    Eof,
-}
-
-/// Reads the next packet of a dump stream into `packet` and, when it is an event, appends
-/// the event (without the 0x00 status byte) to `events`. Returns false at EOF.
-pub fn read_dump_event_into(
+/// Reads the next packet of a dump stream into `packet` (reused): the event in it (without
+/// the 0x00 status byte), None at EOF, or the master's error.
+pub fn read_dump_event<'a>(
     client: &mut Client,
-    packet: &mut Vec<u8>,
-    events: &mut Vec<u8>,
-) -> Result<bool, SyncerError> {
+    packet: &'a mut Vec<u8>,
+) -> Result<Option<&'a [u8]>, SyncerError> {
     client
         .conn_mut()
         .read_packet_into(packet)
         .map_err(conn_error)?;
     match packet.first() {
-        Some(0x00) => {
-            events.extend_from_slice(&packet[1..]);
-            Ok(true)
-        }
-        Some(0xfe) if packet.len() < 9 => Ok(false),
+        Some(0x00) => Ok(packet.get(1..)),
+        Some(0xfe) if packet.len() < 9 => Ok(None),
         Some(0xff) => Err(SyncerError::Master(
             crate::mysql::resultset::ErrPacket::decode(packet)
                 .map(|e| format!("{} (error {})", e.message, e.code))
                 .unwrap_or_else(|_| "malformed error packet".into()),
         )),
-        _ => Err(SyncerError::Connection(
-            "the master sent a packet that is not an event".into(),
-        )),
-    }
-}
-
-/// Reads the next packet of a dump stream: an event (without the 0x00 status byte), EOF, or
-/// the master's error.
-pub fn read_dump_packet(client: &mut Client) -> Result<DumpPacket, SyncerError> {
-    let mut packet = client.read_packet().map_err(conn_error)?;
-    match packet.first() {
-        Some(0x00) => {
-            packet.remove(0);
-            Ok(DumpPacket::Event(packet))
-        }
-        Some(0xfe) if packet.len() < 9 => Ok(DumpPacket::Eof),
-        Some(0xff) => {
-            let err = crate::mysql::resultset::ErrPacket::decode(&packet)
-                .map(|e| format!("{} (error {})", e.message, e.code))
-                .unwrap_or_else(|_| "malformed error packet".into());
-            Err(SyncerError::Master(err))
-        }
         _ => Err(SyncerError::Connection(
             "the master sent a packet that is not an event".into(),
         )),
