@@ -188,6 +188,11 @@ pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 64 << 20;
 /// Largest state-machine snapshot (data bytes) stored and sent to a lagging follower.
 pub const RAFT_SNAPSHOT_BYTES_MAX: usize = 32 << 20;
 
+/// Bytes of entry data the raft log keeps in memory for raft-rs to read back (entries not
+/// applied yet; see `consensus::entry_cache`): the syncer's proposals in flight fit, so a
+/// leader applies what it proposed without reading its log files.
+pub const RAFT_ENTRY_CACHE_BYTES_MAX: usize = 16 << 20;
+
 /// Largest raft state file (HardState + ConfState); anything bigger is corrupt.
 pub const RAFT_STATE_FILE_BYTES_MAX: u64 = 1 << 20;
 
@@ -210,6 +215,8 @@ pub const FORWARD_TIMEOUT_MS: u64 = 8_000;
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
 
 const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);
+const _: () =
+    assert!((SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX <= RAFT_ENTRY_CACHE_BYTES_MAX);
 const _: () = assert!(
     ((SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX) as u64 * 2
         <= RAFT_UNCOMMITTED_BYTES_MAX

@@ -533,6 +533,7 @@ impl Driver {
     fn note_handed_out(&mut self, committed: &[Entry]) {
         if let Some(e) = committed.last() {
             self.handed_out = self.handed_out.max(e.index);
+            self.storage.release_applied(self.handed_out);
         }
     }
 

@@ -5,6 +5,8 @@
 //! - `driver`: [`driver::Driver`], the Ready-loop logic of the one raft thread (tick, propose,
 //!   step, persist in the documented order), without threads or sockets, so it can be tested
 //!   in process.
+//! - `entry_cache`: [`entry_cache::EntryCache`], the log's unapplied tail in memory, which
+//!   `storage` serves raft-rs's reads from.
 //! - `sync_thread`: [`sync_thread::SyncThread`], the thread that runs the log's fdatasyncs
 //!   for the raft thread (asynchronous persistence, see `driver`).
 //! - [`ConsensusError`]: the typed error of this module.
@@ -13,6 +15,7 @@
 //! beside it), and must not interpret the data of normal entries.
 
 pub mod driver;
+pub mod entry_cache;
 pub mod node;
 pub mod state;
 pub mod storage;

@@ -41,6 +41,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageType};
 
 use crate::consensus::driver::{Driver, ReadyOutput};
@@ -60,7 +61,8 @@ pub struct Applied {
     pub term: u64,
     /// The entry's kind byte (0 for the empty entry a new leader appends).
     pub kind: u8,
-    pub data: Vec<u8>,
+    /// The entry's payload, shared with the raft log's cache rather than copied.
+    pub data: Bytes,
 }
 
 /// What the raft thread applies committed entries to. Every method runs on the raft
@@ -1207,7 +1209,7 @@ fn applied_of(e: Entry) -> Applied {
         index: e.index,
         term: e.term,
         kind: e.context.first().copied().unwrap_or(0),
-        data: Vec::from(e.data),
+        data: e.data,
     }
 }
 
@@ -1308,7 +1310,7 @@ mod tests {
             let term = u64::from_le_bytes(b[8..16].try_into().unwrap());
             let kind = b[16];
             let n = u32::from_le_bytes(b[17..21].try_into().unwrap()) as usize;
-            let data = b[21..21 + n].to_vec();
+            let data = Bytes::copy_from_slice(&b[21..21 + n]);
             out.push(Applied {
                 index,
                 term,
@@ -1323,10 +1325,10 @@ mod tests {
     impl StateMachine for TestSm {
         fn apply(&mut self, entries: Vec<Applied>) {
             for e in entries {
-                if e.data == b"boom" {
+                if e.data == &b"boom"[..] {
                     panic!("test state machine asked to blow up");
                 }
-                if e.data == b"pause" {
+                if e.data == &b"pause"[..] {
                     if let Some(gate) = &self.gate {
                         gate.pass();
                     }
@@ -1408,7 +1410,7 @@ mod tests {
             self.applied()
                 .into_iter()
                 .filter(|a| a.kind != 0)
-                .map(|a| String::from_utf8(a.data).unwrap())
+                .map(|a| String::from_utf8(a.data.to_vec()).unwrap())
                 .collect()
         }
 
@@ -1502,7 +1504,7 @@ mod tests {
             // Completed means applied on this node.
             let applied = node(&nodes, l).applied();
             let entry = applied.iter().find(|a| a.index == index).unwrap();
-            assert_eq!((entry.kind, &entry.data), (KIND, &data.as_bytes().to_vec()));
+            assert_eq!((entry.kind, &entry.data[..]), (KIND, data.as_bytes()));
             assert_eq!(i + 1, node(&nodes, l).data().len());
         }
         // A batch is contiguous and answered with the last index.
@@ -1581,7 +1583,7 @@ mod tests {
         }
         let applied = wait_same(&all, node(&nodes, l), fenced);
         // Refused proposals appended nothing.
-        assert_eq!(applied.last().unwrap().data, b"fenced");
+        assert_eq!(applied.last().unwrap().data, &b"fenced"[..]);
         assert_eq!(lh.status().term, term);
         for n in &mut nodes {
             n.stop();
@@ -1608,7 +1610,7 @@ mod tests {
             index: 2,
             term: 2,
             kind: 0,
-            data: Vec::new(),
+            data: Bytes::new(),
         };
         assert_eq!(n.applied()[0], empty);
         // Hold the raft thread inside apply while 100 proposals queue up.

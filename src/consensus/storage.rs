@@ -37,6 +37,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState};
 
+use crate::consensus::entry_cache::EntryCache;
 use crate::consensus::ConsensusError;
 use crate::limits::{ENTRY_PAYLOAD_MAX, RAFT_SNAPSHOT_BYTES_MAX, RAFT_STATE_FILE_BYTES_MAX};
 use crate::storage::{self as log_store, Log, LogOptions, LogReader, StorageError};
@@ -98,7 +99,7 @@ pub fn entry_to_record(e: &Entry) -> Result<log_store::Entry> {
         index: e.index,
         term: e.term,
         kind,
-        data: e.data.to_vec(),
+        data: e.data.clone(),
     })
 }
 
@@ -120,7 +121,7 @@ pub fn record_to_entry(r: log_store::Entry) -> Result<Entry> {
     }
     e.index = r.index;
     e.term = r.term;
-    e.data = Bytes::from(r.data);
+    e.data = r.data;
     Ok(e)
 }
 
@@ -405,6 +406,9 @@ struct Inner {
     /// raft asked for a snapshot the stored one cannot serve (too old, or from before the
     /// recipient was a member): the state machine should store a fresh one.
     snapshot_wanted: bool,
+    /// The log's unapplied tail, which `entries` serves without reading the files. Changed
+    /// together with `log`, and emptied when a change of the log fails.
+    cache: EntryCache,
 }
 
 /// raft-rs `Storage` over the durable log; a cheap-clone handle. The raft thread writes
@@ -469,6 +473,7 @@ impl RaftStorage {
             state_dirty: false,
             snapshot,
             snapshot_wanted: false,
+            cache: EntryCache::default(),
         };
         let recovery = RaftRecovery {
             log: log_recovery,
@@ -581,11 +586,28 @@ impl RaftStorage {
                 first.index
             )));
         }
-        if first.index <= last {
-            g.log.truncate_suffix(first.index)?;
+        // The cache follows the log, or is emptied should the log refuse or fail.
+        g.cache.truncate_from(first.index);
+        let written = if first.index <= last {
+            g.log.truncate_suffix(first.index)
+        } else {
+            Ok(())
         }
-        g.log.append(&records)?;
+        .and_then(|()| g.log.append(&records));
+        match written {
+            Ok(()) => g.cache.append(entries),
+            Err(e) => {
+                g.cache.clear();
+                return Err(e.into());
+            }
+        }
         Ok(())
+    }
+
+    /// The state machine has entries up to `index`: raft-rs reads them from the log files
+    /// from now on, should it need them again (a slow follower), and the cache lets go.
+    pub fn release_applied(&self, index: u64) {
+        self.lock().cache.drop_through(index);
     }
 
     /// Records a new HardState (durable at the next `persist`).
@@ -690,6 +712,7 @@ impl RaftStorage {
         g.state.base_index = index;
         g.state.base_term = term;
         g.save_state()?;
+        g.cache.drop_through(index);
         g.log.drop_prefix(index + 1)?;
         Ok(())
     }
@@ -804,6 +827,7 @@ impl Inner {
         self.state.base_index = index;
         self.state.base_term = term;
         self.snapshot = Some(snapshot);
+        self.cache.clear();
         self.save_state()?;
         self.log.reset_to(index + 1)?;
         Ok(())
@@ -970,6 +994,9 @@ impl raft::Storage for RaftStorage {
         }
         if low == high {
             return Ok(Vec::new());
+        }
+        if let Some(cached) = g.cache.get(low, high, max_size) {
+            return Ok(cached);
         }
         let bytes_max = max_size.unwrap_or(raft::NO_LIMIT);
         let records = g
@@ -1339,6 +1366,59 @@ mod tests {
     }
 
     #[test]
+    fn entries_from_the_cache_are_the_log_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, _) = open(dir.path());
+        st.initialize(voters(&[1])).unwrap();
+        // What raft-rs gets for every range, against the log's files read back.
+        let check = |st: &RaftStorage| {
+            let (lo, hi) = (st.first_index(), st.last_index() + 1);
+            let disk: Vec<Entry> = st
+                .reader()
+                .entries(lo, hi, u64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|r| record_to_entry(r).unwrap())
+                .collect();
+            assert_eq!(disk.len() as u64, hi - lo);
+            for low in lo..hi {
+                for high in low + 1..=hi {
+                    let got = st.entries(low, high, None, ctx()).unwrap();
+                    assert_eq!(got[..], disk[(low - lo) as usize..(high - lo) as usize]);
+                }
+            }
+        };
+        let es: Vec<Entry> = (2..=20)
+            .map(|i| normal(i, 2, Some(2), format!("entry {i}").as_bytes()))
+            .collect();
+        st.append(&es).unwrap();
+        st.persist().unwrap();
+        check(&st);
+        // Served from memory: the very bytes that were appended.
+        let got = st.entries(20, 21, None, ctx()).unwrap();
+        assert_eq!(got[0].data.as_ptr(), es[18].data.as_ptr());
+        // A conflicting suffix replaces the cached tail too.
+        st.append(&[normal(10, 3, Some(2), b"new 10"), normal(11, 3, None, b"")])
+            .unwrap();
+        st.persist().unwrap();
+        assert_eq!(st.last_index(), 11);
+        check(&st);
+        // Applied entries are read from the files again; later ones still from memory.
+        st.release_applied(6);
+        check(&st);
+        st.set_commit(11);
+        st.set_snapshot(b"state".to_vec(), 8, 2, voters(&[1]))
+            .unwrap();
+        st.compact(8).unwrap();
+        assert_eq!(st.first_index(), 9);
+        check(&st);
+        st.append(&[normal(12, 3, Some(2), b"after compaction")])
+            .unwrap();
+        st.persist().unwrap();
+        check(&st);
+    }
+
+    #[test]
     fn entries_respect_max_size_but_return_at_least_one() {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = open(dir.path());
@@ -1564,7 +1644,7 @@ mod tests {
                 index: 1,
                 term: 0,
                 kind: 2,
-                data: vec![1],
+                data: vec![1].into(),
             }])
             .unwrap();
             log.sync().unwrap();
@@ -1607,7 +1687,7 @@ mod tests {
             index: 7,
             term: 1,
             kind: 0x42,
-            data: vec![],
+            data: Bytes::new(),
         };
         assert!(matches!(
             record_to_entry(r),

@@ -114,7 +114,7 @@ mod tests {
                 index: round,
                 term: 1,
                 kind: 1,
-                data: vec![round as u8; 100],
+                data: vec![round as u8; 100].into(),
             };
             log.append(&[entry]).unwrap();
             worker.submit(log.begin_sync().unwrap().unwrap());

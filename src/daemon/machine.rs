@@ -84,7 +84,7 @@ impl StateMachine for NodeMachine {
     fn apply(&mut self, entries: Vec<Applied>) {
         let batch: Vec<(u64, u8, &[u8])> = entries
             .iter()
-            .map(|e| (e.index, e.kind, e.data.as_slice()))
+            .map(|e| (e.index, e.kind, &e.data[..]))
             .collect();
         if let Err(e) = self.store.apply(&batch) {
             // A committed entry the store cannot index: every node would refuse it alike,

@@ -8,6 +8,8 @@
 //!
 //! This module must not do I/O, and must not panic on any input bytes.
 
+use bytes::Bytes;
+
 use crate::limits::ENTRY_PAYLOAD_MAX;
 
 /// First bytes of every segment file.
@@ -36,8 +38,9 @@ pub struct Entry {
     pub term: u64,
     /// What the data is; opaque to storage.
     pub kind: u8,
-    /// Payload, at most `ENTRY_PAYLOAD_MAX` bytes.
-    pub data: Vec<u8>,
+    /// Payload, at most `ENTRY_PAYLOAD_MAX` bytes; shared, not copied, when an entry moves
+    /// between the log and its callers.
+    pub data: Bytes,
 }
 
 /// Why bytes are not a valid header or record.
@@ -196,7 +199,7 @@ mod tests {
             index,
             term: 7,
             kind: 3,
-            data: data.to_vec(),
+            data: Bytes::copy_from_slice(data),
         }
     }
 

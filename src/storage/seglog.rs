@@ -271,7 +271,7 @@ fn read_record(file: &File, path: &Path, loc: Loc, index: u64) -> Result<Entry> 
         index,
         term,
         kind,
-        data,
+        data: data.into(),
     })
 }
 

@@ -12,12 +12,12 @@ fn entry(index: u64, term: u64, len: usize) -> Entry {
                 .wrapping_mul(31)
                 .wrapping_add(index.wrapping_mul(7).wrapping_add(term)) as u8
         })
-        .collect();
+        .collect::<Vec<u8>>();
     Entry {
         index,
         term,
         kind: (index % 5) as u8,
-        data,
+        data: data.into(),
     }
 }
 
@@ -211,7 +211,7 @@ fn refuses_non_contiguous_and_oversized_batches_without_writing() {
         index: 1,
         term: 1,
         kind: 0,
-        data: vec![0; ENTRY_PAYLOAD_MAX + 1],
+        data: vec![0; ENTRY_PAYLOAD_MAX + 1].into(),
     };
     assert!(matches!(
         log.append(&[big]),

@@ -65,7 +65,7 @@ impl Store {
                 index: first + i as u64,
                 term: 0,
                 kind,
-                data,
+                data: data.into(),
             })
             .collect();
         log.append(&entries)?;
