@@ -131,11 +131,12 @@ mod tests {
     use bytes::Bytes;
 
     fn entry(index: u64, len: usize) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = 1;
-        e.data = Bytes::from(vec![index as u8; len]);
-        e
+        Entry {
+            index,
+            term: 1,
+            data: Bytes::from(vec![index as u8; len]),
+            ..Entry::default()
+        }
     }
 
     fn run(first: u64, last: u64, len: usize) -> Vec<Entry> {

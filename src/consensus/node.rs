@@ -1325,10 +1325,10 @@ mod tests {
     impl StateMachine for TestSm {
         fn apply(&mut self, entries: Vec<Applied>) {
             for e in entries {
-                if e.data == &b"boom"[..] {
+                if e.data == b"boom"[..] {
                     panic!("test state machine asked to blow up");
                 }
-                if e.data == &b"pause"[..] {
+                if e.data == b"pause"[..] {
                     if let Some(gate) = &self.gate {
                         gate.pass();
                     }
