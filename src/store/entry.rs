@@ -105,11 +105,18 @@ impl FileStart {
 }
 
 impl EventsHeader {
+    /// The header's bytes, which precede the binlog bytes in a payload.
+    pub fn encode(&self) -> [u8; EVENTS_HEADER_LEN] {
+        let mut out = [0; EVENTS_HEADER_LEN];
+        out[0] = self.flags;
+        out[1..].copy_from_slice(&self.start_pos.to_le_bytes());
+        out
+    }
+
     /// Encodes the header followed by `bytes` into one payload.
     pub fn encode_with(&self, bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(EVENTS_HEADER_LEN + bytes.len());
-        out.push(self.flags);
-        out.extend_from_slice(&self.start_pos.to_le_bytes());
+        out.extend_from_slice(&self.encode());
         out.extend_from_slice(bytes);
         out
     }

@@ -133,7 +133,11 @@ pub struct Ingest {
     group_start: u64,
     /// Whether chunks of the group in progress were already emitted.
     group_chunked: bool,
-    /// Whole groups not yet packed into an entry.
+    /// Where the group in progress starts in `batch`, when it is written there (then
+    /// `group` is empty).
+    group_at: Option<usize>,
+    /// The `Events` payload being packed: room for its header, then whole groups, then
+    /// possibly the group in progress (see `group_at`); empty when nothing is packed yet.
     batch: Vec<u8>,
     batch_start: u64,
     ready: Vec<(u8, Vec<u8>)>,
@@ -141,6 +145,10 @@ pub struct Ingest {
     /// entry header, so that no payload the log would refuse is ever produced.
     events_bytes_max: usize,
 }
+
+/// A packed batch is handed over without a copy when its buffer's spare room is at most
+/// this fraction of its length.
+const BATCH_SPARE_FRACTION: usize = 4;
 
 impl Ingest {
     /// Starts ingesting a stream that continues the store at `resume` (file, position), or a
@@ -169,6 +177,7 @@ impl Ingest {
             group: Vec::new(),
             group_start: 0,
             group_chunked: false,
+            group_at: None,
             batch: Vec::new(),
             batch_start: 0,
             ready: Vec::new(),
@@ -352,6 +361,12 @@ impl Ingest {
         Ok(Seen::Artificial)
     }
 
+    /// The master file the stream is in (a copy, for errors and the rarer paths: content
+    /// events do without one).
+    fn current_file(&self) -> String {
+        self.file.clone().unwrap_or_default()
+    }
+
     fn start_file(&mut self, file: String, start_pos: u64, fde: &[u8]) {
         self.flush_batch();
         let fs = FileStart {
@@ -364,7 +379,9 @@ impl Ingest {
     }
 
     fn on_content(&mut self, ev: &[u8], header: &EventHeader) -> Result<Seen, IngestError> {
-        let file = self.file.clone().ok_or(IngestError::NoFile)?;
+        if self.file.is_none() {
+            return Err(IngestError::NoFile);
+        }
         let start = if header.log_pos == 0 {
             self.next_pos
         } else {
@@ -376,19 +393,20 @@ impl Ingest {
                 })?
         };
         if let Some(stored_end) = self.replay_end {
+            let file = self.current_file();
             if let Some(seen) = self.on_replayed(ev, header, &file, start, stored_end)? {
                 return Ok(seen);
             }
         }
         if header.type_code == event::FORMAT_DESCRIPTION_EVENT && start != 4 {
             return Err(IngestError::Unexpected {
-                what: format!("FORMAT_DESCRIPTION at {file}:{start}"),
+                what: format!("FORMAT_DESCRIPTION at {}:{start}", self.current_file()),
             });
         }
         // Checked before a FileStart is queued: entries queued before an error are stored.
         if start != self.next_pos {
             return Err(IngestError::Gap {
-                file,
+                file: self.current_file(),
                 expected: self.next_pos,
                 found: start,
             });
@@ -396,13 +414,16 @@ impl Ingest {
         if header.type_code == event::FORMAT_DESCRIPTION_EVENT {
             self.checksum_len = event::checksum_len_of_fde(ev);
             self.tracker = Some(TransactionTracker::new(self.checksum_len));
-            if self.stored_file.as_deref() != Some(file.as_str()) {
-                self.start_file(file.clone(), 4, ev);
+            if self.stored_file != self.file {
+                self.start_file(self.current_file(), 4, ev);
             }
         }
-        if self.stored_file.as_deref() != Some(file.as_str()) {
+        if self.stored_file != self.file {
             return Err(IngestError::Unexpected {
-                what: format!("content of {file} before its FORMAT_DESCRIPTION"),
+                what: format!(
+                    "content of {} before its FORMAT_DESCRIPTION",
+                    self.current_file()
+                ),
             });
         }
         let tracker = self.tracker.as_mut().ok_or(IngestError::NoFile)?;
@@ -419,10 +440,10 @@ impl Ingest {
                 reason: format!("PREVIOUS_GTIDS: {e}"),
             })?;
         }
-        if self.group.is_empty() && !self.group_chunked {
+        if !self.in_group() {
             self.group_start = start;
         }
-        self.group.extend_from_slice(ev);
+        self.push_event(ev);
         self.next_pos = start + ev.len() as u64;
         if step.ends_group {
             self.end_group();
@@ -434,20 +455,65 @@ impl Ingest {
         })
     }
 
+    /// Adds an event to the group in progress: straight into the batch while the group fits
+    /// there (most groups: no copy when the batch is packed), else into `group`.
+    fn push_event(&mut self, ev: &[u8]) {
+        if self.group.is_empty() && !self.group_chunked {
+            let at = match self.group_at {
+                Some(at) => at,
+                None => {
+                    if self.batch.is_empty() {
+                        self.batch_start = self.group_start;
+                        self.batch.extend_from_slice(&[0; EVENTS_HEADER_LEN]);
+                    }
+                    *self.group_at.insert(self.batch.len())
+                }
+            };
+            if self.batch_events_len() + ev.len() <= self.events_bytes_max {
+                self.batch.extend_from_slice(ev);
+                return;
+            }
+            // The batch cannot take the group whole: it goes with the groups before it.
+            self.take_group_out_of_batch(at);
+            self.flush_batch();
+        }
+        self.group.extend_from_slice(ev);
+    }
+
+    /// Moves the group in progress, which starts at `at` in the batch, to `group`.
+    fn take_group_out_of_batch(&mut self, at: usize) {
+        self.group.extend_from_slice(&self.batch[at..]);
+        self.batch.truncate(at);
+        self.group_at = None;
+        if at == EVENTS_HEADER_LEN {
+            // No whole group before it: nothing to pack.
+            self.batch.clear();
+        }
+    }
+
     fn end_group(&mut self) {
+        if self.group_at.take().is_some() {
+            // Packed already, and whole now.
+            if self.batch_events_len() >= self.events_bytes_max {
+                self.flush_batch();
+            }
+            return;
+        }
         // The last event can take a group that was under the limit far over it.
         if self.group_chunked || self.group.len() > self.events_bytes_max {
             self.emit_chunks(true);
             return;
         }
-        if self.batch.len() + self.group.len() > self.events_bytes_max {
+        if self.batch_events_len() + self.group.len() > self.events_bytes_max {
             self.flush_batch();
         }
         if self.batch.is_empty() {
             self.batch_start = self.group_start;
+            self.batch.extend_from_slice(&[0; EVENTS_HEADER_LEN]);
         }
-        self.batch.append(&mut self.group);
-        if self.batch.len() >= self.events_bytes_max {
+        self.batch.extend_from_slice(&self.group);
+        self.group.clear();
+        if self.batch_events_len() >= self.events_bytes_max {
             self.flush_batch();
         }
     }
@@ -485,7 +551,17 @@ impl Ingest {
         }
     }
 
+    /// Binlog bytes packed in `batch`.
+    fn batch_events_len(&self) -> usize {
+        self.batch.len().saturating_sub(EVENTS_HEADER_LEN)
+    }
+
+    /// Packs the whole groups of the batch into an entry (a group in progress there stays
+    /// out of it and continues in `group`).
     fn flush_batch(&mut self) {
+        if let Some(at) = self.group_at {
+            self.take_group_out_of_batch(at);
+        }
         if self.batch.is_empty() {
             return;
         }
@@ -493,9 +569,19 @@ impl Ingest {
             flags: 0,
             start_pos: self.batch_start,
         };
-        self.ready
-            .push((KIND_EVENTS, header.encode_with(&self.batch)));
-        self.batch.clear();
+        self.batch[..EVENTS_HEADER_LEN].copy_from_slice(&header.encode());
+        // A batch that (nearly) fills its buffer is handed over as it is, and the next one
+        // gets a buffer as large; a smaller one is copied out at its size, so that an entry
+        // never holds much more memory than its bytes (the raft log keeps entries a while).
+        let (len, capacity) = (self.batch.len(), self.batch.capacity());
+        let payload = if capacity - len <= len / BATCH_SPARE_FRACTION {
+            std::mem::replace(&mut self.batch, Vec::with_capacity(capacity))
+        } else {
+            let payload = self.batch.clone();
+            self.batch.clear();
+            payload
+        };
+        self.ready.push((KIND_EVENTS, payload));
     }
 
     /// Entries ready to store. With `idle`, the whole groups gathered so far are packed too
@@ -509,7 +595,7 @@ impl Ingest {
 
     /// Whether a transaction is in progress (received in part).
     pub fn in_group(&self) -> bool {
-        !self.group.is_empty() || self.group_chunked
+        !self.group.is_empty() || self.group_chunked || self.group_at.is_some()
     }
 }
 
@@ -647,6 +733,13 @@ mod tests {
                         data.len() <= limit,
                         "{name}: payload {} > {limit}",
                         data.len()
+                    );
+                    // Handed over whole or copied out: little memory beyond the bytes.
+                    assert!(
+                        data.capacity() - data.len() <= data.len() / BATCH_SPARE_FRACTION,
+                        "{name}: payload of {} bytes holds {}",
+                        data.len(),
+                        data.capacity()
                     );
                     let (h, bytes) = EventsHeader::decode(data).unwrap();
                     assert_eq!(h.flags, 0, "{name}: no chunks");
