@@ -122,6 +122,10 @@ const _: () = assert!(UPSTREAM_HEARTBEAT_PERIOD_MS * 3 < UPSTREAM_IO_TIMEOUT_MS)
 /// one record).
 pub const LOG_WRITE_BUFFER_BYTES_MAX: usize = 2 << 20;
 
+/// Entry data at least this large is written to the log from where it is (a vectored write
+/// after the buffered records), not copied into the write buffer first.
+pub const LOG_WRITE_IN_PLACE_BYTES_MIN: usize = 64 << 10;
+
 /// Largest request body an admin API client may *declare* (Content-Length) and still have
 /// its connection kept: tiny_http 0.12 drains an unread body on drop by allocating the whole
 /// declared remainder at once, so a request declaring more than this gets its 413 reply and

@@ -124,20 +124,29 @@ pub fn record_len(entry: &Entry) -> usize {
 /// Appends `entry` as a record to `buf`. The data is copied once; the CRC is computed over
 /// the copied body. The caller has checked `entry.data.len() <= ENTRY_PAYLOAD_MAX`.
 pub fn encode_record_into(buf: &mut Vec<u8>, entry: &Entry) {
+    encode_record_head_into(buf, entry);
+    buf.extend_from_slice(&entry.data);
+}
+
+/// Appends the part of `entry`'s record before its data to `buf` (prefix, index, term,
+/// kind; the CRC covers the data too): the record is those bytes followed by the data.
+/// The caller has checked `entry.data.len() <= ENTRY_PAYLOAD_MAX`.
+pub fn encode_record_head_into(buf: &mut Vec<u8>, entry: &Entry) {
     assert!(
         entry.data.len() <= ENTRY_PAYLOAD_MAX,
         "caller checks entry size"
     );
     let body_len = (BODY_FIXED_LEN + entry.data.len()) as u32;
-    let start = buf.len();
+    let mut fixed = [0u8; BODY_FIXED_LEN];
+    fixed[0..8].copy_from_slice(&entry.index.to_le_bytes());
+    fixed[8..16].copy_from_slice(&entry.term.to_le_bytes());
+    fixed[16] = entry.kind;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&fixed);
+    hasher.update(&entry.data);
     buf.extend_from_slice(&body_len.to_le_bytes());
-    buf.extend_from_slice(&[0u8; 4]);
-    buf.extend_from_slice(&entry.index.to_le_bytes());
-    buf.extend_from_slice(&entry.term.to_le_bytes());
-    buf.push(entry.kind);
-    buf.extend_from_slice(&entry.data);
-    let crc = crc32fast::hash(&buf[start + RECORD_PREFIX_LEN..]);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    buf.extend_from_slice(&hasher.finalize().to_le_bytes());
+    buf.extend_from_slice(&fixed);
 }
 
 /// Reads a record prefix (body length, body CRC); checks only the length's plausibility.

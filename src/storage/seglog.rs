@@ -38,19 +38,22 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::limits::{
-    ENTRY_PAYLOAD_MAX, LOG_PREALLOCATE_BYTES, LOG_WRITE_BUFFER_BYTES_MAX, SEGMENT_BYTES_MAX,
+    ENTRY_PAYLOAD_MAX, LOG_PREALLOCATE_BYTES, LOG_WRITE_BUFFER_BYTES_MAX,
+    LOG_WRITE_IN_PLACE_BYTES_MIN, SEGMENT_BYTES_MAX,
 };
 use crate::storage::error::StorageError;
 use crate::storage::record::{
     decode_body_fixed, decode_header, decode_prefix, decode_record, encode_header,
-    encode_record_into, record_len, Entry, BODY_FIXED_LEN, RECORD_OVERHEAD, RECORD_PREFIX_LEN,
-    SEGMENT_HEADER_LEN,
+    encode_record_head_into, encode_record_into, record_len, Entry, BODY_FIXED_LEN,
+    RECORD_OVERHEAD, RECORD_PREFIX_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// Result of storage operations.
@@ -714,8 +717,14 @@ impl Log {
                 term: e.term,
                 len: len as u32,
             });
-            encode_record_into(&mut self.buf, e);
             self.next_index = e.index + 1;
+            if e.data.len() >= LOG_WRITE_IN_PLACE_BYTES_MIN {
+                // Large data goes from where it is, right after what is buffered.
+                encode_record_head_into(&mut self.buf, e);
+                self.flush_with(&e.data)?;
+            } else {
+                encode_record_into(&mut self.buf, e);
+            }
         }
         self.flush()
     }
@@ -734,23 +743,40 @@ impl Log {
 
     /// Writes the buffer to the active segment and shares the new records' positions.
     fn flush(&mut self) -> Result<()> {
+        self.flush_with(&[])
+    }
+
+    /// `flush`, with `tail` written right after the buffer in the same call: the data of
+    /// the last buffered record, whose head ends the buffer.
+    fn flush_with(&mut self, tail: &[u8]) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let Some(a) = &mut self.active else {
             unreachable!("records are buffered only for an active segment");
         };
-        let written = self.buf.len() as u64;
+        let written = (self.buf.len() + tail.len()) as u64;
         let end = a.size + written;
         let prealloc = self.options.preallocate_bytes;
+        let mut zeros = 0;
         if end > a.allocated && prealloc > 0 && written <= prealloc / 4 {
             // The zeros go in the same write, after the records.
-            self.buf.resize(self.buf.len() + prealloc as usize, 0);
+            zeros = prealloc as usize;
         }
-        a.file
-            .write_all_at(&self.buf, a.size)
-            .map_err(|e| StorageError::io(&*a.path, "write", e))?;
-        a.allocated = a.allocated.max(a.size + self.buf.len() as u64);
+        if tail.is_empty() {
+            self.buf.resize(self.buf.len() + zeros, 0);
+            a.file.write_all_at(&self.buf, a.size)
+        } else {
+            // `written` is large here: a tail is at least LOG_WRITE_IN_PLACE_BYTES_MIN.
+            debug_assert_eq!(zeros, 0);
+            write_all_vectored_at(
+                &a.file,
+                &mut [IoSlice::new(&self.buf), IoSlice::new(tail)],
+                a.size,
+            )
+        }
+        .map_err(|e| StorageError::io(&*a.path, "write", e))?;
+        a.allocated = a.allocated.max(end + zeros as u64);
         a.size = end;
         a.records += self.pending.len() as u64;
         if !self.unsynced.iter().any(|(_, f)| Arc::ptr_eq(f, &a.file)) {
@@ -900,6 +926,46 @@ impl Log {
         self.roll(next_index)
     }
 }
+
+/// Writes all of `bufs` at `offset` (pwritev, again after a short write).
+fn write_all_vectored_at(
+    file: &File,
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        let count = bufs.len().min(IOV_COUNT_MAX);
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+        // SAFETY: IoSlice is ABI-compatible with iovec; the first `count` slices are valid
+        // for the call, and the descriptor is owned by `file`.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                bufs.as_ptr().cast::<libc::iovec>(),
+                count as libc::c_int,
+                at,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most slices one pwritev takes (Linux's IOV_MAX).
+const IOV_COUNT_MAX: usize = 1024;
 
 /// Checks that `entries` continue a log whose next index is `next` and fit the size limit.
 fn check_batch(entries: &[Entry], next: u64) -> Result<()> {
