@@ -759,16 +759,15 @@ impl Log {
         let end = a.size + written;
         let prealloc = self.options.preallocate_bytes;
         let mut zeros = 0;
-        if end > a.allocated && prealloc > 0 && written <= prealloc / 4 {
-            // The zeros go in the same write, after the records.
-            zeros = prealloc as usize;
-        }
         if tail.is_empty() {
+            if end > a.allocated && prealloc > 0 && written <= prealloc / 4 {
+                // The zeros go in the same write, after the records. (Not after a large
+                // entry's data: the next small append that reaches the end adds them.)
+                zeros = prealloc as usize;
+            }
             self.buf.resize(self.buf.len() + zeros, 0);
             a.file.write_all_at(&self.buf, a.size)
         } else {
-            // `written` is large here: a tail is at least LOG_WRITE_IN_PLACE_BYTES_MIN.
-            debug_assert_eq!(zeros, 0);
             write_all_vectored_at(
                 &a.file,
                 &mut [IoSlice::new(&self.buf), IoSlice::new(tail)],

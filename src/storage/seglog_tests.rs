@@ -302,11 +302,18 @@ fn disk_overhead_is_small_for_binlog_sized_entries() {
 /// files hold exactly the records.
 #[test]
 fn large_entries_written_in_place_mix_with_buffered_ones() {
+    // Small preallocation, and the default (larger than some of the in-place writes).
+    for preallocate_bytes in [4096, LOG_PREALLOCATE_BYTES] {
+        large_entries_mixed_with(preallocate_bytes);
+    }
+}
+
+fn large_entries_mixed_with(preallocate_bytes: u64) {
     let dir = tempfile::tempdir().unwrap();
     let big = LOG_WRITE_IN_PLACE_BYTES_MIN;
     let options = || LogOptions {
         segment_bytes_max: 3 * big as u64,
-        preallocate_bytes: 4096,
+        preallocate_bytes,
     };
     let sizes = [10, big, 20, big - 1, big + 7, 0, 2 * big, 30, 40, big];
     let es: Vec<Entry> = sizes
@@ -331,9 +338,9 @@ fn large_entries_written_in_place_mix_with_buffered_ones() {
     assert!(files.len() > 2, "rolled over: {files:?}");
     let last = files.last().unwrap();
     let image = fs::read(last).unwrap();
-    let end = last_record_offset(&image, last) as usize;
+    let end = last_record_offset(&image, last);
     assert!(
-        image.len() >= end + 4096,
+        image.len() as u64 >= end + preallocate_bytes,
         "the active segment is preallocated"
     );
     let mut records = 0;
