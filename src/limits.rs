@@ -13,6 +13,10 @@ pub const PACKET_PAYLOAD_MAX: usize = 0xff_ff_ff;
 /// `max_allowed_packet` ceiling. A binlog event is one logical packet.
 pub const LOGICAL_PACKET_MAX: usize = 1 << 30;
 
+/// Read buffer of a connection ferrobus makes to a server (the syncer's to its master): a
+/// dump stream arrives in few reads, and events that fit are lent from it without a copy.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 256 << 10;
+
 /// Largest command packet a downstream client may send to the binlog server (queries,
 /// handshake responses). Replicas send short statements; anything larger is hostile.
 pub const CLIENT_COMMAND_MAX: usize = 1 << 20;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::conn::PacketConn;
 use super::NetError;
-use crate::limits::LOGICAL_PACKET_MAX;
+use crate::limits::{CLIENT_READ_BUFFER_BYTES, LOGICAL_PACKET_MAX};
 use crate::mysql::auth::{
     caching_sha2_auth_response, encrypt_password, native_auth_response, nonce_from_slice,
     parse_public_key_pem,
@@ -93,7 +93,8 @@ impl Client {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(io_timeout))?;
         stream.set_write_timeout(Some(io_timeout))?;
-        let mut conn = PacketConn::new(stream, LOGICAL_PACKET_MAX);
+        let mut conn =
+            PacketConn::with_read_buffer(stream, LOGICAL_PACKET_MAX, CLIENT_READ_BUFFER_BYTES);
         let greeting = conn.read_packet()?;
         if greeting.first() == Some(&ERR_HEADER) {
             return Err(NetError::Server(ErrPacket::decode(&greeting)?));

@@ -15,6 +15,7 @@
 use std::io::{self, Read, Write};
 
 use super::NetError;
+use crate::limits::PACKET_PAYLOAD_MAX;
 use crate::mysql::packet::{frame_header, parse_header, physical_chunks, Joiner, HEADER_LEN};
 
 /// Read buffer size: many small binlog events per syscall, without a large per-connection
@@ -41,9 +42,16 @@ impl<S: Read + Write> PacketConn<S> {
     /// `packet_len_max`: the largest logical packet accepted from the peer (capped at
     /// `limits::LOGICAL_PACKET_MAX`).
     pub fn new(stream: S, packet_len_max: usize) -> Self {
+        PacketConn::with_read_buffer(stream, packet_len_max, READ_BUF_BYTES)
+    }
+
+    /// `new` with a read buffer of `read_buf_bytes` (at least a frame header's): a larger
+    /// one for a connection that receives a stream (fewer reads, and more packets that
+    /// `read_packet_ref` lends without a copy).
+    pub fn with_read_buffer(stream: S, packet_len_max: usize, read_buf_bytes: usize) -> Self {
         PacketConn {
             stream,
-            rbuf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
+            rbuf: vec![0; read_buf_bytes.max(HEADER_LEN)].into_boxed_slice(),
             rpos: 0,
             rend: 0,
             wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
@@ -75,6 +83,30 @@ impl<S: Read + Write> PacketConn<S> {
         let mut buf = Vec::new();
         self.read_packet_into(&mut buf)?;
         Ok(buf)
+    }
+
+    /// Reads one logical packet: lent straight from the read buffer when it is one frame
+    /// that fits there (most binlog events: no copy), else read into `scratch` as
+    /// `read_packet_into` does. Errors and what a timeout consumes are as for that method.
+    pub fn read_packet_ref<'a>(
+        &'a mut self,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], NetError> {
+        self.fill_to(HEADER_LEN, true)?;
+        let header = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
+        let (len, seq) = parse_header([header[0], header[1], header[2], header[3]]);
+        if len >= PACKET_PAYLOAD_MAX || HEADER_LEN + len > self.rbuf.len() {
+            self.read_packet_into(scratch)?;
+            return Ok(scratch);
+        }
+        let mut joiner = Joiner::new(self.seq, self.packet_len_max);
+        let last = joiner.accept(seq, len)?;
+        debug_assert!(last, "a frame shorter than the maximum ends its packet");
+        self.fill_to(HEADER_LEN + len, false)?;
+        let start = self.rpos + HEADER_LEN;
+        self.rpos = start + len;
+        self.seq = joiner.next_seq();
+        Ok(&self.rbuf[start..start + len])
     }
 
     /// Reads one logical packet into `buf` (cleared first), reusing its allocation.
@@ -343,6 +375,50 @@ mod tests {
         }
         assert_eq!(reader.seq(), seq);
         assert!(matches!(reader.read_packet(), Err(NetError::Closed)));
+    }
+
+    #[test]
+    fn packets_that_fit_are_lent_from_the_read_buffer_and_read_the_same() {
+        let sizes = [
+            300,
+            0,
+            1,
+            READ_BUF_BYTES - HEADER_LEN,
+            READ_BUF_BYTES,
+            5,
+            0xff_ff_ff + 3,
+            7,
+        ];
+        let payloads: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 13 % 256) as u8).collect())
+            .collect();
+        let mut wire = Vec::new();
+        let mut seq = 0;
+        for p in &payloads {
+            seq = encode_packets(p, seq, &mut wire);
+        }
+        // A read that stops inside the first frame (a timeout) first: nothing is consumed.
+        let mut chunks = vec![wire[..150].to_vec(), Vec::new()];
+        chunks.extend(wire[150..].chunks(10_007).map(|c| c.to_vec()));
+        let mut reader = conn_reading(chunks);
+        let mut scratch = Vec::new();
+        assert!(matches!(
+            reader.read_packet_ref(&mut scratch),
+            Err(NetError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock
+        ));
+        for (p, &size) in payloads.iter().zip(&sizes) {
+            let rbuf = reader.rbuf.as_ptr_range();
+            let got = reader.read_packet_ref(&mut scratch).unwrap();
+            assert!(got == &p[..], "payload of {size} bytes");
+            let lent = rbuf.contains(&got.as_ptr()) || (size == 0 && scratch.is_empty());
+            assert_eq!(lent, size + HEADER_LEN <= READ_BUF_BYTES, "{size} bytes");
+        }
+        assert_eq!(reader.seq(), seq);
+        assert!(matches!(
+            reader.read_packet_ref(&mut scratch),
+            Err(NetError::Closed)
+        ));
     }
 
     #[test]

@@ -457,15 +457,16 @@ pub fn conn_error(e: NetError) -> SyncerError {
     SyncerError::Connection(e.to_string())
 }
 
-/// Reads the next packet of a dump stream into `packet` (reused): the event in it (without
-/// the 0x00 status byte), None at EOF, or the master's error.
+/// Reads the next packet of a dump stream: the event in it (without the 0x00 status byte),
+/// lent from the connection's read buffer or read into `packet` (reused); None at EOF; or
+/// the master's error.
 pub fn read_dump_event<'a>(
-    client: &mut Client,
+    client: &'a mut Client,
     packet: &'a mut Vec<u8>,
 ) -> Result<Option<&'a [u8]>, SyncerError> {
-    client
+    let packet = client
         .conn_mut()
-        .read_packet_into(packet)
+        .read_packet_ref(packet)
         .map_err(conn_error)?;
     match packet.first() {
         Some(0x00) => Ok(packet.get(1..)),
