@@ -94,7 +94,7 @@ cleanup() {
         echo "bench: FAILED (exit $status); log tails from $WORK:" >&2
         for f in "$WORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
             "$WORK"/round-*/mariadb-binlog.log "$WORK"/cluster-round-*/n*.log \
-            "$WORK"/lag/*/error.log "$WORK"/lag/*.log "$WORK"/dumps/*.log \
+            "$WORK"/lag*/*/error.log "$WORK"/lag*/*.log "$WORK"/dumps/*.log \
             "$WORK"/failover/*.log; do
             [ -s "$f" ] || continue
             echo "---- $f" >&2
