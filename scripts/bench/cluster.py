@@ -1066,8 +1066,8 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "few MiB. The leader's peak comes from catch-up: the syncer's read buffer "
         "(up to `BATCH_BYTES_MAX` of events), up to `SYNCER_PROPOSALS_IN_FLIGHT_MAX` + 1 "
         "batches of `BATCH_BYTES_MAX`, and per follower up to `RAFT_INFLIGHT_MSGS_MAX` append "
-        "messages of `RAFT_MSG_BYTES_MAX` (from the cache of the unapplied tail, or read back from the log); malloc arenas are limited "
-        "to two so freed memory is reused.",
+        "messages of `RAFT_MSG_BYTES_MAX` (from the cache of the unapplied tail, or read back "
+        "from the log); malloc arenas are limited to two so freed memory is reused.",
         "",
         f"The whole `make bench` took {int(time.time()) - args.bench_start} s.",
         "",
