@@ -185,8 +185,9 @@ pub const RAFT_HEARTBEAT_TICKS: usize = 1;
 pub const RAFT_MSG_BYTES_MAX: u64 = 1 << 20;
 
 /// Append messages a leader keeps in flight to one follower before it waits for acks. Each
-/// holds up to `RAFT_MSG_BYTES_MAX` of entries read back from the log, so this bounds the
-/// leader's memory per follower during a catch-up (16 MiB); on a LAN it is plenty.
+/// holds up to `RAFT_MSG_BYTES_MAX` of entries (shared with the log's cache of its
+/// unapplied tail, or read back from the log), so this bounds the leader's memory per
+/// follower during a catch-up (16 MiB); on a LAN it is plenty.
 pub const RAFT_INFLIGHT_MSGS_MAX: usize = 16;
 
 /// Bytes of proposed but uncommitted entry data a leader accepts before it drops new
@@ -223,12 +224,11 @@ pub const FORWARD_TIMEOUT_MS: u64 = 8_000;
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
 
 const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);
-const _: () =
-    assert!((SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX <= RAFT_ENTRY_CACHE_BYTES_MAX);
-const _: () = assert!(
-    ((SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX) as u64 * 2
-        <= RAFT_UNCOMMITTED_BYTES_MAX
-);
+/// Entry data the syncer can have proposed and not yet seen committed: its proposals in
+/// flight and the batch it is packing.
+const SYNCER_UNCOMMITTED_BYTES_MAX: usize = (SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX;
+const _: () = assert!(SYNCER_UNCOMMITTED_BYTES_MAX <= RAFT_ENTRY_CACHE_BYTES_MAX);
+const _: () = assert!(SYNCER_UNCOMMITTED_BYTES_MAX as u64 * 2 <= RAFT_UNCOMMITTED_BYTES_MAX);
 
 /// Bytes of a log entry a dump's cursor reads at a time: a dump holds this window plus the
 /// one event it is sending (an event larger than the window is assembled whole), not the
@@ -274,7 +274,8 @@ const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
 /// Zeros written past the end of the active log segment when a small append reaches it, so
 /// the next appends overwrite allocated blocks inside the file's size: their fdatasync then
 /// writes the data alone, not also the inode (size, block map) as an append past the end
-/// must. Larger writes (catch-up) extend the file as they go and get none. 1 MiB: at a
+/// must. Larger writes (catch-up, and any write carrying an entry of at least
+/// `LOG_WRITE_IN_PLACE_BYTES_MIN`) extend the file as they go and get none. 1 MiB: at a
 /// steady small-transaction load, only one fdatasync in many (one per MiB written) also
 /// updates the inode, the slow kind when other programs write to the same disk.
 pub const LOG_PREALLOCATE_BYTES: u64 = 1 << 20;

@@ -67,15 +67,20 @@ def http(method, url, body=None, timeout=HTTP_TIMEOUT_S):
         reused = conn is not None
         if conn is None:
             conn = httpclient.HTTPConnection(parts.netloc, timeout=timeout)
-        conn.timeout = timeout
+        elif conn.sock is not None:
+            # A kept socket has the timeout of the call that opened it.
+            conn.sock.settimeout(timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             reply = resp.read()
         except (OSError, httpclient.HTTPException) as e:
             conn.close()
-            if reused:
-                # The node closed the kept connection (or restarted): once more, anew.
+            if reused and isinstance(e, (httpclient.RemoteDisconnected, ConnectionResetError,
+                                         BrokenPipeError)):
+                # The node closed the kept connection (or restarted) before taking the
+                # request: once more, on a new one. Never after a timeout (it may have
+                # taken it).
                 continue
             if isinstance(e, OSError):
                 raise

@@ -93,13 +93,21 @@ impl EntryCache {
         if low < first || high > next || low >= high {
             return None;
         }
+        // Contiguous by construction; should that ever break, the log answers instead.
+        let range = (low - first) as usize..(high - first) as usize;
+        let (lo, hi) = (
+            self.entries.get(range.start)?,
+            self.entries.get(range.end - 1)?,
+        );
+        let contiguous = lo.index == low && hi.index == high - 1;
+        debug_assert!(contiguous, "entry cache not contiguous");
+        if !contiguous {
+            return None;
+        }
         let max = max_size.unwrap_or(u64::MAX);
         let mut out = Vec::new();
         let mut total = 0u64;
-        for e in self
-            .entries
-            .range((low - first) as usize..(high - first) as usize)
-        {
+        for e in self.entries.range(range) {
             total = total.saturating_add(encoded_size(e));
             if !out.is_empty() && total > max {
                 break;

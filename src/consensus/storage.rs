@@ -587,7 +587,6 @@ impl RaftStorage {
             )));
         }
         // The cache follows the log, or is emptied should the log refuse or fail.
-        g.cache.truncate_from(first.index);
         let written = if first.index <= last {
             g.log.truncate_suffix(first.index)
         } else {
@@ -1413,6 +1412,29 @@ mod tests {
         assert_eq!(st.first_index(), 9);
         check(&st);
         st.append(&[normal(12, 3, Some(2), b"after compaction")])
+            .unwrap();
+        st.persist().unwrap();
+        check(&st);
+        // A batch the log refuses (a gap inside it) leaves the cache empty, not wrong.
+        assert!(st
+            .append(&[normal(13, 3, None, b"x"), normal(15, 3, None, b"y")])
+            .is_err());
+        assert_eq!(st.last_index(), 12);
+        check(&st);
+        st.append(&[normal(13, 3, Some(2), b"13")]).unwrap();
+        st.persist().unwrap();
+        check(&st);
+        // A snapshot from the leader resets the log, and the cache with it.
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 30;
+        snap.mut_metadata().term = 4;
+        snap.mut_metadata().set_conf_state(voters(&[1]));
+        st.apply_snapshot(snap).unwrap();
+        assert_eq!(
+            st.entries(12, 14, None, ctx()),
+            Err(raft::Error::Store(raft::StorageError::Compacted))
+        );
+        st.append(&[normal(31, 4, Some(2), b"31"), normal(32, 4, None, b"")])
             .unwrap();
         st.persist().unwrap();
         check(&st);

@@ -64,8 +64,9 @@ pub const FRAME_HEADER_LEN: usize = 8;
 const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
 /// An outbound buffer that grew past this (one huge message) is released after use.
 const OUTBOUND_BUFFER_KEEP_BYTES: usize = 2 * PEER_BATCH_BYTES_MAX;
-/// First allocation for an inbound frame body; it grows as bytes actually arrive, so a
-/// header that lies about its length cannot make us allocate the whole bound up front.
+/// First allocation for an inbound frame body; the rest of the frame's length is reserved
+/// only once this much has arrived, so a header that lies about its length cannot make us
+/// allocate the whole bound up front.
 const INBOUND_BODY_RESERVE_BYTES: usize = 64 << 10;
 /// Read buffer of an inbound connection (one per peer).
 const INBOUND_READ_BUFFER_BYTES: usize = 64 << 10;
@@ -1367,9 +1368,16 @@ fn read_message(
         return Ok(None);
     }
     let (len, crc) = decode_frame_header(&header)?;
-    let mut body = Vec::with_capacity(len.min(INBOUND_BODY_RESERVE_BYTES));
-    // Grows with the bytes that arrive; each read may stall up to PEER_IO_TIMEOUT_MS.
-    stream.take(len as u64).read_to_end(&mut body)?;
+    let first = len.min(INBOUND_BODY_RESERVE_BYTES);
+    let mut body = Vec::with_capacity(first);
+    // Each read may stall up to PEER_IO_TIMEOUT_MS.
+    stream.take(first as u64).read_to_end(&mut body)?;
+    if body.len() == first && len > first {
+        // The body is exactly the frame's size: the entries decoded from it share it (and
+        // the raft log's cache may keep it a while), so it must not carry slack.
+        body.reserve_exact(len - first);
+        stream.take((len - first) as u64).read_to_end(&mut body)?;
+    }
     if body.len() < len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -1538,6 +1546,58 @@ mod tests {
             rest = &rest[FRAME_HEADER_LEN + len..];
         }
         assert_eq!(got, vec![m, msg(1, 2, 9)]);
+    }
+
+    /// Hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_read_whole_below_and_above_the_first_reserve_and_cut_ones_fail() {
+        let mut wire = Vec::new();
+        let small = big_msg(1, 2, 100);
+        let large = big_msg(1, 2, 3 * INBOUND_BODY_RESERVE_BYTES + 17);
+        for m in [&small, &large, &small] {
+            encode_frame(m, &mut wire).unwrap();
+        }
+        let stopping = AtomicBool::new(false);
+        let mut stream = Trickle {
+            bytes: &wire,
+            step: 7_001,
+        };
+        for want in [&small, &large, &small] {
+            let got = read_message(&mut stream, &stopping).unwrap().unwrap();
+            assert_eq!(&got, want);
+        }
+        assert!(read_message(&mut stream, &stopping).unwrap().is_none());
+        // Cut inside the large frame, before and after the first reserve is filled.
+        let mut one = Vec::new();
+        encode_frame(&large, &mut one).unwrap();
+        for cut in [
+            FRAME_HEADER_LEN + 1000,
+            FRAME_HEADER_LEN + INBOUND_BODY_RESERVE_BYTES + 5_000,
+            one.len() - 1,
+        ] {
+            let mut stream = Trickle {
+                bytes: &one[..cut],
+                step: 7_001,
+            };
+            assert!(
+                read_message(&mut stream, &stopping).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

@@ -121,8 +121,8 @@ pub fn record_len(entry: &Entry) -> usize {
     RECORD_OVERHEAD + entry.data.len()
 }
 
-/// Appends `entry` as a record to `buf`. The data is copied once; the CRC is computed over
-/// the copied body. The caller has checked `entry.data.len() <= ENTRY_PAYLOAD_MAX`.
+/// Appends `entry` as a record to `buf` (its head, then its data copied once). The caller
+/// has checked `entry.data.len() <= ENTRY_PAYLOAD_MAX`.
 pub fn encode_record_into(buf: &mut Vec<u8>, entry: &Entry) {
     encode_record_head_into(buf, entry);
     buf.extend_from_slice(&entry.data);

@@ -3,8 +3,10 @@
 //!
 //! A log is a directory of segment files named by their first index
 //! (`00000000000000000001.seg`), each a header then contiguous records (see `record`).
-//! The writer appends records with one write syscall per batch and makes them durable with
-//! one fdatasync per `sync` (group commit). It keeps, shared with readers behind an
+//! The writer appends records through a write buffer, one write syscall per batch of small
+//! entries; an entry of at least `LOG_WRITE_IN_PLACE_BYTES_MIN` goes in a vectored write
+//! (what is buffered, then its data from where it is, not copied). It makes them durable
+//! with one fdatasync per `sync` (group commit). It keeps, shared with readers behind an
 //! `RwLock`, the position and term of every record; readers look a position up under the
 //! read lock, drop the lock and `pread` the record, so they never wait for a write or an
 //! fsync (the writer holds the write lock only to push positions or publish an index).
@@ -25,8 +27,9 @@
 //! then the directory is fsynced, so a segment never has a partial header. `open` truncates
 //! a torn tail of the last segment only and reports it; anything else wrong refuses to open.
 //!
-//! Preallocation: a small append that reaches the end of the active segment also writes
-//! [`LogOptions::preallocate_bytes`] of zeros after it, so that the following appends land
+//! Preallocation: a small append (a buffered write of at most a quarter of
+//! [`LogOptions::preallocate_bytes`], not one carrying a large entry's data) that reaches the
+//! end of the active segment also writes that many zeros after it, so that the following appends land
 //! inside the file and their fdatasync need not write the inode too. A segment is cut back
 //! to its last record (durably) before the next one is created, and `open` cuts an all-zero
 //! tail of any segment silently (it is preallocated space, not a torn write; a sealed
@@ -72,8 +75,8 @@ pub struct LogOptions {
     /// A segment rolls before a record that would take it past this many bytes (a segment
     /// holding a single record may exceed it; a record is never split).
     pub segment_bytes_max: u64,
-    /// Zeros written past the active segment's end when a write of at most a quarter of
-    /// this reaches it (0: never; see the module doc).
+    /// Zeros written past the active segment's end when a buffered write of at most a
+    /// quarter of this reaches it (0: never; see the module doc).
     pub preallocate_bytes: u64,
 }
 
@@ -749,6 +752,10 @@ impl Log {
     /// `flush`, with `tail` written right after the buffer in the same call: the data of
     /// the last buffered record, whose head ends the buffer.
     fn flush_with(&mut self, tail: &[u8]) -> Result<()> {
+        debug_assert!(
+            tail.is_empty() || !self.buf.is_empty(),
+            "a tail follows its head"
+        );
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -926,38 +933,43 @@ impl Log {
     }
 }
 
-/// Writes all of `bufs` at `offset` (pwritev, again after a short write).
-fn write_all_vectored_at(
-    file: &File,
-    mut bufs: &mut [IoSlice<'_>],
-    mut offset: u64,
-) -> io::Result<()> {
-    while !bufs.is_empty() {
-        let count = bufs.len().min(IOV_COUNT_MAX);
-        let at = libc::off_t::try_from(offset)
+/// Writes all of `bufs` at `offset` with pwritev.
+fn write_all_vectored_at(file: &File, bufs: &mut [IoSlice<'_>], offset: u64) -> io::Result<()> {
+    write_all_vectored(bufs, offset, |slices, at| {
+        let at = libc::off_t::try_from(at)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
-        // SAFETY: IoSlice is ABI-compatible with iovec; the first `count` slices are valid
-        // for the call, and the descriptor is owned by `file`.
+        // SAFETY: IoSlice is ABI-compatible with iovec; the slices are valid for the call,
+        // and the descriptor is owned by `file`.
         let n = unsafe {
             libc::pwritev(
                 file.as_raw_fd(),
-                bufs.as_ptr().cast::<libc::iovec>(),
-                count as libc::c_int,
+                slices.as_ptr().cast::<libc::iovec>(),
+                slices.len() as libc::c_int,
                 at,
             )
         };
-        match usize::try_from(n) {
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// Writes all of `bufs` at `offset` with `write` (a positioned vectored write, given at
+/// most `IOV_COUNT_MAX` slices): again after a short write or an interrupted one.
+fn write_all_vectored(
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+    mut write: impl FnMut(&[IoSlice<'_>], u64) -> io::Result<usize>,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let count = bufs.len().min(IOV_COUNT_MAX);
+        match write(&bufs[..count], offset) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 offset += n as u64;
                 IoSlice::advance_slices(&mut bufs, n);
             }
-            Err(_) => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -1103,3 +1103,38 @@ fn read_data_range_during_truncation_gets_old_bytes_or_error() {
         }
     });
 }
+
+/// The vectored write loop goes on after short and interrupted writes, never hands the
+/// writer more than IOV_COUNT_MAX slices, and puts every byte at its offset.
+#[test]
+fn vectored_writes_resume_after_short_and_interrupted_writes() {
+    let parts: Vec<Vec<u8>> = (0..2_000u32)
+        .map(|i| (0..(i % 7)).map(|j| (i + j) as u8).collect())
+        .collect();
+    let want: Vec<u8> = parts.concat();
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let base = 100u64;
+    let mut file = vec![0u8; base as usize + want.len()];
+    let mut calls = 0;
+    write_all_vectored(&mut slices, base, |bufs, at| {
+        calls += 1;
+        assert!(bufs.len() <= IOV_COUNT_MAX);
+        if calls % 3 == 0 {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        // At most 5 bytes, possibly ending inside a slice.
+        let mut n = 0;
+        for b in bufs.iter().flat_map(|s| s.iter()).take(5) {
+            file[at as usize + n] = *b;
+            n += 1;
+        }
+        Ok(n)
+    })
+    .unwrap();
+    assert_eq!(&file[base as usize..], &want[..]);
+    assert!(file[..base as usize].iter().all(|&b| b == 0));
+    // A writer that takes nothing is an error, not a loop.
+    let mut slices = [IoSlice::new(b"abc")];
+    let err = write_all_vectored(&mut slices, 0, |_, _| Ok(0)).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+}

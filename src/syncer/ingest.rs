@@ -224,7 +224,7 @@ impl Ingest {
         }
         if !event::verify_checksum(ev) {
             return Err(IngestError::Checksum {
-                file: self.file.clone().unwrap_or_default(),
+                file: self.current_file(),
                 pos: self.next_pos,
             });
         }
@@ -462,10 +462,7 @@ impl Ingest {
             let at = match self.group_at {
                 Some(at) => at,
                 None => {
-                    if self.batch.is_empty() {
-                        self.batch_start = self.group_start;
-                        self.batch.extend_from_slice(&[0; EVENTS_HEADER_LEN]);
-                    }
+                    self.open_batch();
                     *self.group_at.insert(self.batch.len())
                 }
             };
@@ -478,6 +475,14 @@ impl Ingest {
             self.flush_batch();
         }
         self.group.extend_from_slice(ev);
+    }
+
+    /// Starts a batch at the group in progress, unless one is open: room for the header.
+    fn open_batch(&mut self) {
+        if self.batch.is_empty() {
+            self.batch_start = self.group_start;
+            self.batch.extend_from_slice(&[0; EVENTS_HEADER_LEN]);
+        }
     }
 
     /// Moves the group in progress, which starts at `at` in the batch, to `group`.
@@ -507,10 +512,7 @@ impl Ingest {
         if self.batch_events_len() + self.group.len() > self.events_bytes_max {
             self.flush_batch();
         }
-        if self.batch.is_empty() {
-            self.batch_start = self.group_start;
-            self.batch.extend_from_slice(&[0; EVENTS_HEADER_LEN]);
-        }
+        self.open_batch();
         self.batch.extend_from_slice(&self.group);
         self.group.clear();
         if self.batch_events_len() >= self.events_bytes_max {
@@ -715,6 +717,44 @@ mod tests {
             let (start, bytes) = concat_events(&decoded);
             assert_eq!(start, 4, "{name}");
             assert_eq!(bytes, file_bytes(name)[4..], "{name}");
+        }
+    }
+
+    /// The syncer packs whatever whole groups it has each time the master's stream pauses,
+    /// often in the middle of a transaction: the part of it already packed into the batch
+    /// must stay out of that entry and go on with the next one.
+    #[test]
+    fn packing_between_any_two_events_keeps_groups_whole() {
+        for name in CRC_FILES {
+            let (bounds, largest) = group_bounds(name);
+            for (every, limit) in [
+                (1, ENTRY_PAYLOAD_MAX),
+                (3, ENTRY_PAYLOAD_MAX),
+                (2, largest + 9),
+            ] {
+                let mut ing = Ingest::with_entry_limit(None, limit);
+                let mut entries = Vec::new();
+                for (i, ev) in dump_stream(&[name]).iter().enumerate() {
+                    ing.on_event(ev).unwrap();
+                    if i % every == 0 {
+                        entries.extend(ing.take_entries(true));
+                    }
+                }
+                entries.extend(ing.take_entries(true));
+                assert!(!ing.in_group(), "{name}: ends between groups");
+                for (kind, data) in &entries {
+                    if *kind == KIND_EVENTS {
+                        let (h, bytes) = EventsHeader::decode(data).unwrap();
+                        assert_eq!(h.flags, 0, "{name}: no chunks");
+                        let end = h.start_pos + bytes.len() as u64;
+                        assert!(bounds.contains(&h.start_pos), "{name} every {every}");
+                        assert!(bounds.contains(&end), "{name} every {every}: end {end}");
+                        assert!(data.capacity() - data.len() <= data.len() / BATCH_SPARE_FRACTION);
+                    }
+                }
+                let decoded = decode(&entries);
+                assert_eq!(concat_events(&decoded).1, file_bytes(name)[4..], "{name}");
+            }
         }
     }
 
