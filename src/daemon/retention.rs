@@ -241,6 +241,7 @@ mod tests {
             bytes,
             last_event_time: time,
             previous_gtids: None,
+            first_mysql_gtid: None,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct FileMeta {
     /// MySQL: the file's PREVIOUS_GTIDS_LOG_EVENT (every GTID in earlier files), when it is
     /// stored (None for MariaDB files, MySQL 5.5, and a file stored from mid-file).
     pub previous_gtids: Option<MysqlGtidSet>,
+    /// MySQL: the GTID of the file's first stored transaction that has one (indexed), so a
+    /// GTID dump's start need not scan every stored group.
+    pub first_mysql_gtid: Option<(Tsid, u64)>,
 }
 
 /// One `Events` entry.
@@ -456,6 +459,7 @@ impl BinlogIndex {
             bytes: 0,
             last_event_time: 0,
             previous_gtids: None,
+            first_mysql_gtid: None,
         });
         let file = self.files.len() - 1;
         self.whole_upto = index;
@@ -666,8 +670,13 @@ impl BinlogIndex {
                     );
                     return;
                 }
+                let tsid = Tsid { uuid, tag };
+                if let Some(meta) = self.files.get_mut(group.start.file) {
+                    meta.first_mysql_gtid
+                        .get_or_insert_with(|| (tsid.clone(), gno));
+                }
                 self.mysql.insert(
-                    (Tsid { uuid, tag }, gno),
+                    (tsid, gno),
                     GroupLoc {
                         start: group.start,
                         end,
@@ -725,6 +734,7 @@ impl BinlogIndex {
     }
 
     /// Every stored MySQL GTID group in (uuid, tag, gno) order.
+    #[cfg(test)]
     pub fn mysql_groups(&self) -> impl Iterator<Item = (&Tsid, u64, &GroupLoc)> + '_ {
         self.mysql.iter().map(|((tsid, gno), g)| (tsid, *gno, g))
     }
@@ -1593,6 +1603,13 @@ mod tests {
                     assert_eq!(meta.previous_gtids, Some(kingbus_previous(name)), "{name}");
                     let gtids = kingbus_gtids(name);
                     assert_eq!(gtids.len(), if i == 0 { 11 } else { 10 });
+                    // The file's first transaction, as a GTID dump's start needs it.
+                    let uuid_tsid = Tsid { uuid, tag: None };
+                    assert_eq!(
+                        meta.first_mysql_gtid,
+                        Some((uuid_tsid, gtids[0].0)),
+                        "{name}"
+                    );
                     // Each file's PREVIOUS_GTIDS is everything before it.
                     assert_eq!(&kingbus_previous(name), &all, "{name}");
                     for (k, (gno, pos)) in gtids.iter().enumerate() {

@@ -299,13 +299,10 @@ pub(super) fn start_by_gtid(index: &BinlogIndex, replica: &MysqlGtidSet) -> Resu
         .unwrap_or(0);
     let meta = &files[file];
     let loc = locate(index, file, meta.start_pos)?;
-    // The file's first transaction, in stream order.
-    let first = index
-        .mysql_groups()
-        .filter(|(_, _, g)| g.start.file == file)
-        .min_by_key(|(_, _, g)| (g.start.entry, g.start.offset));
-    let clear_first_fde = first
-        .is_some_and(|(tsid, gno, _)| replica.contains_gtid(&tsid.uuid, tsid.tag.as_deref(), gno));
+    let clear_first_fde = meta
+        .first_mysql_gtid
+        .as_ref()
+        .is_some_and(|(tsid, gno)| replica.contains_gtid(&tsid.uuid, tsid.tag.as_deref(), *gno));
     Ok(Start {
         fde_copy: (meta.start_pos != 4).then(|| meta.fde.clone()),
         clear_first_fde,
