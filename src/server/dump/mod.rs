@@ -166,20 +166,17 @@ pub fn run<S: Read + Write>(
     set_position(progress, &file, pos);
 
     let mut cursor = Cursor::at(start.loc);
-    let mut filter = start
-        .state
-        .is_some()
-        .then(|| GroupFilter::new(start.pending.clone()));
-    let mut mysql_filter = start.exclude.clone().map(|exclude| {
-        let checksum_len = {
-            let index = store.index();
-            index
-                .files()
-                .get(start.loc.file)
-                .map_or(event::CHECKSUM_LEN, |f| event::checksum_len_of_fde(&f.fde))
-        };
-        MysqlGroupFilter::new(exclude, checksum_len)
-    });
+    let checksum_len = store
+        .index()
+        .files()
+        .get(start.loc.file)
+        .map_or(event::CHECKSUM_LEN, |f| event::checksum_len_of_fde(&f.fde));
+    // A MariaDB GTID dump has a state to reach, a MySQL one a set to leave out; never both.
+    let mut filter = match (&start.exclude, &start.state) {
+        (Some(exclude), _) => Some(GroupFilter::mysql(exclude.clone(), checksum_len)),
+        (None, Some(_)) => Some(GroupFilter::maria(start.pending.clone(), checksum_len)),
+        (None, None) => None,
+    };
     let mut clear_fde = start.clear_first_fde;
     let heartbeat = |file: &str, pos: u64, crc: bool| {
         if opts.heartbeat_v2 {
@@ -193,7 +190,7 @@ pub fn run<S: Read + Write>(
         while let Some(item) = next_item(conn, &mut cursor, store, seen)? {
             match item {
                 Item::FileStart(fs) => {
-                    if let Some(f) = mysql_filter.as_mut() {
+                    if let Some(f) = filter.as_mut() {
                         if let Some(end) = f.take_skipped() {
                             send_event(conn, &heartbeat(&file, end, crc), progress)?;
                         }
@@ -211,9 +208,6 @@ pub fn run<S: Read + Write>(
                             progress,
                         )?;
                         crc = event::checksum_len_of_fde(&fs.fde) > 0;
-                    }
-                    if let Some(f) = filter.as_mut() {
-                        f.new_file(&fs.fde);
                     }
                 }
                 Item::Event { pos: at, bytes } => {
@@ -241,7 +235,7 @@ pub fn run<S: Read + Write>(
                         log::error!("{message}");
                         message
                     };
-                    let skip_maria = match filter.as_mut().map(|f| f.skip(&bytes)) {
+                    let skip = match filter.as_mut().map(|f| f.skip(&bytes, pos)) {
                         Some(Err(e)) => {
                             let message = untrackable(e);
                             send_err(conn, &message)?;
@@ -250,26 +244,13 @@ pub fn run<S: Read + Write>(
                         Some(Ok(skip)) => skip,
                         None => false,
                     };
-                    if skip_maria || (!opts.send_annotate_rows && is_annotate_rows(&bytes)) {
+                    if skip || (!opts.send_annotate_rows && is_annotate_rows(&bytes)) {
                         continue;
                     }
-                    if let Some(f) = mysql_filter.as_mut() {
-                        let skip = match f.skip(&bytes, pos) {
-                            Ok(skip) => skip,
-                            Err(e) => {
-                                let message = untrackable(e);
-                                send_err(conn, &message)?;
-                                return Err(DumpError::Refused(message));
-                            }
-                        };
-                        if skip {
-                            continue;
-                        }
-                        // Where the skipped transactions ended, so that the replica's
-                        // position moves past them (what MySQL's source sends).
-                        if let Some(end) = f.take_skipped() {
-                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
-                        }
+                    // MySQL: where the skipped transactions ended, so that the replica's
+                    // position moves past them (what MySQL's source sends).
+                    if let Some(end) = filter.as_mut().and_then(GroupFilter::take_skipped) {
+                        send_event(conn, &heartbeat(&file, end, crc), progress)?;
                     }
                     if start.mysql && is_fde {
                         let fde = mysql_fde(&bytes, clear_fde);
@@ -281,10 +262,7 @@ pub fn run<S: Read + Write>(
                 }
             }
         }
-        if let Some(end) = mysql_filter
-            .as_mut()
-            .and_then(MysqlGroupFilter::take_skipped)
-        {
+        if let Some(end) = filter.as_mut().and_then(GroupFilter::take_skipped) {
             send_event(conn, &heartbeat(&file, end, crc), progress)?;
         }
         conn.flush()?;

@@ -523,3 +523,33 @@ fn heartbeat_v2_layout() {
     assert!(types.contains(&event::HEARTBEAT_LOG_EVENT_V2));
     assert!(!types.contains(&event::HEARTBEAT_LOG_EVENT));
 }
+
+/// The filter of a MySQL GTID dump skips exactly the transactions in the replica's set, and
+/// tells once where the skipped ones ended (the heartbeat that moves the replica past them).
+#[test]
+fn mysql_filter_skips_the_replica_s_transactions_and_tells_where_they_ended() {
+    let name = KINGBUS[1];
+    let events = kingbus_events(name);
+    let gtids = kingbus_gtids(name);
+    let mut exclude = MysqlGtidSet::new();
+    for (gno, _) in &gtids[..3] {
+        exclude.add(kingbus_uuid(), None, *gno).unwrap();
+    }
+    let mut filter = GroupFilter::mysql(exclude, event::CHECKSUM_LEN);
+    filter.new_file(&events[0].1);
+    let mut skipped_end = None;
+    let (first, fourth) = (gtids[0].1, gtids[3].1);
+    for (pos, ev) in &events {
+        let end = pos + ev.len() as u64;
+        let skip = filter.skip(ev, end).unwrap();
+        assert_eq!(skip, (first..fourth).contains(pos), "{name}:{pos}");
+        if skip {
+            skipped_end = Some(end);
+        } else if *pos >= fourth {
+            break;
+        }
+    }
+    assert_eq!(skipped_end, Some(fourth));
+    assert_eq!(filter.take_skipped(), Some(fourth));
+    assert_eq!(filter.take_skipped(), None);
+}
