@@ -93,8 +93,7 @@ impl<S: Read + Write> PacketConn<S> {
         scratch: &'a mut Vec<u8>,
     ) -> Result<&'a [u8], NetError> {
         self.fill_to(HEADER_LEN, true)?;
-        let header = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
-        let (len, seq) = parse_header([header[0], header[1], header[2], header[3]]);
+        let (len, seq) = self.buffered_header();
         if len >= PACKET_PAYLOAD_MAX || HEADER_LEN + len > self.rbuf.len() {
             self.read_packet_into(scratch)?;
             return Ok(scratch);
@@ -117,8 +116,7 @@ impl<S: Read + Write> PacketConn<S> {
         let mut first = true;
         loop {
             self.fill_to(HEADER_LEN, first)?;
-            let header = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
-            let (len, seq) = parse_header([header[0], header[1], header[2], header[3]]);
+            let (len, seq) = self.buffered_header();
             // Check sequence and size before spending memory or reads on the payload.
             let last = joiner.accept(seq, len)?;
             if HEADER_LEN + len <= self.rbuf.len() {
@@ -134,6 +132,13 @@ impl<S: Read + Write> PacketConn<S> {
         }
         self.seq = joiner.next_seq();
         Ok(())
+    }
+
+    /// Payload length and sequence id of the frame header at the read position (which
+    /// `fill_to(HEADER_LEN, ..)` buffered).
+    fn buffered_header(&self) -> (usize, u8) {
+        let h = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
+        parse_header([h[0], h[1], h[2], h[3]])
     }
 
     /// Appends `len` payload bytes to `buf`, from the buffer first, then the stream.
