@@ -77,6 +77,8 @@ fn harness_clients_and_abuse_against_master() {
     let work = WorkDir::new("clients").unwrap();
     let master = MariaDb::start("master", MariaDbOpts::server_id(1)).unwrap();
     Load::run(master.port(), LoadPlan::standard()).unwrap();
+    // The load rotates the binlog; its last checkpoint event is written after the load.
+    master.wait_binlog_settled(CATCH_UP_TIMEOUT).unwrap();
     let src = repl_source(&master);
     let first = master.first_binlog().unwrap();
 

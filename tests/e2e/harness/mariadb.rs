@@ -279,6 +279,36 @@ impl MariaDb {
         }
     }
 
+    /// Waits until the newest binlog file's last Binlog_checkpoint event names that file.
+    ///
+    /// After a rotation (FLUSH BINARY LOGS, max_binlog_size) MariaDB writes, asynchronously,
+    /// once the engines have made the older file's transactions durable, one more
+    /// Binlog_checkpoint event naming the new file: a write nobody asked for, up to about a
+    /// second later on a busy machine. A test that compares positions or bytes with the
+    /// master's waits for it first, or the master's binlog can grow after the comparison.
+    pub fn wait_binlog_settled(&self, timeout: Duration) -> Result<()> {
+        poll(
+            &format!("{}'s binlog checkpoint to name its newest file", self.name),
+            timeout,
+            || {
+                let (file, _) = self.master_status()?;
+                let events = self.sql(&format!("SHOW BINLOG EVENTS IN '{file}'"))?;
+                let checkpoint = events
+                    .lines()
+                    .rev()
+                    .map(|line| line.split('\t').collect::<Vec<_>>())
+                    .filter(|cols| cols.get(2) == Some(&"Binlog_checkpoint"))
+                    .find_map(|cols| cols.get(5).map(|info| info.trim().to_string()));
+                match checkpoint {
+                    Some(named) if named == file => Ok(Poll::Ready(())),
+                    other => Ok(Poll::Pending(format!(
+                        "{file}'s last checkpoint names {other:?}"
+                    ))),
+                }
+            },
+        )
+    }
+
     /// SHOW BINARY LOGS: [(file, size)] oldest first.
     pub fn binary_logs(&self) -> Result<Vec<(String, u64)>> {
         let out = self.sql("SHOW BINARY LOGS")?;

@@ -314,8 +314,10 @@ impl Node {
 
     /// Waits until the syncer has stored everything the master has written:
     /// last_binlog_file/last_file_position equal SHOW MASTER STATUS. Fails early when the
-    /// syncer is stopped. Call it when the master has no more writes coming.
+    /// syncer is stopped. Call it when the master has no more writes coming; it first waits
+    /// for the master's own last write, the checkpoint event that follows a rotation.
     pub fn wait_synced_with(&self, master: &MariaDb, timeout: Duration) -> Result<()> {
+        master.wait_binlog_settled(timeout)?;
         let desc = format!(
             "ferrobus {} to store all of {}'s binlog",
             self.name,
