@@ -13,19 +13,21 @@
 #
 # Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
 # BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir, BENCH_TMP (/tmp)
-# is where the temp dir goes (/dev/shm: every data dir in memory, to see what fsync costs).
+# is where the temp dir goes (/dev/shm: every data dir in memory, to see what fsync costs);
+# BENCH_MARIADB_TMP puts only the MariaDB instances' data dirs (master, replicas) there.
 #
 # BENCH_ONLY=lag runs only the replication-lag section (BENCHMARKS.md is left alone): a small
 # binlog (BENCH_BINLOG_MB defaults to 2), no single-node rounds, then BENCH_LAG_RUNS (1) runs
 # for each binary of BENCH_LAG_BINS (default: the release build; given, nothing is built),
-# alternating A B A B, each on a fresh cluster with fresh replicas, BENCH_LAG_SECONDS (60)
+# alternating A B B A A B ..., each on a fresh cluster with fresh replicas, BENCH_LAG_SECONDS (60)
 # of load each; one line per run and a median summary, all results as JSON in
 # BENCH_LAG_JSON when set. E.g. to compare two builds:
 #   BENCH_ONLY=lag BENCH_LAG_BINS="/tmp/a/ferrobus /tmp/b/ferrobus" BENCH_LAG_RUNS=2 \
 #       scripts/bench.sh
 # BENCH_ONLY=catchup runs only the three-node catch-up (the full-size binlog, BENCH_ROUNDS
 # rounds; in each, the reference fetch then a fresh cluster of each binary of BENCH_BINS, or
-# BENCH_LAG_BINS, or the release build) and prints the median ratio per binary.
+# BENCH_LAG_BINS, or the release build, in reverse order every other round: going right
+# after the reference is an edge) and prints the median ratio per binary.
 # It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +75,10 @@ done
 MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/ferrobus-bench.XXXXXX")
+MWORK=$WORK
+if [ -n "${BENCH_MARIADB_TMP:-}" ]; then
+    MWORK=$(mktemp -d "$BENCH_MARIADB_TMP/ferrobus-bench-mariadb.XXXXXX")
+fi
 PIDS=()
 
 cleanup() {
@@ -92,9 +98,9 @@ cleanup() {
     stop_pids "${PIDS[@]}"
     if [ "$status" -ne 0 ]; then
         echo "bench: FAILED (exit $status); log tails from $WORK:" >&2
-        for f in "$WORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
+        for f in "$MWORK"/master/error.log "$WORK"/sysbench-*.log "$WORK"/round-*/ferrobus.log \
             "$WORK"/round-*/mariadb-binlog.log "$WORK"/cluster-round-*/n*.log \
-            "$WORK"/lag*/*/error.log "$WORK"/lag*/*.log "$WORK"/dumps/*.log \
+            "$MWORK"/lag*/*/error.log "$WORK"/lag*/*.log "$WORK"/dumps/*.log \
             "$WORK"/failover/*.log; do
             [ -s "$f" ] || continue
             echo "---- $f" >&2
@@ -102,9 +108,9 @@ cleanup() {
         done
     fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        echo "bench: kept $WORK" >&2
+        echo "bench: kept $WORK $MWORK" >&2
     else
-        rm -rf "$WORK"
+        rm -rf "$WORK" "$MWORK"
     fi
     exit "$status"
 }
@@ -121,7 +127,7 @@ binlog_total_bytes() {
 }
 
 PORT=$(free_port)
-MDIR=$WORK/master
+MDIR=$MWORK/master
 mkdir -p "$MDIR"
 say "MariaDB master on 127.0.0.1:$PORT in $MDIR"
 mariadb-install-db --no-defaults --user=root --datadir="$MDIR/data" \
@@ -189,7 +195,8 @@ if [ "$ONLY" != all ]; then
     catchup) say "three-node catch-up only: $ROUNDS round(s)" ;;
     esac
     python3 scripts/bench/cluster.py \
-        --bin "$BIN" --work "$WORK" --port "$PORT" --master-pid "$MASTER_PID" \
+        --bin "$BIN" --work "$WORK" --mariadb-work "$MWORK" --port "$PORT" \
+        --master-pid "$MASTER_PID" \
         --rounds "$ROUNDS" --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" \
         --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" \
         --only "$ONLY" --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
@@ -215,7 +222,7 @@ wait "$ROUNDS_PID"
 
 say "three-node cluster: catch-up, replication lag, concurrent dumps, failover"
 python3 scripts/bench/cluster.py \
-    --bin "$BIN" --dumpclient "$DUMPCLIENT" --work "$WORK" --port "$PORT" \
+    --bin "$BIN" --dumpclient "$DUMPCLIENT" --work "$WORK" --mariadb-work "$MWORK" --port "$PORT" \
     --master-pid "$MASTER_PID" --rounds "$ROUNDS" --first-file "$FIRST_FILE" \
     --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" \
     --bench-start "$BENCH_START" --out BENCHMARKS.md &

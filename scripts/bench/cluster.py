@@ -265,8 +265,11 @@ def bins_of(args):
 
 def catch_up(args, procs, bins=None):
     """Each round: the reference fetch, then a fresh three-node cluster of each binary in
-    `bins` (default: --bin) syncing the whole binlog. Returns the references, the runs (each
-    with its "bin" and "ratio" to its round's reference) and the last cluster, still up."""
+    `bins` (default: --bin) syncing the whole binlog, in the given order in odd rounds and
+    the reverse in even ones (the binary right after the reference has an edge: of two
+    builds, the one going second lost 5 of 6 rounds, and with the order swapped won 5 of 6).
+    Returns the references, the runs (each with its "bin" and "ratio" to its round's
+    reference) and the last cluster, still up."""
     bins = bins or [args.bin]
     refs, runs, cluster = [], [], None
     for i in range(args.rounds):
@@ -274,7 +277,10 @@ def catch_up(args, procs, bins=None):
         os.makedirs(rdir)
         r = rounds.run_reference(args, rdir)
         refs.append(r)
-        for b, path in enumerate(bins):
+        order = list(enumerate(bins))
+        if i % 2 == 1:
+            order.reverse()
+        for b, path in order:
             if cluster is not None:
                 cluster.stop()
             cdir = rdir if len(bins) == 1 else os.path.join(rdir, f"bin-{b + 1}")
@@ -443,9 +449,12 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
         sql(args.port, None, stdin=BEAT_PROC)
     sql(args.port, "DROP DATABASE IF EXISTS sblag")
     gtid = sql(args.port, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]
-    direct = Replica("replica-direct", root, 11, procs)
-    via = Replica("replica-ferrobus", root, 12, procs)
-    on_leader = Replica("replica-leader", root, 13, procs)
+    # The replicas' data dirs go with the master's (--mariadb-work).
+    mroot = os.path.join(args.mariadb_work, os.path.basename(root))
+    os.makedirs(mroot, exist_ok=True)
+    direct = Replica("replica-direct", mroot, 11, procs)
+    via = Replica("replica-ferrobus", mroot, 12, procs)
+    on_leader = Replica("replica-leader", mroot, 13, procs)
     direct.attach(args.port, REPL_USER, REPL_PASSWORD, gtid)
     via.attach(follower.binlog_port, FERRO_USER, FERRO_PASSWORD, gtid)
     on_leader.attach(lead.binlog_port, FERRO_USER, FERRO_PASSWORD, gtid)
@@ -541,14 +550,17 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
 
 def lag_only(args, procs):
     """--only lag: the lag section alone, --lag-runs times for each of --lag-bins, the
-    binaries alternating (A, B, A, B, ...) so that each pair shares the machine's load of the
-    moment. Each run starts a fresh cluster (synced to the master's current position), fresh
+    binaries alternating (A, B, B, A, A, B, ...) so that each pair shares the machine's load
+    of the moment and neither always goes first. Each run starts a fresh cluster (synced to the master's current position), fresh
     replicas, and stops them after. Prints one line per run and a summary; writes every
     result as JSON to --lag-json when given."""
     bins = bins_of(args)
     results = []
     for rep in range(args.lag_runs):
-        for b, path in enumerate(bins):
+        order = list(enumerate(bins))
+        if rep % 2 == 1:
+            order.reverse()
+        for b, path in order:
             tag = f"lag-{rep + 1}-{b + 1}"
             root = os.path.join(args.work, tag)
             os.makedirs(root)
@@ -1085,6 +1097,8 @@ def main():
     p.add_argument("--bin", required=True)
     p.add_argument("--dumpclient")
     p.add_argument("--work", required=True)
+    p.add_argument("--mariadb-work", required=True,
+                   help="where the MariaDB instances' data dirs go (the master's is there)")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--master-pid", type=int, required=True)
     p.add_argument("--rounds", type=int, default=3)
