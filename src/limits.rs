@@ -271,6 +271,15 @@ pub const PEER_DIRECT_WRITE_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(PEER_DIRECT_WRITE_BYTES_MAX <= PEER_BATCH_BYTES_MAX);
 
+/// A follower's Ready that appends at most this many bytes of entry data while no sync runs
+/// is made durable on the raft thread itself, before its acknowledgement leaves: the
+/// hand-off to the sync thread and back would cost two thread wake-ups on the path of every
+/// small transaction, and a follower's acknowledgement waits for its fdatasync either way.
+/// Larger Readies (catch-up), and small ones behind a running sync, go to the sync thread,
+/// so that writing the next appends overlaps the sync. A leader's Readies always do (it
+/// commits with its followers' acknowledgements while its own sync runs).
+pub const RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX: usize = 64 << 10;
+
 /// Zeros written past the end of the active log segment when a small append reaches it, so
 /// the next appends overwrite allocated blocks inside the file's size: their fdatasync then
 /// writes the data alone, not also the inode (size, block map) as an append past the end

@@ -22,7 +22,12 @@
 //! appends while the previous ones sync; the next sync takes everything written meanwhile
 //! (group commit across Readies). A Ready that must rewrite the state file (term, vote,
 //! membership), install a snapshot or cut the log's tail waits for the running sync and
-//! takes the synchronous path, as does compaction. Committed entries are handed out only
+//! takes the synchronous path, as does compaction. So does a follower's small append (at
+//! most [`RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`] of entry data, one transaction of steady
+//! replication) when no sync is running: its acknowledgement waits for the fdatasync
+//! either way, and syncing on the raft thread spares the two thread wake-ups of the
+//! hand-off; a follower's large appends (catch-up), and the small ones behind them, still
+//! overlap their syncs. Committed entries are handed out only
 //! once persisted here (raft-rs caps them at its persisted index), so readers, which see
 //! only synced entries, always see what is applied.
 //!
@@ -41,8 +46,8 @@ use std::collections::VecDeque;
 use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
 use crate::consensus::ConsensusError;
 use crate::limits::{
-    ENTRY_PAYLOAD_MAX, RAFT_ELECTION_TICKS, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX,
-    RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
+    ENTRY_PAYLOAD_MAX, RAFT_ELECTION_TICKS, RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX,
+    RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX, RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
 };
 use crate::storage::{StorageError, SyncJob};
 
@@ -412,14 +417,25 @@ impl Driver {
     }
 
     /// A Ready that cannot wait for an asynchronous sync: a snapshot, entries that replace
-    /// the log's tail (cutting it syncs), or a state file to rewrite.
+    /// the log's tail (cutting it syncs), or a state file to rewrite; or one that is better
+    /// made durable at once: a follower's small append
+    /// ([`RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`]) while no sync runs (behind a running one,
+    /// it waits for the next, as any append does, rather than block the raft thread).
     fn needs_synchronous_path(&self, rd: &raft::Ready) -> bool {
+        let small_follower_append = || {
+            !self.is_leader()
+                && self.persistence.in_flight.is_none()
+                && !rd.entries().is_empty()
+                && rd.entries().iter().map(|e| e.data.len()).sum::<usize>()
+                    <= RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX
+        };
         !rd.snapshot().is_empty()
             || rd
                 .entries()
                 .first()
                 .is_some_and(|e| e.index <= self.storage.last_index())
             || self.storage.needs_state_save(rd.hs())
+            || small_follower_append()
     }
 
     /// The asynchronous second half of a Ready: entries written (raft reads them back from
@@ -957,6 +973,12 @@ mod tests {
         }
     }
 
+    /// Entry data this large makes a follower's Ready go to its sync worker (more than
+    /// `RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`); `tag` starts it.
+    fn large(tag: &str) -> String {
+        format!("{tag}{}", "x".repeat(RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX))
+    }
+
     #[test]
     fn acknowledgements_wait_for_syncs_and_a_leader_commits_before_its_own() {
         let mut c = Cluster::new(&[1, 2, 3]);
@@ -970,11 +992,13 @@ mod tests {
             c.nodes[&id].hold.store(on, AtomicOrdering::SeqCst);
         };
         // The leader's and one follower's syncs do not finish: only node 2 acknowledges, and
-        // one of three is no majority.
+        // one of three is no majority. (Large entries: node 3's small appends would be
+        // synced inline, see the next test.)
         held(&c, 1, true);
         held(&c, 3, true);
-        for i in 1..=4 {
-            c.propose(1, &format!("h{i}"));
+        let sent: Vec<String> = (1..=4).map(|i| large(&format!("h{i}"))).collect();
+        for data in &sent {
+            c.propose(1, data);
             c.settle();
         }
         let last = c.d(1).last_index();
@@ -994,18 +1018,79 @@ mod tests {
         assert_eq!(c.d(1).commit_index(), last);
         assert!(c.d(1).sync_in_flight());
         for id in [2, 3] {
-            assert_eq!(c.sm_data(id), strings(1..=4, "h"), "node {id}");
+            assert_eq!(c.sm_data(id), sent, "node {id}");
         }
         // The leader applies only what it has persisted itself.
         assert!(c.sm_data(1).is_empty());
         assert_eq!(c.d(1).storage().reader().last_index(), base);
         held(&c, 1, false);
         c.settle();
-        assert_eq!(c.sm_data(1), strings(1..=4, "h"));
+        assert_eq!(c.sm_data(1), sent);
         assert_eq!(c.d(1).storage().reader().last_index(), last);
         assert!(!c.d(1).sync_in_flight());
         for id in [1, 2, 3] {
             assert_eq!(c.log(id), c.log(1), "node {id}");
+        }
+    }
+
+    #[test]
+    fn a_follower_syncs_small_appends_inline_and_large_ones_on_its_worker() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        c.settle();
+        c.d(2).campaign().unwrap();
+        c.settle();
+        assert_eq!(c.elect(&[1, 2, 3]), 2);
+        let base = c.d(2).last_index();
+        // Nodes 1 and 3 (asynchronous) follow the synchronous node 2. Node 1's worker
+        // finishes no job while held, so what node 1 acknowledges was synced inline.
+        c.nodes[&1].hold.store(true, AtomicOrdering::SeqCst);
+        c.propose(2, "small");
+        c.settle();
+        assert!(!c.d(1).sync_in_flight(), "a small append is synced inline");
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        // Both followers acknowledged; the leader commits and all three apply.
+        assert_eq!(c.d(2).commit_index(), base + 1);
+        c.tick();
+        c.settle();
+        for id in [1, 2, 3] {
+            assert_eq!(c.sm_data(id), vec!["small".to_string()], "node {id}");
+        }
+        // A large append goes to the worker: written, not yet visible, not acknowledged.
+        let big = large("big");
+        c.propose(2, &big);
+        c.settle();
+        assert!(c.d(1).sync_in_flight(), "a large append goes to the worker");
+        assert_eq!(c.d(1).storage().last_index(), base + 2);
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        // A small append behind a running sync does not wait for it: it joins the next one.
+        c.propose(2, "behind");
+        c.settle();
+        assert!(
+            c.d(1).sync_in_flight(),
+            "the large append's sync still runs"
+        );
+        assert_eq!(c.d(1).storage().last_index(), base + 3);
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        // Released, the syncs finish; the next small append is synced inline again.
+        c.nodes[&1].hold.store(false, AtomicOrdering::SeqCst);
+        c.settle();
+        assert!(!c.d(1).sync_in_flight());
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 3);
+        c.propose(2, "after");
+        c.settle();
+        assert!(!c.d(1).sync_in_flight());
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 4);
+        c.tick();
+        c.settle();
+        let all = vec![
+            "small".to_string(),
+            big,
+            "behind".to_string(),
+            "after".to_string(),
+        ];
+        for id in [1, 2, 3] {
+            assert_eq!(c.sm_data(id), all, "node {id}");
+            assert_eq!(c.log(id), c.log(2), "node {id}");
         }
     }
 
