@@ -965,8 +965,17 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "extra 10.6/17.2/17.3 → 9.2/7.2/16.5 ms, CPU per transaction 1.50 → 1.31 ms); "
         "sending acknowledgements from the sync thread rather than the raft thread was "
         "tried and left out (4 pairs: no difference the noise lets through, CPU per "
-        "transaction +3 %). The result follows the machine's load more than any of these: "
-        "the same binary's p99 extra ranged 2.4–8.6 ms within one half hour.",
+        "transaction +3 %). Fourth session (2026-11-26): a follower syncs a small append "
+        "on its raft thread when no sync runs, rather than hand it to the sync thread and "
+        "back (4 pairs: CPU per transaction 1.35 → 1.15 ms, median p99 extra 10.7 → 7.3 ms; "
+        "with two variants of the rule, CPU per transaction was lower in 16 of 16 pairs and "
+        "p99 extra in 11 of 16). Putting the MariaDB instances' data dirs on tmpfs and the "
+        "nodes' on disk (`BENCH_MARIADB_TMP=/dev/shm`) moved the p99 extra little (4 runs "
+        "each, interleaved: median 6.5 against 9.0 ms on disk), so the MariaDB instances' own "
+        "writes are not what stalls the nodes' fdatasyncs. The result follows the "
+        "machine's load more than any of these: the same binary's p99 extra ranged 2.4–8.6 "
+        "ms within one half hour, and the build before the follower change 2.7–23 ms (16 runs) "
+        "within one hour of this session.",
         "",
     ]
     worst = min(r["ratio"] for r in dp)
