@@ -288,22 +288,26 @@ def catch_up(args, procs, bins=None):
             cluster = Cluster(path, cdir, procs)
             leader = cluster.node(cluster.leader())
             cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
+            machine0 = rounds.machine_cpu()
             t0 = time.monotonic()
             syncer_start(leader, args.port)
             st = wait_position(leader, args.master_file, args.master_pos)
             seconds = time.monotonic() - t0
+            steal = rounds.steal_percent(machine0, rounds.machine_cpu())
             cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name]
                    for n in cluster.nodes}
             run = {"seconds": seconds, "mib_s": args.total_bytes / MIB / seconds,
                    "events": st["events"], "leader": leader.name, "cpu": cpu,
-                   "leader_threads": rounds.thread_cpu(leader.proc.pid), "bin": path}
+                   "leader_threads": rounds.thread_cpu(leader.proc.pid), "bin": path,
+                   "steal_pct": steal}
             run["ratio"] = run["mib_s"] / r["mib_s"]
             runs.append(run)
             print(f"bench: cluster round {i + 1}: reference {r['mib_s']:.1f} MiB/s, three "
                   f"nodes {run['mib_s']:.1f} MiB/s ({seconds:.2f} s, leader {leader.name}"
                   + (f", bin {path}" if len(bins) > 1 else "")
                   + f"), ratio {run['ratio']:.2f}; cpu "
-                  + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items())) + " s",
+                  + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
+                  + f" s; steal {steal:.0f} %",
                   flush=True)
     return refs, runs, cluster
 
@@ -476,6 +480,7 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
     cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
     th0 = {n.name: group_threads(rounds.thread_cpu(n.proc.pid)) for n in (lead, follower)}
     master_cpu0 = rounds.cpu_seconds(args.master_pid)
+    machine0 = rounds.machine_cpu()
     t0 = time.monotonic()
     with open(os.path.join(root, "sysbench-run.log"), "wb") as log:
         sbp = procs.add(subprocess.Popen(
@@ -488,6 +493,7 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
     if sbp.wait(timeout=120) != 0:
         raise BenchError(f"sysbench run failed (see {root}/sysbench-run.log)")
     load_seconds = time.monotonic() - t0
+    steal = rounds.steal_percent(machine0, rounds.machine_cpu())
     cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name] for n in cluster.nodes}
     threads = {}
     threads_all = {}
@@ -537,14 +543,14 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
         "slow_worst": sorted(((a_via[i][0] - a_direct[i][0]), i) for i in slow)[-3:],
         "direct_mean": statistics.mean(d), "via_mean": statistics.mean(v),
         "cpu": cpu, "master_cpu": master_cpu, "threads": threads, "threads_all": threads_all,
-        "txns": sb_txns + beats,
+        "txns": sb_txns + beats, "steal_pct": steal,
     }
     res["p99_extra"] = res["via"][99] - res["direct"][99]
     res["p50_extra"] = res["via"][50] - res["direct"][50]
     print(f"bench: lag direct p50 {res['direct'][50]:.2f} p99 {res['direct'][99]:.2f} ms; "
           f"via ferrobus p50 {res['via'][50]:.2f} p99 {res['via'][99]:.2f} ms; p99 extra "
           f"{res['p99_extra']:.2f} ms; via leader p50 {res['lead'][50]:.2f} p99 "
-          f"{res['lead'][99]:.2f} ms", flush=True)
+          f"{res['lead'][99]:.2f} ms; steal {steal:.0f} %", flush=True)
     return res, direct, via, follower
 
 
@@ -840,6 +846,8 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         rounds.row("three-node ferrobus MiB/s", [r["mib_s"] for r in runs], "{:.1f}"),
         rounds.row(f"ratio (goal ≥ {CATCH_UP_GOAL_MIN})", ratios, "{:.2f}"),
         rounds.row("ferrobus seconds", [r["seconds"] for r in runs], "{:.2f}"),
+        rounds.row("CPU time stolen by the host during the cluster's catch-up %",
+                   [r["steal_pct"] for r in runs], "{:.0f}"),
         "",
         f"Goal ratio ≥ {CATCH_UP_GOAL_MIN}: {verdict(ratio >= CATCH_UP_GOAL_MIN)} (median "
         f"{ratio:.2f}). CPU during catch-up (medians): leader {lead_cpu:.2f} s, each follower "
@@ -911,9 +919,10 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         f"Added lag: p50 {lg['p50_extra']:.2f} ms, p99 {lg['p99_extra']:.2f} ms "
         f"(p99 of the ferrobus path − p99 of the direct path; the table is the run with the "
         f"median p99 extra of {len(lg['runs'])} runs of {LAG_SECONDS} s, each with fresh "
-        "replicas; every run's p99 extra, and its direct p99 as a sign of the machine's load "
-        "then: " + ", ".join(f"{r['p99_extra']:.2f} ms (direct {r['direct'][99]:.2f})"
-                              for r in lg["runs"]) + "). Goal p99 ≤ "
+        "replicas; every run's p99 extra, and its direct p99 and the CPU time the host "
+        "stole from this machine as signs of the load then: "
+        + ", ".join(f"{r['p99_extra']:.2f} ms (direct {r['direct'][99]:.2f}, steal "
+                    f"{r['steal_pct']:.0f} %)" for r in lg["runs"]) + "). Goal p99 ≤ "
         f"{LAG_P99_EXTRA_GOAL_MS:.0f} ms extra: {verdict(lag_ok)}. CPU over the "
         f"{lg['load_seconds']:.0f} s load: master {lg['master_cpu']:.1f} s, "
         + ", ".join(f"{k} {s:.1f} s" for k, s in sorted(lg["cpu"].items())) + ". "

@@ -100,6 +100,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def machine_cpu():
+    """The machine's CPU time counters (ticks) from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {name: int(v) for name, v in zip(names, fields[1:])}
+
+
+def steal_percent(before, after):
+    """Share of the machine's CPU time the hypervisor gave to other guests between two
+    `machine_cpu()` readings: how busy the host was, whatever ran here."""
+    delta = {k: after[k] - before[k] for k in before}
+    total = sum(delta.values())
+    return 100.0 * delta["steal"] / total if total else 0.0
+
+
 def proc_status_bytes(pid, field):
     """A kB field of /proc/PID/status (VmHWM, VmRSS, ...) in bytes."""
     with open(f"/proc/{pid}/status") as f:
