@@ -234,6 +234,10 @@ pub struct RaftStatus {
     pub running: bool,
     /// On the leader, the voters it heard from recently (itself included); empty elsewhere.
     pub active_voters: Vec<u64>,
+    /// On the leader, when it became leader. Until `PEER_ACTIVE_WINDOW_MS` after that,
+    /// `active_voters` may miss live voters: followers do not talk to each other, so a new
+    /// leader has heard only from those that voted for it.
+    pub leading_since: Option<Instant>,
 }
 
 impl RaftStatus {
@@ -567,7 +571,7 @@ impl RaftNode {
         let cs = driver.conf_state();
         sm.on_conf_state(&sorted(&cs.voters), &sorted(&cs.learners));
 
-        let shared = Arc::new(Shared::new(status_of(&driver, &BTreeMap::new())));
+        let shared = Arc::new(Shared::new(status_of(&driver, &BTreeMap::new(), None)));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
         let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
         for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
@@ -599,6 +603,7 @@ impl RaftNode {
             proposed_since_ready: false,
             answers: Vec::new(),
             heard: BTreeMap::new(),
+            leading_since: None,
         };
         let on_fatal = cfg.on_fatal.clone().unwrap_or_else(exit_on_fatal);
         let thread = thread::Builder::new()
@@ -690,7 +695,11 @@ fn sorted(ids: &[u64]) -> Vec<u64> {
     v
 }
 
-fn status_of(driver: &Driver, heard: &BTreeMap<u64, Instant>) -> RaftStatus {
+fn status_of(
+    driver: &Driver,
+    heard: &BTreeMap<u64, Instant>,
+    leading_since: Option<Instant>,
+) -> RaftStatus {
     let cs = driver.conf_state();
     // On the leader: the voters it heard from within the window (itself always), what a
     // membership change must keep a quorum of. raft-rs's own `recent_active` flags are reset
@@ -715,6 +724,7 @@ fn status_of(driver: &Driver, heard: &BTreeMap<u64, Instant>) -> RaftStatus {
         learners: sorted(&cs.learners),
         running: true,
         active_voters,
+        leading_since: leading_since.filter(|_| driver.is_leader()),
     }
 }
 
@@ -777,6 +787,8 @@ struct Runner {
     answers: Vec<Answer>,
     /// When each peer was last heard from (any raft message).
     heard: BTreeMap<u64, Instant>,
+    /// When this node last became leader (None while it is not).
+    leading_since: Option<Instant>,
 }
 
 fn run_thread(mut runner: Runner, on_fatal: &FatalHook) {
@@ -1072,7 +1084,8 @@ impl Runner {
     /// Publishes the status, then sends the answers: an answer never runs ahead of the
     /// status its caller may read next.
     fn publish_and_answer(&mut self) {
-        self.shared.publish(status_of(&self.driver, &self.heard));
+        self.shared
+            .publish(status_of(&self.driver, &self.heard, self.leading_since));
         for a in self.answers.drain(..) {
             a.send();
         }
@@ -1110,6 +1123,11 @@ impl Runner {
                 self.answers
                     .push(p.fail(ProposeError::NotLeader { leader_id }));
             }
+        }
+        if out.is_leader && !self.was_leader {
+            self.leading_since = Some(Instant::now());
+        } else if !out.is_leader {
+            self.leading_since = None;
         }
         self.was_leader = out.is_leader;
     }
@@ -1184,7 +1202,7 @@ impl Runner {
             req.fail_shutdown();
         }
         drop(rx);
-        let mut status = status_of(&driver, &BTreeMap::new());
+        let mut status = status_of(&driver, &BTreeMap::new(), None);
         status.is_leader = false;
         status.leader_id = 0;
         status.running = false;
@@ -1541,10 +1559,15 @@ mod tests {
         assert!(status.is_leader && status.running);
         assert_eq!(status.voters, vec![1, 2, 3]);
         assert_eq!((status.commit, status.applied), (index, index));
+        assert!(
+            status.leading_since.is_some(),
+            "a leader says since when it leads"
+        );
         let f = nodes.iter().find(|n| n.id != l).unwrap();
         wait_for("the follower to know the leader", || {
             (f.handle.status().leader_id == l).then_some(())
         });
+        assert_eq!(f.handle.status().leading_since, None);
         assert_eq!(
             recv(f.handle.propose(vec![(KIND, b"x".to_vec())], None)),
             Err(ProposeError::NotLeader { leader_id: l })

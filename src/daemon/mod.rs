@@ -32,7 +32,7 @@ use crate::api::{AdminServer, ApiError, Backend, ClusterRoute, FileStream};
 use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
-use crate::consensus::state::{Command, MemberInfo, StateError};
+use crate::consensus::state::{Command, MemberInfo, QuorumError, StateError};
 use crate::server::auth::AuthPlugin;
 use crate::server::{BinlogServer, ServerConfig};
 use crate::store::{Store, StoreError};
@@ -47,6 +47,8 @@ const MALLOC_ARENAS_MAX: libc::c_int = 2;
 
 /// Name of the lock file that keeps a second daemon off the data directory.
 const LOCK_FILE: &str = "LOCK";
+/// How often a membership change's quorum check is tried again while the leader is new.
+const QUORUM_RECHECK_MS: u64 = 50;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -423,9 +425,26 @@ impl Node {
 
     /// The raft voters, and those the leader heard from recently (the ones that count for
     /// a quorum now). Membership changes run on the leader (followers forward them).
-    fn voters(&self) -> (Vec<u64>, Vec<u64>) {
-        let status = self.raft.status();
-        (status.voters, status.active_voters)
+    /// The quorum check of a membership change (`check` gets the voters and the active
+    /// ones), refused with 409 when it fails. A leader elected less than
+    /// `PEER_ACTIVE_WINDOW_MS` ago may not have heard from every live voter yet (a change
+    /// handed over by a leaving leader arrives right after the election): a failing check
+    /// is then tried again until the leader has led that long.
+    fn check_quorum(
+        &self,
+        check: impl Fn(&[u64], &[u64]) -> Result<(), QuorumError>,
+    ) -> Result<(), ApiError> {
+        let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
+        loop {
+            let status = self.raft.status();
+            let Err(e) = check(&status.voters, &status.active_voters) else {
+                return Ok(());
+            };
+            if status.leading_since.is_none_or(|t| t.elapsed() >= window) {
+                return Err(ApiError::conflict(e.to_string()));
+            }
+            std::thread::sleep(Duration::from_millis(QUORUM_RECHECK_MS));
+        }
     }
 
     fn conf_change(
@@ -620,9 +639,9 @@ impl Backend for Node {
         let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
         let command = Command::SetMember(info.clone());
         self.cluster.state().check(&command).map_err(state_error)?;
-        let (voters, active) = self.voters();
-        crate::consensus::state::check_quorum_after_add(&voters, &active, info.id)
-            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        self.check_quorum(|voters, active| {
+            crate::consensus::state::check_quorum_after_add(voters, active, info.id)
+        })?;
         self.propose(&command)?;
         self.conf_change(raft::eraftpb::ConfChangeType::AddNode, info.id)?;
         log::info!(
@@ -674,9 +693,9 @@ impl Backend for Node {
             .member(&name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("no member named {name}")))?;
-        let (voters, active) = self.voters();
-        crate::consensus::state::check_quorum_after_remove(&voters, &active, member.id)
-            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        self.check_quorum(|voters, active| {
+            crate::consensus::state::check_quorum_after_remove(voters, active, member.id)
+        })?;
         self.conf_change(raft::eraftpb::ConfChangeType::RemoveNode, member.id)?;
         self.propose(&Command::RemoveMember { name: name.clone() })?;
         log::info!("member {name} (id {:x}) removed", member.id);
