@@ -4,10 +4,10 @@
 //! Nothing here starts a server. Polling is for waiting on state; it never asserts how long
 //! something took.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -115,17 +115,38 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. Ports handed out by this process are
-/// remembered so that two tests running in parallel never get the same one from us.
+/// Where test processes claim the ports they hand out (one lock file per port).
+const PORT_CLAIMS_DIR: &str = "ferrobus-e2e-ports";
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, and that no other test process has
+/// been given. nextest runs every test in its own process, so a set kept in this process
+/// is not enough: two tests starting together could each get the same port from the
+/// kernel, and then one test's node fails to bind it while the test's client talks to the
+/// other test's node. Each port handed out is claimed with an exclusive `flock` on a file
+/// named after it (under the temp dir), held until this process exits; the kernel drops
+/// the claims of a process that dies, so nothing goes stale. The files themselves stay
+/// (empty, at most one per port): removing one that another process holds would void its
+/// claim.
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
+    static CLAIMED: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(PORT_CLAIMS_DIR);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     for _ in 0..1000 {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local_addr").port();
         drop(listener);
-        if given.insert(port) {
+        let path = dir.join(port.to_string());
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        // SAFETY: flock on a descriptor this function owns; it only reads the arguments.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if locked {
+            claimed.push(file);
             return port;
         }
     }
