@@ -977,7 +977,7 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "transaction +3 %). Fourth session (2026-11-26): a follower syncs a small append "
         "on its raft thread when no sync runs, rather than hand it to the sync thread and "
         "back (4 pairs: CPU per transaction 1.35 → 1.15 ms, median p99 extra 10.7 → 7.3 ms; "
-        "with two variants of the rule, CPU per transaction was lower in 16 of 16 pairs and "
+        "with two variants of the rule, CPU per transaction was lower in 13 of 16 pairs and "
         "p99 extra in 11 of 16). Putting the MariaDB instances' data dirs on tmpfs and the "
         "nodes' on disk (`BENCH_MARIADB_TMP=/dev/shm`) moved the p99 extra little (4 runs "
         "each, interleaved: median 6.5 against 9.0 ms on disk), so the MariaDB instances' own "
