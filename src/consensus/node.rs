@@ -599,7 +599,6 @@ impl RaftNode {
             rx,
             shared: Arc::clone(&shared),
             pending: BTreeMap::new(),
-            was_leader: false,
             proposed_since_ready: false,
             answers: Vec::new(),
             heard: BTreeMap::new(),
@@ -780,14 +779,14 @@ struct Runner {
     shared: Arc<Shared>,
     /// By the index of the proposal's last entry.
     pending: BTreeMap<u64, Pending>,
-    was_leader: bool,
     proposed_since_ready: bool,
     /// Completed proposals, answered after the Ready's status is published (so a proposer
     /// that hears back sees at least that status).
     answers: Vec<Answer>,
     /// When each peer was last heard from (any raft message).
     heard: BTreeMap<u64, Instant>,
-    /// When this node last became leader (None while it is not).
+    /// When this node last became leader (None while it is not: also "was it leader" from
+    /// one Ready to the next).
     leading_since: Option<Instant>,
 }
 
@@ -1117,19 +1116,18 @@ impl Runner {
         }
         // Nothing at or below the applied index can complete any more.
         self.fail_pending_through(self.driver.applied_index(), ProposeError::Dropped);
-        if self.was_leader && !out.is_leader {
-            let leader_id = out.leader_id;
-            for (_, p) in std::mem::take(&mut self.pending) {
-                self.answers
-                    .push(p.fail(ProposeError::NotLeader { leader_id }));
+        match (self.leading_since.is_some(), out.is_leader) {
+            (false, true) => self.leading_since = Some(Instant::now()),
+            (true, false) => {
+                self.leading_since = None;
+                let leader_id = out.leader_id;
+                for (_, p) in std::mem::take(&mut self.pending) {
+                    self.answers
+                        .push(p.fail(ProposeError::NotLeader { leader_id }));
+                }
             }
+            _ => {}
         }
-        if out.is_leader && !self.was_leader {
-            self.leading_since = Some(Instant::now());
-        } else if !out.is_leader {
-            self.leading_since = None;
-        }
-        self.was_leader = out.is_leader;
     }
 
     /// Answers the proposal whose last entry is the applied entry `index`.

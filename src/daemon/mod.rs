@@ -423,8 +423,6 @@ impl Node {
             .map_err(propose_error)
     }
 
-    /// The raft voters, and those the leader heard from recently (the ones that count for
-    /// a quorum now). Membership changes run on the leader (followers forward them).
     /// The quorum check of a membership change (`check` gets the voters and the active
     /// ones), refused with 409 when it fails. A leader elected less than
     /// `PEER_ACTIVE_WINDOW_MS` ago may not have heard from every live voter yet (a change
