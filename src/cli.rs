@@ -81,6 +81,8 @@ pub enum CtlCommand {
         name: String,
     },
     Cluster,
+    /// `ctl raft`: this node's raft state and log syncs.
+    Raft,
     Purge {
         to_file: String,
     },
@@ -390,7 +392,7 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
         match tokens.next() {
             None => {
                 return Err(level
-                    .error("missing command (syncer, server, members, cluster, purge, import, export or health)"))
+                    .error("missing command (syncer, server, members, cluster, raft, purge, import, export or health)"))
             }
             Some(Token::Flag { name, inline }) => {
                 if name == "--help" || name == "-h" {
@@ -407,6 +409,10 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
                 "cluster" => {
                     let level = Level(&["ctl", "cluster"]);
                     break parse_no_options(tokens, &mut globals, level, CtlCommand::Cluster)?;
+                }
+                "raft" => {
+                    let level = Level(&["ctl", "raft"]);
+                    break parse_no_options(tokens, &mut globals, level, CtlCommand::Raft)?;
                 }
                 "purge" => break parse_purge(tokens, &mut globals)?,
                 "import" => break parse_ctl_import(tokens, &mut globals)?,
@@ -1030,6 +1036,7 @@ pub fn help_text(path: &[&str]) -> Option<String> {
         ["ctl", "members", "remove"] => format!("{MEMBERS_REMOVE_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "members", "update"] => format!("{MEMBERS_UPDATE_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "cluster"] => format!("{CLUSTER_HELP}{CTL_OPTIONS_NOTE}"),
+        ["ctl", "raft"] => format!("{RAFT_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "purge"] => format!("{PURGE_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "import"] => format!("{IMPORT_HELP}{CTL_OPTIONS_NOTE}"),
         ["ctl", "export"] => format!("{CTL_EXPORT_HELP}{CTL_OPTIONS_NOTE}"),
@@ -1135,6 +1142,7 @@ Commands:
   members remove  remove a member
   members update  change a member's peer address
   cluster         list the members and which one leads
+  raft            this node's raft state, its followers' progress, log sync times
   purge           drop the stored binlog before a file, on every node
   import          store native binlog files (a chain of them) through the leader
   export          download the stored binlog as native binlog files
@@ -1408,6 +1416,24 @@ Examples:
   ferrobus ctl --json cluster
 ";
 
+const RAFT_HELP: &str =
+    "Show this node's raft state (not forwarded: ask each node): its role, term and
+leader, its log (first, last, durable, committed and applied index), on the leader
+each follower's progress (matched index, state, when last heard from), and how long
+the log's fdatasyncs have taken since the node started (count, mean, p50, p99, p99.9,
+max; a quantile is at most 25 % above the true value).
+
+Usage:
+  ferrobus ctl [OPTIONS] raft
+
+Options:
+  -h, --help   print this help
+
+Examples:
+  ferrobus ctl raft
+  ferrobus ctl --admin 10.0.0.2:9595 --json raft
+";
+
 const PURGE_HELP: &str =
     "Drop the stored binlog before a file, on every node (through the leader), like
 PURGE BINARY LOGS TO. Replicas that still need purged data get an error saying so.
@@ -1667,6 +1693,15 @@ mod tests {
     fn ctl_cluster_commands() {
         assert_eq!(ctl("ctl members list").command, CtlCommand::MembersList);
         assert_eq!(ctl("ctl cluster --json").command, CtlCommand::Cluster);
+        assert_eq!(ctl("ctl raft").command, CtlCommand::Raft);
+        assert!(help("ctl raft --help").contains("fdatasyncs"));
+        assert!(help("ctl --help").contains("raft "));
+        assert_eq!(
+            usage_error("ctl raft now").message,
+            usage_error("ctl cluster now")
+                .message
+                .replace("cluster", "raft")
+        );
         assert_eq!(
             ctl("ctl members add --name n4 --peer-url http://10.0.0.4:9596 --admin-url=10.0.0.4:9595")
                 .command,

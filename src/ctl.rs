@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::api::{
-    Health, MemberRemove, MemberView, PurgeArgs, ServerStatus, SlaveInfo, SyncerStatus,
+    Health, MemberRemove, MemberView, PurgeArgs, RaftView, ServerStatus, SlaveInfo, SyncerStatus,
 };
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
@@ -101,6 +101,7 @@ impl Request {
                 (Method::Delete, "/members", Some(body))
             }
             CtlCommand::Cluster => (Method::Get, "/cluster", None),
+            CtlCommand::Raft => (Method::Get, "/raft/status", None),
             CtlCommand::Purge { to_file } => {
                 let body = to_json(&PurgeArgs {
                     to_file: to_file.clone(),
@@ -209,6 +210,7 @@ fn format_success(command: &CtlCommand, data: &Value) -> String {
         CtlCommand::Health => typed(data, format_health),
         CtlCommand::MembersList => typed(data, |members: &Vec<MemberView>| format_members(members)),
         CtlCommand::Cluster => typed(data, |members: &Vec<MemberView>| format_members(members)),
+        CtlCommand::Raft => typed(data, format_raft),
         CtlCommand::MemberAdd(args) => after_change(&format!("member {} added", args.name), data),
         CtlCommand::MemberUpdate(args) => after_change(
             &format!("member {} now at {}", args.name, args.new_peer_url),
@@ -332,6 +334,70 @@ pub fn format_slave_table(slaves: &[SlaveInfo]) -> String {
         ]);
     }
     format_table(&rows)
+}
+
+pub fn format_raft(raft: &RaftView) -> String {
+    let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+    let sync = &raft.log_sync;
+    let mut out = format_fields(&[
+        ("name", raft.name.clone()),
+        ("id", raft.id.clone()),
+        ("role", raft.role.clone()),
+        ("term", raft.term.to_string()),
+        ("leader_id", or_absent(&raft.leader_id)),
+        (
+            "log",
+            format!(
+                "first {} last {} durable {} committed {} applied {}",
+                raft.first_index, raft.last_index, raft.persisted, raft.commit, raft.applied
+            ),
+        ),
+        ("voters", list_or_absent(&raft.voters)),
+        ("learners", list_or_absent(&raft.learners)),
+        (
+            "log_syncs",
+            format!(
+                "{} (mean {}, p50 {}, p99 {}, p99.9 {}, max {})",
+                sync.count,
+                ms(sync.mean_us),
+                ms(sync.p50_us),
+                ms(sync.p99_us),
+                ms(sync.p999_us),
+                ms(sync.max_us)
+            ),
+        ),
+        (
+            "readies",
+            format!(
+                "{} ({} with proposals; {} entries proposed here)",
+                raft.readies, raft.append_rounds, raft.proposed_entries
+            ),
+        ),
+        ("inbound_dropped", raft.inbound_dropped.to_string()),
+    ]);
+    if !raft.peers.is_empty() {
+        let mut rows = vec![["PEER", "ID", "MATCHED", "NEXT", "STATE", "HEARD_MS_AGO"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()];
+        for p in &raft.peers {
+            rows.push(vec![
+                if p.name.is_empty() {
+                    ABSENT.to_string()
+                } else {
+                    p.name.clone()
+                },
+                p.id.clone(),
+                p.matched.to_string(),
+                p.next.to_string(),
+                p.state.clone(),
+                p.heard_ms_ago
+                    .map_or(ABSENT.to_string(), |ms| ms.to_string()),
+            ]);
+        }
+        out.push_str(&format_table(&rows));
+    }
+    out
 }
 
 pub fn format_health(health: &Health) -> String {
@@ -618,6 +684,7 @@ mod tests {
         for (command, path) in [
             (CtlCommand::MembersList, "/members"),
             (CtlCommand::Cluster, "/cluster"),
+            (CtlCommand::Raft, "/raft/status"),
         ] {
             let request = Request::for_command(&command).unwrap();
             assert_eq!(
@@ -629,6 +696,56 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn raft_status_text() {
+        let leader = json!({
+            "id": "1a", "name": "n1", "role": "leader", "term": 3, "leader_id": "1a",
+            "commit": 90, "applied": 90, "first_index": 1, "last_index": 91, "persisted": 90,
+            "voters": ["1a", "2b", "3c"], "learners": [],
+            "peers": [
+                {"id": "2b", "name": "n2", "matched": 91, "next": 92, "state": "replicate",
+                 "heard_ms_ago": 12},
+                {"id": "3c", "name": "", "matched": 0, "next": 1, "state": "probe",
+                 "heard_ms_ago": null}
+            ],
+            "log_sync": {"count": 80, "mean_us": 610, "p50_us": 447, "p90_us": 1023,
+                         "p99_us": 3583, "p999_us": 12287, "max_us": 12001,
+                         "buckets": [[448, 40], [1024, 32], [3584, 7], [12288, 1]]},
+            "readies": 120, "append_rounds": 85, "proposed_entries": 85, "inbound_dropped": 0
+        });
+        let outcome = render(&CtlCommand::Raft, 200, &success(leader.clone()), false);
+        assert_eq!(
+            outcome.stdout,
+            "name:            n1\n\
+             id:              1a\n\
+             role:            leader\n\
+             term:            3\n\
+             leader_id:       1a\n\
+             log:             first 1 last 91 durable 90 committed 90 applied 90\n\
+             voters:          1a,2b,3c\n\
+             learners:        -\n\
+             log_syncs:       80 (mean 0.61 ms, p50 0.45 ms, p99 3.58 ms, p99.9 12.29 ms, max 12.00 ms)\n\
+             readies:         120 (85 with proposals; 85 entries proposed here)\n\
+             inbound_dropped: 0\n\
+             PEER  ID  MATCHED  NEXT  STATE      HEARD_MS_AGO\n\
+             n2    2b  91       92    replicate  12\n\
+             -     3c  0        1     probe      -\n"
+        );
+        // A follower has no peers table, and no leader may be known.
+        let mut follower = leader;
+        follower["role"] = json!("follower");
+        follower["leader_id"] = json!(null);
+        follower["peers"] = json!([]);
+        let outcome = render(&CtlCommand::Raft, 200, &success(follower), false);
+        assert!(
+            outcome.stdout.contains("leader_id:       -\n"),
+            "{}",
+            outcome.stdout
+        );
+        assert!(outcome.stdout.contains("role:            follower\n"));
+        assert!(!outcome.stdout.contains("PEER"), "{}", outcome.stdout);
     }
 
     #[test]

@@ -35,9 +35,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 pub use model::{
-    BinlogFileInfo, Health, ImportSummary, MemberAdd, MemberAnnounce, MemberRemove, MemberUpdate,
-    MemberView, PurgeArgs, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs,
-    SyncerState, SyncerStatus,
+    BinlogFileInfo, Health, ImportSummary, LatencyView, MemberAdd, MemberAnnounce, MemberRemove,
+    MemberUpdate, MemberView, PeerView, PurgeArgs, RaftView, ServerArgs, ServerState, ServerStatus,
+    SlaveInfo, SlaveMode, SyncerArgs, SyncerState, SyncerStatus,
 };
 
 use crate::limits::HTTP_WORKERS_MAX;
@@ -110,6 +110,11 @@ pub trait Backend: Send + Sync + 'static {
     /// `DELETE /members` (leader): removes a member (404 when there is none of that name).
     fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
         let _ = name;
+        Err(not_wired())
+    }
+
+    /// `GET /raft/status`: this node's raft state and log syncs (any node).
+    fn raft_status(&self) -> Result<RaftView, ApiError> {
         Err(not_wired())
     }
 

@@ -197,6 +197,83 @@ pub struct Health {
     pub uptime_seconds: u64,
 }
 
+/// Reply data of `GET /raft/status`: this node's raft state, its log, and how long its log
+/// syncs take. Ids are hex strings, as in `GET /members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftView {
+    pub id: String,
+    pub name: String,
+    /// "leader", "follower", "candidate" or "pre_candidate".
+    pub role: String,
+    pub term: u64,
+    /// The leader this node knows of; absent when none.
+    pub leader_id: Option<String>,
+    pub commit: u64,
+    pub applied: u64,
+    /// The first index still in the log (after compaction), the last written and the last
+    /// durable one.
+    pub first_index: u64,
+    pub last_index: u64,
+    pub persisted: u64,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    /// On the leader, every other member's replication progress; empty elsewhere.
+    pub peers: Vec<PeerView>,
+    /// The log's fdatasyncs since the node started.
+    pub log_sync: LatencyView,
+    /// Readies handled, of which carried new proposals (proposals per round shows the group
+    /// commit), entries proposed here, peer messages dropped on a full queue.
+    pub readies: u64,
+    pub append_rounds: u64,
+    pub proposed_entries: u64,
+    pub inbound_dropped: u64,
+}
+
+/// The leader's view of another member's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub id: String,
+    /// Empty when the membership table does not name it (yet).
+    pub name: String,
+    /// The last index known to be in its log, and the next the leader sends.
+    pub matched: u64,
+    pub next: u64,
+    /// "replicate", "probe" or "snapshot".
+    pub state: String,
+    /// Milliseconds since the leader last heard from it; absent if never.
+    pub heard_ms_ago: Option<u64>,
+}
+
+/// A latency histogram: count, mean, quantiles and maximum in microseconds (a quantile is the
+/// upper bound of its bucket, at most 25 % above the true value), and the non-empty buckets
+/// as `[upper bound µs (exclusive), count]` so that two readings can be subtracted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyView {
+    pub count: u64,
+    pub mean_us: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub buckets: Vec<(u64, u64)>,
+}
+
+impl LatencyView {
+    pub fn of(s: &crate::storage::LatencySnapshot) -> LatencyView {
+        LatencyView {
+            count: s.count(),
+            mean_us: s.mean_us(),
+            p50_us: s.quantile_us(0.5),
+            p90_us: s.quantile_us(0.9),
+            p99_us: s.quantile_us(0.99),
+            p999_us: s.quantile_us(0.999),
+            max_us: s.max_us,
+            buckets: s.nonempty(),
+        }
+    }
+}
+
 /// Arguments of `POST /members`: a member to add. Addresses are `host:port` (validation
 /// drops a leading `http://`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,6 +38,8 @@ pub enum Route {
     MemberAnnounce,
     MemberRemove,
     Cluster,
+    /// `GET /raft/status`: this node's raft state (any node, never forwarded).
+    RaftStatus,
     Purge,
     /// `POST /binlog/import?file=NAME`: the body is a binlog file (streamed).
     Import,
@@ -86,6 +88,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/members/announce", Route::MemberAnnounce),
     ("DELETE", "/members", Route::MemberRemove),
     ("GET", "/cluster", Route::Cluster),
+    ("GET", "/raft/status", Route::RaftStatus),
     ("PUT", "/binlog/purge", Route::Purge),
     ("POST", "/binlog/import", Route::Import),
     ("GET", "/binlog/files", Route::Files),
@@ -189,6 +192,7 @@ pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
         Route::ServerStop => backend.server_stop().map(|()| Value::Null),
         Route::ServerStatus => backend.server_status().and_then(|status| to_data(&status)),
         Route::Health => to_data(&backend.health()),
+        Route::RaftStatus => backend.raft_status().and_then(|status| to_data(&status)),
         Route::MembersList => backend.members_list().and_then(|members| to_data(&members)),
         Route::MemberAdd => validate::member_add_from_json(body)
             .and_then(|args| backend.member_add(args))

@@ -618,6 +618,53 @@ impl Driver {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// This node's raft role.
+    pub fn role(&self) -> Role {
+        match self.raw.raft.state {
+            StateRole::Follower => Role::Follower,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+
+    /// Index of the first entry still in the log (after the last compaction).
+    pub fn first_index(&self) -> u64 {
+        self.storage.first_index()
+    }
+
+    /// Index of the last entry durable on this node.
+    pub fn persisted_index(&self) -> u64 {
+        self.raw.raft.raft_log.persisted
+    }
+
+    /// On the leader, what it knows of each other node's log (none elsewhere), by id.
+    pub fn peer_progress(&self) -> Vec<PeerProgress> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let me = self.id();
+        let mut peers: Vec<PeerProgress> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, pr)| PeerProgress {
+                id: *id,
+                matched: pr.matched,
+                next: pr.next_idx,
+                state: match pr.state {
+                    raft::ProgressState::Probe => "probe",
+                    raft::ProgressState::Replicate => "replicate",
+                    raft::ProgressState::Snapshot => "snapshot",
+                },
+            })
+            .collect();
+        peers.sort_unstable_by_key(|p| p.id);
+        peers
+    }
+
     pub fn commit_index(&self) -> u64 {
         self.raw.raft.raft_log.committed
     }
@@ -643,6 +690,39 @@ impl Driver {
     pub fn storage(&self) -> &RaftStorage {
         &self.storage
     }
+}
+
+/// A node's raft role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre_candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// The leader's view of another node's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: u64,
+    /// The highest index known to be in that node's log.
+    pub matched: u64,
+    /// The next index the leader will send it.
+    pub next: u64,
+    /// "replicate" (streaming), "probe" (finding where the logs agree) or "snapshot".
+    pub state: &'static str,
 }
 
 /// A normal entry's kind must be a stored kind byte and its data fit one log record.

@@ -44,12 +44,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageType};
 
-use crate::consensus::driver::{Driver, ReadyOutput};
+use crate::consensus::driver::{Driver, PeerProgress, ReadyOutput, Role};
 use crate::consensus::storage::{RaftStorage, INIT_INDEX, NORMAL_KIND_MAX};
 use crate::consensus::sync_thread::SyncThread;
 use crate::consensus::transport::Transport;
 use crate::consensus::ConsensusError;
 use crate::limits::{ENTRY_PAYLOAD_MAX, RAFT_REQUEST_QUEUE_DEPTH_MAX, RAFT_TICK_INTERVAL_MS};
+use crate::storage::{LatencyHistogram, LatencySnapshot};
 
 // ---------------------------------------------------------------------------------------
 // Public types.
@@ -238,6 +239,15 @@ pub struct RaftStatus {
     /// `active_voters` may miss live voters: followers do not talk to each other, so a new
     /// leader has heard only from those that voted for it.
     pub leading_since: Option<Instant>,
+    pub role: Role,
+    /// The first index still in the log, the last index (written, maybe not yet durable)
+    /// and the last durable one.
+    pub first_index: u64,
+    pub last_index: u64,
+    pub persisted: u64,
+    /// On the leader, each other node's progress and when it was last heard from; empty
+    /// elsewhere.
+    pub peers: Vec<(PeerProgress, Option<Instant>)>,
 }
 
 impl RaftStatus {
@@ -282,10 +292,12 @@ struct Shared {
     append_rounds: AtomicU64,
     proposed_entries: AtomicU64,
     inbound_dropped: AtomicU64,
+    /// How long the log's syncs take (recorded by the log itself).
+    log_sync: Arc<LatencyHistogram>,
 }
 
 impl Shared {
-    fn new(status: RaftStatus) -> Shared {
+    fn new(status: RaftStatus, log_sync: Arc<LatencyHistogram>) -> Shared {
         Shared {
             published: Mutex::new(Published {
                 generation: 1,
@@ -297,6 +309,7 @@ impl Shared {
             append_rounds: AtomicU64::new(0),
             proposed_entries: AtomicU64::new(0),
             inbound_dropped: AtomicU64::new(0),
+            log_sync,
         }
     }
 
@@ -482,6 +495,11 @@ impl RaftHandle {
         }
     }
 
+    /// How long this node's log syncs took, since it started.
+    pub fn log_sync_latency(&self) -> LatencySnapshot {
+        self.shared.log_sync.snapshot()
+    }
+
     fn send(&self, req: Request) {
         if self.shared.stop.load(Ordering::SeqCst) {
             req.fail_shutdown();
@@ -567,11 +585,15 @@ impl RaftNode {
             recovery.snapshot_index
         );
         let applied = restore_stored_snapshot(&storage, sm.as_mut());
+        let storage_latency = storage.sync_latency();
         let mut driver = Driver::new(id, storage, applied, &raft_logger(id))?;
         let cs = driver.conf_state();
         sm.on_conf_state(&sorted(&cs.voters), &sorted(&cs.learners));
 
-        let shared = Arc::new(Shared::new(status_of(&driver, &BTreeMap::new(), None)));
+        let shared = Arc::new(Shared::new(
+            status_of(&driver, &BTreeMap::new(), None),
+            storage_latency,
+        ));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
         let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
         for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
@@ -724,6 +746,18 @@ fn status_of(
         running: true,
         active_voters,
         leading_since: leading_since.filter(|_| driver.is_leader()),
+        role: driver.role(),
+        first_index: driver.first_index(),
+        last_index: driver.last_index(),
+        persisted: driver.persisted_index(),
+        peers: driver
+            .peer_progress()
+            .into_iter()
+            .map(|p| {
+                let heard = heard.get(&p.id).copied();
+                (p, heard)
+            })
+            .collect(),
     }
 }
 
@@ -1552,6 +1586,37 @@ mod tests {
         // Indices strictly increase, and the new leader's empty entry is applied too.
         assert!(applied.windows(2).all(|w| w[0].index + 1 == w[1].index));
         assert_eq!(applied[0].kind, 0);
+
+        // The published status: roles, the log's indexes, and on the leader each follower's
+        // progress (caught up once it applied everything); every node timed its log syncs.
+        let status = lh.status();
+        assert_eq!(status.role, Role::Leader);
+        assert_eq!(status.first_index, 1);
+        let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != l).collect();
+        wait_for("followers matched", || {
+            let s = lh.status();
+            let caught_up = s
+                .peers
+                .iter()
+                .all(|(p, heard)| p.matched == index && p.state == "replicate" && heard.is_some());
+            let ids: Vec<u64> = s.peers.iter().map(|(p, _)| p.id).collect();
+            (ids == followers && caught_up).then_some(())
+        });
+        for n in &nodes {
+            let s = n.handle.status();
+            if n.id != l {
+                assert_eq!((s.role, s.leader_id), (Role::Follower, l), "node {}", n.id);
+                assert!(s.peers.is_empty(), "node {}", n.id);
+            }
+            assert!(s.last_index >= index, "node {}", n.id);
+            // A leader may apply before its own sync ends (a quorum of others has it).
+            wait_for("durable", || {
+                (n.handle.status().persisted >= index).then_some(())
+            });
+            let syncs = n.handle.log_sync_latency();
+            assert!(syncs.count() > 0, "node {}: no log sync timed", n.id);
+            assert!(syncs.max_us >= syncs.quantile_us(0.5), "node {}", n.id);
+        }
 
         let status = lh.status();
         assert!(status.is_leader && status.running);

@@ -40,7 +40,9 @@ use raft::{GetEntriesContext, RaftState};
 use crate::consensus::entry_cache::EntryCache;
 use crate::consensus::ConsensusError;
 use crate::limits::{ENTRY_PAYLOAD_MAX, RAFT_SNAPSHOT_BYTES_MAX, RAFT_STATE_FILE_BYTES_MAX};
-use crate::storage::{self as log_store, Log, LogOptions, LogReader, StorageError};
+use crate::storage::{
+    self as log_store, LatencyHistogram, Log, LogOptions, LogReader, StorageError,
+};
 
 /// Result of consensus storage operations.
 pub type Result<T> = std::result::Result<T, ConsensusError>;
@@ -559,6 +561,11 @@ impl RaftStorage {
     /// entries, which may include uncommitted ones: readers cap at the commit index.
     pub fn reader(&self) -> LogReader {
         self.lock().log.reader()
+    }
+
+    /// How long the log's syncs take, for any thread to read.
+    pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
+        self.lock().log.sync_latency()
     }
 
     /// Appends raft entries (not yet durable: see `persist`). Entries whose index is at or

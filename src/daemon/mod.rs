@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::api::model::{
-    BinlogFileInfo, Health, ImportSummary, MemberAdd, MemberAnnounce, MemberUpdate, MemberView,
-    ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode, SyncerArgs, SyncerState,
-    SyncerStatus,
+    BinlogFileInfo, Health, ImportSummary, LatencyView, MemberAdd, MemberAnnounce, MemberUpdate,
+    MemberView, PeerView, RaftView, ServerArgs, ServerState, ServerStatus, SlaveInfo, SlaveMode,
+    SyncerArgs, SyncerState, SyncerStatus,
 };
 use crate::api::{AdminServer, ApiError, Backend, ClusterRoute, FileStream};
 use crate::binlog::gtid::MariaGtidList;
@@ -769,6 +769,50 @@ impl Backend for Node {
 
     fn binlog_file(&self, name: &str) -> Result<FileStream, ApiError> {
         export::file_stream(&self.store, name)
+    }
+
+    fn raft_status(&self) -> Result<RaftView, ApiError> {
+        let status = self.raft.status();
+        let stats = self.raft.stats();
+        let sync = self.raft.log_sync_latency();
+        let state = self.cluster.state();
+        let name_of = |id: u64| state.member_by_id(id).map(|m| m.name.clone());
+        let hex = MemberView::format_id;
+        let now = Instant::now();
+        Ok(RaftView {
+            id: hex(status.id),
+            name: name_of(status.id).unwrap_or_default(),
+            role: status.role.as_str().into(),
+            term: status.term,
+            leader_id: (status.leader_id != 0).then(|| hex(status.leader_id)),
+            commit: status.commit,
+            applied: status.applied,
+            first_index: status.first_index,
+            last_index: status.last_index,
+            persisted: status.persisted,
+            voters: status.voters.iter().map(|id| hex(*id)).collect(),
+            learners: status.learners.iter().map(|id| hex(*id)).collect(),
+            peers: status
+                .peers
+                .iter()
+                .map(|(p, heard)| PeerView {
+                    id: hex(p.id),
+                    name: name_of(p.id).unwrap_or_default(),
+                    matched: p.matched,
+                    next: p.next,
+                    state: p.state.into(),
+                    heard_ms_ago: heard.map(|t| {
+                        u64::try_from(now.saturating_duration_since(t).as_millis())
+                            .unwrap_or(u64::MAX)
+                    }),
+                })
+                .collect(),
+            log_sync: LatencyView::of(&sync),
+            readies: stats.readies,
+            append_rounds: stats.append_rounds,
+            proposed_entries: stats.proposed_entries,
+            inbound_dropped: stats.inbound_dropped,
+        })
     }
 
     fn health(&self) -> Health {

@@ -47,12 +47,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use crate::limits::{
     ENTRY_PAYLOAD_MAX, LOG_PREALLOCATE_BYTES, LOG_WRITE_BUFFER_BYTES_MAX,
     LOG_WRITE_IN_PLACE_BYTES_MIN, SEGMENT_BYTES_MAX,
 };
 use crate::storage::error::StorageError;
+use crate::storage::latency::LatencyHistogram;
 use crate::storage::record::{
     decode_body_fixed, decode_header, decode_prefix, decode_record, encode_header,
     encode_record_head_into, encode_record_into, record_len, Entry, BODY_FIXED_LEN,
@@ -428,6 +430,8 @@ pub struct Log {
     poisoned: bool,
     /// A `SyncJob` was handed out and not finished yet.
     sync_in_flight: bool,
+    /// How long each sync of the log took.
+    sync_latency: Arc<LatencyHistogram>,
 }
 
 /// The fdatasyncs that make a log durable up to `upto`, taken from the writer by
@@ -436,6 +440,7 @@ pub struct Log {
 pub struct SyncJob {
     files: Vec<(Arc<Path>, Arc<File>)>,
     upto: u64,
+    latency: Arc<LatencyHistogram>,
 }
 
 impl SyncJob {
@@ -446,12 +451,17 @@ impl SyncJob {
 
     /// Runs the fdatasyncs (any thread). A failure is `SyncFailed`: fatal, as for `sync`.
     pub fn run(&self) -> Result<()> {
-        sync_files(&self.files)
+        sync_files(&self.files, &self.latency)
     }
 }
 
-/// fdatasync of each file, in order; the first failure is `SyncFailed`.
-fn sync_files(files: &[(Arc<Path>, Arc<File>)]) -> Result<()> {
+/// fdatasync of each file, in order; the first failure is `SyncFailed`. The time it took
+/// (all files together) goes into `latency` unless there was nothing to sync.
+fn sync_files(files: &[(Arc<Path>, Arc<File>)], latency: &LatencyHistogram) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
     for (path, file) in files {
         file.sync_data()
             .map_err(|source| StorageError::SyncFailed {
@@ -459,6 +469,7 @@ fn sync_files(files: &[(Arc<Path>, Arc<File>)]) -> Result<()> {
                 source,
             })?;
     }
+    latency.record(started.elapsed());
     Ok(())
 }
 
@@ -532,6 +543,7 @@ impl Log {
             pending: Vec::new(),
             poisoned: false,
             sync_in_flight: false,
+            sync_latency: Arc::default(),
         };
         // What we found may sit only in the page cache (the process died, not the machine):
         // make it durable before readers may see it.
@@ -545,6 +557,11 @@ impl Log {
     }
 
     /// A handle for reading from other threads.
+    /// How long the log's syncs took (`sync`, and jobs from `begin_sync`), from any thread.
+    pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
+        Arc::clone(&self.sync_latency)
+    }
+
     pub fn reader(&self) -> LogReader {
         LogReader {
             shared: self.shared.clone(),
@@ -622,7 +639,11 @@ impl Log {
         }
         self.sync_in_flight = true;
         let files = std::mem::take(&mut self.unsynced);
-        Ok(Some(SyncJob { files, upto }))
+        Ok(Some(SyncJob {
+            files,
+            upto,
+            latency: Arc::clone(&self.sync_latency),
+        }))
     }
 
     /// Ends the job `begin_sync` handed out, with what its `run` returned: on success the
@@ -811,7 +832,7 @@ impl Log {
                 a.allocated = a.size;
             }
             let sealed = (a.path.clone(), a.file.clone());
-            sync_files(std::slice::from_ref(&sealed))?;
+            sync_files(std::slice::from_ref(&sealed), &self.sync_latency)?;
             // Durable now: the next sync need not do it again.
             self.unsynced.retain(|(_, f)| !Arc::ptr_eq(f, &sealed.1));
         }
@@ -828,7 +849,7 @@ impl Log {
     }
 
     fn sync_unsynced(&mut self) -> Result<()> {
-        sync_files(&std::mem::take(&mut self.unsynced))
+        sync_files(&std::mem::take(&mut self.unsynced), &self.sync_latency)
     }
 
     fn truncate_checked(&mut self, from: u64) -> Result<()> {

@@ -335,6 +335,7 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
             .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
             .unwrap();
     }
+    assert_raft_status(&cluster, &leader);
 
     // Stop through a follower.
     let (status, reply) = cluster
@@ -388,6 +389,86 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
         cluster
             .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
             .unwrap();
+    }
+}
+
+/// `GET /raft/status` on every node of a synced, idle cluster led by `leader`: the roles
+/// and the leader agree, the leader sees both followers caught up and streaming (matched =
+/// its last index), every node has applied its whole log and timed its log syncs.
+fn assert_raft_status(cluster: &Cluster, leader: &str) {
+    let on_leader = cluster.node(leader).get_ok("/raft/status").unwrap();
+    assert_eq!(on_leader["role"], "leader", "{on_leader}");
+    assert_eq!(on_leader["name"], leader, "{on_leader}");
+    let leader_id = on_leader["id"].clone();
+    assert_eq!(on_leader["leader_id"], leader_id, "{on_leader}");
+    let mut followers = cluster.followers(leader);
+    followers.sort();
+    let status = poll(
+        "the leader to see both followers caught up",
+        CATCH_UP_TIMEOUT,
+        || {
+            let s = cluster.node(leader).get_ok("/raft/status")?;
+            let last = s["last_index"].as_u64().unwrap_or(0);
+            let peers = s["peers"].as_array().cloned().unwrap_or_default();
+            let mut names: Vec<String> = peers
+                .iter()
+                .map(|p| p["name"].as_str().unwrap_or("").to_string())
+                .collect();
+            names.sort();
+            let caught_up = peers.iter().all(|p| {
+                p["matched"].as_u64() == Some(last)
+                    && p["state"] == "replicate"
+                    && p["heard_ms_ago"].as_u64().is_some()
+            });
+            Ok(
+                if names == followers && caught_up && s["applied"].as_u64() == Some(last) {
+                    Poll::Ready(s)
+                } else {
+                    Poll::Pending(s.to_string())
+                },
+            )
+        },
+    )
+    .unwrap();
+    let last = status["last_index"].as_u64().unwrap();
+    for name in &followers {
+        let s = poll(
+            &format!("{name} to apply index {last}"),
+            CATCH_UP_TIMEOUT,
+            || {
+                let s = cluster.node(name).get_ok("/raft/status")?;
+                Ok(if s["applied"].as_u64() >= Some(last) {
+                    Poll::Ready(s)
+                } else {
+                    Poll::Pending(s.to_string())
+                })
+            },
+        )
+        .unwrap();
+        assert_eq!(s["role"], "follower", "{name}: {s}");
+        assert_eq!(s["leader_id"], leader_id, "{name}: {s}");
+        assert_eq!(s["term"], status["term"], "{name}: {s}");
+        assert_eq!(s["peers"], json!([]), "{name}: {s}");
+    }
+    for name in ["n1", "n2", "n3"] {
+        let s = cluster.node(name).get_ok("/raft/status").unwrap();
+        let sync = &s["log_sync"];
+        let count = sync["count"].as_u64().unwrap_or(0);
+        assert!(count > 0, "{name} timed no log sync: {s}");
+        let buckets: u64 = sync["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            buckets, count,
+            "{name}: the buckets do not add up to the count: {s}"
+        );
+        assert!(
+            sync["p50_us"].as_u64() <= sync["max_us"].as_u64(),
+            "{name}: {s}"
+        );
     }
 }
 
