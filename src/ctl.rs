@@ -405,6 +405,7 @@ pub fn format_health(health: &Health) -> String {
         ("status", health.status.clone()),
         ("version", health.version.clone()),
         ("uptime_seconds", health.uptime_seconds.to_string()),
+        ("pid", health.pid.to_string()),
     ])
 }
 
@@ -868,11 +869,11 @@ mod tests {
         let outcome = render(&CtlCommand::ServerStop, 200, &success(Value::Null), false);
         assert_eq!(outcome.stdout, "binlog server stopped\n");
 
-        let health = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 5});
+        let health = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 5, "pid": 77});
         let outcome = render(&CtlCommand::Health, 200, &success(health), false);
         assert_eq!(
             outcome.stdout,
-            "status:         ok\nversion:        0.1.0\nuptime_seconds: 5\n"
+            "status:         ok\nversion:        0.1.0\nuptime_seconds: 5\npid:            77\n"
         );
     }
 

@@ -176,8 +176,13 @@ def wait_healthy(admin, proc):
         if proc.poll() is not None:
             raise BenchError(f"ferrobus exited {proc.returncode} before it was healthy")
         try:
-            code, _ = http("GET", f"http://{admin}/health")
+            code, reply = http("GET", f"http://{admin}/health")
             if code == 200:
+                # A build that says which process answers must be the one started here.
+                pid = (reply.get("data") or {}).get("pid") if isinstance(reply, dict) else None
+                if pid is not None and pid != proc.pid:
+                    raise BenchError(f"{admin} is answered by pid {pid}, not the node started "
+                                     f"here ({proc.pid}): another process holds the port")
                 return
         except (OSError, ValueError):
             pass

@@ -195,6 +195,10 @@ pub struct Health {
     pub version: String,
     /// Seconds since the daemon started.
     pub uptime_seconds: u64,
+    /// The daemon's process id (which process answers on this address); 0 from a node
+    /// that does not say.
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// Reply data of `GET /raft/status`: this node's raft state, its log, and how long its log

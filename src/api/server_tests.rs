@@ -126,6 +126,7 @@ impl Backend for FakeBackend {
             status: "ok".into(),
             version: "test".into(),
             uptime_seconds: 1,
+            pid: 4242,
         }
     }
 
@@ -434,7 +435,7 @@ fn server_routes_and_health() {
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.json,
-        json!({"message": "success", "data": {"status": "ok", "version": "test", "uptime_seconds": 1}})
+        json!({"message": "success", "data": {"status": "ok", "version": "test", "uptime_seconds": 1, "pid": 4242}})
     );
 }
 

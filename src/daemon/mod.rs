@@ -820,6 +820,7 @@ impl Backend for Node {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
         }
     }
 }

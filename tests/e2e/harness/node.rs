@@ -197,7 +197,22 @@ impl Node {
                 return fail(format!("ferrobus exited ({how})"));
             }
             Ok(match self.request("GET", "/health", None) {
-                Ok((200, _)) => Poll::Ready(()),
+                Ok((200, body)) => {
+                    // The answer must come from the process this node started, not from
+                    // another one that holds the port.
+                    let pid = serde_json::from_str::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["data"]["pid"].as_u64());
+                    let mine = self.pid().map(u64::from);
+                    if pid != mine {
+                        return fail(format!(
+                            "GET /health answered by pid {pid:?}, not this node's {mine:?}: \
+                             another process serves {}",
+                            self.admin_addr()
+                        ));
+                    }
+                    Poll::Ready(())
+                }
                 Ok((status, body)) => Poll::Pending(format!("HTTP {status}: {body}")),
                 Err(e) => Poll::Pending(e.0),
             })
