@@ -215,6 +215,10 @@ const _: () = assert!((RAFT_MSG_BYTES_MAX as usize) < PEER_FRAME_BYTES_MAX);
 /// The raft thread drains up to this many before each Ready, so they share one fsync.
 pub const RAFT_REQUEST_QUEUE_DEPTH_MAX: usize = 1024;
 
+/// Proposal chains with a refused proposal that the raft thread remembers (each refuses
+/// its later proposals); a chain is one syncer or import session.
+pub const RAFT_BROKEN_CHAINS_KEPT: usize = 64;
+
 /// Timeout of one admin request a follower forwards to the leader (connect, send, reply);
 /// below HTTP_CLIENT_TIMEOUT_MS so that `ctl` hears the follower's 502 rather than timing
 /// out itself.

@@ -30,7 +30,7 @@
 //! fsyncs (state file, snapshot, a cut of the log's tail, compaction), and must
 //! never let another thread touch the `RawNode`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -49,7 +49,9 @@ use crate::consensus::storage::{RaftStorage, INIT_INDEX, NORMAL_KIND_MAX};
 use crate::consensus::sync_thread::SyncThread;
 use crate::consensus::transport::Transport;
 use crate::consensus::ConsensusError;
-use crate::limits::{ENTRY_PAYLOAD_MAX, RAFT_REQUEST_QUEUE_DEPTH_MAX, RAFT_TICK_INTERVAL_MS};
+use crate::limits::{
+    ENTRY_PAYLOAD_MAX, RAFT_BROKEN_CHAINS_KEPT, RAFT_REQUEST_QUEUE_DEPTH_MAX, RAFT_TICK_INTERVAL_MS,
+};
 use crate::storage::{LatencyHistogram, LatencySnapshot};
 
 // ---------------------------------------------------------------------------------------
@@ -144,6 +146,9 @@ pub enum ProposeError {
     /// The leader was asked to remove or demote itself: it hands leadership to node `to`
     /// instead; ask again, and the new leader makes the change.
     HandingOver { to: u64 },
+    /// An earlier proposal of the same chain was refused, so this one is too: the entries
+    /// of a chain continue each other, and none may be appended after a gap.
+    ChainBroken,
 }
 
 impl fmt::Display for ProposeError {
@@ -175,6 +180,10 @@ impl fmt::Display for ProposeError {
             ProposeError::HandingOver { to } => write!(
                 f,
                 "the leader cannot remove itself; it is handing leadership to node {to}"
+            ),
+            ProposeError::ChainBroken => write!(
+                f,
+                "an earlier proposal of this sequence was refused; later ones are refused too"
             ),
         }
     }
@@ -294,6 +303,8 @@ struct Shared {
     inbound_dropped: AtomicU64,
     /// How long the log's syncs take (recorded by the log itself).
     log_sync: Arc<LatencyHistogram>,
+    /// The last proposal chain number handed out.
+    chains: AtomicU64,
 }
 
 impl Shared {
@@ -310,6 +321,7 @@ impl Shared {
             proposed_entries: AtomicU64::new(0),
             inbound_dropped: AtomicU64::new(0),
             log_sync,
+            chains: AtomicU64::new(0),
         }
     }
 
@@ -342,6 +354,8 @@ enum Request {
     Propose {
         entries: Vec<(u8, Vec<u8>)>,
         fence_term: Option<u64>,
+        /// The chain the proposal belongs to (see [`RaftHandle::propose_in_chain`]).
+        chain: Option<u64>,
         reply: SyncSender<Result<u64, ProposeError>>,
     },
     ConfChange {
@@ -452,6 +466,34 @@ impl RaftHandle {
         self.send(Request::Propose {
             entries,
             fence_term,
+            chain: None,
+            reply,
+        });
+        rx
+    }
+
+    /// A number for a new chain of proposals, unique on this node.
+    pub fn new_chain(&self) -> u64 {
+        self.shared.chains.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// As [`RaftHandle::propose`], for a proposal that continues the earlier proposals of
+    /// `chain` (a number from [`RaftHandle::new_chain`]): once one proposal of a chain is refused, for
+    /// any reason, the raft thread refuses every later one (`ChainBroken`). A proposer that
+    /// pipelines (proposes the next batch before the last one is answered) so never gets a
+    /// batch appended after a refused one: the raft thread takes requests in order.
+    pub fn propose_in_chain(
+        &self,
+        entries: Vec<(u8, Vec<u8>)>,
+        fence_term: Option<u64>,
+        chain: u64,
+    ) -> Receiver<Result<u64, ProposeError>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        // Checked on the raft thread, so that a refusal breaks the chain there.
+        self.send(Request::Propose {
+            entries,
+            fence_term,
+            chain: Some(chain),
             reply,
         });
         rx
@@ -625,6 +667,7 @@ impl RaftNode {
             answers: Vec::new(),
             heard: BTreeMap::new(),
             leading_since: None,
+            broken_chains: BTreeSet::new(),
         };
         let on_fatal = cfg.on_fatal.clone().unwrap_or_else(exit_on_fatal);
         let thread = thread::Builder::new()
@@ -822,6 +865,8 @@ struct Runner {
     /// When this node last became leader (None while it is not: also "was it leader" from
     /// one Ready to the next).
     leading_since: Option<Instant>,
+    /// Proposal chains with a refused proposal (see [`RaftHandle::propose_in_chain`]).
+    broken_chains: BTreeSet<u64>,
 }
 
 fn run_thread(mut runner: Runner, on_fatal: &FatalHook) {
@@ -915,8 +960,9 @@ impl Runner {
             Request::Propose {
                 entries,
                 fence_term,
+                chain,
                 reply,
-            } => self.propose(entries, fence_term, reply),
+            } => self.propose(entries, fence_term, chain, reply),
             Request::ConfChange { cc, reply } => self.propose_conf_change(cc, reply),
             Request::Compact { index, reply } => {
                 let result = self.compact(index);
@@ -977,15 +1023,35 @@ impl Runner {
         &mut self,
         entries: Vec<(u8, Vec<u8>)>,
         fence_term: Option<u64>,
+        chain: Option<u64>,
         reply: SyncSender<Result<u64, ProposeError>>,
     ) {
+        if chain.is_some_and(|c| self.broken_chains.contains(&c)) {
+            answer(&reply, Err(ProposeError::ChainBroken));
+            return;
+        }
         let count = entries.len() as u64;
         match self.try_propose(entries, fence_term) {
             Ok(index) => {
                 bump(&self.shared.proposed_entries, count);
                 self.add_pending(index, Reply::Propose(reply));
             }
-            Err(e) => answer(&reply, Err(e)),
+            Err(e) => {
+                if let Some(c) = chain {
+                    self.break_chain(c);
+                }
+                answer(&reply, Err(e))
+            }
+        }
+    }
+
+    /// Refuses every later proposal of `chain`. Only the newest chains are remembered:
+    /// a proposer starts a new chain for each sequence, and stops proposing in one soon
+    /// after a refusal.
+    fn break_chain(&mut self, chain: u64) {
+        self.broken_chains.insert(chain);
+        while self.broken_chains.len() > RAFT_BROKEN_CHAINS_KEPT {
+            self.broken_chains.pop_first();
         }
     }
 
@@ -1674,6 +1740,43 @@ mod tests {
         for n in &mut nodes {
             n.stop();
         }
+    }
+
+    #[test]
+    fn a_refused_proposal_breaks_its_chain_and_only_its_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = TestNode::start(9, 0x33, dir, Vec::new(), Some(vec![9]), None);
+        wait_for("the lone node to lead", || {
+            n.handle.status().is_leader.then_some(())
+        });
+        let h = &n.handle;
+        let term = h.status().term;
+        let entry = |data: &str| vec![(KIND, data.as_bytes().to_vec())];
+        let chain = h.new_chain();
+        assert!(recv(h.propose_in_chain(entry("c1"), Some(term), chain)).is_ok());
+        // Refused for its fence; the chain's next proposal is refused too, though it alone
+        // would be taken.
+        assert!(matches!(
+            recv(h.propose_in_chain(entry("x"), Some(term + 1), chain)),
+            Err(ProposeError::TermChanged { .. })
+        ));
+        assert_eq!(
+            recv(h.propose_in_chain(entry("x"), Some(term), chain)),
+            Err(ProposeError::ChainBroken)
+        );
+        // Pipelined: both sent before either is answered. The raft thread takes them in
+        // order, so the second never lands after the refused first.
+        let other = h.new_chain();
+        assert_ne!(other, chain);
+        let bad = h.propose_in_chain(vec![(0, b"bad kind".to_vec())], Some(term), other);
+        let after = h.propose_in_chain(entry("x"), Some(term), other);
+        assert!(matches!(recv(bad), Err(ProposeError::Refused(_))));
+        assert_eq!(recv(after), Err(ProposeError::ChainBroken));
+        // Other chains, and proposals outside any chain, are untouched.
+        let fresh = h.new_chain();
+        assert!(recv(h.propose_in_chain(entry("c2"), Some(term), fresh)).is_ok());
+        assert!(recv(h.propose(entry("c3"), Some(term))).is_ok());
+        assert_eq!(n.data(), ["c1", "c2", "c3"]);
     }
 
     #[test]

@@ -730,6 +730,11 @@ pub(super) fn import(
             .map_err(|e| ApiError::unavailable(e.to_string()))
     });
     let summary = outcome.map_err(|e| {
+        // What was proposed is answered before the store's end is reported: a batch still
+        // in flight could otherwise land after a retry read that end.
+        if let Err(settle) = sink.settle() {
+            log::error!("import of {name}: earlier batches are still unanswered: {settle}");
+        }
         let stored = node.store.index().resume_point();
         log::error!(
             "import of {name} stopped after {proposed} proposed entries: {}; the store ends \

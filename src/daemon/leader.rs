@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,78 +27,192 @@ use super::worker::Worker;
 /// Proposes syncer entries through raft, fenced to the term this node leads in. Several
 /// batches may be in flight at once (the next is proposed while the last commits), up to
 /// `SYNCER_PROPOSALS_IN_FLIGHT_MAX`; `flush` waits for all of them.
+///
+/// Each session's batches form one proposal chain (`RaftHandle::propose_in_chain`): after
+/// one is refused, raft refuses the rest, so no batch is ever appended after a gap. And a
+/// proposal is never forgotten before its outcome is known: a wait that times out leaves it
+/// in flight, and `begin_session` waits until every earlier proposal is answered (applied,
+/// refused, or failed by a change of leader) before the syncer reads where to resume. A
+/// proposal still pending when the next session read its resume point would otherwise be
+/// committed after that point, and the next session's batches would repeat it.
 pub struct RaftSink {
     raft: RaftHandle,
     store: Arc<Store>,
     term: u64,
-    in_flight: Mutex<VecDeque<Receiver<Result<u64, ProposeError>>>>,
+    state: Mutex<InFlight>,
+    /// How long one wait for an answer lasts (`PROPOSE_TIMEOUT_MS`).
+    timeout: Duration,
+}
+
+/// The proposals of the current chain not answered yet, oldest first.
+struct InFlight {
+    chain: u64,
+    pending: VecDeque<Receiver<Result<u64, ProposeError>>>,
+}
+
+/// How waiting for one proposal ended.
+enum Outcome {
+    Answered(Result<u64, SinkError>),
+    /// Not answered within `PROPOSE_TIMEOUT_MS`: still in flight.
+    TimedOut,
 }
 
 impl RaftSink {
     pub fn new(raft: RaftHandle, store: Arc<Store>, term: u64) -> RaftSink {
+        let chain = raft.new_chain();
         RaftSink {
             raft,
             store,
             term,
-            in_flight: Mutex::new(VecDeque::new()),
+            state: Mutex::new(InFlight {
+                chain,
+                pending: VecDeque::new(),
+            }),
+            timeout: Duration::from_millis(PROPOSE_TIMEOUT_MS),
         }
     }
 
-    fn propose(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<u64, SinkError> {
-        let rx = self.raft.propose(entries, Some(self.term));
-        Self::wait(rx)
+    #[cfg(test)]
+    fn with_timeout(mut self, timeout: Duration) -> RaftSink {
+        self.timeout = timeout;
+        self
     }
 
-    /// Waits for one proposal's outcome.
-    fn wait(rx: Receiver<Result<u64, ProposeError>>) -> Result<u64, SinkError> {
-        match rx.recv_timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS)) {
-            Ok(Ok(index)) => Ok(index),
-            Ok(Err(
-                e @ (ProposeError::NotLeader { .. }
-                | ProposeError::TermChanged { .. }
-                | ProposeError::Dropped),
-            )) => Err(SinkError::Deposed(e.to_string())),
-            Ok(Err(e)) => Err(SinkError::Unavailable(e.to_string())),
-            Err(_) => Err(SinkError::Unavailable(format!(
-                "no commit within {PROPOSE_TIMEOUT_MS} ms (is a quorum reachable?)"
-            ))),
+    fn sink_error(e: ProposeError) -> SinkError {
+        match e {
+            ProposeError::NotLeader { .. }
+            | ProposeError::TermChanged { .. }
+            | ProposeError::Dropped => SinkError::Deposed(e.to_string()),
+            e => SinkError::Unavailable(e.to_string()),
+        }
+    }
+
+    fn timed_out(&self) -> SinkError {
+        SinkError::Unavailable(format!(
+            "no commit within {} ms (is a quorum reachable?)",
+            self.timeout.as_millis()
+        ))
+    }
+
+    /// Waits for the oldest pending proposal; an answered one leaves the queue.
+    fn wait_oldest(&self, pending: &mut VecDeque<Receiver<Result<u64, ProposeError>>>) -> Outcome {
+        let Some(rx) = pending.front() else {
+            return Outcome::Answered(Ok(0));
+        };
+        let outcome = match rx.recv_timeout(self.timeout) {
+            Ok(Ok(index)) => Outcome::Answered(Ok(index)),
+            Ok(Err(e)) => Outcome::Answered(Err(Self::sink_error(e))),
+            Err(RecvTimeoutError::Timeout) => return Outcome::TimedOut,
+            Err(RecvTimeoutError::Disconnected) => {
+                Outcome::Answered(Err(SinkError::Unavailable("the raft node stopped".into())))
+            }
+        };
+        pending.pop_front();
+        outcome
+    }
+
+    /// Takes the answers already there, in order; the first failure among them.
+    fn take_answered(
+        pending: &mut VecDeque<Receiver<Result<u64, ProposeError>>>,
+    ) -> Result<(), SinkError> {
+        let mut first_error = None;
+        pending.retain(|rx| match rx.try_recv() {
+            Ok(Ok(_)) => false,
+            Ok(Err(e)) => {
+                first_error.get_or_insert_with(|| Self::sink_error(e));
+                false
+            }
+            Err(TryRecvError::Empty) => true,
+            Err(TryRecvError::Disconnected) => {
+                first_error
+                    .get_or_insert_with(|| SinkError::Unavailable("the raft node stopped".into()));
+                false
+            }
+        });
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Proposes outside the pipeline and waits (the session's abandon entry).
+    /// Waits until every proposal made so far is answered, whatever the answer (a refusal
+    /// is no error here): what is applied then is all they will ever add. Fails when one
+    /// stays unanswered for `PROPOSE_TIMEOUT_MS` (it stays in flight), or with `Deposed`
+    /// when one says this node no longer leads.
+    pub fn settle(&self) -> Result<(), SinkError> {
+        let mut state = self.state.lock().expect("in-flight lock");
+        let mut deposed = None;
+        while !state.pending.is_empty() {
+            match self.wait_oldest(&mut state.pending) {
+                Outcome::Answered(Err(e @ SinkError::Deposed(_))) => {
+                    deposed.get_or_insert(e);
+                }
+                Outcome::Answered(_) => {}
+                Outcome::TimedOut => return Err(self.timed_out()),
+            }
+        }
+        deposed.map_or(Ok(()), Err)
+    }
+
+    /// Proposes outside the pipeline and waits (the session's abandon entry).
+    fn propose_now(&self, entries: Vec<(u8, Vec<u8>)>, chain: u64) -> Result<u64, SinkError> {
+        let rx = self.raft.propose_in_chain(entries, Some(self.term), chain);
+        let mut one = VecDeque::from([rx]);
+        match self.wait_oldest(&mut one) {
+            Outcome::Answered(result) => result,
+            // Never forgotten: the next session waits for it first.
+            Outcome::TimedOut => {
+                let mut state = self.state.lock().expect("in-flight lock");
+                state.pending.extend(one);
+                Err(self.timed_out())
+            }
         }
     }
 }
 
 impl Sink for RaftSink {
     fn append(&self, entries: Vec<(u8, Vec<u8>)>) -> Result<(), SinkError> {
-        let rx = self.raft.propose(entries, Some(self.term));
-        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-        in_flight.push_back(rx);
-        while in_flight.len() > SYNCER_PROPOSALS_IN_FLIGHT_MAX {
-            let oldest = in_flight.pop_front().expect("not empty");
-            if let Err(e) = Self::wait(oldest) {
-                // The later ones were proposed in the same term: they fail alike.
-                in_flight.clear();
-                return Err(e);
+        let mut state = self.state.lock().expect("in-flight lock");
+        // A refused batch ends the session before anything more is proposed (raft would
+        // refuse the rest of the chain anyway).
+        Self::take_answered(&mut state.pending)?;
+        let rx = self
+            .raft
+            .propose_in_chain(entries, Some(self.term), state.chain);
+        state.pending.push_back(rx);
+        while state.pending.len() > SYNCER_PROPOSALS_IN_FLIGHT_MAX {
+            match self.wait_oldest(&mut state.pending) {
+                Outcome::Answered(result) => {
+                    result?;
+                }
+                Outcome::TimedOut => return Err(self.timed_out()),
             }
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), SinkError> {
-        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-        while let Some(rx) = in_flight.pop_front() {
-            if let Err(e) = Self::wait(rx) {
-                in_flight.clear();
-                return Err(e);
+        let mut state = self.state.lock().expect("in-flight lock");
+        while !state.pending.is_empty() {
+            match self.wait_oldest(&mut state.pending) {
+                Outcome::Answered(result) => {
+                    result?;
+                }
+                Outcome::TimedOut => return Err(self.timed_out()),
             }
         }
         Ok(())
     }
 
     fn begin_session(&self) -> Result<(), SinkError> {
-        self.flush()?;
+        self.settle()?;
+        let chain = {
+            let mut state = self.state.lock().expect("in-flight lock");
+            state.chain = self.raft.new_chain();
+            state.chain
+        };
         // A transaction a previous leader left half-proposed is abandoned, whole, before
         // this leader fetches it again.
         if self.store.index().has_partial_tail() {
-            self.propose(vec![(KIND_ABANDON, Vec::new())])?;
+            self.propose_now(vec![(KIND_ABANDON, Vec::new())], chain)?;
         }
         Ok(())
     }
@@ -309,4 +423,109 @@ pub fn propose_command(raft: &RaftHandle, command: &Command) -> Result<u64, Prop
     let rx = raft.propose(vec![(COMMAND_KIND, command.encode())], None);
     rx.recv_timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS))
         .unwrap_or(Err(ProposeError::Busy))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Condvar;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::consensus::node::{Applied, NodeConfig, RaftNode, StateMachine};
+    use crate::storage::Log;
+
+    /// Records applied data; `hold` makes apply wait until released.
+    #[derive(Default)]
+    struct Held {
+        applied: Mutex<Vec<Vec<u8>>>,
+        hold: Mutex<bool>,
+        released: Condvar,
+        waiting: AtomicUsize,
+    }
+
+    struct HeldSm(Arc<Held>);
+
+    impl StateMachine for HeldSm {
+        fn apply(&mut self, entries: Vec<Applied>) {
+            let h = &self.0;
+            let mut hold = h.hold.lock().unwrap();
+            h.waiting.fetch_add(1, Ordering::SeqCst);
+            while *hold {
+                hold = h.released.wait(hold).unwrap();
+            }
+            h.waiting.fetch_sub(1, Ordering::SeqCst);
+            let mut applied = h.applied.lock().unwrap();
+            applied.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.kind != 0)
+                    .map(|e| e.data.to_vec()),
+            );
+        }
+        fn snapshot_data(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&mut self, _index: u64, _term: u64, _data: &[u8]) {}
+        fn on_conf_state(&mut self, _voters: &[u64], _learners: &[u64]) {}
+    }
+
+    const KIND: u8 = 0x30;
+
+    /// A proposal whose wait timed out is still waited for by the next session: the resume
+    /// point is read only once every earlier proposal is answered, so none lands after it.
+    #[test]
+    fn a_timed_out_proposal_is_not_forgotten_by_the_next_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Arc::new(Held::default());
+        let node = RaftNode::start(
+            NodeConfig {
+                id: 5,
+                cluster_id: 0x44,
+                data_dir: dir.path().join("node"),
+                peer_listen: "127.0.0.1:0".into(),
+                peers: Vec::new(),
+                bootstrap_voters: Some(vec![5]),
+                on_fatal: Some(Arc::new(|reason: &str| panic!("fatal: {reason}"))),
+            },
+            Box::new(HeldSm(Arc::clone(&held))),
+        )
+        .unwrap();
+        let raft = node.handle();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !raft.status().is_leader {
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (log, _) = Log::open(&dir.path().join("store")).unwrap();
+        let store = Arc::new(Store::over_log(log.reader()));
+        let term = raft.status().term;
+        let sink =
+            RaftSink::new(raft.clone(), store, term).with_timeout(Duration::from_millis(200));
+        sink.append(vec![(KIND, b"one".to_vec())]).unwrap();
+        sink.flush().unwrap();
+
+        // The raft thread now stalls in apply: the next batch is appended but unanswered.
+        *held.hold.lock().unwrap() = true;
+        sink.append(vec![(KIND, b"two".to_vec())]).unwrap();
+        assert!(matches!(sink.flush(), Err(SinkError::Unavailable(_))));
+        // A new session refuses to begin while it is unanswered ...
+        assert!(matches!(
+            sink.begin_session(),
+            Err(SinkError::Unavailable(_))
+        ));
+        assert_eq!(held.waiting.load(Ordering::SeqCst), 1, "apply is held");
+        // ... and begins once it is, with "two" applied exactly once.
+        *held.hold.lock().unwrap() = false;
+        held.released.notify_all();
+        sink.begin_session().unwrap();
+        assert_eq!(
+            *held.applied.lock().unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+        sink.append(vec![(KIND, b"three".to_vec())]).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(held.applied.lock().unwrap().len(), 3);
+        node.shutdown();
+    }
 }

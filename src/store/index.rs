@@ -232,7 +232,10 @@ impl BinlogIndex {
         self.last_index = index;
         match kind {
             KIND_FILE_START => self.feed_file_start(index, FileStart::decode(data)?),
-            KIND_EVENTS => self.feed_events(index, data)?,
+            KIND_EVENTS => match self.continues(index, data) {
+                Ok(file) => self.feed_events(index, file, data)?,
+                Err(refusal) => self.skip(index, &refusal),
+            },
             KIND_ABANDON => self.abandon(index),
             KIND_START_STATE => {
                 let (state, mysql) = parse_start_state(data)?;
@@ -466,8 +469,11 @@ impl BinlogIndex {
         self.whole_end = Some((file, self.files[file].start_pos));
     }
 
-    fn feed_events(&mut self, index: u64, data: &[u8]) -> Result<(), IndexError> {
-        let (header, bytes) = EventsHeader::decode(data)?;
+    /// Whether an `Events` entry continues the stream (it decodes, a file is open, and it
+    /// starts where the stream ends); the current file's number when it does. Changes
+    /// nothing.
+    fn continues(&self, index: u64, data: &[u8]) -> Result<usize, IndexError> {
+        let (header, _) = EventsHeader::decode(data)?;
         let file = self
             .files
             .len()
@@ -480,6 +486,31 @@ impl BinlogIndex {
                 found: header.start_pos,
             });
         }
+        Ok(file)
+    }
+
+    /// A committed `Events` entry that does not continue the stream (a proposer's batch
+    /// after a gap, or one repeating what is stored) is dead: never served, and the stream
+    /// goes on where it was. Every node skips the same entries, since each sees the same
+    /// log; stopping instead would stop every node at this entry, at every restart. The
+    /// syncer's proposal chains and its waiting for every earlier proposal keep such
+    /// entries out of the log; this is the last guard.
+    fn skip(&mut self, index: u64, refusal: &IndexError) {
+        log::error!(
+            "log entry {index} does not continue the stored binlog ({refusal}); it is \
+             skipped and never served"
+        );
+        match self.dead.last_mut() {
+            Some((_, hi)) if *hi + 1 == index => *hi = index,
+            _ => self.dead.push((index, index)),
+        }
+        if self.open_group.is_none() && self.carry_start.is_none() {
+            self.whole_upto = index;
+        }
+    }
+
+    fn feed_events(&mut self, index: u64, file: usize, data: &[u8]) -> Result<(), IndexError> {
+        let (header, bytes) = EventsHeader::decode(data)?;
         self.next_pos = Some(header.start_pos + bytes.len() as u64);
         let mut meta = EntryMeta {
             index,
@@ -1319,17 +1350,24 @@ mod tests {
     #[test]
     fn bad_entries_are_refused() {
         let entries = ingest(&dump_stream(&["bin.000001"]), 300);
+        // Events before any file, or not where the stream ends (a gap, or a repeat), are
+        // skipped: dead, and the stream goes on where it was.
         let mut index = BinlogIndex::new();
-        assert!(matches!(
-            index.feed(1, KIND_EVENTS, &entries[1].1),
-            Err(IndexError::NoFile { index: 1 })
-        ));
-        let mut index = index_of(&entries[..2]);
-        // Entry 3 again after entry 2 is fine; skipping entry 3 is not.
-        assert!(matches!(
-            index.feed(3, KIND_EVENTS, &entries[3].1),
-            Err(IndexError::Discontiguous { .. })
-        ));
+        index.feed(1, KIND_EVENTS, &entries[1].1).unwrap();
+        assert!(index.is_dead(1) && index.files().is_empty());
+        let mut index = index_of(&entries[..3]);
+        let resume = index.resume_point();
+        for (at, entry) in [(4, 4), (5, 1), (6, 2)] {
+            index.feed(at, KIND_EVENTS, &entries[entry].1).unwrap();
+            assert!(index.is_dead(at), "entry {at}");
+            assert_eq!(index.resume_point(), resume);
+        }
+        assert_eq!(index.dead, vec![(4, 6)], "adjacent skips merge");
+        // The next entry that continues the stream is taken, and served.
+        index.feed(7, KIND_EVENTS, &entries[3].1).unwrap();
+        assert!(!index.is_dead(7));
+        assert_eq!(index.whole_upto(), 7);
+        assert_ne!(index.resume_point(), resume);
         let mut index = BinlogIndex::new();
         assert!(matches!(
             index.feed(1, KIND_FILE_START, &[]),
