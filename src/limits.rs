@@ -184,6 +184,12 @@ pub const RAFT_HEARTBEAT_TICKS: usize = 1;
 /// Bytes of entries raft-rs puts in one append message (at least one entry is sent).
 pub const RAFT_MSG_BYTES_MAX: u64 = 1 << 20;
 
+/// Bytes of committed entries one Ready hands to the state machine (raft-rs's
+/// `max_committed_size_per_ready`). A restarted node whose saved commit index is old gets
+/// its whole log committed at once; without a bound it would read all of it into memory
+/// for one Ready.
+pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 8 << 20;
+
 /// Append messages a leader keeps in flight to one follower before it waits for acks. Each
 /// holds up to `RAFT_MSG_BYTES_MAX` of entries (shared with the log's cache of its
 /// unapplied tail, or read back from the log), so this bounds the leader's memory per

@@ -46,8 +46,9 @@ use std::collections::VecDeque;
 use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
 use crate::consensus::ConsensusError;
 use crate::limits::{
-    ENTRY_PAYLOAD_MAX, RAFT_ELECTION_TICKS, RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX,
-    RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX, RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
+    ENTRY_PAYLOAD_MAX, RAFT_COMMITTED_BYTES_PER_READY_MAX, RAFT_ELECTION_TICKS,
+    RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX,
+    RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
 };
 use crate::storage::{StorageError, SyncJob};
 
@@ -95,6 +96,7 @@ pub fn raft_config(id: u64, applied: u64) -> Config {
         max_size_per_msg: RAFT_MSG_BYTES_MAX,
         max_inflight_msgs: RAFT_INFLIGHT_MSGS_MAX,
         max_uncommitted_size: RAFT_UNCOMMITTED_BYTES_MAX,
+        max_committed_size_per_ready: RAFT_COMMITTED_BYTES_PER_READY_MAX,
         check_quorum: true,
         pre_vote: true,
         ..Config::default()
@@ -790,6 +792,8 @@ mod tests {
         sm: Applied,
         /// While set, this node's sync jobs do not finish (asynchronous nodes only).
         hold: Arc<AtomicBool>,
+        /// The most entry data one half of a Ready handed out.
+        largest_handout: usize,
     }
 
     /// The test's sync worker: a job runs when the driver waits for it, or when polled
@@ -884,6 +888,7 @@ mod tests {
                 driver: Some(driver),
                 sm,
                 hold: Arc::new(AtomicBool::new(false)),
+                largest_handout: 0,
             };
             self.nodes.insert(id, node);
         }
@@ -923,8 +928,11 @@ mod tests {
                     // What the status reports as applied between the halves.
                     assert_eq!(driver.applied_index(), e.index);
                 }
+                let bytes = |out: &ReadyOutput| out.committed.iter().map(|e| e.data.len()).sum();
+                node.largest_handout = node.largest_handout.max(bytes(&early));
                 apply_to(&mut node.sm, early);
                 let late = driver.finish_ready(pending, &mut send).unwrap();
+                node.largest_handout = node.largest_handout.max(bytes(&late));
                 let snapshot_requested = late.snapshot_requested;
                 apply_to(&mut node.sm, late);
                 if snapshot_requested {
@@ -1057,6 +1065,33 @@ mod tests {
     /// `RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`); `tag` starts it.
     fn large(tag: &str) -> String {
         format!("{tag}{}", "x".repeat(RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX))
+    }
+
+    /// The commit index is saved only with term, vote or membership changes, and a
+    /// snapshot is stored at the applied index: a crash right after storing one (before the
+    /// compaction that would save the state) left a snapshot past the saved commit, which
+    /// every later start refused. Opening raises the commit to the snapshot.
+    #[test]
+    fn a_snapshot_stored_past_the_saved_commit_survives_a_crash() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        for i in 1..=20 {
+            c.propose(leader, &format!("b{i}"));
+        }
+        c.settle();
+        let data = encode_sm(&c.nodes[&leader].sm);
+        let at = c.d(leader).store_snapshot(data).unwrap();
+        let dir = c.nodes[&leader].dir.path().to_path_buf();
+        c.nodes.get_mut(&leader).unwrap().driver = None; // the crash
+        let (storage, recovery) = RaftStorage::open(&dir).unwrap();
+        assert_eq!(recovery.snapshot_index, at);
+        assert!(
+            recovery.hard_state.commit >= at,
+            "commit {} behind the snapshot at {at}",
+            recovery.hard_state.commit
+        );
+        let driver = Driver::new(leader, storage, at, &discard_logger()).unwrap();
+        assert_eq!(driver.applied_index(), at);
     }
 
     #[test]
@@ -1224,6 +1259,43 @@ mod tests {
             assert_eq!(voters(c.d(id).conf_state()), vec![1, 2, 3]);
             assert_eq!(voters(c.d(id).storage().conf_state()), vec![1, 2, 3]);
         }
+    }
+
+    /// A restarted node whose saved commit index is old gets its whole log committed by the
+    /// leader's first message; raft hands it out over several Readies of at most
+    /// `RAFT_COMMITTED_BYTES_PER_READY_MAX` (plus one entry), not in one.
+    #[test]
+    fn a_restart_replays_the_log_in_bounded_readies() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        let entry_bytes = 256 << 10;
+        let count = (RAFT_COMMITTED_BYTES_PER_READY_MAX as usize / entry_bytes) * 2;
+        for i in 0..count {
+            let data = format!("{i:06}{}", "x".repeat(entry_bytes - 6));
+            c.propose(leader, &data);
+            c.settle();
+        }
+        let f = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        let before = c.nodes[&f].sm.clone();
+        c.nodes.get_mut(&f).unwrap().driver = None;
+        let (driver, sm) = start(f, c.nodes[&f].dir.path());
+        assert!(driver.storage().hard_state().commit < driver.storage().last_index());
+        let node = c.nodes.get_mut(&f).unwrap();
+        node.driver = Some(driver);
+        node.sm = sm;
+        node.largest_handout = 0;
+        for _ in 0..3 {
+            c.tick();
+        }
+        assert_eq!(
+            c.nodes[&f].sm, before,
+            "the restarted node applied the whole log again"
+        );
+        let largest = c.nodes[&f].largest_handout;
+        assert!(
+            largest <= RAFT_COMMITTED_BYTES_PER_READY_MAX as usize + entry_bytes,
+            "one Ready handed out {largest} bytes"
+        );
     }
 
     #[test]

@@ -463,7 +463,8 @@ impl RaftStorage {
         if !state_saved && log.last_index() >= log.first_index() {
             return Err(ConsensusError::LogWithoutState { path: state_path });
         }
-        let state = state.unwrap_or_default();
+        let mut state = state.unwrap_or_default();
+        let raised = raise_commit_to_snapshot(&mut state, snapshot.as_ref(), &log)?;
         check_snapshot_covers_base(&state, snapshot.as_ref(), raft_dir)?;
         let log_reset = reconcile_log(&mut log, state.base_index, state.base_term)?;
         check_commit(&state, &log, &state_path)?;
@@ -472,7 +473,8 @@ impl RaftStorage {
             raft_dir: raft_dir.to_path_buf(),
             state,
             state_saved,
-            state_dirty: false,
+            // A raised commit index is saved with the next state change.
+            state_dirty: raised,
             snapshot,
             snapshot_wanted: false,
             cache: EntryCache::default(),
@@ -908,6 +910,52 @@ fn check_snapshot_covers_base(
         ));
     }
     Ok(())
+}
+
+/// A snapshot is only ever taken or installed at a committed index, but the commit index is
+/// saved only with a term, vote or membership change, and a snapshot file is written before
+/// the state: after a crash the stored snapshot may be past the saved commit index. The
+/// commit index is raised to it; when the log does not hold the snapshot's entry, an
+/// install was cut short between its two files, and the state is completed as the install
+/// would have (the log is then reset by `reconcile_log`). Answers whether it changed the
+/// state.
+fn raise_commit_to_snapshot(
+    state: &mut PersistentState,
+    snapshot: Option<&Snapshot>,
+    log: &Log,
+) -> Result<bool> {
+    let Some(meta) = snapshot.map(Snapshot::get_metadata) else {
+        return Ok(false);
+    };
+    if meta.index <= state.hard_state.commit {
+        return Ok(false);
+    }
+    let holds = log.first_index() <= meta.index
+        && meta.index <= log.last_index()
+        && log.term(meta.index)? == meta.term;
+    log::warn!(
+        "raft state: commit index {} is behind the stored snapshot at {}{}; raising it",
+        state.hard_state.commit,
+        meta.index,
+        if holds {
+            ""
+        } else {
+            " (an interrupted snapshot install: completing it)"
+        }
+    );
+    if !holds && meta.index > state.base_index {
+        state.base_index = meta.index;
+        state.base_term = meta.term;
+        state.conf_state = meta.get_conf_state().clone();
+    }
+    let hs = &mut state.hard_state;
+    if hs.term < meta.term {
+        // A vote belongs to its term.
+        hs.term = meta.term;
+        hs.vote = 0;
+    }
+    hs.commit = meta.index;
+    Ok(true)
 }
 
 /// Makes the log continue the base (index, term) the state names. A crash during a
