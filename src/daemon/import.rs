@@ -565,8 +565,7 @@ fn import_running() -> ApiError {
 /// Refuses unless this node is a leader that has applied its own term.
 fn refuse_unless_ready_leader(node: &Node) -> Result<u64, ApiError> {
     let status = node.raft.status();
-    let applied_term = node.cluster.last_applied_term.load(Ordering::SeqCst);
-    if !status.is_leader || applied_term != status.term {
+    if !node.cluster.leads_ready(&status) {
         return Err(ApiError::unavailable(
             "this node is not a ready leader (an election is under way); retry in a moment",
         ));

@@ -266,10 +266,9 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
             .wait_change(seen, Duration::from_millis(LEADER_WATCH_INTERVAL_MS));
         let status = ctx.raft.status();
         sync_peers(&ctx, &mut peers);
-        let applied_term = ctx.cluster.last_applied_term.load(Ordering::SeqCst);
         // A leader is ready once an entry of its own term is applied: everything committed
         // before its election is then applied too, so the store's resume point is final.
-        let ready_leader = status.is_leader && status.running && applied_term == status.term;
+        let ready_leader = status.running && ctx.cluster.leads_ready(&status);
         if ready_leader {
             lead_duties(&ctx);
         } else if !status.is_leader && status.leader_id != 0 {

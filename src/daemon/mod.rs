@@ -49,6 +49,9 @@ const MALLOC_ARENAS_MAX: libc::c_int = 2;
 const LOCK_FILE: &str = "LOCK";
 /// How often a membership change's quorum check is tried again while the leader is new.
 const QUORUM_RECHECK_MS: u64 = 50;
+/// How long a leader-only call waits for a leader elected moments ago to apply what its
+/// predecessors committed (it answers 503 after that).
+const LEADER_READY_WAIT_MS: u64 = 3_000;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -293,11 +296,7 @@ fn wait_caught_up(raft: &RaftHandle) {
 fn wait_ready_leader(raft: &RaftHandle, cluster: &ClusterShared) {
     let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
     loop {
-        let status = raft.status();
-        let applied_term = cluster
-            .last_applied_term
-            .load(std::sync::atomic::Ordering::SeqCst);
-        if (status.is_leader && applied_term == status.term) || Instant::now() >= deadline {
+        if cluster.leads_ready(&raft.status()) || Instant::now() >= deadline {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -414,6 +413,38 @@ impl Node {
         record(&mut desired);
         save_desired(&self.data_dir, &desired)
             .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))
+    }
+
+    /// Waits until this node is a ready leader: one that has applied an entry of its own
+    /// term, so everything its predecessors committed too (the desired syncer, the members,
+    /// the purge point). Until then its copy of the replicated state may be stale: a
+    /// `syncer stop` read against it could find no syncer and skip the proposal, and the
+    /// predecessor's start would then apply after the reply. 503 when this node stops
+    /// leading, or is not ready within `LEADER_READY_WAIT_MS`.
+    fn until_ready_leader(&self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + Duration::from_millis(LEADER_READY_WAIT_MS);
+        loop {
+            let seen = self.cluster.generation();
+            let status = self.raft.status();
+            if !status.is_leader {
+                return Err(ApiError::unavailable(
+                    "this node no longer leads (an election is under way); retry in a moment",
+                ));
+            }
+            if self.cluster.leads_ready(&status) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ApiError::unavailable(format!(
+                    "this node was elected leader moments ago and has not applied its log \
+                     within {LEADER_READY_WAIT_MS} ms; retry in a moment"
+                )));
+            }
+            // Woken by every applied term change; short naps cover a missed one.
+            self.cluster
+                .wait_change(seen, left.min(Duration::from_millis(QUORUM_RECHECK_MS)));
+        }
     }
 
     /// Proposes a replicated command and waits until it is applied here.
@@ -539,6 +570,7 @@ impl Backend for Node {
     }
 
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
+        self.until_ready_leader()?;
         // Serialized with the other admin changes of this node.
         let _guard = self.desired.lock().expect("desired lock");
         let start = start_point(&args)?;
@@ -567,10 +599,11 @@ impl Backend for Node {
     }
 
     fn syncer_stop(&self) -> Result<(), ApiError> {
+        self.until_ready_leader()?;
         let _guard = self.desired.lock().expect("desired lock");
-        if self.cluster.state().syncer().is_some() {
-            self.propose(&Command::SetSyncer(None))?;
-        }
+        // Proposed even when no syncer is desired here: cheap, and right whatever this
+        // node's copy of the state says.
+        self.propose(&Command::SetSyncer(None))?;
         // Stop it now rather than at the watcher's next look, so the reply means stopped.
         let taken = self.syncer.lock().expect("syncer lock").running.take();
         if let Some((_, _, syncer)) = taken {
@@ -581,6 +614,7 @@ impl Backend for Node {
     }
 
     fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
+        self.until_ready_leader()?;
         let desired = self.cluster.state().syncer().cloned();
         let slot = self.syncer.lock().expect("syncer lock");
         let index = self.store.index();
@@ -633,6 +667,7 @@ impl Backend for Node {
     }
 
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
+        self.until_ready_leader()?;
         let _guard = self.desired.lock().expect("desired lock");
         let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
         let command = Command::SetMember(info.clone());
@@ -667,6 +702,7 @@ impl Backend for Node {
     }
 
     fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
+        self.until_ready_leader()?;
         let _guard = self.desired.lock().expect("desired lock");
         let current = self
             .cluster
@@ -684,6 +720,7 @@ impl Backend for Node {
     }
 
     fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
+        self.until_ready_leader()?;
         let _guard = self.desired.lock().expect("desired lock");
         let member = self
             .cluster
@@ -756,6 +793,7 @@ impl Backend for Node {
     }
 
     fn purge(&self, to_file: String) -> Result<(), ApiError> {
+        self.until_ready_leader()?;
         retention::purge(self, to_file)
     }
 
