@@ -74,8 +74,11 @@ pub struct Applied {
 pub trait StateMachine: Send + 'static {
     /// Committed normal entries, in log order (empty entries included, kind 0).
     fn apply(&mut self, entries: Vec<Applied>);
-    /// The applied state as bytes, for a snapshot at the applied index.
-    fn snapshot_data(&mut self) -> Vec<u8>;
+    /// The applied state as bytes, for a snapshot at the applied index; None when it
+    /// cannot be described at this index (the binlog store in the middle of a transaction):
+    /// the snapshot waits (compaction answers `InsideTransaction`, and raft asks again when
+    /// it next needs one).
+    fn snapshot_data(&mut self) -> Option<Vec<u8>>;
     /// Replace the state with a snapshot's: a follower that fell behind a compaction, or a
     /// node restarting from its stored snapshot (entries after it are applied again).
     fn restore(&mut self, index: u64, term: u64, data: &[u8]);
@@ -201,6 +204,9 @@ pub enum CompactError {
     },
     /// Storing the snapshot or compacting the log failed.
     Failed(ConsensusError),
+    /// A snapshot is needed and the state machine cannot take one now (see
+    /// [`StateMachine::snapshot_data`]); try again later.
+    InsideTransaction,
     Shutdown,
 }
 
@@ -212,6 +218,10 @@ impl fmt::Display for CompactError {
                 "cannot compact the raft log to {index}: only {applied} is applied"
             ),
             CompactError::Failed(e) => write!(f, "compacting the raft log failed: {e}"),
+            CompactError::InsideTransaction => write!(
+                f,
+                "a snapshot cannot be taken in the middle of a transaction; retried later"
+            ),
             CompactError::Shutdown => write!(f, "the raft node is shutting down"),
         }
     }
@@ -1119,7 +1129,10 @@ impl Runner {
             .stored_snapshot()
             .map_or(0, |s| s.get_metadata().index);
         if stored < index {
-            let data = self.sm.snapshot_data();
+            let data = self
+                .sm
+                .snapshot_data()
+                .ok_or(CompactError::InsideTransaction)?;
             self.driver
                 .store_snapshot(data)
                 .map_err(CompactError::Failed)?;
@@ -1260,8 +1273,12 @@ impl Runner {
 
     /// raft needs a snapshot newer than the stored one to catch a follower up.
     fn store_requested_snapshot(&mut self) -> Result<(), String> {
-        let data = self.sm.snapshot_data();
         let id = self.driver.id();
+        let Some(data) = self.sm.snapshot_data() else {
+            // raft asks again when it next needs it (a transaction ends soon).
+            log::debug!("raft node {id}: a snapshot must wait for the open transaction");
+            return Ok(());
+        };
         match self.driver.store_snapshot(data) {
             Ok(index) => {
                 log::info!("raft node {id}: stored a snapshot at {index} for a follower");
@@ -1453,8 +1470,8 @@ mod tests {
             }
         }
 
-        fn snapshot_data(&mut self) -> Vec<u8> {
-            encode(&self.rec.lock().unwrap().applied)
+        fn snapshot_data(&mut self) -> Option<Vec<u8>> {
+            Some(encode(&self.rec.lock().unwrap().applied))
         }
 
         fn restore(&mut self, index: u64, term: u64, data: &[u8]) {

@@ -288,6 +288,7 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
                 syncer.stop();
             }
         }
+        let idle_leader = slot.running.is_none() && ready_leader && desired.is_none();
         if slot.running.is_none() && ready_leader {
             if let Some(args) = desired {
                 log::info!(
@@ -304,9 +305,38 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
                 slot.running = Some((args, status.term, syncer));
             }
         }
+        drop(slot);
+        if idle_leader {
+            abandon_stale_tail(&ctx, status.term);
+        }
     }
     if let Some((_, _, syncer)) = ctx.slot.lock().expect("syncer slot").running.take() {
         syncer.stop();
+    }
+}
+
+/// A transaction a leader of an earlier term left half-stored is abandoned by the next
+/// leader's syncer when it starts; with no syncer to start, the leader abandons it itself,
+/// so that the store does not end inside a transaction for good (no snapshot can be taken
+/// there, so no compaction either). A partial tail of this term is an import under way.
+fn abandon_stale_tail(ctx: &WatchContext, term: u64) {
+    let Some(tail_term) = ctx.store.partial_tail_term() else {
+        return;
+    };
+    if tail_term >= term {
+        return;
+    }
+    log::warn!(
+        "leader of term {term}: the store ends inside a transaction a leader of term \
+         {tail_term} left half-stored, and no syncer runs; abandoning it"
+    );
+    let rx = ctx
+        .raft
+        .propose(vec![(KIND_ABANDON, Vec::new())], Some(term));
+    match rx.recv_timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::warn!("abandoning the half-stored transaction failed: {e}"),
+        Err(_) => log::warn!("abandoning the half-stored transaction: no answer yet"),
     }
 }
 
@@ -462,8 +492,8 @@ mod tests {
                     .map(|e| e.data.to_vec()),
             );
         }
-        fn snapshot_data(&mut self) -> Vec<u8> {
-            Vec::new()
+        fn snapshot_data(&mut self) -> Option<Vec<u8>> {
+            Some(Vec::new())
         }
         fn restore(&mut self, _index: u64, _term: u64, _data: &[u8]) {}
         fn on_conf_state(&mut self, _voters: &[u64], _learners: &[u64]) {}

@@ -141,10 +141,22 @@ impl StateMachine for NodeMachine {
         }
     }
 
-    fn snapshot_data(&mut self) -> Vec<u8> {
+    /// None while the store ends inside a transaction: the snapshot's base describes the
+    /// stream where its whole content ends, and a node restored from it would get the rest
+    /// of that transaction without its beginning. Transactions end (a syncer stores them
+    /// whole, and a new leader abandons what a dead one left half-stored), so the snapshot
+    /// only waits.
+    fn snapshot_data(&mut self) -> Option<Vec<u8>> {
         let cluster = self.cluster.state().encode();
         let index = self.store.index();
-        encode_snapshot(&cluster, &index.base_entries(), index.origin())
+        if index.has_partial_tail() {
+            return None;
+        }
+        Some(encode_snapshot(
+            &cluster,
+            &index.base_entries(),
+            index.origin(),
+        ))
     }
 
     fn restore(&mut self, index: u64, term: u64, data: &[u8]) {
@@ -306,6 +318,49 @@ fn take_prefixed(data: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A snapshot's base describes the stream where its whole content ends: taken inside
+    /// a (chunked) transaction, a node restored from it would get the transaction's rest
+    /// without its beginning, and could not go on. It waits for the transaction's end.
+    #[test]
+    fn no_snapshot_is_taken_inside_a_transaction() {
+        use crate::store::entry::{EventsHeader, KIND_EVENTS};
+        use crate::store::testdata::{dump_stream, ingest};
+        let entries = ingest(&dump_stream(&["bin.000001", "bin.000002"]), 60);
+        let ends_inside = |(kind, data): &(u8, Vec<u8>)| {
+            *kind == KIND_EVENTS && EventsHeader::decode(data).unwrap().0.ends_inside_group()
+        };
+        let partial = entries
+            .iter()
+            .position(ends_inside)
+            .expect("a chunked group");
+        let whole = partial
+            + entries[partial..]
+                .iter()
+                .position(|e| !ends_inside(e))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = crate::storage::Log::open(dir.path()).unwrap();
+        let store = Arc::new(Store::over_log(log.reader()));
+        let mut machine = NodeMachine {
+            store: Arc::clone(&store),
+            cluster: Arc::new(ClusterShared::new()),
+        };
+        let apply = |range: std::ops::RangeInclusive<usize>| {
+            let batch: Vec<(u64, u8, &[u8])> = range
+                .map(|i| (i as u64 + 1, entries[i].0, &entries[i].1[..]))
+                .collect();
+            store.apply(&batch).unwrap();
+        };
+        apply(0..=partial);
+        assert!(machine.snapshot_data().is_none(), "inside the group");
+        apply(partial + 1..=whole);
+        let data = machine.snapshot_data().expect("the group ended");
+        let base = decode_snapshot(&data).unwrap().base;
+        let restored =
+            crate::store::index::BinlogIndex::from_origin(whole as u64 + 1, &base).unwrap();
+        assert_eq!(restored.resume_point(), store.index().resume_point());
+    }
 
     #[test]
     fn snapshot_data_round_trips_and_refuses_damage() {

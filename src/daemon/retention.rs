@@ -155,6 +155,10 @@ pub fn compact_pending(store: &Store, raft: &RaftHandle) {
     match result {
         Ok(Ok(to)) => log::info!("purge: raft log compacted to entry {to}"),
         Ok(Err(CompactError::Shutdown)) => {}
+        Ok(Err(CompactError::InsideTransaction)) => {
+            log::debug!("purge: compaction to {index} waits for the open transaction to end");
+            store.want_compaction(index);
+        }
         Ok(Err(e)) => {
             log::warn!("purge: cannot compact the raft log to {index} yet: {e}");
             store.want_compaction(index);

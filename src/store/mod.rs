@@ -108,6 +108,16 @@ impl Store {
         Ok(())
     }
 
+    /// When the indexed stream ends inside a transaction: the term of the log entry that
+    /// transaction began in (its proposer's term).
+    pub fn partial_tail_term(&self) -> Option<u64> {
+        let index = self.index();
+        if !index.has_partial_tail() {
+            return None;
+        }
+        self.reader.term(index.whole_upto() + 1).ok()
+    }
+
     /// Replaces the indexes with an empty one continued from `base` (see
     /// [`BinlogIndex::base_entries`]) at log index `index`: a node restored from a snapshot.
     pub fn restore_base(&self, index: u64, base: &[(u8, Vec<u8>)]) -> Result<(), StoreError> {
@@ -369,6 +379,37 @@ mod tests {
         assert_eq!(report.entries, n);
         assert_eq!(summary(&store.index()), before);
         assert_eq!(store.whole_upto(), n);
+    }
+
+    /// The term a half-stored transaction began in (what a new leader compares with its
+    /// own before it abandons the transaction), and none once the transaction is whole.
+    #[test]
+    fn a_partial_tail_knows_its_term() {
+        let entries = ingest(&dump_stream(&NAMES), 60);
+        let partial = first_partial(&entries);
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path()).unwrap();
+        let records: Vec<crate::storage::Entry> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, data))| crate::storage::Entry {
+                index: i as u64 + 1,
+                term: if i <= partial { 3 } else { 4 },
+                kind: *kind,
+                data: data.clone().into(),
+            })
+            .collect();
+        log.append(&records).unwrap();
+        log.sync().unwrap();
+        let store = Store::over_log(log.reader());
+        let batch: Vec<(u64, u8, &[u8])> = records
+            .iter()
+            .map(|e| (e.index, e.kind, &e.data[..]))
+            .collect();
+        store.apply(&batch[..=partial]).unwrap();
+        assert_eq!(store.partial_tail_term(), Some(3));
+        store.apply(&batch[partial + 1..]).unwrap();
+        assert_eq!(store.partial_tail_term(), None);
     }
 
     #[test]
