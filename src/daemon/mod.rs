@@ -47,6 +47,8 @@ const MALLOC_ARENAS_MAX: libc::c_int = 2;
 
 /// Name of the lock file that keeps a second daemon off the data directory.
 const LOCK_FILE: &str = "LOCK";
+/// Name of the file that records this node's raft id (hex) at its first start.
+const RAFT_ID_FILE: &str = "raft_id";
 /// How often a membership change's quorum check is tried again while the leader is new.
 const QUORUM_RECHECK_MS: u64 = 50;
 /// How long a leader-only call waits for a leader elected moments ago to apply what its
@@ -143,8 +145,8 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
 
     let cluster = Arc::new(ClusterShared::new());
     let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::new(Mutex::new(None));
-    let node_config = node_config(&config);
-    let my_id = node_config.id;
+    let my_id = own_raft_id(&data_dir, config.member_id())?;
+    let node_config = node_config(&config, my_id);
     let raft = {
         let cluster = cluster.clone();
         let store_slot = store_slot.clone();
@@ -179,7 +181,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         server_max_connections: config.server_max_connections,
-        server_uuid: crate::server::node_server_uuid(config.cluster_id(), config.member_id()),
+        server_uuid: crate::server::node_server_uuid(config.cluster_id(), my_id),
         server_auth_plugin: config.server_auth_plugin,
         server_rsa_private_key_path: config.server_rsa_private_key_path.clone(),
         started: Instant::now(),
@@ -241,7 +243,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
 }
 
 /// The raft node's configuration from the node's.
-fn node_config(config: &Config) -> NodeConfig {
+fn node_config(config: &Config, id: u64) -> NodeConfig {
     let alone = config.initial_cluster.len() == 1;
     // A node alone that was not given a peer address needs no fixed port until it grows.
     let peer_listen = if alone && config.peer_addr == crate::config::PEER_ADDR_DEFAULT {
@@ -260,7 +262,7 @@ fn node_config(config: &Config) -> NodeConfig {
         crate::config::InitialClusterState::Existing => None,
     };
     NodeConfig {
-        id: config.member_id(),
+        id,
         cluster_id: config.cluster_id(),
         data_dir: config.data_dir.clone(),
         peer_listen,
@@ -901,6 +903,50 @@ fn save_desired(data_dir: &Path, desired: &Desired) -> std::io::Result<()> {
     File::open(data_dir)?.sync_all()
 }
 
+/// This node's raft id: the one recorded in its data directory (`RAFT_ID_FILE`), else
+/// `derived` (from its name and peer address), recorded now. A member keeps its id for
+/// good: after `PUT /members` moved it to a new peer address, it restarts there with the
+/// id the membership knows, not one derived from the new address.
+fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
+    let path = data_dir.join(RAFT_ID_FILE);
+    let bad = |error: std::io::Error| DaemonError::DataDir {
+        path: path.clone(),
+        error,
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = u64::from_str_radix(text.trim(), 16)
+                .ok()
+                .filter(|id| *id != 0)
+                .ok_or_else(|| {
+                    bad(std::io::Error::other(format!(
+                        "not a raft id (hex): {:?}",
+                        text.trim()
+                    )))
+                })?;
+            if id != derived {
+                log::info!(
+                    "raft id {id:x} from {} (its name and peer address now would give \
+                     {derived:x}: the member moved, and keeps its id)",
+                    path.display()
+                );
+            }
+            Ok(id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join(format!("{RAFT_ID_FILE}.tmp"));
+            let mut f = File::create(&tmp).map_err(bad)?;
+            f.write_all(format!("{derived:x}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .and_then(|()| fs::rename(&tmp, &path))
+                .and_then(|()| File::open(data_dir)?.sync_all())
+                .map_err(bad)?;
+            Ok(derived)
+        }
+        Err(e) => Err(bad(e)),
+    }
+}
+
 /// Takes an exclusive lock on the data directory for the life of the process.
 fn lock_data_dir(data_dir: &Path) -> Result<File, DaemonError> {
     use std::os::fd::AsRawFd;
@@ -965,6 +1011,29 @@ impl StopSignals {
                     "SIGTERM"
                 };
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raft_id_is_recorded_at_first_start_and_kept_after() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(own_raft_id(dir.path(), 0xabc).unwrap(), 0xabc);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(RAFT_ID_FILE)).unwrap(),
+            "abc\n"
+        );
+        // Moved to another address: the name and address now give another id; the
+        // recorded one stays.
+        assert_eq!(own_raft_id(dir.path(), 0xdef).unwrap(), 0xabc);
+        for bad in ["", "zz\n", "0\n"] {
+            fs::write(dir.path().join(RAFT_ID_FILE), bad).unwrap();
+            let e = own_raft_id(dir.path(), 0xabc).unwrap_err().to_string();
+            assert!(e.contains(RAFT_ID_FILE) && e.contains("not a raft id"), "{bad:?}: {e}");
         }
     }
 }

@@ -675,6 +675,65 @@ fn members_remove_one_cluster_continues() {
     assert_readd_refused(&cluster, &leader, &removed, &again);
 }
 
+/// `PUT /members` moves a member to a new peer address; restarted there (flags naming the
+/// new address), it keeps the raft id the membership knows, rejoins, and serves what the
+/// master writes meanwhile. Before, its id was derived again from the new address, and the
+/// moved node was cut off from the cluster for good.
+#[test]
+fn members_update_moves_a_member_that_rejoins_at_its_new_address() {
+    let master = MariaDb::start("cu-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start("moved", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let moved = cluster.followers(&leader)[0].clone();
+    cluster
+        .start_syncer_via(&leader, &master, SYNCER_ID)
+        .unwrap();
+    cluster.start_servers().unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    let id_before = raft_id(&cluster, &moved);
+
+    let new_port = Cluster::new_peer_port();
+    let new_url = format!("127.0.0.1:{new_port}");
+    let (status, reply) = send_json(
+        cluster.node(&moved),
+        "PUT",
+        "/members",
+        &json!({"name": moved, "new_peer_url": new_url}),
+    );
+    assert_eq!(status, 200, "PUT /members {moved} → {new_url}: {reply}");
+    cluster.restart_moved(&moved, new_port).unwrap();
+    cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    write_marker(&master, "after-move");
+    cluster
+        .wait_serves_master(&moved, &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        raft_id(&cluster, &moved),
+        id_before,
+        "the moved member's id"
+    );
+    let own = cluster.node(&moved).get_ok("/raft/status").unwrap();
+    assert_eq!(
+        own["id"]
+            .as_str()
+            .map(|id| u64::from_str_radix(id, 16).unwrap()),
+        Some(id_before),
+        "the moved node runs under the id the membership knows: {own}"
+    );
+    let listed = cluster.node(&leader).get_ok("/members").unwrap();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == moved.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["peerURLs"], json!([new_url]), "{listed}");
+}
+
 #[test]
 fn removing_the_leader_hands_leadership_over_first() {
     // raft-rs cannot run a leader that removed itself: asked to, the leader hands

@@ -268,6 +268,21 @@ impl Cluster {
         self.member_mut(name).node.terminate()
     }
 
+    /// Restarts `name` listening on `peer_port` (after `PUT /members` moved it there): the
+    /// initial cluster it is given names every member at its current port.
+    pub fn restart_moved(&mut self, name: &str, peer_port: u16) -> Result<()> {
+        self.member_mut(name).peer_port = peer_port;
+        let pairs: Vec<(String, u16)> = self
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.peer_port))
+            .collect();
+        let args = serve_args(name, peer_port, &initial_cluster(&pairs), false);
+        let node = &mut self.member_mut(name).node;
+        node.set_args(args);
+        node.restart()
+    }
+
     /// Starts `name` again (same data dir, ports and flags).
     pub fn restart(&mut self, name: &str) -> Result<()> {
         self.member_mut(name).node.restart()

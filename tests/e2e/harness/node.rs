@@ -378,6 +378,11 @@ impl Node {
         }
     }
 
+    /// Replaces the extra `serve` arguments for the next (re)start.
+    pub fn set_args(&mut self, extra_args: Vec<String>) {
+        self.extra_args = extra_args;
+    }
+
     /// Stops the node if it runs (SIGTERM), then starts it again with the same data dir and
     /// admin port, and waits for /health.
     pub fn restart(&mut self) -> Result<()> {
