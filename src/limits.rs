@@ -109,8 +109,19 @@ pub const ANNOUNCE_RETRY_MS: u64 = 3_000;
 /// How long a starting node waits to re-apply what was committed before it serves.
 pub const STARTUP_APPLY_WAIT_MS: u64 = 60_000;
 
-/// Timeout of one HTTP call from `ctl` (and later, forwarding) to a node.
-pub const HTTP_CLIENT_TIMEOUT_MS: u64 = 10_000;
+/// Timeout of one HTTP call from `ctl` to a node: longer than a follower's forwarding, so
+/// that `ctl` hears the follower's answer (504 when the leader did not answer in time).
+pub const HTTP_CLIENT_TIMEOUT_MS: u64 = FORWARD_TIMEOUT_MS + 5_000;
+
+/// How long a leader-only admin call waits for a leader elected moments ago to apply what
+/// its predecessors committed (it answers 503 after that).
+pub const LEADER_READY_WAIT_MS: u64 = 3_000;
+
+/// The longest a leader takes over one admin call: waiting to be ready, a membership
+/// change's quorum re-checks (`PEER_ACTIVE_WINDOW_MS`), two proposals (a command and a
+/// membership change), and a hand-over of leadership.
+pub const LEADER_CALL_MS_MAX: u64 =
+    LEADER_READY_WAIT_MS + PEER_ACTIVE_WINDOW_MS + 2 * PROPOSE_TIMEOUT_MS + HANDOVER_WAIT_MS;
 
 /// Longest binlog file name accepted anywhere (MySQL's FN_REFLEN is 512).
 pub const BINLOG_FILE_NAME_MAX: usize = 255;
@@ -225,10 +236,10 @@ pub const RAFT_REQUEST_QUEUE_DEPTH_MAX: usize = 1024;
 /// its later proposals); a chain is one syncer or import session.
 pub const RAFT_BROKEN_CHAINS_KEPT: usize = 64;
 
-/// Timeout of one admin request a follower forwards to the leader (connect, send, reply);
-/// below HTTP_CLIENT_TIMEOUT_MS so that `ctl` hears the follower's 502 rather than timing
-/// out itself.
-pub const FORWARD_TIMEOUT_MS: u64 = 8_000;
+/// Timeout of one admin request a follower forwards to the leader (connect, send, reply):
+/// longer than the leader may take, so that a change the leader makes is not reported as
+/// failed (a leader that does not answer in time is a 504, "may still take effect").
+pub const FORWARD_TIMEOUT_MS: u64 = LEADER_CALL_MS_MAX + 5_000;
 
 /// Largest leader reply a follower relays; a longer one is a 502.
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;

@@ -29,21 +29,34 @@ pub const NOT_LEADER_MESSAGE: &str = "forwarded request reached a node that is n
 
 /// Sends the request to the leader at `leader_admin` (`host:port`) and returns its reply
 /// as is, or a 502 naming the leader when it cannot be reached or its reply cannot be
-/// read. `target` is the request target as received (path and query).
+/// read (504 when it does not answer in time). `target` is the request target as received (path and query).
 pub fn forward(method: &str, target: &str, body: &[u8], leader_admin: &str) -> Reply {
+    forward_within(FORWARD_TIMEOUT_MS, method, target, body, leader_admin)
+}
+
+fn forward_within(
+    timeout_ms: u64,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    leader_admin: &str,
+) -> Reply {
     relay(
         method,
         target,
         leader_admin,
-        send(method, target, body, leader_admin),
+        timeout_ms,
+        send(timeout_ms, method, target, body, leader_admin),
     )
 }
 
-/// The leader's reply as is, or a 502 naming the leader when it could not be had.
+/// The leader's reply as is, or a 502 naming the leader when it could not be had (504 when
+/// it did not answer in time: the outcome is unknown).
 fn relay(
     method: &str,
     target: &str,
     leader_admin: &str,
+    timeout_ms: u64,
     outcome: Result<(u16, String), ureq::Error>,
 ) -> Reply {
     match outcome {
@@ -53,6 +66,21 @@ fn relay(
             allow: None,
             handed_over: false,
         },
+        Err(ureq::Error::Timeout(_)) => {
+            log::warn!(
+                "admin API: the leader at {leader_admin} did not answer {method} {target} \
+                 within {timeout_ms} ms"
+            );
+            Reply::error(&ApiError::new(
+                504,
+                format!(
+                    "the leader at {leader_admin} did not answer within {} s; the request \
+                     may still take effect there: look (GET /members, GET \
+                     /binlog/syncer/status) before retrying",
+                    timeout_ms / 1000
+                ),
+            ))
+        }
         Err(error) => {
             log::warn!("admin API: forwarding {method} {target} to the leader at {leader_admin} failed: {error}");
             Reply::error(&ApiError::new(
@@ -78,7 +106,7 @@ pub fn forward_stream(
         .body(ureq::SendBody::from_reader(body))
         .map_err(ureq::Error::from)
         .and_then(|request| run(IMPORT_TIMEOUT_MS, request));
-    relay(method, target, leader_admin, outcome)
+    relay(method, target, leader_admin, IMPORT_TIMEOUT_MS, outcome)
 }
 
 /// An HTTP client for a node's admin API (forwarding, `ctl`): every status is an answer to
@@ -99,6 +127,7 @@ pub fn admin_agent(timeout_ms: u64) -> ureq::Agent {
 }
 
 fn send(
+    timeout_ms: u64,
     method: &str,
     target: &str,
     body: &[u8],
@@ -106,12 +135,12 @@ fn send(
 ) -> Result<(u16, String), ureq::Error> {
     let builder = builder(method, target, leader_admin);
     if body.is_empty() {
-        run(FORWARD_TIMEOUT_MS, builder.body(())?)
+        run(timeout_ms, builder.body(())?)
     } else {
         let request = builder
             .header("Content-Type", "application/json")
             .body(body)?;
-        run(FORWARD_TIMEOUT_MS, request)
+        run(timeout_ms, request)
     }
 }
 
@@ -136,4 +165,30 @@ fn run(
         .limit(FORWARD_REPLY_BYTES_MAX)
         .read_to_string()?;
     Ok((status, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader that takes the request and never answers: the outcome is unknown, which
+    /// is a 504 saying so, not a 502 "cannot forward".
+    #[test]
+    fn a_leader_that_does_not_answer_in_time_is_a_504() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let keep = std::thread::spawn(move || {
+            let (conn, _) = silent.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(conn);
+        });
+        let reply = forward_within(300, "PUT", "/binlog/syncer/stop", b"", &addr);
+        assert_eq!(reply.status, 504, "{}", reply.body);
+        assert!(
+            reply.body.contains("may still take effect"),
+            "{}",
+            reply.body
+        );
+        keep.join().unwrap();
+    }
 }

@@ -51,9 +51,6 @@ const LOCK_FILE: &str = "LOCK";
 const RAFT_ID_FILE: &str = "raft_id";
 /// How often a membership change's quorum check is tried again while the leader is new.
 const QUORUM_RECHECK_MS: u64 = 50;
-/// How long a leader-only call waits for a leader elected moments ago to apply what its
-/// predecessors committed (it answers 503 after that).
-const LEADER_READY_WAIT_MS: u64 = 3_000;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -424,7 +421,7 @@ impl Node {
     /// predecessor's start would then apply after the reply. 503 when this node stops
     /// leading, or is not ready within `LEADER_READY_WAIT_MS`.
     fn until_ready_leader(&self) -> Result<(), ApiError> {
-        let deadline = Instant::now() + Duration::from_millis(LEADER_READY_WAIT_MS);
+        let deadline = Instant::now() + Duration::from_millis(crate::limits::LEADER_READY_WAIT_MS);
         loop {
             let seen = self.cluster.generation();
             let status = self.raft.status();
@@ -440,7 +437,8 @@ impl Node {
             if left.is_zero() {
                 return Err(ApiError::unavailable(format!(
                     "this node was elected leader moments ago and has not applied its log \
-                     within {LEADER_READY_WAIT_MS} ms; retry in a moment"
+                     within {} ms; retry in a moment",
+                    crate::limits::LEADER_READY_WAIT_MS
                 )));
             }
             // Woken by every applied term change; short naps cover a missed one.
@@ -528,9 +526,10 @@ fn propose_error(e: ProposeError) -> ApiError {
         ProposeError::NotLeader { .. } => ApiError::unavailable(format!(
             "{e}; retry on the leader (followers forward this route)"
         )),
-        ProposeError::TooLarge { .. } | ProposeError::Refused(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        ProposeError::TooLarge { .. } => ApiError::bad_request(e.to_string()),
+        // Raft's refusals (another membership change still in progress) are conflicts
+        // with the cluster's state, not bad requests: the same call can succeed later.
+        ProposeError::Refused(_) => ApiError::conflict(e.to_string()),
         _ => ApiError::unavailable(e.to_string()),
     }
 }
@@ -1033,7 +1032,10 @@ mod tests {
         for bad in ["", "zz\n", "0\n"] {
             fs::write(dir.path().join(RAFT_ID_FILE), bad).unwrap();
             let e = own_raft_id(dir.path(), 0xabc).unwrap_err().to_string();
-            assert!(e.contains(RAFT_ID_FILE) && e.contains("not a raft id"), "{bad:?}: {e}");
+            assert!(
+                e.contains(RAFT_ID_FILE) && e.contains("not a raft id"),
+                "{bad:?}: {e}"
+            );
         }
     }
 }
