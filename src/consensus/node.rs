@@ -292,6 +292,8 @@ pub struct NodeStats {
     pub proposed_entries: u64,
     /// Peer messages dropped because the request queue was full.
     pub inbound_dropped: u64,
+    /// Raft ticks (one every `RAFT_TICK_INTERVAL_MS`).
+    pub ticks: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,6 +313,7 @@ struct Shared {
     append_rounds: AtomicU64,
     proposed_entries: AtomicU64,
     inbound_dropped: AtomicU64,
+    ticks: AtomicU64,
     /// How long the log's syncs take (recorded by the log itself).
     log_sync: Arc<LatencyHistogram>,
     /// The last proposal chain number handed out.
@@ -330,6 +333,7 @@ impl Shared {
             append_rounds: AtomicU64::new(0),
             proposed_entries: AtomicU64::new(0),
             inbound_dropped: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
             log_sync,
             chains: AtomicU64::new(0),
         }
@@ -544,6 +548,7 @@ impl RaftHandle {
             append_rounds: get(&s.append_rounds),
             proposed_entries: get(&s.proposed_entries),
             inbound_dropped: get(&s.inbound_dropped),
+            ticks: get(&s.ticks),
         }
     }
 
@@ -661,10 +666,10 @@ impl RaftNode {
         let sync = SyncThread::start(format!("raft-sync-{id}"), wake)
             .map_err(|e| ConsensusError::io(format!("raft-sync-{id}"), "spawn thread", e))?;
         driver.set_sync_worker(Box::new(sync));
-        if cs.voters == [id] && cs.learners.is_empty() {
-            // Alone: no one else could win, so do not wait an election timeout.
-            driver.campaign()?;
-        }
+        // Alone: no one else could win, so do not wait an election timeout. raft refuses to
+        // campaign while committed membership entries are unapplied (the founders' at
+        // least), so the raft thread campaigns once its first Readies applied them.
+        let campaign_alone = cs.voters == [id] && cs.learners.is_empty();
         let peer_addr = transport.local_addr();
         let runner = Runner {
             driver,
@@ -678,6 +683,7 @@ impl RaftNode {
             heard: BTreeMap::new(),
             leading_since: None,
             broken_chains: BTreeSet::new(),
+            campaign_alone,
         };
         let on_fatal = cfg.on_fatal.clone().unwrap_or_else(exit_on_fatal);
         let thread = thread::Builder::new()
@@ -877,6 +883,8 @@ struct Runner {
     leading_since: Option<Instant>,
     /// Proposal chains with a refused proposal (see [`RaftHandle::propose_in_chain`]).
     broken_chains: BTreeSet<u64>,
+    /// A lone voter campaigns as soon as it has applied what its log commits.
+    campaign_alone: bool,
 }
 
 fn run_thread(mut runner: Runner, on_fatal: &FatalHook) {
@@ -929,14 +937,30 @@ impl Runner {
             let now = Instant::now();
             if now >= next_tick {
                 self.driver.tick();
+                bump(&self.shared.ticks, 1);
                 // After a long stall, tick once rather than catching up in a burst.
                 next_tick = (next_tick + tick).max(now);
             }
             self.report_transport();
             self.poll_sync()?;
             self.ready()?;
+            self.campaign_alone()?;
         }
         Ok(())
+    }
+
+    /// A lone voter's campaign at start, once the committed entries are applied.
+    fn campaign_alone(&mut self) -> Result<(), String> {
+        if !self.campaign_alone || self.driver.applied_index() < self.driver.commit_index() {
+            return Ok(());
+        }
+        self.campaign_alone = false;
+        if self.driver.is_leader() {
+            return Ok(());
+        }
+        self.driver
+            .campaign()
+            .map_err(|e| format!("raft node {}: campaigning failed: {e}", self.driver.id()))
     }
 
     /// Takes a finished log sync: held acknowledgements leave, and raft may commit.
@@ -1383,6 +1407,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
+    use crate::limits::RAFT_ELECTION_TICKS;
 
     const KIND: u8 = 3;
     /// Bound on every wait, so a broken cluster fails the test instead of hanging it.
@@ -1804,6 +1829,12 @@ mod tests {
         wait_for("the lone node to lead", || {
             n.handle.status().is_leader.then_some(())
         });
+        // It campaigned at once, not after an election timeout (10 to 20 ticks).
+        let ticks = n.handle.stats().ticks;
+        assert!(
+            ticks < RAFT_ELECTION_TICKS as u64,
+            "led after {ticks} ticks"
+        );
         // Once at start, once more when the founder's AddNode(7) at index 1 was applied
         // (it changes nothing); no snapshot to restore from.
         assert_eq!(n.rec.lock().unwrap().confs, vec![vec![7], vec![7]]);

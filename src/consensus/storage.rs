@@ -461,7 +461,16 @@ impl RaftStorage {
         let (mut log, log_recovery) = Log::open_with(log_dir, options)?;
         let state_saved = state.is_some();
         if !state_saved && log.last_index() >= log.first_index() {
-            return Err(ConsensusError::LogWithoutState { path: state_path });
+            if !holds_only_founders(&log)? {
+                return Err(ConsensusError::LogWithoutState { path: state_path });
+            }
+            // `initialize` writes the founders' entries, then the state: it was cut short
+            // in between. Nothing was acknowledged; it starts again from an empty log.
+            log::warn!(
+                "raft log holds only the initial membership and there is no raft state \
+                 (a first start was interrupted); starting over"
+            );
+            log.reset_to(INIT_INDEX)?;
         }
         let mut state = state.unwrap_or_default();
         let raised = raise_commit_to_snapshot(&mut state, snapshot.as_ref(), &log)?;
@@ -910,6 +919,22 @@ fn check_snapshot_covers_base(
         ));
     }
     Ok(())
+}
+
+/// Whether the log holds nothing but the initial membership `initialize` writes: conf
+/// changes of `INIT_TERM` from `INIT_INDEX`, at most one per allowed initial member.
+fn holds_only_founders(log: &Log) -> Result<bool> {
+    let (first, last) = (log.first_index(), log.last_index());
+    if first != INIT_INDEX || last - first >= crate::config::INITIAL_CLUSTER_MEMBERS_MAX as u64 {
+        return Ok(false);
+    }
+    for index in first..=last {
+        let r = log.read(index)?;
+        if r.term != INIT_TERM || r.kind != KIND_CONF_CHANGE {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A snapshot is only ever taken or installed at a committed index, but the commit index is
@@ -1710,6 +1735,28 @@ mod tests {
             b[12..16].copy_from_slice(&crc.to_le_bytes());
         });
         assert!(msg.contains("truncated"), "{msg}");
+    }
+
+    /// `initialize` cut short between the founders' entries and the state file: the next
+    /// start begins again, rather than refusing for good.
+    #[test]
+    fn an_interrupted_first_start_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ConfState {
+            voters: vec![3, 1, 2],
+            ..ConfState::default()
+        };
+        {
+            let (storage, _) = RaftStorage::open(dir.path()).unwrap();
+            storage.initialize(cs.clone()).unwrap();
+        }
+        // As if the crash came before the state file was written.
+        fs::remove_file(dir.path().join(RAFT_DIR).join(STATE_FILE)).unwrap();
+        let (storage, recovery) = RaftStorage::open(dir.path()).unwrap();
+        assert!(!recovery.initialized);
+        assert_eq!(storage.last_index(), 0);
+        storage.initialize(cs).unwrap();
+        assert_eq!(storage.last_index(), 3);
     }
 
     #[test]
