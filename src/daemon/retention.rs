@@ -74,10 +74,11 @@ fn run(node: &Node, config: &Retention, stop: &AtomicBool) {
 
 /// One retention check on the leader: proposes the purge the limits ask for, if any.
 fn enforce(node: &Node, config: &Retention) {
+    let read = files_read(node);
     let target = {
         let index = node.store.index();
         let files = index.files();
-        let reading = earliest_read_file(node, files);
+        let reading = earliest_read_file(&read, files);
         plan(files, config, unix_now(), reading).map(|i| {
             let kept: u64 = files[i..].iter().map(|f| f.bytes).sum();
             (files[i].name.clone(), files[..i].len(), kept)
@@ -133,13 +134,22 @@ pub fn plan(
     (to > 0).then_some(to)
 }
 
-/// The earliest stored file a dump of this node is reading, by position in `files`.
-fn earliest_read_file(node: &Node, files: &[FileMeta]) -> Option<usize> {
+/// The files the dumps of this node's binlog server read now. Taken before the store's
+/// index lock, never under it: the server's lock is held elsewhere while other locks are
+/// taken (starting a server looks at the syncer slot), and the raft thread needs the index
+/// lock to apply.
+fn files_read(node: &Node) -> Vec<String> {
     let server = node.server.lock().expect("server lock");
-    let slaves = server.as_ref()?.slaves();
-    slaves
-        .iter()
-        .filter_map(|s| files.iter().position(|f| f.name == s.file))
+    server
+        .as_ref()
+        .map(|s| s.slaves().into_iter().map(|slave| slave.file).collect())
+        .unwrap_or_default()
+}
+
+/// The earliest stored file of `read` (see `files_read`), by position in `files`.
+fn earliest_read_file(read: &[String], files: &[FileMeta]) -> Option<usize> {
+    read.iter()
+        .filter_map(|name| files.iter().position(|f| f.name == *name))
         .min()
 }
 
@@ -175,6 +185,7 @@ pub fn compact_pending(store: &Store, raft: &RaftHandle) {
 pub(super) fn purge(node: &Node, to_file: String) -> Result<(), ApiError> {
     // Serialized with the other admin changes of this node.
     let _guard = node.desired.lock().expect("desired lock");
+    let read = files_read(node);
     {
         let index = node.store.index();
         let files = index.files();
@@ -208,7 +219,7 @@ pub(super) fn purge(node: &Node, to_file: String) -> Result<(), ApiError> {
             // Nothing before it: already purged to there.
             return Ok(());
         }
-        if let Some(r) = earliest_read_file(node, files).filter(|r| *r < i) {
+        if let Some(r) = earliest_read_file(&read, files).filter(|r| *r < i) {
             return Err(ApiError::conflict(format!(
                 "a replica of this node's binlog server is reading {}, before {to_file}; \
                  purge to {} at most",
