@@ -594,8 +594,8 @@ struct ImportSlot<'a> {
 
 impl<'a> ImportSlot<'a> {
     fn take(node: &'a Node) -> Result<ImportSlot<'a>, ApiError> {
-        let _changes = node.desired.lock().expect("desired lock");
-        // `importing` is set only here, under the `desired` lock: refuse_if_busy has seen
+        let _changes = node.changes.lock().expect("changes lock");
+        // `importing` is set only here, under the `changes` lock: refuse_if_busy has seen
         // it clear, so no other import can take the slot in between.
         refuse_if_busy(node)?;
         node.importing.store(true, Ordering::SeqCst);

@@ -116,13 +116,17 @@ pub struct Node {
     syncer: Arc<Mutex<SyncerSlot>>,
     server: Mutex<Option<BinlogServer>>,
     desired: Mutex<Desired>,
+    /// Serializes this node's changes to the replicated state (syncer, members, purge,
+    /// import), which wait for raft; the node-local `desired` state has its own lock, so
+    /// that starting or stopping the binlog server never waits behind a proposal.
+    changes: Mutex<()>,
     server_max_connections: usize,
     /// This node's @@server_uuid for downstream MySQL replicas (stable across restarts).
     server_uuid: String,
     server_auth_plugin: AuthPlugin,
     server_rsa_private_key_path: Option<String>,
     started: Instant,
-    /// An import of binlog files runs (see `import`); set and read under `desired`.
+    /// An import of binlog files runs (see `import`); set and read under `changes`.
     importing: std::sync::atomic::AtomicBool,
 }
 
@@ -177,6 +181,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         syncer: Arc::new(Mutex::new(SyncerSlot::default())),
         server: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
+        changes: Mutex::new(()),
         server_max_connections: config.server_max_connections,
         server_uuid: crate::server::node_server_uuid(config.cluster_id(), my_id),
         server_auth_plugin: config.server_auth_plugin,
@@ -573,7 +578,7 @@ impl Backend for Node {
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
         self.until_ready_leader()?;
         // Serialized with the other admin changes of this node.
-        let _guard = self.desired.lock().expect("desired lock");
+        let _guard = self.changes.lock().expect("changes lock");
         let start = start_point(&args)?;
         if self.importing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ApiError::conflict(
@@ -601,7 +606,7 @@ impl Backend for Node {
 
     fn syncer_stop(&self) -> Result<(), ApiError> {
         self.until_ready_leader()?;
-        let _guard = self.desired.lock().expect("desired lock");
+        let _guard = self.changes.lock().expect("changes lock");
         // Proposed even when no syncer is desired here: cheap, and right whatever this
         // node's copy of the state says.
         self.propose(&Command::SetSyncer(None))?;
@@ -669,7 +674,7 @@ impl Backend for Node {
 
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
         self.until_ready_leader()?;
-        let _guard = self.desired.lock().expect("desired lock");
+        let _guard = self.changes.lock().expect("changes lock");
         let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
         let command = Command::SetMember(info.clone());
         self.cluster.state().check(&command).map_err(state_error)?;
@@ -704,7 +709,7 @@ impl Backend for Node {
 
     fn member_update(&self, args: MemberUpdate) -> Result<Vec<MemberView>, ApiError> {
         self.until_ready_leader()?;
-        let _guard = self.desired.lock().expect("desired lock");
+        let _guard = self.changes.lock().expect("changes lock");
         let current = self
             .cluster
             .state()
@@ -722,7 +727,7 @@ impl Backend for Node {
 
     fn member_remove(&self, name: String) -> Result<Vec<MemberView>, ApiError> {
         self.until_ready_leader()?;
-        let _guard = self.desired.lock().expect("desired lock");
+        let _guard = self.changes.lock().expect("changes lock");
         let member = self
             .cluster
             .state()

@@ -184,7 +184,7 @@ pub fn compact_pending(store: &Store, raft: &RaftHandle) {
 /// until it is applied (and the log compacted) here.
 pub(super) fn purge(node: &Node, to_file: String) -> Result<(), ApiError> {
     // Serialized with the other admin changes of this node.
-    let _guard = node.desired.lock().expect("desired lock");
+    let _guard = node.changes.lock().expect("changes lock");
     let read = files_read(node);
     {
         let index = node.store.index();
