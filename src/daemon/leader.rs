@@ -274,8 +274,10 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
         } else if !status.is_leader && status.leader_id != 0 {
             follower_announce(&ctx, status.leader_id, &mut last_announce);
         }
-        let desired = ctx.cluster.state().syncer().cloned();
         let mut slot = ctx.slot.lock().expect("syncer slot");
+        // Read under the slot's lock: a `syncer stop` makes the stop applied before it takes
+        // the slot, so a desire read here is never older than a stop that emptied it.
+        let desired = ctx.cluster.state().syncer().cloned();
         let keep = match (&slot.running, &desired) {
             (Some((args, term, _)), Some(want)) => {
                 ready_leader && args == want && *term == status.term
