@@ -244,6 +244,10 @@ impl Ingest {
             }
             event::ROTATE_EVENT if is_artificial(&header) => self.on_artificial_rotate(ev),
             event::FORMAT_DESCRIPTION_EVENT if header.log_pos == 0 => self.on_fde_copy(ev),
+            // A MariaDB dump that resumes inside an encrypted file sends the file's
+            // START_ENCRYPTION again after the FDE copy, with log_pos 0 (a replica does not
+            // move for it): a copy too, not content at the resume position.
+            event::START_ENCRYPTION_EVENT if header.log_pos == 0 => Ok(Seen::Artificial),
             // MySQL's GTID protocol re-sends the FDE with its real position even when the
             // stream resumes further on: a copy, as with log_pos 0.
             event::FORMAT_DESCRIPTION_EVENT
@@ -956,6 +960,34 @@ mod tests {
         assert_eq!(start, pos);
         assert_eq!(bytes, file_bytes("bin.000001")[pos as usize..]);
         assert_eq!(ing.position(), Some(("bin.000001", 4587)));
+    }
+
+    /// Resuming inside an encrypted MariaDB file: the master re-sends the file's
+    /// START_ENCRYPTION (log_pos 0) after the FDE copy. It is not stored again at the resume
+    /// position (which made the stored file overlap the next event, and every later
+    /// session add another copy).
+    #[test]
+    fn a_start_encryption_copy_at_a_resume_is_not_stored() {
+        let pos = mid_file_pos();
+        let mut stream = dump_from("bin.000001", pos);
+        let body = [vec![1u8], 7u32.to_le_bytes().to_vec(), vec![9u8; 12]].concat();
+        let copy = event::build_event(
+            event::START_ENCRYPTION_EVENT,
+            0,
+            SERVER_ID,
+            0,
+            0x80, // LOG_EVENT_IGNORABLE_F
+            &body,
+            true,
+        );
+        stream.insert(2, copy);
+        let mut ing = Ingest::new(Some(("bin.000001".into(), pos)));
+        let seen: Vec<Seen> = stream.iter().map(|e| ing.on_event(e).unwrap()).collect();
+        assert_eq!(seen[..3], [Seen::Artificial; 3]);
+        let decoded = decode(&ing.take_entries(true));
+        let (start, bytes) = concat_events(&decoded);
+        assert_eq!(start, pos);
+        assert_eq!(bytes, file_bytes("bin.000001")[pos as usize..]);
     }
 
     #[test]

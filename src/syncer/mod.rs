@@ -223,8 +223,9 @@ fn supervise(
     let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     while !shared.stop.load(Ordering::SeqCst) {
         set_state(&shared, State::Connecting, None);
-        let received_any = Arc::new(AtomicBool::new(false));
-        let result = session(&config, &store, &sink, &shared, &received_any);
+        let progressed = Arc::new(AtomicBool::new(false));
+        let began = std::time::Instant::now();
+        let result = session(&config, &store, &sink, &shared, &progressed);
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -246,7 +247,11 @@ fn supervise(
             }
             Err(e) => e.to_string(),
         };
-        if received_any.load(Ordering::SeqCst) {
+        // Back to a quick retry only after a session that went well for a while: one that
+        // took new content, or lasted. A session that fails the same way each time (a
+        // corrupt event, ERR 1236) must not log in to the master ten times a second.
+        let lasted = began.elapsed() >= Duration::from_millis(2 * RECONNECT_BACKOFF_MAX_MS);
+        if progressed.load(Ordering::SeqCst) || lasted {
             backoff_ms = RECONNECT_BACKOFF_MIN_MS;
         }
         log::warn!("syncer: {err}; reconnecting in {backoff_ms} ms");
@@ -278,7 +283,7 @@ fn session(
     store: &Arc<Store>,
     sink: &Arc<dyn Sink>,
     shared: &Arc<Shared>,
-    received_any: &AtomicBool,
+    progressed: &AtomicBool,
 ) -> Result<(), SyncerError> {
     sink.begin_session().map_err(SyncerError::Sink)?;
     let (resume, stored_master, stored_flavour) = {
@@ -377,7 +382,7 @@ fn session(
     }
     set_state(shared, State::Running, None);
 
-    let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, received_any);
+    let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, progressed);
     *shared.socket.lock().expect("socket lock") = None;
     result
 }
@@ -521,7 +526,7 @@ fn stream_loop(
     mut ingest: Ingest,
     sink: &dyn Sink,
     shared: &Shared,
-    received_any: &AtomicBool,
+    progressed: &AtomicBool,
 ) -> Result<(), SyncerError> {
     // Reused for every packet: grows to the largest event.
     let mut packet = Vec::new();
@@ -533,12 +538,15 @@ fn stream_loop(
             // transactions of them; a partial one is not).
             Err(e) => break store(&mut ingest, sink, shared, &mut seen).and(Err(e)),
         };
-        received_any.store(true, Ordering::Relaxed);
         let more = ev.is_some();
         if let Some(ev) = ev {
+            let content_before = seen.events;
             if let Err(e) = feed(ev, &mut ingest, &mut seen) {
                 // What ingest accepted before the bad event is stored.
                 break store(&mut ingest, sink, shared, &mut seen).and(Err(e));
+            }
+            if seen.events > content_before {
+                progressed.store(true, Ordering::Relaxed);
             }
         }
         let drained = client.conn_mut().buffered_input_len() == 0;
