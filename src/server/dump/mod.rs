@@ -125,6 +125,10 @@ pub fn run<S: Read + Write>(
 ) -> Result<(), DumpError> {
     let resolved = resolve_waiting(store, &opts.start, stop);
     let checked = match resolved {
+        // A MariaDB GTID start is where the index saw a group end: a boundary by
+        // construction, also where no event begins in its entry (a transaction's last
+        // event cut across two entries ends the second one).
+        Ok(s) if matches!(opts.start, DumpStart::MariaGtid(_)) => Ok(s),
         Ok(s) => check_event_boundary(store, &s)?.map(|()| s),
         Err(message) => Err(message),
     };
@@ -259,6 +263,17 @@ pub fn run<S: Read + Write>(
                         continue;
                     }
                     send_event(conn, &bytes, progress)?;
+                    // The replica moves to the file a real ROTATE names at once, and checks
+                    // every later heartbeat against it (MariaDB stops the IO thread with
+                    // ER_SLAVE_HEARTBEAT_FAILURE otherwise): heartbeats name it from now on,
+                    // also while the next file's first entry is not committed yet.
+                    if bytes.get(4) == Some(&event::ROTATE_EVENT) {
+                        let checksum_len = if crc { event::CHECKSUM_LEN } else { 0 };
+                        if let Ok(rotate) = event::Rotate::parse(&bytes, checksum_len) {
+                            file = rotate.next_file;
+                            pos = rotate.position;
+                        }
+                    }
                 }
             }
         }
