@@ -392,6 +392,12 @@ pub(super) fn resolve_gtid(index: &BinlogIndex, state_text: &str) -> Result<Star
     let mut covered = std::collections::BTreeSet::new();
     for gtid in state.iter() {
         covered.insert(gtid.domain_id);
+        if is_unknown_domain(index, gtid.domain_id) {
+            // As MariaDB does: a domain the master has nothing of is probably another
+            // master's (multi-source, an earlier topology); the other domains are served,
+            // and this one's groups, should any come, are skipped up to the GTID.
+            continue;
+        }
         let loc = match index.maria_group(gtid) {
             Some(group) => group.end,
             // The replica stopped exactly where the store begins.
@@ -454,6 +460,16 @@ pub(super) fn is_purged_file(index: &BinlogIndex, name: &str) -> bool {
 /// The first stored file's name, for messages.
 pub(super) fn first_file(index: &BinlogIndex) -> &str {
     index.files().first().map_or("(none)", |f| f.name.as_str())
+}
+
+/// Whether the store has nothing of `domain`: no transaction, no purged one, and no
+/// position in the state it began at.
+fn is_unknown_domain(index: &BinlogIndex, domain: u32) -> bool {
+    index.maria_first_seq(domain).is_none()
+        && index.purged_gtids().get(domain).is_none()
+        && index
+            .maria_start_state()
+            .is_none_or(|s| s.get(domain).is_none())
 }
 
 pub(super) fn missing_gtid_message(index: &BinlogIndex, gtid: &MariaGtid) -> String {

@@ -141,6 +141,15 @@ fn gtid_refusals() {
     assert!(err.contains("not in the master's binlog"), "{err}");
     let err = by_gtid(&index, "0-5-7,2-1-2").err().unwrap();
     assert!(err.contains("not in the master's binlog"), "{err}");
+    // A domain the store has nothing of is another master's, as MariaDB takes it: the
+    // others are served as if it were not named, and its GTID stays to skip up to.
+    let s = by_gtid(&index, "0-1-7,2-1-1,9-3-55").unwrap();
+    assert_eq!(s.loc, by_gtid(&index, "0-1-7,2-1-1").unwrap().loc);
+    assert_eq!(s.pending.get(9), Some(&gtid("9-3-55")));
+    assert_eq!(
+        by_gtid(&index, "9-3-55").unwrap().loc,
+        index.first_loc().unwrap()
+    );
     let err = by_gtid(&index, "0-1-x").err().unwrap();
     assert!(err.contains("malformed GTID state"), "{err}");
     // A store that begins at bin.000002 (0-1-16..18).
