@@ -26,8 +26,8 @@ use crate::binlog::BinlogError;
 use crate::consensus::state::binlog_file_order;
 use crate::limits::ENTRY_PAYLOAD_MAX;
 use crate::store::entry::{
-    EventsHeader, FileStart, ENDS_INSIDE_GROUP, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START,
-    KIND_START_STATE, STARTS_INSIDE_GROUP,
+    EventsHeader, FileStart, ENDS_INSIDE_GROUP, EVENTS_HEADER_LEN, KIND_ABANDON, KIND_EVENTS,
+    KIND_FILE_START, KIND_START_STATE, STARTS_INSIDE_GROUP,
 };
 
 /// Why the stream cannot be stored. Every one of these ends the connection; the syncer
@@ -304,6 +304,7 @@ impl Ingest {
                 found: rotate.position,
             });
         }
+        self.drop_partial_group(&rotate.next_file);
         self.flush_batch();
         self.replay_end = (stored && rotate.position < self.next_pos).then_some(self.next_pos);
         self.file = Some(rotate.next_file);
@@ -597,6 +598,33 @@ impl Ingest {
             self.flush_batch();
         }
         std::mem::take(&mut self.ready)
+    }
+
+    /// A transaction still open when the master moves to another file never completes: its
+    /// file ended inside it (the master crashed mid-transaction and went on in a new file,
+    /// where a replica's SQL thread rolls it back too). It is dropped, and chunks of it
+    /// already emitted are abandoned (an ABANDON entry: the store marks them dead), rather
+    /// than glued to the next file's first events.
+    fn drop_partial_group(&mut self, next_file: &str) {
+        if !self.in_group() {
+            return;
+        }
+        log::warn!(
+            "the master moved to {next_file} inside a transaction of {} at {} (its file \
+             ends there, unfinished: a crash); the transaction is dropped, as a replica drops it",
+            self.current_file(),
+            self.group_start
+        );
+        if let Some(at) = self.group_at.take() {
+            self.take_group_out_of_batch(at);
+        }
+        self.group.clear();
+        if self.group_chunked {
+            self.flush_batch();
+            self.ready.push((KIND_ABANDON, Vec::new()));
+            self.group_chunked = false;
+        }
+        self.tracker = Some(TransactionTracker::new(self.checksum_len));
     }
 
     /// Whether a transaction is in progress (received in part).
@@ -1117,6 +1145,64 @@ mod tests {
             ing.on_event(&ev[..5]),
             Err(IngestError::Malformed { .. })
         ));
+    }
+
+    /// The master crashed inside a transaction at the end of bin.000001 and went on in
+    /// bin.000002: the unfinished transaction is dropped (abandoned when chunks of it were
+    /// emitted already), and bin.000002 is stored from 4, whole; nothing of it is skipped.
+    #[test]
+    fn a_transaction_cut_by_a_crash_at_a_file_end_is_dropped() {
+        let events = file_events("bin.000001");
+        let (bounds, _) = group_bounds("bin.000001");
+        // The last group that holds more than one event, cut before its last event.
+        let last_end = *bounds.iter().rev().nth(1).unwrap();
+        let group_start = *bounds.range(..last_end).next_back().unwrap();
+        let cut_at = events
+            .iter()
+            .rposition(|(p, _)| *p < last_end && *p > group_start)
+            .unwrap();
+        for limit in [24, ENTRY_PAYLOAD_MAX] {
+            let mut stream = vec![event::build_rotate("bin.000001", 4, SERVER_ID, true, true)];
+            stream.extend(events[..cut_at].iter().map(|(_, e)| e.clone()));
+            stream.extend(dump_stream(&["bin.000002"]));
+            let mut ing = Ingest::with_entry_limit(None, limit);
+            for ev in &stream {
+                ing.on_event(ev).unwrap();
+            }
+            let entries = ing.take_entries(true);
+            let mut index = crate::store::index::BinlogIndex::new();
+            for (i, (kind, data)) in entries.iter().enumerate() {
+                index.feed(i as u64 + 1, *kind, data).unwrap();
+            }
+            let live: Vec<u64> = (1..=entries.len() as u64)
+                .filter(|i| !index.is_dead(*i))
+                .collect();
+            let abandoned = entries.iter().any(|(kind, _)| *kind == KIND_ABANDON);
+            assert_eq!(abandoned, limit == 24, "limit {limit}: chunks were emitted");
+            // The live entries are bin.000001 up to the cut transaction, then all of
+            // bin.000002.
+            let served: Vec<(u8, Vec<u8>)> = live
+                .iter()
+                .map(|i| entries[*i as usize - 1].clone())
+                .filter(|(kind, _)| *kind != KIND_ABANDON)
+                .collect();
+            let decoded = decode(&served);
+            let second = decoded
+                .iter()
+                .position(|d| matches!(d, Ok(fs) if fs.file_name == "bin.000002"))
+                .unwrap();
+            let (start, first_bytes) = concat_events(&decoded[..second]);
+            assert_eq!(start, 4);
+            assert_eq!(
+                first_bytes,
+                file_bytes("bin.000001")[4..group_start as usize]
+            );
+            let (start, second_bytes) = concat_events(&decoded[second..]);
+            assert_eq!(start, 4);
+            assert_eq!(second_bytes, file_bytes("bin.000002")[4..]);
+            let end = 4 + second_bytes.len() as u64;
+            assert_eq!(index.resume_point(), Some(("bin.000002".into(), end)));
+        }
     }
 
     #[test]
