@@ -742,6 +742,9 @@ pub enum QueryKind {
     XaPrepare,
     XaCommit,
     XaRollback,
+    /// `CREATE TABLE … START TRANSACTION`: MySQL 8.0.21+ logs a row-based `CREATE TABLE …
+    /// SELECT` as one transaction, this statement, the rows, then XID.
+    CreateStartTransaction,
     /// Anything else: DML inside a transaction, or DDL (its own transaction).
     Other,
 }
@@ -760,6 +763,8 @@ pub fn classify_query(query: &[u8]) -> QueryKind {
         QueryKind::Commit
     } else if is(first, "ROLLBACK") && !is(second, "TO") {
         QueryKind::Rollback
+    } else if is(first, "CREATE") && ends_with_start_transaction(query) {
+        QueryKind::CreateStartTransaction
     } else if is(first, "XA") {
         match () {
             _ if is(second, "START") || is(second, "BEGIN") => QueryKind::XaStart,
@@ -772,6 +777,17 @@ pub fn classify_query(query: &[u8]) -> QueryKind {
     } else {
         QueryKind::Other
     }
+}
+
+/// Whether the statement's last two words are START TRANSACTION (any case; trailing blanks
+/// and semicolons ignored).
+fn ends_with_start_transaction(query: &[u8]) -> bool {
+    let mut words = query
+        .rsplit(|b| b.is_ascii_whitespace() || *b == b';')
+        .filter(|w| !w.is_empty());
+    let last = words.next().unwrap_or(&[]);
+    let before = words.next().unwrap_or(&[]);
+    before.eq_ignore_ascii_case(b"START") && last.eq_ignore_ascii_case(b"TRANSACTION")
 }
 
 /// The xid of an XID_EVENT (type 16): the InnoDB commit that ends a transaction.
@@ -1458,6 +1474,18 @@ mod tests {
         assert_eq!(classify_query(b"xa rollback X'31'"), QueryKind::XaRollback);
         assert_eq!(classify_query(b"BEGINNING"), QueryKind::Other);
         assert_eq!(classify_query(b"CREATE TABLE t (a INT)"), QueryKind::Other);
+        assert_eq!(
+            classify_query(b"CREATE TABLE `t2` (\n  `a` int DEFAULT NULL\n) START TRANSACTION"),
+            QueryKind::CreateStartTransaction
+        );
+        assert_eq!(
+            classify_query(b"create table t (a int) start  transaction ;"),
+            QueryKind::CreateStartTransaction
+        );
+        assert_eq!(
+            classify_query(b"CREATE TABLE start_transaction (a INT)"),
+            QueryKind::Other
+        );
         assert_eq!(classify_query(b""), QueryKind::Other);
     }
 

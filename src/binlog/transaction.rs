@@ -10,8 +10,10 @@
 //!   `ROLLBACK`, or XA_PREPARE (38) for the prepared part of an XA transaction.
 //! - MySQL: GTID (33), ANONYMOUS_GTID (34) or GTID_TAGGED (42) starts a group. `BEGIN` (or
 //!   `XA START`) opens a transaction that ends at XID, `COMMIT`, `ROLLBACK`, XA_PREPARE, or
-//!   `XA COMMIT … ONE PHASE`/`XA ROLLBACK` after `XA START`. Any other statement right after
-//!   the GTID (DDL, `XA COMMIT`) is the whole group; so is a TRANSACTION_PAYLOAD (40).
+//!   `XA COMMIT … ONE PHASE`/`XA ROLLBACK` after `XA START`; so does `CREATE TABLE …
+//!   START TRANSACTION` (a row-based CREATE TABLE … SELECT since MySQL 8.0.21). Any other
+//!   statement right after the GTID (DDL, `XA COMMIT`) is the whole group; so is a
+//!   TRANSACTION_PAYLOAD (40).
 //! - Without a GTID (old servers): `BEGIN` starts a group ended as above; INTVAR, RAND or
 //!   USER_VAR start a group that the next statement ends; a lone statement is its own group.
 //! - Everything else outside a group (FDE, ROTATE, STOP, GTID_LIST, BINLOG_CHECKPOINT,
@@ -266,7 +268,9 @@ impl TransactionTracker {
             (State::Outside, QueryKind::Begin) => self.open(State::Transaction { xa: false }),
             (State::Outside, QueryKind::XaStart) => self.open(State::Transaction { xa: true }),
             (State::Outside, _) => Step::SINGLE,
-            (State::AfterMysqlGtid, QueryKind::Begin) => {
+            // MySQL 8.0.21+: a row-based CREATE TABLE … SELECT is one transaction, opened
+            // by the CREATE and ended by the XID after its rows.
+            (State::AfterMysqlGtid, QueryKind::Begin | QueryKind::CreateStartTransaction) => {
                 self.state = State::Transaction { xa: false };
                 Step::INSIDE
             }
@@ -704,6 +708,26 @@ mod tests {
             steps(&events),
             vec![S, I, I, I, I, E, S, E, S, I, I, E, S, E, S, E, S, I, I, E]
         );
+    }
+
+    /// MySQL 8.0.21+ logs a row-based CREATE TABLE … SELECT as one transaction: the CREATE
+    /// (with a START TRANSACTION clause), the rows, the XID. A plain CREATE stays a group of
+    /// its own.
+    #[test]
+    fn mysql_create_table_select_is_one_transaction() {
+        let events = vec![
+            mysql_gtid(1),
+            query("CREATE TABLE `t2` (\n  `a` int DEFAULT NULL\n) START TRANSACTION"),
+            simple(event::TABLE_MAP_EVENT, 10),
+            simple(event::WRITE_ROWS_EVENT, 10),
+            simple(event::XID_EVENT, 8),
+            mysql_gtid(2),
+            query("CREATE TABLE t3 (a INT)"),
+            mysql_gtid(3),
+            query("BEGIN"),
+            simple(event::XID_EVENT, 8),
+        ];
+        assert_eq!(steps(&events), vec![S, I, I, I, E, S, E, S, I, E]);
     }
 
     #[test]
