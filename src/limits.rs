@@ -176,6 +176,9 @@ pub const PEER_BACKOFF_MAX_MS: u64 = 2_000;
 /// Inbound peer connections served at once (one reader thread each); more are refused.
 pub const PEER_INBOUND_CONNECTIONS_MAX: usize = 64;
 
+/// How long an inbound peer connection may take to send its whole hello.
+pub const PEER_HELLO_TIMEOUT_MS: u64 = 2_000;
+
 const _: () = assert!(BATCH_BYTES_MAX < PEER_FRAME_BYTES_MAX);
 const _: () = assert!(PEER_BATCH_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);

@@ -49,8 +49,8 @@ use raft::SnapshotStatus;
 
 use crate::limits::{
     PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_BATCH_BYTES_MAX, PEER_CONNECT_TIMEOUT_MS,
-    PEER_DIRECT_WRITE_BYTES_MAX, PEER_FRAME_BYTES_MAX, PEER_INBOUND_CONNECTIONS_MAX,
-    PEER_IO_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX,
+    PEER_DIRECT_WRITE_BYTES_MAX, PEER_FRAME_BYTES_MAX, PEER_HELLO_TIMEOUT_MS,
+    PEER_INBOUND_CONNECTIONS_MAX, PEER_IO_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX,
 };
 
 /// First bytes of every peer connection: name and wire version.
@@ -1238,6 +1238,26 @@ fn start_reader(
     let shared = &inbound.shared;
     let mut conns = lock(&inbound.conns);
     if conns.len() >= PEER_INBOUND_CONNECTIONS_MAX {
+        // Make room by ending the oldest connection that has not said hello yet: a real
+        // peer says it at once, so only connections that hold a slot without being a peer
+        // (scanners, or a flood) are ended, and they cannot keep real peers out.
+        let oldest_unknown = conns
+            .iter()
+            .filter(|(_, c)| c.node_id.is_none())
+            .map(|(serial, _)| *serial)
+            .min();
+        if let Some(evicted) = oldest_unknown {
+            if let Some(conn) = conns.remove(&evicted) {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+            bump(&shared.counters.refused_connections, 1);
+            log::warn!(
+                "raft transport: {PEER_INBOUND_CONNECTIONS_MAX} connections open; ending the \
+                 oldest one that has not said hello to make room for {remote}"
+            );
+        }
+    }
+    if conns.len() >= PEER_INBOUND_CONNECTIONS_MAX {
         drop(conns);
         bump(&shared.counters.refused_connections, 1);
         log::warn!(
@@ -1318,9 +1338,9 @@ fn serve_inbound(
         .set_read_timeout(io_timeout)
         .and_then(|()| stream.set_write_timeout(io_timeout));
     setup.map_err(|e| (None, e.into()))?;
-    let mut hello = [0u8; HELLO_LEN];
+    let hello = read_hello(&mut stream).map_err(|e| (None, e.into()))?;
     stream
-        .read_exact(&mut hello)
+        .set_read_timeout(io_timeout)
         .map_err(|e| (None, e.into()))?;
     let node = decode_hello(&hello, shared.cluster_id).map_err(|e| (None, e.into()))?;
     claim_node(inbound, serial, node);
@@ -1341,6 +1361,31 @@ fn serve_inbound(
             Err(e) => return Err((Some(node), e)),
         }
     }
+}
+
+/// Reads the hello within `PEER_HELLO_TIMEOUT_MS` in all (a read timeout alone bounds each
+/// read, so a sender trickling a byte at a time could hold the connection for minutes).
+fn read_hello(stream: &mut TcpStream) -> io::Result<[u8; HELLO_LEN]> {
+    let deadline = Instant::now() + Duration::from_millis(PEER_HELLO_TIMEOUT_MS);
+    let mut hello = [0u8; HELLO_LEN];
+    let mut got = 0;
+    while got < HELLO_LEN {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no hello within {PEER_HELLO_TIMEOUT_MS} ms"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut hello[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hello)
 }
 
 /// Records which node this connection belongs to and ends that node's older connections:
@@ -1791,6 +1836,60 @@ mod tests {
         a.send(msg(3, 2, 7));
         assert_eq!(recv(&b_rx), msg(3, 2, 7));
         assert!(b_rx.try_recv().is_err());
+        shutdown_checked(a);
+        shutdown_checked(b);
+    }
+
+    /// Connections that never say hello cannot keep real peers out: with the table full of
+    /// them, a new connection ends the oldest of them; and a hello trickled a byte at a
+    /// time is cut after PEER_HELLO_TIMEOUT_MS in all.
+    #[test]
+    fn silent_connections_cannot_keep_peers_out() {
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        let silent: Vec<TcpStream> = (0..PEER_INBOUND_CONNECTIONS_MAX)
+            .map(|_| raw_connect(&b))
+            .collect();
+        wait_until("the table is full", || {
+            lock(&b.inbound.conns).len() == PEER_INBOUND_CONNECTIONS_MAX
+        });
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        a.set_peer(2, &addr_of(&b)).unwrap();
+        a.send(msg(1, 2, 1));
+        assert_eq!(recv(&b_rx), msg(1, 2, 1));
+        assert!(
+            b.stats().refused_connections >= 1,
+            "one silent connection was ended"
+        );
+
+        let mut trickle = raw_connect(&b);
+        let started = Instant::now();
+        let mut closed = false;
+        for byte in encode_hello(1, CLUSTER) {
+            if trickle.write_all(&[byte]).is_err() {
+                closed = true;
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+            if started.elapsed() > Duration::from_millis(PEER_HELLO_TIMEOUT_MS + 1_000) {
+                break;
+            }
+        }
+        if !closed {
+            trickle
+                .set_read_timeout(Some(Duration::from_millis(PEER_HELLO_TIMEOUT_MS)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            closed = match trickle.read(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ),
+            };
+        }
+        assert!(closed, "a trickled hello is cut");
+        drop(silent);
         shutdown_checked(a);
         shutdown_checked(b);
     }
