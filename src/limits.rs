@@ -82,6 +82,10 @@ pub const DOWNSTREAM_HEARTBEAT_MIN_MS: u64 = 10;
 /// (`@master_heartbeat_period = 0`): no heartbeat is sent, this only bounds the wait.
 pub const DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS: u64 = 3_600_000;
 
+/// How often a dump waiting for new binlog looks whether it was ended (server stop, the
+/// replica dumping again), whatever its heartbeat period.
+pub const DUMP_STOP_CHECK_MS: u64 = 250;
+
 /// User variables (`SET @x = …`) one downstream connection may hold, and their size.
 pub const USER_VARS_MAX: usize = 64;
 pub const USER_VAR_BYTES_MAX: usize = 4096;

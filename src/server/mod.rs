@@ -71,6 +71,9 @@ pub struct SlaveEntry {
     pub mode: &'static str,
     pub progress: Arc<DumpProgress>,
     pub connected_since: u64,
+    /// Set to end this dump (the server stops, or the replica dumps again): a dump waiting
+    /// for new binlog notices it within `DUMP_STOP_CHECK_MS`.
+    pub ended: Arc<AtomicBool>,
 }
 
 /// A snapshot of one dumping replica.
@@ -156,8 +159,37 @@ impl Shared {
         }
     }
 
+    /// Records a dump. An older dump of the same replica (same non-zero server id) is
+    /// ended, as a master ends it: a replica that reconnects does so because its old
+    /// connection is dead to it, and that connection's thread would otherwise wait for a
+    /// write timeout, holding a connection slot and the files it reads from purge.
     pub(crate) fn register(&self, id: u64, entry: SlaveEntry) {
-        self.slaves.lock().expect("slaves lock").insert(id, entry);
+        let server_id = entry.server_id;
+        let zombies: Vec<u64> = {
+            let mut slaves = self.slaves.lock().expect("slaves lock");
+            let zombies = slaves
+                .iter()
+                .filter(|(other, s)| **other != id && server_id != 0 && s.server_id == server_id)
+                .map(|(other, _)| *other)
+                .collect();
+            slaves.insert(id, entry);
+            zombies
+        };
+        for zombie in &zombies {
+            if let Some(s) = self.slaves.lock().expect("slaves lock").get(zombie) {
+                s.ended.store(true, Ordering::SeqCst);
+            }
+        }
+        let sockets = self.sockets.lock().expect("sockets lock");
+        for zombie in zombies {
+            if let Some(sock) = sockets.get(&zombie) {
+                log::info!(
+                    "binlog server: replica server id {server_id} connected again; ending its \
+                     older dump (connection {zombie})"
+                );
+                let _ = sock.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     pub(crate) fn unregister(&self, id: u64) {
@@ -248,6 +280,9 @@ impl BinlogServer {
     /// Stops accepting, closes every connection, and joins the listener.
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        for s in self.shared.slaves.lock().expect("slaves lock").values() {
+            s.ended.store(true, Ordering::SeqCst);
+        }
         // Wake the blocking accept with a connection of our own.
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
         for sock in self.shared.sockets.lock().expect("sockets lock").values() {
@@ -365,6 +400,73 @@ mod tests {
         assert_eq!(crate::binlog::gtid::format_uuid(&bytes), a);
         assert_eq!(bytes[6] >> 4, 5, "version 5 layout");
         assert_eq!(bytes[8] >> 6, 2, "RFC 4122 variant");
+    }
+
+    /// A replica that dumps again under the same server id ends its older dump (a
+    /// connection it no longer reads), as a master does; another server id is left alone.
+    #[test]
+    fn a_second_dump_of_the_same_replica_ends_the_first() {
+        use crate::store::index::mysql_testdata::{kingbus_stream, KINGBUS};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store
+            .append(crate::store::testdata::ingest(
+                &kingbus_stream(&KINGBUS),
+                300,
+            ))
+            .unwrap();
+        let config = ServerConfig {
+            addr: "127.0.0.1:0".into(),
+            user: "repl".into(),
+            password: "secret".into(),
+            max_connections: 8,
+            server_uuid: node_server_uuid(1, 2),
+            auth_plugin: auth::AuthPlugin::default(),
+            rsa_private_key_path: None,
+        };
+        let server = BinlogServer::start(config, Arc::new(store), "8.0.0".into()).unwrap();
+        let connect = || {
+            let opts = mysql::OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(server.local_addr().port())
+                .user(Some("repl"))
+                .pass(Some("secret"))
+                .prefer_socket(false)
+                .max_allowed_packet(Some(1 << 30))
+                .read_timeout(Some(Duration::from_secs(30)));
+            mysql::Conn::new(opts).unwrap()
+        };
+        // Blocking dumps from the start of the first file: they stay open once caught up.
+        let dump = |server_id: u32| {
+            let request = mysql::BinlogRequest::new(server_id)
+                .with_filename(KINGBUS[0].as_bytes().to_vec())
+                .with_pos(4u64);
+            let mut stream = connect().get_binlog_stream(request).unwrap();
+            stream.next().unwrap().unwrap();
+            stream
+        };
+        let wait_slaves = |want: Vec<u32>| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut ids: Vec<u32> = server.slaves().iter().map(|s| s.server_id).collect();
+                ids.sort_unstable();
+                if ids == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "slaves {ids:?}, want {want:?}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let _first = dump(77);
+        let _other = dump(78);
+        wait_slaves(vec![77, 78]);
+        let _again = dump(77);
+        wait_slaves(vec![77, 78]);
+        drop(server);
     }
 
     /// The `mysql` crate, as an independent client, dumps the MySQL-flavoured kingbus chain

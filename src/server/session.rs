@@ -185,6 +185,7 @@ fn run_dump<S: Read + Write>(
 ) -> Result<(), NetError> {
     let server_id = registered.as_ref().map_or(replica_id, |r| r.0);
     let progress = Arc::new(dump::DumpProgress::default());
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (host, port) = registered
         .as_ref()
         .map_or((peer.ip().to_string(), peer.port()), |r| (r.1.clone(), r.2));
@@ -205,9 +206,14 @@ fn run_dump<S: Read + Write>(
             mode,
             progress: progress.clone(),
             connected_since: unix_now(),
+            ended: ended.clone(),
         },
     );
-    let result = dump::run(conn, &shared.store, &opts, &progress, &shared.stop);
+    // A server stopped between the check and the registration does not see this dump.
+    if shared.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let result = dump::run(conn, &shared.store, &opts, &progress, &ended);
     shared.unregister(conn_id);
     match result {
         Ok(()) => Ok(()),

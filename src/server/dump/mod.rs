@@ -32,6 +32,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::binlog::event;
+use crate::limits::DUMP_STOP_CHECK_MS;
 use crate::mysql::resultset::ER_MASTER_FATAL_ERROR_READING_BINLOG;
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
@@ -287,21 +288,28 @@ pub fn run<S: Read + Write>(
             conn.flush()?;
             return Ok(());
         }
-        // Wait for new whole transactions; a heartbeat each period of silence.
+        // Wait for new whole transactions; a heartbeat each period of silence. The wait is
+        // cut in slices, so that an ended dump (server stop, the replica dumping again)
+        // goes away soon even when heartbeats are rare or off.
+        let mut silent_since = std::time::Instant::now();
         loop {
             if stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            match store.wait_beyond(seen, opts.heartbeat_period) {
+            let until_heartbeat = opts.heartbeat_period.saturating_sub(silent_since.elapsed());
+            let slice = until_heartbeat.min(Duration::from_millis(DUMP_STOP_CHECK_MS));
+            match store.wait_beyond(seen, slice) {
                 None => return Ok(()),
                 Some(upto) if upto > seen => {
                     seen = upto;
                     break;
                 }
-                Some(_) => {
+                Some(_) if silent_since.elapsed() >= opts.heartbeat_period => {
                     send_event(conn, &heartbeat(&file, pos, crc), progress)?;
                     conn.flush()?;
+                    silent_since = std::time::Instant::now();
                 }
+                Some(_) => {}
             }
         }
     }
