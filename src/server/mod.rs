@@ -402,6 +402,49 @@ mod tests {
         assert_eq!(bytes[8] >> 6, 2, "RFC 4122 variant");
     }
 
+    /// A client that never set @master_binlog_checksum is refused a dump of a binlog with
+    /// CRC32 (it would read each checksum as event body), as MariaDB and MySQL refuse it;
+    /// one that set it (any value), or a store with nothing yet, is not.
+    #[test]
+    fn a_client_not_aware_of_checksums_is_refused() {
+        let config = |max| ServerConfig {
+            addr: "127.0.0.1:0".into(),
+            user: "repl".into(),
+            password: "secret".into(),
+            max_connections: max,
+            server_uuid: node_server_uuid(1, 2),
+            auth_plugin: auth::AuthPlugin::default(),
+            rsa_private_key_path: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (empty, _) = Store::open(dir.path()).unwrap();
+        let server = BinlogServer::start(config(2), Arc::new(empty), "10.11.0".into()).unwrap();
+        let mut vars = query::UserVars::new();
+        assert_eq!(session::checksum_refusal(&server.shared, &vars), None);
+        drop(server);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let stream = crate::store::testdata::dump_stream(&["bin.000001"]);
+        store
+            .append(crate::store::testdata::ingest(&stream, 4096))
+            .unwrap();
+        let server = BinlogServer::start(config(2), Arc::new(store), "10.11.0".into()).unwrap();
+        let refusal = session::checksum_refusal(&server.shared, &vars).unwrap();
+        assert!(refusal.contains("checksum"), "{refusal}");
+        for value in ["CRC32", "NONE", "ALL"] {
+            vars.insert("master_binlog_checksum".into(), Some(value.into()));
+            assert_eq!(
+                session::checksum_refusal(&server.shared, &vars),
+                None,
+                "{value}"
+            );
+        }
+        vars.clear();
+        vars.insert("source_binlog_checksum".into(), Some("CRC32".into()));
+        assert_eq!(session::checksum_refusal(&server.shared, &vars), None);
+    }
+
     /// A replica that dumps again under the same server id ends its older dump (a
     /// connection it no longer reads), as a master does; another server id is left alone.
     #[test]
