@@ -115,7 +115,8 @@ pub fn serve<S: Read + Write>(
                 let start = match vars.get("slave_connect_state").cloned().flatten() {
                     Some(state) => DumpStart::MariaGtid(state),
                     None => DumpStart::FilePos {
-                        file: d.binlog_filename.clone(),
+                        // A C string to the master: a trailing NUL is not part of the name.
+                        file: d.binlog_filename.trim_end_matches('\0').to_string(),
                         pos: u64::from(d.binlog_pos),
                     },
                 };
