@@ -618,6 +618,14 @@ impl BinlogIndex {
                 crate::binlog::event::GtidListEvent::parse(event, tracker.checksum_len())
                     .ok()
                     .map(|list| MariaGtidList::from_gtids(list.gtids));
+            // Where the stream begins, the master's gtid_binlog_pos is that list, as when a
+            // START_STATE entry says so (an index rebuilt from a purge point's origin gets it
+            // that way): both must agree, or nodes report different positions.
+            if let Some(state) = &self.maria_start_state {
+                if self.maria.is_empty() && self.maria_state.is_empty() {
+                    self.maria_state = state.clone();
+                }
+            }
         }
         if event.get(crate::binlog::event::TYPE_CODE_OFFSET)
             == Some(&crate::binlog::event::PREVIOUS_GTIDS_LOG_EVENT)
@@ -1817,5 +1825,34 @@ mod tests {
                 assert!(index.mysql_group(&other, Some("blue"), 9).is_none());
             }
         }
+    }
+
+    /// An index rebuilt from a purge point (a restart) reports the same MariaDB
+    /// gtid_binlog_pos as the live one, also for a store that begins mid-history with a
+    /// GTID_LIST naming a domain none of its transactions belong to (bin.000002 begins at
+    /// 0-1-15,2-1-2): both count the list where the stream begins.
+    #[test]
+    fn a_rebuild_after_a_purge_keeps_the_gtid_position() {
+        let entries = ingest(&dump_stream(&["bin.000002", "bin.000003"]), 300);
+        let mut live = index_of(&entries);
+        assert!(
+            live.maria_state().get(2).is_some(),
+            "{}",
+            live.maria_state()
+        );
+        live.purge_to("bin.000003").unwrap();
+        let (at, base) = live.origin().clone();
+        let mut rebuilt = BinlogIndex::from_origin(at, &base).unwrap();
+        for (i, (kind, data)) in entries.iter().enumerate().skip(at as usize) {
+            rebuilt.feed(i as u64 + 1, *kind, data).unwrap();
+        }
+        assert_eq!(
+            live.maria_state().to_string(),
+            rebuilt.maria_state().to_string()
+        );
+        assert_eq!(
+            live.purged_gtids().to_string(),
+            rebuilt.purged_gtids().to_string()
+        );
     }
 }
