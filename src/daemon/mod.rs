@@ -137,10 +137,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let signals = StopSignals::block();
     limit_malloc_arenas();
     let data_dir = config.data_dir.clone();
-    fs::create_dir_all(&data_dir).map_err(|error| DaemonError::DataDir {
-        path: data_dir.clone(),
-        error,
-    })?;
+    create_data_dir(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
     import::clear_spool(&data_dir);
 
@@ -338,6 +335,17 @@ impl Node {
             // The API started a server meanwhile: that is the desired state now.
             return;
         }
+        // What is saved now wins over what was read at start: a `server stop` through the
+        // API while this node caught up saved "stopped", and must not be undone here.
+        let desired = match load_desired(&self.data_dir) {
+            Ok(saved) => saved,
+            Err(e) => {
+                log::warn!(
+                    "cannot read the desired state again ({e}); using the one read at start"
+                );
+                desired
+            }
+        };
         if let Some(args) = desired.server.clone() {
             log::info!("resuming the binlog server on {}", args.addr);
             if let Err(e) = self.start_server(args) {
@@ -907,6 +915,34 @@ fn save_desired(data_dir: &Path, desired: &Desired) -> std::io::Result<()> {
     File::open(data_dir)?.sync_all()
 }
 
+/// Creates the data directory readable by its owner only (it holds the master's
+/// replication password in the raft log, and the binlog itself); an existing one that
+/// others may read is used as it is, with a warning.
+fn create_data_dir(data_dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |error| DaemonError::DataDir {
+        path: data_dir.to_path_buf(),
+        error,
+    };
+    if !data_dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(failed)?;
+    }
+    let mode = fs::metadata(data_dir).map_err(failed)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "data directory {} is open to other users (mode {:o}); it holds the master's \
+             replication password and the binlog: consider chmod 700",
+            data_dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// This node's raft id: the one recorded in its data directory (`RAFT_ID_FILE`), else
 /// `derived` (from its name and peer address), recorded now. A member keeps its id for
 /// good: after `PUT /members` moved it to a new peer address, it restarts there with the
@@ -1022,6 +1058,21 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_data_dir_is_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        create_data_dir(&data).unwrap();
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // An existing directory is left as it is.
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        create_data_dir(&data).unwrap();
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
 
     #[test]
     fn the_raft_id_is_recorded_at_first_start_and_kept_after() {
