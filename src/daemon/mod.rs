@@ -221,7 +221,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         my_id,
         bootstrap: config.initial_members(),
         my_name: config.name.clone(),
-        my_admin: admin.local_addr().to_string(),
+        my_admin: advertised_admin(admin.local_addr(), &config.own_entry().peer_url),
         binlog_addr: {
             let node = node.clone();
             Box::new(move || node.binlog_addr())
@@ -915,6 +915,17 @@ fn save_desired(data_dir: &Path, desired: &Desired) -> std::io::Result<()> {
     File::open(data_dir)?.sync_all()
 }
 
+/// The admin address the other members forward to: the listen address, unless it is a
+/// wildcard (0.0.0.0, [::]), which reaches nothing from elsewhere; then the host of this
+/// member's peer address (where the others reach it already) with the admin port.
+fn advertised_admin(local: std::net::SocketAddr, peer_url: &str) -> String {
+    if !local.ip().is_unspecified() {
+        return local.to_string();
+    }
+    let host = peer_url.rsplit_once(':').map_or(peer_url, |(host, _)| host);
+    format!("{host}:{}", local.port())
+}
+
 /// Creates the data directory readable by its owner only (it holds the master's
 /// replication password in the raft log, and the binlog itself); an existing one that
 /// others may read is used as it is, with a warning.
@@ -1058,6 +1069,27 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wildcard_admin_address_is_advertised_with_the_peer_host() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            advertised_admin(addr("10.0.0.5:9595"), "10.0.0.5:9596"),
+            "10.0.0.5:9595"
+        );
+        assert_eq!(
+            advertised_admin(addr("0.0.0.0:9595"), "10.0.0.5:9596"),
+            "10.0.0.5:9595"
+        );
+        assert_eq!(
+            advertised_admin(addr("[::]:9595"), "[fd00::5]:9596"),
+            "[fd00::5]:9595"
+        );
+        assert_eq!(
+            advertised_admin(addr("0.0.0.0:9595"), "db-1.example:9596"),
+            "db-1.example:9595"
+        );
+    }
 
     #[test]
     fn a_new_data_dir_is_for_its_owner_only() {
