@@ -85,9 +85,21 @@ struct MariaGroup {
 #[derive(Debug)]
 pub enum IndexError {
     Entry(EntryError),
-    Event { pos: u64, reason: String },
-    Discontiguous { expected: u64, found: u64 },
-    NoFile { index: u64 },
+    Event {
+        pos: u64,
+        reason: String,
+    },
+    Discontiguous {
+        expected: u64,
+        found: u64,
+    },
+    NoFile {
+        index: u64,
+    },
+    /// A FileStart for a file that is stored already.
+    FileAgain {
+        name: String,
+    },
 }
 
 impl fmt::Display for IndexError {
@@ -100,6 +112,7 @@ impl fmt::Display for IndexError {
                 "entry starts at position {found} but the file's content ends at {expected}"
             ),
             IndexError::NoFile { index } => write!(f, "entry {index} has events but no file"),
+            IndexError::FileAgain { name } => write!(f, "{name} is stored already"),
         }
     }
 }
@@ -231,7 +244,18 @@ impl BinlogIndex {
     pub fn feed(&mut self, index: u64, kind: u8, data: &[u8]) -> Result<(), IndexError> {
         self.last_index = index;
         match kind {
-            KIND_FILE_START => self.feed_file_start(index, FileStart::decode(data)?),
+            KIND_FILE_START => {
+                let fs = FileStart::decode(data)?;
+                if self.files.iter().any(|f| f.name == fs.file_name) {
+                    // A file proposed twice (an import retried while its first copy was
+                    // still uncommitted): this copy, and its events after it (they do not
+                    // continue the stored file), are dead.
+                    let refusal = IndexError::FileAgain { name: fs.file_name };
+                    self.skip(index, &refusal);
+                } else {
+                    self.feed_file_start(index, fs);
+                }
+            }
             KIND_EVENTS => match self.continues(index, data) {
                 Ok(file) => self.feed_events(index, file, data)?,
                 Err(refusal) => self.skip(index, &refusal),
@@ -1854,5 +1878,31 @@ mod tests {
             live.purged_gtids().to_string(),
             rebuilt.purged_gtids().to_string()
         );
+    }
+
+    /// A file proposed a second time (an import retried while its first copy was still
+    /// uncommitted) is dead whole, FileStart and events: it neither appears twice in the
+    /// file list nor moves the stream; the next file still continues it.
+    #[test]
+    fn a_file_stored_twice_is_skipped_the_second_time() {
+        let first = ingest(&dump_stream(&["bin.000001"]), 300);
+        let second = ingest(&dump_stream(&["bin.000002"]), 300);
+        let mut index = index_of(&first);
+        let resume = index.resume_point();
+        let mut at = first.len() as u64;
+        for (kind, data) in &first {
+            at += 1;
+            index.feed(at, *kind, data).unwrap();
+            assert!(index.is_dead(at), "entry {at}");
+        }
+        assert_eq!(index.files().len(), 1);
+        assert_eq!(index.resume_point(), resume);
+        for (kind, data) in &second {
+            at += 1;
+            index.feed(at, *kind, data).unwrap();
+            assert!(!index.is_dead(at), "entry {at}");
+        }
+        let names: Vec<&str> = index.files().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["bin.000001", "bin.000002"]);
     }
 }
