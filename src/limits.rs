@@ -289,6 +289,10 @@ pub const RSA_KEY_FILE_BYTES_MAX: u64 = 64 << 10;
 /// client holds an admin worker and its spool file this long at most.
 pub const IMPORT_BODY_STALL_MS: u64 = 60_000;
 
+/// Longest an admin API connection may stall one read or write (a request body that stops
+/// arriving, a download its client stops reading, an idle keep-alive connection).
+pub const HTTP_IO_TIMEOUT_MS: u64 = 60_000;
+
 const _: () = assert!(IMPORT_BODY_STALL_MS < IMPORT_TIMEOUT_MS);
 
 /// Largest batch of frames the raft thread writes to a peer socket itself (non-blocking,

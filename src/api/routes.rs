@@ -19,7 +19,8 @@ use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSA
 use super::{connection, validate};
 use super::{ApiError, Backend, ClusterRoute};
 use crate::limits::{
-    HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX,
+    HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, HTTP_IO_TIMEOUT_MS, IMPORT_BODY_STALL_MS,
+    IMPORT_FILE_BYTES_MAX,
 };
 
 /// One admin action.
@@ -335,6 +336,7 @@ pub fn serve(request: tiny_http::Request, backend: &dyn Backend) {
 }
 
 fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
+    bound_socket_io(&request);
     let method = request.method().as_str().to_owned();
     let target = request.url().to_owned();
     let remote = request
@@ -397,6 +399,28 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
 }
 
 /// `POST /binlog/import?file=NAME`: the body goes to the backend (leader) or to the
+/// Bounds every read and write on the request's connection (`HTTP_IO_TIMEOUT_MS`): a
+/// client that stops sending its body or stops reading a download would otherwise hold a
+/// worker for good, and the workers are joined when the node stops. The timeouts stay on
+/// the connection, so an idle keep-alive connection also lets its thread go in time. An
+/// import then sets its own read bound.
+fn bound_socket_io(request: &tiny_http::Request) {
+    let Some(socket) = request
+        .remote_addr()
+        .copied()
+        .and_then(connection::socket_to_peer)
+    else {
+        return;
+    };
+    let timeout = Some(Duration::from_millis(HTTP_IO_TIMEOUT_MS));
+    if let Err(error) = socket
+        .set_read_timeout(timeout)
+        .and_then(|()| socket.set_write_timeout(timeout))
+    {
+        log::debug!("admin API: cannot bound the connection's reads and writes: {error}");
+    }
+}
+
 /// leader (follower) as a stream, at most IMPORT_FILE_BYTES_MAX bytes, each read bounded
 /// by IMPORT_BODY_STALL_MS (set on the connection's socket, see `connection`). A body the
 /// handler did not read to its end (an early refusal, a stall, too large) is not drained:
@@ -446,7 +470,7 @@ fn handle_import(mut request: tiny_http::Request, backend: &dyn Backend, target:
     let (at_end, read_bytes) = (body.at_end, body.read_bytes);
     if at_end || declared == Some(0) {
         if let Some(socket) = &socket {
-            let _ = socket.set_read_timeout(None);
+            let _ = socket.set_read_timeout(Some(Duration::from_millis(HTTP_IO_TIMEOUT_MS)));
         }
         if let Err(error) = request.respond(to_response(reply)) {
             log::debug!("admin API: could not send the import reply: {error}");
@@ -623,6 +647,27 @@ fn abandon(request: tiny_http::Request, reply: Reply) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every admin connection gets bounded reads and writes, so a client that stalls
+    /// cannot hold a worker (and the node's stop) for good.
+    #[test]
+    fn a_request_bounds_its_connection_io() {
+        use std::io::Write as _;
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let addr = server.server_addr().to_ip().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let request = server.recv().unwrap();
+        let peer = *request.remote_addr().unwrap();
+        let socket = connection::socket_to_peer(peer).unwrap();
+        assert_eq!(socket.read_timeout().unwrap(), None, "tiny_http sets none");
+        bound_socket_io(&request);
+        let bound = Some(Duration::from_millis(HTTP_IO_TIMEOUT_MS));
+        assert_eq!(socket.read_timeout().unwrap(), bound);
+        assert_eq!(socket.write_timeout().unwrap(), bound);
+    }
 
     #[test]
     fn every_route_resolves() {

@@ -191,13 +191,17 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // replica is never told the binlog it already has is not stored. In the background:
     // the other members may still be starting, and they need this node's admin API.
     let desired = load_desired(&data_dir)?;
+    // Set on SIGTERM: a restore still waiting for the cluster gives up (the node stops).
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let restorer = {
         let node = node.clone();
+        let stopping = stopping.clone();
         std::thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
-                wait_caught_up(&node.raft);
-                node.restore(desired);
+                if wait_caught_up(&node.raft, &stopping) {
+                    node.restore(desired);
+                }
             })
             .map_err(|error| DaemonError::DataDir {
                 path: data_dir.clone(),
@@ -231,6 +235,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
     let signal = signals.wait();
     log::info!("received {signal}: stopping");
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = restorer.join();
     admin.shutdown();
     retention.stop();
@@ -273,9 +278,13 @@ fn node_config(config: &Config, id: u64) -> NodeConfig {
 
 /// Waits (bounded) until a leader is known and everything committed that this node has
 /// heard of is applied: its store then holds what the cluster had when it stopped.
-fn wait_caught_up(raft: &RaftHandle) {
+/// Answers false when the node is stopping meanwhile (nothing is to be restored then).
+fn wait_caught_up(raft: &RaftHandle, stopping: &std::sync::atomic::AtomicBool) -> bool {
     let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
     loop {
+        if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let status = raft.status();
         let caught_up = status.leader_id != 0 && status.applied >= status.commit;
         if caught_up || !status.running || Instant::now() >= deadline {
@@ -285,7 +294,7 @@ fn wait_caught_up(raft: &RaftHandle) {
                 status.commit,
                 status.leader_id
             );
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -976,9 +985,12 @@ fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
                     )))
                 })?;
             if id != derived {
-                log::info!(
-                    "raft id {id:x} from {} (its name and peer address now would give \
-                     {derived:x}: the member moved, and keeps its id)",
+                log::warn!(
+                    "this node keeps the raft id {id:x} recorded in {} at its first start; its \
+                     name and peer address now would give {derived:x}. Right after `ferrobus \
+                     ctl members update` moved it, that is expected. If instead its first start \
+                     failed (a wrong --initial-cluster or --peer-addr), it never joined under \
+                     that id: stop it, clear its data directory, and start it again",
                     path.display()
                 );
             }
