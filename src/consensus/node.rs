@@ -243,7 +243,6 @@ pub struct RaftStatus {
     /// The leader this node knows of (0 = none).
     pub leader_id: u64,
     pub term: u64,
-    pub is_leader: bool,
     /// Commit index and last applied index.
     pub commit: u64,
     pub applied: u64,
@@ -270,11 +269,20 @@ pub struct RaftStatus {
 }
 
 impl RaftStatus {
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
     /// Leadership, term, membership or running state differ (what watchers wait for;
     /// commit and applied move on every write and do not count).
     fn role_differs(&self, other: &RaftStatus) -> bool {
-        (self.leader_id, self.term, self.is_leader, self.running)
-            != (other.leader_id, other.term, other.is_leader, other.running)
+        (self.leader_id, self.term, self.is_leader(), self.running)
+            != (
+                other.leader_id,
+                other.term,
+                other.is_leader(),
+                other.running,
+            )
             || self.voters != other.voters
             || self.learners != other.learners
     }
@@ -797,7 +805,6 @@ fn status_of(
         id: driver.id(),
         leader_id: driver.leader_id(),
         term: driver.term(),
-        is_leader: driver.is_leader(),
         commit: driver.commit_index(),
         applied: driver.applied_index(),
         voters: sorted(&cs.voters),
@@ -1342,7 +1349,7 @@ impl Runner {
         }
         drop(rx);
         let mut status = status_of(&driver, &BTreeMap::new(), None);
-        status.is_leader = false;
+        status.role = Role::Follower;
         status.leader_id = 0;
         status.running = false;
         shared.publish(status);
@@ -1613,7 +1620,7 @@ mod tests {
     fn leader(nodes: &[&TestNode]) -> u64 {
         wait_for("one leader", || {
             let st: Vec<RaftStatus> = nodes.iter().map(|n| n.handle.status()).collect();
-            let leaders: Vec<&RaftStatus> = st.iter().filter(|s| s.is_leader).collect();
+            let leaders: Vec<&RaftStatus> = st.iter().filter(|s| s.is_leader()).collect();
             match leaders[..] {
                 [l] if st.iter().all(|s| s.leader_id == l.id && s.term == l.term) => Some(l.id),
                 _ => None,
@@ -1727,7 +1734,7 @@ mod tests {
         }
 
         let status = lh.status();
-        assert!(status.is_leader && status.running);
+        assert!(status.is_leader() && status.running);
         assert_eq!(status.voters, vec![1, 2, 3]);
         assert_eq!((status.commit, status.applied), (index, index));
         assert!(
@@ -1789,7 +1796,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = TestNode::start(9, 0x33, dir, Vec::new(), Some(vec![9]), None);
         wait_for("the lone node to lead", || {
-            n.handle.status().is_leader.then_some(())
+            n.handle.status().is_leader().then_some(())
         });
         let h = &n.handle;
         let term = h.status().term;
@@ -1827,7 +1834,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut n = TestNode::start(7, 0x22, dir, Vec::new(), Some(vec![7]), Some(gate.clone()));
         wait_for("the lone node to lead", || {
-            n.handle.status().is_leader.then_some(())
+            n.handle.status().is_leader().then_some(())
         });
         // It campaigned at once, not after an election timeout (10 to 20 ticks).
         let ticks = n.handle.stats().ticks;
@@ -1883,7 +1890,7 @@ mod tests {
         let n2 = TestNode::start(7, 0x22, n.dir, Vec::new(), Some(vec![7]), None);
         let mut n2 = n2;
         wait_for("the restarted node to lead", || {
-            n2.handle.status().is_leader.then_some(())
+            n2.handle.status().is_leader().then_some(())
         });
         assert!(n2.handle.status().term > term);
         let last = propose(&n2.handle, "after");
@@ -1912,7 +1919,7 @@ mod tests {
         dead.stop();
         let (gen2, st) = dead.handle.wait_change(gen, WAIT);
         assert!(gen2 > gen);
-        assert!(!st.running && !st.is_leader);
+        assert!(!st.running && !st.is_leader());
         assert_eq!(
             recv(dead.handle.propose(vec![(KIND, b"late".to_vec())], None)),
             Err(ProposeError::Shutdown)
@@ -2083,14 +2090,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut n = TestNode::start(9, 0x55, dir, Vec::new(), Some(vec![9]), None);
         wait_for("the lone node to lead", || {
-            n.handle.status().is_leader.then_some(())
+            n.handle.status().is_leader().then_some(())
         });
         let h = n.handle.clone();
         n.stop();
         // The listener is closed: the port can be bound again.
         TcpListener::bind(&n.addr).unwrap();
         let st = h.status();
-        assert!(!st.running && !st.is_leader);
+        assert!(!st.running && !st.is_leader());
         assert_eq!(
             recv(h.propose(vec![(KIND, b"x".to_vec())], None)),
             Err(ProposeError::Shutdown)
@@ -2107,7 +2114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = TestNode::start(5, 0x66, dir, Vec::new(), Some(vec![5]), None);
         wait_for("the lone node to lead", || {
-            n.handle.status().is_leader.then_some(())
+            n.handle.status().is_leader().then_some(())
         });
         let rx = n.handle.propose(vec![(KIND, b"boom".to_vec())], None);
         // The pending proposal fails (Shutdown, or its reply channel disconnects).

@@ -271,7 +271,7 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
         let ready_leader = status.running && ctx.cluster.leads_ready(&status);
         if ready_leader {
             lead_duties(&ctx);
-        } else if !status.is_leader && status.leader_id != 0 {
+        } else if !status.is_leader() && status.leader_id != 0 {
             follower_announce(&ctx, status.leader_id, &mut last_announce);
         }
         let mut slot = ctx.slot.lock().expect("syncer slot");
@@ -524,7 +524,7 @@ mod tests {
         .unwrap();
         let raft = node.handle();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !raft.status().is_leader {
+        while !raft.status().is_leader() {
             assert!(Instant::now() < deadline, "no leader");
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -53,7 +53,7 @@ impl ClusterShared {
     /// Whether a node with this raft status is a ready leader: it leads, and has applied an
     /// entry of its own term, so everything committed before its election too.
     pub fn leads_ready(&self, status: &crate::consensus::node::RaftStatus) -> bool {
-        status.is_leader && self.last_applied_term.load(Ordering::SeqCst) == status.term
+        status.is_leader() && self.last_applied_term.load(Ordering::SeqCst) == status.term
     }
 
     /// Wakes watchers (a change they must look at).

@@ -447,7 +447,7 @@ impl Node {
         loop {
             let seen = self.cluster.generation();
             let status = self.raft.status();
-            if !status.is_leader {
+            if !status.is_leader() {
                 return Err(ApiError::unavailable(
                     "this node no longer leads (an election is under way); retry in a moment",
                 ));
@@ -525,7 +525,7 @@ impl Node {
     fn await_handover(&self, e: &ProposeError) -> ApiError {
         let deadline = Instant::now() + Duration::from_millis(crate::limits::HANDOVER_WAIT_MS);
         let (mut seen, mut status) = self.raft.status_with_generation();
-        while status.is_leader || status.leader_id == 0 {
+        while status.is_leader() || status.leader_id == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return ApiError::unavailable(format!(
@@ -578,7 +578,7 @@ pub(crate) fn start_point(args: &SyncerArgs) -> Result<StartPoint, ApiError> {
 impl Backend for Node {
     fn cluster_route(&self) -> ClusterRoute {
         let status = self.raft.status();
-        if status.is_leader {
+        if status.is_leader() {
             return ClusterRoute::Local;
         }
         if status.leader_id == 0 {
@@ -909,16 +909,22 @@ fn load_desired(data_dir: &Path) -> Result<Desired, DaemonError> {
 /// Writes the desired state durably: temp file, fsync, rename, fsync the directory. The file
 /// holds passwords, so only the owner may read it.
 fn save_desired(data_dir: &Path, desired: &Desired) -> std::io::Result<()> {
-    let path = data_dir.join(DESIRED_FILE);
-    let tmp = data_dir.join(format!("{DESIRED_FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(desired).map_err(std::io::Error::other)?;
+    write_durably(data_dir, DESIRED_FILE, &bytes)
+}
+
+/// Writes `data_dir/name` (mode 0600) atomically and durably: a temporary file, fsync,
+/// rename, fsync of the directory.
+fn write_durably(data_dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = data_dir.join(name);
+    let tmp = data_dir.join(format!("{name}.tmp"));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(&bytes)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, &path)?;
     File::open(data_dir)?.sync_all()
@@ -997,12 +1003,7 @@ fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
             Ok(id)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = data_dir.join(format!("{RAFT_ID_FILE}.tmp"));
-            let mut f = File::create(&tmp).map_err(bad)?;
-            f.write_all(format!("{derived:x}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-                .and_then(|()| fs::rename(&tmp, &path))
-                .and_then(|()| File::open(data_dir)?.sync_all())
+            write_durably(data_dir, RAFT_ID_FILE, format!("{derived:x}\n").as_bytes())
                 .map_err(bad)?;
             Ok(derived)
         }

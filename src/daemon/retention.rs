@@ -66,7 +66,7 @@ fn run(node: &Node, config: &Retention, stop: &AtomicBool) {
             continue;
         }
         next_check = Instant::now() + interval;
-        if node.raft.status().is_leader {
+        if node.raft.status().is_leader() {
             enforce(node, config);
         }
     }
