@@ -170,16 +170,14 @@ impl Shared {
             let zombies = slaves
                 .iter()
                 .filter(|(other, s)| **other != id && server_id != 0 && s.server_id == server_id)
-                .map(|(other, _)| *other)
+                .map(|(other, s)| {
+                    s.ended.store(true, Ordering::SeqCst);
+                    *other
+                })
                 .collect();
             slaves.insert(id, entry);
             zombies
         };
-        for zombie in &zombies {
-            if let Some(s) = self.slaves.lock().expect("slaves lock").get(zombie) {
-                s.ended.store(true, Ordering::SeqCst);
-            }
-        }
         let sockets = self.sockets.lock().expect("sockets lock");
         for zombie in zombies {
             if let Some(sock) = sockets.get(&zombie) {
@@ -402,90 +400,96 @@ mod tests {
         assert_eq!(bytes[8] >> 6, 2, "RFC 4122 variant");
     }
 
-    /// A client that never set @master_binlog_checksum is refused a dump of a binlog with
-    /// CRC32 (it would read each checksum as event body), as MariaDB and MySQL refuse it;
-    /// one that set it (any value), or a store with nothing yet, is not.
-    #[test]
-    fn a_client_not_aware_of_checksums_is_refused() {
-        let config = |max| ServerConfig {
-            addr: "127.0.0.1:0".into(),
-            user: "repl".into(),
-            password: "secret".into(),
-            max_connections: max,
-            server_uuid: node_server_uuid(1, 2),
-            auth_plugin: auth::AuthPlugin::default(),
-            rsa_private_key_path: None,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let (empty, _) = Store::open(dir.path()).unwrap();
-        let server = BinlogServer::start(config(2), Arc::new(empty), "10.11.0".into()).unwrap();
-        let mut vars = query::UserVars::new();
-        assert_eq!(session::checksum_refusal(&server.shared, &vars), None);
-        drop(server);
-
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let stream = crate::store::testdata::dump_stream(&["bin.000001"]);
-        store
-            .append(crate::store::testdata::ingest(&stream, 4096))
-            .unwrap();
-        let server = BinlogServer::start(config(2), Arc::new(store), "10.11.0".into()).unwrap();
-        let refusal = session::checksum_refusal(&server.shared, &vars).unwrap();
-        assert!(refusal.contains("checksum"), "{refusal}");
-        for value in ["CRC32", "NONE", "ALL"] {
-            vars.insert("master_binlog_checksum".into(), Some(value.into()));
-            assert_eq!(
-                session::checksum_refusal(&server.shared, &vars),
-                None,
-                "{value}"
-            );
-        }
-        vars.clear();
-        vars.insert("source_binlog_checksum".into(), Some("CRC32".into()));
-        assert_eq!(session::checksum_refusal(&server.shared, &vars), None);
-    }
-
-    /// A replica that dumps again under the same server id ends its older dump (a
-    /// connection it no longer reads), as a master does; another server id is left alone.
-    #[test]
-    fn a_second_dump_of_the_same_replica_ends_the_first() {
+    /// A store holding the MySQL-flavoured kingbus chain (entries of at most 300 bytes).
+    fn kingbus_store(dir: &std::path::Path) -> Store {
         use crate::store::index::mysql_testdata::{kingbus_stream, KINGBUS};
-
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = Store::open(dir).unwrap();
         store
             .append(crate::store::testdata::ingest(
                 &kingbus_stream(&KINGBUS),
                 300,
             ))
             .unwrap();
+        store
+    }
+
+    /// A server on a free loopback port for the account repl/secret.
+    fn start_server(store: Store, max_connections: usize) -> BinlogServer {
         let config = ServerConfig {
             addr: "127.0.0.1:0".into(),
             user: "repl".into(),
             password: "secret".into(),
-            max_connections: 8,
+            max_connections,
             server_uuid: node_server_uuid(1, 2),
             auth_plugin: auth::AuthPlugin::default(),
             rsa_private_key_path: None,
         };
-        let server = BinlogServer::start(config, Arc::new(store), "8.0.0".into()).unwrap();
-        let connect = || {
-            let opts = mysql::OptsBuilder::new()
-                .ip_or_hostname(Some("127.0.0.1"))
-                .tcp_port(server.local_addr().port())
-                .user(Some("repl"))
-                .pass(Some("secret"))
-                .prefer_socket(false)
-                .max_allowed_packet(Some(1 << 30))
-                .read_timeout(Some(Duration::from_secs(30)));
-            mysql::Conn::new(opts).unwrap()
+        BinlogServer::start(config, Arc::new(store), "8.0.0".into()).unwrap()
+    }
+
+    /// A `mysql` crate connection to `server` as repl.
+    fn connect(server: &BinlogServer) -> mysql::Conn {
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(server.local_addr().port())
+            .user(Some("repl"))
+            .pass(Some("secret"))
+            .prefer_socket(false)
+            .max_allowed_packet(Some(1 << 30))
+            .read_timeout(Some(Duration::from_secs(30)));
+        mysql::Conn::new(opts).unwrap()
+    }
+
+    /// A client that never set @master_binlog_checksum is refused a dump of a binlog with
+    /// CRC32 (it would read each checksum as event body), as MariaDB and MySQL refuse it;
+    /// one that set it (any value), or a store with nothing yet, is not. Which clients set
+    /// it: `session::dump_options`.
+    #[test]
+    fn a_client_not_aware_of_checksums_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (empty, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(dump::checksum_refusal(&empty, false), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = kingbus_store(dir.path());
+        let refusal = dump::checksum_refusal(&store, false).unwrap();
+        assert!(refusal.contains("checksum"), "{refusal}");
+        assert_eq!(dump::checksum_refusal(&store, true), None);
+
+        // Aware: any value of @master_binlog_checksum (or @source_binlog_checksum).
+        let server = start_server(store, 2);
+        let aware = |vars: &query::UserVars| {
+            let start = dump::DumpStart::FilePos {
+                file: String::new(),
+                pos: 4,
+            };
+            session::dump_options(&server.shared, vars, start, 0, 1).checksum_aware
         };
+        let mut vars = query::UserVars::new();
+        assert!(!aware(&vars));
+        for value in ["CRC32", "NONE", "ALL"] {
+            vars.insert("master_binlog_checksum".into(), Some(value.into()));
+            assert!(aware(&vars), "{value}");
+        }
+        vars.clear();
+        vars.insert("source_binlog_checksum".into(), Some("CRC32".into()));
+        assert!(aware(&vars));
+    }
+
+    /// A replica that dumps again under the same server id ends its older dump (a
+    /// connection it no longer reads), as a master does; another server id is left alone.
+    #[test]
+    fn a_second_dump_of_the_same_replica_ends_the_first() {
+        use crate::store::index::mysql_testdata::KINGBUS;
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_server(kingbus_store(dir.path()), 8);
         // Blocking dumps from the start of the first file: they stay open once caught up.
         let dump = |server_id: u32| {
             let request = mysql::BinlogRequest::new(server_id)
                 .with_filename(KINGBUS[0].as_bytes().to_vec())
                 .with_pos(4u64);
-            let mut stream = connect().get_binlog_stream(request).unwrap();
+            let mut stream = connect(&server).get_binlog_stream(request).unwrap();
             stream.next().unwrap().unwrap();
             stream
         };
@@ -517,36 +521,12 @@ mod tests {
     /// after its set, across the ROTATE.
     #[test]
     fn the_mysql_crate_dumps_mysql_data_by_gtid() {
-        use crate::store::index::mysql_testdata::{kingbus_stream, kingbus_uuid, KINGBUS};
+        use crate::store::index::mysql_testdata::kingbus_uuid;
         use mysql::prelude::Queryable;
 
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        store
-            .append(crate::store::testdata::ingest(
-                &kingbus_stream(&KINGBUS),
-                300,
-            ))
-            .unwrap();
-        let config = ServerConfig {
-            addr: "127.0.0.1:0".into(),
-            user: "repl".into(),
-            password: "secret".into(),
-            max_connections: 4,
-            server_uuid: node_server_uuid(1, 2),
-            auth_plugin: auth::AuthPlugin::default(),
-            rsa_private_key_path: None,
-        };
-        let server = BinlogServer::start(config, Arc::new(store), "8.0.0".into()).unwrap();
-        let opts = mysql::OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(server.local_addr().port())
-            .user(Some("repl"))
-            .pass(Some("secret"))
-            .prefer_socket(false)
-            .max_allowed_packet(Some(1 << 30))
-            .read_timeout(Some(Duration::from_secs(30)));
-        let mut conn = mysql::Conn::new(opts).unwrap();
+        let server = start_server(kingbus_store(dir.path()), 4);
+        let mut conn = connect(&server);
         let uuid: Option<String> = conn.query_first("SELECT @@GLOBAL.SERVER_UUID").unwrap();
         assert_eq!(uuid, Some(node_server_uuid(1, 2)));
         let mode: Option<String> = conn.query_first("SELECT @@GLOBAL.GTID_MODE").unwrap();

@@ -22,10 +22,7 @@ use crate::mysql::command::{
     Command, BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, USE_HEARTBEAT_EVENT_V2,
 };
 use crate::mysql::handshake;
-use crate::mysql::resultset::{
-    encode_text_resultset, ErrPacket, OkPacket, ER_MASTER_FATAL_ERROR_READING_BINLOG,
-    ER_UNKNOWN_COM_ERROR,
-};
+use crate::mysql::resultset::{encode_text_resultset, ErrPacket, OkPacket, ER_UNKNOWN_COM_ERROR};
 use crate::net::conn::PacketConn;
 use crate::net::NetError;
 
@@ -104,14 +101,6 @@ pub fn serve<S: Read + Write>(
                 send_ok(&mut conn)?;
             }
             Command::BinlogDump(d) => {
-                if let Some(message) = checksum_refusal(shared, &vars) {
-                    return send_err(
-                        &mut conn,
-                        ER_MASTER_FATAL_ERROR_READING_BINLOG,
-                        "HY000",
-                        &message,
-                    );
-                }
                 let start = match vars.get("slave_connect_state").cloned().flatten() {
                     Some(state) => DumpStart::MariaGtid(state),
                     None => DumpStart::FilePos {
@@ -132,14 +121,6 @@ pub fn serve<S: Read + Write>(
                 );
             }
             Command::BinlogDumpGtid(d) => {
-                if let Some(message) = checksum_refusal(shared, &vars) {
-                    return send_err(
-                        &mut conn,
-                        ER_MASTER_FATAL_ERROR_READING_BINLOG,
-                        "HY000",
-                        &message,
-                    );
-                }
                 let start = DumpStart::MysqlGtid {
                     sid_data: d.sid_data.clone(),
                     // Some replicas end the name with its C string's NUL.
@@ -171,7 +152,7 @@ pub fn serve<S: Read + Write>(
 /// `replica_id`. The flags mean what MySQL's do for a GTID dump (a MySQL-only command) and
 /// for a position dump of a stored MySQL binlog; MariaDB's otherwise (the same bit asks
 /// MySQL for HEARTBEAT_LOG_EVENT_V2 and MariaDB for ANNOTATE_ROWS events).
-fn dump_options(
+pub(super) fn dump_options(
     shared: &Shared,
     vars: &UserVars,
     start: DumpStart,
@@ -187,6 +168,7 @@ fn dump_options(
         send_annotate_rows: !mysql && flags & BINLOG_SEND_ANNOTATE_ROWS_EVENT != 0,
         heartbeat_period: heartbeat_period(vars),
         artificial_crc: artificial_crc(vars),
+        checksum_aware: source_or_master_var(vars, "binlog_checksum").is_some(),
         server_id: view.server_id,
         heartbeat_v2: mysql && flags & USE_HEARTBEAT_EVENT_V2 != 0,
     }
@@ -262,22 +244,6 @@ fn heartbeat_period(vars: &UserVars) -> Duration {
         Some(ns) => Duration::from_millis(((ns / 1e6) as u64).max(DOWNSTREAM_HEARTBEAT_MIN_MS)),
         None => Duration::from_millis(DOWNSTREAM_HEARTBEAT_DEFAULT_MS),
     }
-}
-
-/// The ERR 1236 text for a client that never said it handles checksums
-/// (`@master_binlog_checksum`) while the stored binlog has them: MariaDB and MySQL refuse it
-/// too, since it would read each event's CRC32 as part of its body.
-pub(super) fn checksum_refusal(shared: &Shared, vars: &UserVars) -> Option<String> {
-    if source_or_master_var(vars, "binlog_checksum").is_some() {
-        return None;
-    }
-    let index = shared.store.index();
-    let first = index.files().first()?;
-    (crate::binlog::event::checksum_len_of_fde(&first.fde) > 0).then(|| {
-        "Slave can not handle replication events with the checksum that master is \
-         configured to log (set @master_binlog_checksum first)"
-            .to_string()
-    })
 }
 
 fn artificial_crc(vars: &UserVars) -> bool {

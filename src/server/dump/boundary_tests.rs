@@ -81,6 +81,7 @@ fn heartbeats_after_a_real_rotate_name_the_next_file() {
                 send_annotate_rows: false,
                 heartbeat_period: Duration::from_millis(20),
                 artificial_crc: true,
+                checksum_aware: true,
                 server_id: 9,
                 heartbeat_v2: false,
             };
@@ -171,6 +172,7 @@ fn a_gtid_start_at_any_group_end_is_served() {
                 send_annotate_rows: false,
                 heartbeat_period: Duration::from_secs(60),
                 artificial_crc: true,
+                checksum_aware: true,
                 server_id: 9,
                 heartbeat_v2: false,
             };

@@ -73,6 +73,8 @@ pub struct DumpOptions {
     /// Whether artificial events carry a CRC32 (the replica is checksum-aware and did not
     /// ask for NONE).
     pub artificial_crc: bool,
+    /// The replica set `@master_binlog_checksum` (any value): it handles checksums.
+    pub checksum_aware: bool,
     pub server_id: u32,
     /// MySQL 8.0.26+ replicas ask (dump flag 2 on MySQL data) for HEARTBEAT_LOG_EVENT_V2.
     pub heartbeat_v2: bool,
@@ -116,6 +118,22 @@ impl From<StoreError> for DumpError {
     }
 }
 
+/// The ERR 1236 text for a replica that never said it handles checksums while the stored
+/// binlog has them: MariaDB and MySQL refuse it too, since it would read each event's
+/// CRC32 as part of its body.
+pub(super) fn checksum_refusal(store: &Store, checksum_aware: bool) -> Option<String> {
+    if checksum_aware {
+        return None;
+    }
+    let index = store.index();
+    let first = index.files().first()?;
+    (event::checksum_len_of_fde(&first.fde) > 0).then(|| {
+        "Slave can not handle replication events with the checksum that master is \
+         configured to log (set @master_binlog_checksum first)"
+            .to_string()
+    })
+}
+
 /// Streams until the replica goes away, the server stops, or (non-blocking) the end.
 pub fn run<S: Read + Write>(
     conn: &mut PacketConn<S>,
@@ -124,6 +142,10 @@ pub fn run<S: Read + Write>(
     progress: &DumpProgress,
     stop: &AtomicBool,
 ) -> Result<(), DumpError> {
+    if let Some(message) = checksum_refusal(store, opts.checksum_aware) {
+        send_err(conn, &message)?;
+        return Err(DumpError::Refused(message));
+    }
     let resolved = resolve_waiting(store, &opts.start, stop);
     let checked = match resolved {
         // A MariaDB GTID start is where the index saw a group end: a boundary by

@@ -229,6 +229,7 @@ fn dump(store: &Store, start: DumpStart, heartbeat_v2: bool) -> Vec<Vec<u8>> {
         send_annotate_rows: false,
         heartbeat_period: Duration::from_secs(60),
         artificial_crc: true,
+        checksum_aware: true,
         server_id: 9,
         heartbeat_v2,
     };
