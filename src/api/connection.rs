@@ -1,9 +1,10 @@
 //! The TCP socket under an admin request: tiny_http (0.12) neither sets a read timeout on
 //! the connections it accepts nor hands their sockets out, so a request body that stops
 //! arriving would hold the worker reading it forever. This finds the socket by the
-//! request's peer address among this process's open descriptors, so that an import can
-//! bound its body reads (`IMPORT_BODY_STALL_MS`) and close a connection whose body it will
-//! not read. Linux only (`/proc/self/fd`); elsewhere nothing is found and the caller says so.
+//! request's peer address among this process's open descriptors, so that every request's
+//! reads and writes are bounded (`HTTP_IO_TIMEOUT_MS`), an import's body reads more tightly
+//! (`IMPORT_BODY_STALL_MS`), and an import can close a connection whose body it will not
+//! read. Linux only (`/proc/self/fd`); elsewhere nothing is found and the caller says so.
 //! It never closes or replaces a descriptor it does not own.
 
 use std::fs;

@@ -336,7 +336,7 @@ pub fn serve(request: tiny_http::Request, backend: &dyn Backend) {
 }
 
 fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
-    bound_socket_io(&request);
+    let socket = bound_socket_io(&request);
     let method = request.method().as_str().to_owned();
     let target = request.url().to_owned();
     let remote = request
@@ -361,7 +361,9 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
         return;
     }
     match resolution {
-        Resolution::Found(Route::Import) => return handle_import(request, backend, &target),
+        Resolution::Found(Route::Import) => {
+            return handle_import(request, socket, backend, &target)
+        }
         Resolution::Found(Route::File) => return handle_file(request, backend, &target),
         _ => {}
     }
@@ -398,20 +400,16 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
     }
 }
 
-/// `POST /binlog/import?file=NAME`: the body goes to the backend (leader) or to the
 /// Bounds every read and write on the request's connection (`HTTP_IO_TIMEOUT_MS`): a
 /// client that stops sending its body or stops reading a download would otherwise hold a
 /// worker for good, and the workers are joined when the node stops. The timeouts stay on
 /// the connection, so an idle keep-alive connection also lets its thread go in time. An
-/// import then sets its own read bound.
-fn bound_socket_io(request: &tiny_http::Request) {
-    let Some(socket) = request
+/// import then sets its own read bound on the socket returned (None: not found).
+fn bound_socket_io(request: &tiny_http::Request) -> Option<TcpStream> {
+    let socket = request
         .remote_addr()
         .copied()
-        .and_then(connection::socket_to_peer)
-    else {
-        return;
-    };
+        .and_then(connection::socket_to_peer)?;
     let timeout = Some(Duration::from_millis(HTTP_IO_TIMEOUT_MS));
     if let Err(error) = socket
         .set_read_timeout(timeout)
@@ -419,19 +417,22 @@ fn bound_socket_io(request: &tiny_http::Request) {
     {
         log::debug!("admin API: cannot bound the connection's reads and writes: {error}");
     }
+    Some(socket)
 }
 
+/// `POST /binlog/import?file=NAME`: the body goes to the backend (leader) or to the
 /// leader (follower) as a stream, at most IMPORT_FILE_BYTES_MAX bytes, each read bounded
 /// by IMPORT_BODY_STALL_MS (set on the connection's socket, see `connection`). A body the
 /// handler did not read to its end (an early refusal, a stall, too large) is not drained:
 /// the reply is sent and the connection closed.
-fn handle_import(mut request: tiny_http::Request, backend: &dyn Backend, target: &str) {
+fn handle_import(
+    mut request: tiny_http::Request,
+    socket: Option<TcpStream>,
+    backend: &dyn Backend,
+    target: &str,
+) {
     let forwarded = is_forwarded(&request);
     let declared = request.body_length().map(|b| b as u64);
-    let socket = request
-        .remote_addr()
-        .copied()
-        .and_then(connection::socket_to_peer);
     match &socket {
         Some(socket) => {
             let stall = Duration::from_millis(IMPORT_BODY_STALL_MS);
