@@ -94,11 +94,10 @@ impl RaftSink {
         ))
     }
 
-    /// Waits for the oldest pending proposal; an answered one leaves the queue.
+    /// Waits for the oldest pending proposal (there is one); an answered one leaves the
+    /// queue.
     fn wait_oldest(&self, pending: &mut VecDeque<Receiver<Result<u64, ProposeError>>>) -> Outcome {
-        let Some(rx) = pending.front() else {
-            return Outcome::Answered(Ok(0));
-        };
+        let rx = pending.front().expect("a pending proposal to wait for");
         let outcome = match rx.recv_timeout(self.timeout) {
             Ok(Ok(index)) => Outcome::Answered(Ok(index)),
             Ok(Err(e)) => Outcome::Answered(Err(Self::sink_error(e))),
@@ -132,7 +131,20 @@ impl RaftSink {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Proposes outside the pipeline and waits (the session's abandon entry).
+    /// Waits until at most `keep` proposals are unanswered; the first failure ends the
+    /// wait (the proposals after it stay pending for `settle`).
+    fn wait_until(&self, state: &mut InFlight, keep: usize) -> Result<(), SinkError> {
+        while state.pending.len() > keep {
+            match self.wait_oldest(&mut state.pending) {
+                Outcome::Answered(result) => {
+                    result?;
+                }
+                Outcome::TimedOut => return Err(self.timed_out()),
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until every proposal made so far is answered, whatever the answer (a refusal
     /// is no error here): what is applied then is all they will ever add. Fails when one
     /// stays unanswered for `PROPOSE_TIMEOUT_MS` (it stays in flight), or with `Deposed`
@@ -178,28 +190,12 @@ impl Sink for RaftSink {
             .raft
             .propose_in_chain(entries, Some(self.term), state.chain);
         state.pending.push_back(rx);
-        while state.pending.len() > SYNCER_PROPOSALS_IN_FLIGHT_MAX {
-            match self.wait_oldest(&mut state.pending) {
-                Outcome::Answered(result) => {
-                    result?;
-                }
-                Outcome::TimedOut => return Err(self.timed_out()),
-            }
-        }
-        Ok(())
+        self.wait_until(&mut state, SYNCER_PROPOSALS_IN_FLIGHT_MAX)
     }
 
     fn flush(&self) -> Result<(), SinkError> {
         let mut state = self.state.lock().expect("in-flight lock");
-        while !state.pending.is_empty() {
-            match self.wait_oldest(&mut state.pending) {
-                Outcome::Answered(result) => {
-                    result?;
-                }
-                Outcome::TimedOut => return Err(self.timed_out()),
-            }
-        }
-        Ok(())
+        self.wait_until(&mut state, 0)
     }
 
     fn begin_session(&self) -> Result<(), SinkError> {
