@@ -1067,12 +1067,9 @@ mod tests {
         format!("{tag}{}", "x".repeat(RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX))
     }
 
-    /// The commit index is saved only with term, vote or membership changes, and a
-    /// snapshot is stored at the applied index: a crash right after storing one (before the
-    /// compaction that would save the state) left a snapshot past the saved commit, which
-    /// every later start refused. Opening raises the commit to the snapshot.
-    #[test]
-    fn a_snapshot_stored_past_the_saved_commit_survives_a_crash() {
+    /// Three nodes, 20 entries committed everywhere, and a snapshot the leader stored at
+    /// its applied index: (cluster, leader, snapshot index).
+    fn snapshot_after_20_entries() -> (Cluster, u64, u64) {
         let mut c = Cluster::new(&[1, 2, 3]);
         let leader = c.elect(&[1, 2, 3]);
         for i in 1..=20 {
@@ -1081,6 +1078,16 @@ mod tests {
         c.settle();
         let data = encode_sm(&c.nodes[&leader].sm);
         let at = c.d(leader).store_snapshot(data).unwrap();
+        (c, leader, at)
+    }
+
+    /// The commit index is saved only with term, vote or membership changes, and a
+    /// snapshot is stored at the applied index: a crash right after storing one (before the
+    /// compaction that would save the state) left a snapshot past the saved commit, which
+    /// every later start refused. Opening raises the commit to the snapshot.
+    #[test]
+    fn a_snapshot_stored_past_the_saved_commit_survives_a_crash() {
+        let (mut c, leader, at) = snapshot_after_20_entries();
         let dir = c.nodes[&leader].dir.path().to_path_buf();
         c.nodes.get_mut(&leader).unwrap().driver = None; // the crash
         let (storage, recovery) = RaftStorage::open(&dir).unwrap();
@@ -1426,14 +1433,7 @@ mod tests {
 
     #[test]
     fn added_node_gets_a_snapshot_after_compaction_and_catches_up() {
-        let mut c = Cluster::new(&[1, 2, 3]);
-        let leader = c.elect(&[1, 2, 3]);
-        for i in 1..=20 {
-            c.propose(leader, &format!("b{i}"));
-        }
-        c.settle();
-        let data = encode_sm(&c.nodes[&leader].sm);
-        let snap_index = c.d(leader).store_snapshot(data).unwrap();
+        let (mut c, leader, snap_index) = snapshot_after_20_entries();
         let queue = &mut c.queue;
         let driver = c.nodes.get_mut(&leader).unwrap().driver.as_mut().unwrap();
         driver
