@@ -49,8 +49,9 @@ const MALLOC_ARENAS_MAX: libc::c_int = 2;
 const LOCK_FILE: &str = "LOCK";
 /// Name of the file that records this node's raft id (hex) at its first start.
 const RAFT_ID_FILE: &str = "raft_id";
-/// How often a membership change's quorum check is tried again while the leader is new.
-const QUORUM_RECHECK_MS: u64 = 50;
+/// How often a leader elected moments ago looks again whether it is ready, or whether a
+/// membership change's quorum check passes now.
+const NEW_LEADER_RECHECK_MS: u64 = 50;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -465,7 +466,7 @@ impl Node {
             }
             // Woken by every applied term change; short naps cover a missed one.
             self.cluster
-                .wait_change(seen, left.min(Duration::from_millis(QUORUM_RECHECK_MS)));
+                .wait_change(seen, left.min(Duration::from_millis(NEW_LEADER_RECHECK_MS)));
         }
     }
 
@@ -494,7 +495,7 @@ impl Node {
             if status.leading_since.is_none_or(|t| t.elapsed() >= window) {
                 return Err(ApiError::conflict(e.to_string()));
             }
-            std::thread::sleep(Duration::from_millis(QUORUM_RECHECK_MS));
+            std::thread::sleep(Duration::from_millis(NEW_LEADER_RECHECK_MS));
         }
     }
 
