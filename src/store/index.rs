@@ -257,16 +257,13 @@ impl BinlogIndex {
                 }
             }
             KIND_EVENTS => match self.continues(index, data) {
-                Ok(file) => self.feed_events(index, file, data)?,
+                Ok((file, header, bytes)) => self.feed_events(index, file, header, bytes)?,
                 Err(refusal) => self.skip(index, &refusal),
             },
             KIND_ABANDON => self.abandon(index),
             KIND_START_STATE => {
                 let (state, mysql) = parse_start_state(data)?;
-                // Where the stream begins, the master's gtid_binlog_pos is that state.
-                if self.maria.is_empty() && self.maria_state.is_empty() {
-                    self.maria_state = state.clone();
-                }
+                seed_maria_state(&mut self.maria_state, !self.maria.is_empty(), &state);
                 self.maria_start_state.get_or_insert(state);
                 if let Some(set) = mysql {
                     // Likewise the MySQL gtid_executed where the stream begins.
@@ -496,8 +493,12 @@ impl BinlogIndex {
     /// Whether an `Events` entry continues the stream (it decodes, a file is open, and it
     /// starts where the stream ends); the current file's number when it does. Changes
     /// nothing.
-    fn continues(&self, index: u64, data: &[u8]) -> Result<usize, IndexError> {
-        let (header, _) = EventsHeader::decode(data)?;
+    fn continues<'a>(
+        &self,
+        index: u64,
+        data: &'a [u8],
+    ) -> Result<(usize, EventsHeader, &'a [u8]), IndexError> {
+        let (header, bytes) = EventsHeader::decode(data)?;
         let file = self
             .files
             .len()
@@ -510,7 +511,7 @@ impl BinlogIndex {
                 found: header.start_pos,
             });
         }
-        Ok(file)
+        Ok((file, header, bytes))
     }
 
     /// A committed `Events` entry that does not continue the stream (a proposer's batch
@@ -533,8 +534,14 @@ impl BinlogIndex {
         }
     }
 
-    fn feed_events(&mut self, index: u64, file: usize, data: &[u8]) -> Result<(), IndexError> {
-        let (header, bytes) = EventsHeader::decode(data)?;
+    /// Indexes an `Events` entry that `continues` accepted (its file, header and bytes).
+    fn feed_events(
+        &mut self,
+        index: u64,
+        file: usize,
+        header: EventsHeader,
+        bytes: &[u8],
+    ) -> Result<(), IndexError> {
         self.next_pos = Some(header.start_pos + bytes.len() as u64);
         let mut meta = EntryMeta {
             index,
@@ -642,13 +649,10 @@ impl BinlogIndex {
                 crate::binlog::event::GtidListEvent::parse(event, tracker.checksum_len())
                     .ok()
                     .map(|list| MariaGtidList::from_gtids(list.gtids));
-            // Where the stream begins, the master's gtid_binlog_pos is that list, as when a
-            // START_STATE entry says so (an index rebuilt from a purge point's origin gets it
-            // that way): both must agree, or nodes report different positions.
+            // As a START_STATE entry does (an index rebuilt from a purge point's origin gets
+            // it that way): both must agree, or nodes report different positions.
             if let Some(state) = &self.maria_start_state {
-                if self.maria.is_empty() && self.maria_state.is_empty() {
-                    self.maria_state = state.clone();
-                }
+                seed_maria_state(&mut self.maria_state, !self.maria.is_empty(), state);
             }
         }
         if event.get(crate::binlog::event::TYPE_CODE_OFFSET)
@@ -955,6 +959,14 @@ fn event_time(event: &[u8]) -> u32 {
 const START_STATE_MYSQL: &str = "\nmysql:";
 
 /// A start-state payload: the MariaDB GTID list, then the MySQL GTID set when there is one.
+/// Where the stream begins (a START_STATE entry, or the first GTID_LIST before any group),
+/// the master's gtid_binlog_pos is the state there: `maria_state` starts from it.
+fn seed_maria_state(maria_state: &mut MariaGtidList, has_groups: bool, state: &MariaGtidList) {
+    if !has_groups && maria_state.is_empty() {
+        *maria_state = state.clone();
+    }
+}
+
 pub fn encode_start_state(maria: &MariaGtidList, mysql: Option<&MysqlGtidSet>) -> Vec<u8> {
     let mut text = maria.to_string();
     if let Some(set) = mysql {
