@@ -1253,10 +1253,10 @@ fn start_reader(
             .map(|(serial, _)| *serial)
             .min();
         if let Some(evicted) = oldest_unknown {
+            // Its reader, failing on the shut socket, counts it as refused.
             if let Some(conn) = conns.remove(&evicted) {
                 let _ = conn.stream.shutdown(Shutdown::Both);
             }
-            bump(&shared.counters.refused_connections, 1);
             log::warn!(
                 "raft transport: {PEER_INBOUND_CONNECTIONS_MAX} connections open; ending the \
                  oldest one that has not said hello to make room for {remote}"
