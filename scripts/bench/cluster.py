@@ -289,6 +289,7 @@ def catch_up(args, procs, bins=None):
             cluster = Cluster(path, cdir, procs)
             leader = cluster.node(cluster.leader())
             cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
+            faults0 = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes)
             machine0 = rounds.machine_cpu()
             t0 = time.monotonic()
             syncer_start(leader, args.port)
@@ -297,7 +298,9 @@ def catch_up(args, procs, bins=None):
             steal = rounds.steal_percent(machine0, rounds.machine_cpu())
             cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name]
                    for n in cluster.nodes}
+            faults = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes) - faults0
             run = {"seconds": seconds, "mib_s": args.total_bytes / MIB / seconds,
+                   "faults": faults,
                    "events": st["events"], "leader": leader.name, "cpu": cpu,
                    "leader_threads": rounds.thread_cpu(leader.proc.pid), "bin": path,
                    "steal_pct": steal}
@@ -308,7 +311,7 @@ def catch_up(args, procs, bins=None):
                   + (f", bin {path}" if len(bins) > 1 else "")
                   + f"), ratio {run['ratio']:.2f}; cpu "
                   + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
-                  + f" s; steal {steal:.0f} %",
+                  + f" s; minor faults {faults}; steal {steal:.0f} %",
                   flush=True)
     return refs, runs, cluster
 
@@ -325,7 +328,9 @@ def catch_up_only(args, procs):
         cpus = [sum(r["cpu"].values()) for r in runs if r["bin"] == path]
         print(f"bench:   {path}: ratio {statistics.median(ratios):.2f} (each: "
               + " ".join(f"{x:.2f}" for x in ratios)
-              + f"), node cpu s {statistics.median(cpus):.1f}", flush=True)
+              + f"), node cpu s {statistics.median(cpus):.2f}, minor faults "
+              + f"{statistics.median(r['faults'] for r in runs if r['bin'] == path):.0f}",
+              flush=True)
 
 
 # ---- 2. replication lag ------------------------------------------------------------------

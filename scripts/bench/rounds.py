@@ -100,6 +100,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def minor_faults(pid):
+    """Minor page faults of a live process so far (every thread), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def machine_cpu():
     """The machine's CPU time counters (ticks) from the first line of /proc/stat."""
     with open("/proc/stat") as f:

@@ -189,15 +189,26 @@ pub struct EventHeader {
 
 impl EventHeader {
     /// Decodes the first [`HEADER_LEN`] bytes. Does not check event_size against anything.
+    ///
+    /// Every stored byte passes through here several times (syncer, index, binlog server),
+    /// so it reads the fixed layout directly rather than field by field with bound checks.
+    #[inline]
     pub fn parse(bytes: &[u8]) -> Result<EventHeader> {
-        let mut r = Reader::new(bytes, "event header");
+        let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Err(BinlogError::Truncated {
+                what: "event header",
+                needed: HEADER_LEN,
+                available: bytes.len(),
+            });
+        };
+        let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         Ok(EventHeader {
-            timestamp: r.u32()?,
-            type_code: r.u8()?,
-            server_id: r.u32()?,
-            event_size: r.u32()?,
-            log_pos: r.u32()?,
-            flags: r.u16()?,
+            timestamp: u32_at(0),
+            type_code: h[4],
+            server_id: u32_at(5),
+            event_size: u32_at(EVENT_SIZE_OFFSET),
+            log_pos: u32_at(LOG_POS_OFFSET),
+            flags: u16::from_le_bytes([h[FLAGS_OFFSET], h[FLAGS_OFFSET + 1]]),
         })
     }
 

@@ -42,8 +42,15 @@ use machine::{ClusterShared, NodeMachine};
 
 /// Name of the desired-state file in the data directory.
 const DESIRED_FILE: &str = "desired.json";
-/// glibc malloc arenas (see `limit_malloc_arenas`).
+/// glibc malloc arenas (see `tune_malloc`).
 const MALLOC_ARENAS_MAX: libc::c_int = 2;
+/// Blocks at least this large get their own mapping (see `tune_malloc`): above the batches
+/// (`BATCH_BYTES_MAX`), raft messages and peer write buffers that are made and freed all the
+/// time, below the rare multi-MiB snapshot frames.
+const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
+/// Free memory at the top of an arena is kept up to this much rather than given back to
+/// the kernel at once (see `tune_malloc`).
+const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 16 << 20;
 
 /// Name of the lock file that keeps a second daemon off the data directory.
 const LOCK_FILE: &str = "LOCK";
@@ -136,7 +143,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone receives them in `wait_for_stop_signal`.
     let signals = StopSignals::block();
-    limit_malloc_arenas();
+    tune_malloc();
     let data_dir = config.data_dir.clone();
     create_data_dir(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
@@ -1035,13 +1042,25 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, DaemonError> {
     Ok(file)
 }
 
-/// glibc gives busy threads their own malloc arenas (up to 8 per core), each keeping freed
-/// memory for reuse: with a thread per connection and a burst of large batches, resident
-/// memory balloons. Two arenas keep it close to what is in use.
-fn limit_malloc_arenas() {
+/// Tunes glibc malloc for this daemon's allocations, before any other thread starts.
+///
+/// - Arenas: glibc gives busy threads their own malloc arenas (up to 8 per core), each
+///   keeping freed memory for reuse: with a thread per connection and a burst of large
+///   batches, resident memory balloons. Two arenas keep it close to what is in use.
+/// - Mappings and trimming: by default a block over 128 KiB is its own mapping (the limit
+///   then follows the largest block freed), and free memory at an arena's top goes back to
+///   the kernel. Catch-up makes and frees 1–2 MiB blocks continuously (batches, raft
+///   messages, peer frames): each was mapped, faulted in page by page, grown with `mremap`
+///   and unmapped, and every unmapping interrupts the other core to flush its TLB. Fixed
+///   thresholds keep those blocks in the arenas (measured on a three-node catch-up: minor
+///   faults 30,000 → 17,000, node CPU 0.83 → 0.72 s). Resident memory after a burst stays
+///   near its peak, up to the trim threshold per arena, instead of falling back at once.
+fn tune_malloc() {
     // SAFETY: mallopt only tunes the allocator; called before any other thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
     }
 }
 

@@ -998,11 +998,9 @@ fn event_size(bytes: &[u8], pos: u64) -> Result<Option<usize>, IndexError> {
     if bytes.len() < crate::binlog::event::HEADER_LEN {
         return Ok(None);
     }
-    let header = EventHeader::parse(bytes).map_err(|e| IndexError::Event {
-        pos,
-        reason: e.to_string(),
-    })?;
-    let size = header.event_size as usize;
+    let at = crate::binlog::event::EVENT_SIZE_OFFSET;
+    let size =
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
     if !(crate::binlog::event::HEADER_LEN..=crate::limits::EVENT_BYTES_MAX).contains(&size) {
         return Err(IndexError::Event {
             pos,
