@@ -21,6 +21,7 @@ pub mod state;
 pub mod storage;
 pub mod sync_thread;
 pub mod transport;
+pub mod wire;
 
 use std::fmt;
 use std::io;
