@@ -48,7 +48,7 @@ use raft::SnapshotStatus;
 
 use crate::consensus::wire::{
     check_route, decode_frame_body, decode_frame_header, decode_hello, encode_frame, encode_hello,
-    FrameError, FRAME_HEADER_LEN, HELLO_LEN,
+    FrameError, Gather, FRAME_HEADER_LEN, HELLO_LEN,
 };
 use crate::limits::{
     PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_BATCH_BYTES_MAX, PEER_CONNECT_TIMEOUT_MS,
@@ -627,11 +627,11 @@ impl Peer {
     /// Takes the socket for a write: the rest of a direct write is appended to `buf` (it
     /// goes first) and what is queued moved into `into`; answers how many messages that rest
     /// finishes. Until `done_writing`, the raft thread does not write to the socket.
-    fn take_for_write(&self, into: &mut VecDeque<Message>, buf: &mut Vec<u8>) -> u64 {
+    fn take_for_write(&self, into: &mut VecDeque<Message>, out: &mut Gather) -> u64 {
         let mut st = lock(&self.state);
         st.busy = true;
         std::mem::swap(&mut st.queue, into);
-        buf.extend_from_slice(&st.partial);
+        out.extend_from_slice(&st.partial);
         st.partial.clear();
         std::mem::take(&mut st.partial_messages)
     }
@@ -846,7 +846,7 @@ fn connect_peer(addr: &str, shared: &Shared) -> io::Result<TcpStream> {
 struct Outbound {
     id: u64,
     batch: VecDeque<Message>,
-    buf: Vec<u8>,
+    out: Gather,
 }
 
 /// Messages encoded into the write buffer but not yet written.
@@ -861,7 +861,7 @@ impl Outbound {
         Outbound {
             id,
             batch: VecDeque::new(),
-            buf: Vec::new(),
+            out: Gather::default(),
         }
     }
 
@@ -879,8 +879,8 @@ impl Outbound {
             if let Err(error) = check_open(&stream) {
                 return PumpEnd::Failed { sent_any, error };
             }
-            self.buf.clear();
-            let partial_messages = peer.take_for_write(&mut self.batch, &mut self.buf);
+            self.out.clear();
+            let partial_messages = peer.take_for_write(&mut self.batch, &mut self.out);
             let written = self.write_batch(shared, &mut stream, partial_messages);
             // Failed or not, the thread is done with the socket for now (after a failure the
             // connection is dropped before the raft thread could write to it again).
@@ -895,7 +895,7 @@ impl Outbound {
         }
     }
 
-    /// Encodes and writes `self.batch` after what `self.buf` already holds (the rest of a
+    /// Encodes and writes `self.batch` after what `self.out` already holds (the rest of a
     /// direct write, finishing `partial_messages`), one write per [`PEER_BATCH_BYTES_MAX`]
     /// gathered. On error every message not yet written counts as dropped.
     fn write_batch(
@@ -910,8 +910,8 @@ impl Outbound {
         };
         let mut result = Ok(());
         while let Some(msg) = self.batch.pop_front() {
-            self.encode(shared, &msg, &mut pending);
-            if self.buf.len() >= PEER_BATCH_BYTES_MAX {
+            self.encode(shared, msg, &mut pending);
+            if self.out.len() >= PEER_BATCH_BYTES_MAX {
                 result = self.flush(shared, stream, &mut pending);
                 if result.is_err() {
                     break;
@@ -927,25 +927,25 @@ impl Outbound {
             self.batch.clear();
             shared.discard(self.id, dropped, snapshot);
         }
-        if self.buf.capacity() > OUTBOUND_BUFFER_KEEP_BYTES {
-            self.buf = Vec::new();
+        if self.out.capacity() > OUTBOUND_BUFFER_KEEP_BYTES {
+            self.out = Gather::default();
         }
         result
     }
 
-    fn encode(&mut self, shared: &Shared, msg: &Message, pending: &mut Pending) {
-        match encode_frame(msg, &mut self.buf) {
+    fn encode(&mut self, shared: &Shared, msg: Message, pending: &mut Pending) {
+        let (msg_type, snapshot) = (msg.get_msg_type(), is_snapshot(&msg));
+        match self.out.push_frame(msg) {
             Ok(()) => {
                 pending.count += 1;
-                pending.snapshot |= is_snapshot(msg);
+                pending.snapshot |= snapshot;
             }
             Err(e) => {
                 log::error!(
-                    "raft transport: dropping a {:?} for node {}: {e}",
-                    msg.get_msg_type(),
+                    "raft transport: dropping a {msg_type:?} for node {}: {e}",
                     self.id
                 );
-                shared.discard(self.id, 1, is_snapshot(msg));
+                shared.discard(self.id, 1, snapshot);
             }
         }
     }
@@ -956,11 +956,10 @@ impl Outbound {
         stream: &mut TcpStream,
         pending: &mut Pending,
     ) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.out.is_empty() {
             return Ok(());
         }
-        stream.write_all(&self.buf)?;
-        self.buf.clear();
+        self.out.write_to(stream)?;
         bump(&shared.counters.sent, pending.count);
         if pending.snapshot {
             shared.report_snapshot(self.id, SnapshotStatus::Finish);

@@ -1,14 +1,21 @@
 //! Peer wire format (pure): the hello that opens a connection and the frames that carry
-//! raft [`Message`]s after it, with their checks.
+//! raft [`Message`]s after it, with their checks; no I/O beyond a [`Gather`]'s write.
 //!
 //! A frame is: length u32 LE, CRC32 of the body u32 LE, body = the protobuf bytes of one
-//! `Message`, at most [`PEER_FRAME_BYTES_MAX`].
+//! `Message`, at most [`PEER_FRAME_BYTES_MAX`]. [`encode_frame`] writes one frame into a
+//! buffer (small messages, written straight to a socket); a [`Gather`] collects frames for
+//! one vectored write with the entries' payloads written from where they are, not copied
+//! (a leader sends every payload byte once per follower). Both make frames that
+//! [`decode_frame_body`] reads the same way: protobuf fields may come in any order, and a
+//! gathered frame puts the message's entries after its other fields.
 
 use std::fmt;
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
 
 use bytes::Bytes;
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Entry, Message};
 
 use crate::limits::PEER_FRAME_BYTES_MAX;
 
@@ -184,6 +191,221 @@ fn u32_le(b: &[u8]) -> u32 {
     u32::from_le_bytes(a)
 }
 
+// ---------------------------------------------------------------------------------------
+// Gathered frames.
+
+/// Entry payloads up to this size are copied into a [`Gather`]'s buffer; larger ones are
+/// written from where they are (fewer, larger pieces per write).
+const GATHER_INLINE_BYTES_MAX: usize = 4 << 10;
+/// Pieces handed to one `writev` (Linux's `IOV_MAX`).
+const GATHER_IOVECS_MAX: usize = 1024;
+/// Protobuf key of `Message.entries` (field 7, length-delimited).
+const MESSAGE_ENTRIES_KEY: u8 = (7 << 3) | 2;
+/// Protobuf key of `Entry.data` (field 4, length-delimited).
+const ENTRY_DATA_KEY: u8 = (4 << 3) | 2;
+
+/// Frames collected for one vectored write. Everything but the entries' large payloads is
+/// copied into one buffer; the payloads are kept as shared [`Bytes`] (the same memory the
+/// raft log's cache holds) and written from there.
+#[derive(Default)]
+pub struct Gather {
+    buf: Vec<u8>,
+    /// What to write, in order: runs of `buf` and shared payloads.
+    parts: Vec<Part>,
+    /// Bytes of `buf` that `parts` already covers.
+    covered: usize,
+    /// Bytes in the shared payloads.
+    shared: usize,
+    /// The payloads of the message being added (kept to reuse the allocation).
+    payloads: Vec<Bytes>,
+}
+
+enum Part {
+    Buf(Range<usize>),
+    Shared(Bytes),
+}
+
+impl Gather {
+    /// Bytes gathered.
+    pub fn len(&self) -> usize {
+        self.buf.len() + self.shared
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Capacity of the buffer for the small pieces.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.parts.clear();
+        self.covered = 0;
+        self.shared = 0;
+    }
+
+    /// Appends bytes as they are (for example the rest of a frame written in part).
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends one frame holding `msg`. On error nothing is appended.
+    pub fn push_frame(&mut self, mut msg: Message) -> Result<(), FrameError> {
+        let entries = msg.take_entries();
+        self.payloads.clear();
+        let mut size = msg.compute_size() as usize;
+        let mut entries = entries.into_vec();
+        for e in &mut entries {
+            let data = std::mem::take(&mut e.data);
+            size += field_len(entry_len(e, data.len()));
+            self.payloads.push(data);
+        }
+        if size > PEER_FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge { len: size });
+        }
+        let (start, parts, shared) = (self.buf.len(), self.parts.len(), self.shared);
+        let result = self.write_frame(&msg, &entries, size);
+        if result.is_err() {
+            self.buf.truncate(start);
+            self.parts.truncate(parts);
+            self.covered = self.covered.min(start);
+            self.shared = shared;
+        }
+        self.payloads.clear();
+        result
+    }
+
+    fn write_frame(
+        &mut self,
+        msg: &Message,
+        entries: &[Entry],
+        size: usize,
+    ) -> Result<(), FrameError> {
+        let start = self.buf.len();
+        self.buf
+            .reserve(FRAME_HEADER_LEN + size.min(PEER_FRAME_BYTES_MAX));
+        self.buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+        let encode = |e: protobuf::ProtobufError| FrameError::Encode(e.to_string());
+        msg.write_to_vec(&mut self.buf).map_err(encode)?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut unhashed = start + FRAME_HEADER_LEN;
+        let mut body = 0usize;
+        for (e, data) in entries.iter().zip(std::mem::take(&mut self.payloads)) {
+            self.buf.push(MESSAGE_ENTRIES_KEY);
+            put_varint(&mut self.buf, entry_len(e, data.len()) as u64);
+            e.write_to_vec(&mut self.buf).map_err(encode)?;
+            if data.is_empty() {
+                continue;
+            }
+            self.buf.push(ENTRY_DATA_KEY);
+            put_varint(&mut self.buf, data.len() as u64);
+            if data.len() <= GATHER_INLINE_BYTES_MAX {
+                self.buf.extend_from_slice(&data);
+                continue;
+            }
+            crc.update(&self.buf[unhashed..]);
+            body += self.buf.len() - unhashed;
+            unhashed = self.buf.len();
+            crc.update(&data);
+            body += data.len();
+            self.seal();
+            self.shared += data.len();
+            self.parts.push(Part::Shared(data));
+        }
+        crc.update(&self.buf[unhashed..]);
+        body += self.buf.len() - unhashed;
+        debug_assert_eq!(body, size, "the computed size is the encoded size");
+        if body > PEER_FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge { len: body });
+        }
+        self.buf[start..start + 4].copy_from_slice(&(body as u32).to_le_bytes());
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+        Ok(())
+    }
+
+    /// Ends the current run of `buf` (before a shared payload, or before writing).
+    fn seal(&mut self) {
+        if self.covered < self.buf.len() {
+            self.parts.push(Part::Buf(self.covered..self.buf.len()));
+            self.covered = self.buf.len();
+        }
+    }
+
+    /// Writes everything gathered, in order, then clears. On error some of it may have been
+    /// written; the gather is cleared all the same.
+    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<()> {
+        self.seal();
+        let result = {
+            let mut slices: Vec<IoSlice<'_>> = self
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Buf(r) => IoSlice::new(&self.buf[r.clone()]),
+                    Part::Shared(b) => IoSlice::new(b),
+                })
+                .collect();
+            write_all_vectored(w, &mut slices)
+        };
+        self.clear();
+        result
+    }
+}
+
+/// `Write::write_all_vectored` (not stable): every byte of `slices`, at most
+/// [`GATHER_IOVECS_MAX`] pieces per call.
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        let take = slices.len().min(GATHER_IOVECS_MAX);
+        match w.write_vectored(&slices[..take]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the peer connection took no bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Encoded length of `e` (whose payload was taken out) with a payload of `data_len` bytes.
+fn entry_len(e: &Entry, data_len: usize) -> usize {
+    let data_field = if data_len == 0 {
+        0
+    } else {
+        field_len(data_len)
+    };
+    e.compute_size() as usize + data_field
+}
+
+/// Bytes of a length-delimited field holding `len` bytes, key (one byte) included.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// Messages for the tests of this module and of the transport.
 #[cfg(test)]
 pub(crate) mod test_messages {
@@ -220,6 +442,7 @@ pub(crate) mod test_messages {
 mod tests {
     use super::test_messages::{big_msg, msg};
     use super::*;
+    use raft::eraftpb::{EntryType, MessageType, Snapshot};
 
     const CLUSTER: u64 = 0xfeed;
 
@@ -313,6 +536,186 @@ mod tests {
             let mut hello = [0u8; HELLO_LEN];
             hello[..8].copy_from_slice(&header);
             let _ = decode_hello(&hello, CLUSTER);
+        }
+    }
+
+    /// Reads back the frames in `wire` (after `skip` raw bytes).
+    fn frames_in(wire: &[u8]) -> Vec<Message> {
+        let mut rest = wire;
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            let header: [u8; FRAME_HEADER_LEN] = rest[..FRAME_HEADER_LEN].try_into().unwrap();
+            let (len, crc) = decode_frame_header(&header).unwrap();
+            let body = Bytes::copy_from_slice(&rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]);
+            got.push(decode_frame_body(&body, crc).unwrap());
+            rest = &rest[FRAME_HEADER_LEN + len..];
+        }
+        got
+    }
+
+    /// Messages of every shape a leader sends: no entries, payloads around the inline
+    /// bound, several entries with and without payloads and contexts, a snapshot.
+    fn assorted() -> Vec<Message> {
+        let mut out = vec![msg(1, 2, 9)];
+        for size in [
+            1,
+            GATHER_INLINE_BYTES_MAX,
+            GATHER_INLINE_BYTES_MAX + 1,
+            100_000,
+            300_000,
+        ] {
+            out.push(big_msg(1, 2, size));
+        }
+        let mut many = msg(1, 2, 10);
+        many.commit = 77;
+        for (i, size) in [0usize, 5, 20_000, 0, 9_000, 3].into_iter().enumerate() {
+            many.mut_entries().push(Entry {
+                entry_type: if i == 3 {
+                    EntryType::EntryConfChangeV2
+                } else {
+                    EntryType::EntryNormal
+                },
+                term: 4,
+                index: 11 + i as u64,
+                data: Bytes::from(vec![i as u8 + 1; size]),
+                context: if i % 2 == 0 {
+                    Bytes::new()
+                } else {
+                    Bytes::from_static(b"ctx")
+                },
+                ..Default::default()
+            });
+        }
+        out.push(many);
+        let mut snap = msg(1, 2, 0);
+        snap.set_msg_type(MessageType::MsgSnapshot);
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = 40;
+        s.data = Bytes::from(vec![9u8; 50_000]);
+        snap.set_snapshot(s);
+        out.push(snap);
+        out
+    }
+
+    #[test]
+    fn gathered_frames_decode_as_the_messages_given() {
+        let msgs = assorted();
+        let mut g = Gather::default();
+        g.extend_from_slice(b"rest");
+        for m in &msgs {
+            g.push_frame(m.clone()).unwrap();
+        }
+        let mut wire = Vec::new();
+        let len = g.len();
+        g.write_to(&mut wire).unwrap();
+        assert_eq!(wire.len(), len);
+        assert!(g.is_empty());
+        assert_eq!(&wire[..4], b"rest");
+        assert_eq!(frames_in(&wire[4..]), msgs);
+        // The same messages, one frame each, as encode_frame makes them.
+        let mut one_by_one = Vec::new();
+        for m in &msgs {
+            encode_frame(m, &mut one_by_one).unwrap();
+        }
+        assert_eq!(frames_in(&one_by_one), msgs);
+    }
+
+    /// A writer that takes at most `step` bytes per call.
+    struct Stingy {
+        out: Vec<u8>,
+        step: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.step - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.step {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn gathered_frames_survive_short_writes_and_reuse() {
+        let msgs = assorted();
+        let mut g = Gather::default();
+        let mut w = Stingy {
+            out: Vec::new(),
+            step: 4_999,
+        };
+        for round in 0..2 {
+            for m in &msgs {
+                g.push_frame(m.clone()).unwrap();
+            }
+            g.write_to(&mut w).unwrap();
+            assert!(g.is_empty(), "round {round}");
+        }
+        let mut want = msgs.clone();
+        want.extend(msgs);
+        assert_eq!(frames_in(&w.out), want);
+    }
+
+    #[test]
+    fn a_frame_over_the_bound_is_refused_and_leaves_the_gather_as_it_was() {
+        let mut g = Gather::default();
+        g.push_frame(big_msg(1, 2, 10)).unwrap();
+        let before = g.len();
+        let mut huge = msg(1, 2, 3);
+        for i in 0..3 {
+            huge.mut_entries().push(Entry {
+                index: 4 + i,
+                data: Bytes::from(vec![0u8; PEER_FRAME_BYTES_MAX / 3 + 1]),
+                ..Default::default()
+            });
+        }
+        assert!(matches!(
+            g.push_frame(huge),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(g.len(), before);
+        let mut wire = Vec::new();
+        g.write_to(&mut wire).unwrap();
+        assert_eq!(frames_in(&wire), vec![big_msg(1, 2, 10)]);
+    }
+
+    #[test]
+    fn varints_match_protobuf() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut ours = Vec::new();
+            put_varint(&mut ours, v);
+            assert_eq!(ours.len(), varint_len(v), "{v}");
+            let mut theirs = Vec::new();
+            let mut os = protobuf::CodedOutputStream::vec(&mut theirs);
+            os.write_raw_varint64(v).unwrap();
+            os.flush().unwrap();
+            drop(os);
+            assert_eq!(ours, theirs, "{v}");
         }
     }
 }
