@@ -469,16 +469,7 @@ mod tests {
         let mut buf = vec![0xAA]; // frames append
         encode_frame(&m, &mut buf).unwrap();
         encode_frame(&msg(1, 2, 9), &mut buf).unwrap();
-        let mut rest = &buf[1..];
-        let mut got = Vec::new();
-        while !rest.is_empty() {
-            let header: [u8; FRAME_HEADER_LEN] = rest[..FRAME_HEADER_LEN].try_into().unwrap();
-            let (len, crc) = decode_frame_header(&header).unwrap();
-            let body = Bytes::copy_from_slice(&rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]);
-            got.push(decode_frame_body(&body, crc).unwrap());
-            rest = &rest[FRAME_HEADER_LEN + len..];
-        }
-        assert_eq!(got, vec![m, msg(1, 2, 9)]);
+        assert_eq!(frames_in(&buf[1..]), vec![m, msg(1, 2, 9)]);
     }
 
     #[test]
@@ -539,7 +530,7 @@ mod tests {
         }
     }
 
-    /// Reads back the frames in `wire` (after `skip` raw bytes).
+    /// Reads back the frames in `wire`.
     fn frames_in(wire: &[u8]) -> Vec<Message> {
         let mut rest = wire;
         let mut got = Vec::new();
