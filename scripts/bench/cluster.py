@@ -290,6 +290,7 @@ def catch_up(args, procs, bins=None):
             leader = cluster.node(cluster.leader())
             cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
             faults0 = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes)
+            sync0 = {n.name: log_sync_buckets(n) for n in cluster.nodes}
             machine0 = rounds.machine_cpu()
             t0 = time.monotonic()
             syncer_start(leader, args.port)
@@ -299,8 +300,10 @@ def catch_up(args, procs, bins=None):
             cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name]
                    for n in cluster.nodes}
             faults = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes) - faults0
+            log_sync = {n.name: log_sync_between(sync0[n.name], log_sync_buckets(n))
+                        for n in cluster.nodes}
             run = {"seconds": seconds, "mib_s": args.total_bytes / MIB / seconds,
-                   "faults": faults,
+                   "faults": faults, "log_sync": log_sync,
                    "events": st["events"], "leader": leader.name, "cpu": cpu,
                    "leader_threads": rounds.thread_cpu(leader.proc.pid), "bin": path,
                    "steal_pct": steal}
@@ -311,7 +314,9 @@ def catch_up(args, procs, bins=None):
                   + (f", bin {path}" if len(bins) > 1 else "")
                   + f"), ratio {run['ratio']:.2f}; cpu "
                   + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
-                  + f" s; minor faults {faults}; steal {steal:.0f} %",
+                  + f" s; minor faults {faults}; steal {steal:.0f} %; log syncs "
+                  + " ".join(f"{k} {v['count']} p50 {v[50]:.1f} p99 {v[99]:.1f} ms"
+                             for k, v in sorted(log_sync.items()) if v),
                   flush=True)
     return refs, runs, cluster
 
