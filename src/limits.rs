@@ -39,8 +39,10 @@ pub const BATCH_BYTES_MAX: usize = 2 << 20;
 
 /// Syncer batches proposed and not yet committed at once on a cluster leader (the next is
 /// proposed while the last commits). With `BATCH_BYTES_MAX` it bounds the uncommitted
-/// bytes well under raft's own limit, so raft never drops a proposal for load.
-pub const SYNCER_PROPOSALS_IN_FLIGHT_MAX: usize = 4;
+/// bytes well under raft's own limit, so raft never drops a proposal for load. 16 MiB in
+/// flight rides out log fdatasyncs of 15-30 ms (seen at p99 on a shared disk during a
+/// catch-up) where 8 MiB stalled the syncer (catch-up A/B: median ratio 0.85 -> 0.97).
+pub const SYNCER_PROPOSALS_IN_FLIGHT_MAX: usize = 8;
 
 /// Most downstream connections the binlog server accepts at once, whatever is configured.
 pub const SERVER_CONNECTIONS_MAX: usize = 4096;
@@ -224,7 +226,7 @@ pub const RAFT_SNAPSHOT_BYTES_MAX: usize = 32 << 20;
 /// Bytes of entry data the raft log keeps in memory for raft-rs to read back (entries not
 /// applied yet; see `consensus::entry_cache`): the syncer's proposals in flight fit, so a
 /// leader applies what it proposed without reading its log files.
-pub const RAFT_ENTRY_CACHE_BYTES_MAX: usize = 16 << 20;
+pub const RAFT_ENTRY_CACHE_BYTES_MAX: usize = 24 << 20;
 
 /// Largest raft state file (HardState + ConfState); anything bigger is corrupt.
 pub const RAFT_STATE_FILE_BYTES_MAX: u64 = 1 << 20;
