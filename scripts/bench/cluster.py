@@ -484,6 +484,10 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
     gtid = sql(args.port, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]
     for r in replicas:
         r.wait_gtid(gtid)
+    # The fresh replicas' data dirs and the prepared tables are dirty in the page cache; the
+    # kernel would write them back about 30 s later, in the middle of the load, and stall
+    # the nodes' log fdatasyncs on the one disk (as the load's write-back did to catch-up).
+    os.sync()
     print(f"bench: lag: replicas attached (direct, and via follower {follower.name}); "
           f"{seconds} s of sysbench at {LAG_RATE_TPS} tps + heartbeats", flush=True)
 
