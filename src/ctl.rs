@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::api::{
-    Health, MemberRemove, MemberView, PurgeArgs, RaftView, ServerStatus, SlaveInfo, SyncerStatus,
+    Health, LatencyView, MemberRemove, MemberView, PurgeArgs, RaftView, ServerStatus, SlaveInfo,
+    SyncerStatus,
 };
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
@@ -336,9 +337,21 @@ pub fn format_slave_table(slaves: &[SlaveInfo]) -> String {
     format_table(&rows)
 }
 
-pub fn format_raft(raft: &RaftView) -> String {
+/// A latency histogram's count and quantiles in milliseconds.
+fn latency_text(l: &LatencyView) -> String {
     let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
-    let sync = &raft.log_sync;
+    format!(
+        "{} (mean {}, p50 {}, p99 {}, p99.9 {}, max {})",
+        l.count,
+        ms(l.mean_us),
+        ms(l.p50_us),
+        ms(l.p99_us),
+        ms(l.p999_us),
+        ms(l.max_us)
+    )
+}
+
+pub fn format_raft(raft: &RaftView) -> String {
     let mut out = format_fields(&[
         ("name", raft.name.clone()),
         ("id", raft.id.clone()),
@@ -354,18 +367,8 @@ pub fn format_raft(raft: &RaftView) -> String {
         ),
         ("voters", list_or_absent(&raft.voters)),
         ("learners", list_or_absent(&raft.learners)),
-        (
-            "log_syncs",
-            format!(
-                "{} (mean {}, p50 {}, p99 {}, p99.9 {}, max {})",
-                sync.count,
-                ms(sync.mean_us),
-                ms(sync.p50_us),
-                ms(sync.p99_us),
-                ms(sync.p999_us),
-                ms(sync.max_us)
-            ),
-        ),
+        ("log_syncs", latency_text(&raft.log_sync)),
+        ("proposals", latency_text(&raft.proposals)),
         (
             "readies",
             format!(
@@ -714,6 +717,9 @@ mod tests {
             "log_sync": {"count": 80, "mean_us": 610, "p50_us": 447, "p90_us": 1023,
                          "p99_us": 3583, "p999_us": 12287, "max_us": 12001,
                          "buckets": [[448, 40], [1024, 32], [3584, 7], [12288, 1]]},
+            "proposals": {"count": 85, "mean_us": 1210, "p50_us": 1023, "p90_us": 2047,
+                          "p99_us": 4095, "p999_us": 4095, "max_us": 3900,
+                          "buckets": [[1024, 50], [2048, 30], [4096, 5]]},
             "readies": 120, "append_rounds": 85, "proposed_entries": 85, "inbound_dropped": 0
         });
         let outcome = render(&CtlCommand::Raft, 200, &success(leader.clone()), false);
@@ -728,6 +734,7 @@ mod tests {
              voters:          1a,2b,3c\n\
              learners:        -\n\
              log_syncs:       80 (mean 0.61 ms, p50 0.45 ms, p99 3.58 ms, p99.9 12.29 ms, max 12.00 ms)\n\
+             proposals:       85 (mean 1.21 ms, p50 1.02 ms, p99 4.09 ms, p99.9 4.09 ms, max 3.90 ms)\n\
              readies:         120 (85 with proposals; 85 entries proposed here)\n\
              inbound_dropped: 0\n\
              PEER  ID  MATCHED  NEXT  STATE      HEARD_MS_AGO\n\

@@ -496,6 +496,7 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
     th0 = {n.name: group_threads(rounds.thread_cpu(n.proc.pid)) for n in (lead, follower)}
     master_cpu0 = rounds.cpu_seconds(args.master_pid)
     sync0 = {n.name: log_sync_buckets(n) for n in cluster.nodes}
+    proposals0 = log_sync_buckets(lead, "proposals")
     machine0 = rounds.machine_cpu()
     t0 = time.monotonic()
     with open(os.path.join(root, "sysbench-run.log"), "wb") as log:
@@ -512,6 +513,7 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
     steal = rounds.steal_percent(machine0, rounds.machine_cpu())
     log_sync = {n.name: log_sync_between(sync0[n.name], log_sync_buckets(n))
                 for n in cluster.nodes}
+    proposals = log_sync_between(proposals0, log_sync_buckets(lead, "proposals"))
     cpu = {n.name: rounds.cpu_seconds(n.proc.pid) - cpu0[n.name] for n in cluster.nodes}
     threads = {}
     threads_all = {}
@@ -562,6 +564,7 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
         "direct_mean": statistics.mean(d), "via_mean": statistics.mean(v),
         "cpu": cpu, "master_cpu": master_cpu, "threads": threads, "threads_all": threads_all,
         "txns": sb_txns + beats, "steal_pct": steal, "log_sync": log_sync,
+        "proposals": proposals,
     }
     res["p99_extra"] = res["via"][99] - res["direct"][99]
     res["p50_extra"] = res["via"][50] - res["direct"][50]
@@ -570,7 +573,8 @@ def lag(args, procs, cluster, root_name="lag", seconds=LAG_SECONDS):
           f"{res['p99_extra']:.2f} ms; via leader p50 {res['lead'][50]:.2f} p99 "
           f"{res['lead'][99]:.2f} ms; steal {steal:.0f} %; fsync after the load p99 "
           f"{res['fsync'][99]:.2f} ms alone, {res['fsync']['three'][99]:.2f} ms three at once; "
-          f"log syncs during the load: {log_sync_text(res)}", flush=True)
+          f"log syncs during the load: {log_sync_text(res)}; {proposals_text(res)}",
+          flush=True)
     return res, direct, via, follower
 
 
@@ -634,6 +638,15 @@ def lag_only(args, procs):
             json.dump(results, f, indent=1, default=str)
 
 
+def proposals_text(res):
+    """The leader's proposals during a lag run (raft thread to applied), as text."""
+    p = res.get("proposals")
+    if p is None:
+        return "the leader's proposals not reported"
+    return (f"the leader's {p['count']} proposals took p50 {p[50]:.2f} ms, p99 {p[99]:.2f} ms "
+            "from its raft thread to applied")
+
+
 def log_sync_text(res):
     """The nodes' log syncs during a lag run, leader first, as text."""
     parts = []
@@ -647,13 +660,14 @@ def log_sync_text(res):
     return "; ".join(parts)
 
 
-def log_sync_buckets(node):
-    """The node's log-sync histogram from GET /raft/status as {bucket end µs: count}, or None
-    when the node has no such route (a build from before it)."""
+def log_sync_buckets(node, histogram="log_sync"):
+    """A histogram of the node's GET /raft/status (`log_sync`: its log's fdatasyncs;
+    `proposals`: its proposals from the raft thread to applied) as {bucket end µs: count},
+    or None when the node does not report it (a build from before it)."""
     code, reply = http("GET", node.url("/raft/status"))
-    if code != 200:
+    if code != 200 or histogram not in reply["data"]:
         return None
-    return {int(end): int(n) for end, n in reply["data"]["log_sync"]["buckets"]}
+    return {int(end): int(n) for end, n in reply["data"][histogram]["buckets"]}
 
 
 def log_sync_between(before, after):
@@ -1008,7 +1022,9 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         f"once (a file each, as the three nodes): p50 {lg['fsync']['three'][50]:.2f} ms, "
         f"p99 {lg['fsync']['three'][99]:.2f} ms. The nodes' own log fdatasyncs during the "
         f"load (each node's `GET /raft/status` histogram, read before and after; a quantile "
-        f"is its bucket's upper bound, at most 25 % high): {log_sync_text(lg)}. "
+        f"is its bucket's upper bound, at most 25 % high): {log_sync_text(lg)}; and "
+        f"{proposals_text(lg)} (one commit round: the followers' acknowledgements, the log "
+        "syncs of a majority, the apply). "
         f"Heartbeats more than "
         f"{SLOW_EXTRA_MS:.0f} ms later through the follower than directly: {lg['slow']} of "
         f"{lg['samples']}, falling in {lg['slow_windows']} distinct seconds of the run "

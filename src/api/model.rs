@@ -225,6 +225,9 @@ pub struct RaftView {
     pub peers: Vec<PeerView>,
     /// The log's fdatasyncs since the node started.
     pub log_sync: LatencyView,
+    /// Proposals made on this node (as leader) since it started, from reaching the raft
+    /// thread to applied here: the commit round as the syncer sees it.
+    pub proposals: LatencyView,
     /// Readies handled, of which carried new proposals (proposals per round shows the group
     /// commit), entries proposed here, peer messages dropped on a full queue.
     pub readies: u64,

@@ -324,6 +324,10 @@ struct Shared {
     ticks: AtomicU64,
     /// How long the log's syncs take (recorded by the log itself).
     log_sync: Arc<LatencyHistogram>,
+    /// How long this node's accepted proposals took from reaching the raft thread to
+    /// applied here (a leader's commit round: its followers' acknowledgements, the log
+    /// syncs of a majority, and the apply).
+    proposals: LatencyHistogram,
     /// The last proposal chain number handed out.
     chains: AtomicU64,
 }
@@ -343,6 +347,7 @@ impl Shared {
             inbound_dropped: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             log_sync,
+            proposals: LatencyHistogram::default(),
             chains: AtomicU64::new(0),
         }
     }
@@ -563,6 +568,11 @@ impl RaftHandle {
     /// How long this node's log syncs took, since it started.
     pub fn log_sync_latency(&self) -> LatencySnapshot {
         self.shared.log_sync.snapshot()
+    }
+
+    /// How long this node's accepted proposals took until applied, since it started.
+    pub fn proposal_latency(&self) -> LatencySnapshot {
+        self.shared.proposals.snapshot()
     }
 
     fn send(&self, req: Request) {
@@ -839,6 +849,8 @@ enum Reply {
 struct Pending {
     term: u64,
     reply: Reply,
+    /// When the raft thread took it.
+    since: Instant,
 }
 
 impl Pending {
@@ -1143,7 +1155,12 @@ impl Runner {
     fn add_pending(&mut self, index: u64, reply: Reply) {
         self.proposed_since_ready = true;
         let term = self.driver.term();
-        if let Some(old) = self.pending.insert(index, Pending { term, reply }) {
+        let p = Pending {
+            term,
+            reply,
+            since: Instant::now(),
+        };
+        if let Some(old) = self.pending.insert(index, p) {
             // Only possible if an entry at this index was replaced without being applied.
             old.fail(ProposeError::Dropped).send();
         }
@@ -1283,7 +1300,10 @@ impl Runner {
             p.fail(ProposeError::Dropped)
         } else {
             match p.reply {
-                Reply::Propose(tx) => Answer::Propose(tx, Ok(index)),
+                Reply::Propose(tx) => {
+                    self.shared.proposals.record(p.since.elapsed());
+                    Answer::Propose(tx, Ok(index))
+                }
                 // raft-rs swaps a conf change it will not take for an empty normal entry.
                 Reply::ConfChange(tx) if entry_type == EntryType::EntryNormal => {
                     let reason = "another membership change is still in progress";
@@ -1731,6 +1751,14 @@ mod tests {
             let syncs = n.handle.log_sync_latency();
             assert!(syncs.count() > 0, "node {}: no log sync timed", n.id);
             assert!(syncs.max_us >= syncs.quantile_us(0.5), "node {}", n.id);
+            // Only the leader took proposals: each accepted one is timed once, when applied.
+            let proposals = n.handle.proposal_latency();
+            if n.id == l {
+                assert!(proposals.count() >= 1, "leader: no proposal timed");
+                assert!(proposals.max_us >= proposals.quantile_us(0.5));
+            } else {
+                assert_eq!(proposals.count(), 0, "node {}", n.id);
+            }
         }
 
         let status = lh.status();

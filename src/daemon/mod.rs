@@ -846,6 +846,7 @@ impl Backend for Node {
         let status = self.raft.status();
         let stats = self.raft.stats();
         let sync = self.raft.log_sync_latency();
+        let proposals = self.raft.proposal_latency();
         let state = self.cluster.state();
         let name_of = |id: u64| state.member_by_id(id).map(|m| m.name.clone());
         let hex = MemberView::format_id;
@@ -879,6 +880,7 @@ impl Backend for Node {
                 })
                 .collect(),
             log_sync: LatencyView::of(&sync),
+            proposals: LatencyView::of(&proposals),
             readies: stats.readies,
             append_rounds: stats.append_rounds,
             proposed_entries: stats.proposed_entries,
