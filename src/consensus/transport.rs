@@ -624,7 +624,7 @@ impl Peer {
         std::mem::swap(&mut lock(&self.state).queue, into);
     }
 
-    /// Takes the socket for a write: the rest of a direct write is appended to `buf` (it
+    /// Takes the socket for a write: the rest of a direct write is appended to `out` (it
     /// goes first) and what is queued moved into `into`; answers how many messages that rest
     /// finishes. Until `done_writing`, the raft thread does not write to the socket.
     fn take_for_write(&self, into: &mut VecDeque<Message>, out: &mut Gather) -> u64 {

@@ -216,7 +216,7 @@ pub struct Gather {
     covered: usize,
     /// Bytes in the shared payloads.
     shared: usize,
-    /// The payloads of the message being added (kept to reuse the allocation).
+    /// The payloads of the message being added (the vector is reused).
     payloads: Vec<Bytes>,
 }
 
@@ -254,24 +254,32 @@ impl Gather {
 
     /// Appends one frame holding `msg`. On error nothing is appended.
     pub fn push_frame(&mut self, mut msg: Message) -> Result<(), FrameError> {
-        let entries = msg.take_entries();
+        let mut entries = msg.take_entries().into_vec();
         self.payloads.clear();
         let mut size = msg.compute_size() as usize;
-        let mut entries = entries.into_vec();
+        // What goes into `buf` (not the payloads written from where they are).
+        let mut copied = size;
         for e in &mut entries {
             let data = std::mem::take(&mut e.data);
-            size += field_len(entry_len(e, data.len()));
+            let field = field_len(entry_len(e, data.len()));
+            size += field;
+            copied += field;
+            if data.len() > GATHER_INLINE_BYTES_MAX {
+                copied -= data.len();
+            }
             self.payloads.push(data);
         }
         if size > PEER_FRAME_BYTES_MAX {
             return Err(FrameError::TooLarge { len: size });
         }
-        let (start, parts, shared) = (self.buf.len(), self.parts.len(), self.shared);
+        let before = (self.buf.len(), self.parts.len(), self.covered, self.shared);
+        self.buf.reserve(FRAME_HEADER_LEN + copied);
         let result = self.write_frame(&msg, &entries, size);
         if result.is_err() {
-            self.buf.truncate(start);
+            let (buf, parts, covered, shared) = before;
+            self.buf.truncate(buf);
             self.parts.truncate(parts);
-            self.covered = self.covered.min(start);
+            self.covered = covered;
             self.shared = shared;
         }
         self.payloads.clear();
@@ -285,15 +293,14 @@ impl Gather {
         size: usize,
     ) -> Result<(), FrameError> {
         let start = self.buf.len();
-        self.buf
-            .reserve(FRAME_HEADER_LEN + size.min(PEER_FRAME_BYTES_MAX));
         self.buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
         let encode = |e: protobuf::ProtobufError| FrameError::Encode(e.to_string());
         msg.write_to_vec(&mut self.buf).map_err(encode)?;
         let mut crc = crc32fast::Hasher::new();
         let mut unhashed = start + FRAME_HEADER_LEN;
         let mut body = 0usize;
-        for (e, data) in entries.iter().zip(std::mem::take(&mut self.payloads)) {
+        let mut payloads = std::mem::take(&mut self.payloads);
+        for (e, data) in entries.iter().zip(payloads.drain(..)) {
             self.buf.push(MESSAGE_ENTRIES_KEY);
             put_varint(&mut self.buf, entry_len(e, data.len()) as u64);
             e.write_to_vec(&mut self.buf).map_err(encode)?;
@@ -315,6 +322,7 @@ impl Gather {
             self.shared += data.len();
             self.parts.push(Part::Shared(data));
         }
+        self.payloads = payloads;
         crc.update(&self.buf[unhashed..]);
         body += self.buf.len() - unhashed;
         debug_assert_eq!(body, size, "the computed size is the encoded size");
