@@ -12,7 +12,7 @@
 #   4. scripts/bench/cluster.py: the three-node sections, appended to BENCHMARKS.md.
 #
 # Every process it starts is stopped by pid from an EXIT trap, pass or fail. Knobs (env):
-# BENCH_BINLOG_MB (100), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the temp dir, BENCH_TMP (/tmp)
+# BENCH_BINLOG_MB (100), BENCH_ROUNDS (5), BENCH_KEEP=1 keeps the temp dir, BENCH_TMP (/tmp)
 # is where the temp dir goes (/dev/shm: every data dir in memory, to see what fsync costs);
 # BENCH_MARIADB_TMP puts only the MariaDB instances' data dirs (master, replicas) there.
 #
@@ -42,7 +42,7 @@ catchup) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
 *) echo "bench: BENCH_ONLY must be lag or catchup (or unset)" >&2; exit 2 ;;
 esac
 BINS=${BENCH_BINS:-${BENCH_LAG_BINS:-}}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 # sysbench stops when the binlog is big enough or after this long, whichever comes first.
 LOAD_SECONDS_MAX=300
 SYSBENCH_TABLES=4

@@ -57,7 +57,7 @@ LAG_SECONDS = 30
 # Lag runs of the whole benchmark, each with fresh replicas on the same cluster; the run
 # with the median p99 extra is reported, next to every run's (one run's p99 moves with the
 # machine's load of those seconds).
-LAG_RUNS = 3
+LAG_RUNS = 5
 LAG_RATE_TPS = 100
 LAG_THREADS = 2
 LAG_TABLES = 2
