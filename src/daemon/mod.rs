@@ -231,6 +231,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         },
     });
     let retention = retention::RetentionThread::start(node.clone(), config.retention.clone());
+    let releaser = memory::MemoryReleaser::start();
     log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
     let signal = signals.wait();
     log::info!("received {signal}: stopping");
@@ -238,6 +239,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let _ = restorer.join();
     admin.shutdown();
     retention.stop();
+    releaser.stop();
     watch.stop();
     node.shutdown();
     raft.shutdown();
