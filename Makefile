@@ -29,6 +29,7 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j2 --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -j2 --no-deps
 
 # A throwaway MariaDB master and replica with a ferrobus node between them.
 demo: build

@@ -120,7 +120,7 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// "ferrobus <version>".
+/// `"ferrobus <version>"`.
 pub fn version_text() -> String {
     format!("ferrobus {}", env!("CARGO_PKG_VERSION"))
 }

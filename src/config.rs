@@ -110,7 +110,7 @@ pub struct Config {
     /// This member's name.
     pub name: String,
     /// Where the raft peer transport listens, `host:port`. It equals this member's entry
-    /// in `initial_cluster`, or has a wildcard host (0.0.0.0, [::]) and the same port.
+    /// in `initial_cluster`, or has a wildcard host (0.0.0.0, `[::]`) and the same port.
     pub peer_addr: String,
     /// The initial members, this one included (never empty: a one-node cluster of
     /// `name=peer_addr` when none was given).

@@ -512,7 +512,7 @@ impl MysqlGtidSet {
     }
 
     /// Binary form (COM_BINLOG_DUMP_GTID data, PREVIOUS_GTIDS body), as MySQL's
-    /// `Gtid_set::encode`: n_sids u64, then per source uuid[16], n_intervals u64 and
+    /// `Gtid_set::encode`: n_sids u64, then per source uuid\[16\], n_intervals u64 and
     /// (start, end) i64 pairs with end exclusive. When any source is tagged, the MySQL 8.3+
     /// tagged format is used: n_sids becomes `1 << 56 | n_sids << 8 | 1`, and every uuid is
     /// followed by its tag as a serialization varint length plus bytes (empty = untagged).

@@ -7,9 +7,9 @@
 //!   (`uuid[:tag]:1-5:7`) with their text and binary encodings.
 //! - [`transaction`]: a tracker that is fed whole events and says where transaction groups
 //!   start and end, so that the syncer stores whole transactions only.
-//! - [`file`]: the native binlog file format (magic + events) over any `Read`.
+//! - [`mod@file`]: the native binlog file format (magic + events) over any `Read`.
 //!
-//! Nothing here opens a socket or a file; [`file`] reads from a caller-supplied `impl Read`.
+//! Nothing here opens a socket or a file; [`mod@file`] reads from a caller-supplied `impl Read`.
 //! Malformed input is reported as a [`BinlogError`], never a panic.
 
 pub mod event;

@@ -2,9 +2,9 @@
 //! thread per connection.
 //!
 //! Every connection goes one way, from the sender's outbound thread to the receiver's
-//! listener (a pair of nodes uses two connections). It opens with a hello
-//! ([`HELLO_LEN`] bytes: [`HELLO_MAGIC`], the sender's raft id u64 LE, the cluster id u64 LE),
-//! then carries frames (both are laid out in [`crate::consensus::wire`]). A bad hello or
+//! listener (a pair of nodes uses two connections). It opens with a hello (a magic, the
+//! sender's raft id, the cluster id), then carries frames, one raft message each (both are
+//! laid out in [`crate::consensus::wire`]). A bad hello or
 //! frame ends that connection only (logged and counted). The receiver never writes.
 //!
 //! Sending never blocks the caller (the raft thread): [`Transport::send_all`] writes a peer's

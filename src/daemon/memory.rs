@@ -62,7 +62,7 @@ const MALLOC_RELEASE_INTERVAL_MS: u64 = 10_000;
 const RELEASE_POLL_MS: u64 = 200;
 
 /// A thread that hands malloc's free pages back to the kernel every
-/// [`MALLOC_RELEASE_INTERVAL_MS`]. The thresholds of [`tune_malloc`] keep a burst's blocks
+/// `MALLOC_RELEASE_INTERVAL_MS`. The thresholds of [`tune_malloc`] keep a burst's blocks
 /// (a catch-up's batches and messages) in the arenas, where freed ones sit between blocks
 /// still in use: without this, a node's resident memory after a burst stays near the
 /// burst's peak, and the next burst of another kind (a hundred dump clients, served from

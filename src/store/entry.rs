@@ -18,7 +18,7 @@ use std::fmt;
 
 /// Entry kind code of a [`FileStart`] entry.
 pub const KIND_FILE_START: u8 = 1;
-/// Entry kind code of an [`Events`] entry.
+/// Entry kind code of an `Events` entry.
 pub const KIND_EVENTS: u8 = 2;
 /// Entry kind code of a start-state entry: the MariaDB GTID state (text, e.g. `0-1-5`) of the
 /// master's binlog at the place where the store begins, when it begins after the start of

@@ -1,6 +1,6 @@
 //! In-memory indexes over the stored binlog, pure: built by feeding entries in log order, at
 //! startup (scan) and after every append. Answers "where does file F position P live", "where
-//! does the transaction after GTID G start" (MariaDB GTIDs and MySQL uuid[:tag]:gno GTIDs),
+//! does the transaction after GTID G start" (MariaDB GTIDs and MySQL `uuid[:tag]:gno` GTIDs),
 //! "which files are stored" (with each file's PREVIOUS_GTIDS), "which flavour and server
 //! version wrote them", the MySQL gtid_executed / gtid_purged sets of the stored binlog, and
 //! "up to which entry is every transaction whole" (the watermark readers may serve up to).
