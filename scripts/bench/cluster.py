@@ -1118,7 +1118,11 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "run of either build was above the goal. The lag's tail follows the host's "
         "contention, which lands on both paths, but on the cluster's path several times "
         "over (three nodes' threads and syncs per transaction against the master's one "
-        "hand-off to the direct replica).",
+        "hand-off to the direct replica). Fewer hand-offs helped: a leader now also syncs a "
+        "small append on its raft thread when no sync runs, as followers did (its append has "
+        "already left for the followers), instead of handing it to its sync thread and back: "
+        "6 interleaved pairs, CPU per transaction 1.11 → 1.02 ms (lower in 5 of 6), median "
+        "p99 extra 5.3 → 3.9 ms (lower in 4 of 6).",
         "",
     ]
     worst = min(r["ratio"] for r in dp)

@@ -22,12 +22,12 @@
 //! appends while the previous ones sync; the next sync takes everything written meanwhile
 //! (group commit across Readies). A Ready that must rewrite the state file (term, vote,
 //! membership), install a snapshot or cut the log's tail waits for the running sync and
-//! takes the synchronous path, as does compaction. So does a follower's small append (at
-//! most [`RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`] of entry data, one transaction of steady
-//! replication) when no sync is running: its acknowledgement waits for the fdatasync
-//! either way, and syncing on the raft thread spares the two thread wake-ups of the
-//! hand-off; a follower's large appends (catch-up), and the small ones behind them, still
-//! overlap their syncs. Committed entries are handed out only once persisted here (raft-rs
+//! takes the synchronous path, as does compaction. So does a small append (at most
+//! [`RAFT_INLINE_SYNC_BYTES_MAX`] of entry data, one transaction of steady replication)
+//! when no sync is running: a follower's acknowledgement waits for the fdatasync either
+//! way, a leader's append has already left for its followers, and syncing on the raft
+//! thread spares the two thread wake-ups of the hand-off; large appends (catch-up), and the
+//! small ones behind them, still overlap their syncs. Committed entries are handed out only once persisted here (raft-rs
 //! caps them at its persisted index), so readers, which see only synced entries, always
 //! see what is applied.
 //!
@@ -47,8 +47,8 @@ use crate::consensus::storage::{RaftStorage, NORMAL_KIND_MAX};
 use crate::consensus::ConsensusError;
 use crate::limits::{
     ENTRY_PAYLOAD_MAX, RAFT_COMMITTED_BYTES_PER_READY_MAX, RAFT_ELECTION_TICKS,
-    RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX,
-    RAFT_MSG_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX,
+    RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_MSGS_MAX, RAFT_INLINE_SYNC_BYTES_MAX, RAFT_MSG_BYTES_MAX,
+    RAFT_UNCOMMITTED_BYTES_MAX,
 };
 use crate::storage::{StorageError, SyncJob};
 
@@ -420,16 +420,15 @@ impl Driver {
 
     /// A Ready that cannot wait for an asynchronous sync: a snapshot, entries that replace
     /// the log's tail (cutting it syncs), or a state file to rewrite; or one that is better
-    /// made durable at once: a follower's small append
-    /// ([`RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`]) while no sync runs (behind a running one,
-    /// it waits for the next, as any append does, rather than block the raft thread).
+    /// made durable at once: a small append ([`RAFT_INLINE_SYNC_BYTES_MAX`]) while no sync
+    /// runs (behind a running one, it waits for the next, as any append does, rather than
+    /// block the raft thread).
     fn needs_synchronous_path(&self, rd: &raft::Ready) -> bool {
-        let small_follower_append = || {
-            !self.is_leader()
-                && self.persistence.in_flight.is_none()
+        let small_append = || {
+            self.persistence.in_flight.is_none()
                 && !rd.entries().is_empty()
                 && rd.entries().iter().map(|e| e.data.len()).sum::<usize>()
-                    <= RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX
+                    <= RAFT_INLINE_SYNC_BYTES_MAX
         };
         !rd.snapshot().is_empty()
             || rd
@@ -437,7 +436,7 @@ impl Driver {
                 .first()
                 .is_some_and(|e| e.index <= self.storage.last_index())
             || self.storage.needs_state_save(rd.hs())
-            || small_follower_append()
+            || small_append()
     }
 
     /// The asynchronous second half of a Ready: entries written (raft reads them back from
@@ -1062,9 +1061,9 @@ mod tests {
     }
 
     /// Entry data this large makes a follower's Ready go to its sync worker (more than
-    /// `RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX`); `tag` starts it.
+    /// `RAFT_INLINE_SYNC_BYTES_MAX`); `tag` starts it.
     fn large(tag: &str) -> String {
-        format!("{tag}{}", "x".repeat(RAFT_FOLLOWER_INLINE_SYNC_BYTES_MAX))
+        format!("{tag}{}", "x".repeat(RAFT_INLINE_SYNC_BYTES_MAX))
     }
 
     /// Three nodes, 20 entries committed everywhere, and a snapshot the leader stored at
@@ -1151,6 +1150,42 @@ mod tests {
         assert_eq!(c.d(1).storage().reader().last_index(), last);
         assert!(!c.d(1).sync_in_flight());
         for id in [1, 2, 3] {
+            assert_eq!(c.log(id), c.log(1), "node {id}");
+        }
+    }
+
+    #[test]
+    fn an_asynchronous_leader_syncs_small_appends_inline_and_large_ones_on_its_worker() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        c.settle();
+        c.d(1).campaign().unwrap();
+        c.settle();
+        assert_eq!(c.elect(&[1, 2, 3]), 1);
+        let base = c.d(1).last_index();
+        // Node 1 (asynchronous) leads; its worker finishes no job while held, so what it
+        // has durable was synced on its raft thread.
+        c.nodes[&1].hold.store(true, AtomicOrdering::SeqCst);
+        c.propose(1, "small");
+        c.settle();
+        assert!(!c.d(1).sync_in_flight(), "a small append is synced inline");
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        assert_eq!(c.d(1).commit_index(), base + 1);
+        assert_eq!(c.sm_data(1), vec!["small".to_string()]);
+        // A large one goes to the held worker: committed by the followers, not applied by
+        // the leader until its own sync ends.
+        let big = large("big");
+        c.propose(1, &big);
+        c.settle();
+        assert!(c.d(1).sync_in_flight(), "a large append goes to the worker");
+        assert_eq!(c.d(1).commit_index(), base + 2);
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        c.nodes[&1].hold.store(false, AtomicOrdering::SeqCst);
+        c.settle();
+        c.tick();
+        c.settle();
+        let all = vec!["small".to_string(), big];
+        for id in [1, 2, 3] {
+            assert_eq!(c.sm_data(id), all, "node {id}");
             assert_eq!(c.log(id), c.log(1), "node {id}");
         }
     }
