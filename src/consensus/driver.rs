@@ -1100,15 +1100,22 @@ mod tests {
         assert_eq!(driver.applied_index(), at);
     }
 
+    /// A three-node cluster that applied its founders' entries and elected `leader`, and
+    /// the leader's last index then.
+    fn led_by(leader: u64) -> (Cluster, u64) {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        c.settle();
+        c.d(leader).campaign().unwrap();
+        c.settle();
+        assert_eq!(c.elect(&[1, 2, 3]), leader);
+        let base = c.d(leader).last_index();
+        (c, base)
+    }
+
     #[test]
     fn acknowledgements_wait_for_syncs_and_a_leader_commits_before_its_own() {
-        let mut c = Cluster::new(&[1, 2, 3]);
-        // Node 1 (asynchronous) leads: it applies the founders' entries, then campaigns.
-        c.settle();
-        c.d(1).campaign().unwrap();
-        c.settle();
-        assert_eq!(c.elect(&[1, 2, 3]), 1);
-        let base = c.d(1).last_index();
+        // Node 1 (asynchronous) leads.
+        let (mut c, base) = led_by(1);
         let held = |c: &Cluster, id: u64, on: bool| {
             c.nodes[&id].hold.store(on, AtomicOrdering::SeqCst);
         };
@@ -1156,12 +1163,7 @@ mod tests {
 
     #[test]
     fn an_asynchronous_leader_syncs_small_appends_inline_and_large_ones_on_its_worker() {
-        let mut c = Cluster::new(&[1, 2, 3]);
-        c.settle();
-        c.d(1).campaign().unwrap();
-        c.settle();
-        assert_eq!(c.elect(&[1, 2, 3]), 1);
-        let base = c.d(1).last_index();
+        let (mut c, base) = led_by(1);
         // Node 1 (asynchronous) leads; its worker finishes no job while held, so what it
         // has durable was synced on its raft thread.
         c.nodes[&1].hold.store(true, AtomicOrdering::SeqCst);
@@ -1192,12 +1194,7 @@ mod tests {
 
     #[test]
     fn a_follower_syncs_small_appends_inline_and_large_ones_on_its_worker() {
-        let mut c = Cluster::new(&[1, 2, 3]);
-        c.settle();
-        c.d(2).campaign().unwrap();
-        c.settle();
-        assert_eq!(c.elect(&[1, 2, 3]), 2);
-        let base = c.d(2).last_index();
+        let (mut c, base) = led_by(2);
         // Nodes 1 and 3 (asynchronous) follow the synchronous node 2. Node 1's worker
         // finishes no job while held, so what node 1 acknowledges was synced inline.
         c.nodes[&1].hold.store(true, AtomicOrdering::SeqCst);
