@@ -81,7 +81,7 @@ pub enum CtlCommand {
         name: String,
     },
     Cluster,
-    /// `ctl raft`: this node's raft state and log syncs.
+    /// `ctl raft`: this node's raft state, log syncs and commit rounds.
     Raft,
     Purge {
         to_file: String,
@@ -1142,7 +1142,7 @@ Commands:
   members remove  remove a member
   members update  change a member's peer address
   cluster         list the members and which one leads
-  raft            this node's raft state, its followers' progress, log sync times
+  raft            this node's raft state, its followers' progress, sync and commit times
   purge           drop the stored binlog before a file, on every node
   import          store native binlog files (a chain of them) through the leader
   export          download the stored binlog as native binlog files
@@ -1419,9 +1419,10 @@ Examples:
 const RAFT_HELP: &str =
     "Show this node's raft state (not forwarded: ask each node): its role, term and
 leader, its log (first, last, durable, committed and applied index), on the leader
-each follower's progress (matched index, state, when last heard from), and how long
-the log's fdatasyncs have taken since the node started (count, mean, p50, p99, p99.9,
-max; a quantile is at most 25 % above the true value).
+each follower's progress (matched index, state, when last heard from), how long
+the log's fdatasyncs have taken since the node started, and how long the proposals
+made here as leader took from its raft thread to applied (one commit round); each as
+count, mean, p50, p99, p99.9 and max (a quantile is at most 25 % above the true value).
 
 Usage:
   ferrobus ctl [OPTIONS] raft
