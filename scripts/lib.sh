@@ -1,8 +1,9 @@
 # Shell helpers shared by scripts/demo.sh and scripts/bench.sh (sourced, not run).
 
-# A free TCP port on 127.0.0.1.
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range (see free_port in
+# scripts/bench/rounds.py).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import sys; sys.path.insert(0, "scripts/bench"); import rounds; print(rounds.free_port())'
 }
 
 # Stops the given pids: SIGTERM to all, then up to 15 s each to exit, then SIGKILL.

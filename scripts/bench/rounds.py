@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -44,10 +45,27 @@ class BenchError(Exception):
     pass
 
 
+# Ports for the servers the bench starts come from below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range): a port bound and released inside it can become the source
+# port of any outgoing connection (a replica's, a node's) before the server binds it, and the
+# server then fails with "Address already in use" (seen once in a lag run).
+PORTS_BELOW_EPHEMERAL = 10000
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and outside the ephemeral range."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    low = max(1024, ephemeral_low - PORTS_BELOW_EPHEMERAL)
+    for _ in range(1000):
+        port = random.randint(low, ephemeral_low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError(f"no free port in {low}..{ephemeral_low - 1} after 1000 tries")
 
 
 # One kept-alive connection per admin address: the catch-up polls the status every

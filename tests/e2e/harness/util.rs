@@ -118,24 +118,37 @@ fn is_executable(path: &Path) -> bool {
 /// Where test processes claim the ports they hand out (one lock file per port).
 const PORT_CLAIMS_DIR: &str = "ferrobus-e2e-ports";
 
+/// Ports handed out lie this far below the kernel's ephemeral range at most.
+const PORTS_BELOW_EPHEMERAL: u16 = 10_000;
+
 /// A TCP port on 127.0.0.1 that was free a moment ago, and that no other test process has
 /// been given. nextest runs every test in its own process, so a set kept in this process
-/// is not enough: two tests starting together could each get the same port from the
-/// kernel, and then one test's node fails to bind it while the test's client talks to the
-/// other test's node. Each port handed out is claimed with an exclusive `flock` on a file
-/// named after it (under the temp dir), held until this process exits; the kernel drops
-/// the claims of a process that dies, so nothing goes stale. The files themselves stay
-/// (empty, at most one per port): removing one that another process holds would void its
-/// claim.
+/// is not enough: two tests starting together could each get the same port, and then one
+/// test's node fails to bind it while the test's client talks to the other test's node.
+/// Each port handed out is claimed with an exclusive `flock` on a file named after it
+/// (under the temp dir), held until this process exits; the kernel drops the claims of a
+/// process that dies, so nothing goes stale. The files themselves stay (empty, at most one
+/// per port): removing one that another process holds would void its claim.
+///
+/// The ports come from below the kernel's ephemeral range (`ip_local_port_range`): one
+/// inside it can become the source port of any outgoing connection (a replica's, a node's)
+/// between this check and the server's bind, which then fails with "Address already in use".
 pub fn free_port() -> u16 {
     static CLAIMED: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(PORT_CLAIMS_DIR);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let (low, high) = non_ephemeral_ports();
+    // Each process starts at its own place in the range (its pid), then walks it.
+    let span = u64::from(high - low) + 1;
+    let start = u64::from(std::process::id()).wrapping_mul(7919);
     for _ in 0..1000 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
-        drop(listener);
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = low + ((start + step * 104_729) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         let path = dir.join(port.to_string());
         let file = fs::OpenOptions::new()
             .create(true)
@@ -150,7 +163,26 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port found after 1000 tries");
+    panic!("no free port in {low}..={high} after 1000 tries");
+}
+
+/// The ports below the kernel's ephemeral range that `free_port` hands out.
+fn non_ephemeral_ports() -> (u16, u16) {
+    let path = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let ephemeral_low: u16 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: unexpected contents {text:?}"));
+    assert!(
+        ephemeral_low > 2048,
+        "{path} starts at {ephemeral_low}: no room for test ports below it"
+    );
+    let low = ephemeral_low
+        .saturating_sub(PORTS_BELOW_EPHEMERAL)
+        .max(1024);
+    (low, ephemeral_low - 1)
 }
 
 /// What a poll step saw: done with a value, or not yet (with a description of the state, for
