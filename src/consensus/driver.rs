@@ -375,8 +375,8 @@ impl Driver {
     /// ConfState change durable; then `advance_apply`.
     ///
     /// With a [`SyncWorker`], a Ready that only appends (no snapshot, no cut of the log's
-    /// tail, no term, vote or membership change) is not made durable here: see
-    /// [`Driver::poll_sync`].
+    /// tail, no term, vote or membership change) is not made durable here, unless it is a
+    /// small append while no sync runs: see [`Driver::poll_sync`].
     pub fn finish_ready(
         &mut self,
         pending: ReadyInProgress,
@@ -1060,7 +1060,7 @@ mod tests {
         }
     }
 
-    /// Entry data this large makes a follower's Ready go to its sync worker (more than
+    /// Entry data this large makes a Ready go to the node's sync worker (more than
     /// `RAFT_INLINE_SYNC_BYTES_MAX`); `tag` starts it.
     fn large(tag: &str) -> String {
         format!("{tag}{}", "x".repeat(RAFT_INLINE_SYNC_BYTES_MAX))
@@ -1120,8 +1120,8 @@ mod tests {
             c.nodes[&id].hold.store(on, AtomicOrdering::SeqCst);
         };
         // The leader's and one follower's syncs do not finish: only node 2 acknowledges, and
-        // one of three is no majority. (Large entries: node 3's small appends would be
-        // synced inline, see the next test.)
+        // one of three is no majority. (Large entries: small appends would be synced inline
+        // by nodes 1 and 3, see the next tests.)
         held(&c, 1, true);
         held(&c, 3, true);
         let sent: Vec<String> = (1..=4).map(|i| large(&format!("h{i}"))).collect();
@@ -1181,11 +1181,32 @@ mod tests {
         assert!(c.d(1).sync_in_flight(), "a large append goes to the worker");
         assert_eq!(c.d(1).commit_index(), base + 2);
         assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
+        // A small one behind the running sync joins the next one rather than wait for it.
+        c.propose(1, "behind");
+        c.settle();
+        assert!(
+            c.d(1).sync_in_flight(),
+            "the large append's sync still runs"
+        );
+        assert_eq!(c.d(1).storage().last_index(), base + 3);
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
         c.nodes[&1].hold.store(false, AtomicOrdering::SeqCst);
         c.settle();
+        assert!(!c.d(1).sync_in_flight());
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 3);
+        // With no sync running again, the next small append is synced inline again.
+        c.propose(1, "after");
+        c.settle();
+        assert!(!c.d(1).sync_in_flight());
+        assert_eq!(c.d(1).storage().reader().last_index(), base + 4);
         c.tick();
         c.settle();
-        let all = vec!["small".to_string(), big];
+        let all = vec![
+            "small".to_string(),
+            big,
+            "behind".to_string(),
+            "after".to_string(),
+        ];
         for id in [1, 2, 3] {
             assert_eq!(c.sm_data(id), all, "node {id}");
             assert_eq!(c.log(id), c.log(1), "node {id}");

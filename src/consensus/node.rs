@@ -10,7 +10,8 @@
 //! from the node's [`SyncThread`] (the driver then releases the acknowledgements it held,
 //! and raft may commit); then handle one Ready through the driver (which writes its entries
 //! and hands their fdatasync to the sync thread, or syncs at once when the Ready changes
-//! term, vote or membership), restore a received snapshot, apply the committed normal entries to the
+//! term, vote or membership, or appends a small amount while no sync runs: one transaction
+//! of steady replication), restore a received snapshot, apply the committed normal entries to the
 //! [`StateMachine`] in log order, tell it about membership changes, answer the proposals
 //! that completed, store a snapshot when raft asked for one, and publish [`RaftStatus`].
 //!
@@ -26,9 +27,11 @@
 //! A panic on the thread (raft-rs aborts on broken invariants) is handled the same way.
 //!
 //! This module must not interpret the data of normal entries (the state machine does), must
-//! not block the raft thread on anything but the state machine and the rare synchronous
-//! fsyncs (state file, snapshot, a cut of the log's tail, compaction), and must
-//! never let another thread touch the `RawNode`.
+//! not block the raft thread on anything but the state machine and the synchronous fsyncs
+//! (small appends while no sync runs; state file, snapshot, a cut of the log's tail,
+//! compaction), and must never let another thread touch the `RawNode`. A leader's raft
+//! thread sends nothing while one of those runs: an fsync stalled past the election
+//! timeout can cost it the leadership.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
