@@ -1161,6 +1161,41 @@ mod tests {
         }
     }
 
+    /// Node `node`'s held worker syncs a large append (entry `base + 2`, `big`, proposed on
+    /// `leader` after "small" at `base + 1`): a small append behind that sync joins the next
+    /// one instead of waiting; once the worker is released, the next small append is synced
+    /// inline again; every node then applies all four and holds the same log.
+    fn behind_then_inline(c: &mut Cluster, leader: u64, node: u64, base: u64, big: String) {
+        c.propose(leader, "behind");
+        c.settle();
+        assert!(
+            c.d(node).sync_in_flight(),
+            "the large append's sync still runs"
+        );
+        assert_eq!(c.d(node).storage().last_index(), base + 3);
+        assert_eq!(c.d(node).storage().reader().last_index(), base + 1);
+        c.nodes[&node].hold.store(false, AtomicOrdering::SeqCst);
+        c.settle();
+        assert!(!c.d(node).sync_in_flight());
+        assert_eq!(c.d(node).storage().reader().last_index(), base + 3);
+        c.propose(leader, "after");
+        c.settle();
+        assert!(!c.d(node).sync_in_flight(), "synced inline again");
+        assert_eq!(c.d(node).storage().reader().last_index(), base + 4);
+        c.tick();
+        c.settle();
+        let all = vec![
+            "small".to_string(),
+            big,
+            "behind".to_string(),
+            "after".to_string(),
+        ];
+        for id in [1, 2, 3] {
+            assert_eq!(c.sm_data(id), all, "node {id}");
+            assert_eq!(c.log(id), c.log(leader), "node {id}");
+        }
+    }
+
     #[test]
     fn an_asynchronous_leader_syncs_small_appends_inline_and_large_ones_on_its_worker() {
         let (mut c, base) = led_by(1);
@@ -1181,36 +1216,7 @@ mod tests {
         assert!(c.d(1).sync_in_flight(), "a large append goes to the worker");
         assert_eq!(c.d(1).commit_index(), base + 2);
         assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
-        // A small one behind the running sync joins the next one rather than wait for it.
-        c.propose(1, "behind");
-        c.settle();
-        assert!(
-            c.d(1).sync_in_flight(),
-            "the large append's sync still runs"
-        );
-        assert_eq!(c.d(1).storage().last_index(), base + 3);
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
-        c.nodes[&1].hold.store(false, AtomicOrdering::SeqCst);
-        c.settle();
-        assert!(!c.d(1).sync_in_flight());
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 3);
-        // With no sync running again, the next small append is synced inline again.
-        c.propose(1, "after");
-        c.settle();
-        assert!(!c.d(1).sync_in_flight());
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 4);
-        c.tick();
-        c.settle();
-        let all = vec![
-            "small".to_string(),
-            big,
-            "behind".to_string(),
-            "after".to_string(),
-        ];
-        for id in [1, 2, 3] {
-            assert_eq!(c.sm_data(id), all, "node {id}");
-            assert_eq!(c.log(id), c.log(1), "node {id}");
-        }
+        behind_then_inline(&mut c, 1, 1, base, big);
     }
 
     #[test]
@@ -1237,36 +1243,7 @@ mod tests {
         assert!(c.d(1).sync_in_flight(), "a large append goes to the worker");
         assert_eq!(c.d(1).storage().last_index(), base + 2);
         assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
-        // A small append behind a running sync does not wait for it: it joins the next one.
-        c.propose(2, "behind");
-        c.settle();
-        assert!(
-            c.d(1).sync_in_flight(),
-            "the large append's sync still runs"
-        );
-        assert_eq!(c.d(1).storage().last_index(), base + 3);
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 1);
-        // Released, the syncs finish; the next small append is synced inline again.
-        c.nodes[&1].hold.store(false, AtomicOrdering::SeqCst);
-        c.settle();
-        assert!(!c.d(1).sync_in_flight());
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 3);
-        c.propose(2, "after");
-        c.settle();
-        assert!(!c.d(1).sync_in_flight());
-        assert_eq!(c.d(1).storage().reader().last_index(), base + 4);
-        c.tick();
-        c.settle();
-        let all = vec![
-            "small".to_string(),
-            big,
-            "behind".to_string(),
-            "after".to_string(),
-        ];
-        for id in [1, 2, 3] {
-            assert_eq!(c.sm_data(id), all, "node {id}");
-            assert_eq!(c.log(id), c.log(2), "node {id}");
-        }
+        behind_then_inline(&mut c, 2, 1, base, big);
     }
 
     #[test]
