@@ -1078,23 +1078,15 @@ mod tests {
 
     #[test]
     fn a_wildcard_admin_address_is_advertised_with_the_peer_host() {
-        let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
-        assert_eq!(
-            advertised_admin(addr("10.0.0.5:9595"), "10.0.0.5:9596"),
-            "10.0.0.5:9595"
-        );
-        assert_eq!(
-            advertised_admin(addr("0.0.0.0:9595"), "10.0.0.5:9596"),
-            "10.0.0.5:9595"
-        );
-        assert_eq!(
-            advertised_admin(addr("[::]:9595"), "[fd00::5]:9596"),
-            "[fd00::5]:9595"
-        );
-        assert_eq!(
-            advertised_admin(addr("0.0.0.0:9595"), "db-1.example:9596"),
-            "db-1.example:9595"
-        );
+        for (listen, peer_url, advertised) in [
+            ("10.0.0.5:9595", "10.0.0.5:9596", "10.0.0.5:9595"),
+            ("0.0.0.0:9595", "10.0.0.5:9596", "10.0.0.5:9595"),
+            ("[::]:9595", "[fd00::5]:9596", "[fd00::5]:9595"),
+            ("0.0.0.0:9595", "db-1.example:9596", "db-1.example:9595"),
+        ] {
+            let local = listen.parse::<std::net::SocketAddr>().unwrap();
+            assert_eq!(advertised_admin(local, peer_url), advertised, "{listen}");
+        }
     }
 
     #[test]
