@@ -73,17 +73,12 @@ fn heartbeats_after_a_real_rotate_name_the_next_file() {
         let (store, stop, wire) = (store.clone(), stop.clone(), wire.clone());
         std::thread::spawn(move || {
             let opts = DumpOptions {
-                start: DumpStart::FilePos {
+                non_blocking: false,
+                heartbeat_period: Duration::from_millis(20),
+                ..DumpOptions::for_test(DumpStart::FilePos {
                     file: "bin.000001".into(),
                     pos: 4,
-                },
-                non_blocking: false,
-                send_annotate_rows: false,
-                heartbeat_period: Duration::from_millis(20),
-                artificial_crc: true,
-                checksum_aware: true,
-                server_id: 9,
-                heartbeat_v2: false,
+                })
             };
             let mut conn = crate::net::conn::PacketConn::new(wire, 1 << 24);
             let _ = run(&mut conn, &store, &opts, &DumpProgress::default(), &stop);
@@ -132,7 +127,6 @@ fn heartbeats_after_a_real_rotate_name_the_next_file() {
 fn a_gtid_start_at_any_group_end_is_served() {
     use crate::binlog::gtid::MariaGtid;
     use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
 
     /// Swallows what the dump writes.
     struct Wire;
@@ -166,16 +160,7 @@ fn a_gtid_start_at_any_group_end_is_served() {
             if meta.is_some_and(|m| m.first_event_offset.is_none()) {
                 tried_mid_event_ends += 1;
             }
-            let opts = DumpOptions {
-                start: DumpStart::MariaGtid(format!("{gtid},2-1-2")),
-                non_blocking: true,
-                send_annotate_rows: false,
-                heartbeat_period: Duration::from_secs(60),
-                artificial_crc: true,
-                checksum_aware: true,
-                server_id: 9,
-                heartbeat_v2: false,
-            };
+            let opts = DumpOptions::for_test(DumpStart::MariaGtid(format!("{gtid},2-1-2")));
             let mut conn = crate::net::conn::PacketConn::new(Wire, 1 << 24);
             let outcome = run(
                 &mut conn,

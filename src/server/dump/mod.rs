@@ -80,6 +80,24 @@ pub struct DumpOptions {
     pub heartbeat_v2: bool,
 }
 
+#[cfg(test)]
+impl DumpOptions {
+    /// What the tests dump with unless they say otherwise: a checksum-aware replica (server
+    /// id 9) that reads to the end and stops (non-blocking), heartbeats every 60 s.
+    pub(crate) fn for_test(start: DumpStart) -> DumpOptions {
+        DumpOptions {
+            start,
+            non_blocking: true,
+            send_annotate_rows: false,
+            heartbeat_period: Duration::from_secs(60),
+            artificial_crc: true,
+            checksum_aware: true,
+            server_id: 9,
+            heartbeat_v2: false,
+        }
+    }
+}
+
 /// Live position of a dump, for the status API.
 #[derive(Debug, Default)]
 pub struct DumpProgress {

@@ -224,14 +224,8 @@ impl Write for Sink {
 /// What a non-blocking dump sent: each packet's payload.
 fn dump(store: &Store, start: DumpStart, heartbeat_v2: bool) -> Vec<Vec<u8>> {
     let opts = DumpOptions {
-        start,
-        non_blocking: true,
-        send_annotate_rows: false,
-        heartbeat_period: Duration::from_secs(60),
-        artificial_crc: true,
-        checksum_aware: true,
-        server_id: 9,
         heartbeat_v2,
+        ..DumpOptions::for_test(start)
     };
     let mut conn = PacketConn::new(Sink::default(), 1 << 24);
     let progress = DumpProgress::default();
