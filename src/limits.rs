@@ -179,7 +179,8 @@ pub const PEER_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const PEER_BACKOFF_MIN_MS: u64 = 100;
 pub const PEER_BACKOFF_MAX_MS: u64 = 2_000;
 
-/// Inbound peer connections served at once (one reader thread each); more are refused.
+/// Inbound peer connections open at once (past their hello, the raft thread reads them);
+/// more are refused.
 pub const PEER_INBOUND_CONNECTIONS_MAX: usize = 64;
 
 /// How long an inbound peer connection may take to send its whole hello.

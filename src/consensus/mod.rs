@@ -9,6 +9,8 @@
 //!   `storage` serves raft-rs's reads from.
 //! - `sync_thread`: [`sync_thread::SyncThread`], the thread that runs the log's fdatasyncs
 //!   for the raft thread (asynchronous persistence, see `driver`).
+//! - `inbound`: [`inbound::InboundSet`], the raft thread's reading of its peers' connections
+//!   (non-blocking, in `poll` with the thread's [`inbound::Waker`]).
 //! - [`ConsensusError`]: the typed error of this module.
 //!
 //! This module must not open sockets or start threads (the transport and the node thread live
@@ -16,6 +18,7 @@
 
 pub mod driver;
 pub mod entry_cache;
+pub mod inbound;
 pub mod node;
 pub mod state;
 pub mod storage;

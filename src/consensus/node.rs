@@ -3,9 +3,11 @@
 //! [`RaftHandle`], over one bounded channel of requests, and gets answers on a channel of its
 //! own per request.
 //!
-//! The thread's loop: wait for a request until the next tick is due; take it and drain
-//! whatever else is queued (up to [`RAFT_REQUEST_QUEUE_DEPTH_MAX`]), so that many proposals
-//! share one Ready and so one fsync; tick every [`RAFT_TICK_INTERVAL_MS`]; hand raft what
+//! The thread's loop: sleep in `poll` until a peer connection has bytes, a request was
+//! queued (every sender then wakes the thread's [`Waker`]) or the next tick is due; take
+//! the queued requests (up to [`RAFT_REQUEST_QUEUE_DEPTH_MAX`]) and step the messages the
+//! peers sent (the thread reads its inbound connections itself: [`InboundSet`]), so that
+//! many proposals share one Ready and so one fsync; tick every [`RAFT_TICK_INTERVAL_MS`]; hand raft what
 //! the transport learned (unreachable peers, snapshot outcomes); take a finished log sync
 //! from the node's [`SyncThread`] (the driver then releases the acknowledgements it held,
 //! and raft may commit); then handle one Ready through the driver (which writes its entries
@@ -39,7 +41,7 @@ use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -48,9 +50,10 @@ use bytes::Bytes;
 use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageType};
 
 use crate::consensus::driver::{Driver, PeerProgress, ReadyOutput, Role};
+use crate::consensus::inbound::{InboundSet, Waker};
 use crate::consensus::storage::{RaftStorage, INIT_INDEX, NORMAL_KIND_MAX};
 use crate::consensus::sync_thread::SyncThread;
-use crate::consensus::transport::Transport;
+use crate::consensus::transport::{PeerConnection, Transport};
 use crate::consensus::ConsensusError;
 use crate::limits::{
     ENTRY_PAYLOAD_MAX, RAFT_BROKEN_CHAINS_KEPT, RAFT_REQUEST_QUEUE_DEPTH_MAX, RAFT_TICK_INTERVAL_MS,
@@ -301,7 +304,8 @@ pub struct NodeStats {
     pub append_rounds: u64,
     /// Entries proposed through this node and accepted by raft.
     pub proposed_entries: u64,
-    /// Peer messages dropped because the request queue was full.
+    /// Inbound peer connections dropped because the request queue was full when they were
+    /// handed to the raft thread (the peer reconnects).
     pub inbound_dropped: u64,
     /// Raft ticks (one every `RAFT_TICK_INTERVAL_MS`).
     pub ticks: u64,
@@ -333,10 +337,12 @@ struct Shared {
     proposals: LatencyHistogram,
     /// The last proposal chain number handed out.
     chains: AtomicU64,
+    /// Woken after every request queued, and by the sync thread after every sync.
+    waker: Waker,
 }
 
 impl Shared {
-    fn new(status: RaftStatus, log_sync: Arc<LatencyHistogram>) -> Shared {
+    fn new(status: RaftStatus, log_sync: Arc<LatencyHistogram>, waker: Waker) -> Shared {
         Shared {
             published: Mutex::new(Published {
                 generation: 1,
@@ -352,7 +358,18 @@ impl Shared {
             log_sync,
             proposals: LatencyHistogram::default(),
             chains: AtomicU64::new(0),
+            waker,
         }
+    }
+
+    /// Queues a request for the raft thread and wakes it; a full queue (or a stopped
+    /// thread) gives the request back.
+    fn try_send(&self, tx: &SyncSender<Request>, req: Request) -> Result<(), Request> {
+        let sent = tx.try_send(req).map_err(|e| match e {
+            TrySendError::Full(req) | TrySendError::Disconnected(req) => req,
+        });
+        self.waker.wake();
+        sent
     }
 
     fn lock(&self) -> MutexGuard<'_, Published> {
@@ -380,7 +397,8 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// What the raft thread is asked to do.
 enum Request {
     /// A message from a peer (dropped when the queue is full: Raft retransmits).
-    Step(Message),
+    /// An inbound peer connection to read from.
+    Inbound(PeerConnection),
     Propose {
         entries: Vec<(u8, Vec<u8>)>,
         fence_term: Option<u64>,
@@ -403,8 +421,6 @@ enum Request {
     RemovePeer {
         id: u64,
     },
-    /// Nothing: makes the loop look at the stop flag now.
-    Wake,
 }
 
 impl Request {
@@ -414,10 +430,7 @@ impl Request {
             Request::Propose { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::ConfChange { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::Compact { reply, .. } => answer(&reply, Err(CompactError::Shutdown)),
-            Request::Step(_)
-            | Request::SetPeer { .. }
-            | Request::RemovePeer { .. }
-            | Request::Wake => {}
+            Request::Inbound(_) | Request::SetPeer { .. } | Request::RemovePeer { .. } => {}
         }
     }
 }
@@ -583,7 +596,10 @@ impl RaftHandle {
             req.fail_shutdown();
             return;
         }
-        if let Err(mpsc::SendError(req)) = self.tx.send(req) {
+        // Blocks while the queue is full (the raft thread is busy and will take it).
+        let sent = self.tx.send(req);
+        self.shared.waker.wake();
+        if let Err(mpsc::SendError(req)) = sent {
             req.fail_shutdown();
         }
     }
@@ -668,9 +684,11 @@ impl RaftNode {
         let cs = driver.conf_state();
         sm.on_conf_state(&sorted(&cs.voters), &sorted(&cs.learners));
 
+        let waker = Waker::new().map_err(|e| ConsensusError::io("eventfd", "create", e))?;
         let shared = Arc::new(Shared::new(
             status_of(&driver, &BTreeMap::new(), None),
             storage_latency,
+            waker,
         ));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
         let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
@@ -679,11 +697,8 @@ impl RaftNode {
                 log::error!("raft node {id}: cannot start the sender to node {peer}: {e}");
             }
         }
-        let wake_tx = tx.clone();
-        let wake = Box::new(move || {
-            // Full: the raft thread has requests to take and looks for outcomes after them.
-            let _ = wake_tx.try_send(Request::Wake);
-        });
+        let sync_shared = Arc::clone(&shared);
+        let wake = Box::new(move || sync_shared.waker.wake());
         let sync = SyncThread::start(format!("raft-sync-{id}"), wake)
             .map_err(|e| ConsensusError::io(format!("raft-sync-{id}"), "spawn thread", e))?;
         driver.set_sync_worker(Box::new(sync));
@@ -697,6 +712,8 @@ impl RaftNode {
             transport,
             sm,
             rx,
+            inbound: InboundSet::default(),
+            received: Vec::new(),
             shared: Arc::clone(&shared),
             pending: BTreeMap::new(),
             proposed_since_ready: false,
@@ -738,8 +755,7 @@ impl RaftNode {
             return;
         };
         self.handle.shared.stop.store(true, Ordering::SeqCst);
-        // A full queue needs no wake-up: the thread is about to look at the flag anyway.
-        let _ = self.handle.tx.try_send(Request::Wake);
+        self.handle.shared.waker.wake();
         if thread.join().is_err() {
             log::error!("raft thread panicked while stopping");
         }
@@ -778,11 +794,10 @@ fn start_transport(
     tx: SyncSender<Request>,
     shared: Arc<Shared>,
 ) -> Result<Transport, ConsensusError> {
-    let inbound = Box::new(move |m: Message| {
-        // Never block a reader thread: a full queue loses the message, as the network may.
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            tx.try_send(Request::Step(m))
-        {
+    let inbound = Box::new(move |conn: PeerConnection| {
+        // Never block the transport: a full queue drops the connection (it closes, and the
+        // peer reconnects).
+        if shared.try_send(&tx, Request::Inbound(conn)).is_err() {
             bump(&shared.inbound_dropped, 1);
         }
     });
@@ -891,6 +906,10 @@ struct Runner {
     transport: Transport,
     sm: Box<dyn StateMachine>,
     rx: Receiver<Request>,
+    /// The peers' connections, read on this thread.
+    inbound: InboundSet,
+    /// Messages read in this round, to step (kept for its capacity).
+    received: Vec<Message>,
     shared: Arc<Shared>,
     /// By the index of the proposal's last entry.
     pending: BTreeMap<u64, Pending>,
@@ -942,20 +961,22 @@ impl Runner {
     fn run(&mut self) -> Result<(), String> {
         let tick = Duration::from_millis(RAFT_TICK_INTERVAL_MS);
         let mut next_tick = Instant::now() + tick;
+        let mut more_requests = false;
         while !self.shared.stop.load(Ordering::SeqCst) {
-            let wait = if self.driver.has_ready() {
+            let wait = if self.driver.has_ready() || more_requests {
                 Duration::ZERO
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
-            match self.rx.recv_timeout(wait) {
-                Ok(req) => {
-                    self.handle(req)?;
-                    self.drain()?;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            // Takes the waker's wake-ups before the requests they announce.
+            self.inbound.wait(&self.shared.waker, wait);
+            more_requests = self.drain()?;
+            let mut received = std::mem::take(&mut self.received);
+            self.inbound.read(&mut |m| received.push(m));
+            for m in received.drain(..) {
+                self.step(m);
             }
+            self.received = received;
             let now = Instant::now();
             if now >= next_tick {
                 self.driver.tick();
@@ -999,20 +1020,21 @@ impl Runner {
             })
     }
 
-    /// Takes what else is queued, so it all goes into the next Ready.
-    fn drain(&mut self) -> Result<(), String> {
+    /// Takes what is queued (at most a queue's worth, so the loop comes round), so it all
+    /// goes into the next Ready. True when it stopped at that bound: more may be queued.
+    fn drain(&mut self) -> Result<bool, String> {
         for _ in 0..RAFT_REQUEST_QUEUE_DEPTH_MAX {
             match self.rx.try_recv() {
                 Ok(req) => self.handle(req)?,
-                Err(_) => break,
+                Err(_) => return Ok(false),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn handle(&mut self, req: Request) -> Result<(), String> {
         match req {
-            Request::Step(m) => self.step(m),
+            Request::Inbound(conn) => self.inbound.add(conn),
             Request::Propose {
                 entries,
                 fence_term,
@@ -1043,7 +1065,6 @@ impl Runner {
                 }
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
-            Request::Wake => {}
         }
         Ok(())
     }
