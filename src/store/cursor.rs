@@ -7,6 +7,11 @@
 //! record's CRC32; every event carries its own, which the binlog server verifies before
 //! sending it (`event::verify_checksum` in `server::dump`), so corruption is still caught.
 //!
+//! Events are lent, not copied: an event whole in the window is yielded as a slice of it,
+//! one gathered across windows or entries as a slice of the cursor's `carry`; either is
+//! valid until the next call (a dump sends tens of thousands of events a second per client,
+//! and an allocation and a copy for each showed in its CPU time).
+//!
 //! It only reads; it must not decide what to send (that is the binlog server's job).
 
 use super::entry::{EventsHeader, FileStart, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START};
@@ -19,13 +24,13 @@ use crate::storage::DataRange;
 // The first window of an entry must hold its Events header, and a window an event header.
 const _: () = assert!(CURSOR_READ_BYTES_MAX >= HEADER_LEN && HEADER_LEN >= EVENTS_HEADER_LEN);
 
-/// What the cursor yields.
+/// What the cursor yields, borrowed from it until its next call.
 #[derive(Debug)]
-pub enum Item {
+pub enum Item<'a> {
     /// The store continues in another master file.
     FileStart(FileStart),
     /// One whole event, starting at `pos` of the current file.
-    Event { pos: u64, bytes: Vec<u8> },
+    Event { pos: u64, bytes: &'a [u8] },
 }
 
 /// A reading position in the store.
@@ -45,8 +50,11 @@ pub struct Cursor {
     /// Offset in the entry's data of the next byte to yield.
     off: usize,
     start_pos: u64,
+    /// An event gathered across windows or entries, and where it starts.
     carry: Vec<u8>,
     carry_pos: u64,
+    /// `carry` holds an event already yielded: cleared at the next call.
+    carry_lent: bool,
 }
 
 impl Cursor {
@@ -65,6 +73,7 @@ impl Cursor {
             start_pos: 0,
             carry: Vec::new(),
             carry_pos: 0,
+            carry_lent: false,
         }
     }
 
@@ -92,16 +101,31 @@ impl Cursor {
     }
 
     /// Next item, or None when the next entry is past `upto`.
-    pub fn next(&mut self, store: &Store, upto: u64) -> Result<Option<Item>, StoreError> {
+    pub fn next(&mut self, store: &Store, upto: u64) -> Result<Option<Item<'_>>, StoreError> {
+        if std::mem::take(&mut self.carry_lent) {
+            self.carry.clear();
+        }
         loop {
             if self.off < self.entry_len {
                 if self.off >= self.win_start + self.win_len {
                     self.fill(store)?;
                 }
-                if let Some(item) = self.take_event(store)? {
-                    return Ok(Some(item));
+                match self.take_event(store)? {
+                    Taken::Window { start, len } => {
+                        return Ok(Some(Item::Event {
+                            pos: self.start_pos.wrapping_add(self.off as u64 - len as u64),
+                            bytes: &self.buf[start..start + len],
+                        }))
+                    }
+                    Taken::Carried => {
+                        self.carry_lent = true;
+                        return Ok(Some(Item::Event {
+                            pos: self.carry_pos,
+                            bytes: &self.carry,
+                        }));
+                    }
+                    Taken::Nothing => continue,
                 }
-                continue;
             }
             if self.next_entry > upto {
                 return Ok(None);
@@ -178,16 +202,15 @@ impl Cursor {
     }
 
     /// Takes the next event out of the window, or moves its start into `carry`.
-    fn take_event(&mut self, store: &Store) -> Result<Option<Item>, StoreError> {
+    fn take_event(&mut self, store: &Store) -> Result<Taken, StoreError> {
         if self.carry.is_empty() {
-            let rest = &self.buf[self.off - self.win_start..self.win_len];
+            let start = self.off - self.win_start;
+            let rest = &self.buf[start..self.win_len];
             if rest.len() >= HEADER_LEN {
                 let size = event_size(rest);
                 if size <= rest.len() {
-                    let pos = self.start_pos.wrapping_add(self.off as u64);
-                    let bytes = rest[..size].to_vec();
                     self.off += size;
-                    return Ok(Some(Item::Event { pos, bytes }));
+                    return Ok(Taken::Window { start, len: size });
                 }
             }
             // Not whole in the window: read on from the event's start if the entry holds
@@ -195,13 +218,13 @@ impl Cursor {
             // is gathered in `carry`.
             if self.win_start < self.off && self.win_start + self.win_len < self.entry_len {
                 self.fill(store)?;
-                return Ok(None);
+                return Ok(Taken::Nothing);
             }
         }
         Ok(self.take_carried())
     }
 
-    fn take_carried(&mut self) -> Option<Item> {
+    fn take_carried(&mut self) -> Taken {
         if self.carry.is_empty() {
             self.carry_pos = self.start_pos.wrapping_add(self.off as u64);
         }
@@ -215,14 +238,21 @@ impl Cursor {
         self.carry.extend_from_slice(&rest[..take]);
         self.off += take;
         if self.carry.len() >= HEADER_LEN && self.carry.len() == event_size(&self.carry) {
-            let bytes = std::mem::take(&mut self.carry);
-            return Some(Item::Event {
-                pos: self.carry_pos,
-                bytes,
-            });
+            Taken::Carried
+        } else {
+            Taken::Nothing
         }
-        None
     }
+}
+
+/// What `take_event` found.
+enum Taken {
+    /// A whole event at `buf[start..start + len]`.
+    Window { start: usize, len: usize },
+    /// A whole event in `carry`.
+    Carried,
+    /// Not yet a whole event.
+    Nothing,
 }
 
 /// Event size from a header the index validated when the entry was stored. Clamped all the
@@ -258,7 +288,7 @@ mod tests {
         while let Some(item) = cursor.next(store, upto).unwrap() {
             out.push(match item {
                 Item::FileStart(fs) => (fs.file_name, fs.start_pos, Vec::new()),
-                Item::Event { pos, bytes } => (String::new(), pos, bytes),
+                Item::Event { pos, bytes } => (String::new(), pos, bytes.to_vec()),
             });
         }
         out

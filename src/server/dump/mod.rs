@@ -256,7 +256,7 @@ pub fn run<S: Read + Write>(
                     }
                 }
                 Item::Event { pos: at, bytes } => {
-                    if !event::verify_checksum(&bytes) {
+                    if !event::verify_checksum(bytes) {
                         let message = format!(
                             "stored event at {file}:{at} fails its CRC32 check; refusing to serve it"
                         );
@@ -267,7 +267,7 @@ pub fn run<S: Read + Write>(
                     pos = at + bytes.len() as u64;
                     let is_fde = bytes.get(4) == Some(&event::FORMAT_DESCRIPTION_EVENT);
                     if is_fde {
-                        crc = event::checksum_len_of_fde(&bytes) > 0;
+                        crc = event::checksum_len_of_fde(bytes) > 0;
                     }
                     // The filters follow transactions through the same tracker the store
                     // indexed with; one that cannot means the stored bytes are damaged, and
@@ -280,7 +280,7 @@ pub fn run<S: Read + Write>(
                         log::error!("{message}");
                         message
                     };
-                    let skip = match filter.as_mut().map(|f| f.skip(&bytes, pos)) {
+                    let skip = match filter.as_mut().map(|f| f.skip(bytes, pos)) {
                         Some(Err(e)) => {
                             let message = untrackable(e);
                             send_err(conn, &message)?;
@@ -289,7 +289,7 @@ pub fn run<S: Read + Write>(
                         Some(Ok(skip)) => skip,
                         None => false,
                     };
-                    if skip || (!opts.send_annotate_rows && is_annotate_rows(&bytes)) {
+                    if skip || (!opts.send_annotate_rows && is_annotate_rows(bytes)) {
                         continue;
                     }
                     // MySQL: where the skipped transactions ended, so that the replica's
@@ -298,19 +298,19 @@ pub fn run<S: Read + Write>(
                         send_event(conn, &heartbeat(&file, end, crc), progress)?;
                     }
                     if start.mysql && is_fde {
-                        let fde = mysql_fde(&bytes, clear_fde);
+                        let fde = mysql_fde(bytes, clear_fde);
                         clear_fde = false;
                         send_event(conn, &fde, progress)?;
                         continue;
                     }
-                    send_event(conn, &bytes, progress)?;
+                    send_event(conn, bytes, progress)?;
                     // The replica moves to the file a real ROTATE names at once, and checks
                     // every later heartbeat against it (MariaDB stops the IO thread with
                     // ER_SLAVE_HEARTBEAT_FAILURE otherwise): heartbeats name it from now on,
                     // also while the next file's first entry is not committed yet.
                     if bytes.get(4) == Some(&event::ROTATE_EVENT) {
                         let checksum_len = if crc { event::CHECKSUM_LEN } else { 0 };
-                        if let Ok(rotate) = event::Rotate::parse(&bytes, checksum_len) {
+                        if let Ok(rotate) = event::Rotate::parse(bytes, checksum_len) {
                             file = rotate.next_file;
                             pos = rotate.position;
                         }
@@ -357,12 +357,12 @@ pub fn run<S: Read + Write>(
 
 /// The cursor's next item. Reading an entry a purge compacted away (this dump was still
 /// reading a purged file) ends the dump with ERR 1236 saying so.
-fn next_item<S: Read + Write>(
+fn next_item<'c, S: Read + Write>(
     conn: &mut PacketConn<S>,
-    cursor: &mut Cursor,
+    cursor: &'c mut Cursor,
     store: &Store,
     upto: u64,
-) -> Result<Option<Item>, DumpError> {
+) -> Result<Option<Item<'c>>, DumpError> {
     match cursor.next(store, upto) {
         Ok(item) => Ok(item),
         Err(StoreError::Storage(crate::storage::StorageError::Compacted { index })) => {
