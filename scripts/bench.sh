@@ -28,6 +28,10 @@
 # rounds; in each, the reference fetch then a fresh cluster of each binary of BENCH_BINS, or
 # BENCH_LAG_BINS, or the release build, in reverse order every other round: going right
 # after the reference is an edge) and prints the median ratio per binary.
+# BENCH_ONLY=dumps runs only the concurrent dumps (the full-size binlog): a cluster of each
+# binary of BENCH_BINS (or the release build) synced to it, then at each client count the
+# master and every binary's follower in turn, 3 times; it prints MiB/s and server CPU per
+# GiB sent, medians per server.
 # It must not touch the system MariaDB instance, /etc/mysql or /run/mysqld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +42,8 @@ ONLY=${BENCH_ONLY:-all}
 case "$ONLY" in
 all) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
 lag) BINLOG_MB=${BENCH_BINLOG_MB:-2} ;;
-catchup) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
-*) echo "bench: BENCH_ONLY must be lag or catchup (or unset)" >&2; exit 2 ;;
+catchup | dumps) BINLOG_MB=${BENCH_BINLOG_MB:-100} ;;
+*) echo "bench: BENCH_ONLY must be lag, catchup or dumps (or unset)" >&2; exit 2 ;;
 esac
 BINS=${BENCH_BINS:-${BENCH_LAG_BINS:-}}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -63,7 +67,7 @@ else
     cargo build -j2 --release
     [ -x "$BIN" ] || { echo "bench: $BIN missing after build" >&2; exit 1; }
 fi
-if [ "$ONLY" = all ]; then
+if [ "$ONLY" = all ] || [ "$ONLY" = dumps ]; then
     say "cargo build -j2 --release (scripts/bench/dumpclient)"
     CARGO_TARGET_DIR=$PWD/target/bench-dumpclient cargo build -j2 --release \
         --manifest-path scripts/bench/dumpclient/Cargo.toml
@@ -198,10 +202,11 @@ if [ "$ONLY" != all ]; then
     case "$ONLY" in
     lag) say "replication lag only: ${BENCH_LAG_RUNS:-1} run(s) per binary" ;;
     catchup) say "three-node catch-up only: $ROUNDS round(s)" ;;
+    dumps) say "concurrent dumps only" ;;
     esac
     python3 scripts/bench/cluster.py \
-        --bin "$BIN" --work "$WORK" --mariadb-work "$MWORK" --port "$PORT" \
-        --master-pid "$MASTER_PID" \
+        --bin "$BIN" --dumpclient "$DUMPCLIENT" --work "$WORK" --mariadb-work "$MWORK" \
+        --port "$PORT" --master-pid "$MASTER_PID" \
         --rounds "$ROUNDS" --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" \
         --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" \
         --only "$ONLY" --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
