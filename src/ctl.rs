@@ -376,7 +376,6 @@ pub fn format_raft(raft: &RaftView) -> String {
                 raft.readies, raft.append_rounds, raft.proposed_entries
             ),
         ),
-        ("inbound_dropped", raft.inbound_dropped.to_string()),
     ]);
     if !raft.peers.is_empty() {
         let mut rows = vec![["PEER", "ID", "MATCHED", "NEXT", "STATE", "HEARD_MS_AGO"]
@@ -720,23 +719,22 @@ mod tests {
             "proposals": {"count": 85, "mean_us": 1210, "p50_us": 1023, "p90_us": 2047,
                           "p99_us": 4095, "p999_us": 4095, "max_us": 3900,
                           "buckets": [[1024, 50], [2048, 30], [4096, 5]]},
-            "readies": 120, "append_rounds": 85, "proposed_entries": 85, "inbound_dropped": 0
+            "readies": 120, "append_rounds": 85, "proposed_entries": 85
         });
         let outcome = render(&CtlCommand::Raft, 200, &success(leader.clone()), false);
         assert_eq!(
             outcome.stdout,
-            "name:            n1\n\
-             id:              1a\n\
-             role:            leader\n\
-             term:            3\n\
-             leader_id:       1a\n\
-             log:             first 1 last 91 durable 90 committed 90 applied 90\n\
-             voters:          1a,2b,3c\n\
-             learners:        -\n\
-             log_syncs:       80 (mean 0.61 ms, p50 0.45 ms, p99 3.58 ms, p99.9 12.29 ms, max 12.00 ms)\n\
-             proposals:       85 (mean 1.21 ms, p50 1.02 ms, p99 4.09 ms, p99.9 4.09 ms, max 3.90 ms)\n\
-             readies:         120 (85 with proposals; 85 entries proposed here)\n\
-             inbound_dropped: 0\n\
+            "name:      n1\n\
+             id:        1a\n\
+             role:      leader\n\
+             term:      3\n\
+             leader_id: 1a\n\
+             log:       first 1 last 91 durable 90 committed 90 applied 90\n\
+             voters:    1a,2b,3c\n\
+             learners:  -\n\
+             log_syncs: 80 (mean 0.61 ms, p50 0.45 ms, p99 3.58 ms, p99.9 12.29 ms, max 12.00 ms)\n\
+             proposals: 85 (mean 1.21 ms, p50 1.02 ms, p99 4.09 ms, p99.9 4.09 ms, max 3.90 ms)\n\
+             readies:   120 (85 with proposals; 85 entries proposed here)\n\
              PEER  ID  MATCHED  NEXT  STATE      HEARD_MS_AGO\n\
              n2    2b  91       92    replicate  12\n\
              -     3c  0        1     probe      -\n"
@@ -748,11 +746,11 @@ mod tests {
         follower["peers"] = json!([]);
         let outcome = render(&CtlCommand::Raft, 200, &success(follower), false);
         assert!(
-            outcome.stdout.contains("leader_id:       -\n"),
+            outcome.stdout.contains("leader_id: -\n"),
             "{}",
             outcome.stdout
         );
-        assert!(outcome.stdout.contains("role:            follower\n"));
+        assert!(outcome.stdout.contains("role:      follower\n"));
         assert!(!outcome.stdout.contains("PEER"), "{}", outcome.stdout);
     }
 

@@ -229,11 +229,10 @@ pub struct RaftView {
     /// thread to applied here: the commit round as the syncer sees it.
     pub proposals: LatencyView,
     /// Readies handled, of which carried new proposals (proposals per round shows the group
-    /// commit), entries proposed here, peer messages dropped on a full queue.
+    /// commit), entries proposed here.
     pub readies: u64,
     pub append_rounds: u64,
     pub proposed_entries: u64,
-    pub inbound_dropped: u64,
 }
 
 /// The leader's view of another member's log.

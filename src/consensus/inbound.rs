@@ -11,9 +11,12 @@
 //! Each round reads at most [`INBOUND_READ_BUDGET_BYTES`] per connection, so ticks,
 //! requests and the other peers come round during a catch-up; what is left stays in the
 //! socket, and TCP holds the sender back when the raft thread is busy, where a reader
-//! thread's queue dropped messages. A connection that sends a bad frame, closes, fails, or
-//! sends nothing for [`PEER_IO_TIMEOUT_MS`] inside a frame is closed (logged and counted by
-//! the transport); its sender reconnects.
+//! thread's queue dropped messages. (A raft thread that reads nothing for
+//! [`PEER_IO_TIMEOUT_MS`], say behind an fsync stalled that long, makes a sender's write
+//! time out once the socket buffers are full: the sender reconnects, as after any error.)
+//! The frames' CRC32 checks and decoding run on the raft thread too. A connection that
+//! sends a bad frame, closes, fails, or sends nothing for [`PEER_IO_TIMEOUT_MS`] inside a
+//! frame is closed (logged and counted by the transport); its sender reconnects.
 //!
 //! [`FrameReader`] is the frame parsing over any non-blocking `Read`, without sockets, so
 //! that short reads and odd splits can be tested in process.
@@ -114,13 +117,14 @@ impl LargeFrame {
         self.filled == self.len
     }
 
-    /// Reads the next part of the body.
-    fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
+    /// Reads the next part of the body, at most `max` bytes.
+    fn read_from(&mut self, r: &mut impl Read, max: usize) -> io::Result<usize> {
         if self.filled == self.body.len() {
             self.body.reserve_exact(self.len - self.body.len());
             self.body.resize(self.len, 0);
         }
-        let got = r.read(&mut self.body[self.filled..])?;
+        let end = self.body.len().min(self.filled.saturating_add(max));
+        let got = r.read(&mut self.body[self.filled..end])?;
         self.filled += got;
         Ok(got)
     }
@@ -167,7 +171,7 @@ impl FrameReader {
                 return Ok(ReadEnd::Budget);
             }
             let got = match &mut self.large {
-                Some(frame) => frame.read_from(r),
+                Some(frame) => frame.read_from(r, budget - read),
                 None => {
                     if self.end == self.buf.len() {
                         // Only a frame that fits the buffer is left in it: make room.
@@ -545,6 +549,13 @@ mod tests {
         let (rest, end) = read_all(&mut r, &mut p, usize::MAX);
         assert_eq!(end, ReadEnd::Drained);
         assert_eq!([first, rest].concat(), msgs);
+        // A large frame's reads keep to the budget too.
+        let mut p = Pieces::new(frames(&[msg(1, 300_000)]), usize::MAX, false);
+        let mut r = FrameReader::default();
+        let (got, end) = read_all(&mut r, &mut p, 100_000);
+        assert_eq!((got.len(), end, p.at), (0, ReadEnd::Budget, 100_000));
+        let (got, end) = read_all(&mut r, &mut p, usize::MAX);
+        assert_eq!((got, end), (vec![msg(1, 300_000)], ReadEnd::Drained));
     }
 
     #[test]

@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -304,9 +304,6 @@ pub struct NodeStats {
     pub append_rounds: u64,
     /// Entries proposed through this node and accepted by raft.
     pub proposed_entries: u64,
-    /// Inbound peer connections dropped because the request queue was full when they were
-    /// handed to the raft thread (the peer reconnects).
-    pub inbound_dropped: u64,
     /// Raft ticks (one every `RAFT_TICK_INTERVAL_MS`).
     pub ticks: u64,
 }
@@ -327,7 +324,6 @@ struct Shared {
     readies: AtomicU64,
     append_rounds: AtomicU64,
     proposed_entries: AtomicU64,
-    inbound_dropped: AtomicU64,
     ticks: AtomicU64,
     /// How long the log's syncs take (recorded by the log itself).
     log_sync: Arc<LatencyHistogram>,
@@ -337,8 +333,13 @@ struct Shared {
     proposals: LatencyHistogram,
     /// The last proposal chain number handed out.
     chains: AtomicU64,
-    /// Woken after every request queued, and by the sync thread after every sync.
+    /// Woken after every request queued, every connection handed over, and by the sync
+    /// thread after every sync.
     waker: Waker,
+    /// Inbound peer connections the transport handed over, for the raft thread to take
+    /// (outside the bounded request queue, so that a hand-over is never refused; the
+    /// transport keeps at most `PEER_INBOUND_CONNECTIONS_MAX` open).
+    handed: Mutex<Vec<PeerConnection>>,
 }
 
 impl Shared {
@@ -353,23 +354,13 @@ impl Shared {
             readies: AtomicU64::new(0),
             append_rounds: AtomicU64::new(0),
             proposed_entries: AtomicU64::new(0),
-            inbound_dropped: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             log_sync,
             proposals: LatencyHistogram::default(),
             chains: AtomicU64::new(0),
             waker,
+            handed: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Queues a request for the raft thread and wakes it; a full queue (or a stopped
-    /// thread) gives the request back.
-    fn try_send(&self, tx: &SyncSender<Request>, req: Request) -> Result<(), Request> {
-        let sent = tx.try_send(req).map_err(|e| match e {
-            TrySendError::Full(req) | TrySendError::Disconnected(req) => req,
-        });
-        self.waker.wake();
-        sent
     }
 
     fn lock(&self) -> MutexGuard<'_, Published> {
@@ -397,8 +388,6 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// What the raft thread is asked to do.
 enum Request {
     /// A message from a peer (dropped when the queue is full: Raft retransmits).
-    /// An inbound peer connection to read from.
-    Inbound(PeerConnection),
     Propose {
         entries: Vec<(u8, Vec<u8>)>,
         fence_term: Option<u64>,
@@ -430,7 +419,7 @@ impl Request {
             Request::Propose { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::ConfChange { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::Compact { reply, .. } => answer(&reply, Err(CompactError::Shutdown)),
-            Request::Inbound(_) | Request::SetPeer { .. } | Request::RemovePeer { .. } => {}
+            Request::SetPeer { .. } | Request::RemovePeer { .. } => {}
         }
     }
 }
@@ -576,7 +565,6 @@ impl RaftHandle {
             readies: get(&s.readies),
             append_rounds: get(&s.append_rounds),
             proposed_entries: get(&s.proposed_entries),
-            inbound_dropped: get(&s.inbound_dropped),
             ticks: get(&s.ticks),
         }
     }
@@ -691,7 +679,7 @@ impl RaftNode {
             waker,
         ));
         let (tx, rx) = mpsc::sync_channel(RAFT_REQUEST_QUEUE_DEPTH_MAX);
-        let transport = start_transport(&cfg, tx.clone(), Arc::clone(&shared))?;
+        let transport = start_transport(&cfg, Arc::clone(&shared))?;
         for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
             if let Err(e) = transport.set_peer(*peer, addr) {
                 log::error!("raft node {id}: cannot start the sender to node {peer}: {e}");
@@ -789,17 +777,14 @@ pub(crate) fn restore_stored_snapshot(storage: &RaftStorage, sm: &mut dyn StateM
     meta.index
 }
 
-fn start_transport(
-    cfg: &NodeConfig,
-    tx: SyncSender<Request>,
-    shared: Arc<Shared>,
-) -> Result<Transport, ConsensusError> {
+fn start_transport(cfg: &NodeConfig, shared: Arc<Shared>) -> Result<Transport, ConsensusError> {
     let inbound = Box::new(move |conn: PeerConnection| {
-        // Never block the transport: a full queue drops the connection (it closes, and the
-        // peer reconnects).
-        if shared.try_send(&tx, Request::Inbound(conn)).is_err() {
-            bump(&shared.inbound_dropped, 1);
-        }
+        shared
+            .handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        shared.waker.wake();
     });
     Transport::start(&cfg.peer_listen, cfg.id, cfg.cluster_id, inbound)
         .map_err(|e| ConsensusError::io(&cfg.peer_listen, "listen for raft peers on", e))
@@ -971,6 +956,7 @@ impl Runner {
             // Takes the waker's wake-ups before the requests they announce.
             self.inbound.wait(&self.shared.waker, wait);
             more_requests = self.drain()?;
+            self.take_handed();
             let mut received = std::mem::take(&mut self.received);
             self.inbound.read(&mut |m| received.push(m));
             for m in received.drain(..) {
@@ -1020,6 +1006,20 @@ impl Runner {
             })
     }
 
+    /// Takes the connections the transport handed over.
+    fn take_handed(&mut self) {
+        let handed = std::mem::take(
+            &mut *self
+                .shared
+                .handed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for conn in handed {
+            self.inbound.add(conn);
+        }
+    }
+
     /// Takes what is queued (at most a queue's worth, so the loop comes round), so it all
     /// goes into the next Ready. True when it stopped at that bound: more may be queued.
     fn drain(&mut self) -> Result<bool, String> {
@@ -1034,7 +1034,6 @@ impl Runner {
 
     fn handle(&mut self, req: Request) -> Result<(), String> {
         match req {
-            Request::Inbound(conn) => self.inbound.add(conn),
             Request::Propose {
                 entries,
                 fence_term,
@@ -1392,6 +1391,12 @@ impl Runner {
             req.fail_shutdown();
         }
         drop(rx);
+        // Connections handed over too late (the handles keep `shared` alive, not them).
+        shared
+            .handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut status = status_of(&driver, &BTreeMap::new(), None);
         status.role = Role::Follower;
         status.leader_id = 0;

@@ -875,7 +875,6 @@ impl Backend for Node {
             readies: stats.readies,
             append_rounds: stats.append_rounds,
             proposed_entries: stats.proposed_entries,
-            inbound_dropped: stats.inbound_dropped,
         })
     }
 
