@@ -823,6 +823,8 @@ def dumps_only(args, procs):
         start_binlog_server(follower)
         servers.append((path, follower.proc.pid, follower.binlog_port, FERRO_USER,
                         FERRO_PASSWORD))
+        print(f"bench: {path}: follower {follower.name} synced, peak RSS "
+              f"{rounds.vm_hwm_bytes(follower.proc.pid) / MIB:.1f} MiB", flush=True)
     log = os.path.join(args.work, "dumpclient.log")
     for n in DUMP_CLIENTS:
         got = {name: [] for name, *_ in servers}
@@ -839,6 +841,9 @@ def dumps_only(args, procs):
                           f"(ratio {statistics.median(r['mib_s'] for r in rs) / master:.2f}), "
                           f"{statistics.median(r['cpu_per_gib'] for r in rs):.2f} cpu s/GiB"
                           for name, rs in got.items()), flush=True)
+    for name, pid, *_ in servers[1:]:
+        print(f"bench: {name}: peak RSS after the dumps {rounds.vm_hwm_bytes(pid) / MIB:.1f} "
+              f"MiB, now {vm_rss_bytes(pid) / MIB:.1f} MiB", flush=True)
 
 
 # ---- 4. failover -------------------------------------------------------------------------

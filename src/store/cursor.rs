@@ -50,7 +50,8 @@ pub struct Cursor {
     /// Offset in the entry's data of the next byte to yield.
     off: usize,
     start_pos: u64,
-    /// An event gathered across windows or entries, and where it starts.
+    /// An event gathered across windows or entries, and where it starts. Its room is kept
+    /// only up to a window's size.
     carry: Vec<u8>,
     carry_pos: u64,
     /// `carry` holds an event already yielded: cleared at the next call.
@@ -103,7 +104,7 @@ impl Cursor {
     /// Next item, or None when the next entry is past `upto`.
     pub fn next(&mut self, store: &Store, upto: u64) -> Result<Option<Item<'_>>, StoreError> {
         if std::mem::take(&mut self.carry_lent) {
-            self.carry.clear();
+            self.empty_carry();
         }
         loop {
             if self.off < self.entry_len {
@@ -140,7 +141,7 @@ impl Cursor {
             match range.kind {
                 KIND_FILE_START => {
                     let fs = self.file_start(store, index, range)?;
-                    self.carry.clear();
+                    self.empty_carry();
                     return Ok(Some(Item::FileStart(fs)));
                 }
                 KIND_EVENTS => {
@@ -156,6 +157,17 @@ impl Cursor {
                 }
                 _ => self.win_len = 0,
             }
+        }
+    }
+
+    /// Empties `carry`. Room for an event larger than a window (an ANNOTATE_ROWS of a bulk
+    /// INSERT can take megabytes) is let go rather than kept for the rest of the dump, in
+    /// every dump.
+    fn empty_carry(&mut self) {
+        if self.carry.capacity() > self.window {
+            self.carry = Vec::new();
+        } else {
+            self.carry.clear();
         }
     }
 
@@ -404,6 +416,13 @@ mod tests {
                         let at_mid = cursor.next_entry();
                         let tail = drain(&mut cursor, &store, last);
                         assert!(cursor.buf.len() <= window);
+                        // Room for events larger than the window is not kept once
+                        // they are sent (a cursor at a bad offset may end mid-garbage).
+                        assert!(
+                            !cursor.carry.is_empty() || cursor.carry.capacity() <= window,
+                            "window {window}: {} bytes of room kept",
+                            cursor.carry.capacity()
+                        );
                         (head, at_mid, tail, cursor.next_entry())
                     };
                     let want = run(largest);
