@@ -25,6 +25,10 @@ const READ_BUF_BYTES: usize = 16 << 10;
 const WRITE_BUF_BYTES: usize = 64 << 10;
 /// Frames at least this long are written straight from the caller's slice, not copied.
 const WRITE_DIRECT_BYTES: usize = 16 << 10;
+/// Room of the output buffer: below `WRITE_BUF_BYTES` it takes one more frame (header, a
+/// one-byte head such as an event packet's status, and a copied piece), so that an event
+/// stream never makes it grow (doubling it to 128 KiB cost every dump 64 KiB).
+const WRITE_BUF_ROOM: usize = WRITE_BUF_BYTES + HEADER_LEN + 1 + WRITE_DIRECT_BYTES;
 
 pub struct PacketConn<S: Read + Write> {
     stream: S,
@@ -54,7 +58,7 @@ impl<S: Read + Write> PacketConn<S> {
             rbuf: vec![0; read_buf_bytes.max(HEADER_LEN)].into_boxed_slice(),
             rpos: 0,
             rend: 0,
-            wbuf: Vec::with_capacity(WRITE_BUF_BYTES),
+            wbuf: Vec::with_capacity(WRITE_BUF_ROOM),
             seq: 0,
             packet_len_max,
         }
@@ -447,6 +451,20 @@ mod tests {
             b.write_parts_no_flush(&[0], &body).unwrap();
             b.flush().unwrap();
             assert!(a.get_ref().output == b.get_ref().output, "length {len}");
+        }
+    }
+
+    /// Event packets of every size up to the direct-write bound, in any order, fit the
+    /// output buffer's first room.
+    #[test]
+    fn an_event_stream_never_grows_the_output_buffer() {
+        let mut conn = PacketConn::new(MockStream::default(), usize::MAX);
+        let room = conn.wbuf.capacity();
+        let mut len = 1usize;
+        for _ in 0..5_000 {
+            len = (len * 7919 + 13) % (WRITE_DIRECT_BYTES + 100);
+            conn.write_parts_no_flush(&[0], &vec![1; len]).unwrap();
+            assert_eq!(conn.wbuf.capacity(), room, "after a {len}-byte event");
         }
     }
 
