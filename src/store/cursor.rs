@@ -245,6 +245,10 @@ impl Cursor {
         } else {
             HEADER_LEN
         };
+        // Room for exactly the event, not up to twice it by doubling: many dumps that
+        // start together may all be gathering the same large events at once.
+        self.carry
+            .reserve_exact(total.saturating_sub(self.carry.len()));
         let rest = &self.buf[self.off - self.win_start..self.win_len];
         let take = total.saturating_sub(self.carry.len()).min(rest.len());
         self.carry.extend_from_slice(&rest[..take]);
@@ -336,6 +340,26 @@ mod tests {
             assert_eq!(got[0], ("bin.000001".to_string(), 4, Vec::new()));
             assert_eq!(got[1..], expected(&names)[..]);
         }
+    }
+
+    /// Events larger than the window are gathered in room of exactly their size.
+    #[test]
+    fn a_carried_event_gets_exactly_its_room() {
+        let (_dir, store) = store_with(&["bin.000001"], 40);
+        let mut cursor = Cursor::at_entry(1).with_window(HEADER_LEN);
+        let mut carried = 0;
+        loop {
+            let len = match cursor.next(&store, store.whole_upto()).unwrap() {
+                Some(Item::Event { bytes, .. }) => bytes.len(),
+                Some(Item::FileStart(_)) => continue,
+                None => break,
+            };
+            if len > HEADER_LEN {
+                carried += 1;
+                assert_eq!(cursor.carry.capacity(), len);
+            }
+        }
+        assert!(carried > 10, "{carried} events carried");
     }
 
     #[test]
