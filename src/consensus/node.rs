@@ -7,15 +7,16 @@
 //! queued (every sender then wakes the thread's [`Waker`]) or the next tick is due; take
 //! the queued requests (up to [`RAFT_REQUEST_QUEUE_DEPTH_MAX`]) and step the messages the
 //! peers sent (the thread reads its inbound connections itself: [`InboundSet`]), so that
-//! many proposals share one Ready and so one fsync; tick every [`RAFT_TICK_INTERVAL_MS`]; hand raft what
-//! the transport learned (unreachable peers, snapshot outcomes); take a finished log sync
-//! from the node's [`SyncThread`] (the driver then releases the acknowledgements it held,
-//! and raft may commit); then handle one Ready through the driver (which writes its entries
-//! and hands their fdatasync to the sync thread, or syncs at once when the Ready changes
-//! term, vote or membership, or appends a small amount while no sync runs: one transaction
-//! of steady replication), restore a received snapshot, apply the committed normal entries to the
-//! [`StateMachine`] in log order, tell it about membership changes, answer the proposals
-//! that completed, store a snapshot when raft asked for one, and publish [`RaftStatus`].
+//! many proposals share one Ready and so one fsync; tick every [`RAFT_TICK_INTERVAL_MS`];
+//! hand raft what the transport learned (unreachable peers, snapshot outcomes); take a
+//! finished log sync from the node's [`SyncThread`] (the driver then releases the
+//! acknowledgements it held, and raft may commit); then handle one Ready through the driver
+//! (which writes its entries and hands their fdatasync to the sync thread, or syncs at once
+//! when the Ready changes term, vote or membership, or appends a small amount while no sync
+//! runs: one transaction of steady replication), restore a received snapshot, apply the
+//! committed normal entries to the [`StateMachine`] in log order, tell it about membership
+//! changes, answer the proposals that completed, store a snapshot when raft asked for one,
+//! and publish [`RaftStatus`].
 //!
 //! A proposal completes when its last entry is applied locally with the index and term it was
 //! proposed at; another term at that index means another leader overwrote it (`Dropped`).
@@ -387,7 +388,6 @@ fn bump(counter: &AtomicU64, n: u64) {
 
 /// What the raft thread is asked to do.
 enum Request {
-    /// A message from a peer (dropped when the queue is full: Raft retransmits).
     Propose {
         entries: Vec<(u8, Vec<u8>)>,
         fence_term: Option<u64>,
