@@ -396,16 +396,17 @@ impl Transport {
             handle.peer.stop();
         }
         wake_listener(self.local_addr);
-        let readers = accept_thread.join().unwrap_or_else(|_| {
+        let greeters = accept_thread.join().unwrap_or_else(|_| {
             log::error!("raft transport: accept thread panicked");
             Vec::new()
         });
-        // No reader starts after the accept thread ended; unblock the ones still reading.
+        // No connection comes in after the accept thread ended: end every one, those still
+        // saying hello and those handed over (their reader then reads the end).
         for conn in lock(&self.inbound.conns).values() {
             let _ = conn.stream.shutdown(Shutdown::Both);
         }
         let retired = std::mem::take(&mut *lock(&self.retired));
-        let threads = readers
+        let threads = greeters
             .into_iter()
             .chain(peers.into_iter().map(|h| h.thread))
             .chain(retired);
@@ -1688,7 +1689,7 @@ mod tests {
         a.remove_peer(2);
         a.send(msg(1, 2, 5));
         assert_eq!(a.stats().dropped_unknown_peer, 3);
-        // Only a's accept thread is left (b has no peers, so a has no readers).
+        // Only a's accept thread is left (connections past their hello have no thread).
         wait_until("removed peer's thread ends", || {
             a.shared.threads_alive.load(Ordering::SeqCst) == 1
         });
