@@ -246,9 +246,12 @@ impl Cursor {
             HEADER_LEN
         };
         // Room for exactly the event, not up to twice it by doubling: many dumps that
-        // start together may all be gathering the same large events at once.
+        // start together may all be gathering the same large events at once. Only as far
+        // as this entry goes: a damaged size field must not reserve what it claims (up to
+        // EVENT_BYTES_MAX) before any of it is read.
+        let here = self.entry_len.saturating_sub(self.off);
         self.carry
-            .reserve_exact(total.saturating_sub(self.carry.len()));
+            .reserve_exact(total.saturating_sub(self.carry.len()).min(here));
         let rest = &self.buf[self.off - self.win_start..self.win_len];
         let take = total.saturating_sub(self.carry.len()).min(rest.len());
         self.carry.extend_from_slice(&rest[..take]);
@@ -339,6 +342,32 @@ mod tests {
             let got = drain(&mut Cursor::at_entry(1), &store, store.whole_upto());
             assert_eq!(got[0], ("bin.000001".to_string(), 4, Vec::new()));
             assert_eq!(got[1..], expected(&names)[..]);
+        }
+    }
+
+    /// A cursor started off an event boundary reads garbage as an event header; what it
+    /// gathers for it is bounded by what the store holds, not by the size the garbage claims.
+    #[test]
+    fn a_garbage_header_reserves_no_more_than_the_store_holds() {
+        let (_dir, store) = store_with(&["bin.000001"], crate::limits::ENTRY_PAYLOAD_MAX);
+        let last = store.whole_upto();
+        let stored: usize = (1..=last).map(|i| store.read(i).unwrap().data.len()).sum();
+        for entry in 1..=last {
+            for offset in 1..40 {
+                let start = Loc {
+                    entry,
+                    offset,
+                    file: 0,
+                    pos: 0,
+                };
+                let mut cursor = Cursor::at(start).with_window(HEADER_LEN);
+                while let Some(_item) = cursor.next(&store, last).unwrap() {}
+                assert!(
+                    cursor.carry.capacity() <= 2 * stored,
+                    "entry {entry} offset {offset}: {} bytes reserved, {stored} stored",
+                    cursor.carry.capacity()
+                );
+            }
         }
     }
 
