@@ -27,9 +27,9 @@
 //! when no sync is running: a follower's acknowledgement waits for the fdatasync either
 //! way, a leader's append has already left for its followers, and syncing on the raft
 //! thread spares the two thread wake-ups of the hand-off; large appends (catch-up), and the
-//! small ones behind them, still overlap their syncs. Committed entries are handed out only once persisted here (raft-rs
-//! caps them at its persisted index), so readers, which see only synced entries, always
-//! see what is applied.
+//! small ones behind them, still overlap their syncs. Committed entries are handed out only
+//! once persisted here (raft-rs caps them at its persisted index), so readers, which see
+//! only synced entries, always see what is applied.
 //!
 //! This module must not open sockets, start threads, sleep, or interpret the data of normal
 //! entries; the caller sends the messages and applies the committed entries.

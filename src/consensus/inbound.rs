@@ -300,11 +300,6 @@ impl InboundSet {
         });
     }
 
-    /// Number of connections held.
-    pub fn len(&self) -> usize {
-        self.conns.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
     }

@@ -370,6 +370,22 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The transport's hand-over of an inbound connection: kept for the raft thread, which
+    /// is woken to take it.
+    fn hand_over(&self, conn: PeerConnection) {
+        self.handed_over().push(conn);
+        self.waker.wake();
+    }
+
+    /// The connections handed over and not taken yet.
+    fn take_handed(&self) -> Vec<PeerConnection> {
+        std::mem::take(&mut *self.handed_over())
+    }
+
+    fn handed_over(&self) -> MutexGuard<'_, Vec<PeerConnection>> {
+        self.handed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Replaces the status; a change of role bumps the generation and wakes the watchers.
     fn publish(&self, status: RaftStatus) {
         let mut g = self.lock();
@@ -778,14 +794,7 @@ pub(crate) fn restore_stored_snapshot(storage: &RaftStorage, sm: &mut dyn StateM
 }
 
 fn start_transport(cfg: &NodeConfig, shared: Arc<Shared>) -> Result<Transport, ConsensusError> {
-    let inbound = Box::new(move |conn: PeerConnection| {
-        shared
-            .handed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
-        shared.waker.wake();
-    });
+    let inbound = Box::new(move |conn: PeerConnection| shared.hand_over(conn));
     Transport::start(&cfg.peer_listen, cfg.id, cfg.cluster_id, inbound)
         .map_err(|e| ConsensusError::io(&cfg.peer_listen, "listen for raft peers on", e))
 }
@@ -1008,14 +1017,7 @@ impl Runner {
 
     /// Takes the connections the transport handed over.
     fn take_handed(&mut self) {
-        let handed = std::mem::take(
-            &mut *self
-                .shared
-                .handed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for conn in handed {
+        for conn in self.shared.take_handed() {
             self.inbound.add(conn);
         }
     }
@@ -1392,11 +1394,7 @@ impl Runner {
         }
         drop(rx);
         // Connections handed over too late (the handles keep `shared` alive, not them).
-        shared
-            .handed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        drop(shared.take_handed());
         let mut status = status_of(&driver, &BTreeMap::new(), None);
         status.role = Role::Follower;
         status.leader_id = 0;

@@ -1042,11 +1042,6 @@ impl fmt::Debug for PeerConnection {
 }
 
 impl PeerConnection {
-    /// The sender's node id.
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }

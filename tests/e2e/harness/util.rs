@@ -166,8 +166,13 @@ pub fn free_port() -> u16 {
     panic!("no free port in {low}..={high} after 1000 tries");
 }
 
-/// The ports below the kernel's ephemeral range that `free_port` hands out.
+/// The ports below the kernel's ephemeral range that `free_port` hands out (read once).
 fn non_ephemeral_ports() -> (u16, u16) {
+    static RANGE: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+    *RANGE.get_or_init(read_non_ephemeral_ports)
+}
+
+fn read_non_ephemeral_ports() -> (u16, u16) {
     let path = "/proc/sys/net/ipv4/ip_local_port_range";
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let ephemeral_low: u16 = text
