@@ -742,7 +742,10 @@ def group_threads(threads):
 
 # ---- 3. concurrent dumps -----------------------------------------------------------------
 
-def run_dumps(args, port, user, password, clients, id_base, log_path):
+def run_dumps(args, pid, port, user, password, clients, id_base, log_path):
+    """N dump clients against the server `pid` listening on `port`; the dumpclient's
+    figures plus the server's CPU seconds meanwhile (server_cpu_s)."""
+    cpu0 = rounds.cpu_seconds(pid)
     with open(log_path, "ab") as log:
         r = subprocess.run([args.dumpclient, f"127.0.0.1:{port}", user, password,
                             args.first_file, str(clients), str(id_base)],
@@ -751,6 +754,7 @@ def run_dumps(args, port, user, password, clients, id_base, log_path):
         raise BenchError(f"dumpclient ({clients} clients on :{port}) exited {r.returncode}, "
                          f"see {log_path}")
     out = json.loads(r.stdout)
+    out["server_cpu_s"] = rounds.cpu_seconds(pid) - cpu0
     if out["client_min_bytes"] != out["client_max_bytes"]:
         raise BenchError(f"dump clients on :{port} read different byte counts: {out}")
     out["mib_s"] = out["bytes"] / MIB / out["seconds"]
@@ -769,10 +773,7 @@ def dump_pair(args, follower, n, rep, root):
         else:
             pid, port, user, pw, base = (args.master_pid, args.port, REPL_USER, REPL_PASSWORD,
                                          40000)
-        cpu0 = rounds.cpu_seconds(pid)
-        r = run_dumps(args, port, user, pw, n, base + 200 * rep, log)
-        r["server_cpu_s"] = rounds.cpu_seconds(pid) - cpu0
-        out[which] = r
+        out[which] = run_dumps(args, pid, port, user, pw, n, base + 200 * rep, log)
     return out
 
 
@@ -831,9 +832,8 @@ def dumps_only(args, procs):
         for rep in range(DUMP_REPS):
             shift = rep % len(servers)
             for i, (name, pid, port, user, pw) in enumerate(servers[shift:] + servers[:shift]):
-                cpu0 = rounds.cpu_seconds(pid)
-                r = run_dumps(args, port, user, pw, n, 20000 + 1000 * i + 200 * rep, log)
-                r["cpu_per_gib"] = (rounds.cpu_seconds(pid) - cpu0) / (r["bytes"] / MIB / 1024)
+                r = run_dumps(args, pid, port, user, pw, n, 20000 + 1000 * i + 200 * rep, log)
+                r["cpu_per_gib"] = r["server_cpu_s"] / (r["bytes"] / MIB / 1024)
                 got[name].append(r)
         master = statistics.median(r["mib_s"] for r in got["master"])
         print(f"bench: {n:3d} dump clients (medians of {DUMP_REPS}): "
