@@ -1339,8 +1339,9 @@ Examples:
 ";
 
 const MEMBERS_LIST_HELP: &str =
-    "List the cluster's members: name, raft id, peer address, admin API address and
-binlog server address, as this node knows them.
+    "List the cluster's members: name, raft id, peer address, admin API address,
+binlog server address and role (voter, or learner while it catches up), as this
+node knows them.
 
 Usage:
   ferrobus ctl [OPTIONS] members list
@@ -1356,9 +1357,11 @@ Examples:
 const MEMBERS_ADD_HELP: &str =
     "Add a member to the cluster. Then start the new node with the same --name and
 --peer-addr, --initial-cluster listing the members and itself, and
---initial-cluster-state existing: it joins and catches up. Refused (HTTP 409) when
-the name's id was used before (ids are never reused), the address is taken, or
-the change would break the quorum.
+--initial-cluster-state existing: it joins as a learner (it receives the log
+but does not vote) and catches up; the leader then promotes it to voter, once
+the voters it hears from, with it, make a quorum. Refused (HTTP 409) when the
+name's id was used before (ids are never reused), the address is taken, or this
+node runs alone without --peer-addr (no other node could reach it).
 
 Usage:
   ferrobus ctl [OPTIONS] members add --name NAME --peer-url HOST:PORT [--admin-url HOST:PORT]

@@ -234,11 +234,12 @@ fn after_change(done: &str, data: &Value) -> String {
     format!("{done}\n{table}")
 }
 
-/// The members as a table, with a LEADER column when the reply says who leads
+/// The members as a table: ROLE is `voter`, or `learner` for a member still catching up
+/// (promoted by the leader once it has); a LEADER column when the reply says who leads
 /// (`/cluster`).
 pub fn format_members(members: &[MemberView]) -> String {
     let with_leader = members.iter().any(|member| member.is_leader.is_some());
-    let mut header = vec!["NAME", "ID", "PEER_URL", "ADMIN_URL", "BINLOG_ADDR"];
+    let mut header = vec!["NAME", "ID", "PEER_URL", "ADMIN_URL", "BINLOG_ADDR", "ROLE"];
     if with_leader {
         header.push("LEADER");
     }
@@ -250,6 +251,12 @@ pub fn format_members(members: &[MemberView]) -> String {
             list_or_absent(&member.peer_urls),
             list_or_absent(&member.admin_urls),
             or_absent(&member.binlog_addr),
+            if member.is_learner {
+                "learner"
+            } else {
+                "voter"
+            }
+            .to_string(),
         ];
         if with_leader {
             let leads = member.is_leader == Some(true);
@@ -756,16 +763,15 @@ mod tests {
 
     #[test]
     fn member_tables() {
-        let members = json!([
-            member_json("n1", "1a", None),
-            member_json("n22", "2bc", None)
-        ]);
+        let mut learner = member_json("n22", "2bc", None);
+        learner["isLearner"] = json!(true);
+        let members = json!([member_json("n1", "1a", None), learner]);
         let outcome = render(&CtlCommand::MembersList, 200, &success(members), false);
         assert_eq!(
             outcome.stdout,
-            "NAME  ID   PEER_URL  ADMIN_URL  BINLOG_ADDR\n\
-             n1    1a   n1:9596   n1:9595    -\n\
-             n22   2bc  n22:9596  n22:9595   -\n"
+            "NAME  ID   PEER_URL  ADMIN_URL  BINLOG_ADDR  ROLE\n\
+             n1    1a   n1:9596   n1:9595    -            voter\n\
+             n22   2bc  n22:9596  n22:9595   -            learner\n"
         );
         let mut second = member_json("n2", "2", Some(true));
         second["adminURLs"] = json!([]);
@@ -774,9 +780,9 @@ mod tests {
         let outcome = render(&CtlCommand::Cluster, 200, &success(cluster.clone()), false);
         assert_eq!(
             outcome.stdout,
-            "NAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR   LEADER\n\
-             n1    1   n1:9596   n1:9595    -             no\n\
-             n2    2   n2:9596   -          0.0.0.0:3307  yes\n"
+            "NAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR   ROLE   LEADER\n\
+             n1    1   n1:9596   n1:9595    -             voter  no\n\
+             n2    2   n2:9596   -          0.0.0.0:3307  voter  yes\n"
         );
         let outcome = render(&CtlCommand::Cluster, 200, &success(cluster.clone()), true);
         assert_eq!(outcome.stdout, format!("{}\n", success(cluster)));
@@ -786,7 +792,7 @@ mod tests {
         let outcome = render(&remove, 200, &success(members), false);
         assert_eq!(
             outcome.stdout,
-            "member n3 removed\n\nNAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR\nn1    1   n1:9596   n1:9595    -\n"
+            "member n3 removed\n\nNAME  ID  PEER_URL  ADMIN_URL  BINLOG_ADDR  ROLE\nn1    1   n1:9596   n1:9595    -            voter\n"
         );
         let purge = CtlCommand::Purge {
             to_file: "b.000002".into(),

@@ -103,6 +103,14 @@ pub const SERVER_STOP_WAIT_MS: u64 = 5_000;
 /// membership change (a few raft heartbeats; longer than raft's election timeout).
 pub const PEER_ACTIVE_WINDOW_MS: u64 = 2_500;
 
+/// A learner counts as caught up, and the leader promotes it to voter, once its log matches
+/// the leader's up to at most this many entries before the commit index (a few batches:
+/// under a running syncer the commit index never stands still).
+pub const LEARNER_CATCH_UP_ENTRIES: u64 = 64;
+
+/// How often the leader looks for a learner that has caught up.
+pub const LEARNER_CHECK_INTERVAL_MS: u64 = 500;
+
 /// How long a proposal (syncer batch, command, membership change) may wait for its commit.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
 

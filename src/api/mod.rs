@@ -87,7 +87,8 @@ pub trait Backend: Send + Sync + 'static {
         Err(not_wired())
     }
 
-    /// `POST /members` (leader): adds a member; replies with the members after the change.
+    /// `POST /members` (leader): adds a member as a learner (promoted to voter once it has
+    /// caught up); replies with the members after the change.
     /// Refusals: 409 (id used before, address taken, quorum would break), 400.
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
         let _ = args;

@@ -323,8 +323,9 @@ pub struct PurgeArgs {
 
 /// One member as `GET /members` and `GET /cluster` show it, in kingbus's spelling:
 /// `{"Id": "<hex raft id>", "name", "peerURLs": [...], "adminURLs": [...]}`, plus ferrobus's
-/// `binlog_addr`, and in `/cluster` the leader flag as both `isLeader` (kingbus) and
-/// `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
+/// `binlog_addr` and `isLearner` (etcd's spelling: a member added through `POST /members`
+/// is a raft learner until it has caught up and the leader promotes it to voter), and in
+/// `/cluster` the leader flag as both `isLeader` (kingbus) and `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
 /// client rounds it to a double.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(from = "MemberViewWire")]
@@ -339,6 +340,8 @@ pub struct MemberView {
     pub binlog_addr: Option<String>,
     /// Only in `/cluster`.
     pub is_leader: Option<bool>,
+    /// Receives the log but does not vote yet.
+    pub is_learner: bool,
 }
 
 /// What a member looks like on the wire, read leniently: the leader flag may come in
@@ -358,6 +361,8 @@ struct MemberViewWire {
     is_leader_kingbus: Option<bool>,
     #[serde(default)]
     is_leader: Option<bool>,
+    #[serde(rename = "isLearner", default)]
+    is_learner: bool,
 }
 
 impl From<MemberViewWire> for MemberView {
@@ -369,6 +374,7 @@ impl From<MemberViewWire> for MemberView {
             admin_urls: wire.admin_urls,
             binlog_addr: wire.binlog_addr,
             is_leader: wire.is_leader.or(wire.is_leader_kingbus),
+            is_learner: wire.is_learner,
         }
     }
 }
@@ -382,13 +388,14 @@ impl MemberView {
 
 impl Serialize for MemberView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fields = if self.is_leader.is_some() { 7 } else { 5 };
+        let fields = if self.is_leader.is_some() { 8 } else { 6 };
         let mut out = serializer.serialize_struct("MemberView", fields)?;
         out.serialize_field("Id", &self.id)?;
         out.serialize_field("name", &self.name)?;
         out.serialize_field("peerURLs", &self.peer_urls)?;
         out.serialize_field("adminURLs", &self.admin_urls)?;
         out.serialize_field("binlog_addr", &self.binlog_addr)?;
+        out.serialize_field("isLearner", &self.is_learner)?;
         if let Some(is_leader) = self.is_leader {
             out.serialize_field("isLeader", &is_leader)?;
             out.serialize_field("is_leader", &is_leader)?;
@@ -473,6 +480,7 @@ mod tests {
             admin_urls: vec!["10.0.0.1:9595".into()],
             binlog_addr: None,
             is_leader,
+            is_learner: false,
         }
     }
 
@@ -483,10 +491,20 @@ mod tests {
             value,
             serde_json::json!({"Id": "757200e01244565", "name": "n1",
                 "peerURLs": ["10.0.0.1:9596"], "adminURLs": ["10.0.0.1:9595"],
-                "binlog_addr": null})
+                "binlog_addr": null, "isLearner": false})
         );
         let back: MemberView = serde_json::from_value(value).unwrap();
         assert_eq!(back, member(None));
+        let learner = MemberView {
+            is_learner: true,
+            ..member(None)
+        };
+        let value = serde_json::to_value(&learner).unwrap();
+        assert_eq!(value["isLearner"], true);
+        assert_eq!(
+            serde_json::from_value::<MemberView>(value).unwrap(),
+            learner
+        );
 
         let value = serde_json::to_value(member(Some(true))).unwrap();
         assert_eq!(value["isLeader"], true);
@@ -499,6 +517,7 @@ mod tests {
         let back: MemberView = serde_json::from_value(kingbus).unwrap();
         assert_eq!(back.is_leader, Some(false));
         assert!(back.admin_urls.is_empty());
+        assert!(!back.is_learner, "a reply without isLearner is a voter's");
     }
 
     #[test]

@@ -1461,14 +1461,75 @@ mod tests {
         cc
     }
 
-    #[test]
-    fn added_node_gets_a_snapshot_after_compaction_and_catches_up() {
-        let (mut c, leader, snap_index) = snapshot_after_20_entries();
+    /// As `snapshot_after_20_entries`, with the leader's log compacted to the snapshot.
+    fn compacted_after_20_entries() -> (Cluster, u64, u64) {
+        let (mut c, leader, at) = snapshot_after_20_entries();
         let queue = &mut c.queue;
         let driver = c.nodes.get_mut(&leader).unwrap().driver.as_mut().unwrap();
-        driver
-            .compact(snap_index, &mut |m| queue.extend(m))
+        driver.compact(at, &mut |m| queue.extend(m)).unwrap();
+        (c, leader, at)
+    }
+
+    /// A member joins as a learner after compaction: it gets a snapshot naming it, catches
+    /// up without voting (a voter down meanwhile does not stall the three others), and once
+    /// promoted it counts towards the quorum.
+    #[test]
+    fn learner_catches_up_from_a_snapshot_then_is_promoted() {
+        let (mut c, leader, snap_index) = compacted_after_20_entries();
+        c.d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::AddLearnerNode, 4))
             .unwrap();
+        c.settle();
+        for id in [1, 2, 3] {
+            let cs = c.d(id).conf_state();
+            assert_eq!((voters(cs.clone()), cs.learners), (vec![1, 2, 3], vec![4]));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        c.add(4, dir);
+        for _ in 0..5 {
+            c.tick();
+        }
+        c.propose(leader, "b21");
+        c.settle();
+        assert_eq!(c.sm_data(4), strings(1..=21, "b"));
+        let st4 = c.d(4).storage().clone();
+        let s4 = st4.stored_snapshot().unwrap().get_metadata().index;
+        assert!(s4 > snap_index, "a fresh snapshot naming the learner: {s4}");
+        assert_eq!(c.d(4).conf_state().learners, vec![4]);
+        assert!(!c.d(4).is_leader());
+
+        // Promoted: four voters.
+        c.d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
+            .unwrap();
+        c.settle();
+        for id in [1, 2, 3, 4] {
+            let cs = c.d(id).conf_state();
+            assert_eq!(voters(cs.clone()), vec![1, 2, 3, 4], "on {id}");
+            assert!(cs.learners.is_empty(), "on {id}");
+        }
+        // With two of four voters cut off, nothing commits; with one, the learner-turned-voter
+        // is part of the quorum of three.
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+        c.isolated.insert(others[0]);
+        c.propose(leader, "b22");
+        c.settle();
+        assert_eq!(c.sm_data(4), strings(1..=22, "b"));
+        assert_eq!(c.sm_data(leader), strings(1..=22, "b"));
+        c.isolated.insert(others[1]);
+        let commit = c.d(leader).commit_index();
+        c.propose(leader, "b23");
+        c.settle();
+        assert_eq!(
+            c.d(leader).commit_index(),
+            commit,
+            "2 of 4 voters commit nothing"
+        );
+    }
+
+    #[test]
+    fn added_node_gets_a_snapshot_after_compaction_and_catches_up() {
+        let (mut c, leader, snap_index) = compacted_after_20_entries();
         // 1..=3 founders, 4 empty, 5..=24 b1..b20.
         assert_eq!(snap_index, 24);
         assert_eq!(c.d(leader).storage().first_index(), 25);

@@ -96,7 +96,7 @@ impl MemberInfo {
     }
 
     /// The member as the admin API shows it; `is_leader` only in `/cluster`.
-    pub fn view(&self, is_leader: Option<bool>) -> MemberView {
+    pub fn view(&self, is_leader: Option<bool>, is_learner: bool) -> MemberView {
         MemberView {
             id: MemberView::format_id(self.id),
             name: self.name.clone(),
@@ -104,6 +104,7 @@ impl MemberInfo {
             admin_urls: self.admin_url.iter().cloned().collect(),
             binlog_addr: self.binlog_addr.clone(),
             is_leader,
+            is_learner,
         }
     }
 }
@@ -323,10 +324,17 @@ impl ClusterState {
 
     /// Every member as the admin API shows it, by name; with `leader_id` (`/cluster`)
     /// each carries `is_leader`.
-    pub fn member_views(&self, leader_id: Option<u64>) -> Vec<MemberView> {
+    /// Every member as the admin API shows it: flagged as the leader when `leader_id` is
+    /// given (`/cluster`), and as a learner when its raft id is in `learners`.
+    pub fn member_views(&self, leader_id: Option<u64>, learners: &[u64]) -> Vec<MemberView> {
         self.members
             .values()
-            .map(|member| member.view(leader_id.map(|leader| leader == member.id)))
+            .map(|member| {
+                member.view(
+                    leader_id.map(|leader| leader == member.id),
+                    learners.contains(&member.id),
+                )
+            })
             .collect()
     }
 
@@ -627,8 +635,9 @@ pub fn check_quorum_after_remove(
     check_quorum(&remaining, active)
 }
 
-/// The same check for adding a voter that is not running yet (it counts as inactive until
-/// it catches up): the active voters must still be a quorum of the larger configuration.
+/// The same check for adding a voter (a learner's promotion: the learner is in `active`
+/// when the leader heard from it recently): the active voters must still be a quorum of
+/// the larger configuration.
 pub fn check_quorum_after_add(
     voters: &[u64],
     active: &[u64],
@@ -1020,28 +1029,29 @@ mod tests {
     }
 
     #[test]
-    fn views_flag_the_leader() {
+    fn views_flag_the_leader_and_learners() {
         let state = three();
         let leader = member_id("n2", "127.0.0.1:9602");
-        let views = state.member_views(Some(leader));
-        let flags: Vec<(String, Option<bool>)> = views
+        let learner = member_id("n3", "127.0.0.1:9603");
+        let views = state.member_views(Some(leader), &[learner]);
+        let flags: Vec<(String, Option<bool>, bool)> = views
             .iter()
-            .map(|v| (v.name.clone(), v.is_leader))
+            .map(|v| (v.name.clone(), v.is_leader, v.is_learner))
             .collect();
         assert_eq!(
             flags,
             [
-                ("n1".to_string(), Some(false)),
-                ("n2".to_string(), Some(true)),
-                ("n3".to_string(), Some(false))
+                ("n1".to_string(), Some(false), false),
+                ("n2".to_string(), Some(true), false),
+                ("n3".to_string(), Some(false), true)
             ]
         );
         assert_eq!(views[1].id, format!("{leader:x}"));
         assert_eq!(views[1].peer_urls, ["127.0.0.1:9602"]);
         assert!(state
-            .member_views(None)
+            .member_views(None, &[])
             .iter()
-            .all(|v| v.is_leader.is_none()));
+            .all(|v| v.is_leader.is_none() && !v.is_learner));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod import;
 pub mod leader;
 pub mod machine;
 pub mod memory;
+pub mod promote;
 pub mod retention;
 pub mod worker;
 
@@ -127,6 +128,9 @@ pub struct Node {
     started: Instant,
     /// An import of binlog files runs (see `import`); set and read under `changes`.
     importing: std::sync::atomic::AtomicBool,
+    /// Started alone without `--peer-addr`: raft peers listen on a port of the system's
+    /// choosing, which no other node can know, so the cluster cannot grow.
+    chosen_peer_port: bool,
 }
 
 /// Runs a node until SIGTERM or SIGINT. Returns after a clean stop.
@@ -184,6 +188,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server_rsa_private_key_path: config.server_rsa_private_key_path.clone(),
         started: Instant::now(),
         importing: std::sync::atomic::AtomicBool::new(false),
+        chosen_peer_port: peer_port_chosen(&config),
     });
     // The binlog server comes back once this node has caught up with the cluster (it
     // re-applies its log at start and learns the commit index from the leader), so that a
@@ -231,6 +236,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         },
     });
     let retention = retention::RetentionThread::start(node.clone(), config.retention.clone());
+    let promoter = promote::PromoteThread::start(node.clone());
     let releaser = memory::MemoryReleaser::start();
     log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
     let signal = signals.wait();
@@ -239,6 +245,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let _ = restorer.join();
     admin.shutdown();
     retention.stop();
+    promoter.stop();
     releaser.stop();
     watch.stop();
     node.shutdown();
@@ -247,11 +254,15 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// A node alone that was not given a peer address listens for raft peers on a port the
+/// system chooses (several such nodes can run on one machine); it cannot grow.
+fn peer_port_chosen(config: &Config) -> bool {
+    config.initial_cluster.len() == 1 && config.peer_addr == crate::config::PEER_ADDR_DEFAULT
+}
+
 /// The raft node's configuration from the node's.
 fn node_config(config: &Config, id: u64) -> NodeConfig {
-    let alone = config.initial_cluster.len() == 1;
-    // A node alone that was not given a peer address needs no fixed port until it grows.
-    let peer_listen = if alone && config.peer_addr == crate::config::PEER_ADDR_DEFAULT {
+    let peer_listen = if peer_port_chosen(config) {
         "127.0.0.1:0".to_string()
     } else {
         config.peer_addr.clone()
@@ -520,6 +531,44 @@ impl Node {
         }
     }
 
+    /// Promotes a learner that has caught up to voter (see `promote`), when this node is a
+    /// ready leader; serialized with the API's changes.
+    pub(crate) fn promote_ready_learner(&self) {
+        let _guard = self.changes.lock().expect("changes lock");
+        let status = self.raft.status();
+        if !self.cluster.leads_ready(&status) {
+            return;
+        }
+        let ready = {
+            let state = self.cluster.state();
+            promote::ready_learner(&status, Instant::now(), |id| {
+                state.member_by_id(id).is_some()
+            })
+        };
+        let Some(ready) = ready else {
+            return;
+        };
+        let name = self
+            .cluster
+            .state()
+            .member_by_id(ready.id)
+            .map(|m| m.name.clone());
+        let name = name.unwrap_or_default();
+        match self.conf_change(raft::eraftpb::ConfChangeType::AddNode, ready.id) {
+            Ok(()) => log::info!(
+                "member {name} (id {:x}) caught up (log at {}, commit {}): promoted to voter",
+                ready.id,
+                ready.matched,
+                ready.commit
+            ),
+            Err(e) => log::warn!(
+                "promoting member {name} (id {:x}) to voter failed, retrying: {}",
+                ready.id,
+                e.message
+            ),
+        }
+    }
+
     /// After this leader refused to remove itself and handed leadership over: waits (up
     /// to `HANDOVER_WAIT_MS`) until another node leads, so the API can forward the request
     /// there.
@@ -682,27 +731,43 @@ impl Backend for Node {
     }
 
     fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {
-        Ok(self.cluster.state().member_views(None))
+        let learners = self.raft.status().learners;
+        Ok(self.cluster.state().member_views(None, &learners))
     }
 
     fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
-        let leader = self.raft.status().leader_id;
-        Ok(self.cluster.state().member_views(Some(leader)))
+        let status = self.raft.status();
+        Ok(self
+            .cluster
+            .state()
+            .member_views(Some(status.leader_id), &status.learners))
     }
 
+    /// Adds the member as a raft learner (it catches up without voting; `promote` makes it
+    /// a voter then). Adding a member again is harmless: its table entry is unchanged, and
+    /// its raft role is left as it is (a voter is never demoted).
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
         self.until_ready_leader()?;
         let _guard = self.changes.lock().expect("changes lock");
+        if self.chosen_peer_port {
+            return Err(ApiError::conflict(
+                "this node was started alone without --peer-addr, so it listens for raft \
+                 peers on a port no other node can know: start it with --peer-addr (and keep \
+                 that address) before adding members",
+            ));
+        }
         let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
         let command = Command::SetMember(info.clone());
         self.cluster.state().check(&command).map_err(state_error)?;
-        self.check_quorum(|voters, active| {
-            crate::consensus::state::check_quorum_after_add(voters, active, info.id)
-        })?;
         self.propose(&command)?;
-        self.conf_change(raft::eraftpb::ConfChangeType::AddNode, info.id)?;
+        let status = self.raft.status();
+        if status.voters.contains(&info.id) || status.learners.contains(&info.id) {
+            return self.members_list();
+        }
+        self.conf_change(raft::eraftpb::ConfChangeType::AddLearnerNode, info.id)?;
         log::info!(
-            "member {} (id {:x}) added at {}",
+            "member {} (id {:x}) added at {} as a learner; it becomes a voter once it has \
+             caught up",
             info.name,
             info.id,
             info.peer_url
@@ -845,7 +910,11 @@ impl Backend for Node {
         Ok(RaftView {
             id: hex(status.id),
             name: name_of(status.id).unwrap_or_default(),
-            role: status.role.as_str().into(),
+            role: if status.learners.contains(&status.id) {
+                "learner".into()
+            } else {
+                status.role.as_str().into()
+            },
             term: status.term,
             leader_id: (status.leader_id != 0).then(|| hex(status.leader_id)),
             commit: status.commit,

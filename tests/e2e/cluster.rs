@@ -550,6 +550,45 @@ fn full_cluster_stop_and_start_resumes() {
     assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
 }
 
+/// Waits until the raft status on `asker` (the leader) lists `voters` voters and no
+/// learner: a member added through `POST /members` joins as a learner and the leader
+/// promotes it once it has caught up.
+fn wait_voters(cluster: &Cluster, asker: &str, voters: usize) {
+    poll(
+        &format!("{asker} to list {voters} voters and no learner"),
+        CATCH_UP_TIMEOUT,
+        || {
+            let status = cluster.node(asker).get_ok("/raft/status")?;
+            let counts = (
+                status["voters"].as_array().map_or(0, Vec::len),
+                status["learners"].as_array().map_or(0, Vec::len),
+            );
+            Ok(if counts == (voters, 0) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("voters and learners: {counts:?}"))
+            })
+        },
+    )
+    .unwrap();
+}
+
+/// Asserts that GET /members on `asker` lists exactly `want` (sorted), none a learner.
+fn assert_voting_members(cluster: &Cluster, asker: &str, want: &[&str]) {
+    let data = cluster.node(asker).get_ok("/members").unwrap();
+    let members = data.as_array().expect("a list of members");
+    let mut listed: Vec<String> = members
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names(want), "GET /members on {asker}: {data}");
+    assert!(
+        members.iter().all(|m| m["isLearner"] == false),
+        "GET /members on {asker}: a learner is left: {data}"
+    );
+}
+
 #[test]
 fn members_add_and_remove() {
     let master = MariaDb::start("cm-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
@@ -586,12 +625,12 @@ fn members_add_and_remove() {
         .unwrap();
     assert_no_sql_error(&replica);
     assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
+    // n4 joined as a learner; caught up, it is a voter now.
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    wait_voters(&cluster, &leader, 4);
     for name in ["n1", "n2", "n3", "n4"] {
-        assert_eq!(
-            member_names(&cluster, name),
-            names(&["n1", "n2", "n3", "n4"]),
-            "GET /members on {name}"
-        );
+        wait_member_names(&cluster, name, &names(&["n1", "n2", "n3", "n4"]));
+        assert_voting_members(&cluster, name, &["n1", "n2", "n3", "n4"]);
     }
 
     // Remove n4 through a follower (not n4); the three others go on.
@@ -628,6 +667,58 @@ fn members_add_and_remove() {
     // Ids are never reused: the same name and peer address again is refused.
     let add = json!({"name": "n4", "peer_url": format!("127.0.0.1:{n4_peer}")});
     assert_readd_refused(&cluster, &leader, "n4", &add);
+}
+
+/// A one-node cluster grows to three: each member added joins as a learner, catches up and
+/// is promoted by the leader (a second voter could not be added to a node alone directly:
+/// the quorum of two would need the newcomer before it exists). The three then outlive the
+/// founder: after its kill -9 the two it added elect a leader that resumes the syncer, and
+/// a replica on one of them ends equal to the master.
+#[test]
+fn one_node_grows_to_three_then_loses_the_founder() {
+    let master = MariaDb::start("cg-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let replica = MariaDb::start("cg-replica", MariaDbOpts::server_id(2)).unwrap();
+    let mut cluster = Cluster::start("grow", 1).unwrap();
+    assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), "n1");
+    cluster.start_syncer_via("n1", &master, SYNCER_ID).unwrap();
+    cluster.start_servers().unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via("n1", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+
+    for (name, voters) in [("n2", 2), ("n3", 3)] {
+        cluster.add_and_join("n1", name).unwrap();
+        wait_voters(&cluster, "n1", voters);
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+    for name in ["n1", "n2", "n3"] {
+        wait_member_names(&cluster, name, &names(&["n1", "n2", "n3"]));
+        assert_voting_members(&cluster, name, &["n1", "n2", "n3"]);
+    }
+    replica
+        .replicate_from(&cluster.member("n2").upstream(), &ReplMode::Gtid)
+        .unwrap();
+    replica.wait_io_running(CATCH_UP_TIMEOUT).unwrap();
+
+    cluster.kill9("n1");
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    assert_ne!(leader, "n1");
+    wait_status_everywhere(&cluster, "running");
+    two_left_go_on(
+        &cluster,
+        &master,
+        &leader,
+        &names(&["n2", "n3"]),
+        "after-founder-kill",
+    );
+    replica
+        .wait_caught_up_with(&master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    assert_no_sql_error(&replica);
+    assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
 }
 
 #[test]

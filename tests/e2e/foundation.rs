@@ -559,6 +559,21 @@ fn bad_input_admin_api() {
     node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
     node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
     node.put_ok("/binlog/server/stop", &json!({})).unwrap();
+
+    // Started alone without --peer-addr: its raft port is one no other node can know, so
+    // adding a member is refused with what to do, and the member table is unchanged.
+    let before = node.get_ok("/members").unwrap();
+    let add = json!({"name": "n2", "peer_url": format!("127.0.0.1:{}", free_port())});
+    expect_refusal(
+        node,
+        "POST",
+        "/members",
+        &serde_json::to_vec(&add).unwrap(),
+        409,
+        "--peer-addr",
+    );
+    assert_eq!(node.get_ok("/members").unwrap(), before);
+
     assert_eq!(node.get_ok("/health").unwrap()["status"], "ok");
     assert!(s.node.is_running(), "ferrobus is still running");
 }
