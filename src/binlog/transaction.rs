@@ -174,12 +174,6 @@ impl TransactionTracker {
                 QueryEvent::parse(event, self.checksum_len)?;
                 Ok(self.on_statement(QueryKind::Other))
             }
-            event::XID_EVENT | event::XA_PREPARE_LOG_EVENT | event::TRANSACTION_PAYLOAD_EVENT => {
-                Ok(self.on_terminator())
-            }
-            event::INTVAR_EVENT | event::RAND_EVENT | event::USER_VAR_EVENT => {
-                Ok(self.on_statement_prefix())
-            }
             event::HEARTBEAT_LOG_EVENT | event::HEARTBEAT_LOG_EVENT_V2 => Ok(self.on_neutral()),
             event::ROTATE_EVENT
             | event::STOP_EVENT
@@ -188,7 +182,65 @@ impl TransactionTracker {
             | event::PREVIOUS_GTIDS_LOG_EVENT
             | event::INCIDENT_EVENT
             | event::START_ENCRYPTION_EVENT => self.on_between_groups(header.type_code),
-            _ => Ok(self.on_other()),
+            type_code => Ok(self.by_type(type_code)),
+        }
+    }
+
+    /// Whether events of this type are classified by their type code alone, never by
+    /// their content: such an event may be fed by its header (`feed_header`), so that a
+    /// large one need not be held whole.
+    pub fn classifies_by_type(type_code: u8) -> bool {
+        !matches!(
+            type_code,
+            event::FORMAT_DESCRIPTION_EVENT
+                | event::GTID_EVENT
+                | event::GTID_LOG_EVENT
+                | event::ANONYMOUS_GTID_LOG_EVENT
+                | event::GTID_TAGGED_LOG_EVENT
+                | event::QUERY_EVENT
+                | event::QUERY_COMPRESSED_EVENT
+                | event::HEARTBEAT_LOG_EVENT
+                | event::HEARTBEAT_LOG_EVENT_V2
+                | event::ROTATE_EVENT
+                | event::STOP_EVENT
+                | event::GTID_LIST_EVENT
+                | event::BINLOG_CHECKPOINT_EVENT
+                | event::PREVIOUS_GTIDS_LOG_EVENT
+                | event::INCIDENT_EVENT
+                | event::START_ENCRYPTION_EVENT
+        )
+    }
+
+    /// As `feed`, for an event of `len` bytes of which `head` holds the first (a header
+    /// at least); only for types `classifies_by_type` accepts (others are an error, and
+    /// the tracker is unchanged).
+    pub fn feed_header(&mut self, head: &[u8], len: usize) -> Result<Step> {
+        let header = event::EventHeader::parse(head)?;
+        if header.event_size as usize != len || len < event::HEADER_LEN {
+            return Err(BinlogError::BadEventSize {
+                event_size: header.event_size,
+                available: len,
+            });
+        }
+        if !Self::classifies_by_type(header.type_code) {
+            return Err(BinlogError::UnexpectedEvent {
+                type_code: header.type_code,
+                reason: "this type is classified by its content: feed it whole",
+            });
+        }
+        Ok(self.by_type(header.type_code))
+    }
+
+    /// The step of an event classified by its type code alone.
+    fn by_type(&mut self, type_code: u8) -> Step {
+        match type_code {
+            event::XID_EVENT | event::XA_PREPARE_LOG_EVENT | event::TRANSACTION_PAYLOAD_EVENT => {
+                self.on_terminator()
+            }
+            event::INTVAR_EVENT | event::RAND_EVENT | event::USER_VAR_EVENT => {
+                self.on_statement_prefix()
+            }
+            _ => self.on_other(),
         }
     }
 
@@ -352,6 +404,42 @@ mod tests {
     struct Group {
         gtid: Option<Gtid>,
         types: Vec<u8>,
+    }
+
+    /// Events classified by type are classified the same from their header alone (by a
+    /// second tracker fed the same events, headers only where it may); the others are
+    /// refused that way and change nothing.
+    #[test]
+    fn headers_classify_like_whole_events() {
+        let mut files: Vec<Vec<u8>> = mariadb_files().into_iter().map(|(_, f)| f).collect();
+        files.extend(mysql_files().into_iter().map(|(_, f)| f));
+        let mut by_header = 0;
+        for file in &files {
+            let mut whole = TransactionTracker::new(0);
+            let mut heads = TransactionTracker::new(0);
+            for event in events_of(file) {
+                let type_code = event[event::TYPE_CODE_OFFSET];
+                let want = whole.feed(event).unwrap();
+                let got = if TransactionTracker::classifies_by_type(type_code) {
+                    by_header += 1;
+                    heads
+                        .feed_header(&event[..event::HEADER_LEN], event.len())
+                        .unwrap()
+                } else {
+                    let before = heads.clone();
+                    assert!(heads.feed_header(event, event.len()).is_err());
+                    assert_eq!(format!("{before:?}"), format!("{heads:?}"));
+                    heads.feed(event).unwrap()
+                };
+                assert_eq!(got, want, "type {type_code}");
+            }
+        }
+        assert!(by_header > 100, "{by_header} events by header");
+        // A length that is not the header's is refused.
+        let ev = build_event(event::XID_EVENT, 0, 1, 0, 0, &[0; 8], true);
+        assert!(TransactionTracker::new(4)
+            .feed_header(&ev, ev.len() + 1)
+            .is_err());
     }
 
     /// Feeds a whole file, checking that starts and ends pair up, and returns its groups.

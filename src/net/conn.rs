@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 
 use super::NetError;
 use crate::limits::PACKET_PAYLOAD_MAX;
-use crate::mysql::packet::{frame_header, parse_header, physical_chunks, Joiner, HEADER_LEN};
+use crate::mysql::packet::{frame_header, parse_header, Joiner, HEADER_LEN};
 
 /// Read buffer size: many small binlog events per syscall, without a large per-connection
 /// cost when thousands of downstream connections sit idle.
@@ -40,6 +40,12 @@ pub struct PacketConn<S: Read + Write> {
     /// Sequence id of the next packet, read or written.
     seq: u8,
     packet_len_max: usize,
+    /// Payload bytes still to come of the logical packet being written (`begin_packet`),
+    /// and of its current frame.
+    out_left: usize,
+    frame_left: usize,
+    /// The current frame is a full one: another frame (maybe empty) follows it.
+    frame_full: bool,
 }
 
 impl<S: Read + Write> PacketConn<S> {
@@ -61,6 +67,9 @@ impl<S: Read + Write> PacketConn<S> {
             wbuf: Vec::with_capacity(WRITE_BUF_ROOM),
             seq: 0,
             packet_len_max,
+            out_left: 0,
+            frame_left: 0,
+            frame_full: false,
         }
     }
 
@@ -205,58 +214,73 @@ impl<S: Read + Write> PacketConn<S> {
     /// Queues one logical packet; output reaches the stream when the buffer fills or on
     /// [`flush`](Self::flush).
     pub fn write_packet_no_flush(&mut self, payload: &[u8]) -> Result<(), NetError> {
-        for chunk in physical_chunks(payload) {
-            self.wbuf
-                .extend_from_slice(&frame_header(chunk.len(), self.seq));
-            self.seq = self.seq.wrapping_add(1);
-            if chunk.len() >= WRITE_DIRECT_BYTES {
-                self.write_buffered()?;
-                self.stream.write_all(chunk)?;
-            } else {
-                self.wbuf.extend_from_slice(chunk);
-                if self.wbuf.len() >= WRITE_BUF_BYTES {
-                    self.write_buffered()?;
-                }
-            }
-        }
-        Ok(())
+        self.begin_packet(payload.len());
+        self.write_payload(payload)
     }
 
     /// Queues one logical packet made of `head` followed by `body` without joining them
     /// first (a binlog event packet is a 0x00 status byte and the event, which may be
     /// large): same framing as [`write_packet_no_flush`](Self::write_packet_no_flush).
     pub fn write_parts_no_flush(&mut self, head: &[u8], body: &[u8]) -> Result<(), NetError> {
-        let total = head.len() + body.len();
-        let mut done = 0usize;
-        loop {
-            let len = (total - done).min(crate::limits::PACKET_PAYLOAD_MAX);
-            self.wbuf.extend_from_slice(&frame_header(len, self.seq));
-            self.seq = self.seq.wrapping_add(1);
-            let end = done + len;
-            if done < head.len() {
-                let h_end = end.min(head.len());
-                self.wbuf.extend_from_slice(&head[done..h_end]);
+        self.begin_packet(head.len() + body.len());
+        self.write_payload(head)?;
+        self.write_payload(body)
+    }
+
+    /// Starts one logical packet of `len` payload bytes, which follow through
+    /// [`write_payload`](Self::write_payload) in as many calls as the caller likes: a
+    /// packet too large to hold in memory at once. Frames of up to `PACKET_PAYLOAD_MAX`
+    /// bytes, buffered like the others. A packet left incomplete breaks the connection.
+    pub fn begin_packet(&mut self, len: usize) {
+        debug_assert_eq!(self.out_left, 0, "the previous packet is complete");
+        self.out_left = len;
+        self.frame_left = 0;
+        self.frame_full = false;
+        if len == 0 {
+            self.open_frame();
+        }
+    }
+
+    /// The next payload bytes of the packet `begin_packet` started; more than it has left
+    /// is refused (and nothing of them is written).
+    pub fn write_payload(&mut self, mut bytes: &[u8]) -> Result<(), NetError> {
+        if bytes.len() > self.out_left {
+            return Err(NetError::Unexpected(
+                "payload bytes beyond the packet's length",
+            ));
+        }
+        while !bytes.is_empty() {
+            if self.frame_left == 0 {
+                self.open_frame();
             }
-            let b_start = done.max(head.len()) - head.len();
-            let b_end = end.saturating_sub(head.len());
-            if b_start < b_end {
-                let piece = &body[b_start..b_end];
-                if piece.len() >= WRITE_DIRECT_BYTES {
-                    self.write_buffered()?;
-                    self.stream.write_all(piece)?;
-                } else {
-                    self.wbuf.extend_from_slice(piece);
-                }
+            let (piece, rest) = bytes.split_at(self.frame_left.min(bytes.len()));
+            if piece.len() >= WRITE_DIRECT_BYTES {
+                self.write_buffered()?;
+                self.stream.write_all(piece)?;
+            } else {
+                self.wbuf.extend_from_slice(piece);
             }
             if self.wbuf.len() >= WRITE_BUF_BYTES {
                 self.write_buffered()?;
             }
-            done = end;
-            // A payload that is an exact multiple of the maximum ends with an empty packet.
-            if len < crate::limits::PACKET_PAYLOAD_MAX {
-                return Ok(());
-            }
+            self.frame_left -= piece.len();
+            self.out_left -= piece.len();
+            bytes = rest;
         }
+        // A payload that is an exact multiple of the maximum ends with an empty frame.
+        if self.out_left == 0 && self.frame_left == 0 && self.frame_full {
+            self.open_frame();
+        }
+        Ok(())
+    }
+
+    /// Queues the header of the next frame of the packet being written.
+    fn open_frame(&mut self) {
+        let len = self.out_left.min(PACKET_PAYLOAD_MAX);
+        self.wbuf.extend_from_slice(&frame_header(len, self.seq));
+        self.seq = self.seq.wrapping_add(1);
+        self.frame_left = len;
+        self.frame_full = len == PACKET_PAYLOAD_MAX;
     }
 
     /// Bytes queued and not yet written to the stream.
@@ -384,6 +408,57 @@ mod tests {
         }
         assert_eq!(reader.seq(), seq);
         assert!(matches!(reader.read_packet(), Err(NetError::Closed)));
+    }
+
+    /// A packet written in pieces of any size through `begin_packet` is framed exactly as
+    /// one written whole, around every frame boundary; more bytes than it has are refused.
+    #[test]
+    fn a_packet_written_in_pieces_is_framed_as_one_written_whole() {
+        let max = PACKET_PAYLOAD_MAX;
+        for len in [0, 1, 5_000, max - 1, max, max + 1, 2 * max, 2 * max + 3] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut expected = Vec::new();
+            let next_seq = encode_packets(&payload, 0, &mut expected);
+            expected.extend_from_slice(&frame_header(1, next_seq));
+            expected.push(0xee);
+            // Even pieces, and a cycle of uneven ones that cross frames at odd offsets.
+            let cycle = [
+                1,
+                3,
+                4093,
+                WRITE_DIRECT_BYTES - 1,
+                WRITE_DIRECT_BYTES,
+                65_537,
+            ];
+            let even = [WRITE_DIRECT_BYTES, 1 << 20, max + 1];
+            let small = if len <= 5_000 { &[1, 7][..] } else { &[][..] };
+            let plans = small
+                .iter()
+                .chain(&even)
+                .map(|&n| vec![n])
+                .chain([cycle.to_vec()]);
+            for plan in plans {
+                let mut writer = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
+                writer.begin_packet(len);
+                let (mut at, mut sizes) = (0, plan.iter().cycle());
+                while at < len {
+                    let end = (at + sizes.next().unwrap()).min(len);
+                    writer.write_payload(&payload[at..end]).unwrap();
+                    at = end;
+                }
+                writer.write_packet_no_flush(&[0xee]).unwrap();
+                writer.flush().unwrap();
+                let wire = writer.into_inner().output;
+                assert!(wire == expected, "{len} bytes in pieces of {plan:?}");
+            }
+        }
+        let mut writer = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
+        writer.begin_packet(3);
+        writer.write_payload(b"ab").unwrap();
+        assert!(writer.write_payload(b"cd").is_err());
+        writer.write_payload(b"c").unwrap();
+        writer.flush().unwrap();
+        assert_eq!(writer.into_inner().output, b"\x03\x00\x00\x00abc");
     }
 
     #[test]

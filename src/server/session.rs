@@ -220,6 +220,13 @@ fn run_dump<S: Read + Write>(
     match result {
         Ok(()) => Ok(()),
         Err(dump::DumpError::Net(e)) => Err(e),
+        Err(dump::DumpError::Cut(message)) => {
+            log::warn!(
+                "binlog server: dump for server id {server_id} at {peer} cut inside an event, \
+                 closing the connection: {message}"
+            );
+            Err(NetError::Unexpected("a dump cut inside an event"))
+        }
         Err(e) => {
             log::warn!("binlog server: dump for server id {server_id} at {peer} ended: {e}");
             Ok(())

@@ -12,6 +12,12 @@
 //! valid until the next call (a dump sends tens of thousands of events a second per client,
 //! and an allocation and a copy for each showed in its CPU time).
 //!
+//! An event larger than the window whose type the caller chose to stream ([`Cursor::streaming`])
+//! is not gathered at all: it comes as an [`Item::Head`] (its first bytes, a header at
+//! least) and then as pieces ([`Cursor::piece`]), each a slice of the window, so a dump of
+//! a 100 MiB row event holds a window of it, not the event. Its CRC32 can then only be
+//! checked as it goes (`event::ChecksumStream`).
+//!
 //! It only reads; it must not decide what to send (that is the binlog server's job).
 
 use super::entry::{EventsHeader, FileStart, EVENTS_HEADER_LEN, KIND_EVENTS, KIND_FILE_START};
@@ -31,6 +37,14 @@ pub enum Item<'a> {
     FileStart(FileStart),
     /// One whole event, starting at `pos` of the current file.
     Event { pos: u64, bytes: &'a [u8] },
+    /// The first bytes of an event of `len` bytes larger than the window, starting at
+    /// `pos` (a header at least, a window at most); the rest follows through
+    /// [`Cursor::piece`] (what the caller does not take, the next `next` skips).
+    Head {
+        pos: u64,
+        len: usize,
+        head: &'a [u8],
+    },
 }
 
 /// A reading position in the store.
@@ -56,6 +70,11 @@ pub struct Cursor {
     carry_pos: u64,
     /// `carry` holds an event already yielded: cleared at the next call.
     carry_lent: bool,
+    /// Which events larger than the window come as a head and pieces (by type code);
+    /// the others are gathered whole. None: every event whole.
+    stream: Option<fn(u8) -> bool>,
+    /// Bytes of the event a `Head` began still to come as pieces.
+    piece_left: usize,
 }
 
 impl Cursor {
@@ -75,7 +94,21 @@ impl Cursor {
             carry: Vec::new(),
             carry_pos: 0,
             carry_lent: false,
+            stream: None,
+            piece_left: 0,
         }
+    }
+
+    /// The same cursor, yielding events larger than the window whose type code `by_type`
+    /// accepts as a head and pieces instead of gathering them.
+    pub fn streaming(mut self, by_type: fn(u8) -> bool) -> Cursor {
+        self.stream = Some(by_type);
+        self
+    }
+
+    /// Bytes of the event the last `Head` began that were not yielded yet.
+    pub fn piece_left(&self) -> usize {
+        self.piece_left
     }
 
     /// A cursor that starts with entry `index` (a FileStart or the first Events entry).
@@ -106,6 +139,12 @@ impl Cursor {
         if std::mem::take(&mut self.carry_lent) {
             self.empty_carry();
         }
+        // The rest of a streamed event the caller did not take.
+        while self.piece_left > 0 {
+            if self.piece(store, upto)?.is_none() {
+                return Ok(None);
+            }
+        }
         loop {
             if self.off < self.entry_len {
                 if self.off >= self.win_start + self.win_len {
@@ -125,39 +164,104 @@ impl Cursor {
                             bytes: &self.carry,
                         }));
                     }
+                    Taken::HeadInWindow { start, len, size } => {
+                        return Ok(Some(Item::Head {
+                            pos: self.start_pos.wrapping_add(self.off as u64 - len as u64),
+                            len: size,
+                            head: &self.buf[start..start + len],
+                        }))
+                    }
+                    Taken::HeadInCarry { size } => {
+                        self.carry_lent = true;
+                        return Ok(Some(Item::Head {
+                            pos: self.carry_pos,
+                            len: size,
+                            head: &self.carry,
+                        }));
+                    }
                     Taken::Nothing => continue,
                 }
             }
-            if self.next_entry > upto {
-                return Ok(None);
-            }
-            if store.index().is_dead(self.next_entry) {
-                self.next_entry += 1;
-                continue;
-            }
-            let index = self.next_entry;
-            let range = self.load(store, index, 0)?;
-            self.next_entry += 1;
-            match range.kind {
-                KIND_FILE_START => {
-                    let fs = self.file_start(store, index, range)?;
+            match self.open_next_entry(store, upto)? {
+                Opened::Past => return Ok(None),
+                Opened::FileStart(fs) => {
                     self.empty_carry();
                     return Ok(Some(Item::FileStart(fs)));
                 }
-                KIND_EVENTS => {
-                    let (header, _) = EventsHeader::decode(&self.buf[..self.win_len])
-                        .map_err(|e| bad(index, e))?;
-                    self.entry = index;
-                    self.entry_len = range.data_len;
-                    self.off = EVENTS_HEADER_LEN + std::mem::take(&mut self.first_offset);
-                    self.start_pos = header.start_pos.wrapping_sub(EVENTS_HEADER_LEN as u64);
-                    if self.off > self.entry_len {
-                        self.off = self.entry_len;
-                    }
-                }
-                _ => self.win_len = 0,
+                Opened::Events | Opened::Other => {}
             }
         }
+    }
+
+    /// The next bytes of the event the last `Head` began, lent until the next call: None
+    /// once it was all yielded, or (with `piece_left` above 0) when the rest lies in
+    /// entries past `upto`; a later call with a larger `upto` goes on.
+    pub fn piece(&mut self, store: &Store, upto: u64) -> Result<Option<&[u8]>, StoreError> {
+        if std::mem::take(&mut self.carry_lent) {
+            self.empty_carry();
+        }
+        while self.piece_left > 0 {
+            if self.off < self.entry_len {
+                if self.off >= self.win_start + self.win_len {
+                    self.fill(store)?;
+                }
+                let start = self.off - self.win_start;
+                let len = self.piece_left.min(self.win_len - start);
+                self.off += len;
+                self.piece_left -= len;
+                return Ok(Some(&self.buf[start..start + len]));
+            }
+            // The event goes on in the next Events entry.
+            match self.open_next_entry(store, upto)? {
+                Opened::Past => return Ok(None),
+                Opened::Events | Opened::Other => {}
+                Opened::FileStart(_) => {
+                    let e = super::entry::EntryError("a new file starts inside an event");
+                    return Err(bad(self.next_entry - 1, e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves on to the next live entry (dead ones are skipped): an Events entry becomes
+    /// the one read.
+    fn open_next_entry(&mut self, store: &Store, upto: u64) -> Result<Opened, StoreError> {
+        if self.next_entry > upto {
+            return Ok(Opened::Past);
+        }
+        if store.index().is_dead(self.next_entry) {
+            self.next_entry += 1;
+            return Ok(Opened::Other);
+        }
+        let index = self.next_entry;
+        let range = self.load(store, index, 0)?;
+        self.next_entry += 1;
+        match range.kind {
+            KIND_FILE_START => Ok(Opened::FileStart(self.file_start(store, index, range)?)),
+            KIND_EVENTS => {
+                let (header, _) =
+                    EventsHeader::decode(&self.buf[..self.win_len]).map_err(|e| bad(index, e))?;
+                self.entry = index;
+                self.entry_len = range.data_len;
+                self.off = EVENTS_HEADER_LEN + std::mem::take(&mut self.first_offset);
+                self.start_pos = header.start_pos.wrapping_sub(EVENTS_HEADER_LEN as u64);
+                if self.off > self.entry_len {
+                    self.off = self.entry_len;
+                }
+                Ok(Opened::Events)
+            }
+            _ => {
+                self.win_len = 0;
+                Ok(Opened::Other)
+            }
+        }
+    }
+
+    /// Whether an event of `size` bytes whose header `header` begins is yielded as a head
+    /// and pieces.
+    fn streams(&self, header: &[u8], size: usize) -> bool {
+        size > self.window && self.stream.is_some_and(|by_type| by_type(header[4]))
     }
 
     /// Empties `carry`. Room for an event larger than a window (an ANNOTATE_ROWS of a bulk
@@ -224,6 +328,12 @@ impl Cursor {
                     self.off += size;
                     return Ok(Taken::Window { start, len: size });
                 }
+                if self.streams(rest, size) {
+                    let len = rest.len();
+                    self.off += len;
+                    self.piece_left = size - len;
+                    return Ok(Taken::HeadInWindow { start, len, size });
+                }
             }
             // Not whole in the window: read on from the event's start if the entry holds
             // more, so only an event larger than the window (or one cut across entries)
@@ -245,6 +355,12 @@ impl Cursor {
         } else {
             HEADER_LEN
         };
+        // The header gathered (its start was at the end of an entry): a streamed event
+        // goes on as pieces from here.
+        if self.carry.len() >= HEADER_LEN && self.streams(&self.carry, total) {
+            self.piece_left = total - self.carry.len();
+            return Taken::HeadInCarry { size: total };
+        }
         // Room for exactly the event, not up to twice it by doubling: many dumps that
         // start together may all be gathering the same large events at once. Only as far
         // as this entry goes: a damaged size field must not reserve what it claims (up to
@@ -270,8 +386,27 @@ enum Taken {
     Window { start: usize, len: usize },
     /// A whole event in `carry`.
     Carried,
+    /// The first `len` bytes of a streamed event of `size` bytes at `buf[start..]`.
+    HeadInWindow {
+        start: usize,
+        len: usize,
+        size: usize,
+    },
+    /// The first bytes of a streamed event of `size` bytes in `carry`.
+    HeadInCarry { size: usize },
     /// Not yet a whole event.
     Nothing,
+}
+
+/// What `open_next_entry` found.
+enum Opened {
+    /// The next entry is past `upto`.
+    Past,
+    FileStart(FileStart),
+    /// An Events entry, now the one read.
+    Events,
+    /// A dead entry or one of another kind, skipped.
+    Other,
 }
 
 /// Event size from a header the index validated when the entry was stored. Clamped all the
@@ -301,16 +436,55 @@ mod tests {
         (dir, store)
     }
 
-    /// Everything a cursor yields up to `upto`, files as names and events as (pos, bytes).
-    fn drain(cursor: &mut Cursor, store: &Store, upto: u64) -> Vec<(String, u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        while let Some(item) = cursor.next(store, upto).unwrap() {
-            out.push(match item {
-                Item::FileStart(fs) => (fs.file_name, fs.start_pos, Vec::new()),
-                Item::Event { pos, bytes } => (String::new(), pos, bytes.to_vec()),
-            });
+    type Yielded = Vec<(String, u64, Vec<u8>)>;
+
+    /// Everything a cursor yields up to `upto`, files as names and events as (pos, bytes)
+    /// (a streamed event put together from its head and pieces); an event streamed up to
+    /// `upto` only is left for the next call.
+    fn drain(cursor: &mut Cursor, store: &Store, upto: u64) -> Yielded {
+        Reader::default().drain(cursor, store, upto)
+    }
+
+    /// Reads like `drain`, and puts an event cut at `upto` together across calls.
+    #[derive(Default)]
+    struct Reader {
+        /// A streamed event read in part: (pos, len, bytes so far).
+        partial: Option<(u64, usize, Vec<u8>)>,
+        /// Each Head's and each piece's length.
+        lent: Vec<usize>,
+    }
+
+    impl Reader {
+        fn drain(&mut self, cursor: &mut Cursor, store: &Store, upto: u64) -> Yielded {
+            let mut out = Vec::new();
+            loop {
+                if let Some((pos, len, mut bytes)) = self.partial.take() {
+                    while let Some(piece) = cursor.piece(store, upto).unwrap() {
+                        self.lent.push(piece.len());
+                        bytes.extend_from_slice(piece);
+                    }
+                    if cursor.piece_left() > 0 {
+                        assert_eq!(bytes.len() + cursor.piece_left(), len);
+                        self.partial = Some((pos, len, bytes));
+                        return out;
+                    }
+                    assert_eq!(bytes.len(), len, "a streamed event at {pos}");
+                    out.push((String::new(), pos, bytes));
+                }
+                match cursor.next(store, upto).unwrap() {
+                    None => return out,
+                    Some(Item::FileStart(fs)) => out.push((fs.file_name, fs.start_pos, Vec::new())),
+                    Some(Item::Event { pos, bytes }) => {
+                        out.push((String::new(), pos, bytes.to_vec()))
+                    }
+                    Some(Item::Head { pos, len, head }) => {
+                        assert!(head.len() >= HEADER_LEN && head.len() < len);
+                        self.lent.push(head.len());
+                        self.partial = Some((pos, len, head.to_vec()));
+                    }
+                }
+            }
         }
-        out
     }
 
     fn expected(names: &[&str]) -> Vec<(String, u64, Vec<u8>)> {
@@ -381,6 +555,7 @@ mod tests {
             let len = match cursor.next(&store, store.whole_upto()).unwrap() {
                 Some(Item::Event { bytes, .. }) => bytes.len(),
                 Some(Item::FileStart(_)) => continue,
+                Some(Item::Head { .. }) => unreachable!("this cursor does not stream"),
                 None => break,
             };
             if len > HEADER_LEN {
@@ -502,5 +677,92 @@ mod tests {
             let got = drain(&mut cursor, &store, store.whole_upto());
             assert_eq!(got, expected(&names), "window {window}");
         }
+    }
+
+    /// A streaming cursor yields what a gathering one does, put together from heads and
+    /// pieces no larger than its window, and never gathers more than a window itself.
+    #[test]
+    fn streamed_events_put_together_are_the_gathered_ones() {
+        let names = ["bin.000001", "bin.000002", "bin.000003"];
+        for limit in [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40] {
+            let (_dir, store) = store_with(&names, limit);
+            let first = store.index().first_loc().unwrap();
+            let last = store.whole_upto();
+            for window in [HEADER_LEN, 20, 33, 64, 1000] {
+                let mut cursor = Cursor::at(first).with_window(window).streaming(|_| true);
+                let mut reader = Reader::default();
+                let got = reader.drain(&mut cursor, &store, last);
+                assert_eq!(got, expected(&names), "limit {limit} window {window}");
+                let streamed = reader.lent.len();
+                assert!(
+                    window >= 1000 || streamed > 10,
+                    "window {window}: {streamed} lent"
+                );
+                assert!(reader.lent.iter().all(|&n| n > 0 && n <= window));
+                assert!(
+                    cursor.carry.capacity() <= window,
+                    "limit {limit} window {window}"
+                );
+            }
+        }
+    }
+
+    /// Only the types the caller names are streamed; the others come whole.
+    #[test]
+    fn only_the_chosen_types_are_streamed() {
+        let names = ["bin.000001"];
+        let (_dir, store) = store_with(&names, 300);
+        let first = store.index().first_loc().unwrap();
+        let window = 33;
+        let mut cursor = Cursor::at(first)
+            .with_window(window)
+            .streaming(|t| t != crate::binlog::event::GTID_EVENT);
+        let (mut whole_gtids, mut heads) = (0, 0);
+        while let Some(item) = cursor.next(&store, store.whole_upto()).unwrap() {
+            match item {
+                Item::Event { bytes, .. } if bytes.len() > window => {
+                    assert_eq!(bytes[4], crate::binlog::event::GTID_EVENT);
+                    whole_gtids += 1;
+                }
+                Item::Head { head, .. } => {
+                    assert_ne!(head[4], crate::binlog::event::GTID_EVENT);
+                    heads += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            whole_gtids > 0 && heads > 0,
+            "{whole_gtids} GTIDs whole, {heads} heads"
+        );
+    }
+
+    /// A streamed event whose end lies past `upto` stops there and goes on once more is
+    /// allowed; pieces a caller does not take are skipped by the next `next`.
+    #[test]
+    fn streaming_stops_at_upto_and_skips_what_is_not_taken() {
+        let names = ["bin.000001"];
+        let (_dir, store) = store_with(&names, 10);
+        let all = expected(&names);
+        let last = store.whole_upto();
+        let first = store.index().first_loc().unwrap();
+        for upto in [2, 5, 77, last / 2, last - 1] {
+            let mut cursor = Cursor::at(first).with_window(20).streaming(|_| true);
+            let mut reader = Reader::default();
+            let head = reader.drain(&mut cursor, &store, upto);
+            let tail = reader.drain(&mut cursor, &store, last);
+            assert_eq!([head, tail].concat(), all, "upto {upto}");
+        }
+        // Heads only: every event's position still comes, in order.
+        let mut cursor = Cursor::at(first).with_window(20).streaming(|_| true);
+        let mut positions = Vec::new();
+        while let Some(item) = cursor.next(&store, last).unwrap() {
+            match item {
+                Item::Event { pos, .. } | Item::Head { pos, .. } => positions.push(pos),
+                Item::FileStart(_) => {}
+            }
+        }
+        let want: Vec<u64> = all.iter().map(|(_, p, _)| *p).collect();
+        assert_eq!(positions, want);
     }
 }

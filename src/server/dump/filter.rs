@@ -3,7 +3,7 @@
 
 use crate::binlog::event;
 use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
-use crate::binlog::transaction::{Gtid, TransactionTracker};
+use crate::binlog::transaction::{Gtid, Step, TransactionTracker};
 
 /// Which groups a [`GroupFilter`] skips.
 enum Rule {
@@ -70,6 +70,25 @@ impl GroupFilter {
     /// followed).
     pub(super) fn skip(&mut self, ev: &[u8], end_pos: u64) -> Result<bool, String> {
         let step = self.tracker.feed(ev).map_err(|e| e.to_string())?;
+        Ok(self.decide(step, end_pos))
+    }
+
+    /// The same for an event of `len` bytes known by its first bytes `head` (one
+    /// streamed in pieces; only of a type `TransactionTracker::classifies_by_type` accepts).
+    pub(super) fn skip_head(
+        &mut self,
+        head: &[u8],
+        len: usize,
+        end_pos: u64,
+    ) -> Result<bool, String> {
+        let step = self
+            .tracker
+            .feed_header(head, len)
+            .map_err(|e| e.to_string())?;
+        Ok(self.decide(step, end_pos))
+    }
+
+    fn decide(&mut self, step: Step, end_pos: u64) -> bool {
         if step.starts_group {
             self.skipping = match (&mut self.rule, &step.gtid) {
                 (Rule::Maria { pending, reaching }, Some(Gtid::Maria(g))) => {
@@ -102,7 +121,7 @@ impl GroupFilter {
         if step.ends_group {
             self.skipping = false;
         }
-        Ok(skip)
+        skip
     }
 
     /// MySQL: the end of the skipped events not yet told to the replica, once (a MySQL

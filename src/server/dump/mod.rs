@@ -11,7 +11,11 @@
 //! passes everything else (TRANSACTION_PAYLOAD included) through untouched.
 //!
 //! Only events up to the store's watermark are read, so a transaction is sent whole or not
-//! at all. Every event's CRC32 is checked again before it leaves.
+//! at all. Every event's CRC32 is checked again before it leaves. An event larger than the
+//! cursor's window whose type the transaction tracker follows by type code alone (row
+//! events, ANNOTATE_ROWS, ...) is sent as it is read, never held whole: its CRC32 is
+//! checked on the way, and its last bytes leave only once it matched (a damaged one ends
+//! the connection inside its packet, so the replica never receives it whole).
 //!
 //! `start` resolves where a dump begins (and refuses what cannot be served); `filter` skips
 //! what a GTID-mode replica already has; this module streams.
@@ -23,6 +27,8 @@ mod filter;
 mod mysql_tests;
 mod start;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -32,6 +38,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::binlog::event;
+use crate::binlog::transaction::TransactionTracker;
 use crate::limits::DUMP_STOP_CHECK_MS;
 use crate::mysql::resultset::ER_MASTER_FATAL_ERROR_READING_BINLOG;
 use crate::net::conn::PacketConn;
@@ -112,6 +119,9 @@ pub enum DumpError {
     Refused(String),
     Net(NetError),
     Store(StoreError),
+    /// Found while an event was partly sent: the connection must be closed (the replica
+    /// never receives that packet whole).
+    Cut(String),
 }
 
 impl fmt::Display for DumpError {
@@ -120,6 +130,7 @@ impl fmt::Display for DumpError {
             DumpError::Refused(m) => write!(f, "refused: {m}"),
             DumpError::Net(e) => write!(f, "connection: {e}"),
             DumpError::Store(e) => write!(f, "store: {e}"),
+            DumpError::Cut(m) => write!(f, "cut inside an event: {m}"),
         }
     }
 }
@@ -210,7 +221,7 @@ pub fn run<S: Read + Write>(
     conn.flush()?;
     set_position(progress, &file, pos);
 
-    let mut cursor = Cursor::at(start.loc);
+    let mut cursor = Cursor::at(start.loc).streaming(TransactionTracker::classifies_by_type);
     let checksum_len = store
         .index()
         .files()
@@ -269,26 +280,8 @@ pub fn run<S: Read + Write>(
                     if is_fde {
                         crc = event::checksum_len_of_fde(bytes) > 0;
                     }
-                    // The filters follow transactions through the same tracker the store
-                    // indexed with; one that cannot means the stored bytes are damaged, and
-                    // going on could send half of a transaction the replica has.
-                    let untrackable = |e: String| {
-                        let message = format!(
-                            "stored event at {file}:{at} cannot be followed ({e}); refusing to \
-                             serve past it"
-                        );
-                        log::error!("{message}");
-                        message
-                    };
-                    let skip = match filter.as_mut().map(|f| f.skip(bytes, pos)) {
-                        Some(Err(e)) => {
-                            let message = untrackable(e);
-                            send_err(conn, &message)?;
-                            return Err(DumpError::Refused(message));
-                        }
-                        Some(Ok(skip)) => skip,
-                        None => false,
-                    };
+                    let decision = filter.as_mut().map(|f| f.skip(bytes, pos));
+                    let skip = skip_or_refuse(conn, decision, &file, at)?;
                     if skip || (!opts.send_annotate_rows && is_annotate_rows(bytes)) {
                         continue;
                     }
@@ -314,6 +307,31 @@ pub fn run<S: Read + Write>(
                             file = rotate.next_file;
                             pos = rotate.position;
                         }
+                    }
+                }
+                Item::Head { pos: at, len, head } => {
+                    pos = at + len as u64;
+                    let decision = filter.as_mut().map(|f| f.skip_head(head, len, pos));
+                    let skip = skip_or_refuse(conn, decision, &file, at)?;
+                    let send = !skip && (opts.send_annotate_rows || !is_annotate_rows(head));
+                    if send {
+                        if let Some(end) = filter.as_mut().and_then(GroupFilter::take_skipped) {
+                            send_event(conn, &heartbeat(&file, end, crc), progress)?;
+                        }
+                    }
+                    let mut check = event::ChecksumStream::new(len);
+                    check.update(head);
+                    if send {
+                        conn.begin_packet(len + 1);
+                        conn.write_payload(&[0])?;
+                        conn.write_payload(head)?;
+                    }
+                    let at = Streamed { file: &file, at };
+                    stream_rest(conn, &mut cursor, store, seen, &mut check, send, &at)?;
+                    if send {
+                        progress
+                            .bytes_sent
+                            .fetch_add(len as u64 + 1, Ordering::Relaxed);
                     }
                 }
             }
@@ -353,6 +371,80 @@ pub fn run<S: Read + Write>(
             }
         }
     }
+}
+
+/// The group filter's decision on the event at `file:at` (`None`: no filter, send it). The
+/// filters follow transactions through the same tracker the store indexed with; one that
+/// cannot means the stored bytes are damaged, and going on could send half of a
+/// transaction the replica has: ERR 1236.
+fn skip_or_refuse<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    decision: Option<Result<bool, String>>,
+    file: &str,
+    at: u64,
+) -> Result<bool, DumpError> {
+    match decision {
+        None => Ok(false),
+        Some(Ok(skip)) => Ok(skip),
+        Some(Err(e)) => {
+            let message = format!(
+                "stored event at {file}:{at} cannot be followed ({e}); refusing to serve past it"
+            );
+            log::error!("{message}");
+            send_err(conn, &message)?;
+            Err(DumpError::Refused(message))
+        }
+    }
+}
+
+/// Where a streamed event starts, for messages.
+struct Streamed<'a> {
+    file: &'a str,
+    at: u64,
+}
+
+/// The rest of an event the cursor began as a `Head` (`check` has taken its first bytes),
+/// written to the packet already begun when `send`: each piece as it is read, except that
+/// the last one leaves only once the event's CRC32 is known to match. A damaged event
+/// (or one cut short by the watermark, which the store never does to a whole transaction)
+/// ends the dump: with ERR 1236 when nothing of it was sent, else by cutting the
+/// connection inside its packet.
+fn stream_rest<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    cursor: &mut Cursor,
+    store: &Store,
+    upto: u64,
+    check: &mut event::ChecksumStream,
+    send: bool,
+    at: &Streamed,
+) -> Result<(), DumpError> {
+    while let Some(piece) = cursor.piece(store, upto)? {
+        check.update(piece);
+        if check.complete() && !check.matches() {
+            break;
+        }
+        if send {
+            conn.write_payload(piece)?;
+        }
+    }
+    if check.matches() {
+        return Ok(());
+    }
+    let what = if check.complete() {
+        "fails its CRC32 check"
+    } else {
+        "is cut short in the store"
+    };
+    let message = format!(
+        "stored event at {}:{} {what}; refusing to serve it",
+        at.file, at.at
+    );
+    log::error!("{message}");
+    if send {
+        return Err(DumpError::Cut(message));
+    }
+    send_err(conn, &message)?;
+    Err(DumpError::Refused(message))
 }
 
 /// The cursor's next item. Reading an entry a purge compacted away (this dump was still

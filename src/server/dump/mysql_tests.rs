@@ -203,7 +203,7 @@ fn refusals_name_the_problem() {
 
 /// Captures what a dump writes; reads see the end of input.
 #[derive(Default)]
-struct Sink(Vec<u8>);
+pub(super) struct Sink(pub(super) Vec<u8>);
 
 impl Read for Sink {
     fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {

@@ -149,15 +149,18 @@ pub(super) fn check_event_boundary(
     if start.loc.offset < first_offset {
         return Ok(not_boundary());
     }
+    // Only positions matter here: large events are skipped as pieces, never gathered.
     let mut cursor = Cursor::at(Loc {
         offset: first_offset,
         ..start.loc
-    });
+    })
+    .streaming(|_| true);
     let upto = store.whole_upto();
     let mut at = start.loc.pos - (start.loc.offset - first_offset) as u64;
     while at < start.loc.pos {
         match cursor.next(store, upto)? {
             Some(Item::Event { pos, bytes }) => at = pos + bytes.len() as u64,
+            Some(Item::Head { pos, len, .. }) => at = pos + len as u64,
             Some(Item::FileStart(_)) | None => break,
         }
     }
