@@ -214,15 +214,28 @@ impl<S: Read + Write> PacketConn<S> {
     /// Queues one logical packet; output reaches the stream when the buffer fills or on
     /// [`flush`](Self::flush).
     pub fn write_packet_no_flush(&mut self, payload: &[u8]) -> Result<(), NetError> {
-        self.begin_packet(payload.len());
-        self.write_payload(payload)
+        self.write_parts_no_flush(&[], payload)
     }
 
     /// Queues one logical packet made of `head` followed by `body` without joining them
     /// first (a binlog event packet is a 0x00 status byte and the event, which may be
     /// large): same framing as [`write_packet_no_flush`](Self::write_packet_no_flush).
     pub fn write_parts_no_flush(&mut self, head: &[u8], body: &[u8]) -> Result<(), NetError> {
-        self.begin_packet(head.len() + body.len());
+        let len = head.len() + body.len();
+        if len < PACKET_PAYLOAD_MAX && body.len() < WRITE_DIRECT_BYTES {
+            // The usual binlog event: one frame, copied (a dump sends millions; the general
+            // path below costs each a few more branches).
+            debug_assert_eq!(self.out_left, 0, "the previous packet is complete");
+            self.wbuf.extend_from_slice(&frame_header(len, self.seq));
+            self.seq = self.seq.wrapping_add(1);
+            self.wbuf.extend_from_slice(head);
+            self.wbuf.extend_from_slice(body);
+            if self.wbuf.len() >= WRITE_BUF_BYTES {
+                self.write_buffered()?;
+            }
+            return Ok(());
+        }
+        self.begin_packet(len);
         self.write_payload(head)?;
         self.write_payload(body)
     }
