@@ -1340,8 +1340,8 @@ Examples:
 
 const MEMBERS_LIST_HELP: &str =
     "List the cluster's members: name, raft id, peer address, admin API address,
-binlog server address and role (voter, or learner while it catches up), as this
-node knows them.
+binlog server address and role (voter; learner while it catches up; none when
+raft does not know it: add it again, or remove it again), as this node knows them.
 
 Usage:
   ferrobus ctl [OPTIONS] members list
@@ -1360,8 +1360,10 @@ const MEMBERS_ADD_HELP: &str =
 --initial-cluster-state existing: it joins as a learner (it receives the log
 but does not vote) and catches up; the leader then promotes it to voter, once
 the voters it hears from, with it, make a quorum. Refused (HTTP 409) when the
-name's id was used before (ids are never reused), the address is taken, or this
-node runs alone without --peer-addr (no other node could reach it).
+name's id was used before (ids are never reused), the address is taken, another
+membership change is still in progress, or this node runs alone on the default
+peer address (no other node could reach it). Adding a member again keeps its
+addresses and role; it also repairs one whose ROLE reads none.
 
 Usage:
   ferrobus ctl [OPTIONS] members add --name NAME --peer-url HOST:PORT [--admin-url HOST:PORT]

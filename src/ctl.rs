@@ -234,9 +234,9 @@ fn after_change(done: &str, data: &Value) -> String {
     format!("{done}\n{table}")
 }
 
-/// The members as a table: ROLE is `voter`, or `learner` for a member still catching up
-/// (promoted by the leader once it has); a LEADER column when the reply says who leads
-/// (`/cluster`).
+/// The members as a table: ROLE is `voter`, `learner` for a member still catching up
+/// (promoted by the leader once it has), or `none` for one raft does not know (see
+/// `MemberRole`); a LEADER column when the reply says who leads (`/cluster`).
 pub fn format_members(members: &[MemberView]) -> String {
     let with_leader = members.iter().any(|member| member.is_leader.is_some());
     let mut header = vec!["NAME", "ID", "PEER_URL", "ADMIN_URL", "BINLOG_ADDR", "ROLE"];
@@ -251,12 +251,7 @@ pub fn format_members(members: &[MemberView]) -> String {
             list_or_absent(&member.peer_urls),
             list_or_absent(&member.admin_urls),
             or_absent(&member.binlog_addr),
-            if member.is_learner {
-                "learner"
-            } else {
-                "voter"
-            }
-            .to_string(),
+            member.role.as_str().to_string(),
         ];
         if with_leader {
             let leads = member.is_leader == Some(true);

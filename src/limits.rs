@@ -111,6 +111,9 @@ pub const LEARNER_CATCH_UP_ENTRIES: u64 = 64;
 /// How often the leader looks for a learner that has caught up.
 pub const LEARNER_CHECK_INTERVAL_MS: u64 = 500;
 
+/// How long the leader waits after a failed promotion before it proposes one again.
+pub const LEARNER_PROMOTE_RETRY_MS: u64 = 5_000;
+
 /// How long a proposal (syncer batch, command, membership change) may wait for its commit.
 pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
 

@@ -89,7 +89,8 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `POST /members` (leader): adds a member as a learner (promoted to voter once it has
     /// caught up); replies with the members after the change.
-    /// Refusals: 409 (id used before, address taken, quorum would break), 400.
+    /// Refusals: 409 (id used before, address taken, another membership change still in
+    /// progress, a node alone on a peer port of the system's choosing), 400.
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
         let _ = args;
         Err(not_wired())

@@ -323,9 +323,8 @@ pub struct PurgeArgs {
 
 /// One member as `GET /members` and `GET /cluster` show it, in kingbus's spelling:
 /// `{"Id": "<hex raft id>", "name", "peerURLs": [...], "adminURLs": [...]}`, plus ferrobus's
-/// `binlog_addr` and `isLearner` (etcd's spelling: a member added through `POST /members`
-/// is a raft learner until it has caught up and the leader promotes it to voter), and in
-/// `/cluster` the leader flag as both `isLeader` (kingbus) and `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
+/// `binlog_addr`, `role` and `isLearner` (etcd's spelling; true for the role `learner`), and
+/// in `/cluster` the leader flag as both `isLeader` (kingbus) and `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
 /// client rounds it to a double.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(from = "MemberViewWire")]
@@ -340,8 +339,33 @@ pub struct MemberView {
     pub binlog_addr: Option<String>,
     /// Only in `/cluster`.
     pub is_leader: Option<bool>,
-    /// Receives the log but does not vote yet.
-    pub is_learner: bool,
+    pub role: MemberRole,
+}
+
+/// A member's part in raft, as the node asked knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Votes (as every kingbus member does).
+    #[default]
+    Voter,
+    /// Receives the log without voting, until it has caught up and the leader promotes it
+    /// (a member added through `POST /members` starts so).
+    Learner,
+    /// In the member table but not in raft's membership: its raft change failed after the
+    /// table entry was written (add it again), or a removal stopped halfway (remove it
+    /// again).
+    None,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+            MemberRole::None => "none",
+        }
+    }
 }
 
 /// What a member looks like on the wire, read leniently: the leader flag may come in
@@ -361,6 +385,8 @@ struct MemberViewWire {
     is_leader_kingbus: Option<bool>,
     #[serde(default)]
     is_leader: Option<bool>,
+    #[serde(default)]
+    role: Option<MemberRole>,
     #[serde(rename = "isLearner", default)]
     is_learner: bool,
 }
@@ -374,7 +400,11 @@ impl From<MemberViewWire> for MemberView {
             admin_urls: wire.admin_urls,
             binlog_addr: wire.binlog_addr,
             is_leader: wire.is_leader.or(wire.is_leader_kingbus),
-            is_learner: wire.is_learner,
+            role: wire.role.unwrap_or(if wire.is_learner {
+                MemberRole::Learner
+            } else {
+                MemberRole::Voter
+            }),
         }
     }
 }
@@ -388,14 +418,15 @@ impl MemberView {
 
 impl Serialize for MemberView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fields = if self.is_leader.is_some() { 8 } else { 6 };
+        let fields = if self.is_leader.is_some() { 9 } else { 7 };
         let mut out = serializer.serialize_struct("MemberView", fields)?;
         out.serialize_field("Id", &self.id)?;
         out.serialize_field("name", &self.name)?;
         out.serialize_field("peerURLs", &self.peer_urls)?;
         out.serialize_field("adminURLs", &self.admin_urls)?;
         out.serialize_field("binlog_addr", &self.binlog_addr)?;
-        out.serialize_field("isLearner", &self.is_learner)?;
+        out.serialize_field("role", &self.role)?;
+        out.serialize_field("isLearner", &(self.role == MemberRole::Learner))?;
         if let Some(is_leader) = self.is_leader {
             out.serialize_field("isLeader", &is_leader)?;
             out.serialize_field("is_leader", &is_leader)?;
@@ -480,7 +511,7 @@ mod tests {
             admin_urls: vec!["10.0.0.1:9595".into()],
             binlog_addr: None,
             is_leader,
-            is_learner: false,
+            role: MemberRole::Voter,
         }
     }
 
@@ -491,20 +522,24 @@ mod tests {
             value,
             serde_json::json!({"Id": "757200e01244565", "name": "n1",
                 "peerURLs": ["10.0.0.1:9596"], "adminURLs": ["10.0.0.1:9595"],
-                "binlog_addr": null, "isLearner": false})
+                "binlog_addr": null, "role": "voter", "isLearner": false})
         );
         let back: MemberView = serde_json::from_value(value).unwrap();
         assert_eq!(back, member(None));
-        let learner = MemberView {
-            is_learner: true,
-            ..member(None)
-        };
-        let value = serde_json::to_value(&learner).unwrap();
-        assert_eq!(value["isLearner"], true);
-        assert_eq!(
-            serde_json::from_value::<MemberView>(value).unwrap(),
-            learner
-        );
+        for role in [MemberRole::Learner, MemberRole::None] {
+            let view = MemberView {
+                role,
+                ..member(None)
+            };
+            let value = serde_json::to_value(&view).unwrap();
+            assert_eq!(value["role"], role.as_str());
+            assert_eq!(value["isLearner"], role == MemberRole::Learner);
+            assert_eq!(serde_json::from_value::<MemberView>(value).unwrap(), view);
+        }
+        // etcd's flag alone reads as the role.
+        let etcd = serde_json::json!({"Id": "1", "name": "n1", "isLearner": true});
+        let back: MemberView = serde_json::from_value(etcd).unwrap();
+        assert_eq!(back.role, MemberRole::Learner);
 
         let value = serde_json::to_value(member(Some(true))).unwrap();
         assert_eq!(value["isLeader"], true);
@@ -517,7 +552,7 @@ mod tests {
         let back: MemberView = serde_json::from_value(kingbus).unwrap();
         assert_eq!(back.is_leader, Some(false));
         assert!(back.admin_urls.is_empty());
-        assert!(!back.is_learner, "a reply without isLearner is a voter's");
+        assert_eq!(back.role, MemberRole::Voter, "a kingbus member votes");
     }
 
     #[test]

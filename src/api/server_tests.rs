@@ -34,7 +34,7 @@ fn view(name: &str, peer_url: &str, admin_url: Option<String>) -> MemberView {
         admin_urls: admin_url.into_iter().collect(),
         binlog_addr: None,
         is_leader: None,
-        is_learner: false,
+        role: crate::api::model::MemberRole::Voter,
     }
 }
 

@@ -1470,9 +1470,9 @@ mod tests {
         (c, leader, at)
     }
 
-    /// A member joins as a learner after compaction: it gets a snapshot naming it, catches
-    /// up without voting (a voter down meanwhile does not stall the three others), and once
-    /// promoted it counts towards the quorum.
+    /// A member joins as a learner after compaction: it gets a snapshot naming it and
+    /// catches up without counting towards the quorum (two voters of three cut off stall
+    /// commits, one does not), and once promoted it counts.
     #[test]
     fn learner_catches_up_from_a_snapshot_then_is_promoted() {
         let (mut c, leader, snap_index) = compacted_after_20_entries();
@@ -1497,6 +1497,25 @@ mod tests {
         assert!(s4 > snap_index, "a fresh snapshot naming the learner: {s4}");
         assert_eq!(c.d(4).conf_state().learners, vec![4]);
         assert!(!c.d(4).is_leader());
+        // As a learner it is no part of the quorum: the leader and it commit nothing.
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+        c.isolated.extend(&others);
+        let commit = c.d(leader).commit_index();
+        c.propose(leader, "b22");
+        c.settle();
+        assert_eq!(
+            c.d(leader).commit_index(),
+            commit,
+            "a learner does not vote"
+        );
+        // One voter back: two of three commit, and the learner gets it.
+        c.isolated.remove(&others[0]);
+        c.tick();
+        c.propose(leader, "b23");
+        c.settle();
+        assert_eq!(c.sm_data(4), strings(1..=23, "b"));
+        c.isolated.clear();
+        c.tick();
 
         // Promoted: four voters.
         c.d(leader)
@@ -1510,15 +1529,14 @@ mod tests {
         }
         // With two of four voters cut off, nothing commits; with one, the learner-turned-voter
         // is part of the quorum of three.
-        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
         c.isolated.insert(others[0]);
-        c.propose(leader, "b22");
+        c.propose(leader, "b24");
         c.settle();
-        assert_eq!(c.sm_data(4), strings(1..=22, "b"));
-        assert_eq!(c.sm_data(leader), strings(1..=22, "b"));
+        assert_eq!(c.sm_data(4), strings(1..=24, "b"));
+        assert_eq!(c.sm_data(leader), strings(1..=24, "b"));
         c.isolated.insert(others[1]);
         let commit = c.d(leader).commit_index();
-        c.propose(leader, "b23");
+        c.propose(leader, "b25");
         c.settle();
         assert_eq!(
             c.d(leader).commit_index(),

@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::model::{MemberView, SyncerArgs};
+use crate::api::model::{MemberRole, MemberView, SyncerArgs};
 use crate::api::validate::{self, FieldError};
 
 /// The raft entry kind of a [`Command`] (see CONSENSUS.md).
@@ -96,7 +96,7 @@ impl MemberInfo {
     }
 
     /// The member as the admin API shows it; `is_leader` only in `/cluster`.
-    pub fn view(&self, is_leader: Option<bool>, is_learner: bool) -> MemberView {
+    pub fn view(&self, is_leader: Option<bool>, role: MemberRole) -> MemberView {
         MemberView {
             id: MemberView::format_id(self.id),
             name: self.name.clone(),
@@ -104,7 +104,7 @@ impl MemberInfo {
             admin_urls: self.admin_url.iter().cloned().collect(),
             binlog_addr: self.binlog_addr.clone(),
             is_leader,
-            is_learner,
+            role,
         }
     }
 }
@@ -322,18 +322,25 @@ impl ClusterState {
         self.purged_to.as_deref()
     }
 
-    /// Every member as the admin API shows it, by name; with `leader_id` (`/cluster`)
-    /// each carries `is_leader`.
-    /// Every member as the admin API shows it: flagged as the leader when `leader_id` is
-    /// given (`/cluster`), and as a learner when its raft id is in `learners`.
-    pub fn member_views(&self, leader_id: Option<u64>, learners: &[u64]) -> Vec<MemberView> {
+    /// Every member as the admin API shows it, by name: flagged as the leader when
+    /// `leader_id` is given (`/cluster`), its role from raft's `voters` and `learners`.
+    pub fn member_views(
+        &self,
+        leader_id: Option<u64>,
+        voters: &[u64],
+        learners: &[u64],
+    ) -> Vec<MemberView> {
         self.members
             .values()
             .map(|member| {
-                member.view(
-                    leader_id.map(|leader| leader == member.id),
-                    learners.contains(&member.id),
-                )
+                let role = if voters.contains(&member.id) {
+                    MemberRole::Voter
+                } else if learners.contains(&member.id) {
+                    MemberRole::Learner
+                } else {
+                    MemberRole::None
+                };
+                member.view(leader_id.map(|leader| leader == member.id), role)
             })
             .collect()
     }
@@ -1029,29 +1036,30 @@ mod tests {
     }
 
     #[test]
-    fn views_flag_the_leader_and_learners() {
+    fn views_flag_the_leader_and_the_roles() {
         let state = three();
-        let leader = member_id("n2", "127.0.0.1:9602");
-        let learner = member_id("n3", "127.0.0.1:9603");
-        let views = state.member_views(Some(leader), &[learner]);
-        let flags: Vec<(String, Option<bool>, bool)> = views
+        let id = |n: u32| member_id(&format!("n{n}"), &format!("127.0.0.1:960{n}"));
+        // n3 a learner; n1 in the table but in neither list (its raft change failed).
+        let views = state.member_views(Some(id(2)), &[id(2)], &[id(3)]);
+        let flags: Vec<(String, Option<bool>, MemberRole)> = views
             .iter()
-            .map(|v| (v.name.clone(), v.is_leader, v.is_learner))
+            .map(|v| (v.name.clone(), v.is_leader, v.role))
             .collect();
         assert_eq!(
             flags,
             [
-                ("n1".to_string(), Some(false), false),
-                ("n2".to_string(), Some(true), false),
-                ("n3".to_string(), Some(false), true)
+                ("n1".to_string(), Some(false), MemberRole::None),
+                ("n2".to_string(), Some(true), MemberRole::Voter),
+                ("n3".to_string(), Some(false), MemberRole::Learner)
             ]
         );
-        assert_eq!(views[1].id, format!("{leader:x}"));
+        assert_eq!(views[1].id, format!("{:x}", id(2)));
         assert_eq!(views[1].peer_urls, ["127.0.0.1:9602"]);
+        let voters = [id(1), id(2), id(3)];
         assert!(state
-            .member_views(None, &[])
+            .member_views(None, &voters, &[])
             .iter()
-            .all(|v| v.is_leader.is_none() && !v.is_learner));
+            .all(|v| v.is_leader.is_none() && v.role == MemberRole::Voter));
     }
 
     #[test]

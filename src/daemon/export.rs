@@ -110,7 +110,9 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
     // of its log is committed; a cluster member's log may end with entries the cluster
     // never committed, which export includes with a warning.
     let commit = reader.last_index();
-    if recovery.conf_state.voters.len() > 1 && commit > recovery.hard_state.commit {
+    let cs = &recovery.conf_state;
+    let alone = cs.voters.len() == 1 && cs.learners.is_empty();
+    if !alone && commit > recovery.hard_state.commit {
         log::warn!(
             "log entries {}..={commit} are past the last commit index this member recorded; \
              they are exported too, though the cluster may not have committed them (export \

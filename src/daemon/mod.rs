@@ -34,7 +34,7 @@ use crate::api::{AdminServer, ApiError, Backend, ClusterRoute, FileStream};
 use crate::binlog::gtid::MariaGtidList;
 use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
-use crate::consensus::state::{Command, MemberInfo, QuorumError, StateError};
+use crate::consensus::state::{Command, Effect, MemberInfo, QuorumError, StateError};
 use crate::server::auth::AuthPlugin;
 use crate::server::{BinlogServer, ServerConfig};
 use crate::store::{Store, StoreError};
@@ -169,7 +169,10 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         raft.peer_addr()
     );
     let handle = raft.handle();
-    if config.initial_cluster.len() == 1 {
+    // The only voter leads by itself: wait for that, so that the API is ready when it
+    // answers. A node that grew from one (same one-member --initial-cluster) must not
+    // wait: it needs its peers, which the leader watch gives the transport.
+    if handle.status().voters == [my_id] {
         wait_ready_leader(&handle, &cluster);
     }
 
@@ -532,12 +535,12 @@ impl Node {
     }
 
     /// Promotes a learner that has caught up to voter (see `promote`), when this node is a
-    /// ready leader; serialized with the API's changes.
-    pub(crate) fn promote_ready_learner(&self) {
+    /// ready leader; serialized with the API's changes. False when a proposal failed.
+    pub(crate) fn promote_ready_learner(&self) -> bool {
         let _guard = self.changes.lock().expect("changes lock");
         let status = self.raft.status();
         if !self.cluster.leads_ready(&status) {
-            return;
+            return true;
         }
         let ready = {
             let state = self.cluster.state();
@@ -546,7 +549,7 @@ impl Node {
             })
         };
         let Some(ready) = ready else {
-            return;
+            return true;
         };
         let name = self
             .cluster
@@ -555,17 +558,25 @@ impl Node {
             .map(|m| m.name.clone());
         let name = name.unwrap_or_default();
         match self.conf_change(raft::eraftpb::ConfChangeType::AddNode, ready.id) {
-            Ok(()) => log::info!(
-                "member {name} (id {:x}) caught up (log at {}, commit {}): promoted to voter",
-                ready.id,
-                ready.matched,
-                ready.commit
-            ),
-            Err(e) => log::warn!(
-                "promoting member {name} (id {:x}) to voter failed, retrying: {}",
-                ready.id,
-                e.message
-            ),
+            Ok(()) => {
+                log::info!(
+                    "member {name} (id {:x}) caught up (log at {}, commit {}): promoted to \
+                     voter",
+                    ready.id,
+                    ready.matched,
+                    ready.commit
+                );
+                true
+            }
+            Err(e) => {
+                log::warn!(
+                    "promoting member {name} (id {:x}) to voter failed, retrying in {} s: {}",
+                    ready.id,
+                    crate::limits::LEARNER_PROMOTE_RETRY_MS / 1000,
+                    e.message
+                );
+                false
+            }
         }
     }
 
@@ -731,40 +742,57 @@ impl Backend for Node {
     }
 
     fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {
-        let learners = self.raft.status().learners;
-        Ok(self.cluster.state().member_views(None, &learners))
+        let status = self.raft.status();
+        let state = self.cluster.state();
+        Ok(state.member_views(None, &status.voters, &status.learners))
     }
 
     fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
         let status = self.raft.status();
-        Ok(self
-            .cluster
-            .state()
-            .member_views(Some(status.leader_id), &status.learners))
+        let state = self.cluster.state();
+        Ok(state.member_views(Some(status.leader_id), &status.voters, &status.learners))
     }
 
     /// Adds the member as a raft learner (it catches up without voting; `promote` makes it
-    /// a voter then). Adding a member again is harmless: its table entry is unchanged, and
-    /// its raft role is left as it is (a voter is never demoted).
+    /// a voter then). Adding a member again keeps the addresses it announced (unless the
+    /// request names another admin address) and its raft role (a voter is never demoted);
+    /// it repairs a member whose raft change failed after its table entry was written.
     fn member_add(&self, args: MemberAdd) -> Result<Vec<MemberView>, ApiError> {
         self.until_ready_leader()?;
         let _guard = self.changes.lock().expect("changes lock");
         if self.chosen_peer_port {
             return Err(ApiError::conflict(
-                "this node was started alone without --peer-addr, so it listens for raft \
-                 peers on a port no other node can know: start it with --peer-addr (and keep \
+                "this node runs alone on the default peer address, so it listens for raft \
+                 peers on a port of the system's choosing, which no other node can know: \
+                 restart it with --peer-addr set to an address the others reach (and keep \
                  that address) before adding members",
             ));
         }
-        let info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
+        let mut info = MemberInfo::new(&args.name, &args.peer_url, args.admin_url.clone());
+        if let Some(current) = self.cluster.state().member(&args.name) {
+            if current.id == info.id {
+                info.admin_url = info.admin_url.or_else(|| current.admin_url.clone());
+                info.binlog_addr = current.binlog_addr.clone();
+            }
+        }
         let command = Command::SetMember(info.clone());
-        self.cluster.state().check(&command).map_err(state_error)?;
-        self.propose(&command)?;
+        let effect = self.cluster.state().check(&command).map_err(state_error)?;
+        if !matches!(effect, Effect::Unchanged) {
+            self.propose(&command)?;
+        }
         let status = self.raft.status();
         if status.voters.contains(&info.id) || status.learners.contains(&info.id) {
             return self.members_list();
         }
-        self.conf_change(raft::eraftpb::ConfChangeType::AddLearnerNode, info.id)?;
+        self.conf_change(raft::eraftpb::ConfChangeType::AddLearnerNode, info.id)
+            .map_err(|mut e| {
+                e.message = format!(
+                    "{}; {} is in the member table, but not in raft's membership yet (role \
+                     none): add it again",
+                    e.message, info.name
+                );
+                e
+            })?;
         log::info!(
             "member {} (id {:x}) added at {} as a learner; it becomes a voter once it has \
              caught up",

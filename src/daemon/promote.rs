@@ -7,7 +7,10 @@
 //! the active voters with it are a quorum of the larger configuration.
 //!
 //! The rule is [`ready_learner`] (pure); the thread around it looks every
-//! `LEARNER_CHECK_INTERVAL_MS` and has the node propose the promotion.
+//! `LEARNER_CHECK_INTERVAL_MS` and has the node propose the promotion, under the lock of
+//! the node's membership changes like any API call (so one that waits for its commit, up
+//! to `PROPOSE_TIMEOUT_MS`, holds those and the thread's stop that long). After a failed
+//! proposal it waits `LEARNER_PROMOTE_RETRY_MS` before the next.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::consensus::node::RaftStatus;
 use crate::consensus::state::check_quorum_after_add;
-use crate::limits::{LEARNER_CATCH_UP_ENTRIES, LEARNER_CHECK_INTERVAL_MS, PEER_ACTIVE_WINDOW_MS};
+use crate::limits::{
+    LEARNER_CATCH_UP_ENTRIES, LEARNER_CHECK_INTERVAL_MS, LEARNER_PROMOTE_RETRY_MS,
+    PEER_ACTIVE_WINDOW_MS,
+};
 
 use super::worker::Worker;
 use super::Node;
@@ -75,11 +81,15 @@ impl PromoteThread {
 }
 
 fn run(node: &Node, stop: &AtomicBool) {
+    let mut next_try = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(LEARNER_CHECK_INTERVAL_MS));
         let status = node.raft.status();
-        if status.is_leader() && !status.learners.is_empty() {
-            node.promote_ready_learner();
+        if Instant::now() < next_try || !status.is_leader() || status.learners.is_empty() {
+            continue;
+        }
+        if !node.promote_ready_learner() {
+            next_try = Instant::now() + Duration::from_millis(LEARNER_PROMOTE_RETRY_MS);
         }
     }
 }

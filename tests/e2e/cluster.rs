@@ -608,6 +608,39 @@ fn members_add_and_remove() {
         assert_eq!(member_names(&cluster, name), names(&["n1", "n2", "n3"]));
     }
 
+    // Adding a voter again changes nothing: still a voter, its announced addresses kept.
+    let entry = |name: &str| -> Value {
+        let data = cluster.node(&leader).get_ok("/members").unwrap();
+        let found = data.as_array().unwrap().iter().find(|m| m["name"] == name);
+        found.cloned().unwrap_or(Value::Null)
+    };
+    let before = entry(&follower);
+    assert!(
+        !before["adminURLs"].as_array().unwrap().is_empty(),
+        "{before}"
+    );
+    let again = json!({"name": follower, "peer_url": cluster.member(&follower).peer_addr()});
+    let (status, reply) = send_json(cluster.node(&leader), "POST", "/members", &again);
+    assert_eq!(status, 200, "POST /members {follower} again: {reply}");
+    assert_eq!(entry(&follower), before, "{follower} added again");
+    wait_voters(&cluster, &leader, 3);
+
+    // A member added but never started stays a learner (the quorum is untouched), and is
+    // removed as one.
+    let n5 = json!({"name": "n5", "peer_url": format!("127.0.0.1:{}", Cluster::new_peer_port())});
+    let (status, reply) = send_json(cluster.node(&follower), "POST", "/members", &n5);
+    assert_eq!(status, 200, "POST /members n5: {reply}");
+    assert_eq!(entry("n5")["role"], "learner", "{reply}");
+    let (status, reply) = send_json(
+        cluster.node(&follower),
+        "DELETE",
+        "/members",
+        &json!({"name": "n5"}),
+    );
+    assert_eq!(status, 200, "DELETE /members n5, a learner: {reply}");
+    wait_voters(&cluster, &leader, 3);
+    assert_voting_members(&cluster, &leader, &["n1", "n2", "n3"]);
+
     // Add n4 through a follower, then start it as a joiner.
     let n4_peer = cluster.add_and_join(&follower, "n4").unwrap();
     cluster
@@ -673,7 +706,8 @@ fn members_add_and_remove() {
 /// is promoted by the leader (a second voter could not be added to a node alone directly:
 /// the quorum of two would need the newcomer before it exists). The three then outlive the
 /// founder: after its kill -9 the two it added elect a leader that resumes the syncer, and
-/// a replica on one of them ends equal to the master.
+/// a replica on one of them ends equal to the master. The founder, restarted with its
+/// one-member command line, rejoins them (it once waited a minute to lead alone).
 #[test]
 fn one_node_grows_to_three_then_loses_the_founder() {
     let master = MariaDb::start("cg-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
@@ -719,6 +753,14 @@ fn one_node_grows_to_three_then_loses_the_founder() {
         .unwrap();
     assert_no_sql_error(&replica);
     assert_same_checksums(&master, &replica, LOAD_DB).unwrap();
+
+    cluster.restart("n1").unwrap();
+    write_marker(&master, "founder-back");
+    cluster
+        .wait_serves_master("n1", &master, CATCH_UP_TIMEOUT)
+        .unwrap();
+    wait_member_names(&cluster, "n1", &names(&["n1", "n2", "n3"]));
+    assert_voting_members(&cluster, "n1", &["n1", "n2", "n3"]);
 }
 
 #[test]
