@@ -1027,6 +1027,14 @@ mod tests {
                 .unwrap();
         }
 
+        /// Proposes `data` on `leader` and asserts that it is not committed.
+        fn assert_stalls(&mut self, leader: u64, data: &str, why: &str) {
+            let commit = self.d(leader).commit_index();
+            self.propose(leader, data);
+            self.settle();
+            assert_eq!(self.d(leader).commit_index(), commit, "{why}");
+        }
+
         fn sm_data(&self, id: u64) -> Vec<String> {
             self.nodes[&id]
                 .sm
@@ -1500,14 +1508,7 @@ mod tests {
         // As a learner it is no part of the quorum: the leader and it commit nothing.
         let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
         c.isolated.extend(&others);
-        let commit = c.d(leader).commit_index();
-        c.propose(leader, "b22");
-        c.settle();
-        assert_eq!(
-            c.d(leader).commit_index(),
-            commit,
-            "a learner does not vote"
-        );
+        c.assert_stalls(leader, "b22", "a learner does not vote");
         // One voter back: two of three commit, and the learner gets it.
         c.isolated.remove(&others[0]);
         c.tick();
@@ -1535,14 +1536,7 @@ mod tests {
         assert_eq!(c.sm_data(4), strings(1..=24, "b"));
         assert_eq!(c.sm_data(leader), strings(1..=24, "b"));
         c.isolated.insert(others[1]);
-        let commit = c.d(leader).commit_index();
-        c.propose(leader, "b25");
-        c.settle();
-        assert_eq!(
-            c.d(leader).commit_index(),
-            commit,
-            "2 of 4 voters commit nothing"
-        );
+        c.assert_stalls(leader, "b25", "2 of 4 voters commit nothing");
     }
 
     #[test]
