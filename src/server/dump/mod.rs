@@ -280,8 +280,10 @@ pub fn run<S: Read + Write>(
                     if is_fde {
                         crc = event::checksum_len_of_fde(bytes) > 0;
                     }
-                    let decision = filter.as_mut().map(|f| f.skip(bytes, pos));
-                    let skip = skip_or_refuse(conn, decision, &file, at)?;
+                    let skip = match filter.as_mut() {
+                        Some(f) => skip_or_refuse(conn, f.skip(bytes, pos), &file, at)?,
+                        None => false,
+                    };
                     if skip || (!opts.send_annotate_rows && is_annotate_rows(bytes)) {
                         continue;
                     }
@@ -311,8 +313,10 @@ pub fn run<S: Read + Write>(
                 }
                 Item::Head { pos: at, len, head } => {
                     pos = at + len as u64;
-                    let decision = filter.as_mut().map(|f| f.skip_head(head, len, pos));
-                    let skip = skip_or_refuse(conn, decision, &file, at)?;
+                    let skip = match filter.as_mut() {
+                        Some(f) => skip_or_refuse(conn, f.skip_head(head, len, pos), &file, at)?,
+                        None => false,
+                    };
                     let send = !skip && (opts.send_annotate_rows || !is_annotate_rows(head));
                     if send {
                         if let Some(end) = filter.as_mut().and_then(GroupFilter::take_skipped) {
@@ -373,20 +377,19 @@ pub fn run<S: Read + Write>(
     }
 }
 
-/// The group filter's decision on the event at `file:at` (`None`: no filter, send it). The
-/// filters follow transactions through the same tracker the store indexed with; one that
-/// cannot means the stored bytes are damaged, and going on could send half of a
-/// transaction the replica has: ERR 1236.
+/// The group filter's decision on the event at `file:at`. The filters follow transactions
+/// through the same tracker the store indexed with; one that cannot means the stored bytes
+/// are damaged, and going on could send half of a transaction the replica has: ERR 1236.
+#[inline]
 fn skip_or_refuse<S: Read + Write>(
     conn: &mut PacketConn<S>,
-    decision: Option<Result<bool, String>>,
+    decision: Result<bool, String>,
     file: &str,
     at: u64,
 ) -> Result<bool, DumpError> {
     match decision {
-        None => Ok(false),
-        Some(Ok(skip)) => Ok(skip),
-        Some(Err(e)) => {
+        Ok(skip) => Ok(skip),
+        Err(e) => {
             let message = format!(
                 "stored event at {file}:{at} cannot be followed ({e}); refusing to serve past it"
             );
