@@ -222,10 +222,9 @@ impl<S: Read + Write> PacketConn<S> {
     /// large): same framing as [`write_packet_no_flush`](Self::write_packet_no_flush).
     pub fn write_parts_no_flush(&mut self, head: &[u8], body: &[u8]) -> Result<(), NetError> {
         let len = head.len() + body.len();
-        if len < PACKET_PAYLOAD_MAX && body.len() < WRITE_DIRECT_BYTES {
+        if len < PACKET_PAYLOAD_MAX && body.len() < WRITE_DIRECT_BYTES && self.out_left == 0 {
             // The usual binlog event: one frame, copied (a dump sends millions; the general
             // path below costs each a few more branches).
-            debug_assert_eq!(self.out_left, 0, "the previous packet is complete");
             self.wbuf.extend_from_slice(&frame_header(len, self.seq));
             self.seq = self.seq.wrapping_add(1);
             self.wbuf.extend_from_slice(head);
@@ -235,7 +234,7 @@ impl<S: Read + Write> PacketConn<S> {
             }
             return Ok(());
         }
-        self.begin_packet(len);
+        self.begin_packet(len)?;
         self.write_payload(head)?;
         self.write_payload(body)
     }
@@ -243,15 +242,21 @@ impl<S: Read + Write> PacketConn<S> {
     /// Starts one logical packet of `len` payload bytes, which follow through
     /// [`write_payload`](Self::write_payload) in as many calls as the caller likes: a
     /// packet too large to hold in memory at once. Frames of up to `PACKET_PAYLOAD_MAX`
-    /// bytes, buffered like the others. A packet left incomplete breaks the connection.
-    pub fn begin_packet(&mut self, len: usize) {
-        debug_assert_eq!(self.out_left, 0, "the previous packet is complete");
+    /// bytes, buffered like the others. A packet left incomplete breaks the connection; one
+    /// begun before the last one is complete is refused.
+    pub fn begin_packet(&mut self, len: usize) -> Result<(), NetError> {
+        if self.out_left != 0 {
+            return Err(NetError::Unexpected(
+                "a packet begun before the last one was complete",
+            ));
+        }
         self.out_left = len;
         self.frame_left = 0;
         self.frame_full = false;
         if len == 0 {
             self.open_frame();
         }
+        Ok(())
     }
 
     /// The next payload bytes of the packet `begin_packet` started; more than it has left
@@ -283,6 +288,9 @@ impl<S: Read + Write> PacketConn<S> {
         // A payload that is an exact multiple of the maximum ends with an empty frame.
         if self.out_left == 0 && self.frame_left == 0 && self.frame_full {
             self.open_frame();
+            if self.wbuf.len() >= WRITE_BUF_BYTES {
+                self.write_buffered()?;
+            }
         }
         Ok(())
     }
@@ -452,7 +460,7 @@ mod tests {
                 .chain([cycle.to_vec()]);
             for plan in plans {
                 let mut writer = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
-                writer.begin_packet(len);
+                writer.begin_packet(len).unwrap();
                 let (mut at, mut sizes) = (0, plan.iter().cycle());
                 while at < len {
                     let end = (at + sizes.next().unwrap()).min(len);
@@ -466,9 +474,13 @@ mod tests {
             }
         }
         let mut writer = PacketConn::new(MockStream::default(), LOGICAL_PACKET_MAX);
-        writer.begin_packet(3);
+        writer.begin_packet(3).unwrap();
         writer.write_payload(b"ab").unwrap();
         assert!(writer.write_payload(b"cd").is_err());
+        assert!(
+            writer.begin_packet(1).is_err(),
+            "the last packet is not complete"
+        );
         writer.write_payload(b"c").unwrap();
         writer.flush().unwrap();
         assert_eq!(writer.into_inner().output, b"\x03\x00\x00\x00abc");

@@ -326,7 +326,7 @@ pub fn run<S: Read + Write>(
                     let mut check = event::ChecksumStream::new(len);
                     check.update(head);
                     if send {
-                        conn.begin_packet(len + 1);
+                        conn.begin_packet(len + 1)?;
                         conn.write_payload(&[0])?;
                         conn.write_payload(head)?;
                     }
@@ -421,7 +421,19 @@ fn stream_rest<S: Read + Write>(
     send: bool,
     at: &Streamed,
 ) -> Result<(), DumpError> {
-    while let Some(piece) = cursor.piece(store, upto)? {
+    loop {
+        let piece = match cursor.piece(store, upto) {
+            Ok(Some(piece)) => piece,
+            Ok(None) => break,
+            // Purged under this dump: as between events, when nothing of this one left.
+            Err(StoreError::Storage(crate::storage::StorageError::Compacted { index }))
+                if !send =>
+            {
+                return Err(refuse_purged(conn, store, index)?)
+            }
+            Err(e) if send => return Err(DumpError::Cut(format!("reading the store: {e}"))),
+            Err(e) => return Err(e.into()),
+        };
         check.update(piece);
         if check.complete() && !check.matches() {
             break;
@@ -461,20 +473,30 @@ fn next_item<'c, S: Read + Write>(
     match cursor.next(store, upto) {
         Ok(item) => Ok(item),
         Err(StoreError::Storage(crate::storage::StorageError::Compacted { index })) => {
-            let message = {
-                let index_guard = store.index();
-                format!(
-                    "Could not find first log file name in binary log index file: the binlog \
-                     this replica was reading has been purged (log entry {index}); the first \
-                     binlog file ferrobus still has is {}",
-                    first_file(&index_guard)
-                )
-            };
-            send_err(conn, &message)?;
-            Err(DumpError::Refused(message))
+            Err(refuse_purged(conn, store, index)?)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// ERR 1236 for a dump whose next log entry (`index`) a purge compacted away, and the
+/// error that ends it.
+fn refuse_purged<S: Read + Write>(
+    conn: &mut PacketConn<S>,
+    store: &Store,
+    index: u64,
+) -> Result<DumpError, DumpError> {
+    let message = {
+        let index_guard = store.index();
+        format!(
+            "Could not find first log file name in binary log index file: the binlog this \
+             replica was reading has been purged (log entry {index}); the first binlog file \
+             ferrobus still has is {}",
+            first_file(&index_guard)
+        )
+    };
+    send_err(conn, &message)?;
+    Ok(DumpError::Refused(message))
 }
 
 /// A MySQL file's FDE as MySQL's source sends it: LOG_EVENT_BINLOG_IN_USE_F cleared (the
