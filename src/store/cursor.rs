@@ -765,4 +765,105 @@ mod tests {
         let want: Vec<u64> = all.iter().map(|(_, p, _)| *p).collect();
         assert_eq!(positions, want);
     }
+
+    /// A streaming cursor started at every offset of every entry, on and off event
+    /// boundaries: no panic, heads and pieces within the window, and never more than a
+    /// window gathered (a garbage header claiming a huge event is streamed, not gathered).
+    #[test]
+    fn a_streaming_cursor_off_the_boundaries_stays_within_its_window() {
+        let names = ["bin.000001", "bin.000002"];
+        for limit in [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40] {
+            let (_dir, store) = store_with(&names, limit);
+            let last = store.whole_upto();
+            for entry in 1..=last {
+                for offset in 0..60 {
+                    for window in [HEADER_LEN, 33, 64] {
+                        let start = Loc {
+                            entry,
+                            offset,
+                            file: 0,
+                            pos: 0,
+                        };
+                        let mut cursor = Cursor::at(start).with_window(window).streaming(|_| true);
+                        // Garbage may end in an error; what matters is how it gets there.
+                        while let Ok(Some(item)) = cursor.next(&store, last) {
+                            if let Item::Head { head, len, .. } = item {
+                                assert!(head.len() <= window && head.len() < len);
+                                while let Ok(Some(piece)) = cursor.piece(&store, last) {
+                                    assert!(!piece.is_empty() && piece.len() <= window);
+                                }
+                            }
+                            assert!(cursor.carry.capacity() <= window, "window {window}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Taking some of a streamed event's pieces and leaving the rest: the next `next`
+    /// goes on with the following event, at every window and entry size.
+    #[test]
+    fn pieces_left_untaken_are_skipped() {
+        let names = ["bin.000001", "bin.000002"];
+        let want: Vec<u64> = expected(&names).iter().map(|(_, p, _)| *p).collect();
+        for limit in [crate::limits::ENTRY_PAYLOAD_MAX, 300, 40, 10] {
+            let (_dir, store) = store_with(&names, limit);
+            let first = store.index().first_loc().unwrap();
+            let last = store.whole_upto();
+            for window in [HEADER_LEN, 20, 33, 64] {
+                for take in 0..4 {
+                    let mut cursor = Cursor::at(first).with_window(window).streaming(|_| true);
+                    let mut got = Vec::new();
+                    while let Some(item) = cursor.next(&store, last).unwrap() {
+                        match item {
+                            Item::FileStart(fs) => got.push(fs.start_pos),
+                            Item::Event { pos, .. } => got.push(pos),
+                            Item::Head { pos, .. } => {
+                                got.push(pos);
+                                for _ in 0..take {
+                                    cursor.piece(&store, last).unwrap();
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(got, want, "limit {limit} window {window} take {take}");
+                }
+            }
+        }
+    }
+
+    /// Entries that do not continue the stream (dead: a repeated entry, as a new leader's
+    /// log can hold) between the entries of a streamed event are skipped.
+    #[test]
+    fn dead_entries_inside_a_streamed_event_are_skipped() {
+        use crate::store::entry::KIND_EVENTS;
+        let names = ["bin.000001", "bin.000002"];
+        for limit in [300, 40] {
+            let mut entries = Vec::new();
+            for (kind, data) in ingest(&dump_stream(&names), limit) {
+                let again = (kind == KIND_EVENTS).then(|| (kind, data.clone()));
+                entries.push((kind, data));
+                entries.extend(again);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let (log, _) = crate::store::testdata::log_of(dir.path(), &entries, |_| 1);
+            let store = Store::over_log(log.reader());
+            let batch: Vec<(u64, u8, &[u8])> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, data))| (i as u64 + 1, *kind, &data[..]))
+                .collect();
+            store.apply(&batch).unwrap();
+            let first = store.index().first_loc().unwrap();
+            assert!((1..=store.whole_upto()).any(|i| store.index().is_dead(i)));
+            for window in [HEADER_LEN, 33, 64] {
+                let mut cursor = Cursor::at(first).with_window(window).streaming(|_| true);
+                let mut reader = Reader::default();
+                let got = reader.drain(&mut cursor, &store, store.whole_upto());
+                assert_eq!(got, expected(&names), "limit {limit} window {window}");
+                assert!(reader.lent.len() > 5, "window {window}: streamed");
+            }
+        }
+    }
 }

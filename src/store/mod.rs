@@ -305,6 +305,29 @@ pub(crate) mod testdata {
         ingest.take_entries(true)
     }
 
+    /// A synced log in `dir` holding `entries` as entries 1, 2, …, entry i + 1 of term
+    /// `term_of(i)`; also the records written.
+    pub fn log_of(
+        dir: &std::path::Path,
+        entries: &[(u8, Vec<u8>)],
+        term_of: impl Fn(usize) -> u64,
+    ) -> (crate::storage::Log, Vec<crate::storage::Entry>) {
+        let (mut log, _) = crate::storage::Log::open(dir).expect("open a fresh log");
+        let records: Vec<crate::storage::Entry> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, data))| crate::storage::Entry {
+                index: i as u64 + 1,
+                term: term_of(i),
+                kind: *kind,
+                data: data.clone().into(),
+            })
+            .collect();
+        log.append(&records).expect("append");
+        log.sync().expect("sync");
+        (log, records)
+    }
+
     /// An index fed `entries` as log entries 1, 2, …
     pub fn index_of(entries: &[(u8, Vec<u8>)]) -> BinlogIndex {
         let mut index = BinlogIndex::new();
@@ -388,19 +411,8 @@ mod tests {
         let entries = ingest(&dump_stream(&NAMES), 60);
         let partial = first_partial(&entries);
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path()).unwrap();
-        let records: Vec<crate::storage::Entry> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, (kind, data))| crate::storage::Entry {
-                index: i as u64 + 1,
-                term: if i <= partial { 3 } else { 4 },
-                kind: *kind,
-                data: data.clone().into(),
-            })
-            .collect();
-        log.append(&records).unwrap();
-        log.sync().unwrap();
+        let (log, records) =
+            testdata::log_of(dir.path(), &entries, |i| if i <= partial { 3 } else { 4 });
         let store = Store::over_log(log.reader());
         let batch: Vec<(u64, u8, &[u8])> = records
             .iter()

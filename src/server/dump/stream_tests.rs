@@ -206,3 +206,51 @@ fn a_damaged_large_event_never_leaves_whole() {
     assert_eq!(last[0], 0xff, "ERR packet");
     assert!(String::from_utf8_lossy(&last).contains("fails its CRC32 check"));
 }
+
+/// Packets of exactly 0xFFFFFF bytes and one byte short of them (the empty trailing frame),
+/// and a plain large event: the frames' sequence ids run on without a gap, and the bytes
+/// counted as sent are the event packets' payload.
+#[test]
+fn frame_boundaries_and_bytes_sent() {
+    let orig = file_events("bin.000001")
+        .into_iter()
+        .find(|(p, _)| *p == ANNOTATE_AT)
+        .map(|(_, e)| e.len())
+        .unwrap();
+    // The packet is the event and its OK byte.
+    for extra in [
+        PACKET_PAYLOAD_MAX - 1 - orig,
+        PACKET_PAYLOAD_MAX - 2 - orig,
+        512 << 10,
+    ] {
+        let (stream, large) = stream_with_large_event(extra);
+        let (_dir, store) = store_of(&stream, crate::limits::ENTRY_PAYLOAD_MAX);
+        let opts = DumpOptions {
+            send_annotate_rows: true,
+            ..DumpOptions::for_test(from_the_start())
+        };
+        let mut conn = PacketConn::new(Sink::default(), 1 << 24);
+        let progress = DumpProgress::default();
+        run(&mut conn, &store, &opts, &progress, &AtomicBool::new(false)).unwrap();
+        let wire = conn.into_inner().0;
+        let packets = packets_of(&wire);
+        let events: Vec<&[u8]> = packets[..packets.len() - 1]
+            .iter()
+            .map(|p| &p[1..])
+            .collect();
+        let stored: Vec<&[u8]> = stream[1..].iter().map(Vec::as_slice).collect();
+        assert_eq!(events[1..], stored[..], "extra {extra}");
+        assert!(events.contains(&&large[..]));
+        let (mut at, mut seq) = (0, wire[3]);
+        while at + 4 <= wire.len() {
+            let len = u32::from_le_bytes([wire[at], wire[at + 1], wire[at + 2], 0]) as usize;
+            assert_eq!(wire[at + 3], seq, "extra {extra}: frame at {at}");
+            seq = seq.wrapping_add(1);
+            at += 4 + len;
+        }
+        assert_eq!(at, wire.len(), "extra {extra}: whole frames");
+        let payload: usize = packets[..packets.len() - 1].iter().map(Vec::len).sum();
+        let sent = progress.bytes_sent.load(Ordering::Relaxed) as usize;
+        assert_eq!(sent, payload, "extra {extra}");
+    }
+}
