@@ -1341,7 +1341,9 @@ Examples:
 const MEMBERS_LIST_HELP: &str =
     "List the cluster's members: name, raft id, peer address, admin API address,
 binlog server address and role (voter; learner while it catches up; none when
-raft does not know it: add it again, or remove it again), as this node knows them.
+raft does not know it: for a moment during every change, or for good after an
+add that failed (add it again) or a removal that stopped halfway (remove it
+again)), as this node knows them.
 
 Usage:
   ferrobus ctl [OPTIONS] members list
@@ -1363,7 +1365,9 @@ the voters it hears from, with it, make a quorum. Refused (HTTP 409) when the
 name's id was used before (ids are never reused), the address is taken, another
 membership change is still in progress, or this node runs alone on the default
 peer address (no other node could reach it). Adding a member again keeps its
-addresses and role; it also repairs one whose ROLE reads none.
+addresses and role. A member whose ROLE reads none (its add failed) is repaired
+by adding it again; one left so by a removal that stopped halfway is removed
+again (adding it would bring the removed node back).
 
 Usage:
   ferrobus ctl [OPTIONS] members add --name NAME --peer-url HOST:PORT [--admin-url HOST:PORT]

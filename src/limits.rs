@@ -272,9 +272,9 @@ const SYNCER_UNCOMMITTED_BYTES_MAX: usize = (SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1)
 const _: () = assert!(SYNCER_UNCOMMITTED_BYTES_MAX <= RAFT_ENTRY_CACHE_BYTES_MAX);
 const _: () = assert!(SYNCER_UNCOMMITTED_BYTES_MAX as u64 * 2 <= RAFT_UNCOMMITTED_BYTES_MAX);
 
-/// Bytes of a log entry a dump's cursor reads at a time: a dump holds this window plus the
-/// one event it is sending (an event larger than the window is assembled whole), not the
-/// whole entry (up to ENTRY_PAYLOAD_MAX).
+/// Bytes of a log entry a dump's cursor reads at a time: a dump holds this window, not the
+/// whole entry (up to ENTRY_PAYLOAD_MAX); an event larger than the window is sent as it is
+/// read, unless its transaction's end depends on its content (a QUERY), which is gathered.
 pub const CURSOR_READ_BYTES_MAX: usize = 64 << 10;
 
 const _: () = assert!(CURSOR_READ_BYTES_MAX <= ENTRY_PAYLOAD_MAX);

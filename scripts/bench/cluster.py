@@ -916,7 +916,8 @@ def source_state():
     """The commit the binary was built from, and any uncommitted source files."""
     def git(*a):
         r = subprocess.run(["git", *a], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else ""
+        # Not strip(): porcelain lines begin with a status column that may be a space.
+        return r.stdout.rstrip("\n") if r.returncode == 0 else ""
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "src", "Cargo.toml",
                                       "Cargo.lock").splitlines()]

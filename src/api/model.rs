@@ -207,7 +207,7 @@ pub struct Health {
 pub struct RaftView {
     pub id: String,
     pub name: String,
-    /// "leader", "follower", "candidate" or "pre_candidate".
+    /// "leader", "follower", "learner", "candidate" or "pre_candidate".
     pub role: String,
     pub term: u64,
     /// The leader this node knows of; absent when none.

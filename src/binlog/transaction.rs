@@ -1,7 +1,10 @@
 //! Finds transaction boundaries in a stream of binlog events, so that the syncer stores and
 //! the server streams whole transactions ("groups") only.
 //!
-//! Feed every event, in order, to [`TransactionTracker::feed`]; each [`Step`] says whether
+//! Feed every event, in order, to [`TransactionTracker::feed`] (or, for a type
+//! [`TransactionTracker::classifies_by_type`] accepts, its header to
+//! [`TransactionTracker::feed_header`], so that a large one need not be held); each
+//! [`Step`] says whether
 //! the event starts a group, ends one, or both (an event that is a group of its own, such as
 //! a FORMAT_DESCRIPTION or a lone DDL statement without a GTID). The rules:
 //!

@@ -111,7 +111,9 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
     // never committed, which export includes with a warning.
     let commit = reader.last_index();
     let cs = &recovery.conf_state;
-    let alone = cs.voters.len() == 1 && cs.learners.is_empty();
+    let own = super::recorded_raft_id(data_dir);
+    let alone =
+        cs.learners.is_empty() && cs.voters.len() == 1 && own.is_none_or(|id| cs.voters[0] == id);
     if !alone && commit > recovery.hard_state.commit {
         log::warn!(
             "log entries {}..={commit} are past the last commit index this member recorded; \

@@ -128,8 +128,9 @@ pub struct Node {
     started: Instant,
     /// An import of binlog files runs (see `import`); set and read under `changes`.
     importing: std::sync::atomic::AtomicBool,
-    /// Started alone without `--peer-addr`: raft peers listen on a port of the system's
-    /// choosing, which no other node can know, so the cluster cannot grow.
+    /// Alone on the default peer address (no `--peer-addr`, or the default given): raft
+    /// peers listen on a port of the system's choosing, which no other node can know, so
+    /// the cluster cannot grow.
     chosen_peer_port: bool,
 }
 
@@ -542,21 +543,17 @@ impl Node {
         if !self.cluster.leads_ready(&status) {
             return true;
         }
-        let ready = {
+        let (ready, name) = {
             let state = self.cluster.state();
-            promote::ready_learner(&status, Instant::now(), |id| {
+            let ready = promote::ready_learner(&status, Instant::now(), |id| {
                 state.member_by_id(id).is_some()
-            })
+            });
+            let name = ready.and_then(|r| state.member_by_id(r.id).map(|m| m.name.clone()));
+            (ready, name.unwrap_or_default())
         };
         let Some(ready) = ready else {
             return true;
         };
-        let name = self
-            .cluster
-            .state()
-            .member_by_id(ready.id)
-            .map(|m| m.name.clone());
-        let name = name.unwrap_or_default();
         match self.conf_change(raft::eraftpb::ConfChangeType::AddNode, ready.id) {
             Ok(()) => {
                 log::info!(
@@ -1072,6 +1069,15 @@ fn create_data_dir(data_dir: &Path) -> Result<(), DaemonError> {
 /// `derived` (from its name and peer address), recorded now. A member keeps its id for
 /// good: after `PUT /members` moved it to a new peer address, it restarts there with the
 /// id the membership knows, not one derived from the new address.
+/// The raft id this data directory's node recorded at its first start, if it did (and it
+/// reads as one).
+pub(crate) fn recorded_raft_id(data_dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(data_dir.join(RAFT_ID_FILE)).ok()?;
+    u64::from_str_radix(text.trim(), 16)
+        .ok()
+        .filter(|id| *id != 0)
+}
+
 fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
     let path = data_dir.join(RAFT_ID_FILE);
     let bad = |error: std::io::Error| DaemonError::DataDir {

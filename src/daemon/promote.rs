@@ -31,13 +31,15 @@ use super::Node;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadyLearner {
     pub id: u64,
-    /// The last index known to be in its log, and the leader's commit index then.
+    /// The last index known to be in its log.
     pub matched: u64,
+    /// The leader's commit index then.
     pub commit: u64,
 }
 
 /// The learner the leader should promote now, if any (the lowest id of those ready): one
-/// `is_member` knows (a removal takes it out of the member table), caught up, heard from
+/// `is_member` knows (a guard: a learner without a member table entry is never promoted),
+/// caught up, heard from
 /// recently, and whose promotion keeps a quorum of active voters. `None` off the leader.
 pub fn ready_learner(
     status: &RaftStatus,
@@ -176,7 +178,7 @@ mod tests {
             let (s, now) = status(&[1, 2, 3], 1000, "replicate", heard);
             assert_eq!(ready_learner(&s, now, |_| true), None, "heard {heard:?}");
         }
-        // Removed from the member table (its raft removal may still be under way).
+        // Not in the member table.
         let (s, now) = status(&[1, 2, 3], 1000, "replicate", RECENT);
         assert_eq!(ready_learner(&s, now, |id| id != 4), None, "not a member");
         // Off the leader.

@@ -54,7 +54,7 @@ pub fn frame_header(len: usize, seq: u8) -> [u8; HEADER_LEN] {
 
 /// The physical payloads a logical payload is sent as: full 0xFFFFFF-byte chunks, then
 /// one shorter chunk, which is empty when the length is an exact multiple (or zero).
-pub fn physical_chunks(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn physical_chunks(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
     let count = payload.len() / PACKET_PAYLOAD_MAX + 1;
     (0..count).map(move |i| {
         let start = i * PACKET_PAYLOAD_MAX;

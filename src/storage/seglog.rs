@@ -393,7 +393,8 @@ impl LogReader {
     /// Unlike [`LogReader::read`], this does NOT verify the record's CRC32 (it covers the
     /// whole body); it checks only the record's index and length. Use it only where the
     /// bytes carry their own checksum that the caller verifies before trusting them (the
-    /// binlog server checks every event's CRC32 before sending it).
+    /// binlog server checks every event's CRC32 before sending it, or before sending the
+    /// last piece of one it streams).
     pub fn read_data_range(&self, index: u64, offset: usize, buf: &mut [u8]) -> Result<DataRange> {
         self.shared.read_range(index, offset, buf)
     }

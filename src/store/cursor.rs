@@ -1,11 +1,13 @@
 //! Reads the stored binlog back as events, in order, from a location, never past a given
-//! entry (the watermark). Events cut across chunk entries come out whole.
+//! entry (the watermark). Events cut across chunk entries come out whole, or as a head and
+//! pieces when the caller streams them (below).
 //!
 //! It reads an entry through a window of `CURSOR_READ_BYTES_MAX` bytes, never the whole
 //! entry (up to `ENTRY_PAYLOAD_MAX`): a cursor holds the window plus the one event it
 //! assembles, so many dumps of old binlog stay small. Those range reads skip the log
 //! record's CRC32; every event carries its own, which the binlog server verifies before
-//! sending it (`event::verify_checksum` in `server::dump`), so corruption is still caught.
+//! sending it (`event::verify_checksum` in `server::dump`), or while sending a streamed one
+//! (its last piece held back until the CRC32 matches), so corruption is still caught.
 //!
 //! Events are lent, not copied: an event whole in the window is yielded as a slice of it,
 //! one gathered across windows or entries as a slice of the cursor's `carry`; either is
@@ -107,7 +109,8 @@ impl Cursor {
     }
 
     /// Bytes of the event the last `Head` began that were not yielded yet.
-    pub fn piece_left(&self) -> usize {
+    #[cfg(test)]
+    fn piece_left(&self) -> usize {
         self.piece_left
     }
 
@@ -261,7 +264,10 @@ impl Cursor {
     /// Whether an event of `size` bytes whose header `header` begins is yielded as a head
     /// and pieces.
     fn streams(&self, header: &[u8], size: usize) -> bool {
-        size > self.window && self.stream.is_some_and(|by_type| by_type(header[4]))
+        size > self.window
+            && self
+                .stream
+                .is_some_and(|by_type| by_type(header[crate::binlog::event::TYPE_CODE_OFFSET]))
     }
 
     /// Empties `carry`. Room for an event larger than a window (an ANNOTATE_ROWS of a bulk
