@@ -325,18 +325,18 @@ pub fn run<S: Read + Write>(
                     }
                     let mut check = event::ChecksumStream::new(len);
                     check.update(head);
-                    if send {
+                    // Sent bytes are counted as they go (an event may take a while).
+                    let sending = send.then_some(progress);
+                    if let Some(progress) = sending {
                         conn.begin_packet(len + 1)?;
                         conn.write_payload(&[0])?;
                         conn.write_payload(head)?;
-                    }
-                    let at = Streamed { file: &file, at };
-                    stream_rest(conn, &mut cursor, store, seen, &mut check, send, &at)?;
-                    if send {
                         progress
                             .bytes_sent
-                            .fetch_add(len as u64 + 1, Ordering::Relaxed);
+                            .fetch_add(head.len() as u64 + 1, Ordering::Relaxed);
                     }
+                    let at = Streamed { file: &file, at };
+                    stream_rest(conn, &mut cursor, store, seen, &mut check, sending, &at)?;
                 }
             }
         }
@@ -407,7 +407,8 @@ struct Streamed<'a> {
 }
 
 /// The rest of an event the cursor began as a `Head` (`check` has taken its first bytes),
-/// written to the packet already begun when `send`: each piece as it is read, except that
+/// written to the packet already begun when `sending` (and counted there): each piece as
+/// it is read, except that
 /// the last one leaves only once the event's CRC32 is known to match. A damaged event
 /// (or one cut short by the watermark, which the store never does to a whole transaction)
 /// ends the dump: with ERR 1236 when nothing of it was sent, else by cutting the
@@ -418,9 +419,10 @@ fn stream_rest<S: Read + Write>(
     store: &Store,
     upto: u64,
     check: &mut event::ChecksumStream,
-    send: bool,
+    sending: Option<&DumpProgress>,
     at: &Streamed,
 ) -> Result<(), DumpError> {
+    let send = sending.is_some();
     loop {
         let piece = match cursor.piece(store, upto) {
             Ok(Some(piece)) => piece,
@@ -438,8 +440,11 @@ fn stream_rest<S: Read + Write>(
         if check.complete() && !check.matches() {
             break;
         }
-        if send {
+        if let Some(progress) = sending {
             conn.write_payload(piece)?;
+            progress
+                .bytes_sent
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
         }
     }
     if check.matches() {
