@@ -1069,15 +1069,6 @@ fn create_data_dir(data_dir: &Path) -> Result<(), DaemonError> {
 /// `derived` (from its name and peer address), recorded now. A member keeps its id for
 /// good: after `PUT /members` moved it to a new peer address, it restarts there with the
 /// id the membership knows, not one derived from the new address.
-/// The raft id this data directory's node recorded at its first start, if it did (and it
-/// reads as one).
-pub(crate) fn recorded_raft_id(data_dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(data_dir.join(RAFT_ID_FILE)).ok()?;
-    u64::from_str_radix(text.trim(), 16)
-        .ok()
-        .filter(|id| *id != 0)
-}
-
 fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
     let path = data_dir.join(RAFT_ID_FILE);
     let bad = |error: std::io::Error| DaemonError::DataDir {
@@ -1086,15 +1077,12 @@ fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
     };
     match fs::read_to_string(&path) {
         Ok(text) => {
-            let id = u64::from_str_radix(text.trim(), 16)
-                .ok()
-                .filter(|id| *id != 0)
-                .ok_or_else(|| {
-                    bad(std::io::Error::other(format!(
-                        "not a raft id (hex): {:?}",
-                        text.trim()
-                    )))
-                })?;
+            let id = parse_raft_id(&text).ok_or_else(|| {
+                bad(std::io::Error::other(format!(
+                    "not a raft id (hex): {:?}",
+                    text.trim()
+                )))
+            })?;
             if id != derived {
                 log::warn!(
                     "this node keeps the raft id {id:x} recorded in {} at its first start; its \
@@ -1114,6 +1102,19 @@ fn own_raft_id(data_dir: &Path, derived: u64) -> Result<u64, DaemonError> {
         }
         Err(e) => Err(bad(e)),
     }
+}
+
+/// The raft id this data directory's node recorded at its first start, if it did (and it
+/// reads as one).
+pub(crate) fn recorded_raft_id(data_dir: &Path) -> Option<u64> {
+    parse_raft_id(&fs::read_to_string(data_dir.join(RAFT_ID_FILE)).ok()?)
+}
+
+/// A raft id as `RAFT_ID_FILE` holds it: hex, never 0.
+fn parse_raft_id(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.trim(), 16)
+        .ok()
+        .filter(|id| *id != 0)
 }
 
 /// Takes an exclusive lock on the data directory for the life of the process.

@@ -60,6 +60,11 @@ fn send_json(node: &Node, method: &str, path: &str, body: &Value) -> (u16, Value
     node.request_json(method, path, Some(&bytes)).unwrap()
 }
 
+/// DELETE /members `name` on `node`: the HTTP status and the reply.
+fn remove_member(node: &Node, name: &str) -> (u16, Value) {
+    send_json(node, "DELETE", "/members", &json!({ "name": name }))
+}
+
 /// POST /members on `via` with a removed member's `body` again: ids are never reused, so it
 /// must be refused with a message.
 fn assert_readd_refused(cluster: &Cluster, via: &str, removed: &str, body: &Value) {
@@ -633,12 +638,7 @@ fn members_add_and_remove() {
     let (status, reply) = send_json(cluster.node(&follower), "POST", "/members", &n5);
     assert_eq!(status, 200, "POST /members n5: {reply}");
     assert_eq!(entry("n5")["role"], "learner", "{reply}");
-    let (status, reply) = send_json(
-        cluster.node(&follower),
-        "DELETE",
-        "/members",
-        &json!({"name": "n5"}),
-    );
+    let (status, reply) = remove_member(cluster.node(&follower), "n5");
     assert_eq!(status, 200, "DELETE /members n5, a learner: {reply}");
     wait_voters(&cluster, &leader, 3);
     assert_voting_members(&cluster, &leader, &["n1", "n2", "n3"]);
@@ -675,12 +675,7 @@ fn members_add_and_remove() {
         .into_iter()
         .find(|n| n != "n4")
         .unwrap();
-    let (status, reply) = send_json(
-        cluster.node(&via),
-        "DELETE",
-        "/members",
-        &json!({"name": "n4"}),
-    );
+    let (status, reply) = remove_member(cluster.node(&via), "n4");
     assert_eq!(status, 200, "DELETE /members n4 through {via}: {reply}");
     let code = cluster.terminate("n4").unwrap();
     eprintln!("[cluster] n4 exit after removal and SIGTERM: {code:?}");
@@ -783,12 +778,7 @@ fn members_remove_one_cluster_continues() {
     }
 
     // Remove a follower through the other follower (forwarded to the leader).
-    let (status, reply) = send_json(
-        cluster.node(&via),
-        "DELETE",
-        "/members",
-        &json!({"name": removed}),
-    );
+    let (status, reply) = remove_member(cluster.node(&via), &removed);
     assert_eq!(
         status, 200,
         "DELETE /members {removed} through {via}: {reply}"
@@ -885,12 +875,7 @@ fn removing_the_leader_hands_leadership_over_first() {
         .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
         .unwrap();
 
-    let (status, reply) = send_json(
-        cluster.node(&leader),
-        "DELETE",
-        "/members",
-        &json!({"name": leader}),
-    );
+    let (status, reply) = remove_member(cluster.node(&leader), &leader);
     assert_eq!(status, 200, "DELETE /members {leader} on itself: {reply}");
     let mut left = cluster.followers(&leader);
     left.sort();
@@ -950,12 +935,7 @@ fn members_remove_breaking_quorum_is_refused() {
     std::thread::sleep(FAILURE_DETECTION_WAIT);
 
     // Removing the live follower would leave {leader, dead}: one active of two voters.
-    let (status, reply) = send_json(
-        cluster.node(&leader),
-        "DELETE",
-        "/members",
-        &json!({"name": alive}),
-    );
+    let (status, reply) = remove_member(cluster.node(&leader), &alive);
     eprintln!("[cluster] DELETE {alive} with {dead} down: HTTP {status}: {reply}");
     let message = reply["message"].as_str().unwrap_or("");
     assert!(
@@ -967,12 +947,7 @@ fn members_remove_breaking_quorum_is_refused() {
     assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), leader);
     assert_eq!(member_names(&cluster, &alive), names(&["n1", "n2", "n3"]));
     // Removing the dead one keeps a quorum of two: accepted.
-    let (status, reply) = send_json(
-        cluster.node(&alive),
-        "DELETE",
-        "/members",
-        &json!({"name": dead}),
-    );
+    let (status, reply) = remove_member(cluster.node(&alive), &dead);
     assert_eq!(status, 200, "removing the dead {dead}: {reply}");
     let mut left = vec![leader.clone(), alive.clone()];
     left.sort();
