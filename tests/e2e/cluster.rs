@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::cluster::{Cluster, LEADER_TIMEOUT};
+use crate::harness::cluster::{
+    cut_off, leader_seen_by, raft_id, wait_status_everywhere, Cluster, LEADER_TIMEOUT,
+};
+use crate::harness::load::write_marker;
+use crate::harness::mariadb::{dump_threads, wait_dump_threads};
+use crate::harness::replica::assert_no_sql_error;
 use crate::harness::*;
 
 /// The server id ferrobus's syncer uses on the master.
@@ -40,18 +45,6 @@ fn mid_load_plan() -> LoadPlan {
         big_row_bytes: 0,
         pause_per_round: Duration::from_millis(20),
     }
-}
-
-/// A few direct writes on the master in a table of their own (no load needed).
-fn write_marker(master: &MariaDb, tag: &str) {
-    master
-        .sql(&format!(
-            "CREATE DATABASE IF NOT EXISTS {LOAD_DB};
-             CREATE TABLE IF NOT EXISTS {LOAD_DB}.marker (tag VARCHAR(64) PRIMARY KEY, n INT);
-             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-1', 1);
-             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-2', 2);"
-        ))
-        .unwrap();
 }
 
 /// POST/DELETE with a JSON body: (status, reply JSON).
@@ -116,53 +109,6 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// Binlog dump threads on the master (one per running syncer).
-fn dump_threads(master: &MariaDb) -> u64 {
-    master
-        .sql_value(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE COMMAND LIKE 'Binlog Dump%'",
-        )
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn wait_dump_threads(master: &MariaDb, want: u64) {
-    poll(
-        &format!("{want} binlog dump thread(s) on the master"),
-        Duration::from_secs(60),
-        || {
-            let n = dump_threads(master);
-            Ok(if n == want {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("{n} dump threads"))
-            })
-        },
-    )
-    .unwrap();
-}
-
-/// Waits until the syncer status asked through every live node says `want`.
-fn wait_status_everywhere(cluster: &Cluster, want: &str) -> Vec<(String, Value)> {
-    poll(
-        &format!("syncer status {want:?} through every live node"),
-        LEADER_TIMEOUT,
-        || {
-            let mut seen = Vec::new();
-            for m in cluster.live() {
-                match cluster.syncer_status_via(&m.name)? {
-                    Some(s) if s["status"] == want => seen.push((m.name.clone(), s)),
-                    other => return Ok(Poll::Pending(format!("{}: {other:?}", m.name))),
-                }
-            }
-            Ok(Poll::Ready(seen))
-        },
-    )
-    .unwrap()
-}
-
 /// `connected_since` of the downstream replica `server_id` on `name`'s binlog server.
 fn connected_since(cluster: &Cluster, name: &str, server_id: u32) -> Option<Value> {
     let status = cluster.node(name).get_ok("/binlog/server/status").ok()?;
@@ -171,24 +117,6 @@ fn connected_since(cluster: &Cluster, name: &str, server_id: u32) -> Option<Valu
         .iter()
         .find(|s| s["server_id"] == server_id)
         .map(|s| s["connected_since"].clone())
-}
-
-fn assert_no_sql_error(replica: &MariaDb) {
-    let status = replica.slave_status().unwrap();
-    assert_eq!(
-        status.get("Last_SQL_Error"),
-        "",
-        "replica {}: {}",
-        replica.name(),
-        status.summary()
-    );
-    assert_eq!(
-        status.get("Last_SQL_Errno"),
-        "0",
-        "replica {}: {}",
-        replica.name(),
-        status.summary()
-    );
 }
 
 #[test]
@@ -954,24 +882,6 @@ fn members_remove_breaking_quorum_is_refused() {
     assert_eq!(member_names(&cluster, &leader), left);
 }
 
-/// The raft id of `name` as the cluster lists it (hex in `Id`).
-fn raft_id(cluster: &Cluster, name: &str) -> u64 {
-    let view = cluster.cluster_view(name).unwrap();
-    let member = view
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("{name} is not in its own cluster view"));
-    u64::from_str_radix(member["Id"].as_str().unwrap(), 16).unwrap()
-}
-
-/// The leader named by `asker`'s cluster view, if any.
-fn leader_seen_by(cluster: &Cluster, asker: &str) -> Option<String> {
-    let view = cluster.cluster_view(asker).ok()?;
-    view.iter()
-        .find(|m| m["isLeader"] == true)
-        .and_then(|m| m["name"].as_str().map(str::to_string))
-}
-
 /// The leader cut off from the other two (a proxy in front of every peer port refuses its
 /// connections both ways): it stops appending, the majority elects a leader whose syncer
 /// continues, and after the heal the old leader's log matches the others'. The master never
@@ -993,19 +903,7 @@ fn cut_off_leader_stops_appending_and_majority_continues() {
     }
 
     // Cut the leader off: its proxy refuses everything, the others' refuse it.
-    let leader_id = raft_id(&cluster, &leader);
-    let position = cluster
-        .members
-        .iter()
-        .position(|m| m.name == leader)
-        .unwrap();
-    for (i, proxy) in proxies.iter().enumerate() {
-        if i == position {
-            proxy.set_isolated(true);
-        } else {
-            proxy.set_blocked(leader_id, true);
-        }
-    }
+    cut_off(&cluster, &proxies, &leader, true);
     let cut_at = cluster.served_gtid_pos(&leader).unwrap();
     let others = cluster.live_others(&leader);
     let new_leader = poll("the majority to elect a new leader", LEADER_TIMEOUT, || {
@@ -1036,13 +934,7 @@ fn cut_off_leader_stops_appending_and_majority_continues() {
     );
 
     // Heal: the old leader rejoins as a follower and its log matches the others'.
-    for (i, proxy) in proxies.iter().enumerate() {
-        if i == position {
-            proxy.set_isolated(false);
-        } else {
-            proxy.set_blocked(leader_id, false);
-        }
-    }
+    cut_off(&cluster, &proxies, &leader, false);
     write_marker(&master, "after");
     for m in &cluster.members {
         cluster

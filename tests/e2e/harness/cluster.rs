@@ -408,3 +408,59 @@ pub fn served_gtid_pos(src: &Source) -> Result<String> {
         .map_err(|e| format!("SELECT @@GLOBAL.gtid_binlog_pos on port {}: {e}", src.port))?;
     Ok(normalize_gtid_list(&pos.unwrap_or_default()))
 }
+
+/// Waits until the syncer status asked through every live node says `want`.
+pub fn wait_status_everywhere(cluster: &Cluster, want: &str) -> Vec<(String, Value)> {
+    poll(
+        &format!("syncer status {want:?} through every live node"),
+        LEADER_TIMEOUT,
+        || {
+            let mut seen = Vec::new();
+            for m in cluster.live() {
+                match cluster.syncer_status_via(&m.name)? {
+                    Some(s) if s["status"] == want => seen.push((m.name.clone(), s)),
+                    other => return Ok(Poll::Pending(format!("{}: {other:?}", m.name))),
+                }
+            }
+            Ok(Poll::Ready(seen))
+        },
+    )
+    .unwrap()
+}
+
+/// The raft id of `name` as the cluster lists it (hex in `Id`).
+pub fn raft_id(cluster: &Cluster, name: &str) -> u64 {
+    let view = cluster.cluster_view(name).unwrap();
+    let member = view
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in its own cluster view"));
+    u64::from_str_radix(member["Id"].as_str().unwrap(), 16).unwrap()
+}
+
+/// The leader named by `asker`'s cluster view, if any.
+pub fn leader_seen_by(cluster: &Cluster, asker: &str) -> Option<String> {
+    let view = cluster.cluster_view(asker).ok()?;
+    view.iter()
+        .find(|m| m["isLeader"] == true)
+        .and_then(|m| m["name"].as_str().map(str::to_string))
+}
+
+/// Cuts member `name` off from the others (`cut`), or heals it: its own proxy refuses
+/// every connection, and the others' refuse its raft id. `proxies` are in member order, as
+/// `Cluster::start_behind_proxies` returns them.
+pub fn cut_off(cluster: &Cluster, proxies: &[PeerProxy], name: &str, cut: bool) {
+    let id = raft_id(cluster, name);
+    let position = cluster
+        .members
+        .iter()
+        .position(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} is not a member"));
+    for (i, proxy) in proxies.iter().enumerate() {
+        if i == position {
+            proxy.set_isolated(cut);
+        } else {
+            proxy.set_blocked(id, cut);
+        }
+    }
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
+use super::mariadb::MariaDb;
 use super::util::{fail, poll, Poll, Result};
 
 /// The database the load writes to.
@@ -396,4 +397,16 @@ fn ordinary_transaction(plan: &LoadPlan, round: u64) -> Vec<String> {
         format!("INSERT INTO ferro.nopk VALUES ({round}, 'x{round}')"),
         "COMMIT".into(),
     ]
+}
+
+/// A few direct writes on the master in a table of their own (no load needed).
+pub fn write_marker(master: &MariaDb, tag: &str) {
+    master
+        .sql(&format!(
+            "CREATE DATABASE IF NOT EXISTS {LOAD_DB};
+             CREATE TABLE IF NOT EXISTS {LOAD_DB}.marker (tag VARCHAR(64) PRIMARY KEY, n INT);
+             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-1', 1);
+             INSERT INTO {LOAD_DB}.marker VALUES ('{tag}-2', 2);"
+        ))
+        .unwrap();
 }

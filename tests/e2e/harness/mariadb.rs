@@ -455,3 +455,31 @@ fn install_db(work: &WorkDir, datadir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Binlog dump threads on the master (one per running syncer).
+pub fn dump_threads(master: &MariaDb) -> u64 {
+    master
+        .sql_value(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+pub fn wait_dump_threads(master: &MariaDb, want: u64) {
+    poll(
+        &format!("{want} binlog dump thread(s) on the master"),
+        Duration::from_secs(60),
+        || {
+            let n = dump_threads(master);
+            Ok(if n == want {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{n} dump threads"))
+            })
+        },
+    )
+    .unwrap();
+}

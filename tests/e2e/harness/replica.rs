@@ -186,3 +186,22 @@ pub fn assert_same_checksums(master: &MariaDb, replica: &MariaDb, db: &str) -> R
 
 /// Standard wait bound for a replica to catch up after a load (generous: 2 shared cores).
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Panics unless the replica's SQL thread reports no error.
+pub fn assert_no_sql_error(replica: &MariaDb) {
+    let status = replica.slave_status().unwrap();
+    assert_eq!(
+        status.get("Last_SQL_Error"),
+        "",
+        "replica {}: {}",
+        replica.name(),
+        status.summary()
+    );
+    assert_eq!(
+        status.get("Last_SQL_Errno"),
+        "0",
+        "replica {}: {}",
+        replica.name(),
+        status.summary()
+    );
+}
