@@ -903,7 +903,8 @@ fn cut_off_leader_stops_appending_and_majority_continues() {
     }
 
     // Cut the leader off: its proxy refuses everything, the others' refuse it.
-    cut_off(&cluster, &proxies, &leader, true);
+    let leader_id = raft_id(&cluster, &leader);
+    cut_off(&cluster, &proxies, &leader, leader_id, true);
     let cut_at = cluster.served_gtid_pos(&leader).unwrap();
     let others = cluster.live_others(&leader);
     let new_leader = poll("the majority to elect a new leader", LEADER_TIMEOUT, || {
@@ -934,7 +935,7 @@ fn cut_off_leader_stops_appending_and_majority_continues() {
     );
 
     // Heal: the old leader rejoins as a follower and its log matches the others'.
-    cut_off(&cluster, &proxies, &leader, false);
+    cut_off(&cluster, &proxies, &leader, leader_id, false);
     write_marker(&master, "after");
     for m in &cluster.members {
         cluster

@@ -446,11 +446,11 @@ pub fn leader_seen_by(cluster: &Cluster, asker: &str) -> Option<String> {
         .and_then(|m| m["name"].as_str().map(str::to_string))
 }
 
-/// Cuts member `name` off from the others (`cut`), or heals it: its own proxy refuses
-/// every connection, and the others' refuse its raft id. `proxies` are in member order, as
+/// Cuts member `name` (raft id `id`, see [`raft_id`]: ask before the cut, a node cut off
+/// may not answer) off from the others (`cut`), or heals it: its own proxy refuses every
+/// connection, and the others' refuse its raft id. `proxies` are in member order, as
 /// `Cluster::start_behind_proxies` returns them.
-pub fn cut_off(cluster: &Cluster, proxies: &[PeerProxy], name: &str, cut: bool) {
-    let id = raft_id(cluster, name);
+pub fn cut_off(cluster: &Cluster, proxies: &[PeerProxy], name: &str, id: u64, cut: bool) {
     let position = cluster
         .members
         .iter()
