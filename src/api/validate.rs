@@ -69,7 +69,20 @@ impl From<FieldError> for ApiError {
 
 /// Parses and checks the body of `PUT /binlog/syncer/start`.
 pub fn syncer_args_from_json(body: &[u8]) -> Result<SyncerArgs, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(
+        body,
+        &[
+            "syncer_id",
+            "mysql_addr",
+            "mysql_user",
+            "mysql_password",
+            "syncer_uuid",
+            "semi_sync",
+            "gtid",
+            "binlog_file",
+            "binlog_pos",
+        ],
+    )?;
     let args = SyncerArgs {
         syncer_id: required_u32(&object, "syncer_id")?,
         mysql_addr: required_string(&object, "mysql_addr")?,
@@ -87,7 +100,16 @@ pub fn syncer_args_from_json(body: &[u8]) -> Result<SyncerArgs, ApiError> {
 
 /// Parses and checks the body of `PUT /binlog/server/start`.
 pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(
+        body,
+        &[
+            "addr",
+            "user",
+            "password",
+            "auth_plugin",
+            "rsa_private_key_path",
+        ],
+    )?;
     let args = ServerArgs {
         addr: required_string(&object, "addr")?,
         user: required_string(&object, "user")?,
@@ -103,7 +125,7 @@ pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
 /// `admin_url` (the node announces its own once it runs). Addresses come back as
 /// `host:port`, a leading `http://` dropped.
 pub fn member_add_from_json(body: &[u8]) -> Result<MemberAdd, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(body, &["name", "peer_url", "admin_url"])?;
     let name = required_string(&object, "name")?;
     check_member_name("name", &name)?;
     let peer_url = canonical_addr("peer_url", &required_string(&object, "peer_url")?)?;
@@ -120,7 +142,7 @@ pub fn member_add_from_json(body: &[u8]) -> Result<MemberAdd, ApiError> {
 
 /// Parses and checks the body of `PUT /members`: `name` and `new_peer_url`.
 pub fn member_update_from_json(body: &[u8]) -> Result<MemberUpdate, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(body, &["name", "new_peer_url"])?;
     let name = required_string(&object, "name")?;
     check_member_name("name", &name)?;
     let new_peer_url = canonical_addr("new_peer_url", &required_string(&object, "new_peer_url")?)?;
@@ -130,7 +152,7 @@ pub fn member_update_from_json(body: &[u8]) -> Result<MemberUpdate, ApiError> {
 /// Parses and checks the body of `DELETE /members`: `name` (kingbus also sends `peer_url`,
 /// which is ignored: the name alone identifies a member).
 pub fn member_remove_from_json(body: &[u8]) -> Result<MemberRemove, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(body, &["name", "peer_url"])?;
     let name = required_string(&object, "name")?;
     check_member_name("name", &name)?;
     Ok(MemberRemove { name })
@@ -139,7 +161,7 @@ pub fn member_remove_from_json(body: &[u8]) -> Result<MemberRemove, ApiError> {
 /// Parses and checks the body of `PUT /members/announce`: `name`, `admin_url`, optional
 /// `binlog_addr`.
 pub fn member_announce_from_json(body: &[u8]) -> Result<MemberAnnounce, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(body, &["name", "admin_url", "binlog_addr"])?;
     let name = required_string(&object, "name")?;
     check_member_name("name", &name)?;
     let admin_url = canonical_addr("admin_url", &required_string(&object, "admin_url")?)?;
@@ -161,7 +183,7 @@ pub fn member_announce_from_json(body: &[u8]) -> Result<MemberAnnounce, ApiError
 
 /// Parses and checks the body of `PUT /binlog/purge`: `to_file`.
 pub fn purge_args_from_json(body: &[u8]) -> Result<PurgeArgs, ApiError> {
-    let object = parse_object(body)?;
+    let object = parse_object(body, &["to_file"])?;
     let to_file = required_string(&object, "to_file")?;
     check_binlog_file("to_file", &to_file)?;
     Ok(PurgeArgs { to_file })
@@ -488,14 +510,28 @@ fn check_uuid(field: &'static str, uuid: &str) -> Result<(), FieldError> {
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, FieldError> {
+/// The body as a JSON object whose every field is one of `known`: a field the route does
+/// not take is refused rather than ignored, so that a misspelt optional field (a start
+/// point, say) cannot silently change what the request does.
+fn parse_object(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, FieldError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(FieldError::body(
             "request body is empty: expected a JSON object".to_string(),
         ));
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Object(object)) => match object.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(FieldError::body(format!(
+                "unknown field {}: this request takes {}",
+                echo(unknown),
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            None => Ok(object),
+        },
         Ok(other) => Err(FieldError::body(format!(
             "request body must be a JSON object, got {}",
             json_kind(&other)
@@ -730,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    fn full_syncer_body_parses_and_ignores_unknown_fields() {
+    fn full_syncer_body_parses() {
         let body = json!({
             "syncer_id": 4294967295u64,
             "mysql_addr": "[::1]:3306",
@@ -740,13 +776,49 @@ mod tests {
             "semi_sync": false,
             "binlog_file": "mysql-bin.000007",
             "binlog_pos": 4,
-            "future_field": [1, 2],
         });
         let args = syncer_args_from_json(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(args.syncer_id, u32::MAX);
         assert_eq!(args.binlog_file.as_deref(), Some("mysql-bin.000007"));
         assert_eq!(args.binlog_pos, Some(4));
         assert_eq!(args.mysql_password, "");
+    }
+
+    /// A misspelt optional field must not be ignored: a start point that went unseen would
+    /// start the syncer at the master's oldest file, and a store that is not empty never
+    /// takes a start point again.
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let body = with(good_syncer(), "start_gtid", json!("0-1-10"));
+        let message = syncer_error(&body);
+        assert!(
+            message.contains("unknown field \"start_gtid\"") && message.contains("`gtid`"),
+            "{message}"
+        );
+        let server = json!({"addr": "127.0.0.1:3307", "user": "u", "password": "p",
+                            "auth_plugn": "caching_sha2_password"});
+        let message = server_error(&serde_json::to_vec(&server).unwrap());
+        assert!(message.contains("\"auth_plugn\""), "{message}");
+        for (parse, body) in [
+            (
+                member_add_from_json as fn(&[u8]) -> Result<_, ApiError>,
+                json!({"name": "n4", "peer_url": "127.0.0.1:9", "is_learner": true}),
+            ),
+            (
+                member_add_from_json,
+                json!({"name": "n4", "peer_url": "127.0.0.1:9", "admin_url": "127.0.0.1:8"}),
+            ),
+        ] {
+            let result = parse(&serde_json::to_vec(&body).unwrap());
+            assert_eq!(result.is_err(), body.get("is_learner").is_some(), "{body}");
+        }
+        // kingbus sends `peer_url` with a removal, and it stays accepted.
+        let remove = json!({"name": "n2", "peer_url": "http://127.0.0.1:9"});
+        assert!(member_remove_from_json(&serde_json::to_vec(&remove).unwrap()).is_ok());
+        let purge = json!({"to_file": "bin.000002", "before": "today"});
+        let error = purge_args_from_json(&serde_json::to_vec(&purge).unwrap()).unwrap_err();
+        assert!(error.message.contains("\"before\""), "{}", error.message);
+        assert_eq!(error.status, 400);
     }
 
     #[test]
@@ -991,7 +1063,7 @@ mod tests {
 
     #[test]
     fn server_body() {
-        let good = json!({"addr": "0.0.0.0:3307", "user": "u", "password": "p", "x": 1});
+        let good = json!({"addr": "0.0.0.0:3307", "user": "u", "password": "p"});
         let args = server_args_from_json(&serde_json::to_vec(&good).unwrap()).unwrap();
         assert_eq!(args.addr, "0.0.0.0:3307");
         for field in ["addr", "user", "password"] {
