@@ -578,7 +578,8 @@ pub struct ImportSummary {
     pub events: u64,
     /// Size of the file, magic included.
     pub bytes: u64,
-    /// Position of the first event (4).
+    /// Position of the first event this import stored: 4, or where the stored part of the
+    /// file ended when the import continued it.
     pub first_pos: u64,
     /// Position of the last event.
     pub last_pos: u64,

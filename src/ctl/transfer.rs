@@ -89,9 +89,31 @@ pub fn chain_names(
                 files[i - 1].display()
             )
         })?;
+        // A local name may carry another base (a copy saved under a prefix), but a file
+        // numbered otherwise than the name it would be stored under is out of order.
+        let own = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let (Some(own_number), Some(number)) = (file_number(own), file_number(&name)) {
+            if own_number != number {
+                return Err(format!(
+                    "{} would be stored as {name}, the file that follows {}: give the files \
+                     in order, the last one last",
+                    path.display(),
+                    files[i - 1].display()
+                ));
+            }
+        }
         names.push(name);
     }
     Ok(names)
+}
+
+/// The number after a binlog file name's last dot (`mysql-bin.000012` → 12).
+fn file_number(name: &str) -> Option<u64> {
+    let (_, digits) = name.rsplit_once('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// `ctl import`.
@@ -356,9 +378,11 @@ mod tests {
             file_end(&swapped[1]).unwrap(),
         ];
         assert!(ends2[0].last_event == LastEvent::Other && !ends2[0].mariadb);
-        assert_eq!(
-            chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap(),
-            ["mysql_bin.000013", "mysql_bin.000014"]
+        // So .000011 given after it would be stored as .000014: refused before sending.
+        let err = chain_names(&swapped, &ends2, Some("mysql_bin.000013")).unwrap_err();
+        assert!(
+            err.contains("would be stored as mysql_bin.000014") && err.contains("in order"),
+            "{err}"
         );
         // Without a number in the name nothing can follow it.
         let err = chain_names(&swapped, &ends2, Some("mysql_bin")).unwrap_err();
@@ -371,7 +395,17 @@ mod tests {
         let stop = fixture("binlog-invisible-columns.000001");
         let end = file_end(&stop).unwrap();
         assert_eq!(end.last_event, LastEvent::Stop);
-        let files = [stop.clone(), stop.clone(), stop];
+        // Copies numbered as the chain goes (each ends with a STOP, as after restarts).
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (1..=3)
+            .map(|n| {
+                let path = dir
+                    .path()
+                    .join(format!("binlog-invisible-columns.00000{n}"));
+                std::fs::copy(&stop, &path).unwrap();
+                path
+            })
+            .collect();
         let ends: Vec<Tail> = files.iter().map(|p| file_end(p).unwrap()).collect();
         assert_eq!(
             chain_names(&files, &ends, None).unwrap(),
@@ -380,6 +414,15 @@ mod tests {
                 "binlog-invisible-columns.000002",
                 "binlog-invisible-columns.000003"
             ]
+        );
+        // The first file given again after the second (the operator review's slip): it
+        // would be stored as .000003, refused before anything is sent.
+        let slipped = [files[1].clone(), files[0].clone()];
+        let slipped_ends = [ends[1].clone(), ends[0].clone()];
+        let err = chain_names(&slipped, &slipped_ends, None).unwrap_err();
+        assert!(
+            err.contains("would be stored as binlog-invisible-columns.000003"),
+            "{err}"
         );
         // A MariaDB file that ends with neither: nothing may follow it.
         let open = Tail {

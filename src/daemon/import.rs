@@ -10,7 +10,12 @@
 //! FORMAT_DESCRIPTION with CRC32 checksums at position 4; every event where the previous
 //! one ended; the same flavour (MySQL or MariaDB) as the stored files; and that the file
 //! continues the stored chain (see [`check_chain`]; for MySQL data also its PREVIOUS_GTIDS,
-//! which must equal the stored gtid_executed). Import and the syncer exclude each
+//! which must equal the stored gtid_executed, for MariaDB data its GTID_LIST, which must
+//! agree with the stored gtid_binlog_pos, see `check_gtid_list`). The last stored file
+//! may be imported again when it ends with neither a ROTATE nor a STOP (an import that
+//! stopped part of the way, the leader deposed): if the upload repeats the stored bytes
+//! exactly ([`check_stored_prefix`]), the syncer's ingest drops them as re-sent, as on a
+//! MySQL GTID reconnect, and stores the rest. Import and the syncer exclude each
 //! other: an import is refused while a syncer is configured, and a syncer start while an
 //! import runs.
 //!
@@ -24,6 +29,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::api::model::ImportSummary;
 use crate::api::ApiError;
@@ -31,7 +37,7 @@ use crate::binlog::event::{
     self, ChecksumAlg, FormatDescription, FLAGS_OFFSET, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
 use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
-use crate::binlog::gtid::MysqlGtidSet;
+use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
 use crate::store::{export, Store};
@@ -215,11 +221,28 @@ pub struct StoreView {
     /// The stored binlog's gtid_executed when it holds MySQL data: the next file's
     /// PREVIOUS_GTIDS must equal it.
     pub mysql_executed: Option<MysqlGtidSet>,
+    /// The stored binlog's gtid_binlog_pos when it holds MariaDB groups: the next file's
+    /// GTID_LIST must agree with it (see `check_gtid_list`).
+    pub maria_executed: Option<MariaGtidList>,
+}
+
+impl StoreView {
+    /// Where the stored part of `name` ends, when an import of `name` may continue it: the
+    /// last stored file, ending with neither a ROTATE nor a STOP (an import stopped part of
+    /// the way, or its master had not closed it), and the store's stream ends there. The
+    /// upload must then repeat the stored bytes exactly (see [`check_stored_prefix`]).
+    pub fn resumes(&self, name: &str) -> Option<u64> {
+        let tail = self.tail.as_ref()?;
+        let continues = tail.file == name
+            && tail.last_event == LastEvent::Other
+            && self.resume.as_ref() == Some(&(tail.file.clone(), tail.end_pos));
+        continues.then_some(tail.end_pos)
+    }
 }
 
 /// Reads what an import needs of the store.
 pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
-    let (files, last, resume, mysql_executed) = {
+    let (files, last, resume, mysql_executed, maria_executed) = {
         let index = store.index();
         let files: Vec<String> = index.files().iter().map(|f| f.name.clone()).collect();
         let last = index
@@ -228,7 +251,16 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
             .map(|f| (f.name.clone(), f.end_pos, f.fde.clone()));
         let mysql_executed =
             (index.flavour() == Some(Flavour::MySql)).then(|| index.mysql_executed().clone());
-        (files, last, index.resume_point(), mysql_executed)
+        let maria_executed = (index.flavour() == Some(Flavour::MariaDb)
+            && !index.maria_state().is_empty())
+        .then(|| index.maria_state().clone());
+        (
+            files,
+            last,
+            index.resume_point(),
+            mysql_executed,
+            maria_executed,
+        )
     };
     let tail = match last {
         None => None,
@@ -246,6 +278,7 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
         tail,
         resume,
         mysql_executed,
+        maria_executed,
     })
 }
 
@@ -302,8 +335,12 @@ pub fn next_name(tail: &Tail) -> Result<String, String> {
 }
 
 /// Whether `name` may be stored next: any file into an empty store, else only the one
-/// [`next_name`] gives.
+/// [`next_name`] gives, or the last stored file itself when an import may continue it
+/// ([`StoreView::resumes`]).
 pub fn check_chain(name: &str, view: &StoreView) -> Result<(), ImportError> {
+    if view.resumes(name).is_some() {
+        return Ok(());
+    }
     if view.files.iter().any(|f| f == name) {
         return Err(ImportError::AlreadyStored {
             file: name.to_string(),
@@ -341,9 +378,12 @@ pub type Emit<'a> = dyn FnMut(Vec<(u8, Vec<u8>)>) -> Result<(), ImportError> + '
 /// What reading one file through ingest found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileSummary {
+    /// Events read (the stored part's included).
     pub events: u64,
     pub end_pos: u64,
     pub last_pos: u64,
+    /// Where the stored part ended, when this read continued it.
+    pub resumed_from: Option<u64>,
 }
 
 /// Reads the binlog file `name` from `input` through the syncer's ingest, continuing the
@@ -360,6 +400,13 @@ pub fn ingest_file(
     let file = || name.to_string();
     let mut reader = BinlogFileReader::new(input);
     let mut ingest = Ingest::new(view.resume.clone());
+    // Continuing the stored part of `name`: what ends by the stored end is dropped as
+    // stored already (the caller has checked it is the same bytes), and the first event
+    // after it must begin exactly there.
+    let resumed_from = view.resumes(name);
+    if resumed_from.is_some() {
+        ingest.allow_resend();
+    }
     let stream = |error| ImportError::Stream {
         file: file(),
         error,
@@ -377,11 +424,20 @@ pub fn ingest_file(
         events: 0,
         end_pos: FIRST_EVENT_POSITION,
         last_pos: FIRST_EVENT_POSITION,
+        resumed_from,
     };
     let mut pending_bytes = 0;
+    let mut seen_gtid_list = false;
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
-        if summary.events == 1 {
+        if summary.events == 1 && resumed_from.is_none() {
             check_previous_gtids(name, Some(&ev), view)?;
+        }
+        if !seen_gtid_list
+            && resumed_from.is_none()
+            && ev.get(TYPE_CODE_OFFSET) == Some(&event::GTID_LIST_EVENT)
+        {
+            seen_gtid_list = true;
+            check_gtid_list(name, &ev, view)?;
         }
         if summary.events == 0 {
             check_first_event(name, &ev, view)?;
@@ -409,7 +465,7 @@ pub fn ingest_file(
             detail: "it holds no event after the magic".into(),
         });
     }
-    if summary.events == 1 {
+    if summary.events == 1 && resumed_from.is_none() {
         check_previous_gtids(name, None, view)?;
     }
     if ingest.in_group() {
@@ -523,6 +579,109 @@ fn check_previous_gtids(
         });
     }
     Ok(())
+}
+
+/// For MariaDB data after stored groups: the file's GTID_LIST (the master's binlog state
+/// when it began the file, one GTID per domain and server) must agree with what is stored.
+/// In every domain both know, the list's latest GTID must be the stored one; an empty list
+/// (a master's first file, or one after RESET MASTER) cannot follow stored groups. A domain
+/// only the store knows is let through: `FLUSH BINARY LOGS DELETE_DOMAIN_ID` drops one from
+/// the master's state. This catches a file imported out of order or under the wrong name;
+/// the chain of names (ROTATE, STOP) alone cannot.
+fn check_gtid_list(name: &str, ev: &[u8], view: &StoreView) -> Result<(), ImportError> {
+    let Some(stored) = &view.maria_executed else {
+        return Ok(());
+    };
+    let list =
+        event::GtidListEvent::parse(ev, event::CHECKSUM_LEN).map_err(|e| ImportError::Corrupt {
+            file: name.to_string(),
+            detail: format!("GTID_LIST event: {e}"),
+        })?;
+    let listed = MariaGtidList::from_gtids(list.gtids);
+    let disagrees = listed.is_empty()
+        || stored
+            .iter()
+            .any(|g| listed.get(g.domain_id).is_some_and(|l| l != g));
+    if disagrees {
+        return Err(ImportError::Chain {
+            file: name.to_string(),
+            detail: format!(
+                "its GTID_LIST says the binlog stood at '{listed}' when the file began, but                  the stored binlog ends at '{stored}': it is not the file that follows the                  stored ones (imported out of order, or under the wrong name)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// When an import continues the stored part of `name` ([`StoreView::resumes`], at
+/// `stored_end`): the upload must begin with exactly the stored bytes (the
+/// FORMAT_DESCRIPTION's in-use flag aside: export sets it on an unclosed last file, a
+/// closed copy has it clear) and go on past them. An upload that holds nothing more is
+/// stored already.
+pub fn check_stored_prefix(
+    store: &Arc<Store>,
+    name: &str,
+    mut upload: impl Read,
+    stored_end: u64,
+) -> Result<(), ImportError> {
+    let io_error = |error: io::Error| ImportError::Io {
+        file: name.to_string(),
+        error,
+    };
+    let plan = export::plan_file(store, name).map_err(|e| io_error(io::Error::other(e)))?;
+    let mut stored = export::FileExport::new(store.clone(), plan);
+    let mut ours = vec![0u8; COMPARE_CHUNK_BYTES];
+    let mut theirs = vec![0u8; COMPARE_CHUNK_BYTES];
+    let mut pos = 0u64;
+    while pos < stored_end {
+        let want = usize::try_from(stored_end - pos).map_or(ours.len(), |n| n.min(ours.len()));
+        stored.read_exact(&mut ours[..want]).map_err(io_error)?;
+        let got = read_up_to(&mut upload, &mut theirs[..want]).map_err(io_error)?;
+        let differs = (0..got).find(|&i| {
+            let (a, b) = (ours[i], theirs[i]);
+            a != b
+                && !(pos + i as u64 == export::FDE_FLAGS_FILE_OFFSET
+                    && a ^ b == LOG_EVENT_BINLOG_IN_USE_F as u8)
+        });
+        if let Some(i) = differs {
+            return Err(ImportError::Chain {
+                file: name.to_string(),
+                detail: format!(
+                    "{name} is stored up to position {stored_end}, and this file differs from                      it at position {}: it is another file of the same name",
+                    pos + i as u64
+                ),
+            });
+        }
+        if got < want {
+            return Err(ImportError::AlreadyStored {
+                file: name.to_string(),
+            });
+        }
+        pos += want as u64;
+    }
+    if read_up_to(&mut upload, &mut theirs[..1]).map_err(io_error)? == 0 {
+        return Err(ImportError::AlreadyStored {
+            file: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes compared at a time by [`check_stored_prefix`].
+const COMPARE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn file_error(name: &str, e: FileError) -> ImportError {
@@ -704,6 +863,15 @@ pub(super) fn import(
             .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))
     };
     let view = store_view(&node.store)?;
+    if let Some(stored_end) = view.resumes(name) {
+        check_stored_prefix(&node.store, name, open()?, stored_end).map_err(|e| {
+            log::warn!("import refused: {e}");
+            ApiError::from(e)
+        })?;
+        log::info!(
+            "import of {name}: the file repeats the stored part up to {stored_end}; continuing it"
+        );
+    }
     // The dry run: everything is checked before anything is proposed.
     let checked = ingest_file(name, open()?, &view, &mut |_| Ok(())).map_err(|e| {
         log::warn!("import refused: {e}");
@@ -754,8 +922,9 @@ pub(super) fn import(
             "{name} read differently the second time ({checked:?} then {summary:?})"
         )));
     }
+    let first_pos = summary.resumed_from.unwrap_or(FIRST_EVENT_POSITION);
     log::info!(
-        "imported {name}: {} events, positions 4..{}",
+        "imported {name}: {} events, positions {first_pos}..{}",
         summary.events,
         summary.end_pos
     );
@@ -763,7 +932,7 @@ pub(super) fn import(
         file: name.to_string(),
         events: summary.events,
         bytes: size,
-        first_pos: FIRST_EVENT_POSITION,
+        first_pos,
         last_pos: summary.last_pos,
         end_pos: summary.end_pos,
     })
@@ -814,6 +983,9 @@ mod tests {
 
         fn import(&self, name: &str, bytes: &[u8]) -> Result<FileSummary, ImportError> {
             let view = store_view(&self.store).unwrap();
+            if let Some(stored_end) = view.resumes(name) {
+                check_stored_prefix(&self.store, name, bytes, stored_end)?;
+            }
             ingest_file(name, bytes, &view, &mut |_| Ok(()))?;
             let store = self.store.clone();
             ingest_file(name, bytes, &view, &mut |entries| {
@@ -974,6 +1146,7 @@ mod tests {
             }),
             resume: Some((file.into(), 100)),
             mysql_executed: None,
+            maria_executed: None,
         };
         let unclosed = one_file("m.000007", LastEvent::Other, true);
         let err = check_chain("m.000008", &unclosed).unwrap_err();
@@ -989,6 +1162,80 @@ mod tests {
         h.import(stop_file, &fixture(stop_file)).unwrap();
         let tail = store_view(&h.store).unwrap().tail.unwrap();
         assert_eq!(tail.last_event, LastEvent::Stop);
+    }
+
+    #[test]
+    fn a_mariadb_file_that_does_not_follow_the_stored_gtids_is_refused() {
+        let h = Harness::new();
+        let b1 = fixture("bin.000001");
+        h.import("bin.000001", &b1).unwrap();
+        let before = h.snapshot();
+        // The first file again, under the name the chain expects next: its GTID_LIST is the
+        // state before its own transactions.
+        let err = h.import("bin.000002", &b1).unwrap_err();
+        assert!(matches!(err, ImportError::Chain { .. }), "{err}");
+        assert!(err.to_string().contains("GTID_LIST"), "{err}");
+        assert_eq!(ApiError::from(err).status, 409);
+        assert_eq!(h.snapshot(), before);
+        // The real chain goes on.
+        for name in ["bin.000002", "bin.000003"] {
+            h.import(name, &fixture(name)).unwrap();
+            assert_eq!(h.export(name), fixture(name), "{name}");
+        }
+    }
+
+    /// An import that stopped part of the way (the leader deposed mid-file) left whole
+    /// transactions of the file stored: importing the file again continues it.
+    #[test]
+    fn an_import_stopped_part_of_the_way_is_continued_by_importing_the_file_again() {
+        for (name, other, gtid_type) in [
+            (K11, K12, event::GTID_LOG_EVENT),
+            ("bin.000001", "bin.000002", event::GTID_EVENT),
+        ] {
+            let full = fixture(name);
+            let groups: Vec<u64> = BinlogFileReader::new(full.as_slice())
+                .map(Result::unwrap)
+                .filter(|(_, ev)| ev[TYPE_CODE_OFFSET] == gtid_type)
+                .map(|(pos, _)| pos)
+                .collect();
+            assert!(groups.len() >= 2, "{name}");
+            // The stored part ends after a whole transaction, in the middle of the file.
+            let cut = groups[groups.len() / 2];
+            let part = &full[..cut as usize];
+            let h = Harness::new();
+            h.import(name, part).unwrap();
+            let view = store_view(&h.store).unwrap();
+            assert_eq!(view.resumes(name), Some(cut), "{name}");
+            let before = h.snapshot();
+
+            // The same part again, or less of it, holds nothing new.
+            for upload in [part, &full[..cut as usize - 1]] {
+                let err = h.import(name, upload).unwrap_err();
+                assert!(matches!(err, ImportError::AlreadyStored { .. }), "{err}");
+            }
+            // Another file under this name differs from the stored part: refused, saying
+            // where.
+            let err = h.import(name, &fixture(other)).unwrap_err();
+            assert!(matches!(err, ImportError::Chain { .. }), "{name}: {err}");
+            assert!(err.to_string().contains("differs"), "{err}");
+            // A changed byte inside the stored part, with a valid file around it: refused.
+            let mut changed = full.clone();
+            changed[cut as usize - 20] ^= 1;
+            let err = h.import(name, &changed).unwrap_err();
+            assert!(err.to_string().contains(&format!("{}", cut - 20)), "{err}");
+            assert_eq!(h.snapshot(), before, "{name}");
+
+            // The whole file: the rest is stored, and the file exports whole.
+            let summary = h.import(name, &full).unwrap();
+            assert_eq!(summary.resumed_from, Some(cut), "{name}");
+            assert_eq!(summary.end_pos, full.len() as u64, "{name}");
+            assert_eq!(h.export(name), full, "{name}");
+            assert_eq!(store_view(&h.store).unwrap().resumes(name), None, "{name}");
+            let err = h.import(name, &full).unwrap_err();
+            assert!(matches!(err, ImportError::AlreadyStored { .. }), "{err}");
+            // And the chain continues after it.
+            h.import(other, &fixture(other)).unwrap();
+        }
     }
 
     #[test]
