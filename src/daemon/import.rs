@@ -606,7 +606,7 @@ fn check_gtid_list(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Import
         return Err(ImportError::Chain {
             file: name.to_string(),
             detail: format!(
-                "its GTID_LIST says the binlog stood at '{listed}' when the file began, but                  the stored binlog ends at '{stored}': it is not the file that follows the                  stored ones (imported out of order, or under the wrong name)"
+                "its GTID_LIST says the binlog stood at '{listed}' when the file began, but the stored binlog ends at '{stored}': it is not the file that follows the stored ones (imported out of order, or under the wrong name)"
             ),
         });
     }
@@ -647,7 +647,7 @@ pub fn check_stored_prefix(
             return Err(ImportError::Chain {
                 file: name.to_string(),
                 detail: format!(
-                    "{name} is stored up to position {stored_end}, and this file differs from                      it at position {}: it is another file of the same name",
+                    "{name} is stored up to position {stored_end}, and this file differs from it at position {}: it is another file of the same name",
                     pos + i as u64
                 ),
             });

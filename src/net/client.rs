@@ -89,7 +89,22 @@ impl Client {
         connect_timeout: Duration,
         io_timeout: Duration,
     ) -> Result<Client, NetError> {
+        Client::connect_with(addr, user, password, connect_timeout, io_timeout, |_| {})
+    }
+
+    /// As `connect`, handing the socket to `on_socket` as soon as it is connected, before
+    /// the handshake: another thread can then shut it down to end a wait on a server that
+    /// accepted the connection but says nothing.
+    pub fn connect_with(
+        addr: &str,
+        user: &str,
+        password: &str,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+        on_socket: impl FnOnce(&TcpStream),
+    ) -> Result<Client, NetError> {
         let stream = connect_tcp(addr, connect_timeout)?;
+        on_socket(&stream);
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(io_timeout))?;
         stream.set_write_timeout(Some(io_timeout))?;

@@ -500,14 +500,20 @@ fn mysql_dump(
     Ok(upstream::MysqlDump::Gtid(executed))
 }
 
-/// Connects, registers the socket so that `stop` can interrupt any later wait on it, and
-/// runs the pre-checks.
+/// Connects, registers the socket as soon as it is connected so that `stop` can interrupt
+/// any later wait on it (a master that accepts the connection and never greets included),
+/// and runs the pre-checks.
 fn connect_checked(
     up: &Upstream,
     shared: &Shared,
 ) -> Result<(Client, upstream::MasterInfo), SyncerError> {
-    let mut client = upstream::open(up)?;
-    *shared.socket.lock().expect("socket lock") = client.try_clone_stream().ok();
+    let mut client = upstream::open(up, |sock| {
+        *shared.socket.lock().expect("socket lock") = sock.try_clone().ok();
+        // `stop` sets the flag before it looks for a socket: one of the two sees the other.
+        if shared.stop.load(Ordering::SeqCst) {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+    })?;
     if shared.stop.load(Ordering::SeqCst) {
         return Err(SyncerError::Connection("stopping".into()));
     }

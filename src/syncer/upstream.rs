@@ -94,14 +94,19 @@ pub fn replica_uuid(up: &Upstream) -> String {
     crate::binlog::gtid::name_based_uuid(format!("ferrobus syncer {}", up.server_id).as_bytes())
 }
 
-/// Connects and logs in; run [`precheck`] before a dump.
-pub fn open(up: &Upstream) -> Result<Client, SyncerError> {
-    Client::connect(
+/// Connects and logs in, handing the socket to `on_socket` once connected (before the
+/// handshake); run [`precheck`] before a dump.
+pub fn open(
+    up: &Upstream,
+    on_socket: impl FnOnce(&std::net::TcpStream),
+) -> Result<Client, SyncerError> {
+    Client::connect_with(
         &up.addr,
         &up.user,
         &up.password,
         Duration::from_millis(UPSTREAM_CONNECT_TIMEOUT_MS),
         Duration::from_millis(UPSTREAM_IO_TIMEOUT_MS),
+        on_socket,
     )
     .map_err(|e| SyncerError::Connect(e.to_string()))
 }

@@ -567,6 +567,10 @@ fn syncer_precheck_fails_without_log_bin() {
 /// A wrong password shows as an access denial; a closed port as a connect error, retried
 /// (a listener opened later on that port gets a connection from the syncer); pointed
 /// correctly (stop + start), the syncer syncs.
+/// Within this after a stop, the syncer has closed a connection that waits for a greeting
+/// (well under its 30 s I/O timeout, which it must not wait for).
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
 #[test]
 fn syncer_connect_errors_then_recovers() {
     let work = WorkDir::new("syncer-errors").unwrap();
@@ -611,11 +615,25 @@ fn syncer_connect_errors_then_recovers() {
         }
     })
     .unwrap();
-    drop(accepted);
     drop(listener);
     let status = node.syncer_status().unwrap();
     assert_ne!(status["status"], "stopped", "{status}");
-    node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
+    // What answers there never greets (a hung master): a stop closes the connection at
+    // once, without waiting for the syncer's I/O timeout (30 s).
+    let mut accepted = accepted;
+    accepted.set_nonblocking(false).unwrap();
+    accepted.set_read_timeout(Some(STOP_BOUND)).unwrap();
+    std::thread::scope(|scope| {
+        let stop = scope.spawn(|| node.put_ok("/binlog/syncer/stop", &json!({})));
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut accepted, &mut byte) {
+            Ok(0) => {}
+            other => panic!(
+                "the syncer still held its connection to a silent master {STOP_BOUND:?} after the stop ({other:?}): the stop waited for the I/O timeout"
+            ),
+        }
+        stop.join().unwrap().unwrap();
+    });
 
     node.start_syncer(&master, SYNCER_ID).unwrap();
     node.wait_synced_with(&master, SYNC_TIMEOUT).unwrap();
