@@ -678,7 +678,7 @@ mod tests {
     fn a_mysql_master_gets_a_mysql_replica_sequence_and_a_gtid_dump() {
         let (addr, server) = fake_master("8.0.36", mysql_80);
         let up = upstream(&addr);
-        let mut client = open(&up).unwrap();
+        let mut client = open(&up, |_| {}).unwrap();
         let info = precheck(&mut client).unwrap();
         assert_eq!(info.flavour, Flavour::MySql);
         assert_eq!(
@@ -732,7 +732,7 @@ mod tests {
     fn an_old_mysql_master_without_gtids_gets_a_position_dump() {
         let (addr, server) = fake_master("5.5.62-log", mysql_55);
         let up = upstream(&addr);
-        let mut client = open(&up).unwrap();
+        let mut client = open(&up, |_| {}).unwrap();
         let info = precheck(&mut client).unwrap();
         assert_eq!(info.flavour, Flavour::MySql);
         assert_eq!(info.gtid_mode.as_deref(), Some("OFF"));
@@ -759,7 +759,7 @@ mod tests {
         let (addr, server) = fake_master("8.0.36", mysql_80);
         let mut up = upstream(&addr);
         up.uuid = Some(UUID.into());
-        let mut client = open(&up).unwrap();
+        let mut client = open(&up, |_| {}).unwrap();
         let info = precheck(&mut client).unwrap();
         let err = start_mysql_dump(&mut client, &up, &info, "", 4, &MysqlDump::FilePos)
             .unwrap_err()
