@@ -225,6 +225,7 @@ pub struct AdminServer {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    uploads: Arc<routes::Uploads>,
     local_addr: SocketAddr,
 }
 
@@ -243,6 +244,7 @@ impl AdminServer {
             server: Arc::new(server),
             workers: Vec::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            uploads: Arc::new(routes::Uploads::default()),
             local_addr,
         };
         for index in 0..workers.clamp(1, HTTP_WORKERS_MAX) {
@@ -271,9 +273,10 @@ impl AdminServer {
     ) -> Result<JoinHandle<()>, io::Error> {
         let server = Arc::clone(&self.server);
         let stopping = Arc::clone(&self.stopping);
+        let uploads = Arc::clone(&self.uploads);
         thread::Builder::new()
             .name(format!("admin-http-{index}"))
-            .spawn(move || worker_loop(&server, backend.as_ref(), &stopping))
+            .spawn(move || worker_loop(&server, backend.as_ref(), &stopping, &uploads))
     }
 
     fn stop_workers(&mut self) {
@@ -281,6 +284,13 @@ impl AdminServer {
             return;
         }
         self.stopping.store(true, Ordering::SeqCst);
+        let cut = self.uploads.cancel_all();
+        if cut > 0 {
+            log::info!(
+                "admin API: stopping: cut short {cut} import upload(s) in progress (nothing \
+                 of them is imported; send the files again once the node is back)"
+            );
+        }
         // Each unblock wakes exactly one thread blocked in recv(); a worker exits on the
         // first wake-up it sees once `stopping` is set, so one per worker frees them all.
         for _ in 0..self.workers.len() {
@@ -301,10 +311,15 @@ impl Drop for AdminServer {
     }
 }
 
-fn worker_loop(server: &tiny_http::Server, backend: &dyn Backend, stopping: &AtomicBool) {
+fn worker_loop(
+    server: &tiny_http::Server,
+    backend: &dyn Backend,
+    stopping: &AtomicBool,
+    uploads: &routes::Uploads,
+) {
     loop {
         match server.recv() {
-            Ok(request) => routes::serve(request, backend),
+            Ok(request) => routes::serve(request, backend, uploads),
             Err(error) => {
                 if stopping.load(Ordering::SeqCst) {
                     return;

@@ -10,6 +10,8 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -323,11 +325,69 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(non-string panic payload)")
 }
 
+/// The import uploads being read, so that a node that stops cuts them short instead of
+/// waiting for a slow client (an upload may take minutes; a stalled one up to
+/// IMPORT_BODY_STALL_MS).
+#[derive(Default)]
+pub struct Uploads {
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    open: Mutex<Vec<(u64, TcpStream)>>,
+}
+
+impl Uploads {
+    /// Cuts every upload short (and any that registers later); how many were running.
+    pub fn cancel_all(&self) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, socket) in open.iter() {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
+        open.len()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Registers the socket an upload is read from, until the guard drops.
+    fn register(&self, socket: &TcpStream) -> Option<UploadGuard<'_>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let clone = socket.try_clone().ok()?;
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, clone));
+        // `cancel_all` sets the flag before it walks the list: one of the two sees the other.
+        if self.stopping() {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
+        Some(UploadGuard { uploads: self, id })
+    }
+}
+
+struct UploadGuard<'a> {
+    uploads: &'a Uploads,
+    id: u64,
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.uploads
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.id);
+    }
+}
+
 /// Serves one request to the end; never panics.
-pub fn serve(request: tiny_http::Request, backend: &dyn Backend) {
+pub fn serve(request: tiny_http::Request, backend: &dyn Backend, uploads: &Uploads) {
     // `handle` guards the backend call itself; this outer guard is for tiny_http's own
     // code (reading, responding), so that no request can take the worker down.
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| handle(request, backend))) {
+    if let Err(payload) =
+        panic::catch_unwind(AssertUnwindSafe(|| handle(request, backend, uploads)))
+    {
         log::error!(
             "admin API: serving a request panicked: {}",
             panic_message(payload.as_ref())
@@ -335,7 +395,7 @@ pub fn serve(request: tiny_http::Request, backend: &dyn Backend) {
     }
 }
 
-fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
+fn handle(mut request: tiny_http::Request, backend: &dyn Backend, uploads: &Uploads) {
     let socket = bound_socket_io(&request);
     let method = request.method().as_str().to_owned();
     let target = request.url().to_owned();
@@ -362,7 +422,7 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend) {
     }
     match resolution {
         Resolution::Found(Route::Import) => {
-            return handle_import(request, socket, backend, &target)
+            return handle_import(request, socket, backend, &target, uploads)
         }
         Resolution::Found(Route::File) => return handle_file(request, backend, &target),
         _ => {}
@@ -430,6 +490,7 @@ fn handle_import(
     socket: Option<TcpStream>,
     backend: &dyn Backend,
     target: &str,
+    uploads: &Uploads,
 ) {
     let forwarded = is_forwarded(&request);
     let declared = request.body_length().map(|b| b as u64);
@@ -445,10 +506,12 @@ fn handle_import(
              upload holds this worker until its client gives up"
         ),
     }
+    let registration = socket.as_ref().and_then(|s| uploads.register(s));
     let mut body = BodyReader {
         inner: request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1),
         read_bytes: 0,
         at_end: false,
+        uploads,
     };
     let reply = match validate::import_file_from_target(target) {
         Err(error) => Reply::error(&error),
@@ -467,6 +530,7 @@ fn handle_import(
             }
         }),
     };
+    drop(registration);
     log::debug!("admin API: POST {target} -> {}", reply.status);
     let (at_end, read_bytes) = (body.at_end, body.read_bytes);
     if at_end || declared == Some(0) {
@@ -522,15 +586,24 @@ fn reply_and_close(request: tiny_http::Request, reply: Reply, socket: &TcpStream
 }
 
 /// An import body that records how much was read and whether its end was reached.
-struct BodyReader<R> {
+struct BodyReader<'a, R> {
     inner: R,
     read_bytes: u64,
     at_end: bool,
+    uploads: &'a Uploads,
 }
 
-impl<R: Read> Read for BodyReader<R> {
+impl<R: Read> Read for BodyReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let read = self.inner.read(buf);
+        // A node that stops cuts the upload short (its socket shut for reading): that end
+        // is no end of the body, and the import must not take what came as a whole file.
+        if self.uploads.stopping() && !matches!(read, Ok(n) if n > 0) {
+            return Err(std::io::Error::other(
+                "the node is stopping: the upload was cut short, nothing of it is imported",
+            ));
+        }
+        let n = read?;
         // The end of the capped reader is the body's end only within the cap.
         if n == 0 && !buf.is_empty() && self.read_bytes <= IMPORT_FILE_BYTES_MAX {
             self.at_end = true;

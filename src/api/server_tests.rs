@@ -1066,3 +1066,84 @@ fn ctl_cluster_commands_talk_to_the_server() {
     follower.set_route(ClusterRoute::NoLeader);
     assert_eq!(ctl(CtlCommand::SyncerStatus), EXIT_NODE_ERROR);
 }
+
+/// A backend whose import reads its body to the end and records how that went.
+#[derive(Default)]
+struct UploadReader {
+    base: FakeBackend,
+    reading: AtomicBool,
+    outcome: Mutex<Option<String>>,
+}
+
+impl Backend for UploadReader {
+    fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
+        self.base.syncer_start(args)
+    }
+    fn syncer_stop(&self) -> Result<(), ApiError> {
+        self.base.syncer_stop()
+    }
+    fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
+        self.base.syncer_status()
+    }
+    fn server_start(&self, args: ServerArgs) -> Result<(), ApiError> {
+        self.base.server_start(args)
+    }
+    fn server_stop(&self) -> Result<(), ApiError> {
+        self.base.server_stop()
+    }
+    fn server_status(&self) -> Result<ServerStatus, ApiError> {
+        self.base.server_status()
+    }
+    fn health(&self) -> Health {
+        self.base.health()
+    }
+    fn binlog_import(&self, _file: &str, body: &mut dyn Read) -> Result<ImportSummary, ApiError> {
+        self.reading.store(true, Ordering::SeqCst);
+        let mut sink = Vec::new();
+        let outcome = match body.read_to_end(&mut sink) {
+            Ok(n) => format!("read to the end: {n} bytes"),
+            Err(e) => format!("error: {e}"),
+        };
+        *self.outcome.lock().unwrap() = Some(outcome.clone());
+        Err(ApiError::bad_request(outcome))
+    }
+}
+
+/// A node that stops cuts an import upload short instead of waiting for a slow client
+/// (up to the 60 s stall bound), and the import sees an error, not an end of the body:
+/// nothing of a cut upload may be taken for a whole file.
+#[test]
+fn stopping_cuts_an_import_upload_short() {
+    let backend = Arc::new(UploadReader::default());
+    let server = AdminServer::start("127.0.0.1:0", backend.clone(), 1).unwrap();
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    client
+        .write_all(
+            b"POST /binlog/import?file=bin.000001 HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 100000\r\n\r\nfour",
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !backend.reading.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The client sends nothing more; the shutdown must not wait for it.
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.shutdown();
+        let _ = done.send(());
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the shutdown waited for the stalled upload");
+    let outcome = backend.outcome.lock().unwrap().clone().unwrap();
+    assert!(
+        outcome.starts_with("error: the node is stopping"),
+        "{outcome}"
+    );
+    drop(client);
+}
