@@ -292,6 +292,10 @@ pub fn format_syncer_status(status: &SyncerStatus) -> String {
         ("executed_gtid_set", or_absent(&status.executed_gtid_set)),
         ("purged_gtid_set", or_absent(&status.purged_gtid_set)),
         ("last_error", or_absent(&status.last_error)),
+        (
+            "last_error_at",
+            or_absent(&status.last_error_at.map(format_unix_time)),
+        ),
         ("lag_seconds", or_absent(&status.lag_seconds)),
         ("events", status.events.to_string()),
         ("bytes", status.bytes.to_string()),
@@ -547,6 +551,7 @@ mod tests {
             executed_gtid_set: Some("0-1-100".into()),
             purged_gtid_set: None,
             last_error: None,
+            last_error_at: None,
             lag_seconds: Some(0),
             events: 12,
             bytes: 3456,
@@ -806,13 +811,17 @@ mod tests {
 
     #[test]
     fn syncer_status_lines_are_aligned() {
-        let text = format_syncer_status(&syncer_status());
+        let mut status = syncer_status();
+        status.last_error = Some("cannot connect to the master".into());
+        status.last_error_at = Some(1_700_000_000);
+        let text = format_syncer_status(&status);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 13);
+        assert_eq!(lines.len(), 14);
         assert_eq!(lines[0], "status:             running");
         assert_eq!(lines[5], "last_binlog_file:   mysql-bin.000003");
         assert_eq!(lines[8], "purged_gtid_set:    -");
-        assert_eq!(lines[12], "bytes:              3456");
+        assert_eq!(lines[10], "last_error_at:      2023-11-14T22:13:20Z");
+        assert_eq!(lines[13], "bytes:              3456");
         // Every value starts in the same column.
         let column = lines[0].find("running").unwrap();
         assert!(lines

@@ -121,7 +121,12 @@ pub struct SyncerStatus {
     pub last_file_position: Option<u64>,
     pub executed_gtid_set: Option<String>,
     pub purged_gtid_set: Option<String>,
+    /// The syncer's last error; it stays after the syncer recovers (as MySQL's
+    /// Last_IO_Error does), with its time in `last_error_at`: `status` says whether it runs.
     pub last_error: Option<String>,
+    /// When `last_error` happened, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub last_error_at: Option<u64>,
     /// How far the stored binlog is behind the master, by event timestamps.
     pub lag_seconds: Option<u64>,
     /// Events and bytes stored since the syncer started.
@@ -491,6 +496,7 @@ mod tests {
             executed_gtid_set: None,
             purged_gtid_set: None,
             last_error: None,
+            last_error_at: None,
             lag_seconds: None,
             events: 0,
             bytes: 0,

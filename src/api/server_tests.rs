@@ -79,6 +79,7 @@ impl Backend for FakeBackend {
             executed_gtid_set: None,
             purged_gtid_set: None,
             last_error: None,
+            last_error_at: None,
             lag_seconds: None,
             events: 3,
             bytes: 300,

@@ -713,6 +713,7 @@ impl Backend for Node {
             executed_gtid_set: Some(state.to_string()),
             purged_gtid_set: Some(index.purged_gtids().to_string()),
             last_error: None,
+            last_error_at: None,
             lag_seconds: None,
             events,
             bytes,
@@ -733,6 +734,7 @@ impl Backend for Node {
                 State::Error => SyncerState::Error,
             };
             status.last_error = p.last_error;
+            status.last_error_at = p.last_error_at;
             status.lag_seconds = p.lag_seconds;
         }
         Ok(status)

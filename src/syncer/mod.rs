@@ -101,6 +101,8 @@ impl State {
 pub struct Progress {
     pub state: State,
     pub last_error: Option<String>,
+    /// When `last_error` happened (seconds since the Unix epoch).
+    pub last_error_at: Option<u64>,
     pub master_version: Option<String>,
     pub master_server_id: Option<u32>,
     pub file: Option<String>,
@@ -274,6 +276,10 @@ fn set_state(shared: &Shared, state: State, error: Option<String>) {
     p.state = state;
     if error.is_some() {
         p.last_error = error;
+        p.last_error_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
     }
 }
 

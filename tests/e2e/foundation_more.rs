@@ -587,8 +587,18 @@ fn syncer_connect_errors_then_recovers() {
         &syncer_body(&master.addr(), "certainly-wrong"),
     )
     .unwrap();
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let status = wait_syncer_error(&node, "access denied");
     eprintln!("syncer with a wrong password: {status}");
+    // The error carries its time (this machine's clock, which the node shares).
+    let at = status["last_error_at"].as_u64().unwrap_or(0);
+    assert!(
+        at >= began,
+        "last_error_at {at} is before the test began ({began}): {status}"
+    );
     assert!(!status.to_string().contains("certainly-wrong"), "{status}");
     assert_eq!(status["events"], 0, "{status}");
     node.put_ok("/binlog/syncer/stop", &json!({})).unwrap();
