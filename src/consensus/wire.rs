@@ -62,7 +62,8 @@ impl fmt::Display for FrameError {
             FrameError::WrongCluster { expected, got } => {
                 write!(
                     f,
-                    "peer belongs to cluster {got:#x}, this node to {expected:#x}"
+                    "peer belongs to cluster {got:#x}, this node to {expected:#x} (the cluster \
+                     id comes from cluster_token: give every member the same one)"
                 )
             }
             FrameError::TooLarge { len } => {

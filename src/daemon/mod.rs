@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::consensus::node::{NodeConfig, ProposeError, RaftHandle, RaftNode};
 use crate::consensus::state::{Command, Effect, MemberInfo, QuorumError, StateError};
 use crate::server::auth::AuthPlugin;
-use crate::server::{BinlogServer, ServerConfig};
+use crate::server::{BinlogServer, ServerConfig, StartError};
 use crate::store::{Store, StoreError};
 use crate::syncer::{StartPoint, State, Syncer};
 use leader::{LeaderWatch, SyncerSlot, WatchContext};
@@ -431,8 +431,14 @@ impl Node {
                 .clone()
                 .or_else(|| self.server_rsa_private_key_path.clone()),
         };
-        let server = BinlogServer::start(config, self.store.clone(), fallback_version)
-            .map_err(|e| ApiError::conflict(format!("cannot listen on {}: {e}", args.addr)))?;
+        let server = BinlogServer::start(config, self.store.clone(), fallback_version).map_err(
+            |e| match e {
+                StartError::Keys(e) => ApiError::bad_request(e.to_string()),
+                StartError::Listen(e) => {
+                    ApiError::conflict(format!("cannot listen on {}: {e}", args.addr))
+                }
+            },
+        )?;
         *slot = Some(server);
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod query;
 pub mod session;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -202,17 +203,37 @@ pub struct BinlogServer {
     listener: Option<JoinHandle<()>>,
 }
 
+/// Why a binlog server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The RSA private key (caching_sha2_password) could not be loaded: the request's
+    /// fault, the message names the file.
+    Keys(io::Error),
+    /// Binding the address, or starting the listener, failed.
+    Listen(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Keys(e) | StartError::Listen(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 impl BinlogServer {
     /// Binds `config.addr` and starts accepting.
     pub fn start(
         config: ServerConfig,
         store: Arc<Store>,
         fallback_version: String,
-    ) -> io::Result<BinlogServer> {
-        let auth =
-            auth::AuthState::new(config.auth_plugin, config.rsa_private_key_path.as_deref())?;
-        let listener = TcpListener::bind(&config.addr)?;
-        let local_addr = listener.local_addr()?;
+    ) -> Result<BinlogServer, StartError> {
+        let auth = auth::AuthState::new(config.auth_plugin, config.rsa_private_key_path.as_deref())
+            .map_err(StartError::Keys)?;
+        let listener = TcpListener::bind(&config.addr).map_err(StartError::Listen)?;
+        let local_addr = listener.local_addr().map_err(StartError::Listen)?;
         let shared = Arc::new(Shared {
             store,
             config,
@@ -227,7 +248,8 @@ impl BinlogServer {
         let s = shared.clone();
         let handle = thread::Builder::new()
             .name("binlog-listen".into())
-            .spawn(move || accept_loop(listener, s))?;
+            .spawn(move || accept_loop(listener, s))
+            .map_err(StartError::Listen)?;
         log::info!(
             "binlog server listening on {local_addr} (replicas log in with {})",
             shared.auth.plugin().name()

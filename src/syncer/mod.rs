@@ -256,7 +256,10 @@ fn supervise(
         if progressed.load(Ordering::SeqCst) || lasted {
             backoff_ms = RECONNECT_BACKOFF_MIN_MS;
         }
-        log::warn!("syncer: {err}; reconnecting in {backoff_ms} ms");
+        log::warn!(
+            "syncer (master {}): {err}; reconnecting in {backoff_ms} ms",
+            config.upstream.addr
+        );
         set_state(&shared, State::Error, Some(err));
         let guard = shared.sleep.0.lock().expect("sleep lock");
         let _ = shared

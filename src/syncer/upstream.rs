@@ -108,7 +108,18 @@ pub fn open(
         Duration::from_millis(UPSTREAM_IO_TIMEOUT_MS),
         on_socket,
     )
-    .map_err(|e| SyncerError::Connect(e.to_string()))
+    .map_err(|e| {
+        SyncerError::Connect(if e.is_timeout() {
+            format!(
+                "{} accepted the connection but did not answer the login within {} s (a MySQL \
+                 or MariaDB server greets at once: is this the master's port?)",
+                up.addr,
+                UPSTREAM_IO_TIMEOUT_MS / 1000
+            )
+        } else {
+            e.to_string()
+        })
+    })
 }
 
 /// The master's GTID state at a file position (`BINLOG_GTID_POS`), for a store that begins

@@ -109,6 +109,25 @@ fn node_syncs_from_a_node_serving_caching_sha2_password() {
     let a = Node::start(&work.join("a")).unwrap();
     a.start_syncer(&master, A_SYNCER_ID).unwrap();
     let a_port = free_port();
+    // A key file that cannot be read is the request's fault (400), named in the reply.
+    let missing = work.join("no-such-key.pem");
+    let (status, reply) = a
+        .api_put(
+            "/binlog/server/start",
+            &json!({
+                "addr": format!("127.0.0.1:{a_port}"),
+                "user": FERRO_USER,
+                "password": FERRO_PASSWORD,
+                "auth_plugin": "caching_sha2_password",
+                "rsa_private_key_path": missing.display().to_string(),
+            }),
+        )
+        .unwrap();
+    let message = reply["message"].as_str().unwrap_or("");
+    assert!(
+        status == 400 && message.contains("no-such-key.pem") && !message.contains("listen"),
+        "HTTP {status}: {reply}"
+    );
     a.start_server_with(a_port, Some("caching_sha2_password"))
         .unwrap();
     a.wait_synced_with(&master, CATCH_UP_TIMEOUT).unwrap();
