@@ -1109,9 +1109,11 @@ Options:
                            (default: new)
   -h, --help               print this help
 
-The config file takes the same keys: name, peer_addr, initial_cluster,
-initial_cluster_state, and [retention] max_bytes, max_age_seconds,
-check_interval_seconds. A node's raft id comes from its name and peer address; ids
+The config file (TOML) takes data_dir, admin_addr, http_workers, name, peer_addr,
+initial_cluster, initial_cluster_state, cluster_token, [server] max_connections,
+auth_plugin, rsa_private_key_path, and [retention] max_bytes, max_age_seconds,
+check_interval_seconds (see the README's configuration table). The admin API has no
+authentication: keep it on an address only operators reach. A node's raft id comes from its name and peer address; ids
 are never reused, so a removed node comes back under a new name or address.
 Logs go to stderr; set RUST_LOG to change the level (default: info).
 SIGTERM or SIGINT stops the node cleanly.

@@ -458,6 +458,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid("data_dir is empty".into()));
     }
     check_addr("admin_addr", &config.admin_addr)?;
+    if config.cluster_token.is_empty() {
+        // The same rule as `--cluster-token`: an empty token is a slip, not a choice.
+        return Err(ConfigError::Invalid("cluster_token is empty".into()));
+    }
     if !(1..=SERVER_CONNECTIONS_MAX).contains(&config.server_max_connections) {
         return Err(ConfigError::Invalid(format!(
             "server.max_connections must be between 1 and {SERVER_CONNECTIONS_MAX}, not {}",
@@ -757,5 +761,14 @@ mod tests {
         assert_eq!(c.server_rsa_private_key_path.as_deref(), Some("/k.pem"));
         let error = load_text("[server]\nauth_plugin = \"sha256_password\"\n").unwrap_err();
         assert!(error.to_string().contains("server.auth_plugin"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_cluster_token_is_refused_as_on_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "cluster_token = \"\"\n").unwrap();
+        let message = invalid(load(Some(&path), &Overrides::default()));
+        assert!(message.contains("cluster_token is empty"), "{message}");
     }
 }
