@@ -144,6 +144,43 @@ impl Default for Config {
 }
 
 impl Config {
+    /// One line for the log at start: what this node runs with (the cluster token itself
+    /// is left out, only whether it is the default).
+    pub fn summary(&self) -> String {
+        let limit = |v: Option<u64>, unit: &str| {
+            v.map_or("unlimited".to_string(), |n| format!("{n}{unit}"))
+        };
+        format!(
+            "data dir {}, admin API {} ({} workers), name {}, peer address {}, initial \
+             cluster {} ({}), cluster token {}, binlog server default login {} (at most {} \
+             connections), retention by size {}, by age {} (checked every {} s)",
+            self.data_dir.display(),
+            self.admin_addr,
+            self.http_workers,
+            self.name,
+            self.peer_addr,
+            self.initial_cluster
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.peer_url))
+                .collect::<Vec<_>>()
+                .join(","),
+            match self.initial_cluster_state {
+                InitialClusterState::New => "new",
+                InitialClusterState::Existing => "existing",
+            },
+            if self.cluster_token == CLUSTER_TOKEN_DEFAULT {
+                "the default"
+            } else {
+                "set"
+            },
+            self.server_auth_plugin.name(),
+            self.server_max_connections,
+            limit(self.retention.max_bytes, " bytes"),
+            limit(self.retention.max_age_seconds, " s"),
+            self.retention.check_interval_seconds,
+        )
+    }
+
     /// This member's entry in the initial cluster (validation guarantees there is one).
     pub fn own_entry(&self) -> &ClusterPeer {
         self.initial_cluster
@@ -761,6 +798,29 @@ mod tests {
         assert_eq!(c.server_rsa_private_key_path.as_deref(), Some("/k.pem"));
         let error = load_text("[server]\nauth_plugin = \"sha256_password\"\n").unwrap_err();
         assert!(error.to_string().contains("server.auth_plugin"), "{error}");
+    }
+
+    #[test]
+    fn the_start_summary_names_the_settings_but_not_the_token() {
+        let mut c = Config::default();
+        let line = c.summary();
+        for part in [
+            "data dir ./ferrobus-data",
+            "admin API 127.0.0.1:9595",
+            "initial cluster default=127.0.0.1:9596 (new)",
+            "cluster token the default",
+            "retention by size unlimited, by age unlimited",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line}");
+        }
+        c.cluster_token = "s3cret-token".into();
+        c.retention.max_bytes = Some(1 << 30);
+        let line = c.summary();
+        assert!(!line.contains("s3cret"), "{line}");
+        assert!(
+            line.contains("cluster token set") && line.contains("1073741824 bytes"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -672,11 +672,11 @@ impl RaftNode {
                     ..ConfState::default()
                 };
                 storage.initialize(cs)?;
-                log::info!("raft node {id}: new cluster with voters {voters:?}");
+                log::info!("raft node {id:x}: new cluster with voters {voters:x?}");
             }
         }
         log::info!(
-            "raft node {id}: log {}..={}, commit {}, snapshot at {}",
+            "raft node {id:x}: log {}..={}, commit {}, snapshot at {}",
             recovery.first_index,
             recovery.last_index,
             recovery.hard_state.commit,
@@ -698,7 +698,7 @@ impl RaftNode {
         let transport = start_transport(&cfg, Arc::clone(&shared))?;
         for (peer, addr) in cfg.peers.iter().filter(|(peer, _)| *peer != id) {
             if let Err(e) = transport.set_peer(*peer, addr) {
-                log::error!("raft node {id}: cannot start the sender to node {peer}: {e}");
+                log::error!("raft node {id:x}: cannot start the sender to node {peer:x}: {e}");
             }
         }
         let sync_shared = Arc::clone(&shared);
@@ -928,7 +928,7 @@ fn run_thread(mut runner: Runner, on_fatal: &FatalHook) {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),
         Err(payload) => Some(format!(
-            "raft node {}: the raft thread panicked: {}",
+            "raft node {:x}: the raft thread panicked: {}",
             runner.driver.id(),
             panic_message(payload.as_ref())
         )),
@@ -998,7 +998,7 @@ impl Runner {
         }
         self.driver
             .campaign()
-            .map_err(|e| format!("raft node {}: campaigning failed: {e}", self.driver.id()))
+            .map_err(|e| format!("raft node {:x}: campaigning failed: {e}", self.driver.id()))
     }
 
     /// Takes a finished log sync: held acknowledgements leave, and raft may commit.
@@ -1009,7 +1009,7 @@ impl Runner {
             .map(|_| ())
             .map_err(|e| {
                 format!(
-                    "raft node {}: syncing the log failed: {e}",
+                    "raft node {:x}: syncing the log failed: {e}",
                     self.driver.id()
                 )
             })
@@ -1047,7 +1047,7 @@ impl Runner {
                 let result = self.compact(index);
                 let fatal = match &result {
                     Err(CompactError::Failed(e)) if e.is_fatal() => Some(format!(
-                        "raft node {}: compaction failed: {e}",
+                        "raft node {:x}: compaction failed: {e}",
                         self.driver.id()
                     )),
                     _ => None,
@@ -1062,7 +1062,7 @@ impl Runner {
             Request::SetPeer { id, addr } => {
                 if let Err(e) = self.transport.set_peer(id, &addr) {
                     let me = self.driver.id();
-                    log::error!("raft node {me}: cannot start the sender to node {id}: {e}");
+                    log::error!("raft node {me:x}: cannot start the sender to node {id:x}: {e}");
                 }
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
@@ -1080,7 +1080,7 @@ impl Runner {
             MessageType::MsgPropose | MessageType::MsgReadIndex | MessageType::MsgReadIndexResp
         ) {
             log::debug!(
-                "raft node {}: dropped a {:?} from node {}",
+                "raft node {:x}: dropped a {:?} from node {:x}",
                 self.driver.id(),
                 m.get_msg_type(),
                 m.from
@@ -1091,7 +1091,7 @@ impl Runner {
         self.heard.insert(from, Instant::now());
         if let Err(e) = self.driver.step(m) {
             log::debug!(
-                "raft node {}: {ty:?} from node {from} refused: {e}",
+                "raft node {:x}: {ty:?} from node {from:x} refused: {e}",
                 self.driver.id()
             );
         }
@@ -1214,7 +1214,7 @@ impl Runner {
         self.driver
             .compact(index, &mut |msgs| transport.send_all(msgs))
             .map_err(CompactError::Failed)?;
-        log::info!("raft node {}: log compacted to {index}", self.driver.id());
+        log::info!("raft node {:x}: log compacted to {index}", self.driver.id());
         Ok(index)
     }
 
@@ -1233,7 +1233,7 @@ impl Runner {
             return Ok(());
         }
         let id = self.driver.id();
-        let failed = |e: ConsensusError| format!("raft node {id}: handling a Ready failed: {e}");
+        let failed = |e: ConsensusError| format!("raft node {id:x}: handling a Ready failed: {e}");
         let transport = &self.transport;
         let Some((early, pending)) = self
             .driver
@@ -1352,18 +1352,18 @@ impl Runner {
         let id = self.driver.id();
         let Some(data) = self.sm.snapshot_data() else {
             // raft asks again when it next needs it (a transaction ends soon).
-            log::debug!("raft node {id}: a snapshot must wait for the open transaction");
+            log::debug!("raft node {id:x}: a snapshot must wait for the open transaction");
             return Ok(());
         };
         match self.driver.store_snapshot(data) {
             Ok(index) => {
-                log::info!("raft node {id}: stored a snapshot at {index} for a follower");
+                log::info!("raft node {id:x}: stored a snapshot at {index} for a follower");
                 Ok(())
             }
-            Err(e) if e.is_fatal() => Err(format!("raft node {id}: storing a snapshot: {e}")),
+            Err(e) if e.is_fatal() => Err(format!("raft node {id:x}: storing a snapshot: {e}")),
             Err(e) => {
                 // raft asks again when it next needs it.
-                log::error!("raft node {id}: cannot store a snapshot: {e}");
+                log::error!("raft node {id:x}: cannot store a snapshot: {e}");
                 Ok(())
             }
         }
@@ -1401,7 +1401,7 @@ impl Runner {
         status.running = false;
         shared.publish(status);
         transport.shutdown();
-        log::info!("raft node {} stopped", driver.id());
+        log::info!("raft node {:x} stopped", driver.id());
     }
 }
 

@@ -763,7 +763,7 @@ fn run_outbound(peer: &Peer, shared: &Shared) {
                     bump(&shared.counters.reconnects, 1);
                 }
                 if failing {
-                    log::info!("raft transport: connected to node {id} at {addr}");
+                    log::info!("raft transport: connected to node {id:x} at {addr}");
                     failing = false;
                 }
                 let clone = stream.try_clone().ok();
@@ -796,9 +796,9 @@ fn run_outbound(peer: &Peer, shared: &Shared) {
                     backoff_ms = PEER_BACKOFF_MIN_MS;
                 }
                 if failing {
-                    log::debug!("raft transport: node {id} at {addr} still unreachable: {error}");
+                    log::debug!("raft transport: node {id:x} at {addr} still unreachable: {error}");
                 } else {
-                    log::warn!("raft transport: node {id} at {addr} unreachable: {error}");
+                    log::warn!("raft transport: node {id:x} at {addr} unreachable: {error}");
                 }
                 failing = true;
                 shared.report_unreachable(id);
@@ -1065,7 +1065,9 @@ impl PeerConnection {
                 if matches!(e, ConnError::Frame(_)) {
                     bump(&self.inbound.shared.counters.bad_frames, 1);
                 }
-                log::warn!("raft transport: closing connection from node {node} at {remote}: {e}");
+                log::warn!(
+                    "raft transport: closing connection from node {node:x} at {remote}: {e}"
+                );
             }
         }
     }

@@ -80,7 +80,7 @@ impl fmt::Display for FrameError {
             FrameError::WrongSender { hello, from } => {
                 write!(
                     f,
-                    "message from node {from} on the connection of node {hello}"
+                    "message from node {from:x} on the connection of node {hello:x}"
                 )
             }
             FrameError::WrongReceiver { me, to } => {

@@ -140,6 +140,11 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // the main thread alone receives them in `wait_for_stop_signal`.
     let signals = StopSignals::block();
     memory::tune_malloc();
+    log::info!(
+        "ferrobus {} starting: {}",
+        env!("CARGO_PKG_VERSION"),
+        config.summary()
+    );
     let data_dir = config.data_dir.clone();
     create_data_dir(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
