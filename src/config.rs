@@ -495,6 +495,13 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid("data_dir is empty".into()));
     }
     check_addr("admin_addr", &config.admin_addr)?;
+    if config.admin_addr == config.peer_addr {
+        return Err(ConfigError::Invalid(format!(
+            "admin_addr and peer_addr are both {}: the admin API and the raft peers need a \
+             port each",
+            config.admin_addr
+        )));
+    }
     if config.cluster_token.is_empty() {
         // The same rule as `--cluster-token`: an empty token is a slip, not a choice.
         return Err(ConfigError::Invalid("cluster_token is empty".into()));
@@ -821,6 +828,19 @@ mod tests {
             line.contains("cluster token set") && line.contains("1073741824 bytes"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_admin_and_peer_addresses_must_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(
+            &path,
+            "admin_addr = \"127.0.0.1:7000\"\npeer_addr = \"127.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let message = invalid(load(Some(&path), &Overrides::default()));
+        assert!(message.contains("a port each"), "{message}");
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub enum DaemonError {
         path: PathBuf,
         message: String,
     },
+    /// An address the node must listen on cannot be bound.
+    Listen {
+        what: &'static str,
+        addr: String,
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for DaemonError {
@@ -93,6 +99,11 @@ impl fmt::Display for DaemonError {
             DaemonError::Desired { path, message } => {
                 write!(f, "desired state {}: {message}", path.display())
             }
+            DaemonError::Listen { what, addr, error } => write!(
+                f,
+                "cannot listen on {addr} ({what}): {error}; nothing was written to the data \
+                 directory"
+            ),
         }
     }
 }
@@ -148,6 +159,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let data_dir = config.data_dir.clone();
     create_data_dir(&data_dir)?;
     let _lock = lock_data_dir(&data_dir)?;
+    check_listen_addrs(&config)?;
     import::clear_spool(&data_dir);
 
     let cluster = Arc::new(ClusterShared::new());
@@ -260,6 +272,25 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     node.shutdown();
     raft.shutdown();
     log::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Binds the admin and peer addresses once before anything durable is written (the raft
+/// id, the cluster's first entries), so that an address in use, or the two given the same
+/// port, fails the start with a clear message and leaves the data directory as it was.
+/// The real listeners bind moments later; a port taken in between still fails the start.
+fn check_listen_addrs(config: &Config) -> Result<(), DaemonError> {
+    let bind = |what: &'static str, addr: &str| {
+        std::net::TcpListener::bind(addr).map_err(|error| DaemonError::Listen {
+            what,
+            addr: addr.to_string(),
+            error,
+        })
+    };
+    let _admin = bind("admin_addr", &config.admin_addr)?;
+    if !peer_port_chosen(config) {
+        let _peer = bind("peer_addr, the raft peer port", &config.peer_addr)?;
+    }
     Ok(())
 }
 

@@ -664,6 +664,72 @@ fn server_answers(port: u16) -> bool {
     matches!(conn.login(FERRO_USER, FERRO_PASSWORD), Ok(Ok(())))
 }
 
+/// A start whose admin or peer port is taken fails with a message naming the address, and
+/// writes no cluster identity: the same data directory then starts under another name.
+#[test]
+fn a_start_on_a_taken_port_leaves_the_data_dir_unclaimed() {
+    let work = WorkDir::new("taken-port").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let data_dir = work.join("node");
+    let data = data_dir.to_str().unwrap();
+    let free = format!("127.0.0.1:{}", free_port());
+    for (admin, peer, what) in [
+        (taken_addr.as_str(), free.as_str(), "admin_addr"),
+        (free.as_str(), taken_addr.as_str(), "peer_addr"),
+    ] {
+        let (code, _, stderr) = run_ferrobus(&[
+            "serve",
+            "--data-dir",
+            data,
+            "--name",
+            "first",
+            "--admin-addr",
+            admin,
+            "--peer-addr",
+            peer,
+        ])
+        .unwrap();
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {taken_addr} ({what}")),
+            "{stderr}"
+        );
+        assert!(!data_dir.join("raft_id").exists(), "raft_id was written");
+        assert!(!data_dir.join("log").exists(), "the raft log was created");
+    }
+    // The corrected start, under another name, is a clean one-node cluster.
+    let peer = format!("127.0.0.1:{}", free_port());
+    let node = Node::start_with_args(
+        &data_dir,
+        &[
+            "--name".to_string(),
+            "second".to_string(),
+            "--peer-addr".to_string(),
+            peer,
+        ],
+    )
+    .unwrap();
+    poll("the new node to list itself alone", STATE_TIMEOUT, || {
+        let members = node.get_ok("/members")?;
+        let names: Vec<String> = members
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(if names == ["second"] {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(members.to_string())
+        })
+    })
+    .unwrap();
+    drop(taken);
+}
+
 /// SIGTERM (exit 0 required), then start again.
 fn restart_cleanly(node: &mut Node) {
     assert_eq!(node.terminate().unwrap(), Some(0), "SIGTERM exit code");
