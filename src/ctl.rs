@@ -57,9 +57,23 @@ pub fn run(args: CtlArgs) -> i32 {
             outcome.exit_code
         }
         Err(error) => {
-            eprintln!("error: cannot reach the node at {}: {error}", args.admin);
+            eprintln!("error: {}", unreachable(&args.admin, &error));
             EXIT_UNREACHABLE
         }
+    }
+}
+
+/// Why a request to the node at `admin` got no reply: a timeout says how long ctl waited
+/// (the node accepted the connection, or the address does not answer at all); anything
+/// else is a connection that could not be made.
+fn unreachable(admin: &str, error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(_) => format!(
+            "no reply from {admin} within {} s: is it a ferrobus admin address, and is the \
+             node running (a leader-only call waits for the leader)?",
+            HTTP_CLIENT_TIMEOUT_MS / 1000
+        ),
+        _ => format!("cannot reach the node at {admin}: {error}"),
     }
 }
 
@@ -807,6 +821,21 @@ mod tests {
         );
         assert_eq!(outcome.exit_code, EXIT_NODE_ERROR);
         assert_eq!(outcome.stderr, "error: no leader is known (HTTP 503)\n");
+    }
+
+    #[test]
+    fn a_node_that_never_replies_is_told_from_one_that_cannot_be_reached() {
+        let message = unreachable("127.0.0.1:9", &ureq::Error::Timeout(ureq::Timeout::Global));
+        assert!(
+            message.starts_with("no reply from 127.0.0.1:9 within ") && !message.contains("reach"),
+            "{message}"
+        );
+        let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let message = unreachable("127.0.0.1:9", &refused);
+        assert!(
+            message.starts_with("cannot reach the node at 127.0.0.1:9"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -681,6 +681,13 @@ pub struct QuorumError {
 
 impl fmt::Display for QuorumError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.voters == 0 {
+            return write!(
+                f,
+                "the change would break the quorum: the last voter cannot be removed (a \
+                 cluster needs at least one)"
+            );
+        }
         write!(
             f,
             "the change would break the quorum: the new configuration has {} voters and needs \
@@ -1079,7 +1086,8 @@ mod tests {
         assert!(error.to_string().contains("break the quorum"));
         // Removing the dead one of three keeps a quorum of two.
         assert!(check_quorum_after_remove(&voters, &[1, 2], 3).is_ok());
-        assert!(check_quorum_after_remove(&[1], &[1], 1).is_err());
+        let last = check_quorum_after_remove(&[1], &[1], 1).unwrap_err();
+        assert!(last.to_string().contains("the last voter"), "{last}");
         // Adding a fourth while one of three is down: 2 of 4 is not a quorum.
         assert!(check_quorum_after_add(&voters, &[1, 2], 4).is_err());
         assert!(check_quorum_after_add(&voters, &[1, 2, 3], 4).is_ok());

@@ -220,7 +220,7 @@ pub fn export_files(args: &CtlArgs, to: &Path, only: Option<&str>, force: bool) 
     let (status, body) = match listed {
         Ok(reply) => reply,
         Err(error) => {
-            eprintln!("error: cannot reach the node at {}: {error}", args.admin);
+            eprintln!("error: {}", super::unreachable(&args.admin, &error));
             return EXIT_UNREACHABLE;
         }
     };

@@ -1097,7 +1097,13 @@ fn create_data_dir(data_dir: &Path) -> Result<(), DaemonError> {
             .create(data_dir)
             .map_err(failed)?;
     }
-    let mode = fs::metadata(data_dir).map_err(failed)?.permissions().mode();
+    let meta = fs::metadata(data_dir).map_err(failed)?;
+    if !meta.is_dir() {
+        return Err(failed(std::io::Error::other(
+            "it exists and is not a directory",
+        )));
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         log::warn!(
             "data directory {} is open to other users (mode {:o}); it holds the master's \
@@ -1222,6 +1228,29 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_path_that_is_a_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        fs::write(&file, b"x").unwrap();
+        let message = create_data_dir(&file).unwrap_err().to_string();
+        assert!(message.contains("is not a directory"), "{message}");
+        let fresh = dir.path().join("a/b");
+        create_data_dir(&fresh).unwrap();
+        assert!(fresh.is_dir());
+    }
+
+    #[test]
+    fn an_export_target_that_is_a_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        fs::write(&file, b"x").unwrap();
+        let message = crate::store::export::prepare_dir(&file, &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("is not a directory"), "{message}");
+    }
 
     #[test]
     fn a_wildcard_admin_address_is_advertised_with_the_peer_host() {

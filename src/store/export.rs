@@ -165,6 +165,12 @@ pub fn choose(
 /// Creates the output folder `to`, and refuses (before anything is written) when one of
 /// `files` exists there already, unless `force`.
 pub fn prepare_dir(to: &Path, files: &[FileInfo], force: bool) -> Result<(), ExportError> {
+    if to.exists() && !to.is_dir() {
+        return Err(ExportError::Io {
+            path: to.to_path_buf(),
+            error: std::io::Error::other("it exists and is not a directory"),
+        });
+    }
     fs::create_dir_all(to).map_err(|error| ExportError::Io {
         path: to.to_path_buf(),
         error,
