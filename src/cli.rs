@@ -1116,7 +1116,7 @@ check_interval_seconds (see the README's configuration table). The admin API has
 authentication: keep it on an address only operators reach. A node's raft id comes from its name and peer address; ids
 are never reused, so a removed node comes back under a new name or address.
 Logs go to stderr; set RUST_LOG to change the level (default: info).
-SIGTERM or SIGINT stops the node cleanly.
+SIGTERM, SIGINT or SIGHUP stops the node cleanly.
 
 Examples:
   ferrobus serve

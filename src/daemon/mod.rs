@@ -145,7 +145,7 @@ pub struct Node {
     chosen_peer_port: bool,
 }
 
-/// Runs a node until SIGTERM or SIGINT. Returns after a clean stop.
+/// Runs a node until SIGTERM, SIGINT or SIGHUP. Returns after a clean stop.
 pub fn serve(config: Config) -> Result<(), DaemonError> {
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone receives them in `wait_for_stop_signal`.
@@ -1190,7 +1190,9 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, DaemonError> {
     Ok(file)
 }
 
-/// SIGTERM and SIGINT, blocked in every thread and received synchronously by the main one.
+/// SIGTERM, SIGINT and SIGHUP (the terminal of a node started from a shell closed; there
+/// is nothing to reload), blocked in every thread and received synchronously by the main
+/// one: each stops the node cleanly.
 struct StopSignals {
     set: libc::sigset_t,
 }
@@ -1203,6 +1205,7 @@ impl StopSignals {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             StopSignals { set }
         }
@@ -1215,10 +1218,10 @@ impl StopSignals {
             // SAFETY: sigwait with the set blocked above and a valid out pointer.
             let rc = unsafe { libc::sigwait(&self.set, &mut sig) };
             if rc == 0 {
-                return if sig == libc::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
+                return match sig {
+                    libc::SIGINT => "SIGINT",
+                    libc::SIGHUP => "SIGHUP",
+                    _ => "SIGTERM",
                 };
             }
         }

@@ -730,9 +730,14 @@ fn a_start_on_a_taken_port_leaves_the_data_dir_unclaimed() {
     drop(taken);
 }
 
-/// SIGTERM (exit 0 required), then start again.
-fn restart_cleanly(node: &mut Node) {
-    assert_eq!(node.terminate().unwrap(), Some(0), "SIGTERM exit code");
+/// `signal` (a clean stop: exit 0, and the log names the signal), then start again.
+fn restart_cleanly(node: &mut Node, signal: libc::c_int, name: &str) {
+    assert_eq!(node.stop_with(signal).unwrap(), Some(0), "{name} exit code");
+    let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+    assert!(
+        log.contains(&format!("received {name}")),
+        "the log does not name {name}"
+    );
     node.restart().unwrap();
 }
 
@@ -754,7 +759,7 @@ fn stopped_parts_stay_stopped_across_restart() {
     let stopped = node.syncer_status().unwrap();
     assert_eq!(stopped["status"], "stopped", "{stopped}");
     Load::run(master.port(), LoadPlan::small()).unwrap();
-    restart_cleanly(&mut node);
+    restart_cleanly(&mut node, libc::SIGTERM, "SIGTERM");
     // Give a wrongly resumed syncer the time to show itself: the server resumed (its
     // desired state says so) and answers, so the node has finished restoring.
     wait_until("the binlog server to resume", STATE_TIMEOUT, || {
@@ -783,7 +788,8 @@ fn stopped_parts_stay_stopped_across_restart() {
 
     node.put_ok("/binlog/server/stop", &json!({})).unwrap();
     assert!(!server_answers(port), "stopped server still answers");
-    restart_cleanly(&mut node);
+    // SIGHUP (a closed terminal) stops it as cleanly.
+    restart_cleanly(&mut node, libc::SIGHUP, "SIGHUP");
     let server = node.get_ok("/binlog/server/status").unwrap();
     assert_eq!(server["status"], "stopped", "{server}");
     assert!(

@@ -366,12 +366,18 @@ impl Node {
     /// SIGTERM and wait (bounded) for the exit; returns the exit code (None: killed by a
     /// signal, i.e. it did not exit by itself).
     pub fn terminate(&mut self) -> Result<Option<i32>> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// `signal` and wait (bounded) for the exit; returns the exit code (None: killed by a
+    /// signal, i.e. it did not exit by itself).
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Result<Option<i32>> {
         let taken = self.proc().take();
         match taken {
             Some(mut proc) => {
                 let status = proc
-                    .terminate(Duration::from_secs(30))
-                    .context(|| format!("terminating ferrobus {}", self.name))?;
+                    .stop_with(signal, Duration::from_secs(30))
+                    .context(|| format!("stopping ferrobus {} with signal {signal}", self.name))?;
                 Ok(status.code())
             }
             None => fail(format!("ferrobus {} is not running", self.name)),

@@ -105,13 +105,18 @@ impl Proc {
 
     /// SIGTERM and wait up to `timeout` for the exit; past it SIGKILL and an error.
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.signal(libc::SIGTERM);
+        self.stop_with(libc::SIGTERM, timeout)
+    }
+
+    /// Sends `signal` and waits (bounded) for the exit; kill -9 if it does not come.
+    pub fn stop_with(&mut self, signal: libc::c_int, timeout: Duration) -> Result<ExitStatus> {
+        self.signal(signal);
         if let Some(status) = self.wait_exit(timeout) {
             return Ok(status);
         }
         self.kill9();
         Err(format!(
-            "{} (pid {}) did not exit within {:?} of SIGTERM; killed it",
+            "{} (pid {}) did not exit within {:?} of signal {signal}; killed it",
             self.name,
             self.pid(),
             timeout
