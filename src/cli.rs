@@ -154,7 +154,10 @@ pub fn parse_with_default_admin(args: &[String], default_admin: &str) -> Result<
             "ctl" => parse_ctl(&mut tokens, default_admin),
             "export" => parse_export(&mut tokens),
             "help" => help_command(&mut tokens),
-            "version" => Ok(Cli::Version),
+            "version" => {
+                tokens.expect_end(top)?;
+                Ok(Cli::Version)
+            }
             _ => Err(top.unknown_command(word)),
         },
     }
@@ -426,11 +429,26 @@ fn parse_ctl(tokens: &mut Tokens<'_>, default_admin: &str) -> Result<Cli, UsageE
         }
     };
     Ok(match command {
-        Step::Run(command) => Cli::Ctl(CtlArgs {
-            admin: globals.admin.unwrap_or_else(|| default_admin.to_string()),
-            json: globals.json,
-            command,
-        }),
+        Step::Run(command) => {
+            let admin = match globals.admin {
+                Some(admin) => admin,
+                None => {
+                    // The default comes from $FERROBUS_ADMIN when set: checked as --admin is.
+                    validate::check_host_port("admin", default_admin).map_err(|error| {
+                        Level(&["ctl"]).error(&format!(
+                            "{ADMIN_ADDR_ENV}={default_admin:?}: {}",
+                            flag_message(&error)
+                        ))
+                    })?;
+                    default_admin.to_string()
+                }
+            };
+            Cli::Ctl(CtlArgs {
+                admin,
+                json: globals.json,
+                command,
+            })
+        }
         Step::Help(level) => level.help(),
     })
 }
@@ -1280,13 +1298,15 @@ these settings and restarts the server after a restart.
 
 Usage:
   ferrobus ctl [OPTIONS] server start --addr HOST:PORT --user USER --password PASSWORD
+        [--auth-plugin NAME] [--rsa-private-key-path FILE]
 
 Options:
   --addr HOST:PORT      address to listen on for replicas (required; e.g. 0.0.0.0:3307)
   --user USER           user name replicas must log in with (required)
   --password PASSWORD   its password (required; may be empty: --password=)
-  --auth-plugin NAME    mysql_native_password (default; MariaDB replicas) or
-                        caching_sha2_password (MySQL 8.0+/9 replicas)
+  --auth-plugin NAME    mysql_native_password (MariaDB replicas) or
+                        caching_sha2_password (MySQL 8.0+/9 replicas); default: the
+                        node's [server] auth_plugin (mysql_native_password unless set)
   --rsa-private-key-path FILE
                         PEM RSA private key on the node for caching_sha2_password
                         (default: a key pair generated when the node starts serving)
@@ -1593,10 +1613,13 @@ mod tests {
         assert_eq!(error.message, "unknown command `frobnicate`");
         assert_eq!(error.help_command, "ferrobus --help");
         assert_eq!(usage_error("--bogus").message, "unknown option --bogus");
-        assert_eq!(
-            usage_error("--version extra").message,
-            "unexpected argument `extra`"
-        );
+        for line in ["--version extra", "version extra"] {
+            assert_eq!(
+                usage_error(line).message,
+                "unexpected argument `extra`",
+                "{line}"
+            );
+        }
         assert!(usage_error("help nope")
             .message
             .contains("no help for `nope`"));
@@ -1869,6 +1892,12 @@ mod tests {
             assert_eq!(args.admin, "10.0.0.5:1", "{line}");
             assert!(args.json, "{line}");
         }
+        let error = parse_with_default_admin(&["ctl".into(), "health".into()], "nope").unwrap_err();
+        assert!(
+            error.to_string().contains("FERROBUS_ADMIN=\"nope\"")
+                && error.to_string().contains("host:port"),
+            "{error}"
+        );
         let args =
             parse_with_default_admin(&["ctl".into(), "health".into()], "env-host:1").unwrap();
         assert_eq!(

@@ -22,6 +22,9 @@ const ECHO_CHARS_MAX: usize = 64;
 /// Longest host name (DNS limit).
 const HOST_NAME_MAX: usize = 253;
 
+/// Longest user name taken (with room above what MariaDB and MySQL accept).
+const USER_NAME_CHARS_MAX: usize = 128;
+
 /// Longest member name: it appears in logs, tables and the `--initial-cluster` list.
 pub const MEMBER_NAME_MAX: usize = 64;
 
@@ -345,6 +348,15 @@ fn check_binlog_pos(pos: u64) -> Result<(), FieldError> {
 fn check_user(field: &'static str, user: &str) -> Result<(), FieldError> {
     if user.is_empty() {
         return Err(FieldError::field(field, "must not be empty"));
+    }
+    if user.chars().count() > USER_NAME_CHARS_MAX {
+        return Err(FieldError::field(
+            field,
+            &format!(
+                "is longer than {USER_NAME_CHARS_MAX} characters (MariaDB user names take 80, \
+                 MySQL's 32)"
+            ),
+        ));
     }
     // The user name travels NUL-terminated in the MySQL handshake.
     if user.contains('\0') {
@@ -1082,6 +1094,16 @@ mod tests {
             server_error(&with(good, "user", json!(""))),
             "field `user` must not be empty"
         );
+    }
+
+    #[test]
+    fn a_user_name_has_a_length_limit() {
+        let long = "u".repeat(USER_NAME_CHARS_MAX + 1);
+        let server = json!({"addr": "127.0.0.1:3307", "user": long, "password": "p"});
+        let message = server_error(&serde_json::to_vec(&server).unwrap());
+        assert!(message.contains("longer than 128"), "{message}");
+        let ok = json!({"addr": "127.0.0.1:3307", "user": "u".repeat(80), "password": "p"});
+        assert!(server_args_from_json(&serde_json::to_vec(&ok).unwrap()).is_ok());
     }
 
     #[test]
