@@ -85,6 +85,9 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/binlog/server/stop", Route::ServerStop),
     ("GET", "/binlog/server/status", Route::ServerStatus),
     ("GET", "/health", Route::Health),
+    // Load balancers' health checks often use HEAD: the same reply, without its body
+    // (tiny_http leaves the body out for HEAD).
+    ("HEAD", "/health", Route::Health),
     ("GET", "/members", Route::MembersList),
     ("POST", "/members", Route::MemberAdd),
     ("PUT", "/members", Route::MemberUpdate),
@@ -845,15 +848,16 @@ mod tests {
         assert_eq!(
             resolve("POST", "/health"),
             Resolution::MethodNotAllowed {
-                allow: "GET".into()
+                allow: "GET, HEAD".into()
             }
         );
         assert_eq!(
             resolve("put", "/health"),
             Resolution::MethodNotAllowed {
-                allow: "GET".into()
+                allow: "GET, HEAD".into()
             }
         );
+        assert_eq!(resolve("HEAD", "/health"), Resolution::Found(Route::Health));
     }
 
     #[test]

@@ -439,6 +439,9 @@ fn server_routes_and_health() {
         answer.json,
         json!({"message": "success", "data": {"status": "ok", "version": "test", "uptime_seconds": 1, "pid": 4242}})
     );
+    // HEAD, as load balancers' health checks send it: 200, no body.
+    let (status, body) = Harness::answer_raw(h.agent.head(h.url("/health")).call());
+    assert_eq!((status, body.as_str()), (200, ""));
 }
 
 #[test]
@@ -522,7 +525,7 @@ fn unknown_routes_and_wrong_methods() {
     assert_eq!(answer.allow.as_deref(), Some("PUT"));
     let answer = h.delete("/health");
     assert_eq!(answer.status, 405);
-    assert_eq!(answer.allow.as_deref(), Some("GET"));
+    assert_eq!(answer.allow.as_deref(), Some("GET, HEAD"));
     assert!(answer.json["message"].as_str().unwrap().contains("DELETE"));
     let answer = h.put("/binlog/syncer/status", "{}");
     assert_eq!(answer.status, 405);
