@@ -120,6 +120,13 @@ pub const PROPOSE_TIMEOUT_MS: u64 = 10_000;
 /// How often the leader watcher looks at leadership and the desired syncer at the latest.
 pub const LEADER_WATCH_INTERVAL_MS: u64 = 200;
 
+/// How long a node knows no leader before it says so in its log (several election
+/// timeouts: an ordinary election is over well before).
+pub const LEADERLESS_WARN_MS: u64 = 10_000;
+
+/// How often it says so again while no leader is known.
+pub const LEADERLESS_REPEAT_MS: u64 = 60_000;
+
 /// How often a follower retries making its addresses known to the leader.
 pub const ANNOUNCE_RETRY_MS: u64 = 3_000;
 

@@ -21,6 +21,7 @@ use crate::store::entry::KIND_ABANDON;
 use crate::store::Store;
 use crate::syncer::{Sink, SinkError, Syncer, SyncerConfig};
 
+use super::leaderless::{Leaderless, Notice};
 use super::machine::ClusterShared;
 use super::worker::Worker;
 
@@ -256,11 +257,27 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
     let mut peers: BTreeMap<u64, String> = BTreeMap::new();
     let mut seen = 0u64;
     let mut last_announce: Option<std::time::Instant> = None;
+    let mut leaderless = Leaderless::default();
     while !stop.load(Ordering::SeqCst) {
         seen = ctx
             .cluster
             .wait_change(seen, Duration::from_millis(LEADER_WATCH_INTERVAL_MS));
         let status = ctx.raft.status();
+        match leaderless.observe(status.leader_id != 0, std::time::Instant::now()) {
+            Some(Notice::Leaderless(without)) => log::warn!(
+                "no leader known for {} s (voters {:x?}): the cluster has no quorum if fewer \
+                 than {} of them run and reach each other's peer addresses",
+                without.as_secs(),
+                status.voters,
+                status.voters.len() / 2 + 1
+            ),
+            Some(Notice::LeaderBack(after)) => log::info!(
+                "leader {:x} known again, after {} s without one",
+                status.leader_id,
+                after.as_secs()
+            ),
+            None => {}
+        }
         sync_peers(&ctx, &mut peers);
         // A leader is ready once an entry of its own term is applied: everything committed
         // before its election is then applied too, so the store's resume point is final.

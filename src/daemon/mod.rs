@@ -9,6 +9,7 @@
 pub mod export;
 pub mod import;
 pub mod leader;
+pub mod leaderless;
 pub mod machine;
 pub mod memory;
 pub mod promote;
@@ -101,8 +102,8 @@ impl fmt::Display for DaemonError {
             }
             DaemonError::Listen { what, addr, error } => write!(
                 f,
-                "cannot listen on {addr} ({what}): {error}; nothing was written to the data \
-                 directory"
+                "cannot listen on {addr} ({what}): {error}; the node stopped before writing any \
+                 cluster state"
             ),
         }
     }
