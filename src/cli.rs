@@ -1486,8 +1486,8 @@ const IMPORT_HELP: &str =
 leader and Raft like synced events: they keep their names and positions and are
 served like events from a master. Several files must form a chain, in order: each
 later file is stored under the name the one before leads to (the file its ROTATE
-names, or after a STOP the next number), and its own name must carry that number
-(checked here before sending). Importing the last stored file again continues it
+names, or after a STOP the next number), and the files' own numbers must step as
+those names do (checked here before sending). Importing the last stored file again continues it
 when an earlier import of it stopped part of the way.
 Files are sent one by one; the first refusal stops the import with the node's
 message, and a refused file leaves the store unchanged.

@@ -514,6 +514,7 @@ fn handle_import(
         inner: request.as_reader().take(IMPORT_FILE_BYTES_MAX + 1),
         read_bytes: 0,
         at_end: false,
+        declared,
         uploads,
     };
     let reply = match validate::import_file_from_target(target) {
@@ -593,6 +594,8 @@ struct BodyReader<'a, R> {
     inner: R,
     read_bytes: u64,
     at_end: bool,
+    /// The Content-Length the client announced: an end before it is no end of the body.
+    declared: Option<u64>,
     uploads: &'a Uploads,
 }
 
@@ -602,11 +605,27 @@ impl<R: Read> Read for BodyReader<'_, R> {
         // A node that stops cuts the upload short (its socket shut for reading): that end
         // is no end of the body, and the import must not take what came as a whole file.
         if self.uploads.stopping() && !matches!(read, Ok(n) if n > 0) {
-            return Err(std::io::Error::other(
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
                 "the node is stopping: the upload was cut short, nothing of it is imported",
             ));
         }
         let n = read?;
+        // A client that goes away in the middle of a Content-Length body leaves a short
+        // read that looks like an end: a file cut between two transactions would pass for
+        // a whole one.
+        if n == 0 && !buf.is_empty() {
+            if let Some(declared) = self.declared.filter(|&d| self.read_bytes < d) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the upload ended after {} of its {declared} bytes (the client went \
+                         away)",
+                        self.read_bytes
+                    ),
+                ));
+            }
+        }
         // The end of the capped reader is the body's end only within the cap.
         if n == 0 && !buf.is_empty() && self.read_bytes <= IMPORT_FILE_BYTES_MAX {
             self.at_end = true;

@@ -1151,3 +1151,36 @@ fn stopping_cuts_an_import_upload_short() {
     );
     drop(client);
 }
+
+/// A client that goes away in the middle of a Content-Length upload: the import sees an
+/// error, not an end of the body (a file cut between transactions would pass for whole).
+#[test]
+fn an_upload_cut_by_its_client_is_an_error_not_an_end() {
+    let backend = Arc::new(UploadReader::default());
+    let server = AdminServer::start("127.0.0.1:0", backend.clone(), 1).unwrap();
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    client
+        .write_all(
+            b"POST /binlog/import?file=bin.000001 HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 100000\r\n\r\nfour",
+        )
+        .unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let outcome = loop {
+        if let Some(outcome) = backend.outcome.lock().unwrap().clone() {
+            break outcome;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        outcome.contains("ended after 4 of its 100000 bytes"),
+        "{outcome}"
+    );
+    drop(client);
+    server.shutdown();
+}

@@ -170,7 +170,7 @@ impl fmt::Display for ProposeError {
             ProposeError::NotLeader { leader_id } => {
                 write!(
                     f,
-                    "this node is not the leader; the leader is node {leader_id}"
+                    "this node is not the leader; the leader is node {leader_id:x}"
                 )
             }
             ProposeError::TermChanged {

@@ -89,11 +89,17 @@ pub fn chain_names(
                 files[i - 1].display()
             )
         })?;
-        // A local name may carry another base (a copy saved under a prefix), but a file
-        // numbered otherwise than the name it would be stored under is out of order.
-        let own = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let (Some(own_number), Some(number)) = (file_number(own), file_number(&name)) {
-            if own_number != number {
+        // Local names may carry another base or numbering (copies saved as `copy.1`,
+        // `copy.2`, stored with --name), but their numbers must step as the stored names
+        // do: a file given out of order would otherwise be stored under the wrong name.
+        let step = |p: &PathBuf, stored: &str| {
+            let own = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            file_number(own)
+                .zip(file_number(stored))
+                .map(|(own, stored)| i128::from(own) - i128::from(stored))
+        };
+        if let (Some(first), Some(this)) = (step(&files[0], &names[0]), step(path, &name)) {
+            if first != this {
                 return Err(format!(
                     "{} would be stored as {name}, the file that follows {}: give the files \
                      in order, the last one last",
@@ -424,6 +430,20 @@ mod tests {
             err.contains("would be stored as binlog-invisible-columns.000003"),
             "{err}"
         );
+        // Copies numbered their own way, stored under --name: their numbers step alike.
+        let copies: Vec<PathBuf> = (1..=2)
+            .map(|n| {
+                let path = dir.path().join(format!("copy.{n}"));
+                std::fs::copy(&stop, &path).unwrap();
+                path
+            })
+            .collect();
+        assert_eq!(
+            chain_names(&copies, &ends[..2], Some("mysql-bin.000007")).unwrap(),
+            ["mysql-bin.000007", "mysql-bin.000008"]
+        );
+        let reversed = [copies[1].clone(), copies[0].clone()];
+        assert!(chain_names(&reversed, &ends[..2], Some("mysql-bin.000007")).is_err());
         // A MariaDB file that ends with neither: nothing may follow it.
         let open = Tail {
             last_event: LastEvent::Other,

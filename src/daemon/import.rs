@@ -128,6 +128,13 @@ pub enum ImportError {
     TooLarge {
         file: String,
     },
+    /// The upload ended before its announced length, or the node stopped during it:
+    /// nothing of it is imported.
+    Cut {
+        file: String,
+        detail: String,
+        stopping: bool,
+    },
     /// The upload paused longer than IMPORT_BODY_STALL_MS.
     Stalled {
         file: String,
@@ -175,6 +182,12 @@ impl fmt::Display for ImportError {
                  {IMPORT_BODY_STALL_MS} ms); nothing was imported, send the file again"
             ),
             ImportError::Io { file, error } => write!(f, "importing {file}: {error}"),
+            ImportError::Cut { file, detail, .. } => {
+                write!(
+                    f,
+                    "the upload of {file} was cut: {detail}; nothing was imported"
+                )
+            }
         }
     }
 }
@@ -187,6 +200,10 @@ impl ImportError {
             ImportError::Chain { .. } | ImportError::AlreadyStored { .. } => 409,
             ImportError::TooLarge { .. } => 413,
             ImportError::Stalled { .. } => 408,
+            ImportError::Cut { stopping: true, .. } => 503,
+            ImportError::Cut {
+                stopping: false, ..
+            } => 400,
             ImportError::Io { .. } => 500,
             _ => 400,
         }
@@ -224,6 +241,9 @@ pub struct StoreView {
     /// The stored binlog's gtid_binlog_pos when it holds MariaDB groups: the next file's
     /// GTID_LIST must agree with it (see `check_gtid_list`).
     pub maria_executed: Option<MariaGtidList>,
+    /// The last stored file is stored from its start (position 4), not from where a
+    /// syncer began inside it.
+    pub last_file_whole: bool,
 }
 
 impl StoreView {
@@ -234,6 +254,7 @@ impl StoreView {
     pub fn resumes(&self, name: &str) -> Option<u64> {
         let tail = self.tail.as_ref()?;
         let continues = tail.file == name
+            && self.last_file_whole
             && tail.last_event == LastEvent::Other
             && self.resume.as_ref() == Some(&(tail.file.clone(), tail.end_pos));
         continues.then_some(tail.end_pos)
@@ -242,9 +263,13 @@ impl StoreView {
 
 /// Reads what an import needs of the store.
 pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
-    let (files, last, resume, mysql_executed, maria_executed) = {
+    let (files, last, resume, mysql_executed, maria_executed, last_file_whole) = {
         let index = store.index();
         let files: Vec<String> = index.files().iter().map(|f| f.name.clone()).collect();
+        let last_file_whole = index
+            .files()
+            .last()
+            .is_none_or(|f| f.start_pos == FIRST_EVENT_POSITION);
         let last = index
             .files()
             .last()
@@ -260,6 +285,7 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
             index.resume_point(),
             mysql_executed,
             maria_executed,
+            last_file_whole,
         )
     };
     let tail = match last {
@@ -279,6 +305,7 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
         resume,
         mysql_executed,
         maria_executed,
+        last_file_whole,
     })
 }
 
@@ -429,13 +456,14 @@ pub fn ingest_file(
     let mut pending_bytes = 0;
     let mut seen_gtid_list = false;
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
-        if summary.events == 1 && resumed_from.is_none() {
+        // An event the stored part holds was checked when it was stored (and the upload
+        // repeats it byte for byte); one past the stored end is checked as in a new file,
+        // against a store that holds nothing of this file beyond it.
+        let stored = resumed_from.is_some_and(|end| pos + ev.len() as u64 <= end);
+        if summary.events == 1 && !stored {
             check_previous_gtids(name, Some(&ev), view)?;
         }
-        if !seen_gtid_list
-            && resumed_from.is_none()
-            && ev.get(TYPE_CODE_OFFSET) == Some(&event::GTID_LIST_EVENT)
-        {
+        if !seen_gtid_list && !stored && ev.get(TYPE_CODE_OFFSET) == Some(&event::GTID_LIST_EVENT) {
             seen_gtid_list = true;
             check_gtid_list(name, &ev, view)?;
         }
@@ -465,7 +493,7 @@ pub fn ingest_file(
             detail: "it holds no event after the magic".into(),
         });
     }
-    if summary.events == 1 && resumed_from.is_none() {
+    if summary.events == 1 && resumed_from.is_none_or(|end| end <= summary.last_pos) {
         check_previous_gtids(name, None, view)?;
     }
     if ingest.in_group() {
@@ -597,7 +625,12 @@ fn check_gtid_list(name: &str, ev: &[u8], view: &StoreView) -> Result<(), Import
             file: name.to_string(),
             detail: format!("GTID_LIST event: {e}"),
         })?;
-    let listed = MariaGtidList::from_gtids(list.gtids);
+    // The master lists each domain's latest GTID last (after the other servers' in that
+    // domain): that one is where its binlog stood, as gtid_binlog_pos says.
+    let mut listed = MariaGtidList::new();
+    for gtid in list.gtids {
+        listed.update(gtid);
+    }
     let disagrees = listed.is_empty()
         || stored
             .iter()
@@ -813,6 +846,21 @@ fn spool(name: &str, body: &mut dyn Read, dir: &Path) -> Result<Spool, ImportErr
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The admin API's reader says so when the node stops (see `api::routes`).
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                return Err(ImportError::Cut {
+                    file: name.to_string(),
+                    detail: e.to_string(),
+                    stopping: true,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(ImportError::Cut {
+                    file: name.to_string(),
+                    detail: e.to_string(),
+                    stopping: false,
+                })
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -1147,6 +1195,7 @@ mod tests {
             resume: Some((file.into(), 100)),
             mysql_executed: None,
             maria_executed: None,
+            last_file_whole: true,
         };
         let unclosed = one_file("m.000007", LastEvent::Other, true);
         let err = check_chain("m.000008", &unclosed).unwrap_err();
@@ -1236,6 +1285,47 @@ mod tests {
             // And the chain continues after it.
             h.import(other, &fixture(other)).unwrap();
         }
+    }
+
+    /// Stores only `name`'s FileStart entry, as an import deposed right after its first
+    /// entry committed leaves it (raft carries the FileStart alone when the next entry
+    /// would take the message past its size limit).
+    fn only_the_file_start_of(h: &Harness, name: &str) {
+        let view = store_view(&h.store).unwrap();
+        let store = h.store.clone();
+        let cut = ingest_file(name, fixture(name).as_slice(), &view, &mut |entries| {
+            assert_eq!(entries[0].0, crate::store::entry::KIND_FILE_START);
+            store.append(vec![entries[0].clone()]).unwrap();
+            Err(ImportError::Io {
+                file: name.into(),
+                error: io::Error::other("deposed"),
+            })
+        });
+        assert!(cut.is_err());
+        assert_eq!(store_view(&h.store).unwrap().resumes(name), Some(4));
+    }
+
+    /// Continuing a file of which nothing past the magic is stored checks what a new file
+    /// is checked for: the wrong file under the expected name is refused (review s9-diff
+    /// 1.1: it was stored, with a GTID gap or twice).
+    #[test]
+    fn a_resume_from_a_bare_file_start_checks_the_file_as_a_new_one() {
+        let h = Harness::new();
+        h.import(K11, &fixture(K11)).unwrap();
+        only_the_file_start_of(&h, K12);
+        let err = h.import(K12, &fixture(K13)).unwrap_err();
+        assert!(err.to_string().contains("PREVIOUS_GTIDS"), "{err}");
+        let summary = h.import(K12, &fixture(K12)).unwrap();
+        assert_eq!(summary.resumed_from, Some(4));
+        assert_eq!(h.export(K12), fixture(K12));
+
+        let h = Harness::new();
+        h.import("bin.000001", &fixture("bin.000001")).unwrap();
+        only_the_file_start_of(&h, "bin.000002");
+        let err = h.import("bin.000002", &fixture("bin.000001")).unwrap_err();
+        assert!(err.to_string().contains("GTID_LIST"), "{err}");
+        h.import("bin.000002", &fixture("bin.000002")).unwrap();
+        assert_eq!(h.export("bin.000002"), fixture("bin.000002"));
     }
 
     #[test]

@@ -228,6 +228,9 @@ fn supervise(
         let progressed = Arc::new(AtomicBool::new(false));
         let began = std::time::Instant::now();
         let result = session(&config, &store, &sink, &shared, &progressed);
+        // The session's connection is over, failed or not: its registered copy goes too,
+        // so that the master does not see it open through the backoff.
+        *shared.socket.lock().expect("socket lock") = None;
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -391,9 +394,7 @@ fn session(
     }
     set_state(shared, State::Running, None);
 
-    let result = stream_loop(&mut client, ingest, sink.as_ref(), shared, progressed);
-    *shared.socket.lock().expect("socket lock") = None;
-    result
+    stream_loop(&mut client, ingest, sink.as_ref(), shared, progressed)
 }
 
 /// Where a connection's dump begins and how it is asked for.

@@ -100,16 +100,27 @@ pub fn open(
     up: &Upstream,
     on_socket: impl FnOnce(&std::net::TcpStream),
 ) -> Result<Client, SyncerError> {
+    let connected = std::cell::Cell::new(false);
     Client::connect_with(
         &up.addr,
         &up.user,
         &up.password,
         Duration::from_millis(UPSTREAM_CONNECT_TIMEOUT_MS),
         Duration::from_millis(UPSTREAM_IO_TIMEOUT_MS),
-        on_socket,
+        |sock| {
+            connected.set(true);
+            on_socket(sock);
+        },
     )
     .map_err(|e| {
-        SyncerError::Connect(if e.is_timeout() {
+        SyncerError::Connect(if e.is_timeout() && !connected.get() {
+            format!(
+                "no TCP connection to {} within {} s (a firewall dropping packets, or no \
+                 such host on the network?)",
+                up.addr,
+                UPSTREAM_CONNECT_TIMEOUT_MS / 1000
+            )
+        } else if e.is_timeout() {
             format!(
                 "{} accepted the connection but did not answer the login within {} s (a MySQL \
                  or MariaDB server greets at once: is this the master's port?)",
