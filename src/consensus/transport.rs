@@ -268,7 +268,7 @@ impl Transport {
         let accept_thread = spawn_counted(&shared, "raft-accept".into(), move || {
             run_accept(listener, accept_inbound)
         })?;
-        log::info!("raft transport of node {my_id} listening on {local_addr}");
+        log::info!("raft transport of node {my_id:x} listening on {local_addr}");
         Ok(Transport {
             shared,
             inbound,
@@ -415,7 +415,7 @@ impl Transport {
                 log::error!("raft transport: a peer thread panicked");
             }
         }
-        log::info!("raft transport of node {} stopped", self.shared.my_id);
+        log::info!("raft transport of node {:x} stopped", self.shared.my_id);
     }
 
     fn reap_retired(&self) {
@@ -545,7 +545,7 @@ impl Peer {
         if st.addr == addr {
             return;
         }
-        log::info!("raft transport: node {} moves to {addr}", self.id);
+        log::info!("raft transport: node {:x} moves to {addr}", self.id);
         st.addr = addr.to_string();
         st.addr_changed = true;
         shutdown_conn(&st);
@@ -1060,7 +1060,7 @@ impl PeerConnection {
     pub fn close(self, reason: Option<ConnError>) {
         let (node, remote) = (self.node, self.remote);
         match reason {
-            None => log::debug!("raft transport: node {node} at {remote} disconnected"),
+            None => log::debug!("raft transport: node {node:x} at {remote} disconnected"),
             Some(e) => {
                 if matches!(e, ConnError::Frame(_)) {
                     bump(&self.inbound.shared.counters.bad_frames, 1);
@@ -1208,7 +1208,7 @@ fn greet(inbound: Arc<Inbound>, mut stream: TcpStream, remote: SocketAddr, seria
     if inbound.shared.stopping.load(Ordering::SeqCst) {
         return;
     }
-    log::debug!("raft transport: node {node} connected from {remote}");
+    log::debug!("raft transport: node {node:x} connected from {remote}");
     (inbound.deliver)(conn);
 }
 

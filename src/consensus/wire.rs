@@ -84,7 +84,7 @@ impl fmt::Display for FrameError {
                 )
             }
             FrameError::WrongReceiver { me, to } => {
-                write!(f, "message for node {to} arrived at node {me}")
+                write!(f, "message for node {to:x} arrived at node {me:x}")
             }
         }
     }
