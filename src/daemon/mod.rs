@@ -470,7 +470,18 @@ impl Node {
         };
         let server = BinlogServer::start(config, self.store.clone(), fallback_version).map_err(
             |e| match e {
-                StartError::Keys(e) => ApiError::bad_request(e.to_string()),
+                // The request named the key file: its fault.
+                StartError::Keys(e) if args.rsa_private_key_path.is_some() => {
+                    ApiError::bad_request(e.to_string())
+                }
+                // The node's own configuration did: a fault of the node, not of the request.
+                StartError::Keys(e) if self.server_rsa_private_key_path.is_some() => {
+                    ApiError::internal(format!(
+                        "{e} (the node's [server] rsa_private_key_path setting)"
+                    ))
+                }
+                // The key pair could not be made.
+                StartError::Keys(e) => ApiError::internal(e.to_string()),
                 StartError::Listen(e) => {
                     ApiError::conflict(format!("cannot listen on {}: {e}", args.addr))
                 }
