@@ -241,6 +241,9 @@ pub struct WatchContext {
     pub my_admin: String,
     /// This node's binlog server address, when it runs one.
     pub binlog_addr: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    /// Called once when this node, a member before, is no longer in the configuration
+    /// (removed through `DELETE /members`): it receives nothing more.
+    pub on_removed: Box<dyn Fn() + Send + Sync>,
 }
 
 impl LeaderWatch {
@@ -258,18 +261,41 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
     let mut seen = 0u64;
     let mut last_announce: Option<std::time::Instant> = None;
     let mut leaderless = Leaderless::default();
+    let mut was_member = false;
+    let mut removed = false;
     while !stop.load(Ordering::SeqCst) {
         seen = ctx
             .cluster
             .wait_change(seen, Duration::from_millis(LEADER_WATCH_INTERVAL_MS));
         let status = ctx.raft.status();
+        // A node replaying the log before its own admission is no member yet; one that was
+        // and is no longer has applied its own removal.
+        if status.voters.contains(&ctx.my_id) || status.learners.contains(&ctx.my_id) {
+            was_member = true;
+        } else if was_member && !removed && status.running {
+            removed = true;
+            log::error!(
+                "this node ({}, id {:x}) was removed from the cluster (voters now {:x?}): it \
+                 receives no more of the binlog, so its binlog server stops; stop this \
+                 process (a node rejoins under a new name, with an empty data directory)",
+                ctx.my_name,
+                ctx.my_id,
+                status.voters
+            );
+            (ctx.on_removed)();
+        }
         match leaderless.observe(status.leader_id != 0, std::time::Instant::now()) {
             Some(Notice::Leaderless(without)) => log::warn!(
                 "no leader known for {} s (voters {:x?}): the cluster has no quorum if fewer \
-                 than {} of them run and reach each other's peer addresses",
+                 than {} of them run and reach each other's peer addresses{}",
                 without.as_secs(),
                 status.voters,
-                status.voters.len() / 2 + 1
+                status.voters.len() / 2 + 1,
+                if was_member || status.voters.contains(&ctx.my_id) {
+                    ""
+                } else {
+                    "; this node is not among them: if it was removed, stop it"
+                }
             ),
             Some(Notice::LeaderBack(after)) => log::info!(
                 "leader {:x} known again, after {} s without one",

@@ -21,6 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,8 @@ pub struct Node {
     cluster: Arc<ClusterShared>,
     syncer: Arc<Mutex<SyncerSlot>>,
     server: Mutex<Option<BinlogServer>>,
+    /// This node was removed from the cluster while it ran (see `removed_from_cluster`).
+    removed: AtomicBool,
     desired: Mutex<Desired>,
     /// Serializes this node's changes to the replicated state (syncer, members, purge,
     /// import), which wait for raft; the node-local `desired` state has its own lock, so
@@ -202,6 +205,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         cluster: cluster.clone(),
         syncer: Arc::new(Mutex::new(SyncerSlot::default())),
         server: Mutex::new(None),
+        removed: AtomicBool::new(false),
         desired: Mutex::new(Desired::default()),
         changes: Mutex::new(()),
         server_max_connections: config.server_max_connections,
@@ -255,6 +259,10 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         binlog_addr: {
             let node = node.clone();
             Box::new(move || node.binlog_addr())
+        },
+        on_removed: {
+            let node = node.clone();
+            Box::new(move || node.removed_from_cluster())
         },
     });
     let retention = retention::RetentionThread::start(node.clone(), config.retention.clone());
@@ -428,6 +436,19 @@ impl Node {
     }
 
     /// The bound address of this node's binlog server, when it runs.
+    /// This node was removed from the cluster while it ran: it receives nothing more, so
+    /// its binlog server stops (and stays stopped after a restart) rather than serve a
+    /// binlog that no longer grows to replicas that cannot tell; `/health` says `removed`.
+    fn removed_from_cluster(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        if let Err(e) = self.server_stop() {
+            log::error!(
+                "stopping the binlog server of a removed node: {}",
+                e.message
+            );
+        }
+    }
+
     fn binlog_addr(&self) -> Option<String> {
         self.server
             .lock()
@@ -1030,7 +1051,11 @@ impl Backend for Node {
 
     fn health(&self) -> Health {
         Health {
-            status: "ok".into(),
+            status: if self.removed.load(Ordering::SeqCst) {
+                "removed".into()
+            } else {
+                "ok".into()
+            },
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),

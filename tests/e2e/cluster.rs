@@ -711,6 +711,24 @@ fn members_remove_one_cluster_continues() {
         status, 200,
         "DELETE /members {removed} through {via}: {reply}"
     );
+    // The removed node, still running, knows it: its /health says so and its binlog server
+    // stops, rather than serve a binlog that no longer grows.
+    poll(
+        &format!("{removed} to report itself removed"),
+        LEADER_TIMEOUT,
+        || {
+            let health = cluster.node(&removed).get_ok("/health")?;
+            let server = cluster.node(&removed).get_ok("/binlog/server/status")?;
+            Ok(
+                if health["status"] == "removed" && server["status"] == "stopped" {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("health {health}, server {server}"))
+                },
+            )
+        },
+    )
+    .unwrap();
     let code = cluster.terminate(&removed).unwrap();
     eprintln!("[cluster] {removed} exit after removal and SIGTERM: {code:?}");
     let mut left = vec![leader.clone(), via.clone()];
