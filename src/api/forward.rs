@@ -20,6 +20,11 @@ use crate::limits::{FORWARD_REPLY_BYTES_MAX, FORWARD_TIMEOUT_MS, IMPORT_TIMEOUT_
 /// Header that marks a request forwarded by a follower.
 pub const FORWARDED_HEADER: &str = "X-Ferrobus-Forwarded";
 
+/// Set on a leader's 503 after it handed leadership over instead of making a change
+/// itself (see `ApiError::handed_over`): the node that forwarded the request may send it
+/// once more, to the new leader.
+pub const HANDED_OVER_HEADER: &str = "X-Ferrobus-Handed-Over";
+
 /// The 503 message when no leader is known.
 pub const NO_LEADER_MESSAGE: &str =
     "no leader is known; the cluster may be electing one or has lost its quorum";
@@ -57,14 +62,14 @@ fn relay(
     target: &str,
     leader_admin: &str,
     timeout_ms: u64,
-    outcome: Result<(u16, String), ureq::Error>,
+    outcome: Result<(u16, String, bool), ureq::Error>,
 ) -> Reply {
     match outcome {
-        Ok((status, body)) => Reply {
+        Ok((status, body, handed_over)) => Reply {
             status,
             body,
             allow: None,
-            handed_over: false,
+            handed_over,
         },
         Err(ureq::Error::Timeout(_)) => {
             log::warn!(
@@ -132,7 +137,7 @@ fn send(
     target: &str,
     body: &[u8],
     leader_admin: &str,
-) -> Result<(u16, String), ureq::Error> {
+) -> Result<(u16, String, bool), ureq::Error> {
     let builder = builder(method, target, leader_admin);
     if body.is_empty() {
         run(timeout_ms, builder.body(())?)
@@ -152,19 +157,21 @@ fn builder(method: &str, target: &str, leader_admin: &str) -> ureq::http::reques
         .header(FORWARDED_HEADER, "1")
 }
 
-/// Runs `request` and reads the leader's status and reply (at most FORWARD_REPLY_BYTES_MAX).
+/// Runs `request` and reads the leader's status and reply (at most FORWARD_REPLY_BYTES_MAX),
+/// and whether the reply says the leader handed leadership over.
 fn run(
     timeout_ms: u64,
     request: ureq::http::Request<impl ureq::AsSendBody>,
-) -> Result<(u16, String), ureq::Error> {
+) -> Result<(u16, String, bool), ureq::Error> {
     let mut response = admin_agent(timeout_ms).run(request)?;
     let status = response.status().as_u16();
+    let handed_over = response.headers().contains_key(HANDED_OVER_HEADER);
     let text = response
         .body_mut()
         .with_config()
         .limit(FORWARD_REPLY_BYTES_MAX)
         .read_to_string()?;
-    Ok((status, text))
+    Ok((status, text, handed_over))
 }
 
 #[cfg(test)]

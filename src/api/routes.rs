@@ -21,8 +21,8 @@ use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSA
 use super::{connection, validate};
 use super::{ApiError, Backend, ClusterRoute};
 use crate::limits::{
-    HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, HTTP_IO_TIMEOUT_MS, IMPORT_BODY_STALL_MS,
-    IMPORT_FILE_BYTES_MAX,
+    HANDOVER_WAIT_MS, HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, HTTP_IO_TIMEOUT_MS,
+    IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX,
 };
 
 /// One admin action.
@@ -261,7 +261,27 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
     };
     match leader_decision(backend, incoming.forwarded) {
         Err(reply) => reply,
-        Ok(Some(leader_admin)) => forward(&leader_admin),
+        Ok(Some(leader_admin)) => {
+            let reply = forward(&leader_admin);
+            // The leader handed leadership over instead of making the change (a leader
+            // cannot remove itself): send the request once more, to the new leader, as
+            // the leader itself does when it is asked directly.
+            if !reply.handed_over {
+                return reply;
+            }
+            match new_leader_route(backend, &leader_admin) {
+                ClusterRoute::Forward { leader_admin: next } => {
+                    log::info!(
+                        "admin API: {} {} goes to the new leader at {next}",
+                        incoming.method,
+                        incoming.target
+                    );
+                    forward(&next)
+                }
+                ClusterRoute::Local => dispatch(backend, incoming.route, incoming.body),
+                ClusterRoute::NoLeader => reply,
+            }
+        }
         Ok(None) => {
             let reply = dispatch(backend, incoming.route, incoming.body);
             // This node handed leadership over rather than do it (a leader cannot remove
@@ -284,6 +304,27 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
         }
     }
 }
+
+/// Where leader-only requests go once the leader at `old_admin` handed leadership over:
+/// waits (up to HANDOVER_WAIT_MS) until this node knows another leader, or becomes it;
+/// NoLeader when none is known by then.
+fn new_leader_route(backend: &dyn Backend, old_admin: &str) -> ClusterRoute {
+    let deadline = std::time::Instant::now() + Duration::from_millis(HANDOVER_WAIT_MS);
+    loop {
+        match backend.cluster_route() {
+            ClusterRoute::Forward { leader_admin } if leader_admin == old_admin => {}
+            ClusterRoute::NoLeader => {}
+            route => return route,
+        }
+        if std::time::Instant::now() >= deadline {
+            return ClusterRoute::NoLeader;
+        }
+        std::thread::sleep(Duration::from_millis(HANDOVER_POLL_MS));
+    }
+}
+
+/// How often [`new_leader_route`] looks for the new leader.
+const HANDOVER_POLL_MS: u64 = 20;
 
 /// Where a leader-only request is served: here (None), at the leader's admin address, or
 /// nowhere (the 503 to answer: no leader known, or a request already forwarded once, which
@@ -720,6 +761,9 @@ fn to_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
         .with_header(header("Content-Type", "application/json"));
     if let Some(allow) = reply.allow {
         response.add_header(header("Allow", &allow));
+    }
+    if reply.handed_over {
+        response.add_header(header(forward::HANDED_OVER_HEADER, "1"));
     }
     response
 }

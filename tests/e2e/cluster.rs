@@ -807,10 +807,23 @@ fn members_update_moves_a_member_that_rejoins_at_its_new_address() {
 
 #[test]
 fn removing_the_leader_hands_leadership_over_first() {
-    // raft-rs cannot run a leader that removed itself: asked to, the leader hands
-    // leadership to another voter and the new leader removes it; the syncer moves along.
-    let master = MariaDb::start("rl-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
-    let mut cluster = Cluster::start("rmleader", 3).unwrap();
+    remove_the_leader("rmleader", false);
+}
+
+/// The same asked through a follower: one call removes the leader (the follower sends it
+/// on to the new leader after the handover), not a 503 to retry.
+#[test]
+fn removing_the_leader_through_a_follower_takes_one_call() {
+    remove_the_leader("rmleader-f", true);
+}
+
+/// raft-rs cannot run a leader that removed itself: asked to (on itself, or through a
+/// follower when `via_follower`), the leader hands leadership to another voter and the new
+/// leader removes it; the syncer moves along.
+fn remove_the_leader(test: &str, via_follower: bool) {
+    let master =
+        MariaDb::start(&format!("{test}-master"), MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start(test, 3).unwrap();
     let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
     cluster
         .start_syncer_via(&leader, &master, SYNCER_ID)
@@ -821,8 +834,16 @@ fn removing_the_leader_hands_leadership_over_first() {
         .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
         .unwrap();
 
-    let (status, reply) = remove_member(cluster.node(&leader), &leader);
-    assert_eq!(status, 200, "DELETE /members {leader} on itself: {reply}");
+    let via = if via_follower {
+        cluster.followers(&leader)[0].clone()
+    } else {
+        leader.clone()
+    };
+    let (status, reply) = remove_member(cluster.node(&via), &leader);
+    assert_eq!(
+        status, 200,
+        "DELETE /members {leader} through {via}: {reply}"
+    );
     let mut left = cluster.followers(&leader);
     left.sort();
     for name in &left {
