@@ -303,8 +303,14 @@ pub fn format_syncer_status(status: &SyncerStatus) -> String {
         ("current_gtid", or_absent(&status.current_gtid)),
         ("last_binlog_file", or_absent(&status.last_binlog_file)),
         ("last_file_position", or_absent(&status.last_file_position)),
-        ("executed_gtid_set", or_absent(&status.executed_gtid_set)),
-        ("purged_gtid_set", or_absent(&status.purged_gtid_set)),
+        (
+            "executed_gtid_set",
+            or_absent(&status.executed_gtid_set.clone().filter(|s| !s.is_empty())),
+        ),
+        (
+            "purged_gtid_set",
+            or_absent(&status.purged_gtid_set.clone().filter(|s| !s.is_empty())),
+        ),
         ("last_error", or_absent(&status.last_error)),
         (
             "last_error_at",
@@ -841,6 +847,7 @@ mod tests {
     #[test]
     fn syncer_status_lines_are_aligned() {
         let mut status = syncer_status();
+        status.purged_gtid_set = Some(String::new());
         status.last_error = Some("cannot connect to the master".into());
         status.last_error_at = Some(1_700_000_000);
         let text = format_syncer_status(&status);

@@ -350,7 +350,8 @@ fn wait_caught_up(raft: &RaftHandle, stopping: &std::sync::atomic::AtomicBool) -
         let caught_up = status.leader_id != 0 && status.applied >= status.commit;
         if caught_up || !status.running || Instant::now() >= deadline {
             log::info!(
-                "caught up: applied {} (commit {}, leader {:x})",
+                "ready: applied {} of the {} entries this node knows committed (leader {:x}; \
+                 a node behind the leader learns of more as it hears from it)",
                 status.applied,
                 status.commit,
                 status.leader_id

@@ -191,14 +191,15 @@ fn run_dump<S: Read + Write>(
     let (host, port) = registered
         .as_ref()
         .map_or((peer.ip().to_string(), peer.port()), |r| (r.1.clone(), r.2));
-    let mode = match opts.start {
-        DumpStart::MariaGtid(_) | DumpStart::MysqlGtid { .. } => "gtid",
-        DumpStart::FilePos { .. } => "file_pos",
+    let (mode, from) = match &opts.start {
+        DumpStart::MariaGtid(state) => ("gtid", format!("GTID state '{state}'")),
+        DumpStart::MysqlGtid { file, pos, .. } if file.is_empty() => {
+            ("gtid", format!("its GTID set (auto-position, {pos})"))
+        }
+        DumpStart::MysqlGtid { file, pos, .. } => ("gtid", format!("its GTID set, {file}:{pos}")),
+        DumpStart::FilePos { file, pos } => ("file_pos", format!("{file}:{pos}")),
     };
-    log::info!(
-        "binlog server: replica server id {server_id} at {peer} dumps ({mode}: {:?})",
-        opts.start
-    );
+    log::info!("binlog server: replica server id {server_id} at {peer} dumps from {from}");
     shared.register(
         conn_id,
         SlaveEntry {
