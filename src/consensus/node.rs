@@ -110,6 +110,9 @@ pub struct NodeConfig {
     /// Address the peer transport listens on (port 0 picks one: see
     /// [`RaftNode::peer_addr`]).
     pub peer_listen: String,
+    /// Where the others reach this node (its membership entry), said in every hello so
+    /// that a peer whose table is older can answer; empty: the address bound.
+    pub peer_advertise: String,
     /// The other members' raft ids and peer addresses.
     pub peers: Vec<(u64, String)>,
     /// `Some(voters)` on a brand-new cluster: an empty data directory is initialized with
@@ -127,6 +130,7 @@ impl fmt::Debug for NodeConfig {
             .field("cluster_id", &self.cluster_id)
             .field("data_dir", &self.data_dir)
             .field("peer_listen", &self.peer_listen)
+            .field("peer_advertise", &self.peer_advertise)
             .field("peers", &self.peers)
             .field("bootstrap_voters", &self.bootstrap_voters)
             .field("on_fatal", &self.on_fatal.as_ref().map(|_| "custom"))
@@ -795,8 +799,14 @@ pub(crate) fn restore_stored_snapshot(storage: &RaftStorage, sm: &mut dyn StateM
 
 fn start_transport(cfg: &NodeConfig, shared: Arc<Shared>) -> Result<Transport, ConsensusError> {
     let inbound = Box::new(move |conn: PeerConnection| shared.hand_over(conn));
-    Transport::start(&cfg.peer_listen, cfg.id, cfg.cluster_id, inbound)
-        .map_err(|e| ConsensusError::io(&cfg.peer_listen, "listen for raft peers on", e))
+    Transport::start(
+        &cfg.peer_listen,
+        cfg.id,
+        cfg.cluster_id,
+        &cfg.peer_advertise,
+        inbound,
+    )
+    .map_err(|e| ConsensusError::io(&cfg.peer_listen, "listen for raft peers on", e))
 }
 
 fn sorted(ids: &[u64]) -> Vec<u64> {
@@ -1018,6 +1028,15 @@ impl Runner {
     /// Takes the connections the transport handed over.
     fn take_handed(&mut self) {
         for conn in self.shared.take_handed() {
+            if let Some((said, remote)) = conn.advertised() {
+                if let Err(e) = self.transport.learn(conn.node(), said, remote) {
+                    log::error!(
+                        "raft node {:x}: cannot start the sender to node {:x}: {e}",
+                        self.driver.id(),
+                        conn.node()
+                    );
+                }
+            }
             self.inbound.add(conn);
         }
     }
@@ -1593,6 +1612,7 @@ mod tests {
                 cluster_id,
                 data_dir: dir.path().to_path_buf(),
                 peer_listen: "127.0.0.1:0".into(),
+                peer_advertise: String::new(),
                 peers,
                 bootstrap_voters,
                 on_fatal: Some(on_fatal),

@@ -3,7 +3,8 @@
 //!
 //! Every connection goes one way, from the sender's outbound thread to the receiver's
 //! listener (a pair of nodes uses two connections). It opens with a hello (a magic, the
-//! sender's raft id, the cluster id), then carries frames, one raft message each (both are
+//! sender's raft id, the cluster id, and where the sender listens: see
+//! [`Transport::learn`]), then carries frames, one raft message each (both are
 //! laid out in [`crate::consensus::wire`]). A bad hello or
 //! frame ends that connection only (logged and counted). The receiver never writes.
 //!
@@ -48,8 +49,8 @@ use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
 
 use crate::consensus::wire::{
-    check_route, decode_hello, encode_frame, encode_hello, FrameError, Gather, FRAME_HEADER_LEN,
-    HELLO_LEN,
+    check_route, decode_hello, decode_hello_addr, encode_frame, encode_hello, FrameError, Gather,
+    FRAME_HEADER_LEN, HELLO_LEN, HELLO_MAGIC,
 };
 use crate::limits::{
     PEER_BACKOFF_MAX_MS, PEER_BACKOFF_MIN_MS, PEER_BATCH_BYTES_MAX, PEER_CONNECT_TIMEOUT_MS,
@@ -153,6 +154,8 @@ fn bump(c: &AtomicU64, n: u64) {
 struct Shared {
     my_id: u64,
     cluster_id: u64,
+    /// Where the others reach this node, said in every hello.
+    advertised: String,
     stopping: AtomicBool,
     counters: Counters,
     /// Threads started and not yet finished (tests check it reaches 0 after shutdown).
@@ -234,6 +237,8 @@ pub struct Transport {
     local_addr: SocketAddr,
     accept_thread: Option<JoinHandle<Vec<JoinHandle<()>>>>,
     peers: Mutex<HashMap<u64, PeerHandle>>,
+    /// Peer addresses learned from the peers' own hellos (see [`Transport::learn`]).
+    learned: Mutex<HashMap<u64, String>>,
     /// Threads of removed or replaced peers, joined when they finish or at shutdown, so
     /// `remove_peer` never waits for a connect in progress.
     retired: Mutex<Vec<JoinHandle<()>>>,
@@ -242,17 +247,26 @@ pub struct Transport {
 impl Transport {
     /// Binds `listen_addr` (port 0 picks one, see [`Transport::local_addr`]) and starts
     /// accepting peers of cluster `cluster_id`; every message received goes to `inbound`.
+    /// `advertised` is where the others reach this node (its membership entry), said in
+    /// every hello; empty: the address bound.
     pub fn start(
         listen_addr: &str,
         my_id: u64,
         cluster_id: u64,
+        advertised: &str,
         inbound: InboundFn,
     ) -> io::Result<Transport> {
         let listener = TcpListener::bind(listen_addr)?;
         let local_addr = listener.local_addr()?;
+        let advertised = if advertised.is_empty() {
+            local_addr.to_string()
+        } else {
+            advertised.to_string()
+        };
         let shared = Arc::new(Shared {
             my_id,
             cluster_id,
+            advertised,
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
             threads_alive: AtomicUsize::new(0),
@@ -275,6 +289,7 @@ impl Transport {
             local_addr,
             accept_thread: Some(accept_thread),
             peers: Mutex::new(HashMap::new()),
+            learned: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
         })
     }
@@ -288,6 +303,10 @@ impl Transport {
     /// changed address makes the thread drop its connection and connect to the new one,
     /// keeping what is queued. The address is resolved at every connect.
     pub fn set_peer(&self, id: u64, addr: &str) -> io::Result<()> {
+        // What the peer said of itself in a hello is newer than any table entry: a table
+        // replayed or restored from before a move still names the old address.
+        let learned = lock(&self.learned).get(&id).cloned();
+        let addr = learned.as_deref().unwrap_or(addr);
         self.reap_retired();
         let mut peers = lock(&self.peers);
         if let Some(handle) = peers.get(&id) {
@@ -303,8 +322,29 @@ impl Transport {
         Ok(())
     }
 
+    /// Remembers where peer `id` says it listens (from a hello it sent here) and sends to
+    /// it there from now on, also when the membership table names another address (one
+    /// from before the peer moved) or none (a node that has not applied the peer's entry
+    /// yet: a joiner, or a node restarted behind). So a node can always answer a peer that
+    /// reached it. `remote` is where the connection came from: a peer that listens on a
+    /// wildcard address is reached at that host.
+    pub fn learn(&self, id: u64, said: &str, remote: SocketAddr) -> io::Result<()> {
+        let addr = match said.parse::<SocketAddr>() {
+            Ok(sa) if sa.ip().is_unspecified() => {
+                SocketAddr::new(remote.ip(), sa.port()).to_string()
+            }
+            _ => said.to_string(),
+        };
+        let before = lock(&self.learned).insert(id, addr.clone());
+        if before.as_deref() != Some(addr.as_str()) {
+            log::debug!("raft transport: node {id:x} says it listens on {addr}");
+        }
+        self.set_peer(id, &addr)
+    }
+
     /// Forgets peer `id`: its thread stops (without waiting here) and its queue is dropped.
     pub fn remove_peer(&self, id: u64) {
+        lock(&self.learned).remove(&id);
         let removed = lock(&self.peers).remove(&id);
         if let Some(handle) = removed {
             handle.peer.stop();
@@ -828,7 +868,11 @@ fn connect_peer(addr: &str, shared: &Shared) -> io::Result<TcpStream> {
                 stream.set_nodelay(true)?;
                 stream.set_write_timeout(io_timeout)?;
                 stream.set_read_timeout(io_timeout)?;
-                stream.write_all(&encode_hello(shared.my_id, shared.cluster_id))?;
+                stream.write_all(&encode_hello(
+                    shared.my_id,
+                    shared.cluster_id,
+                    &shared.advertised,
+                ))?;
                 return Ok(stream);
             }
             Err(e) => last_error = e,
@@ -1027,6 +1071,8 @@ struct InboundConn {
 pub struct PeerConnection {
     node: u64,
     remote: SocketAddr,
+    /// Where the peer says it listens (its hello).
+    advertised: Option<String>,
     stream: TcpStream,
     inbound: Arc<Inbound>,
     serial: u64,
@@ -1044,6 +1090,17 @@ impl fmt::Debug for PeerConnection {
 impl PeerConnection {
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// The raft id of the node that sent the hello.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Where the peer says it listens (see [`Transport::learn`]), and where the
+    /// connection came from.
+    pub fn advertised(&self) -> Option<(&str, SocketAddr)> {
+        self.advertised.as_deref().map(|a| (a, self.remote))
     }
 
     /// Checks that a message read from this connection is routed as it must be (from its
@@ -1183,11 +1240,14 @@ fn start_greeter(
 
 /// Reads the hello and hands the connection over, or ends it (counted as refused).
 fn greet(inbound: Arc<Inbound>, mut stream: TcpStream, remote: SocketAddr, serial: u64) {
-    let node = read_hello(&mut stream)
+    let hello = read_hello(&mut stream)
         .map_err(ConnError::from)
-        .and_then(|hello| Ok(decode_hello(&hello, inbound.shared.cluster_id)?));
-    let node = match node {
-        Ok(node) => node,
+        .and_then(|(hello, addr)| {
+            let node = decode_hello(&hello, inbound.shared.cluster_id)?;
+            Ok((node, decode_hello_addr(&addr)?))
+        });
+    let (node, advertised) = match hello {
+        Ok(hello) => hello,
         Err(e) => {
             if let Some(conn) = lock(&inbound.conns).remove(&serial) {
                 let _ = conn.stream.shutdown(Shutdown::Both);
@@ -1201,6 +1261,7 @@ fn greet(inbound: Arc<Inbound>, mut stream: TcpStream, remote: SocketAddr, seria
     let conn = PeerConnection {
         node,
         remote,
+        advertised,
         stream,
         inbound: Arc::clone(&inbound),
         serial,
@@ -1214,11 +1275,26 @@ fn greet(inbound: Arc<Inbound>, mut stream: TcpStream, remote: SocketAddr, seria
 
 /// Reads the hello within `PEER_HELLO_TIMEOUT_MS` in all (a read timeout alone bounds each
 /// read, so a sender trickling a byte at a time could hold the connection for minutes).
-fn read_hello(stream: &mut TcpStream) -> io::Result<[u8; HELLO_LEN]> {
+fn read_hello(stream: &mut TcpStream) -> io::Result<([u8; HELLO_LEN], Vec<u8>)> {
     let deadline = Instant::now() + Duration::from_millis(PEER_HELLO_TIMEOUT_MS);
     let mut hello = [0u8; HELLO_LEN];
+    read_within(stream, &mut hello, deadline)?;
+    // A peer of another wire version is refused by its magic, before its length is read.
+    if hello[..8] != HELLO_MAGIC {
+        return Ok((hello, Vec::new()));
+    }
+    let mut len = [0u8; 1];
+    read_within(stream, &mut len, deadline)?;
+    let mut addr = vec![0u8; usize::from(len[0])];
+    read_within(stream, &mut addr, deadline)?;
+    stream.set_read_timeout(None)?;
+    Ok((hello, addr))
+}
+
+/// Fills `buf` from `stream` by `deadline`.
+fn read_within(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
     let mut got = 0;
-    while got < HELLO_LEN {
+    while got < buf.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(
@@ -1227,15 +1303,14 @@ fn read_hello(stream: &mut TcpStream) -> io::Result<[u8; HELLO_LEN]> {
             ));
         }
         stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut hello[got..]) {
+        match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    stream.set_read_timeout(None)?;
-    Ok(hello)
+    Ok(())
 }
 
 /// Records which node this connection belongs to and ends that node's older connections:
@@ -1311,7 +1386,10 @@ mod tests {
                 }
             }
         });
-        (Transport::start(addr, id, CLUSTER, inbound).unwrap(), rx)
+        (
+            Transport::start(addr, id, CLUSTER, "", inbound).unwrap(),
+            rx,
+        )
     }
 
     fn recv(rx: &mpsc::Receiver<Message>) -> Message {
@@ -1340,6 +1418,38 @@ mod tests {
         let shared = Arc::clone(&t.shared);
         t.shutdown();
         assert_eq!(shared.threads_alive.load(Ordering::SeqCst), 0);
+    }
+
+    /// A node answers a peer that reached it, whatever its table says: the address the
+    /// peer said in its hello is used for it from then on, also over a stale table entry,
+    /// and a wildcard host is the host the connection came from.
+    #[test]
+    fn a_learned_address_wins_over_the_table() {
+        let (a, _a_rx) = start(1, "127.0.0.1:0");
+        let (b, b_rx) = start(2, "127.0.0.1:0");
+        let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        // No table entry for 2: learning it is enough to send there.
+        a.learn(2, &addr_of(&b), remote).unwrap();
+        a.send(msg(1, 2, 1));
+        assert_eq!(recv(&b_rx).index, 1);
+        // A table from before a move names an address where nothing listens: ignored.
+        a.set_peer(2, "127.0.0.1:1").unwrap();
+        a.send(msg(1, 2, 2));
+        assert_eq!(recv(&b_rx).index, 2);
+        // A wildcard listen address is reached at the connection's host.
+        let port = b.local_addr().port();
+        a.learn(2, &format!("0.0.0.0:{port}"), remote).unwrap();
+        assert_eq!(
+            lock(&a.learned).get(&2).map(String::as_str),
+            Some(format!("127.0.0.1:{port}").as_str())
+        );
+        a.send(msg(1, 2, 3));
+        assert_eq!(recv(&b_rx).index, 3);
+        // Removing the peer forgets what it said.
+        a.remove_peer(2);
+        assert!(!lock(&a.learned).contains_key(&2));
+        shutdown_checked(a);
+        shutdown_checked(b);
     }
 
     #[test]
@@ -1428,12 +1538,12 @@ mod tests {
         let mut garbage = raw_connect(&b);
         garbage.write_all(&[0x55; 100]).unwrap();
         let mut wrong_magic = raw_connect(&b);
-        let mut hello = encode_hello(1, CLUSTER);
+        let mut hello = encode_hello(1, CLUSTER, "");
         hello[0] = b'X';
         wrong_magic.write_all(&hello).unwrap();
         let mut wrong_cluster = raw_connect(&b);
         wrong_cluster
-            .write_all(&encode_hello(1, CLUSTER + 1))
+            .write_all(&encode_hello(1, CLUSTER + 1, ""))
             .unwrap();
         let mut short_then_close = raw_connect(&b);
         short_then_close.write_all(&HELLO_MAGIC).unwrap();
@@ -1444,17 +1554,19 @@ mod tests {
         wait_until("refusals counted", || b.stats().refused_connections == 4);
 
         let mut bad_crc = raw_connect(&b);
-        bad_crc.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        bad_crc.write_all(&encode_hello(1, CLUSTER, "")).unwrap();
         let mut corrupt = valid.clone();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
         bad_crc.write_all(&corrupt).unwrap();
         let mut oversize = raw_connect(&b);
-        oversize.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        oversize.write_all(&encode_hello(1, CLUSTER, "")).unwrap();
         oversize.write_all(&u32::MAX.to_le_bytes()).unwrap();
         oversize.write_all(&[0; 4]).unwrap();
         let mut wrong_sender = raw_connect(&b);
-        wrong_sender.write_all(&encode_hello(3, CLUSTER)).unwrap();
+        wrong_sender
+            .write_all(&encode_hello(3, CLUSTER, ""))
+            .unwrap();
         wrong_sender.write_all(&valid).unwrap();
         for s in [&mut bad_crc, &mut oversize, &mut wrong_sender] {
             assert!(closed_by_peer(s));
@@ -1464,7 +1576,7 @@ mod tests {
 
         // A hand-made good peer and a real transport are both served.
         let mut good = raw_connect(&b);
-        good.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        good.write_all(&encode_hello(1, CLUSTER, "")).unwrap();
         good.write_all(&valid).unwrap();
         assert_eq!(recv(&b_rx), msg(1, 2, 1));
         let (a, _a_rx) = start(3, "127.0.0.1:0");
@@ -1500,7 +1612,7 @@ mod tests {
         let mut trickle = raw_connect(&b);
         let started = Instant::now();
         let mut closed = false;
-        for byte in encode_hello(1, CLUSTER) {
+        for byte in encode_hello(1, CLUSTER, "") {
             if trickle.write_all(&[byte]).is_err() {
                 closed = true;
                 break;
@@ -1537,7 +1649,7 @@ mod tests {
     fn a_peer_that_refuses_us_is_retried_with_backoff() {
         // Our hellos name the wrong cluster: no connection is ever handed over.
         let inbound: InboundFn = Box::new(|conn| panic!("handed over {conn:?}"));
-        let foreign = Transport::start("127.0.0.1:0", 2, CLUSTER + 1, inbound).unwrap();
+        let foreign = Transport::start("127.0.0.1:0", 2, CLUSTER + 1, "", inbound).unwrap();
         let (a, _a_rx) = start(1, "127.0.0.1:0");
         a.set_peer(2, &addr_of(&foreign)).unwrap();
         let began = Instant::now();
@@ -1559,13 +1671,13 @@ mod tests {
     fn newest_connection_of_a_node_replaces_older_ones() {
         let (b, b_rx) = start(2, "127.0.0.1:0");
         let mut first = raw_connect(&b);
-        first.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        first.write_all(&encode_hello(1, CLUSTER, "")).unwrap();
         let mut frame = Vec::new();
         encode_frame(&msg(1, 2, 1), &mut frame).unwrap();
         first.write_all(&frame).unwrap();
         assert_eq!(recv(&b_rx), msg(1, 2, 1));
         let mut second = raw_connect(&b);
-        second.write_all(&encode_hello(1, CLUSTER)).unwrap();
+        second.write_all(&encode_hello(1, CLUSTER, "")).unwrap();
         assert!(closed_by_peer(&mut first));
         frame.clear();
         encode_frame(&msg(1, 2, 2), &mut frame).unwrap();
@@ -1708,7 +1820,7 @@ mod tests {
         let mut half = raw_connect(&a);
         half.write_all(&HELLO_MAGIC[..3]).unwrap();
         let mut idle = raw_connect(&a);
-        idle.write_all(&encode_hello(4, CLUSTER)).unwrap();
+        idle.write_all(&encode_hello(4, CLUSTER, "")).unwrap();
         b.send(msg(2, 1, 1));
         // Connections past their hello have no thread of their own: accept + 2 outbound +
         // the hello thread still waiting for `half`'s.

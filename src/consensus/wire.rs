@@ -19,10 +19,15 @@ use raft::eraftpb::{Entry, Message};
 
 use crate::limits::PEER_FRAME_BYTES_MAX;
 
-/// First bytes of every peer connection: name and wire version.
-pub const HELLO_MAGIC: [u8; 8] = *b"FBRAFT\0\x01";
-/// Magic + sender node id + cluster id.
+/// First bytes of every peer connection: name and wire version (2: the hello ends with the
+/// sender's peer address).
+pub const HELLO_MAGIC: [u8; 8] = *b"FBRAFT\0\x02";
+/// The hello's fixed part: magic + sender node id + cluster id. Then one byte, the length
+/// of the sender's peer address (up to [`HELLO_ADDR_MAX`]), and that address (UTF-8,
+/// `host:port`, where the others reach the sender; empty when it does not say).
 pub const HELLO_LEN: usize = 24;
+/// Longest peer address a hello carries.
+pub const HELLO_ADDR_MAX: usize = 255;
 /// Length + CRC32.
 pub const FRAME_HEADER_LEN: usize = 8;
 
@@ -43,6 +48,8 @@ pub enum FrameError {
     },
     Decode(String),
     Encode(String),
+    /// The hello's peer address is not `host:port` text.
+    BadHelloAddr,
     /// The frame's `from` is not the node that said hello.
     WrongSender {
         hello: u64,
@@ -58,7 +65,11 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::BadMagic => write!(f, "bad hello magic (not a ferrobus raft peer)"),
+            FrameError::BadMagic => write!(
+                f,
+                "bad hello magic (not a ferrobus raft peer, or one of another wire version)"
+            ),
+            FrameError::BadHelloAddr => write!(f, "the hello's peer address is not host:port"),
             FrameError::WrongCluster { expected, got } => {
                 write!(
                     f,
@@ -92,13 +103,34 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// The hello a sender writes first on every connection.
-pub fn encode_hello(node_id: u64, cluster_id: u64) -> [u8; HELLO_LEN] {
-    let mut h = [0u8; HELLO_LEN];
-    h[..8].copy_from_slice(&HELLO_MAGIC);
-    h[8..16].copy_from_slice(&node_id.to_le_bytes());
-    h[16..24].copy_from_slice(&cluster_id.to_le_bytes());
+/// The hello a sender writes first on every connection: the fixed part, then its peer
+/// address (left out, as empty, when longer than [`HELLO_ADDR_MAX`]).
+pub fn encode_hello(node_id: u64, cluster_id: u64, peer_addr: &str) -> Vec<u8> {
+    let addr = if peer_addr.len() <= HELLO_ADDR_MAX {
+        peer_addr.as_bytes()
+    } else {
+        &[]
+    };
+    let mut h = Vec::with_capacity(HELLO_LEN + 1 + addr.len());
+    h.extend_from_slice(&HELLO_MAGIC);
+    h.extend_from_slice(&node_id.to_le_bytes());
+    h.extend_from_slice(&cluster_id.to_le_bytes());
+    h.push(addr.len() as u8);
+    h.extend_from_slice(addr);
     h
+}
+
+/// The peer address a hello ends with (the bytes after its length byte); None when empty.
+pub fn decode_hello_addr(bytes: &[u8]) -> Result<Option<String>, FrameError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(addr) if addr.contains(':') && !addr.chars().any(char::is_control) => {
+            Ok(Some(addr.to_string()))
+        }
+        _ => Err(FrameError::BadHelloAddr),
+    }
 }
 
 /// Checks a hello against this node's cluster and returns the sender's node id.
@@ -457,8 +489,23 @@ mod tests {
 
     #[test]
     fn hello_roundtrip_and_refusals() {
-        let h = encode_hello(7, CLUSTER);
-        assert_eq!(&h[..8], b"FBRAFT\0\x01");
+        let full = encode_hello(7, CLUSTER, "10.0.0.7:9596");
+        assert_eq!(&full[..8], b"FBRAFT\0\x02");
+        assert_eq!(usize::from(full[HELLO_LEN]), "10.0.0.7:9596".len());
+        assert_eq!(
+            decode_hello_addr(&full[HELLO_LEN + 1..]),
+            Ok(Some("10.0.0.7:9596".to_string()))
+        );
+        assert_eq!(decode_hello_addr(&[]), Ok(None));
+        assert_eq!(decode_hello_addr(b"no port"), Err(FrameError::BadHelloAddr));
+        assert_eq!(
+            decode_hello_addr(&[0xff, b':', b'1']),
+            Err(FrameError::BadHelloAddr)
+        );
+        // Too long to say: said as empty.
+        let long = format!("{}:1", "h".repeat(HELLO_ADDR_MAX));
+        assert_eq!(encode_hello(7, CLUSTER, &long)[HELLO_LEN], 0);
+        let h: [u8; HELLO_LEN] = full[..HELLO_LEN].try_into().unwrap();
         assert_eq!(decode_hello(&h, CLUSTER), Ok(7));
         assert_eq!(
             decode_hello(&h, CLUSTER + 1),
@@ -468,7 +515,7 @@ mod tests {
             })
         );
         let mut bad = h;
-        bad[7] = 2; // another wire version
+        bad[7] = 1; // the previous wire version
         assert_eq!(decode_hello(&bad, CLUSTER), Err(FrameError::BadMagic));
     }
 

@@ -554,6 +554,7 @@ mod tests {
                 cluster_id: 0x44,
                 data_dir: dir.path().join("node"),
                 peer_listen: "127.0.0.1:0".into(),
+                peer_advertise: String::new(),
                 peers: Vec::new(),
                 bootstrap_voters: Some(vec![5]),
                 on_fatal: Some(Arc::new(|reason: &str| panic!("fatal: {reason}"))),

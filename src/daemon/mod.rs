@@ -311,10 +311,16 @@ fn peer_port_chosen(config: &Config) -> bool {
 
 /// The raft node's configuration from the node's.
 fn node_config(config: &Config, id: u64) -> NodeConfig {
-    let peer_listen = if peer_port_chosen(config) {
-        "127.0.0.1:0".to_string()
+    // A node alone on a port the system chose says that port; any other says its entry
+    // in the initial cluster (where the others dial it: behind a proxy or a NAT that need
+    // not be the address it listens on).
+    let (peer_listen, peer_advertise) = if peer_port_chosen(config) {
+        ("127.0.0.1:0".to_string(), String::new())
     } else {
-        config.peer_addr.clone()
+        (
+            config.peer_addr.clone(),
+            config.own_entry().peer_url.clone(),
+        )
     };
     let bootstrap_voters = match config.initial_cluster_state {
         crate::config::InitialClusterState::New => Some(
@@ -331,6 +337,7 @@ fn node_config(config: &Config, id: u64) -> NodeConfig {
         cluster_id: config.cluster_id(),
         data_dir: config.data_dir.clone(),
         peer_listen,
+        peer_advertise,
         peers: config.other_peers(),
         bootstrap_voters,
         on_fatal: None,

@@ -805,6 +805,60 @@ fn members_update_moves_a_member_that_rejoins_at_its_new_address() {
     assert_eq!(entry["peerURLs"], json!([new_url]), "{listed}");
 }
 
+/// Starts the syncer through `via`, every member's binlog server, and a small load on the
+/// master, and waits until the cluster has stored all of it.
+fn sync_a_small_load(cluster: &Cluster, master: &MariaDb, via: &str) {
+    cluster.start_syncer_via(via, master, SYNCER_ID).unwrap();
+    cluster.start_servers().unwrap();
+    Load::run(master.port(), LoadPlan::small()).unwrap();
+    cluster
+        .wait_synced_via(via, master, CATCH_UP_TIMEOUT)
+        .unwrap();
+}
+
+/// A node that was down while a member moved restarts with a membership table that names
+/// the old address; the moved member leads. The moved leader's hello says where it listens
+/// now, so the node answers it there and catches up (it stayed behind for good before).
+#[test]
+fn a_node_down_during_a_move_catches_up_from_the_moved_leader() {
+    let master = MariaDb::start("bm-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start("behind-move", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    let followers = cluster.followers(&leader);
+    let (moved, stale) = (followers[0].clone(), followers[1].clone());
+    sync_a_small_load(&cluster, &master, &leader);
+
+    // `stale` stops before the move: its table keeps the old address.
+    assert_eq!(cluster.terminate(&stale).unwrap(), Some(0));
+    let new_port = Cluster::new_peer_port();
+    let (status, reply) = send_json(
+        cluster.node(&leader),
+        "PUT",
+        "/members",
+        &json!({"name": moved, "new_peer_url": format!("127.0.0.1:{new_port}")}),
+    );
+    assert_eq!(status, 200, "PUT /members {moved}: {reply}");
+    cluster.restart_moved(&moved, new_port).unwrap();
+    // Leadership goes to the moved member: restart whoever else leads until it does.
+    let mut now_leading = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    for _ in 0..10 {
+        if now_leading == moved {
+            break;
+        }
+        cluster.restart(&now_leading).unwrap();
+        now_leading = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    }
+    assert_eq!(now_leading, moved, "the moved member never took the lead");
+
+    write_marker(&master, "moved-leads");
+    cluster.restart(&stale).unwrap();
+    for m in &cluster.members {
+        cluster
+            .wait_serves_master(&m.name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+}
+
 #[test]
 fn removing_the_leader_hands_leadership_over_first() {
     remove_the_leader("rmleader", false);
@@ -825,14 +879,7 @@ fn remove_the_leader(test: &str, via_follower: bool) {
         MariaDb::start(&format!("{test}-master"), MariaDbOpts::server_id(MASTER_ID)).unwrap();
     let mut cluster = Cluster::start(test, 3).unwrap();
     let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
-    cluster
-        .start_syncer_via(&leader, &master, SYNCER_ID)
-        .unwrap();
-    cluster.start_servers().unwrap();
-    Load::run(master.port(), LoadPlan::small()).unwrap();
-    cluster
-        .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    sync_a_small_load(&cluster, &master, &leader);
 
     let via = if via_follower {
         cluster.followers(&leader)[0].clone()
