@@ -1407,7 +1407,10 @@ Example:
 
 const MEMBERS_REMOVE_HELP: &str =
     "Remove a member from the cluster. Refused when it would break the quorum; the
-removed node's id is never given again.
+removed node's id is never given again. The removed process keeps running until you
+stop it: it stops its binlog server and its /health says `removed`. To bring the
+machine back, clear its data directory and add it under another name or peer address.
+Removing the leader hands leadership over first; one call does it.
 
 Usage:
   ferrobus ctl [OPTIONS] members remove --name NAME
@@ -1421,6 +1424,8 @@ Example:
 ";
 
 const MEMBERS_UPDATE_HELP: &str = "Change a member's Raft peer address (its id stays the same).
+Then restart that node listening there (--peer-addr), with its own --initial-cluster
+entry naming the new address; the others reach it there (and learn it from its hello).
 
 Usage:
   ferrobus ctl [OPTIONS] members update --name NAME --peer-url HOST:PORT

@@ -286,10 +286,10 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
         }
         match leaderless.observe(status.leader_id != 0, std::time::Instant::now()) {
             Some(Notice::Leaderless(without)) => log::warn!(
-                "no leader known for {} s (voters {:x?}): the cluster has no quorum if fewer \
+                "no leader known for {} s (voters {}): the cluster has no quorum if fewer \
                  than {} of them run and reach each other's peer addresses{}",
                 without.as_secs(),
-                status.voters,
+                voter_names(&ctx, &status.voters),
                 status.voters.len() / 2 + 1,
                 if was_member || status.voters.contains(&ctx.my_id) {
                     ""
@@ -354,6 +354,19 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
     if let Some((_, _, syncer)) = ctx.slot.lock().expect("syncer slot").running.take() {
         syncer.stop();
     }
+}
+
+/// The voters by name where the member table knows them (`name (id)`), else by id.
+fn voter_names(ctx: &WatchContext, voters: &[u64]) -> String {
+    let state = ctx.cluster.state();
+    voters
+        .iter()
+        .map(|id| match state.member_by_id(*id) {
+            Some(m) => format!("{} ({id:x})", m.name),
+            None => format!("{id:x}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A transaction a leader of an earlier term left half-stored is abandoned by the next
