@@ -224,7 +224,7 @@ fn format_success(command: &CtlCommand, data: &Value) -> String {
         CtlCommand::ServerStatus => typed(data, format_server_status),
         CtlCommand::Health => typed(data, format_health),
         CtlCommand::MembersList => typed(data, |members: &Vec<MemberView>| format_members(members)),
-        CtlCommand::Cluster => typed(data, |members: &Vec<MemberView>| format_members(members)),
+        CtlCommand::Cluster => typed(data, |members: &Vec<MemberView>| format_cluster(members)),
         CtlCommand::Raft => typed(data, format_raft),
         CtlCommand::MemberAdd(args) => after_change(&format!("member {} added", args.name), data),
         CtlCommand::MemberUpdate(args) => after_change(
@@ -500,6 +500,21 @@ fn or_absent<T: ToString>(value: &Option<T>) -> String {
     value
         .as_ref()
         .map_or_else(|| ABSENT.to_string(), ToString::to_string)
+}
+
+/// `ctl cluster`: the members, and a line when no leader is known (an election, or a lost
+/// quorum) or the node asked knows no member yet (a joiner before its first entries).
+fn format_cluster(members: &[MemberView]) -> String {
+    let mut out = format_members(members);
+    if members.is_empty() {
+        out.push_str("(this node knows no member yet: a new member learns them from the leader)\n");
+    } else if !members.iter().any(|m| m.is_leader == Some(true)) {
+        out.push_str(
+            "no leader known: an election is under way, or fewer than a quorum of the voters \
+             run and reach each other\n",
+        );
+    }
+    out
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -806,6 +821,20 @@ mod tests {
         );
         let outcome = render(&CtlCommand::Cluster, 200, &success(cluster.clone()), true);
         assert_eq!(outcome.stdout, format!("{}\n", success(cluster)));
+        // No leader among them: said under the table; no member known: said instead.
+        let leaderless = json!([member_json("n1", "1", Some(false))]);
+        let outcome = render(&CtlCommand::Cluster, 200, &success(leaderless), false);
+        assert!(
+            outcome.stdout.ends_with("no leader known: an election is under way, or fewer than a quorum of the voters run and reach each other\n"),
+            "{}",
+            outcome.stdout
+        );
+        let outcome = render(&CtlCommand::Cluster, 200, &success(json!([])), false);
+        assert!(
+            outcome.stdout.contains("knows no member yet"),
+            "{}",
+            outcome.stdout
+        );
 
         let remove = CtlCommand::MemberRemove { name: "n3".into() };
         let members = json!([member_json("n1", "1", None)]);

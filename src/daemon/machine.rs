@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use crate::consensus::node::{Applied, StateMachine};
-use crate::consensus::state::{ClusterState, Command, Effect, COMMAND_KIND};
+use crate::consensus::state::{ClusterState, Command, Effect, MemberInfo, COMMAND_KIND};
 use crate::store::index::Origin;
 use crate::store::Store;
 
@@ -236,10 +236,47 @@ fn describe(effect: &Effect) -> String {
         Effect::Syncer(Some(args)) => format!("syncer desired: {args:?}"),
         Effect::Syncer(None) => "syncer desired: stopped".into(),
         Effect::MemberAdded(m) => format!("member {} (id {:x}) added", m.name, m.id),
-        Effect::MemberChanged { current, .. } => format!("member {} changed", current.name),
+        Effect::MemberChanged { previous, current } => {
+            format!(
+                "member {} changed: {}",
+                current.name,
+                member_changes(previous, current)
+            )
+        }
         Effect::MemberRemoved(m) => format!("member {} removed", m.name),
         Effect::Purged { to_file } => format!("purge point moved to {to_file}"),
         Effect::Unchanged => "unchanged".into(),
+    }
+}
+
+/// What differs between two versions of a member's entry, as `field old → new` items.
+fn member_changes(previous: &MemberInfo, current: &MemberInfo) -> String {
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    let mut changes = Vec::new();
+    if previous.peer_url != current.peer_url {
+        changes.push(format!(
+            "peer address {} → {}",
+            previous.peer_url, current.peer_url
+        ));
+    }
+    if previous.admin_url != current.admin_url {
+        changes.push(format!(
+            "admin address {} → {}",
+            show(&previous.admin_url),
+            show(&current.admin_url)
+        ));
+    }
+    if previous.binlog_addr != current.binlog_addr {
+        changes.push(format!(
+            "binlog server {} → {}",
+            show(&previous.binlog_addr),
+            show(&current.binlog_addr)
+        ));
+    }
+    if changes.is_empty() {
+        "nothing in its entry (a raft role change, or the same values again)".into()
+    } else {
+        changes.join(", ")
     }
 }
 
@@ -322,6 +359,27 @@ mod tests {
     /// A snapshot's base describes the stream where its whole content ends: taken inside
     /// a (chunked) transaction, a node restored from it would get the transaction's rest
     /// without its beginning, and could not go on. It waits for the transaction's end.
+    #[test]
+    fn a_member_change_says_what_changed() {
+        let before = MemberInfo {
+            name: "n2".into(),
+            id: 7,
+            peer_url: "10.0.0.2:9596".into(),
+            admin_url: None,
+            binlog_addr: None,
+        };
+        let after = MemberInfo {
+            peer_url: "10.0.0.12:9596".into(),
+            admin_url: Some("10.0.0.12:9595".into()),
+            ..before.clone()
+        };
+        assert_eq!(
+            member_changes(&before, &after),
+            "peer address 10.0.0.2:9596 → 10.0.0.12:9596, admin address none → 10.0.0.12:9595"
+        );
+        assert!(member_changes(&before, &before).starts_with("nothing"));
+    }
+
     #[test]
     fn no_snapshot_is_taken_inside_a_transaction() {
         use crate::store::entry::{EventsHeader, KIND_EVENTS};
