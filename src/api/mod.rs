@@ -30,7 +30,6 @@ mod server_tests;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -224,7 +223,7 @@ impl std::error::Error for ApiError {}
 pub struct AdminServer {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    /// Whether the server stops, and the import uploads it cuts short then.
     uploads: Arc<routes::Uploads>,
     local_addr: SocketAddr,
 }
@@ -243,7 +242,6 @@ impl AdminServer {
         let mut admin = AdminServer {
             server: Arc::new(server),
             workers: Vec::new(),
-            stopping: Arc::new(AtomicBool::new(false)),
             uploads: Arc::new(routes::Uploads::default()),
             local_addr,
         };
@@ -272,18 +270,16 @@ impl AdminServer {
         backend: Arc<dyn Backend>,
     ) -> Result<JoinHandle<()>, io::Error> {
         let server = Arc::clone(&self.server);
-        let stopping = Arc::clone(&self.stopping);
         let uploads = Arc::clone(&self.uploads);
         thread::Builder::new()
             .name(format!("admin-http-{index}"))
-            .spawn(move || worker_loop(&server, backend.as_ref(), &stopping, &uploads))
+            .spawn(move || worker_loop(&server, backend.as_ref(), &uploads))
     }
 
     fn stop_workers(&mut self) {
         if self.workers.is_empty() {
             return;
         }
-        self.stopping.store(true, Ordering::SeqCst);
         let cut = self.uploads.cancel_all();
         if cut > 0 {
             log::info!(
@@ -292,7 +288,7 @@ impl AdminServer {
             );
         }
         // Each unblock wakes exactly one thread blocked in recv(); a worker exits on the
-        // first wake-up it sees once `stopping` is set, so one per worker frees them all.
+        // first wake-up it sees once stopping is set, so one per worker frees them all.
         for _ in 0..self.workers.len() {
             self.server.unblock();
         }
@@ -311,17 +307,12 @@ impl Drop for AdminServer {
     }
 }
 
-fn worker_loop(
-    server: &tiny_http::Server,
-    backend: &dyn Backend,
-    stopping: &AtomicBool,
-    uploads: &routes::Uploads,
-) {
+fn worker_loop(server: &tiny_http::Server, backend: &dyn Backend, uploads: &routes::Uploads) {
     loop {
         match server.recv() {
             Ok(request) => routes::serve(request, backend, uploads),
             Err(error) => {
-                if stopping.load(Ordering::SeqCst) {
+                if uploads.stopping() {
                     return;
                 }
                 // tiny_http reports accept errors this way and then ends its accept thread.

@@ -259,62 +259,42 @@ pub fn route_request(backend: &dyn Backend, incoming: Incoming<'_>) -> Reply {
             leader_admin,
         )
     };
-    match leader_decision(backend, incoming.forwarded) {
-        Err(reply) => reply,
-        Ok(Some(leader_admin)) => {
-            let reply = forward(&leader_admin);
-            // The leader handed leadership over instead of making the change (a leader
-            // cannot remove itself): send the request once more, to the new leader, as
-            // the leader itself does when it is asked directly.
-            if !reply.handed_over {
-                return reply;
-            }
-            match new_leader_route(backend, &leader_admin) {
-                ClusterRoute::Forward { leader_admin: next } => {
-                    log::info!(
-                        "admin API: {} {} goes to the new leader at {next}",
-                        incoming.method,
-                        incoming.target
-                    );
-                    forward(&next)
-                }
-                ClusterRoute::Local => dispatch(backend, incoming.route, incoming.body),
-                ClusterRoute::NoLeader => reply,
-            }
+    let before = backend.cluster_route();
+    let reply = match leader_decision(before.clone(), incoming.forwarded) {
+        Err(reply) => return reply,
+        Ok(Some(leader_admin)) => forward(&leader_admin),
+        Ok(None) => dispatch(backend, incoming.route, incoming.body),
+    };
+    // The leader (this node, or the one the request went to) handed leadership over
+    // rather than make the change (a leader cannot remove itself): the new leader does
+    // it, once, like any forwarded request. A request forwarded here goes back with the
+    // 503, and the node that forwarded it sends it on.
+    if !reply.handed_over || incoming.forwarded {
+        return reply;
+    }
+    match new_leader_route(backend, &before) {
+        ClusterRoute::Forward { leader_admin } => {
+            log::info!(
+                "admin API: {} {} goes to the new leader at {leader_admin}",
+                incoming.method,
+                incoming.target
+            );
+            forward(&leader_admin)
         }
-        Ok(None) => {
-            let reply = dispatch(backend, incoming.route, incoming.body);
-            // This node handed leadership over rather than do it (a leader cannot remove
-            // itself): the new leader does it, once, like any forwarded request (a request
-            // forwarded here goes back with the 503, which says to retry).
-            if !reply.handed_over || incoming.forwarded {
-                return reply;
-            }
-            match backend.cluster_route() {
-                ClusterRoute::Forward { leader_admin } => {
-                    log::info!(
-                        "admin API: {} {} goes to the new leader at {leader_admin}",
-                        incoming.method,
-                        incoming.target
-                    );
-                    forward(&leader_admin)
-                }
-                _ => reply,
-            }
-        }
+        ClusterRoute::Local => dispatch(backend, incoming.route, incoming.body),
+        ClusterRoute::NoLeader => reply,
     }
 }
 
-/// Where leader-only requests go once the leader at `old_admin` handed leadership over:
-/// waits (up to HANDOVER_WAIT_MS) until this node knows another leader, or becomes it;
-/// NoLeader when none is known by then.
-fn new_leader_route(backend: &dyn Backend, old_admin: &str) -> ClusterRoute {
+/// Where leader-only requests go once a leader handed leadership over: waits (up to
+/// HANDOVER_WAIT_MS) until this node's route differs from `before` (the route the request
+/// took) and names a leader; NoLeader when none is known by then.
+fn new_leader_route(backend: &dyn Backend, before: &ClusterRoute) -> ClusterRoute {
     let deadline = std::time::Instant::now() + Duration::from_millis(HANDOVER_WAIT_MS);
     loop {
-        match backend.cluster_route() {
-            ClusterRoute::Forward { leader_admin } if leader_admin == old_admin => {}
-            ClusterRoute::NoLeader => {}
-            route => return route,
+        let route = backend.cluster_route();
+        if route != *before && route != ClusterRoute::NoLeader {
+            return route;
         }
         if std::time::Instant::now() >= deadline {
             return ClusterRoute::NoLeader;
@@ -326,11 +306,11 @@ fn new_leader_route(backend: &dyn Backend, old_admin: &str) -> ClusterRoute {
 /// How often [`new_leader_route`] looks for the new leader.
 const HANDOVER_POLL_MS: u64 = 20;
 
-/// Where a leader-only request is served: here (None), at the leader's admin address, or
-/// nowhere (the 503 to answer: no leader known, or a request already forwarded once, which
-/// is never sent on whatever this node believes).
-fn leader_decision(backend: &dyn Backend, forwarded: bool) -> Result<Option<String>, Reply> {
-    match backend.cluster_route() {
+/// Where a leader-only request is served, given this node's `route`: here (None), at the
+/// leader's admin address, or nowhere (the 503 to answer: no leader known, or a request
+/// already forwarded once, which is never sent on whatever this node believes).
+fn leader_decision(route: ClusterRoute, forwarded: bool) -> Result<Option<String>, Reply> {
+    match route {
         ClusterRoute::Local => Ok(None),
         _ if forwarded => Err(Reply::error(&ApiError::unavailable(NOT_LEADER_MESSAGE))),
         ClusterRoute::NoLeader => Err(Reply::error(&ApiError::unavailable(NO_LEADER_MESSAGE))),
@@ -369,9 +349,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(non-string panic payload)")
 }
 
-/// The import uploads being read, so that a node that stops cuts them short instead of
-/// waiting for a slow client (an upload may take minutes; a stalled one up to
-/// IMPORT_BODY_STALL_MS).
+/// Whether the admin server stops, and the import uploads being read, so that a node that
+/// stops cuts them short instead of waiting for a slow client (an upload may take
+/// minutes; a stalled one up to IMPORT_BODY_STALL_MS).
 #[derive(Default)]
 pub struct Uploads {
     stopping: AtomicBool,
@@ -380,7 +360,8 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    /// Cuts every upload short (and any that registers later); how many were running.
+    /// The server stops: cuts every upload short (and any that registers later); how many
+    /// were running.
     pub fn cancel_all(&self) -> usize {
         self.stopping.store(true, Ordering::SeqCst);
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
@@ -390,7 +371,7 @@ impl Uploads {
         open.len()
     }
 
-    fn stopping(&self) -> bool {
+    pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
@@ -561,7 +542,7 @@ fn handle_import(
     let reply = match validate::import_file_from_target(target) {
         Err(error) => Reply::error(&error),
         Ok(name) => guarded(Route::Import, || {
-            match leader_decision(backend, forwarded) {
+            match leader_decision(backend.cluster_route(), forwarded) {
                 Err(reply) => reply,
                 Ok(None) => match backend.binlog_import(&name, &mut body) {
                     Ok(summary) => {

@@ -1113,12 +1113,9 @@ impl Backend for UploadReader {
     }
 }
 
-/// A node that stops cuts an import upload short instead of waiting for a slow client
-/// (up to the 60 s stall bound), and the import sees an error, not an end of the body:
-/// nothing of a cut upload may be taken for a whole file.
-#[test]
-fn stopping_cuts_an_import_upload_short() {
-    let backend = Arc::new(UploadReader::default());
+/// A server on `backend` and a client that has begun an import upload: it announced
+/// 100000 bytes and sent 4.
+fn begin_upload(backend: &Arc<UploadReader>) -> (AdminServer, TcpStream) {
     let server = AdminServer::start("127.0.0.1:0", backend.clone(), 1).unwrap();
     let mut client = TcpStream::connect(server.local_addr()).unwrap();
     client
@@ -1127,6 +1124,16 @@ fn stopping_cuts_an_import_upload_short() {
               Content-Length: 100000\r\n\r\nfour",
         )
         .unwrap();
+    (server, client)
+}
+
+/// A node that stops cuts an import upload short instead of waiting for a slow client
+/// (up to the 60 s stall bound), and the import sees an error, not an end of the body:
+/// nothing of a cut upload may be taken for a whole file.
+#[test]
+fn stopping_cuts_an_import_upload_short() {
+    let backend = Arc::new(UploadReader::default());
+    let (server, client) = begin_upload(&backend);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !backend.reading.load(Ordering::SeqCst) {
         assert!(
@@ -1157,14 +1164,7 @@ fn stopping_cuts_an_import_upload_short() {
 #[test]
 fn an_upload_cut_by_its_client_is_an_error_not_an_end() {
     let backend = Arc::new(UploadReader::default());
-    let server = AdminServer::start("127.0.0.1:0", backend.clone(), 1).unwrap();
-    let mut client = TcpStream::connect(server.local_addr()).unwrap();
-    client
-        .write_all(
-            b"POST /binlog/import?file=bin.000001 HTTP/1.1\r\nHost: x\r\n\
-              Content-Length: 100000\r\n\r\nfour",
-        )
-        .unwrap();
+    let (server, client) = begin_upload(&backend);
     client.shutdown(Shutdown::Write).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let outcome = loop {
