@@ -260,7 +260,11 @@ impl<R: Read> Iterator for BinlogFileReader<R> {
 /// Appends up to `limit` bytes to `out`, stopping early only at end of input; returns how
 /// many were read. The buffer grows as data arrives, so a lying event_size cannot make us
 /// allocate more than the input holds.
-fn read_up_to<R: Read>(reader: &mut R, limit: u64, out: &mut Vec<u8>) -> io::Result<usize> {
+pub(crate) fn read_up_to<R: Read>(
+    reader: &mut R,
+    limit: u64,
+    out: &mut Vec<u8>,
+) -> io::Result<usize> {
     reader.by_ref().take(limit).read_to_end(out)
 }
 

@@ -36,7 +36,7 @@ use crate::api::ApiError;
 use crate::binlog::event::{
     self, ChecksumAlg, FormatDescription, FLAGS_OFFSET, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
-use crate::binlog::file::{BinlogFileReader, FileError, FIRST_EVENT_POSITION};
+use crate::binlog::file::{read_up_to, BinlogFileReader, FileError, FIRST_EVENT_POSITION};
 use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
@@ -266,14 +266,9 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
     let (files, last, resume, mysql_executed, maria_executed, last_file_whole) = {
         let index = store.index();
         let files: Vec<String> = index.files().iter().map(|f| f.name.clone()).collect();
-        let last_file_whole = index
-            .files()
-            .last()
-            .is_none_or(|f| f.start_pos == FIRST_EVENT_POSITION);
-        let last = index
-            .files()
-            .last()
-            .map(|f| (f.name.clone(), f.end_pos, f.fde.clone()));
+        let last_meta = index.files().last();
+        let last_file_whole = last_meta.is_none_or(|f| f.start_pos == FIRST_EVENT_POSITION);
+        let last = last_meta.map(|f| (f.name.clone(), f.end_pos, f.fde.clone()));
         let mysql_executed =
             (index.flavour() == Some(Flavour::MySql)).then(|| index.mysql_executed().clone());
         let maria_executed = (index.flavour() == Some(Flavour::MariaDb)
@@ -455,11 +450,12 @@ pub fn ingest_file(
     };
     let mut pending_bytes = 0;
     let mut seen_gtid_list = false;
+    // An event the stored part holds was checked when it was stored (and the upload repeats
+    // it byte for byte); one past the stored end is checked as in a new file, against a
+    // store that holds nothing of this file beyond it.
+    let held = |pos: u64, len: u64| resumed_from.is_some_and(|end| pos + len <= end);
     while let Some((pos, mut ev)) = reader.next_event().map_err(|e| file_error(name, e))? {
-        // An event the stored part holds was checked when it was stored (and the upload
-        // repeats it byte for byte); one past the stored end is checked as in a new file,
-        // against a store that holds nothing of this file beyond it.
-        let stored = resumed_from.is_some_and(|end| pos + ev.len() as u64 <= end);
+        let stored = held(pos, ev.len() as u64);
         if summary.events == 1 && !stored {
             check_previous_gtids(name, Some(&ev), view)?;
         }
@@ -493,7 +489,7 @@ pub fn ingest_file(
             detail: "it holds no event after the magic".into(),
         });
     }
-    if summary.events == 1 && resumed_from.is_none_or(|end| end <= summary.last_pos) {
+    if summary.events == 1 && !held(summary.last_pos, summary.end_pos - summary.last_pos) {
         check_previous_gtids(name, None, view)?;
     }
     if ingest.in_group() {
@@ -664,12 +660,13 @@ pub fn check_stored_prefix(
     let plan = export::plan_file(store, name).map_err(|e| io_error(io::Error::other(e)))?;
     let mut stored = export::FileExport::new(store.clone(), plan);
     let mut ours = vec![0u8; COMPARE_CHUNK_BYTES];
-    let mut theirs = vec![0u8; COMPARE_CHUNK_BYTES];
+    let mut theirs = Vec::with_capacity(COMPARE_CHUNK_BYTES);
     let mut pos = 0u64;
     while pos < stored_end {
         let want = usize::try_from(stored_end - pos).map_or(ours.len(), |n| n.min(ours.len()));
         stored.read_exact(&mut ours[..want]).map_err(io_error)?;
-        let got = read_up_to(&mut upload, &mut theirs[..want]).map_err(io_error)?;
+        theirs.clear();
+        let got = read_up_to(&mut upload, want as u64, &mut theirs).map_err(io_error)?;
         let differs = (0..got).find(|&i| {
             let (a, b) = (ours[i], theirs[i]);
             a != b
@@ -692,7 +689,7 @@ pub fn check_stored_prefix(
         }
         pos += want as u64;
     }
-    if read_up_to(&mut upload, &mut theirs[..1]).map_err(io_error)? == 0 {
+    if read_up_to(&mut upload, 1, &mut theirs).map_err(io_error)? == 0 {
         return Err(ImportError::AlreadyStored {
             file: name.to_string(),
         });
@@ -702,20 +699,6 @@ pub fn check_stored_prefix(
 
 /// Bytes compared at a time by [`check_stored_prefix`].
 const COMPARE_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
 
 fn file_error(name: &str, e: FileError) -> ImportError {
     let file = name.to_string();
