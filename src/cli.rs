@@ -841,19 +841,8 @@ fn check_addr(field: &'static str, addr: &str, level: Level) -> Result<(), Usage
 /// Rewrites a validation message about JSON fields in terms of command-line options:
 /// "field `binlog_pos` ... `binlog_file`" becomes "option --binlog-pos ... --binlog-file".
 fn flag_message(error: &FieldError) -> String {
-    const FIELDS: [&str; 19] = [
-        "syncer_id",
-        "mysql_addr",
-        "mysql_user",
-        "mysql_password",
-        "syncer_uuid",
-        "semi_sync",
-        "gtid",
-        "binlog_file",
-        "binlog_pos",
-        "addr",
-        "user",
-        "password",
+    // The request fields that have a command-line option of the same name.
+    const OTHER_FIELDS: [&str; 7] = [
         "admin",
         "admin_addr",
         "name",
@@ -864,7 +853,11 @@ fn flag_message(error: &FieldError) -> String {
     ];
     let mut message = error.message.clone();
     let mut named = false;
-    for field in FIELDS {
+    let fields = validate::SYNCER_FIELDS
+        .iter()
+        .chain(&validate::SERVER_FIELDS)
+        .chain(&OTHER_FIELDS);
+    for field in fields {
         let flag = format!("--{}", field.replace('_', "-"));
         let as_field = format!("field `{field}`");
         let quoted = format!("`{field}`");

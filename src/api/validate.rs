@@ -70,22 +70,31 @@ impl From<FieldError> for ApiError {
     }
 }
 
+/// The fields `PUT /binlog/syncer/start` takes.
+pub const SYNCER_FIELDS: [&str; 9] = [
+    "syncer_id",
+    "mysql_addr",
+    "mysql_user",
+    "mysql_password",
+    "syncer_uuid",
+    "semi_sync",
+    "gtid",
+    "binlog_file",
+    "binlog_pos",
+];
+
+/// The fields `PUT /binlog/server/start` takes.
+pub const SERVER_FIELDS: [&str; 5] = [
+    "addr",
+    "user",
+    "password",
+    "auth_plugin",
+    "rsa_private_key_path",
+];
+
 /// Parses and checks the body of `PUT /binlog/syncer/start`.
 pub fn syncer_args_from_json(body: &[u8]) -> Result<SyncerArgs, ApiError> {
-    let object = parse_object(
-        body,
-        &[
-            "syncer_id",
-            "mysql_addr",
-            "mysql_user",
-            "mysql_password",
-            "syncer_uuid",
-            "semi_sync",
-            "gtid",
-            "binlog_file",
-            "binlog_pos",
-        ],
-    )?;
+    let object = parse_object(body, &SYNCER_FIELDS)?;
     let args = SyncerArgs {
         syncer_id: required_u32(&object, "syncer_id")?,
         mysql_addr: required_string(&object, "mysql_addr")?,
@@ -103,16 +112,7 @@ pub fn syncer_args_from_json(body: &[u8]) -> Result<SyncerArgs, ApiError> {
 
 /// Parses and checks the body of `PUT /binlog/server/start`.
 pub fn server_args_from_json(body: &[u8]) -> Result<ServerArgs, ApiError> {
-    let object = parse_object(
-        body,
-        &[
-            "addr",
-            "user",
-            "password",
-            "auth_plugin",
-            "rsa_private_key_path",
-        ],
-    )?;
+    let object = parse_object(body, &SERVER_FIELDS)?;
     let args = ServerArgs {
         addr: required_string(&object, "addr")?,
         user: required_string(&object, "user")?,
