@@ -270,7 +270,8 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
         let status = ctx.raft.status();
         // A node replaying the log before its own admission is no member yet; one that was
         // and is no longer has applied its own removal.
-        if status.voters.contains(&ctx.my_id) || status.learners.contains(&ctx.my_id) {
+        let member = status.voters.contains(&ctx.my_id) || status.learners.contains(&ctx.my_id);
+        if member {
             was_member = true;
         } else if was_member && !removed && status.running {
             removed = true;
@@ -291,7 +292,7 @@ fn watch(ctx: WatchContext, stop: &AtomicBool) {
                 without.as_secs(),
                 voter_names(&ctx, &status.voters),
                 status.voters.len() / 2 + 1,
-                if was_member || status.voters.contains(&ctx.my_id) {
+                if member {
                     ""
                 } else {
                     "; this node is not among them: if it was removed, stop it"

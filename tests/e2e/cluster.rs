@@ -639,12 +639,7 @@ fn one_node_grows_to_three_then_loses_the_founder() {
     let replica = MariaDb::start("cg-replica", MariaDbOpts::server_id(2)).unwrap();
     let mut cluster = Cluster::start("grow", 1).unwrap();
     assert_eq!(cluster.wait_leader(LEADER_TIMEOUT).unwrap(), "n1");
-    cluster.start_syncer_via("n1", &master, SYNCER_ID).unwrap();
-    cluster.start_servers().unwrap();
-    Load::run(master.port(), LoadPlan::small()).unwrap();
-    cluster
-        .wait_synced_via("n1", &master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    sync_a_small_load(&cluster, &master, "n1");
 
     for (name, voters) in [("n2", 2), ("n3", 3)] {
         cluster.add_and_join("n1", name).unwrap();
@@ -695,12 +690,7 @@ fn members_remove_one_cluster_continues() {
     let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
     let followers = cluster.followers(&leader);
     let (via, removed) = (followers[0].clone(), followers[1].clone());
-    cluster.start_syncer_via(&via, &master, SYNCER_ID).unwrap();
-    cluster.start_servers().unwrap();
-    Load::run(master.port(), LoadPlan::small()).unwrap();
-    cluster
-        .wait_synced_via(&via, &master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    sync_a_small_load(&cluster, &master, &via);
     for name in ["n1", "n2", "n3"] {
         assert_eq!(member_names(&cluster, name), names(&["n1", "n2", "n3"]));
     }
@@ -756,14 +746,7 @@ fn members_update_moves_a_member_that_rejoins_at_its_new_address() {
     let mut cluster = Cluster::start("moved", 3).unwrap();
     let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
     let moved = cluster.followers(&leader)[0].clone();
-    cluster
-        .start_syncer_via(&leader, &master, SYNCER_ID)
-        .unwrap();
-    cluster.start_servers().unwrap();
-    Load::run(master.port(), LoadPlan::small()).unwrap();
-    cluster
-        .wait_synced_via(&leader, &master, CATCH_UP_TIMEOUT)
-        .unwrap();
+    sync_a_small_load(&cluster, &master, &leader);
     let id_before = raft_id(&cluster, &moved);
 
     let new_port = Cluster::new_peer_port();
