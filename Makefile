@@ -35,7 +35,8 @@ lint:
 demo: build
 	scripts/demo.sh
 
-bench: build
+# Installs MariaDB and sysbench when missing, as `test` does.
+bench: deps build
 	scripts/bench.sh
 
 # Leftovers of interrupted test runs (tests/work is gitignored).

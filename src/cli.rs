@@ -67,10 +67,19 @@ pub struct CtlArgs {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CtlCommand {
-    SyncerStart(SyncerArgs),
+    /// `password_file`: the master password is read from this file by `ctl` (then
+    /// `args.mysql_password` is empty until it is).
+    SyncerStart {
+        args: SyncerArgs,
+        password_file: Option<PathBuf>,
+    },
     SyncerStop,
     SyncerStatus,
-    ServerStart(ServerArgs),
+    /// `password_file`: as for `SyncerStart`, for `args.password`.
+    ServerStart {
+        args: ServerArgs,
+        password_file: Option<PathBuf>,
+    },
     ServerStop,
     ServerStatus,
     Health,
@@ -698,6 +707,7 @@ struct SyncerStartOptions {
     mysql_addr: Option<String>,
     mysql_user: Option<String>,
     mysql_password: Option<String>,
+    mysql_password_file: Option<PathBuf>,
     syncer_uuid: Option<String>,
     semi_sync: bool,
     gtid: Option<String>,
@@ -736,6 +746,9 @@ fn parse_syncer_start(
             "--mysql-password" => set_once(&mut o.mysql_password, name, level, || {
                 tokens.value(name, inline, level)
             })?,
+            "--mysql-password-file" => set_once(&mut o.mysql_password_file, name, level, || {
+                tokens.value(name, inline, level).map(PathBuf::from)
+            })?,
             "--syncer-uuid" => set_once(&mut o.syncer_uuid, name, level, || {
                 tokens.value(name, inline, level)
             })?,
@@ -757,11 +770,20 @@ fn parse_syncer_start(
             _ => return Err(level.unknown_flag(name)),
         }
     }
+    let syncer_id = required(options.syncer_id, "--syncer-id", level)?;
+    let mysql_addr = required(options.mysql_addr, "--mysql-addr", level)?;
+    let mysql_user = required(options.mysql_user, "--mysql-user", level)?;
+    let (mysql_password, password_file) = password_or_file(
+        options.mysql_password,
+        options.mysql_password_file,
+        "--mysql-password",
+        level,
+    )?;
     let args = SyncerArgs {
-        syncer_id: required(options.syncer_id, "--syncer-id", level)?,
-        mysql_addr: required(options.mysql_addr, "--mysql-addr", level)?,
-        mysql_user: required(options.mysql_user, "--mysql-user", level)?,
-        mysql_password: required(options.mysql_password, "--mysql-password", level)?,
+        syncer_id,
+        mysql_addr,
+        mysql_user,
+        mysql_password,
         syncer_uuid: options.syncer_uuid,
         semi_sync: options.semi_sync,
         gtid: options.gtid,
@@ -769,7 +791,10 @@ fn parse_syncer_start(
         binlog_pos: options.binlog_pos,
     };
     validate::check_syncer_args(&args).map_err(|error| level.error(&flag_message(&error)))?;
-    Ok(Step::Run(CtlCommand::SyncerStart(args)))
+    Ok(Step::Run(CtlCommand::SyncerStart {
+        args,
+        password_file,
+    }))
 }
 
 fn parse_server_start(
@@ -777,7 +802,7 @@ fn parse_server_start(
     globals: &mut CtlGlobals,
 ) -> Result<Step<CtlCommand>, UsageError> {
     let level = Level(&["ctl", "server", "start"]);
-    let (mut addr, mut user, mut password) = (None, None, None);
+    let (mut addr, mut user, mut password, mut password_file) = (None, None, None, None);
     let (mut auth_plugin, mut rsa_private_key_path) = (None, None);
     while let Some(token) = tokens.next() {
         let (name, inline) = level.flag(token)?;
@@ -791,21 +816,53 @@ fn parse_server_start(
             "--addr" => &mut addr,
             "--user" => &mut user,
             "--password" => &mut password,
+            "--password-file" => &mut password_file,
             "--auth-plugin" => &mut auth_plugin,
             "--rsa-private-key-path" => &mut rsa_private_key_path,
             _ => return Err(level.unknown_flag(name)),
         };
         set_once(slot, name, level, || tokens.value(name, inline, level))?;
     }
+    let addr = required(addr, "--addr", level)?;
+    let user = required(user, "--user", level)?;
+    let (password, password_file) = password_or_file(
+        password,
+        password_file.map(PathBuf::from),
+        "--password",
+        level,
+    )?;
     let args = ServerArgs {
-        addr: required(addr, "--addr", level)?,
-        user: required(user, "--user", level)?,
-        password: required(password, "--password", level)?,
+        addr,
+        user,
+        password,
         auth_plugin,
         rsa_private_key_path,
     };
     validate::check_server_args(&args).map_err(|error| level.error(&flag_message(&error)))?;
-    Ok(Step::Run(CtlCommand::ServerStart(args)))
+    Ok(Step::Run(CtlCommand::ServerStart {
+        args,
+        password_file,
+    }))
+}
+
+/// Exactly one of `FLAG PASSWORD` and `FLAG-file FILE`: the password given (empty when it
+/// is to be read from the file), and the file.
+fn password_or_file(
+    password: Option<String>,
+    file: Option<PathBuf>,
+    flag: &str,
+    level: Level,
+) -> Result<(String, Option<PathBuf>), UsageError> {
+    match (password, file) {
+        (Some(password), None) => Ok((password, None)),
+        (None, Some(file)) => Ok((String::new(), Some(file))),
+        (Some(_), Some(_)) => Err(level.error(&format!(
+            "options {flag} and {flag}-file cannot be combined; give one"
+        ))),
+        (None, None) => {
+            Err(level.error(&format!("missing required option {flag} (or {flag}-file)")))
+        }
+    }
 }
 
 fn required<T>(value: Option<T>, flag: &str, level: Level) -> Result<T, UsageError> {
@@ -1210,15 +1267,18 @@ resumes the syncer after a restart.
 
 Usage:
   ferrobus ctl [OPTIONS] syncer start --syncer-id N --mysql-addr HOST:PORT
-      --mysql-user USER --mysql-password PASSWORD [--syncer-uuid UUID]
-      [--gtid GTIDLIST | --binlog-file FILE --binlog-pos N]
+      --mysql-user USER (--mysql-password PASSWORD | --mysql-password-file FILE)
+      [--syncer-uuid UUID] [--gtid GTIDLIST | --binlog-file FILE --binlog-pos N]
 
 Options:
   --syncer-id N              server_id to register with on the master, unique among
                              its replicas (required; 1..4294967295)
   --mysql-addr HOST:PORT     the master (required; IPv6 as [::1]:3306)
   --mysql-user USER          replication user on the master (required)
-  --mysql-password PASSWORD  its password (required; may be empty: --mysql-password=)
+  --mysql-password PASSWORD  its password (this or --mysql-password-file is required;
+                             may be empty: --mysql-password=)
+  --mysql-password-file FILE read the password from FILE instead: its whole content,
+                             without one final newline (keeps it out of the process list)
   --syncer-uuid UUID         replica UUID announced to a MySQL master as
                              @slave_uuid (default: derived from --syncer-id)
   --semi-sync                semi-synchronous replication (not supported yet)
@@ -1232,14 +1292,16 @@ Options:
 
 Without --gtid or --binlog-file an empty node starts at the master's oldest binlog
 file still on disk (position 4); a node that holds binlog always resumes right after
-what it has stored (a start point is refused then). Note that a password given
-on the command line is visible to other local users in the process list.
+what it has stored (a start point is refused then). A password given on the
+command line is visible to other local users in the process list; a password file
+is not. The node keeps the password with the syncer settings in its Raft log.
 
 Examples:
   ferrobus ctl syncer start --syncer-id 1001 --mysql-addr 10.0.0.1:3306 \\
       --mysql-user repl --mysql-password secret --gtid 0-1-100
   ferrobus ctl syncer start --syncer-id 1001 --mysql-addr db.example.com:3306 \\
-      --mysql-user repl --mysql-password secret --binlog-file mysql-bin.000003 --binlog-pos 4
+      --mysql-user repl --mysql-password-file /etc/ferrobus/repl.pw \\
+      --binlog-file mysql-bin.000003 --binlog-pos 4
 ";
 
 const SYNCER_STOP_HELP: &str = "Stop the syncer. Succeeds when it is already stopped.
@@ -1290,13 +1352,17 @@ const SERVER_START_HELP: &str =
 these settings and restarts the server after a restart.
 
 Usage:
-  ferrobus ctl [OPTIONS] server start --addr HOST:PORT --user USER --password PASSWORD
+  ferrobus ctl [OPTIONS] server start --addr HOST:PORT --user USER
+        (--password PASSWORD | --password-file FILE)
         [--auth-plugin NAME] [--rsa-private-key-path FILE]
 
 Options:
   --addr HOST:PORT      address to listen on for replicas (required; e.g. 0.0.0.0:3307)
   --user USER           user name replicas must log in with (required)
-  --password PASSWORD   its password (required; may be empty: --password=)
+  --password PASSWORD   its password (this or --password-file is required; may be
+                        empty: --password=)
+  --password-file FILE  read the password from FILE instead: its whole content,
+                        without one final newline (keeps it out of the process list)
   --auth-plugin NAME    mysql_native_password (MariaDB replicas) or
                         caching_sha2_password (MySQL 8.0+/9 replicas); default: the
                         node's [server] auth_plugin (mysql_native_password unless set)
@@ -2006,33 +2072,84 @@ mod tests {
         let args = ctl(START);
         assert_eq!(
             args.command,
-            CtlCommand::SyncerStart(SyncerArgs {
-                syncer_id: 7,
-                mysql_addr: "db:3306".into(),
-                mysql_user: "repl".into(),
-                mysql_password: "pw".into(),
-                syncer_uuid: None,
-                semi_sync: false,
-                gtid: None,
-                binlog_file: None,
-                binlog_pos: None,
-            })
+            CtlCommand::SyncerStart {
+                args: SyncerArgs {
+                    syncer_id: 7,
+                    mysql_addr: "db:3306".into(),
+                    mysql_user: "repl".into(),
+                    mysql_password: "pw".into(),
+                    syncer_uuid: None,
+                    semi_sync: false,
+                    gtid: None,
+                    binlog_file: None,
+                    binlog_pos: None,
+                },
+                password_file: None,
+            }
         );
         let args = ctl(&format!(
             "{START} --syncer-uuid=1b4e28ba-2fa1-11d2-883f-0016d3cca427 --binlog-file mysql-bin.000003 --binlog-pos=4 --json"
         ));
         assert!(args.json);
-        let CtlCommand::SyncerStart(start) = args.command else {
+        let CtlCommand::SyncerStart { args: start, .. } = args.command else {
             panic!()
         };
         assert_eq!(start.binlog_file.as_deref(), Some("mysql-bin.000003"));
         assert_eq!(start.binlog_pos, Some(4));
         assert!(start.syncer_uuid.is_some());
-        let CtlCommand::SyncerStart(start) = ctl(&format!("{START} --gtid 0-1-100,1-2-5")).command
+        let CtlCommand::SyncerStart { args: start, .. } =
+            ctl(&format!("{START} --gtid 0-1-100,1-2-5")).command
         else {
             panic!()
         };
         assert_eq!(start.gtid.as_deref(), Some("0-1-100,1-2-5"));
+    }
+
+    #[test]
+    fn a_password_may_come_from_a_file_instead() {
+        const BASE: &str = "ctl syncer start --syncer-id 7 --mysql-addr db:3306 --mysql-user repl";
+        let CtlCommand::SyncerStart {
+            args,
+            password_file,
+        } = ctl(&format!("{BASE} --mysql-password-file /etc/f/pw")).command
+        else {
+            panic!()
+        };
+        assert_eq!(args.mysql_password, "");
+        assert_eq!(password_file, Some(PathBuf::from("/etc/f/pw")));
+        let CtlCommand::SyncerStart { password_file, .. } = ctl(START).command else {
+            panic!()
+        };
+        assert_eq!(password_file, None);
+        let both = usage_error(&format!("{START} --mysql-password-file /f"));
+        assert!(
+            both.message.contains("cannot be combined"),
+            "{}",
+            both.message
+        );
+        let neither = usage_error(BASE);
+        assert_eq!(
+            neither.message,
+            "missing required option --mysql-password (or --mysql-password-file)"
+        );
+
+        const SERVER: &str = "ctl server start --addr 0.0.0.0:3307 --user u";
+        let CtlCommand::ServerStart {
+            args,
+            password_file,
+        } = ctl(&format!("{SERVER} --password-file=/run/pw")).command
+        else {
+            panic!()
+        };
+        assert_eq!(args.password, "");
+        assert_eq!(password_file, Some(PathBuf::from("/run/pw")));
+        assert!(
+            usage_error(&format!("{SERVER} --password p --password-file /f"))
+                .message
+                .contains("cannot be combined")
+        );
+        assert!(help("ctl syncer start --help").contains("--mysql-password-file FILE"));
+        assert!(help("ctl server start --help").contains("--password-file FILE"));
     }
 
     #[test]
@@ -2054,14 +2171,14 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let Ok(Cli::Ctl(CtlArgs {
-            command: CtlCommand::SyncerStart(start),
+            command: CtlCommand::SyncerStart { args: start, .. },
             ..
         })) = parse_with_default_admin(&args, DEFAULT_ADMIN_ADDR)
         else {
             panic!()
         };
         assert_eq!(start.mysql_password, "--not-a-flag");
-        let CtlCommand::ServerStart(server) =
+        let CtlCommand::ServerStart { args: server, .. } =
             ctl("ctl server start --addr 0.0.0.0:3307 --user u --password=").command
         else {
             panic!()
@@ -2069,7 +2186,7 @@ mod tests {
         assert_eq!(server.password, "");
         assert_eq!(server.addr, "0.0.0.0:3307");
         assert_eq!(server.auth_plugin, None);
-        let CtlCommand::ServerStart(server) = ctl(
+        let CtlCommand::ServerStart { args: server, .. } = ctl(
             "ctl server start --addr h:1 --user u --password=p --auth-plugin caching_sha2_password \
              --rsa-private-key-path /etc/k.pem",
         )
@@ -2089,7 +2206,7 @@ mod tests {
             ("ctl syncer start", "missing required option --syncer-id"),
             (
                 "ctl syncer start --syncer-id 1 --mysql-addr h:1 --mysql-user u",
-                "missing required option --mysql-password",
+                "missing required option --mysql-password (or --mysql-password-file)",
             ),
             (
                 "ctl syncer start --syncer-id 0",
@@ -2181,7 +2298,7 @@ mod tests {
     fn server_start_errors() {
         assert_eq!(
             usage_error("ctl server start --addr h:1 --user u").message,
-            "missing required option --password"
+            "missing required option --password (or --password-file)"
         );
         assert!(
             usage_error("ctl server start --addr h --user u --password p")

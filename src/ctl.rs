@@ -6,6 +6,8 @@
 //! This module does not validate arguments (`cli` did) and does not retry.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
@@ -14,7 +16,7 @@ use crate::api::{
     SyncerStatus,
 };
 use crate::cli::{CtlArgs, CtlCommand};
-use crate::limits::HTTP_CLIENT_TIMEOUT_MS;
+use crate::limits::{HTTP_CLIENT_TIMEOUT_MS, PASSWORD_FILE_BYTES_MAX};
 
 mod transfer;
 
@@ -31,7 +33,7 @@ const SNIPPET_CHARS_MAX: usize = 200;
 const ABSENT: &str = "-";
 
 /// Runs one `ctl` command against the node; returns the process exit status.
-pub fn run(args: CtlArgs) -> i32 {
+pub fn run(mut args: CtlArgs) -> i32 {
     match &args.command {
         CtlCommand::Import { files, name } => {
             return transfer::import_files(&args, files, name.as_deref())
@@ -40,6 +42,10 @@ pub fn run(args: CtlArgs) -> i32 {
             return transfer::export_files(&args, to, file.as_deref(), *force)
         }
         _ => {}
+    }
+    if let Err(message) = fill_password(&mut args.command) {
+        eprintln!("error: {message}");
+        return EXIT_USAGE;
     }
     let request = match Request::for_command(&args.command) {
         Ok(request) => request,
@@ -61,6 +67,52 @@ pub fn run(args: CtlArgs) -> i32 {
             EXIT_UNREACHABLE
         }
     }
+}
+
+/// Reads the password of a start command given with a password file into its arguments.
+fn fill_password(command: &mut CtlCommand) -> Result<(), String> {
+    let (slot, file) = match command {
+        CtlCommand::SyncerStart {
+            args,
+            password_file: Some(file),
+        } => (&mut args.mysql_password, file),
+        CtlCommand::ServerStart {
+            args,
+            password_file: Some(file),
+        } => (&mut args.password, file),
+        _ => return Ok(()),
+    };
+    *slot = read_password_file(file)?;
+    Ok(())
+}
+
+fn read_password_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("cannot read the password file {shown}: {error}"))?;
+    let mut bytes = Vec::new();
+    file.take(PASSWORD_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read the password file {shown}: {error}"))?;
+    password_from_file(&bytes).map_err(|why| format!("password file {shown}: {why}"))
+}
+
+/// A password file's content without one final newline (`\n` or `\r\n`), as `echo` or an
+/// editor leaves it. A file of more than one line or of more than
+/// `PASSWORD_FILE_BYTES_MAX` bytes is refused rather than sent as a password.
+fn password_from_file(bytes: &[u8]) -> Result<String, String> {
+    if bytes.len() as u64 > PASSWORD_FILE_BYTES_MAX {
+        return Err(format!(
+            "larger than {PASSWORD_FILE_BYTES_MAX} bytes; is it the right file?"
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.contains(['\n', '\r']) {
+        return Err("holds more than one line; it must hold the password alone".into());
+    }
+    Ok(text.to_string())
 }
 
 /// Why a request to the node at `admin` got no reply: a timeout says how long ctl waited
@@ -97,12 +149,12 @@ struct Request {
 impl Request {
     fn for_command(command: &CtlCommand) -> Result<Request, String> {
         let (method, path, body) = match command {
-            CtlCommand::SyncerStart(args) => {
+            CtlCommand::SyncerStart { args, .. } => {
                 (Method::Put, "/binlog/syncer/start", Some(to_json(args)?))
             }
             CtlCommand::SyncerStop => (Method::Put, "/binlog/syncer/stop", None),
             CtlCommand::SyncerStatus => (Method::Get, "/binlog/syncer/status", None),
-            CtlCommand::ServerStart(args) => {
+            CtlCommand::ServerStart { args, .. } => {
                 (Method::Put, "/binlog/server/start", Some(to_json(args)?))
             }
             CtlCommand::ServerStop => (Method::Put, "/binlog/server/stop", None),
@@ -216,9 +268,9 @@ pub fn render(command: &CtlCommand, status: u16, body: &str, json: bool) -> Outc
 /// Human text for a successful reply.
 fn format_success(command: &CtlCommand, data: &Value) -> String {
     match command {
-        CtlCommand::SyncerStart(_) => "syncer started\n".to_string(),
+        CtlCommand::SyncerStart { .. } => "syncer started\n".to_string(),
         CtlCommand::SyncerStop => "syncer stopped\n".to_string(),
-        CtlCommand::ServerStart(_) => "binlog server started\n".to_string(),
+        CtlCommand::ServerStart { .. } => "binlog server started\n".to_string(),
         CtlCommand::ServerStop => "binlog server stopped\n".to_string(),
         CtlCommand::SyncerStatus => typed(data, format_syncer_status),
         CtlCommand::ServerStatus => typed(data, format_server_status),
@@ -610,6 +662,30 @@ mod tests {
     }
 
     #[test]
+    fn a_password_file_holds_one_line() {
+        assert_eq!(password_from_file(b"s3cret\n").unwrap(), "s3cret");
+        assert_eq!(password_from_file(b"s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(
+            password_from_file(b" with spaces ").unwrap(),
+            " with spaces "
+        );
+        assert_eq!(password_from_file(b"").unwrap(), "");
+        assert_eq!(password_from_file(b"\n").unwrap(), "");
+        let two = password_from_file(b"a\nb\n").unwrap_err();
+        assert!(two.contains("more than one line"), "{two}");
+        assert!(password_from_file(b"a\n\n").is_err());
+        assert!(password_from_file(&[0xff, 0xfe])
+            .unwrap_err()
+            .contains("UTF-8"));
+        let big = vec![b'x'; PASSWORD_FILE_BYTES_MAX as usize + 1];
+        assert!(password_from_file(&big)
+            .unwrap_err()
+            .contains("larger than"));
+        let most = vec![b'x'; PASSWORD_FILE_BYTES_MAX as usize];
+        assert_eq!(password_from_file(&most).unwrap().len(), most.len());
+    }
+
+    #[test]
     fn requests_per_command() {
         let start = SyncerArgs {
             syncer_id: 3,
@@ -622,7 +698,11 @@ mod tests {
             binlog_file: None,
             binlog_pos: None,
         };
-        let request = Request::for_command(&CtlCommand::SyncerStart(start)).unwrap();
+        let request = Request::for_command(&CtlCommand::SyncerStart {
+            args: start,
+            password_file: None,
+        })
+        .unwrap();
         assert_eq!(
             (request.method, request.path),
             (Method::Put, "/binlog/syncer/start")
@@ -644,7 +724,11 @@ mod tests {
             auth_plugin: Some("caching_sha2_password".into()),
             ..Default::default()
         };
-        let request = Request::for_command(&CtlCommand::ServerStart(server)).unwrap();
+        let request = Request::for_command(&CtlCommand::ServerStart {
+            args: server,
+            password_file: None,
+        })
+        .unwrap();
         let text = request.body.unwrap();
         assert!(crate::api::validate::server_args_from_json(text.as_bytes()).is_ok());
 

@@ -273,6 +273,10 @@ pub const FORWARD_TIMEOUT_MS: u64 = LEADER_CALL_MS_MAX + 5_000;
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
 
 const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);
+
+/// Largest password file `ctl` reads (`--mysql-password-file`, `--password-file`): a
+/// password is short, and a larger file is almost surely the wrong one.
+pub const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
 /// Entry data the syncer can have proposed and not yet seen committed: its proposals in
 /// flight and the batch it is packing.
 const SYNCER_UNCOMMITTED_BYTES_MAX: usize = (SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX;

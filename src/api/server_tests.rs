@@ -645,7 +645,7 @@ fn start_binds_port_zero_and_shutdown_joins_workers() {
 #[test]
 fn ctl_talks_to_the_server() {
     use crate::cli::{CtlArgs, CtlCommand};
-    use crate::ctl::{run, EXIT_NODE_ERROR, EXIT_OK};
+    use crate::ctl::{run, EXIT_NODE_ERROR, EXIT_OK, EXIT_USAGE};
 
     let h = Harness::start();
     let ctl = |command: CtlCommand| {
@@ -655,12 +655,16 @@ fn ctl_talks_to_the_server() {
             command,
         })
     };
-    let start = CtlCommand::ServerStart(ServerArgs {
+    let args = ServerArgs {
         addr: "127.0.0.1:3307".into(),
         user: "u".into(),
         password: "p".into(),
         ..Default::default()
-    });
+    };
+    let start = CtlCommand::ServerStart {
+        args: args.clone(),
+        password_file: None,
+    };
     assert_eq!(ctl(start.clone()), EXIT_OK);
     assert_eq!(ctl(start), EXIT_NODE_ERROR);
     assert_eq!(ctl(CtlCommand::ServerStatus), EXIT_OK);
@@ -668,6 +672,23 @@ fn ctl_talks_to_the_server() {
     assert_eq!(ctl(CtlCommand::SyncerStatus), EXIT_OK);
     assert_eq!(ctl(CtlCommand::Health), EXIT_OK);
     assert!(h.backend.server.lock().unwrap().is_none());
+
+    // A password file: its content, less the final newline, is what the node gets.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "s3 cret\n").unwrap();
+    let from_file = |path: &std::path::Path| CtlCommand::ServerStart {
+        args: ServerArgs {
+            password: String::new(),
+            ..args.clone()
+        },
+        password_file: Some(path.to_path_buf()),
+    };
+    assert_eq!(ctl(from_file(&dir.path().join("missing"))), EXIT_USAGE);
+    assert!(h.backend.server.lock().unwrap().is_none(), "nothing sent");
+    assert_eq!(ctl(from_file(&file)), EXIT_OK);
+    let started = h.backend.server.lock().unwrap().clone().unwrap();
+    assert_eq!(started.password, "s3 cret");
 }
 
 /// A request as a fake leader received it, and the raw reply it sends back.

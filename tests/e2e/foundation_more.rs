@@ -805,8 +805,8 @@ fn stopped_parts_stay_stopped_across_restart() {
     assert!(server_answers(port));
 }
 
-/// `ferrobus ctl` against a real node: syncer start / status (text and --json), server
-/// start / status / stop, health; exit 1 on a conflict (409), 3 when nothing listens.
+/// `ferrobus ctl` against a real node: syncer start (its password from a file) / status
+/// (text and --json), server start / status / stop, health; exit 1 on a conflict (409), 3 when nothing listens.
 #[test]
 fn ctl_drives_a_real_node() {
     let work = WorkDir::new("ctl").unwrap();
@@ -820,6 +820,10 @@ fn ctl_drives_a_real_node() {
     let admin = node.admin_addr();
     let master_addr = master.addr();
     let syncer_id = SYNCER_ID.to_string();
+    // The password from a file (as `echo` writes it), so the master's login proves it read.
+    let password_file = work.join("repl.pw");
+    std::fs::write(&password_file, format!("{REPL_PASSWORD}\n")).unwrap();
+    let password_file = password_file.to_str().unwrap().to_string();
     let start: Vec<&str> = vec![
         "ctl",
         "--admin",
@@ -832,8 +836,8 @@ fn ctl_drives_a_real_node() {
         &master_addr,
         "--mysql-user",
         REPL_USER,
-        "--mysql-password",
-        REPL_PASSWORD,
+        "--mysql-password-file",
+        &password_file,
     ];
     run_ferrobus_ok(&start).unwrap();
     node.wait_synced_with(&master, SYNC_TIMEOUT).unwrap();
