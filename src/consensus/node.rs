@@ -92,6 +92,10 @@ pub trait StateMachine: Send + 'static {
     /// The membership raft runs with: at start, and whenever a conf change was applied or a
     /// snapshot installed (called after the entries of that Ready were applied).
     fn on_conf_state(&mut self, voters: &[u64], learners: &[u64]);
+    /// At start, before anything is applied: the last index of the log found on disk.
+    /// Entries up to it that get applied were mostly applied before the restart (raft
+    /// records the commit index lazily, so the log's end is the bound that is known).
+    fn on_recovered(&mut self, _last_index: u64) {}
 }
 
 /// Called once with the reason when the raft thread hits a fatal error. The default
@@ -686,6 +690,7 @@ impl RaftNode {
             recovery.hard_state.commit,
             recovery.snapshot_index
         );
+        sm.on_recovered(recovery.last_index);
         let applied = restore_stored_snapshot(&storage, sm.as_mut());
         let storage_latency = storage.sync_latency();
         let mut driver = Driver::new(id, storage, applied, &raft_logger(id))?;

@@ -99,10 +99,7 @@ pub fn open_offline(data_dir: &Path) -> Result<(fs::File, Arc<Store>), OfflineEr
     let lock = super::lock_data_dir(data_dir).map_err(OfflineError::Open)?;
     let (storage, recovery) = RaftStorage::open(data_dir).map_err(OfflineError::Consensus)?;
     let store = Arc::new(Store::over_log(storage.reader()));
-    let mut machine = NodeMachine {
-        store: store.clone(),
-        cluster: Arc::new(ClusterShared::new()),
-    };
+    let mut machine = NodeMachine::new(store.clone(), Arc::new(ClusterShared::new()));
     // As the raft node does at start: the stored snapshot first, then committed entries.
     let applied = restore_stored_snapshot(&storage, &mut machine);
     let reader = storage.reader();

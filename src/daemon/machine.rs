@@ -84,6 +84,18 @@ impl Default for ClusterShared {
 pub struct NodeMachine {
     pub store: Arc<Store>,
     pub cluster: Arc<ClusterShared>,
+    /// Commands of the log found at start were (mostly) applied before the restart:
+    /// applying them again is logged at debug level, and once as a summary ([`Replay`]).
+    replay: Replay,
+}
+
+/// What a restart applies again, for its summary line.
+#[derive(Default)]
+struct Replay {
+    /// The log's last index at start (0: nothing to replay, or reported already).
+    through: u64,
+    /// Commands applied again so far.
+    commands: u64,
 }
 
 impl StateMachine for NodeMachine {
@@ -108,18 +120,32 @@ impl StateMachine for NodeMachine {
                     continue;
                 }
             };
+            let replayed = e.index <= self.replay.through;
+            let level = if replayed {
+                self.replay.commands += 1;
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
             let mut state = self.cluster.state.write().expect("cluster state lock");
             match state.apply(&command) {
                 Ok(Effect::Unchanged) => {}
                 Ok(effect) => {
-                    log::info!("entry {}: {}", e.index, describe(&effect));
+                    log::log!(level, "entry {}: {}", e.index, describe(&effect));
                     if let Effect::Purged { to_file } = &effect {
-                        self.purge(e.index, to_file);
+                        self.purge(e.index, to_file, level);
                     }
                 }
                 // Refusals are deterministic: every node refuses the same command alike.
+                Err(err) if replayed => log::debug!("entry {}: command refused: {err}", e.index),
                 Err(err) => log::warn!("entry {}: command refused: {err}", e.index),
             }
+        }
+        if entries
+            .last()
+            .is_some_and(|e| self.replay.through > 0 && e.index >= self.replay.through)
+        {
+            self.report_replay();
         }
         let mut term_changed = false;
         if let Some(last) = entries.last() {
@@ -205,6 +231,13 @@ impl StateMachine for NodeMachine {
         self.cluster.bump();
     }
 
+    fn on_recovered(&mut self, last_index: u64) {
+        self.replay = Replay {
+            through: last_index,
+            commands: 0,
+        };
+    }
+
     fn on_conf_state(&mut self, _voters: &[u64], _learners: &[u64]) {
         // Ids become "used" when their SetMember command applies (and stay used after a
         // removal); the initial voters get theirs from the first leader's bootstrap. The
@@ -214,20 +247,52 @@ impl StateMachine for NodeMachine {
 }
 
 impl NodeMachine {
+    pub fn new(store: Arc<Store>, cluster: Arc<ClusterShared>) -> NodeMachine {
+        NodeMachine {
+            store,
+            cluster,
+            replay: Replay::default(),
+        }
+    }
+
     /// Drops the binlog before `to_file` from the store's indexes (every node does, in log
     /// order); the log prefix it frees is compacted later by the retention thread, since
     /// this runs on the raft thread.
-    fn purge(&self, at: u64, to_file: &str) {
+    fn purge(&self, at: u64, to_file: &str, level: log::Level) {
         match self.store.purge_to(to_file) {
-            Some(p) => log::info!(
+            Some(p) => log::log!(
+                level,
                 "entry {at}: purged binlog files {} (the store now begins at {to_file}, \
                  purged GTID state {}); the log may be compacted to {}",
                 p.files.join(", "),
                 p.purged_gtids,
                 p.compact_to
             ),
-            None => log::info!("entry {at}: purge to {to_file}: nothing stored before it here"),
+            None => log::log!(
+                level,
+                "entry {at}: purge to {to_file}: nothing stored before it here"
+            ),
         }
+    }
+
+    /// One line once the log found at start is applied: how many commands it held, and
+    /// the cluster state they left.
+    fn report_replay(&mut self) {
+        let state = self.cluster.state();
+        let syncer = match state.syncer() {
+            Some(args) => format!("desired for {}", args.mysql_addr),
+            None => "not desired".to_string(),
+        };
+        let members = state.members().count();
+        log::info!(
+            "applied the log found at start, through entry {} ({} commands; syncer {syncer}, \
+             {members} member{})",
+            self.replay.through,
+            self.replay.commands,
+            if members == 1 { "" } else { "s" }
+        );
+        drop(state);
+        self.replay = Replay::default();
     }
 }
 
@@ -400,10 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = crate::storage::Log::open(dir.path()).unwrap();
         let store = Arc::new(Store::over_log(log.reader()));
-        let mut machine = NodeMachine {
-            store: Arc::clone(&store),
-            cluster: Arc::new(ClusterShared::new()),
-        };
+        let mut machine = NodeMachine::new(Arc::clone(&store), Arc::new(ClusterShared::new()));
         let apply = |range: std::ops::RangeInclusive<usize>| {
             let batch: Vec<(u64, u8, &[u8])> = range
                 .map(|i| (i as u64 + 1, entries[i].0, &entries[i].1[..]))
@@ -418,6 +480,43 @@ mod tests {
         let restored =
             crate::store::index::BinlogIndex::from_origin(whole as u64 + 1, &base).unwrap();
         assert_eq!(restored.resume_point(), store.index().resume_point());
+    }
+
+    #[test]
+    fn commands_applied_again_after_a_restart_are_counted_and_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = crate::storage::Log::open(dir.path()).unwrap();
+        let store = Arc::new(Store::over_log(log.reader()));
+        let cluster = Arc::new(ClusterShared::new());
+        let mut machine = NodeMachine::new(store, Arc::clone(&cluster));
+        let args = crate::api::validate::syncer_args_from_json(
+            br#"{"syncer_id": 9, "mysql_addr": "db:3306", "mysql_user": "repl",
+                 "mysql_password": "pw"}"#,
+        )
+        .unwrap();
+        let entry = |index: u64, command: Option<Command>| Applied {
+            index,
+            term: 1,
+            kind: if command.is_some() { COMMAND_KIND } else { 0 },
+            data: command.map(|c| c.encode()).unwrap_or_default().into(),
+        };
+        machine.on_recovered(3);
+        machine.apply(vec![
+            entry(1, Some(Command::SetSyncer(Some(args.clone())))),
+            entry(2, None),
+        ]);
+        assert_eq!((machine.replay.through, machine.replay.commands), (3, 1));
+        machine.apply(vec![entry(3, Some(Command::SetSyncer(Some(args.clone()))))]);
+        assert_eq!(
+            (machine.replay.through, machine.replay.commands),
+            (0, 0),
+            "reported once the log found at start is applied"
+        );
+        assert_eq!(cluster.state().syncer(), Some(&args));
+        // Later commands are new: nothing is counted as replayed.
+        machine.apply(vec![entry(4, Some(Command::SetSyncer(None)))]);
+        assert_eq!((machine.replay.through, machine.replay.commands), (0, 0));
+        assert_eq!(cluster.state().syncer(), None);
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         RaftNode::start_with(node_config, move |reader| {
             let store = Arc::new(Store::over_log(reader));
             *store_slot.lock().expect("store slot") = Some(store.clone());
-            Box::new(NodeMachine { store, cluster })
+            Box::new(NodeMachine::new(store, cluster))
         })
         .map_err(DaemonError::Consensus)?
     };
