@@ -15,6 +15,9 @@
 # BENCH_BINLOG_MB (100), BENCH_ROUNDS (5), BENCH_KEEP=1 keeps the temp dir, BENCH_TMP (/tmp)
 # is where the temp dir goes (/dev/shm: every data dir in memory, to see what fsync costs);
 # BENCH_MARIADB_TMP puts only the MariaDB instances' data dirs (master, replicas) there.
+# BENCH_WARM_MB (4 x the binlog): MiB written to a scratch file and deleted right before each
+# timed catch-up, reference and ferrobus alike, so that the run writes into memory the VM's
+# host still backs (see warm_free_memory in scripts/bench/rounds.py); 0 turns it off.
 #
 # BENCH_ONLY=lag runs only the replication-lag section (BENCHMARKS.md is left alone): a small
 # binlog (BENCH_BINLOG_MB defaults to 2), no single-node rounds, then BENCH_LAG_RUNS (1) runs
@@ -190,6 +193,9 @@ read -r MASTER_FILE MASTER_POS <<<"$now"
 # Written back now, before anything is timed.
 sync
 TOTAL_BYTES=$(binlog_total_bytes)
+# Freed right before each timed catch-up (scripts/bench/rounds.py warm_free_memory): enough
+# for the reference's file and the three nodes' logs.
+WARM_BYTES=$(( ${BENCH_WARM_MB:-$(( (4 * TOTAL_BYTES >> 20) + 1 ))} << 20 ))
 FILE_COUNT=$(sql "SHOW BINARY LOGS" | wc -l)
 FIRST_FILE=$(sql "SHOW BINARY LOGS" | head -n 1 | awk '{ print $1 }')
 say "binlog: $TOTAL_BYTES bytes in $FILE_COUNT files ($FIRST_FILE .. $MASTER_FILE:$MASTER_POS), load took ${LOAD_SECONDS}s"
@@ -210,7 +216,8 @@ if [ "$ONLY" != all ]; then
         --rounds "$ROUNDS" --first-file "$FIRST_FILE" --master-file "$MASTER_FILE" \
         --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" --bench-start "$BENCH_START" \
         --only "$ONLY" --bins "$BINS" --lag-runs "${BENCH_LAG_RUNS:-1}" \
-        --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" &
+        --lag-seconds "${BENCH_LAG_SECONDS:-60}" --lag-json "${BENCH_LAG_JSON:-}" \
+        --warm-bytes "$WARM_BYTES" &
     CLUSTER_PID=$!
     PIDS+=("$CLUSTER_PID")
     wait "$CLUSTER_PID"
@@ -225,7 +232,7 @@ python3 scripts/bench/rounds.py \
     --total-bytes "$TOTAL_BYTES" --file-count "$FILE_COUNT" \
     --load-seconds "$LOAD_SECONDS" --bench-start "$BENCH_START" \
     --sysbench "tables=$SYSBENCH_TABLES table_size=$SYSBENCH_TABLE_SIZE threads=$SYSBENCH_THREADS" \
-    --out BENCHMARKS.md &
+    --warm-bytes "$WARM_BYTES" --out BENCHMARKS.md &
 ROUNDS_PID=$!
 PIDS+=("$ROUNDS_PID")
 wait "$ROUNDS_PID"
@@ -235,7 +242,7 @@ python3 scripts/bench/cluster.py \
     --bin "$BIN" --dumpclient "$DUMPCLIENT" --work "$WORK" --mariadb-work "$MWORK" --port "$PORT" \
     --master-pid "$MASTER_PID" --rounds "$ROUNDS" --first-file "$FIRST_FILE" \
     --master-file "$MASTER_FILE" --master-pos "$MASTER_POS" --total-bytes "$TOTAL_BYTES" \
-    --bench-start "$BENCH_START" --out BENCHMARKS.md &
+    --bench-start "$BENCH_START" --warm-bytes "$WARM_BYTES" --out BENCHMARKS.md &
 CLUSTER_PID=$!
 PIDS+=("$CLUSTER_PID")
 wait "$CLUSTER_PID"

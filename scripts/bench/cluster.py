@@ -291,6 +291,7 @@ def catch_up(args, procs, bins=None):
             cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
             faults0 = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes)
             sync0 = {n.name: log_sync_buckets(n) for n in cluster.nodes}
+            rounds.warm_free_memory(cdir, args.warm_bytes)
             machine0 = rounds.machine_cpu()
             t0 = time.monotonic()
             syncer_start(leader, args.port)
@@ -976,7 +977,13 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "/binlog/syncer/status`, polled every 10 ms, shows the master's `SHOW MASTER STATUS` "
         "file and position — i.e. every transaction committed by a Raft majority, fsynced on "
         "the leader and at least one follower, and applied on the leader). Same binlog as "
-        "above.",
+        "above. " + rounds.warm_note(args.warm_bytes) + " It matters most here: the three "
+        "nodes write three copies of the binlog into the page cache of one VM, where on "
+        "three machines each would write one. Measured with and without it "
+        "(`BENCH_ONLY=catchup`, 5 rounds each, 2026-11-26): median ratio 0.93 with, 0.53 "
+        "without, the nodes' CPU per catch-up 0.49 s against 1.11 s (the difference is "
+        "`copy_folio_from_iter_atomic`, the copy of `write` data into new page-cache pages, "
+        "in `perf`), the reference 290–297 MiB/s against 265–283 MiB/s.",
         "",
         head, sep,
         rounds.row("reference `mariadb-binlog --raw` MiB/s", [r["mib_s"] for r in refs],
@@ -1345,6 +1352,9 @@ def main():
                         "concurrent dumps (see dumps_only)")
     p.add_argument("--bins", "--lag-bins", dest="lag_bins", default="",
                    help="--only lag|catchup|dumps: ferrobus binaries to alternate (default: --bin)")
+    p.add_argument("--warm-bytes", type=int, default=0,
+                   help="bytes written to a scratch file and deleted before each timed "
+                        "catch-up (see rounds.warm_free_memory)")
     p.add_argument("--lag-runs", type=int, default=1)
     p.add_argument("--lag-seconds", type=int, default=LAG_SECONDS)
     p.add_argument("--lag-json", default="")

@@ -161,6 +161,41 @@ def tree_bytes(path):
     return total
 
 
+def warm_free_memory(directory, nbytes):
+    """Writes `nbytes` into a scratch file in `directory` and deletes it (no fsync, so no
+    disk I/O), right before a timed run. On this VM the host takes back guest memory that
+    stays free for a moment (virtio-balloon free page reporting, and DAMON pageout of cold
+    pages); the first write into such a page then costs a host fault (measured: 324 MiB into
+    the page cache took 0.62 s of CPU on such pages, 0.06 s on pages freed a moment before).
+    Freeing memory just before the run hands the run pages the host still backs, so the
+    timing measures the program rather than the host's memory reclaim; both the reference and
+    ferrobus get it. Returns the seconds it took."""
+    if nbytes <= 0:
+        return 0.0
+    chunk = b"\xa5" * (1 << 20)
+    path = os.path.join(directory, "warm-free-memory.tmp")
+    t0 = time.monotonic()
+    with open(path, "wb", buffering=0) as f:
+        for _ in range((nbytes + len(chunk) - 1) // len(chunk)):
+            f.write(chunk)
+    os.unlink(path)
+    return time.monotonic() - t0
+
+
+def warm_note(nbytes):
+    """The method's sentence on warm_free_memory, for the report."""
+    if nbytes <= 0:
+        return ("No memory was freed before the timed runs (`BENCH_WARM_MB=0`): on this VM "
+                "a run that writes into memory the host has taken back is slower.")
+    return (f"Right before each timed run, reference and ferrobus alike, the bench writes "
+            f"{nbytes / MIB:.0f} MiB to a scratch file and deletes it (no disk I/O), so that "
+            "the run writes into memory the VM's host still backs: this VM's host takes back "
+            "guest memory that stays free for a moment (virtio-balloon free page reporting, "
+            "DAMON pageout), and the first write into such a page costs a host fault — 324 MiB "
+            "written into the page cache took 0.62 s of CPU on such pages and 0.06 s on pages "
+            "freed a moment before (`BENCH_WARM_MB=0` turns this off).")
+
+
 def run_reference(args, rdir):
     out = os.path.join(rdir, "ref")
     os.makedirs(out)
@@ -169,6 +204,7 @@ def run_reference(args, rdir):
         "--to-last-log", "-h127.0.0.1", f"-P{args.port}", "-urepl", "-preplpass",
         f"--result-file={out}/", args.first_file,
     ]
+    warm_free_memory(rdir, args.warm_bytes)
     master_cpu0 = cpu_seconds(args.master_pid)
     with open(os.path.join(rdir, "mariadb-binlog.log"), "wb") as log:
         t0 = time.monotonic()
@@ -262,6 +298,7 @@ def run_ferrobus(args, rdir):
             "syncer_id": 1001, "mysql_addr": f"127.0.0.1:{args.port}",
             "mysql_user": "repl", "mysql_password": "replpass",
         }
+        warm_free_memory(rdir, args.warm_bytes)
         cpu0 = cpu_seconds(proc.pid)
         master_cpu0 = cpu_seconds(args.master_pid)
         t0 = time.monotonic()
@@ -434,7 +471,8 @@ def write_report(args, refs, nodes, path):
         "the node's own event count. Peak RSS is VmHWM just before the node is stopped with "
         "SIGTERM (it must exit 0). Disk is the sum of file sizes under DATA_DIR/log divided "
         "by the binlog bytes less each file's 4-byte magic. Both programs share the 2 CPUs "
-        "with the master, which does the sending in both cases.",
+        "with the master, which does the sending in both cases. "
+        + warm_note(args.warm_bytes),
         "",
     ]
     tmp = path + ".tmp"
@@ -460,6 +498,9 @@ def main():
     p.add_argument("--bench-start", type=int, required=True)
     p.add_argument("--sysbench", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--warm-bytes", type=int, default=0,
+                   help="bytes written to a scratch file and deleted before each timed "
+                        "fetch (see warm_free_memory)")
     args = p.parse_args()
     # SIGTERM from the shell's trap becomes an exception, so the node is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
