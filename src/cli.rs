@@ -1499,6 +1499,9 @@ Example:
 ";
 
 const CLUSTER_HELP: &str = "List the cluster's members and show which one is the leader.
+Asked of the leader, it also shows how long ago the leader last heard from each
+member (HEARD), and names those not heard from for over 2 s (down, or cut off);
+a follower cannot tell, and names the leader's admin address to ask instead.
 
 Usage:
   ferrobus ctl [OPTIONS] cluster

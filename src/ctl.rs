@@ -11,12 +11,15 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::api::model::MemberRole;
 use crate::api::{
     Health, LatencyView, MemberRemove, MemberView, PurgeArgs, RaftView, ServerStatus, SlaveInfo,
     SyncerStatus,
 };
 use crate::cli::{CtlArgs, CtlCommand};
-use crate::limits::{HTTP_CLIENT_TIMEOUT_MS, PASSWORD_FILE_BYTES_MAX};
+use crate::limits::{
+    HTTP_CLIENT_TIMEOUT_MS, PASSWORD_FILE_BYTES_MAX, RAFT_ELECTION_TICKS, RAFT_TICK_INTERVAL_MS,
+};
 
 mod transfer;
 
@@ -31,6 +34,10 @@ const SNIPPET_CHARS_MAX: usize = 200;
 
 /// What a null value prints as.
 const ABSENT: &str = "-";
+
+/// `ctl cluster` flags a member the leader has not heard from for this long: twice the
+/// shortest election timeout (the leader sends a heartbeat every tick).
+const SILENT_MEMBER_MS: u64 = 2 * RAFT_ELECTION_TICKS as u64 * RAFT_TICK_INTERVAL_MS;
 
 /// Runs one `ctl` command against the node; returns the process exit status.
 pub fn run(mut args: CtlArgs) -> i32 {
@@ -305,9 +312,13 @@ fn after_change(done: &str, data: &Value) -> String {
 /// `MemberRole`); a LEADER column when the reply says who leads (`/cluster`).
 pub fn format_members(members: &[MemberView]) -> String {
     let with_leader = members.iter().any(|member| member.is_leader.is_some());
+    let with_heard = members.iter().any(|member| member.heard_ms_ago.is_some());
     let mut header = vec!["NAME", "ID", "PEER_URL", "ADMIN_URL", "BINLOG_ADDR", "ROLE"];
     if with_leader {
         header.push("LEADER");
+    }
+    if with_heard {
+        header.push("HEARD");
     }
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for member in members {
@@ -322,6 +333,9 @@ pub fn format_members(members: &[MemberView]) -> String {
         if with_leader {
             let leads = member.is_leader == Some(true);
             row.push(if leads { "yes" } else { "no" }.to_string());
+        }
+        if with_heard {
+            row.push(format_heard(member));
         }
         rows.push(row);
     }
@@ -558,15 +572,47 @@ fn or_absent<T: ToString>(value: &Option<T>) -> String {
 /// quorum) or the node asked knows no member yet (a joiner before its first entries).
 fn format_cluster(members: &[MemberView]) -> String {
     let mut out = format_members(members);
+    let leader = members.iter().find(|m| m.is_leader == Some(true));
     if members.is_empty() {
         out.push_str("(this node knows no member yet: a new member learns them from the leader)\n");
-    } else if !members.iter().any(|m| m.is_leader == Some(true)) {
+    } else if leader.is_none() {
         out.push_str(
             "no leader known: an election is under way, or fewer than a quorum of the voters \
              run and reach each other\n",
         );
+    } else if members.iter().any(|m| m.heard_ms_ago.is_some()) {
+        let silent: Vec<String> = members
+            .iter()
+            .filter(|m| m.is_leader != Some(true) && m.role != MemberRole::None)
+            .filter(|m| m.heard_ms_ago.is_none_or(|ms| ms > SILENT_MEMBER_MS))
+            .map(|m| format!("{} ({})", m.name, format_heard(m)))
+            .collect();
+        if !silent.is_empty() {
+            let _ = writeln!(
+                out,
+                "the leader has not heard from {} for over {} s: down, or cut off from it?",
+                silent.join(", "),
+                SILENT_MEMBER_MS / 1000
+            );
+        }
+    } else if let Some(admin) = leader.and_then(|m| m.admin_urls.first()) {
+        let _ = writeln!(
+            out,
+            "(the leader tells how recently it heard from each member: ferrobus ctl --admin \
+             {admin} cluster)"
+        );
     }
     out
+}
+
+/// When the leader last heard from `member`, for people: `now` for the leader itself.
+fn format_heard(member: &MemberView) -> String {
+    match member.heard_ms_ago {
+        _ if member.is_leader == Some(true) => "now".into(),
+        None => "never".into(),
+        Some(ms) if ms < 1000 => format!("{ms} ms ago"),
+        Some(ms) => format!("{:.1} s ago", ms as f64 / 1000.0),
+    }
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -881,6 +927,51 @@ mod tests {
     }
 
     #[test]
+    fn the_leaders_cluster_view_says_who_it_has_not_heard_from() {
+        let heard = |name: &str, id: &str, leads: bool, ms: Option<u64>| {
+            let mut m = member_json(name, id, Some(leads));
+            m["heard_ms_ago"] = json!(ms);
+            m
+        };
+        let mut gone = heard("n5", "5", false, None);
+        gone["role"] = json!("none");
+        let cluster = json!([
+            heard("n1", "1", true, Some(0)),
+            heard("n2", "2", false, Some(12)),
+            heard("n3", "3", false, Some(SILENT_MEMBER_MS + 3000)),
+            heard("n4", "4", false, None),
+            gone,
+        ]);
+        let outcome = render(&CtlCommand::Cluster, 200, &success(cluster), false);
+        let lines: Vec<&str> = outcome.stdout.lines().collect();
+        assert!(lines[0].ends_with("LEADER  HEARD"), "{}", outcome.stdout);
+        assert!(lines[1].ends_with("yes     now"), "{}", outcome.stdout);
+        assert!(
+            lines[2].ends_with("no      12 ms ago"),
+            "{}",
+            outcome.stdout
+        );
+        assert!(
+            lines[3].ends_with("no      5.0 s ago"),
+            "{}",
+            outcome.stdout
+        );
+        assert!(lines[4].ends_with("no      never"), "{}", outcome.stdout);
+        // n2 is fine; n5 is in no raft role, so no one expects to hear from it.
+        assert_eq!(
+            lines[6],
+            "the leader has not heard from n3 (5.0 s ago), n4 (never) for over 2 s: down, or \
+             cut off from it?"
+        );
+        let all_heard = json!([
+            heard("n1", "1", true, Some(0)),
+            heard("n2", "2", false, Some(80))
+        ]);
+        let outcome = render(&CtlCommand::Cluster, 200, &success(all_heard), false);
+        assert_eq!(outcome.stdout.lines().count(), 3, "{}", outcome.stdout);
+    }
+
+    #[test]
     fn member_tables() {
         let mut learner = member_json("n22", "2bc", None);
         learner["isLearner"] = json!(true);
@@ -916,6 +1007,21 @@ mod tests {
         let outcome = render(&CtlCommand::Cluster, 200, &success(json!([])), false);
         assert!(
             outcome.stdout.contains("knows no member yet"),
+            "{}",
+            outcome.stdout
+        );
+
+        // From a follower: no HEARD column, and a pointer to the leader, who has one.
+        let from_follower = json!([
+            member_json("n1", "1", Some(true)),
+            member_json("n2", "2", Some(false))
+        ]);
+        let outcome = render(&CtlCommand::Cluster, 200, &success(from_follower), false);
+        assert!(!outcome.stdout.contains("HEARD"), "{}", outcome.stdout);
+        assert!(
+            outcome
+                .stdout
+                .ends_with("(the leader tells how recently it heard from each member: ferrobus ctl --admin n1:9595 cluster)\n"),
             "{}",
             outcome.stdout
         );

@@ -329,8 +329,9 @@ pub struct PurgeArgs {
 /// One member as `GET /members` and `GET /cluster` show it, in kingbus's spelling:
 /// `{"Id": "<hex raft id>", "name", "peerURLs": [...], "adminURLs": [...]}`, plus ferrobus's
 /// `binlog_addr`, `role` and `isLearner` (etcd's spelling; true for the role `learner`), and
-/// in `/cluster` the leader flag as both `isLeader` (kingbus) and `is_leader`. The id is a hex string (as kingbus's `/cluster` gives it) so that no JSON
-/// client rounds it to a double.
+/// in `/cluster` the leader flag as both `isLeader` (kingbus) and `is_leader`, and, from
+/// the leader, `heard_ms_ago`. The id is a hex string (as kingbus's `/cluster` gives it) so
+/// that no JSON client rounds it to a double.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(from = "MemberViewWire")]
 pub struct MemberView {
@@ -345,6 +346,10 @@ pub struct MemberView {
     /// Only in `/cluster`.
     pub is_leader: Option<bool>,
     pub role: MemberRole,
+    /// Only in `/cluster` answered by the leader: milliseconds since the leader last heard
+    /// from this member (0 for the leader itself); None for a member it never heard from
+    /// since it was elected, and from any other node.
+    pub heard_ms_ago: Option<u64>,
 }
 
 /// A member's part in raft, as the node asked knows it.
@@ -394,6 +399,8 @@ struct MemberViewWire {
     role: Option<MemberRole>,
     #[serde(rename = "isLearner", default)]
     is_learner: bool,
+    #[serde(default)]
+    heard_ms_ago: Option<u64>,
 }
 
 impl From<MemberViewWire> for MemberView {
@@ -410,6 +417,7 @@ impl From<MemberViewWire> for MemberView {
             } else {
                 MemberRole::Voter
             }),
+            heard_ms_ago: wire.heard_ms_ago,
         }
     }
 }
@@ -423,7 +431,9 @@ impl MemberView {
 
 impl Serialize for MemberView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fields = if self.is_leader.is_some() { 9 } else { 7 };
+        let fields = 7
+            + if self.is_leader.is_some() { 2 } else { 0 }
+            + usize::from(self.heard_ms_ago.is_some());
         let mut out = serializer.serialize_struct("MemberView", fields)?;
         out.serialize_field("Id", &self.id)?;
         out.serialize_field("name", &self.name)?;
@@ -435,6 +445,9 @@ impl Serialize for MemberView {
         if let Some(is_leader) = self.is_leader {
             out.serialize_field("isLeader", &is_leader)?;
             out.serialize_field("is_leader", &is_leader)?;
+        }
+        if let Some(ms) = self.heard_ms_ago {
+            out.serialize_field("heard_ms_ago", &ms)?;
         }
         out.end()
     }
@@ -518,6 +531,7 @@ mod tests {
             binlog_addr: None,
             is_leader,
             role: MemberRole::Voter,
+            heard_ms_ago: None,
         }
     }
 
@@ -553,6 +567,13 @@ mod tests {
         // Either spelling reads back (a kingbus reply has only `isLeader`).
         let back: MemberView = serde_json::from_value(value).unwrap();
         assert_eq!(back, member(Some(true)));
+        let heard = MemberView {
+            heard_ms_ago: Some(42),
+            ..member(Some(false))
+        };
+        let value = serde_json::to_value(&heard).unwrap();
+        assert_eq!(value["heard_ms_ago"], 42);
+        assert_eq!(serde_json::from_value::<MemberView>(value).unwrap(), heard);
         let kingbus = serde_json::json!({"Id": "e2a0e8de3b98eec6", "name": "kingbus_149",
             "peerURLs": ["http://192.168.1.149:9697"], "isLeader": false});
         let back: MemberView = serde_json::from_value(kingbus).unwrap();

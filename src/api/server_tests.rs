@@ -35,6 +35,7 @@ fn view(name: &str, peer_url: &str, admin_url: Option<String>) -> MemberView {
         binlog_addr: None,
         is_leader: None,
         role: crate::api::model::MemberRole::Voter,
+        heard_ms_ago: None,
     }
 }
 

@@ -105,6 +105,7 @@ impl MemberInfo {
             binlog_addr: self.binlog_addr.clone(),
             is_leader,
             role,
+            heard_ms_ago: None,
         }
     }
 }

@@ -832,7 +832,26 @@ impl Backend for Node {
     fn cluster(&self) -> Result<Vec<MemberView>, ApiError> {
         let status = self.raft.status();
         let state = self.cluster.state();
-        Ok(state.member_views(Some(status.leader_id), &status.voters, &status.learners))
+        let mut views =
+            state.member_views(Some(status.leader_id), &status.voters, &status.learners);
+        if status.is_leader() {
+            // The leader hears every member (acknowledgements, heartbeat replies).
+            let now = Instant::now();
+            let hex = MemberView::format_id;
+            for view in &mut views {
+                view.heard_ms_ago = if view.id == hex(status.id) {
+                    Some(0)
+                } else {
+                    status
+                        .peers
+                        .iter()
+                        .find(|(p, _)| hex(p.id) == view.id)
+                        .and_then(|(_, heard)| *heard)
+                        .map(|t| ms_since(now, t))
+                };
+            }
+        }
+        Ok(views)
     }
 
     /// Adds the member as a raft learner (it catches up without voting; `promote` makes it
@@ -1043,10 +1062,7 @@ impl Backend for Node {
                     matched: p.matched,
                     next: p.next,
                     state: p.state.into(),
-                    heard_ms_ago: heard.map(|t| {
-                        u64::try_from(now.saturating_duration_since(t).as_millis())
-                            .unwrap_or(u64::MAX)
-                    }),
+                    heard_ms_ago: heard.map(|t| ms_since(now, t)),
                 })
                 .collect(),
             log_sync: LatencyView::of(&sync),
@@ -1072,6 +1088,11 @@ impl Backend for Node {
 }
 
 /// The GTID of the last stored transaction (the highest domain's, when several).
+/// Whole milliseconds from `then` to `now` (0 when `then` is later).
+fn ms_since(now: Instant, then: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(then).as_millis()).unwrap_or(u64::MAX)
+}
+
 fn last_gtid(state: &MariaGtidList) -> Option<String> {
     state.iter().last().map(|g| g.to_string())
 }

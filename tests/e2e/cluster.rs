@@ -20,6 +20,7 @@ use crate::harness::cluster::{
 };
 use crate::harness::load::write_marker;
 use crate::harness::mariadb::{dump_threads, wait_dump_threads};
+use crate::harness::node::run_ferrobus_ok;
 use crate::harness::replica::assert_no_sql_error;
 use crate::harness::*;
 
@@ -813,6 +814,7 @@ fn a_node_down_during_a_move_catches_up_from_the_moved_leader() {
 
     // `stale` stops before the move: its table keeps the old address.
     assert_eq!(cluster.terminate(&stale).unwrap(), Some(0));
+    assert_leader_misses(&cluster, &leader, &stale, &moved);
     let new_port = Cluster::new_peer_port();
     let (status, reply) = send_json(
         cluster.node(&leader),
@@ -840,6 +842,46 @@ fn a_node_down_during_a_move_catches_up_from_the_moved_leader() {
             .wait_serves_master(&m.name, &master, CATCH_UP_TIMEOUT)
             .unwrap();
     }
+}
+
+/// The leader's `GET /cluster` and `ctl cluster` tell a stopped member (`down`) from a
+/// live one (`up`) by how long ago the leader heard from each.
+fn assert_leader_misses(cluster: &Cluster, leader: &str, down: &str, up: &str) {
+    let node = cluster.node(leader);
+    let heard = |members: &Value, name: &str| {
+        members
+            .as_array()
+            .and_then(|list| list.iter().find(|m| m["name"] == name))
+            .map(|m| m["heard_ms_ago"].as_u64())
+    };
+    poll(
+        "the leader to miss the stopped member",
+        CATCH_UP_TIMEOUT,
+        || {
+            let members = node.get_ok("/cluster")?;
+            Ok(match (heard(&members, down), heard(&members, up)) {
+                (Some(Some(gone)), Some(Some(live))) if gone > 2_000 && live < 2_000 => {
+                    Poll::Ready(())
+                }
+                _ => Poll::Pending(members.to_string()),
+            })
+        },
+    )
+    .unwrap();
+    let admin = node.admin_addr();
+    let text = run_ferrobus_ok(&["ctl", "--admin", &admin, "cluster"]).unwrap();
+    assert!(
+        text.contains(&format!("the leader has not heard from {down} (")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("{up} (")), "{text}");
+    // A follower has no such view; it points to the leader.
+    let text =
+        run_ferrobus_ok(&["ctl", "--admin", &cluster.node(up).admin_addr(), "cluster"]).unwrap();
+    assert!(
+        text.contains(&format!("ferrobus ctl --admin {admin} cluster")),
+        "{text}"
+    );
 }
 
 #[test]
