@@ -11,6 +11,7 @@
 //!   for the raft thread (asynchronous persistence, see `driver`).
 //! - `inbound`: [`inbound::InboundSet`], the raft thread's reading of its peers' connections
 //!   (non-blocking, in `poll` with the thread's [`inbound::Waker`]).
+//! - `raft_log`: raft-rs's slog lines through ferrobus's `log`, with their key-values.
 //! - [`ConsensusError`]: the typed error of this module.
 //!
 //! This module must not open sockets or start threads (the transport and the node thread live
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod entry_cache;
 pub mod inbound;
 pub mod node;
+pub mod raft_log;
 pub mod state;
 pub mod storage;
 pub mod sync_thread;

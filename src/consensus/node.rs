@@ -693,7 +693,7 @@ impl RaftNode {
         sm.on_recovered(recovery.last_index);
         let applied = restore_stored_snapshot(&storage, sm.as_mut());
         let storage_latency = storage.sync_latency();
-        let mut driver = Driver::new(id, storage, applied, &raft_logger(id))?;
+        let mut driver = Driver::new(id, storage, applied, &super::raft_log::raft_logger(id))?;
         let cs = driver.conf_state();
         sm.on_conf_state(&sorted(&cs.voters), &sorted(&cs.learners));
 
@@ -1446,34 +1446,6 @@ fn applied_of(e: Entry) -> Applied {
         kind: e.context.first().copied().unwrap_or(0),
         data: e.data,
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// raft-rs logs through slog; ferrobus logs through `log`.
-
-struct LogDrain;
-
-impl slog::Drain for LogDrain {
-    type Ok = ();
-    type Err = slog::Never;
-
-    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
-        let level = match record.level() {
-            slog::Level::Critical | slog::Level::Error => log::Level::Error,
-            slog::Level::Warning => log::Level::Warn,
-            slog::Level::Info => log::Level::Info,
-            slog::Level::Debug => log::Level::Debug,
-            slog::Level::Trace => log::Level::Trace,
-        };
-        if log::log_enabled!(target: "raft", level) {
-            log::log!(target: "raft", level, "{}", record.msg());
-        }
-        Ok(())
-    }
-}
-
-fn raft_logger(id: u64) -> slog::Logger {
-    slog::Logger::root(LogDrain, slog::o!("raft_id" => id))
 }
 
 #[cfg(test)]
