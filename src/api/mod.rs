@@ -4,7 +4,8 @@
 //!
 //! This module owns the listening socket and its worker threads; the routing table and
 //! request handling live in `routes`, leader forwarding in `forward`, argument parsing in
-//! `validate`, the wire types in `model`, the socket under a request in `connection`. It
+//! `validate`, the wire types in `model`, the socket under a request in `connection`, the
+//! Prometheus text of `GET /metrics` in `metrics`. It
 //! knows nothing of what the daemon does: every action goes through the [`Backend`]
 //! trait, which the daemon implements. Leader-only routes (`/binlog/syncer/*`, membership
 //! changes, purge, import) are served locally only when the backend says
@@ -20,6 +21,7 @@
 
 pub mod connection;
 pub mod forward;
+pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod validate;

@@ -87,11 +87,12 @@ impl fmt::Debug for ServerArgs {
 }
 
 /// State of the syncer as `GET /binlog/syncer/status` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncerState {
     Running,
     Connecting,
+    #[default]
     Stopped,
     Error,
 }
@@ -108,7 +109,7 @@ impl SyncerState {
 }
 
 /// Reply data of `GET /binlog/syncer/status`. Absent values serialize as `null`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncerStatus {
     pub status: SyncerState,
     pub mysql_addr: Option<String>,
@@ -500,19 +501,7 @@ mod tests {
     fn syncer_status_serializes_absent_values_as_null() {
         let status = SyncerStatus {
             status: SyncerState::Connecting,
-            mysql_addr: None,
-            mysql_user: None,
-            syncer_id: None,
-            current_gtid: None,
-            last_binlog_file: None,
-            last_file_position: None,
-            executed_gtid_set: None,
-            purged_gtid_set: None,
-            last_error: None,
-            last_error_at: None,
-            lag_seconds: None,
-            events: 0,
-            bytes: 0,
+            ..Default::default()
         };
         let value = serde_json::to_value(&status).unwrap();
         assert_eq!(value["status"], "connecting");

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::forward::{self, FORWARDED_HEADER, NOT_LEADER_MESSAGE, NO_LEADER_MESSAGE};
-use super::{connection, validate};
+use super::{connection, metrics, validate};
 use super::{ApiError, Backend, ClusterRoute};
 use crate::limits::{
     HANDOVER_WAIT_MS, HTTP_BODY_BYTES_MAX, HTTP_BODY_DRAIN_BYTES_MAX, HTTP_IO_TIMEOUT_MS,
@@ -50,6 +50,8 @@ pub enum Route {
     Files,
     /// `GET /binlog/files/NAME`: the reply is the binlog file (streamed).
     File,
+    /// `GET /metrics`: Prometheus text, not JSON (any node, never forwarded).
+    Metrics,
 }
 
 impl Route {
@@ -98,6 +100,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("PUT", "/binlog/purge", Route::Purge),
     ("POST", "/binlog/import", Route::Import),
     ("GET", "/binlog/files", Route::Files),
+    ("GET", "/metrics", Route::Metrics),
 ];
 
 /// Where a method and request target lead.
@@ -217,9 +220,9 @@ pub fn dispatch(backend: &dyn Backend, route: Route, body: &[u8]) -> Reply {
             .and_then(|args| backend.purge(args.to_file))
             .map(|()| Value::Null),
         Route::Files => backend.binlog_files().and_then(|files| to_data(&files)),
-        // Streamed: `handle` serves these without reading the body into memory first.
-        Route::Import | Route::File => Err(ApiError::internal(format!(
-            "{route:?} is served by its streaming handler"
+        // Not JSON: `handle` serves these (streamed, or as text).
+        Route::Import | Route::File | Route::Metrics => Err(ApiError::internal(format!(
+            "{route:?} is served by its own handler"
         ))),
     };
     match outcome {
@@ -450,6 +453,7 @@ fn handle(mut request: tiny_http::Request, backend: &dyn Backend, uploads: &Uplo
             return handle_import(request, socket, backend, &target, uploads)
         }
         Resolution::Found(Route::File) => return handle_file(request, backend, &target),
+        Resolution::Found(Route::Metrics) => return handle_metrics(request, backend),
         _ => {}
     }
 
@@ -692,6 +696,40 @@ fn handle_file(request: tiny_http::Request, backend: &dyn Backend, target: &str)
     };
     if let Err(error) = outcome {
         log::warn!("admin API: sending {target} failed: {error}");
+    }
+}
+
+/// `GET /metrics`: what the JSON routes show, as Prometheus text. The syncer's part is the
+/// leader's alone, so only a leader adds it (and never waits for it).
+fn handle_metrics(request: tiny_http::Request, backend: &dyn Backend) {
+    let mut text = None;
+    let reply = guarded(Route::Metrics, || {
+        let health = backend.health();
+        let raft = backend.raft_status().ok();
+        let leads = raft.as_ref().is_some_and(|r| r.role == "leader");
+        let syncer = if leads {
+            backend.syncer_status().ok()
+        } else {
+            None
+        };
+        let server = backend.server_status().ok();
+        let files = backend.binlog_files().ok();
+        text = Some(metrics::render(&metrics::Sample {
+            health: &health,
+            raft: raft.as_ref(),
+            syncer: syncer.as_ref(),
+            server: server.as_ref(),
+            files: files.as_deref(),
+        }));
+        Reply::success(Value::Null)
+    });
+    let response = match text {
+        Some(text) => tiny_http::Response::from_string(text)
+            .with_header(header("Content-Type", metrics::CONTENT_TYPE)),
+        None => to_response(reply),
+    };
+    if let Err(error) = request.respond(response) {
+        log::warn!("admin API: sending the metrics failed: {error}");
     }
 }
 

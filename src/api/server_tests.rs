@@ -446,6 +446,33 @@ fn server_routes_and_health() {
 }
 
 #[test]
+fn metrics_are_prometheus_text() {
+    let h = Harness::start();
+    let mut response = h.agent.get(h.url("/metrics")).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(content_type, crate::api::metrics::CONTENT_TYPE);
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(
+        text.contains("\nferrobus_build_info{version=\"test\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nferrobus_uptime_seconds 1\n"), "{text}");
+    assert!(
+        text.contains("# TYPE ferrobus_binlog_server_running gauge"),
+        "{text}"
+    );
+    let answer = h.put("/metrics", "");
+    assert_eq!(answer.status, 405);
+    assert_eq!(answer.allow.as_deref(), Some("GET"));
+}
+
+#[test]
 fn bad_bodies_get_400_naming_the_field() {
     let h = Harness::start();
     let cases: Vec<(String, &str)> = vec![

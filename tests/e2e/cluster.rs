@@ -270,6 +270,7 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
             .unwrap();
     }
     assert_raft_status(&cluster, &leader);
+    assert_metrics(&cluster, &leader, &fa);
 
     // Stop through a follower.
     let (status, reply) = cluster
@@ -329,6 +330,49 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
 /// `GET /raft/status` on every node of a synced, idle cluster led by `leader`: the roles
 /// and the leader agree, the leader sees both followers caught up and streaming (matched =
 /// its last index), every node has applied its whole log and timed its log syncs.
+/// `GET /metrics` on the leader and on a follower of a cluster whose syncer runs and whose
+/// nodes all serve: Prometheus text with each node's part.
+fn assert_metrics(cluster: &Cluster, leader: &str, follower: &str) {
+    let scrape = |name: &str| {
+        let (status, text) = cluster.node(name).request("GET", "/metrics", None).unwrap();
+        assert_eq!(status, 200, "GET /metrics on {name}: {text}");
+        text
+    };
+    let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+    let on_leader = scrape(leader);
+    for line in [
+        "ferrobus_raft_is_leader 1",
+        "ferrobus_raft_voters 3",
+        "ferrobus_syncer_state{state=\"running\"} 1",
+        "ferrobus_binlog_server_running 1",
+        "ferrobus_removed 0",
+    ] {
+        assert!(has(&on_leader, line), "{line} on {leader}:\n{on_leader}");
+    }
+    let followers = on_leader
+        .lines()
+        .filter(|l| l.starts_with("ferrobus_raft_peer_matched_index{"))
+        .count();
+    assert_eq!(followers, 2, "{on_leader}");
+    let on_follower = scrape(follower);
+    assert!(
+        has(&on_follower, "ferrobus_raft_is_leader 0"),
+        "{on_follower}"
+    );
+    assert!(
+        has(&on_follower, "ferrobus_raft_has_leader 1"),
+        "{on_follower}"
+    );
+    assert!(!on_follower.contains("ferrobus_syncer_"), "{on_follower}");
+    let stored = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ferrobus_binlog_stored_bytes "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(stored(&on_follower) > 0, "{on_follower}");
+}
+
 fn assert_raft_status(cluster: &Cluster, leader: &str) {
     let on_leader = cluster.node(leader).get_ok("/raft/status").unwrap();
     assert_eq!(on_leader["role"], "leader", "{on_leader}");
