@@ -1277,8 +1277,9 @@ Options:
   --mysql-user USER          replication user on the master (required)
   --mysql-password PASSWORD  its password (this or --mysql-password-file is required;
                              may be empty: --mysql-password=)
-  --mysql-password-file FILE read the password from FILE instead: its whole content,
-                             without one final newline (keeps it out of the process list)
+  --mysql-password-file FILE read the password from FILE instead (keeps it out of the
+                             process list): one line of at most 4096 bytes, its newline
+                             dropped; an empty file is refused (FILE may be /dev/stdin)
   --syncer-uuid UUID         replica UUID announced to a MySQL master as
                              @slave_uuid (default: derived from --syncer-id)
   --semi-sync                semi-synchronous replication (not supported yet)
@@ -1361,8 +1362,9 @@ Options:
   --user USER           user name replicas must log in with (required)
   --password PASSWORD   its password (this or --password-file is required; may be
                         empty: --password=)
-  --password-file FILE  read the password from FILE instead: its whole content,
-                        without one final newline (keeps it out of the process list)
+  --password-file FILE  read the password from FILE instead (keeps it out of the
+                        process list): one line of at most 4096 bytes, its newline
+                        dropped; an empty file is refused (FILE may be /dev/stdin)
   --auth-plugin NAME    mysql_native_password (MariaDB replicas) or
                         caching_sha2_password (MySQL 8.0+/9 replicas); default: the
                         node's [server] auth_plugin (mysql_native_password unless set)
@@ -1371,8 +1373,13 @@ Options:
                         (default: a key pair generated when the node starts serving)
   -h, --help            print this help
 
-Example:
-  ferrobus ctl server start --addr 0.0.0.0:3307 --user repl --password secret
+The node keeps these settings, the password included, in DATA_DIR/desired.json
+(mode 0600).
+
+Examples:
+  ferrobus ctl server start --addr 0.0.0.0:3307 --user repl \\
+      --password-file /etc/ferrobus/replicas.pw
+  ferrobus ctl server start --addr 127.0.0.1:3307 --user repl --password secret
 ";
 
 const SERVER_STOP_HELP: &str =
@@ -1500,8 +1507,10 @@ Example:
 
 const CLUSTER_HELP: &str = "List the cluster's members and show which one is the leader.
 Asked of the leader, it also shows how long ago the leader last heard from each
-member (HEARD), and names those not heard from for over 2 s (down, or cut off);
-a follower cannot tell, and names the leader's admin address to ask instead.
+member (HEARD; `heard_ms_ago` with --json), and names those not heard from for
+over 2.5 s (down, or cut off) or never since it started; a follower cannot tell,
+and names the leader's admin address to ask instead. The exit status is 0
+whenever the node answers, whatever the cluster's health.
 
 Usage:
   ferrobus ctl [OPTIONS] cluster

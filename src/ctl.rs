@@ -17,9 +17,7 @@ use crate::api::{
     SyncerStatus,
 };
 use crate::cli::{CtlArgs, CtlCommand};
-use crate::limits::{
-    HTTP_CLIENT_TIMEOUT_MS, PASSWORD_FILE_BYTES_MAX, RAFT_ELECTION_TICKS, RAFT_TICK_INTERVAL_MS,
-};
+use crate::limits::{HTTP_CLIENT_TIMEOUT_MS, PASSWORD_FILE_BYTES_MAX, PEER_ACTIVE_WINDOW_MS};
 
 mod transfer;
 
@@ -35,9 +33,9 @@ const SNIPPET_CHARS_MAX: usize = 200;
 /// What a null value prints as.
 const ABSENT: &str = "-";
 
-/// `ctl cluster` flags a member the leader has not heard from for this long: twice the
-/// shortest election timeout (the leader sends a heartbeat every tick).
-const SILENT_MEMBER_MS: u64 = 2 * RAFT_ELECTION_TICKS as u64 * RAFT_TICK_INTERVAL_MS;
+/// `ctl cluster` flags a member the leader has not heard from for this long: the window in
+/// which the leader counts a member active for a membership change's quorum check.
+const SILENT_MEMBER_MS: u64 = PEER_ACTIVE_WINDOW_MS;
 
 /// Runs one `ctl` command against the node; returns the process exit status.
 pub fn run(mut args: CtlArgs) -> i32 {
@@ -94,28 +92,39 @@ fn fill_password(command: &mut CtlCommand) -> Result<(), String> {
 }
 
 fn read_password_file(path: &Path) -> Result<String, String> {
-    let shown = path.display();
+    let shown = format!("'{}'", path.display());
     let file = std::fs::File::open(path)
         .map_err(|error| format!("cannot read the password file {shown}: {error}"))?;
     let mut bytes = Vec::new();
-    file.take(PASSWORD_FILE_BYTES_MAX + 1)
+    // Room for the longest password and its line end, and one byte to tell a longer file.
+    file.take(PASSWORD_FILE_BYTES_MAX + 3)
         .read_to_end(&mut bytes)
         .map_err(|error| format!("cannot read the password file {shown}: {error}"))?;
     password_from_file(&bytes).map_err(|why| format!("password file {shown}: {why}"))
 }
 
 /// A password file's content without one final newline (`\n` or `\r\n`), as `echo` or an
-/// editor leaves it. A file of more than one line or of more than
-/// `PASSWORD_FILE_BYTES_MAX` bytes is refused rather than sent as a password.
+/// editor leaves it. Refused rather than sent as a password: an empty file (a secret not
+/// provisioned yet would open the binlog server to anyone; `--password=` gives an empty
+/// password on purpose), more than one line, a byte-order mark, and a password of more than
+/// `PASSWORD_FILE_BYTES_MAX` bytes.
 fn password_from_file(bytes: &[u8]) -> Result<String, String> {
-    if bytes.len() as u64 > PASSWORD_FILE_BYTES_MAX {
-        return Err(format!(
-            "larger than {PASSWORD_FILE_BYTES_MAX} bytes; is it the right file?"
-        ));
-    }
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.len() as u64 > PASSWORD_FILE_BYTES_MAX {
+        return Err(format!(
+            "holds more than {PASSWORD_FILE_BYTES_MAX} bytes; is it the right file?"
+        ));
+    }
+    if text.is_empty() {
+        return Err(
+            "is empty; give the password in it (or --password= for an empty password)".into(),
+        );
+    }
+    if text.starts_with('\u{feff}') {
+        return Err("begins with a byte-order mark; save it without one".into());
+    }
     if text.contains(['\n', '\r']) {
         return Err("holds more than one line; it must hold the password alone".into());
     }
@@ -581,18 +590,32 @@ fn format_cluster(members: &[MemberView]) -> String {
              run and reach each other\n",
         );
     } else if members.iter().any(|m| m.heard_ms_ago.is_some()) {
+        let expected = |m: &&MemberView| m.is_leader != Some(true) && m.role != MemberRole::None;
         let silent: Vec<String> = members
             .iter()
-            .filter(|m| m.is_leader != Some(true) && m.role != MemberRole::None)
-            .filter(|m| m.heard_ms_ago.is_none_or(|ms| ms > SILENT_MEMBER_MS))
+            .filter(expected)
+            .filter(|m| m.heard_ms_ago.is_some_and(|ms| ms > SILENT_MEMBER_MS))
             .map(|m| format!("{} ({})", m.name, format_heard(m)))
             .collect();
         if !silent.is_empty() {
             let _ = writeln!(
                 out,
-                "the leader has not heard from {} for over {} s: down, or cut off from it?",
+                "the leader has not heard from {} for over {:.1} s: down, or cut off from it?",
                 silent.join(", "),
-                SILENT_MEMBER_MS / 1000
+                SILENT_MEMBER_MS as f64 / 1000.0
+            );
+        }
+        let never: Vec<&str> = members
+            .iter()
+            .filter(expected)
+            .filter(|m| m.heard_ms_ago.is_none())
+            .map(|m| m.name.as_str())
+            .collect();
+        if !never.is_empty() {
+            let _ = writeln!(
+                out,
+                "the leader has never heard from {} since it started: not started yet, or down?",
+                never.join(", ")
             );
         }
     } else if let Some(admin) = leader.and_then(|m| m.admin_urls.first()) {
@@ -715,20 +738,23 @@ mod tests {
             password_from_file(b" with spaces ").unwrap(),
             " with spaces "
         );
-        assert_eq!(password_from_file(b"").unwrap(), "");
-        assert_eq!(password_from_file(b"\n").unwrap(), "");
+        for empty in [&b""[..], b"\n", b"\r\n"] {
+            assert!(password_from_file(empty).unwrap_err().contains("is empty"));
+        }
         let two = password_from_file(b"a\nb\n").unwrap_err();
         assert!(two.contains("more than one line"), "{two}");
         assert!(password_from_file(b"a\n\n").is_err());
         assert!(password_from_file(&[0xff, 0xfe])
             .unwrap_err()
             .contains("UTF-8"));
+        let bom = password_from_file("\u{feff}pw\n".as_bytes()).unwrap_err();
+        assert!(bom.contains("byte-order mark"), "{bom}");
         let big = vec![b'x'; PASSWORD_FILE_BYTES_MAX as usize + 1];
-        assert!(password_from_file(&big)
-            .unwrap_err()
-            .contains("larger than"));
-        let most = vec![b'x'; PASSWORD_FILE_BYTES_MAX as usize];
+        assert!(password_from_file(&big).unwrap_err().contains("more than"));
+        let mut most = vec![b'x'; PASSWORD_FILE_BYTES_MAX as usize];
         assert_eq!(password_from_file(&most).unwrap().len(), most.len());
+        most.extend_from_slice(b"\r\n");
+        assert_eq!(password_from_file(&most).unwrap().len(), most.len() - 2);
     }
 
     #[test]
@@ -952,7 +978,7 @@ mod tests {
             outcome.stdout
         );
         assert!(
-            lines[3].ends_with("no      5.0 s ago"),
+            lines[3].ends_with("no      5.5 s ago"),
             "{}",
             outcome.stdout
         );
@@ -960,8 +986,12 @@ mod tests {
         // n2 is fine; n5 is in no raft role, so no one expects to hear from it.
         assert_eq!(
             lines[6],
-            "the leader has not heard from n3 (5.0 s ago), n4 (never) for over 2 s: down, or \
-             cut off from it?"
+            "the leader has not heard from n3 (5.5 s ago) for over 2.5 s: down, or cut off from \
+             it?"
+        );
+        assert_eq!(
+            lines[7],
+            "the leader has never heard from n4 since it started: not started yet, or down?"
         );
         let all_heard = json!([
             heard("n1", "1", true, Some(0)),

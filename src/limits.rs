@@ -137,6 +137,10 @@ pub const STARTUP_APPLY_WAIT_MS: u64 = 60_000;
 /// that `ctl` hears the follower's answer (504 when the leader did not answer in time).
 pub const HTTP_CLIENT_TIMEOUT_MS: u64 = FORWARD_TIMEOUT_MS + 5_000;
 
+/// Longest password `ctl` reads from a password file (`--mysql-password-file`,
+/// `--password-file`): a password is short, and a longer file is almost surely the wrong one.
+pub const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
+
 /// How long a leader-only admin call waits for a leader elected moments ago to apply what
 /// its predecessors committed (it answers 503 after that).
 pub const LEADER_READY_WAIT_MS: u64 = 3_000;
@@ -273,10 +277,6 @@ pub const FORWARD_TIMEOUT_MS: u64 = LEADER_CALL_MS_MAX + 5_000;
 pub const FORWARD_REPLY_BYTES_MAX: u64 = 16 << 20;
 
 const _: () = assert!(FORWARD_TIMEOUT_MS < HTTP_CLIENT_TIMEOUT_MS);
-
-/// Largest password file `ctl` reads (`--mysql-password-file`, `--password-file`): a
-/// password is short, and a larger file is almost surely the wrong one.
-pub const PASSWORD_FILE_BYTES_MAX: u64 = 4096;
 /// Entry data the syncer can have proposed and not yet seen committed: its proposals in
 /// flight and the batch it is packing.
 const SYNCER_UNCOMMITTED_BYTES_MAX: usize = (SYNCER_PROPOSALS_IN_FLIGHT_MAX + 1) * BATCH_BYTES_MAX;

@@ -291,7 +291,7 @@ def catch_up(args, procs, bins=None):
             cpu0 = {n.name: rounds.cpu_seconds(n.proc.pid) for n in cluster.nodes}
             faults0 = sum(rounds.minor_faults(n.proc.pid) for n in cluster.nodes)
             sync0 = {n.name: log_sync_buckets(n) for n in cluster.nodes}
-            rounds.warm_free_memory(cdir, args.warm_bytes)
+            warm_s = rounds.warm_free_memory(cdir, args.warm_bytes)
             machine0 = rounds.machine_cpu()
             t0 = time.monotonic()
             syncer_start(leader, args.port)
@@ -315,7 +315,8 @@ def catch_up(args, procs, bins=None):
                   + (f", bin {path}" if len(bins) > 1 else "")
                   + f"), ratio {run['ratio']:.2f}; cpu "
                   + " ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
-                  + f" s; minor faults {faults}; steal {steal:.0f} %; log syncs "
+                  + f" s; minor faults {faults}; steal {steal:.0f} %; warm-up {warm_s:.2f} s; "
+                  + "log syncs "
                   + " ".join(f"{k} {v['count']} p50 {v[50]:.1f} p99 {v[99]:.1f} ms"
                              for k, v in sorted(log_sync.items()) if v),
                   flush=True)
@@ -977,13 +978,17 @@ def report(args, m, v, cu, lg, dp, fo, rss):
         "/binlog/syncer/status`, polled every 10 ms, shows the master's `SHOW MASTER STATUS` "
         "file and position — i.e. every transaction committed by a Raft majority, fsynced on "
         "the leader and at least one follower, and applied on the leader). Same binlog as "
-        "above. " + rounds.warm_note(args.warm_bytes) + " It matters most here: the three "
-        "nodes write three copies of the binlog into the page cache of one VM, where on "
-        "three machines each would write one. Measured with and without it "
-        "(`BENCH_ONLY=catchup`, 5 rounds each, 2026-11-26): median ratio 0.93 with, 0.53 "
-        "without, the nodes' CPU per catch-up 0.49 s against 1.11 s (the difference is "
-        "`copy_folio_from_iter_atomic`, the copy of `write` data into new page-cache pages, "
-        "in `perf`), the reference 290–297 MiB/s against 265–283 MiB/s.",
+        "above. " + rounds.warm_note(args.warm_bytes) + (
+            " It matters most here: the three nodes write three copies of the binlog into "
+            "the page cache of one VM, where on three machines each would write one. "
+            "Measured with and without it, one after the other (`BENCH_ONLY=catchup`, 5 "
+            "rounds each, 2026-11-26; the size of the effect follows the host): median "
+            "ratio 0.93 with, 0.53 without, the nodes' CPU per catch-up 0.49 s against "
+            "1.11 s (the difference is `copy_folio_from_iter_atomic`, the copy of `write` "
+            "data into new page-cache pages, in `perf`), the reference 290–297 MiB/s "
+            "against 265–283 MiB/s. The earlier runs' \"slow mode\" of catch-up (the nodes "
+            "at 1.3 CPU s per round instead of 0.7) was most likely this."
+            if args.warm_bytes > 0 else ""),
         "",
         head, sep,
         rounds.row("reference `mariadb-binlog --raw` MiB/s", [r["mib_s"] for r in refs],

@@ -162,14 +162,17 @@ def tree_bytes(path):
 
 
 def warm_free_memory(directory, nbytes):
-    """Writes `nbytes` into a scratch file in `directory` and deletes it (no fsync, so no
-    disk I/O), right before a timed run. On this VM the host takes back guest memory that
-    stays free for a moment (virtio-balloon free page reporting, and DAMON pageout of cold
-    pages); the first write into such a page then costs a host fault (measured: 324 MiB into
-    the page cache took 0.62 s of CPU on such pages, 0.06 s on pages freed a moment before).
-    Freeing memory just before the run hands the run pages the host still backs, so the
-    timing measures the program rather than the host's memory reclaim; both the reference and
-    ferrobus get it. Returns the seconds it took."""
+    """Writes `nbytes` into a scratch file in `directory` and deletes it, right before a
+    timed run. This VM reports memory that stays free for a moment to its host
+    (virtio-balloon free page reporting), which takes it back, and pages cold memory out
+    (DAMON, in the guest); the first write into such a page then costs a host fault
+    (measured: 324 MiB into the page cache took 0.4-0.9 s of CPU on such pages, 0.06 s on
+    pages freed a moment before). Freeing memory just before the run hands the run pages the
+    host still backs, so the timing measures the program rather than the host's memory
+    reclaim; the reference and ferrobus both get it. Limits: the pages stay backed for about
+    a second or two (a run much longer than the default one outlasts it), and the scratch
+    file costs no disk I/O only while it stays under the kernel's dirty-page thresholds (a
+    few GiB here; `BENCH_WARM_MB` sets the size). Returns the seconds it took."""
     if nbytes <= 0:
         return 0.0
     chunk = b"\xa5" * (1 << 20)
@@ -189,11 +192,12 @@ def warm_note(nbytes):
                 "a run that writes into memory the host has taken back is slower.")
     return (f"Right before each timed run, reference and ferrobus alike, the bench writes "
             f"{nbytes / MIB:.0f} MiB to a scratch file and deletes it (no disk I/O), so that "
-            "the run writes into memory the VM's host still backs: this VM's host takes back "
-            "guest memory that stays free for a moment (virtio-balloon free page reporting, "
-            "DAMON pageout), and the first write into such a page costs a host fault — 324 MiB "
-            "written into the page cache took 0.62 s of CPU on such pages and 0.06 s on pages "
-            "freed a moment before (`BENCH_WARM_MB=0` turns this off).")
+            "the run writes into memory the VM's host still backs: this VM reports memory "
+            "that stays free for a moment to its host, which takes it back (virtio-balloon "
+            "free page reporting), and the first write into such a page costs a host fault — "
+            "324 MiB written into the page cache took 0.4–0.9 s of CPU on such pages and "
+            "0.06 s on pages freed a moment before (2026-11-26; `BENCH_WARM_MB=0` turns "
+            "this off).")
 
 
 def run_reference(args, rdir):

@@ -349,7 +349,7 @@ pub struct MemberView {
     pub role: MemberRole,
     /// Only in `/cluster` answered by the leader: milliseconds since the leader last heard
     /// from this member (0 for the leader itself); None for a member it never heard from
-    /// since it was elected, and from any other node.
+    /// since its process started, and from any other node.
     pub heard_ms_ago: Option<u64>,
 }
 

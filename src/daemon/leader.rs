@@ -239,8 +239,10 @@ pub struct WatchContext {
     /// This node's name and admin address, announced when it leads.
     pub my_name: String,
     pub my_admin: String,
-    /// This node's binlog server address, when it runs one.
-    pub binlog_addr: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    /// This node's binlog server address, when it runs one; None while it is not known yet
+    /// (at start, until the binlog server the node ran before has resumed): nothing is
+    /// announced then, so that the member table never says "none" for a moment.
+    pub binlog_addr: Box<dyn Fn() -> Option<Option<String>> + Send + Sync>,
     /// Called once when this node, a member before, is no longer in the configuration
     /// (removed through `DELETE /members`): it receives nothing more.
     pub on_removed: Box<dyn Fn() + Send + Sync>,
@@ -402,8 +404,7 @@ fn lead_duties(ctx: &WatchContext) {
     {
         let state = ctx.cluster.state();
         commands.extend(state.bootstrap_commands(&ctx.bootstrap));
-        if commands.is_empty() {
-            let binlog = (ctx.binlog_addr)();
+        if let (true, Some(binlog)) = (commands.is_empty(), (ctx.binlog_addr)()) {
             if let Some(c) = state.announce_command(&ctx.my_name, &ctx.my_admin, binlog.as_deref())
             {
                 commands.push(c);
@@ -428,7 +429,9 @@ fn follower_announce(ctx: &WatchContext, leader_id: u64, last: &mut Option<std::
     if last.is_some_and(|t| t.elapsed() < Duration::from_millis(ANNOUNCE_RETRY_MS)) {
         return;
     }
-    let binlog = (ctx.binlog_addr)();
+    let Some(binlog) = (ctx.binlog_addr)() else {
+        return;
+    };
     let leader_admin = {
         let state = ctx.cluster.state();
         if state

@@ -86,7 +86,11 @@ pub struct NodeMachine {
     pub cluster: Arc<ClusterShared>,
     /// Commands of the log found at start were (mostly) applied before the restart:
     /// applying them again is logged at debug level, and once as a summary ([`Replay`]).
+    /// (A tail the log ended with that the new leader replaces is logged so too: the
+    /// bound known at start is the log's end, not what was committed.)
     replay: Replay,
+    /// The summary line, once logged.
+    replay_report: Option<String>,
 }
 
 /// What a restart applies again, for its summary line.
@@ -113,6 +117,10 @@ impl StateMachine for NodeMachine {
         let mut commands = false;
         for e in entries.iter().filter(|e| e.kind == COMMAND_KIND) {
             commands = true;
+            if self.replay.through > 0 && e.index > self.replay.through {
+                // The first new command: the summary of what came before it goes first.
+                self.report_replay();
+            }
             let command = match Command::decode(&e.data) {
                 Ok(c) => c,
                 Err(err) => {
@@ -186,6 +194,10 @@ impl StateMachine for NodeMachine {
     }
 
     fn restore(&mut self, index: u64, term: u64, data: &[u8]) {
+        if index >= self.replay.through {
+            // The snapshot covers the whole log found at start: nothing is applied again.
+            self.replay = Replay::default();
+        }
         if data.is_empty() {
             // The bootstrap snapshot of a brand-new cluster: nothing to restore.
             return;
@@ -252,6 +264,7 @@ impl NodeMachine {
             store,
             cluster,
             replay: Replay::default(),
+            replay_report: None,
         }
     }
 
@@ -283,15 +296,19 @@ impl NodeMachine {
             Some(args) => format!("desired for {}", args.mysql_addr),
             None => "not desired".to_string(),
         };
-        let members = state.members().count();
-        log::info!(
-            "applied the log found at start, through entry {} ({} commands; syncer {syncer}, \
-             {members} member{})",
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        let members = state.members().count() as u64;
+        let commands = self.replay.commands;
+        let line = format!(
+            "applied the log found at start, through entry {} ({commands} command{}; syncer \
+             {syncer}, {members} member{})",
             self.replay.through,
-            self.replay.commands,
-            if members == 1 { "" } else { "s" }
+            plural(commands),
+            plural(members)
         );
         drop(state);
+        log::info!("{line}");
+        self.replay_report = Some(line);
         self.replay = Replay::default();
     }
 }
@@ -506,17 +523,46 @@ mod tests {
             entry(2, None),
         ]);
         assert_eq!((machine.replay.through, machine.replay.commands), (3, 1));
+        assert_eq!(machine.replay_report, None);
         machine.apply(vec![entry(3, Some(Command::SetSyncer(Some(args.clone()))))]);
         assert_eq!(
-            (machine.replay.through, machine.replay.commands),
-            (0, 0),
+            machine.replay_report.as_deref(),
+            Some(
+                "applied the log found at start, through entry 3 (2 commands; syncer desired \
+                 for db:3306, 0 members)"
+            ),
             "reported once the log found at start is applied"
         );
+        assert_eq!((machine.replay.through, machine.replay.commands), (0, 0));
         assert_eq!(cluster.state().syncer(), Some(&args));
         // Later commands are new: nothing is counted as replayed.
         machine.apply(vec![entry(4, Some(Command::SetSyncer(None)))]);
         assert_eq!((machine.replay.through, machine.replay.commands), (0, 0));
         assert_eq!(cluster.state().syncer(), None);
+
+        // Old and new commands in one batch: the summary tells the state before the new.
+        let mut machine = NodeMachine::new(machine.store.clone(), Arc::new(ClusterShared::new()));
+        machine.on_recovered(2);
+        machine.apply(vec![
+            entry(1, Some(Command::SetSyncer(Some(args.clone())))),
+            entry(2, None),
+            entry(3, Some(Command::SetSyncer(None))),
+        ]);
+        assert_eq!(
+            machine.replay_report.as_deref(),
+            Some(
+                "applied the log found at start, through entry 2 (1 command; syncer desired \
+                 for db:3306, 0 members)"
+            )
+        );
+        assert_eq!(machine.cluster.state().syncer(), None);
+
+        // A snapshot that covers the whole log leaves nothing to apply again, or report.
+        let mut machine = NodeMachine::new(machine.store.clone(), Arc::new(ClusterShared::new()));
+        machine.on_recovered(5);
+        machine.restore(5, 1, &[]);
+        machine.apply(vec![entry(6, Some(Command::SetSyncer(None)))]);
+        assert_eq!(machine.replay_report, None);
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub struct Node {
     server: Mutex<Option<BinlogServer>>,
     /// This node was removed from the cluster while it ran (see `removed_from_cluster`).
     removed: AtomicBool,
+    /// The binlog server of `desired.json` was given its chance to resume (`restore`):
+    /// until then this node's binlog address is not known, and not announced.
+    restored: AtomicBool,
     desired: Mutex<Desired>,
     /// Serializes this node's changes to the replicated state (syncer, members, purge,
     /// import), which wait for raft; the node-local `desired` state has its own lock, so
@@ -206,6 +209,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         syncer: Arc::new(Mutex::new(SyncerSlot::default())),
         server: Mutex::new(None),
         removed: AtomicBool::new(false),
+        restored: AtomicBool::new(false),
         desired: Mutex::new(Desired::default()),
         changes: Mutex::new(()),
         server_max_connections: config.server_max_connections,
@@ -229,6 +233,14 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         std::thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
+                if let Some(server) = &desired.server {
+                    log::info!(
+                        "the binlog server on {} resumes once this node has caught up with \
+                         the cluster (at most {} s without a leader)",
+                        server.addr,
+                        crate::limits::STARTUP_APPLY_WAIT_MS / 1000
+                    );
+                }
                 if wait_caught_up(&node.raft, &stopping) {
                     node.restore(desired);
                 }
@@ -258,7 +270,10 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         my_admin: advertised_admin(admin.local_addr(), &config.own_entry().peer_url),
         binlog_addr: {
             let node = node.clone();
-            Box::new(move || node.binlog_addr())
+            Box::new(move || {
+                let restored = node.restored.load(Ordering::SeqCst);
+                restored.then(|| node.binlog_addr())
+            })
         },
         on_removed: {
             let node = node.clone();
@@ -268,7 +283,11 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     let retention = retention::RetentionThread::start(node.clone(), config.retention.clone());
     let promoter = promote::PromoteThread::start(node.clone());
     let releaser = memory::MemoryReleaser::start();
-    log::info!("ferrobus {} ready", env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "ferrobus {} up: admin API on {}",
+        env!("CARGO_PKG_VERSION"),
+        admin.local_addr()
+    );
     let signal = signals.wait();
     log::info!("received {signal}: stopping");
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -356,12 +375,15 @@ fn wait_caught_up(raft: &RaftHandle, stopping: &std::sync::atomic::AtomicBool) -
         let status = raft.status();
         let caught_up = status.leader_id != 0 && status.applied >= status.commit;
         if caught_up || !status.running || Instant::now() >= deadline {
+            let leader = match status.leader_id {
+                0 => "no leader known yet".to_string(),
+                id => format!("leader {id:x}"),
+            };
             log::info!(
-                "ready: applied {} of the {} entries this node knows committed (leader {:x}; \
-                 a node behind the leader learns of more as it hears from it)",
+                "ready: applied {} of the {} entries this node knows committed ({leader}; a \
+                 node behind the leader learns of more as it hears from it)",
                 status.applied,
                 status.commit,
-                status.leader_id
             );
             return true;
         }
@@ -411,6 +433,7 @@ impl Node {
         let mut current = self.desired.lock().expect("desired lock");
         if current.server.is_some() || self.server.lock().expect("server lock").is_some() {
             // The API started a server meanwhile: that is the desired state now.
+            self.restored.store(true, Ordering::SeqCst);
             return;
         }
         // What is saved now wins over what was read at start: a `server stop` through the
@@ -431,6 +454,7 @@ impl Node {
             }
         }
         *current = desired;
+        self.restored.store(true, Ordering::SeqCst);
     }
 
     fn shutdown(&self) {
@@ -1087,12 +1111,12 @@ impl Backend for Node {
     }
 }
 
-/// The GTID of the last stored transaction (the highest domain's, when several).
 /// Whole milliseconds from `then` to `now` (0 when `then` is later).
 fn ms_since(now: Instant, then: Instant) -> u64 {
     u64::try_from(now.saturating_duration_since(then).as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The GTID of the last stored transaction (the highest domain's, when several).
 fn last_gtid(state: &MariaGtidList) -> Option<String> {
     state.iter().last().map(|g| g.to_string())
 }

@@ -904,7 +904,7 @@ fn assert_leader_misses(cluster: &Cluster, leader: &str, down: &str, up: &str) {
         || {
             let members = node.get_ok("/cluster")?;
             Ok(match (heard(&members, down), heard(&members, up)) {
-                (Some(Some(gone)), Some(Some(live))) if gone > 2_000 && live < 2_000 => {
+                (Some(Some(gone)), Some(Some(live))) if gone > 3_000 && live < 2_500 => {
                     Poll::Ready(())
                 }
                 _ => Poll::Pending(members.to_string()),

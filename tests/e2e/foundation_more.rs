@@ -806,7 +806,8 @@ fn stopped_parts_stay_stopped_across_restart() {
 }
 
 /// `ferrobus ctl` against a real node: syncer start (its password from a file) / status
-/// (text and --json), server start / status / stop, health; exit 1 on a conflict (409), 3 when nothing listens.
+/// (text and --json), server start / status / stop, health; exit 1 on a conflict (409), 3
+/// when nothing listens.
 #[test]
 fn ctl_drives_a_real_node() {
     let work = WorkDir::new("ctl").unwrap();
