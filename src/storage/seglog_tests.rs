@@ -1138,3 +1138,23 @@ fn vectored_writes_resume_after_short_and_interrupted_writes() {
     let err = write_all_vectored(&mut slices, 0, |_, _| Ok(0)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::WriteZero);
 }
+
+/// The pair read fills both buffers from contiguous bytes, at any split, and reports the end
+/// of the file as `read_exact_at` does.
+#[test]
+fn a_pair_read_fills_both_buffers_or_fails_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    fs::write(&path, &bytes).unwrap();
+    let file = File::open(&path).unwrap();
+    for (offset, len1, len2) in [(0, 24, 100), (7, 1, 9_000), (9_990, 4, 6), (100, 0, 50)] {
+        let (mut a, mut b) = (vec![0u8; len1], vec![0u8; len2]);
+        read_exact_pair_at(&file, &mut a, &mut b, offset as u64).unwrap();
+        assert_eq!(a, &bytes[offset..offset + len1]);
+        assert_eq!(b, &bytes[offset + len1..offset + len1 + len2]);
+    }
+    let (mut a, mut b) = (vec![0u8; 4], vec![0u8; 10]);
+    let error = read_exact_pair_at(&file, &mut a, &mut b, 9_990).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+}
