@@ -56,6 +56,18 @@ impl ClusterShared {
         status.is_leader() && self.last_applied_term.load(Ordering::SeqCst) == status.term
     }
 
+    /// Whether a node with this raft status has caught up with its cluster: a leader is
+    /// known, what this node knows committed is applied, and that includes an entry of the
+    /// current term (every leader appends one when elected). The last part matters after a
+    /// restart: the commit index on disk is stale, and a leader elected meanwhile first
+    /// tells a follower a commit index of 0 (it does not know the follower's log yet), so
+    /// "applied everything known committed" alone can hold with most of the log unapplied.
+    pub fn caught_up(&self, status: &crate::consensus::node::RaftStatus) -> bool {
+        status.leader_id != 0
+            && status.applied >= status.commit
+            && self.last_applied_term.load(Ordering::SeqCst) == status.term
+    }
+
     /// Wakes watchers (a change they must look at).
     pub fn bump(&self) {
         let mut g = self.generation.lock().expect("generation lock");
@@ -563,6 +575,33 @@ mod tests {
         machine.restore(5, 1, &[]);
         machine.apply(vec![entry(6, Some(Command::SetSyncer(None)))]);
         assert_eq!(machine.replay_report, None);
+    }
+
+    #[test]
+    fn caught_up_needs_a_leader_the_known_commit_and_an_entry_of_the_term() {
+        use crate::consensus::node::RaftStatus;
+        let cluster = ClusterShared::new();
+        let status = RaftStatus {
+            leader_id: 7,
+            term: 5,
+            commit: 3,
+            applied: 3,
+            ..Default::default()
+        };
+        // After a restart during an election: the leader of term 5 has told a commit index
+        // of 0 so far, and the replay stopped at the stale commit index 3, of term 4.
+        cluster.last_applied_term.store(4, Ordering::SeqCst);
+        assert!(!cluster.caught_up(&status));
+        cluster.last_applied_term.store(5, Ordering::SeqCst);
+        assert!(cluster.caught_up(&status));
+        assert!(!cluster.caught_up(&RaftStatus {
+            applied: 2,
+            ..status.clone()
+        }));
+        assert!(!cluster.caught_up(&RaftStatus {
+            leader_id: 0,
+            ..status
+        }));
     }
 
     #[test]

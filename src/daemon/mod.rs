@@ -241,7 +241,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
                         crate::limits::STARTUP_APPLY_WAIT_MS / 1000
                     );
                 }
-                if wait_caught_up(&node.raft, &stopping) {
+                if wait_caught_up(&node.raft, &node.cluster, &stopping) {
                     node.restore(desired);
                 }
             })
@@ -363,18 +363,22 @@ fn node_config(config: &Config, id: u64) -> NodeConfig {
     }
 }
 
-/// Waits (bounded) until a leader is known and everything committed that this node has
-/// heard of is applied: its store then holds what the cluster had when it stopped.
-/// Answers false when the node is stopping meanwhile (nothing is to be restored then).
-fn wait_caught_up(raft: &RaftHandle, stopping: &std::sync::atomic::AtomicBool) -> bool {
+/// Waits (bounded) until this node has caught up with the cluster (see
+/// [`ClusterShared::caught_up`]): its store then holds at least what the cluster had when
+/// it stopped. Answers false when the node is stopping meanwhile (nothing is to be restored
+/// then).
+fn wait_caught_up(
+    raft: &RaftHandle,
+    cluster: &ClusterShared,
+    stopping: &std::sync::atomic::AtomicBool,
+) -> bool {
     let deadline = Instant::now() + Duration::from_millis(crate::limits::STARTUP_APPLY_WAIT_MS);
     loop {
         if stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
         }
         let status = raft.status();
-        let caught_up = status.leader_id != 0 && status.applied >= status.commit;
-        if caught_up || !status.running || Instant::now() >= deadline {
+        if cluster.caught_up(&status) || !status.running || Instant::now() >= deadline {
             let leader = match status.leader_id {
                 0 => "no leader known yet".to_string(),
                 id => format!("leader {id:x}"),
