@@ -297,19 +297,38 @@ impl Driver {
         if !leaving {
             return Ok(());
         }
-        let prs = self.raw.raft.prs();
-        let target = self
-            .conf_state()
-            .voters
-            .into_iter()
-            .filter(|&id| id != me)
-            .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched));
-        let Some(to) = target else {
+        let Some(to) = self.successor(false) else {
             let reason = "the only voter cannot leave the cluster".to_owned();
             return Err(ConsensusError::Raft(raft::Error::ConfChangeError(reason)));
         };
         self.raw.transfer_leader(to);
         Err(ConsensusError::HandingOver { to })
+    }
+
+    /// A leader about to stop hands leadership to the voter whose log matches most (raft-rs
+    /// catches it up, then has it campaign at once), so that the cluster need not wait an
+    /// election timeout. Answers the voter chosen; None when this node does not lead or is
+    /// the only voter.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        if self.raw.raft.state != raft::StateRole::Leader {
+            return None;
+        }
+        let to = self.successor(true)?;
+        self.raw.transfer_leader(to);
+        Some(to)
+    }
+
+    /// The other voter whose log matches this leader's most (only among those heard from
+    /// recently when `active_only`).
+    fn successor(&self, active_only: bool) -> Option<u64> {
+        let me = self.id();
+        let prs = self.raw.raft.prs();
+        self.conf_state()
+            .voters
+            .into_iter()
+            .filter(|&id| id != me)
+            .filter(|&id| !active_only || prs.get(id).is_some_and(|p| p.recent_active))
+            .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched))
     }
 
     /// Feeds a message from a peer.
@@ -1262,6 +1281,41 @@ mod tests {
         assert_eq!(c.max_size_per_msg, 1 << 20);
         assert_eq!(c.max_inflight_msgs, 16);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_leader_hands_over_to_the_most_caught_up_active_voter() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+        assert_eq!(
+            c.d(followers[0]).transfer_leadership(),
+            None,
+            "a follower does not"
+        );
+        // One follower is cut off and misses entries: the other is the one chosen.
+        let (behind, ahead) = (followers[0], followers[1]);
+        c.isolated.insert(behind);
+        for i in 1..=3 {
+            c.propose(leader, &format!("e{i}"));
+        }
+        c.settle();
+        assert_eq!(c.d(leader).transfer_leadership(), Some(ahead));
+        c.settle();
+        assert!(
+            c.d(ahead).is_leader(),
+            "{ahead} took over at once, without ticks"
+        );
+        assert!(!c.d(leader).is_leader());
+        // A leader cut off from both steps down (check-quorum): nothing to hand over.
+        c.isolated.clear();
+        let now = c.elect(&[1, 2, 3]);
+        c.isolated.insert(now);
+        for _ in 0..30 {
+            c.tick();
+        }
+        assert!(!c.d(now).is_leader());
+        assert_eq!(c.d(now).transfer_leadership(), None);
     }
 
     #[test]

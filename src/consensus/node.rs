@@ -434,6 +434,9 @@ enum Request {
     RemovePeer {
         id: u64,
     },
+    TransferLeadership {
+        reply: SyncSender<Option<u64>>,
+    },
 }
 
 impl Request {
@@ -443,6 +446,7 @@ impl Request {
             Request::Propose { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::ConfChange { reply, .. } => answer(&reply, Err(ProposeError::Shutdown)),
             Request::Compact { reply, .. } => answer(&reply, Err(CompactError::Shutdown)),
+            Request::TransferLeadership { reply } => answer(&reply, None),
             Request::SetPeer { .. } | Request::RemovePeer { .. } => {}
         }
     }
@@ -580,6 +584,15 @@ impl RaftHandle {
     /// Stops talking to raft node `id`.
     pub fn remove_peer(&self, id: u64) {
         self.send(Request::RemovePeer { id });
+    }
+
+    /// On a leader about to stop: hands leadership to the most caught-up active voter (see
+    /// `Driver::transfer_leadership`). Answers the voter chosen, or None (not the leader,
+    /// no other active voter).
+    pub fn transfer_leadership(&self) -> Receiver<Option<u64>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Request::TransferLeadership { reply });
+        rx
     }
 
     pub fn stats(&self) -> NodeStats {
@@ -1090,6 +1103,9 @@ impl Runner {
                 }
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
+            Request::TransferLeadership { reply } => {
+                answer(&reply, self.driver.transfer_leadership());
+            }
         }
         Ok(())
     }

@@ -292,15 +292,53 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     log::info!("received {signal}: stopping");
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = restorer.join();
+    // The watch stops the syncer as it ends (nothing is proposed during the hand-over).
+    watch.stop();
+    hand_leadership_over(&handle, my_id);
     admin.shutdown();
     retention.stop();
     promoter.stop();
     releaser.stop();
-    watch.stop();
     node.shutdown();
     raft.shutdown();
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// A leader that stops hands leadership to another voter first and waits (up to
+/// `HANDOVER_WAIT_MS`) until that one leads, so that a planned stop (a rolling restart)
+/// costs the cluster a hand-over rather than an election timeout without a leader.
+fn hand_leadership_over(raft: &RaftHandle, my_id: u64) {
+    let (mut seen, status) = raft.status_with_generation();
+    if !status.is_leader() || status.voters.len() < 2 {
+        return;
+    }
+    let wait = Duration::from_millis(crate::limits::HANDOVER_WAIT_MS);
+    let Ok(Some(to)) = raft.transfer_leadership().recv_timeout(wait) else {
+        log::info!("no other voter is active: stopping without handing leadership over");
+        return;
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "node {to:x} did not take over within {} ms; stopping anyway (the others \
+                 elect a leader)",
+                crate::limits::HANDOVER_WAIT_MS
+            );
+            return;
+        }
+        let status;
+        (seen, status) = raft.wait_change(seen, left);
+        if status.leader_id != 0 && status.leader_id != my_id {
+            log::info!(
+                "handed leadership to node {:x} before stopping",
+                status.leader_id
+            );
+            return;
+        }
+    }
 }
 
 /// Binds the admin and peer addresses once before anything durable is written (the raft

@@ -844,6 +844,43 @@ fn sync_a_small_load(cluster: &Cluster, master: &MariaDb, via: &str) {
         .unwrap();
 }
 
+/// A clean stop of the leader (SIGTERM, as in a rolling restart) hands leadership to a
+/// follower first: the leader names it in its log, exits 0, and the named follower leads
+/// and syncs on.
+#[test]
+fn a_stopping_leader_hands_leadership_over() {
+    let master = MariaDb::start("ho-master", MariaDbOpts::server_id(MASTER_ID)).unwrap();
+    let mut cluster = Cluster::start("handover", 3).unwrap();
+    let leader = cluster.wait_leader(LEADER_TIMEOUT).unwrap();
+    sync_a_small_load(&cluster, &master, &leader);
+    let ids: Vec<(String, u64)> = cluster
+        .followers(&leader)
+        .into_iter()
+        .map(|name| {
+            let id = raft_id(&cluster, &name);
+            (name, id)
+        })
+        .collect();
+    let log_path = cluster.node(&leader).log_path().to_path_buf();
+    assert_eq!(cluster.terminate(&leader).unwrap(), Some(0));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let (heir, _) = ids
+        .iter()
+        .find(|(_, id)| log.contains(&format!("handed leadership to node {id:x} before stopping")))
+        .unwrap_or_else(|| panic!("{leader} names no follower it handed over to:\n{log}"));
+    let (other, _) = ids.iter().find(|(name, _)| name != heir).unwrap();
+    wait_until(&format!("{other} to follow {heir}"), LEADER_TIMEOUT, || {
+        leader_seen_by(&cluster, other).as_deref() == Some(heir.as_str())
+    })
+    .unwrap();
+    write_marker(&master, "after-hand-over");
+    for name in [heir, other] {
+        cluster
+            .wait_serves_master(name, &master, CATCH_UP_TIMEOUT)
+            .unwrap();
+    }
+}
+
 /// A node that was down while a member moved restarts with a membership table that names
 /// the old address; the moved member leads. The moved leader's hello says where it listens
 /// now, so the node answers it there and catches up (it stayed behind for good before).
