@@ -109,13 +109,17 @@ fn read_password_file(path: &Path) -> Result<String, String> {
 /// password on purpose), more than one line, a byte-order mark, and a password of more than
 /// `PASSWORD_FILE_BYTES_MAX` bytes.
 fn password_from_file(bytes: &[u8]) -> Result<String, String> {
+    let too_long =
+        || format!("holds more than {PASSWORD_FILE_BYTES_MAX} bytes; is it the right file?");
+    // The password and its line end at most (a longer file may be cut inside a character).
+    if bytes.len() as u64 > PASSWORD_FILE_BYTES_MAX + 2 {
+        return Err(too_long());
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     if text.len() as u64 > PASSWORD_FILE_BYTES_MAX {
-        return Err(format!(
-            "holds more than {PASSWORD_FILE_BYTES_MAX} bytes; is it the right file?"
-        ));
+        return Err(too_long());
     }
     if text.is_empty() {
         return Err(

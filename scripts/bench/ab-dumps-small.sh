@@ -10,6 +10,7 @@
 # RATE (400) tps for SECS (60) s, then, 3 times, each binary in turn on that same data dir
 # serving N (10) dump clients (scripts/bench/dumpclient, built by `make bench`): MiB/s and
 # the node's CPU seconds per GiB sent. Needs MariaDB, sysbench and curl (`make deps`).
+# Fixed ports and /tmp/ab (wiped at start): do not run it beside `make bench`.
 set -u
 A=/tmp/ab; rm -rf $A; mkdir -p $A
 # Every process started here is stopped by pid, pass or fail.
@@ -46,7 +47,7 @@ for rep in 1 2 3; do
     out=$($DC 127.0.0.1:19701 ferro ferropass bin.000001 ${N:-10} $((rep*1000)) 2>>$A/dc.log)
     c1=$(awk '{print $14+$15}' /proc/$pid/stat)
     python3 -c "
-import json,sys; o=json.loads('''$out'''); cpu=($c1-$c0)/100
+import json,sys; o=json.loads('''$out'''); cpu=($c1-$c0)/$(getconf CLK_TCK)
 print(f'rep $rep $(basename $b): {o[\"bytes\"]/2**20/o[\"seconds\"]:.0f} MiB/s, cpu {cpu:.2f} s, {cpu/(o[\"bytes\"]/2**30):.2f} s/GiB')"
     stop_node
   done

@@ -257,7 +257,7 @@ impl Exposition {
         ] {
             self.sample_f(name, &[("quantile", quantile)], seconds(us));
         }
-        let sum = seconds(latency.mean_us.saturating_mul(latency.count));
+        let sum = seconds(latency.sum_us);
         let _ = writeln!(self.0, "{name}_sum {sum}\n{name}_count {}", latency.count);
     }
 }
@@ -289,6 +289,7 @@ mod tests {
     fn latency(count: u64) -> LatencyView {
         LatencyView {
             count,
+            sum_us: 500 * count,
             mean_us: 500,
             p50_us: 400,
             p90_us: 900,

@@ -72,6 +72,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Succeeds when the syncer is already stopped.
     fn syncer_stop(&self) -> Result<(), ApiError>;
     fn syncer_status(&self) -> Result<SyncerStatus, ApiError>;
+    /// The syncer's status when this node is a ready leader and it can be read at once;
+    /// None otherwise (for `GET /metrics`, which must never wait).
+    fn syncer_status_now(&self) -> Option<SyncerStatus> {
+        None
+    }
     fn server_start(&self, args: ServerArgs) -> Result<(), ApiError>;
     /// Succeeds when the server is already stopped.
     fn server_stop(&self) -> Result<(), ApiError>;

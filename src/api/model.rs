@@ -262,6 +262,10 @@ pub struct PeerView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencyView {
     pub count: u64,
+    /// The exact total of the durations recorded (µs), so that a reader can tell the sum
+    /// of an interval; absent from older nodes' replies.
+    #[serde(default)]
+    pub sum_us: u64,
     pub mean_us: u64,
     pub p50_us: u64,
     pub p90_us: u64,
@@ -275,6 +279,7 @@ impl LatencyView {
     pub fn of(s: &crate::storage::LatencySnapshot) -> LatencyView {
         LatencyView {
             count: s.count(),
+            sum_us: s.sum_us,
             mean_us: s.mean_us(),
             p50_us: s.quantile_us(0.5),
             p90_us: s.quantile_us(0.9),

@@ -700,18 +700,13 @@ fn handle_file(request: tiny_http::Request, backend: &dyn Backend, target: &str)
 }
 
 /// `GET /metrics`: what the JSON routes show, as Prometheus text. The syncer's part is the
-/// leader's alone, so only a leader adds it (and never waits for it).
+/// leader's alone, so only a ready leader adds it, and never waits for it.
 fn handle_metrics(request: tiny_http::Request, backend: &dyn Backend) {
     let mut text = None;
     let reply = guarded(Route::Metrics, || {
         let health = backend.health();
         let raft = backend.raft_status().ok();
-        let leads = raft.as_ref().is_some_and(|r| r.role == "leader");
-        let syncer = if leads {
-            backend.syncer_status().ok()
-        } else {
-            None
-        };
+        let syncer = backend.syncer_status_now();
         let server = backend.server_status().ok();
         let files = backend.binlog_files().ok();
         text = Some(metrics::render(&metrics::Sample {

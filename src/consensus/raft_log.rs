@@ -1,14 +1,24 @@
 //! raft-rs's log lines, through ferrobus's logger: raft-rs logs with `slog`, ferrobus with
 //! `log` (target `raft`). A line keeps its key-value context (`key=value` after the
 //! message), and values under the keys that hold a raft id are written in hex, as ferrobus's
-//! own lines, the API and `ctl` write ids.
+//! own lines, the API and `ctl` write ids. Values that hold whole messages or entries (raft-rs
+//! logs every message it sends at debug level) are left out: they carry the binlog itself
+//! and the syncer's settings, the master's password among them; any other value is cut at
+//! `RAFT_LOG_VALUE_CHARS_MAX` characters.
 //!
 //! Formatting only: no I/O besides handing the line to `log`.
 
 use std::fmt::{self, Write as _};
 
-/// Keys under which raft-rs logs a raft id (as a `u64`).
-const RAFT_ID_KEYS: [&str; 6] = ["from", "to", "vote", "id", "leader_id", "lead"];
+/// Keys under which raft-rs (0.7) logs a raft id as a `u64`.
+const RAFT_ID_KEYS: [&str; 3] = ["from", "to", "id"];
+
+/// Keys under which raft-rs (0.7) logs a whole message (`msg`) or entries (`ents`): left
+/// out of the line (see the module doc).
+const CONTENT_KEYS: [&str; 2] = ["msg", "ents"];
+
+/// Longest value written for one key (a Debug-formatted configuration is about 200).
+const RAFT_LOG_VALUE_CHARS_MAX: usize = 400;
 
 /// The logger to give raft-rs for node `id` (the id itself is not repeated on each line:
 /// a process runs one node).
@@ -56,7 +66,16 @@ struct KeyValues(Vec<(&'static str, String)>);
 
 impl KeyValues {
     fn push(&mut self, key: &'static str, value: fmt::Arguments) {
-        self.0.push((key, value.to_string()));
+        let text = if CONTENT_KEYS.contains(&key) {
+            "(left out)".to_string()
+        } else {
+            let text = value.to_string();
+            match text.char_indices().nth(RAFT_LOG_VALUE_CHARS_MAX) {
+                Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+                None => text,
+            }
+        };
+        self.0.push((key, text));
     }
 }
 
@@ -99,6 +118,20 @@ mod tests {
             "received votes response from=2824fb30bb22f7e term=12 type=MsgRequestVote \
              last_index=0"
         );
+    }
+
+    #[test]
+    fn messages_and_entries_are_left_out_and_long_values_cut() {
+        let secret = "mysql_password: \"s3cret\"";
+        let text = render(slog::o!("msg" => format!("Message {{ {secret} }}"),
+            "ents" => format!("[Entry {{ {secret} }}]"), "config" => "x".repeat(1000)));
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("msg=(left out) ents=(left out)"), "{text}");
+        let expected = format!(
+            "config={}… (1000 bytes)",
+            "x".repeat(RAFT_LOG_VALUE_CHARS_MAX)
+        );
+        assert!(text.ends_with(&expected), "{text}");
     }
 
     #[test]

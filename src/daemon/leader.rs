@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::api::model::SyncerArgs;
 use crate::consensus::node::{ProposeError, RaftHandle};
-use crate::consensus::state::{Command, COMMAND_KIND};
+use crate::consensus::state::{ClusterState, Command, COMMAND_KIND};
 use crate::limits::{
     ANNOUNCE_RETRY_MS, LEADER_WATCH_INTERVAL_MS, PROPOSE_TIMEOUT_MS, SYNCER_PROPOSALS_IN_FLIGHT_MAX,
 };
@@ -240,8 +240,8 @@ pub struct WatchContext {
     pub my_name: String,
     pub my_admin: String,
     /// This node's binlog server address, when it runs one; None while it is not known yet
-    /// (at start, until the binlog server the node ran before has resumed): nothing is
-    /// announced then, so that the member table never says "none" for a moment.
+    /// (at start, until the binlog server the node ran before has resumed): the member
+    /// table's is announced then (see `binlog_to_announce`).
     pub binlog_addr: Box<dyn Fn() -> Option<Option<String>> + Send + Sync>,
     /// Called once when this node, a member before, is no longer in the configuration
     /// (removed through `DELETE /members`): it receives nothing more.
@@ -404,7 +404,8 @@ fn lead_duties(ctx: &WatchContext) {
     {
         let state = ctx.cluster.state();
         commands.extend(state.bootstrap_commands(&ctx.bootstrap));
-        if let (true, Some(binlog)) = (commands.is_empty(), (ctx.binlog_addr)()) {
+        if commands.is_empty() {
+            let binlog = binlog_to_announce(ctx, &state);
             if let Some(c) = state.announce_command(&ctx.my_name, &ctx.my_admin, binlog.as_deref())
             {
                 commands.push(c);
@@ -422,6 +423,19 @@ fn lead_duties(ctx: &WatchContext) {
     let _ = ctx.raft.propose(entries, None);
 }
 
+/// This node's binlog server address to announce: the running server's, or, while the
+/// node has not yet resumed the server it ran before, the member table's (unchanged), so
+/// that the admin address is announced at once and the binlog address never reads "none"
+/// for a moment.
+fn binlog_to_announce(ctx: &WatchContext, state: &ClusterState) -> Option<String> {
+    match (ctx.binlog_addr)() {
+        Some(known) => known,
+        None => state
+            .member(&ctx.my_name)
+            .and_then(|m| m.binlog_addr.clone()),
+    }
+}
+
 /// A follower makes its own admin and binlog server addresses known: it asks the leader
 /// (followers cannot propose) through the leader's admin API, at most every few seconds,
 /// until the replicated member table says so.
@@ -429,11 +443,9 @@ fn follower_announce(ctx: &WatchContext, leader_id: u64, last: &mut Option<std::
     if last.is_some_and(|t| t.elapsed() < Duration::from_millis(ANNOUNCE_RETRY_MS)) {
         return;
     }
-    let Some(binlog) = (ctx.binlog_addr)() else {
-        return;
-    };
-    let leader_admin = {
+    let (binlog, leader_admin) = {
         let state = ctx.cluster.state();
+        let binlog = binlog_to_announce(ctx, &state);
         if state
             .announce_command(&ctx.my_name, &ctx.my_admin, binlog.as_deref())
             .is_none()
@@ -441,7 +453,7 @@ fn follower_announce(ctx: &WatchContext, leader_id: u64, last: &mut Option<std::
             return;
         }
         match state.admin_addr_of(leader_id) {
-            Some(addr) => addr.to_string(),
+            Some(addr) => (binlog, addr.to_string()),
             None => return,
         }
     };

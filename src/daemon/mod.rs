@@ -236,7 +236,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
                 if let Some(server) = &desired.server {
                     log::info!(
                         "the binlog server on {} resumes once this node has caught up with \
-                         the cluster (at most {} s without a leader)",
+                         the cluster (or after {} s at most)",
                         server.addr,
                         crate::limits::STARTUP_APPLY_WAIT_MS / 1000
                     );
@@ -469,6 +469,51 @@ fn syncer_starter(store: Arc<Store>) -> leader::StartSyncer {
 }
 
 impl Node {
+    /// The syncer's status as this leader knows it (`slot` is the syncer slot, locked).
+    fn syncer_view(&self, slot: &SyncerSlot) -> SyncerStatus {
+        let desired = self.cluster.state().syncer().cloned();
+        let index = self.store.index();
+        let state = index.maria_state();
+        let stored = index.resume_point();
+        let (events, bytes) = index.totals();
+        let mut status = SyncerStatus {
+            status: SyncerState::Stopped,
+            mysql_addr: None,
+            mysql_user: None,
+            syncer_id: None,
+            current_gtid: last_gtid(state),
+            last_binlog_file: stored.as_ref().map(|s| s.0.clone()),
+            last_file_position: stored.map(|s| s.1),
+            executed_gtid_set: Some(state.to_string()),
+            purged_gtid_set: Some(index.purged_gtids().to_string()),
+            last_error: None,
+            last_error_at: None,
+            lag_seconds: None,
+            events,
+            bytes,
+        };
+        if let Some(args) = &desired {
+            // Desired but not running here yet: the leader is starting it.
+            status.status = SyncerState::Connecting;
+            status.mysql_addr = Some(args.mysql_addr.clone());
+            status.mysql_user = Some(args.mysql_user.clone());
+            status.syncer_id = Some(args.syncer_id);
+        }
+        if let Some((_, _, syncer)) = slot.running.as_ref().filter(|_| desired.is_some()) {
+            let p = syncer.progress();
+            status.status = match p.state {
+                State::Running => SyncerState::Running,
+                State::Connecting => SyncerState::Connecting,
+                State::Stopped => SyncerState::Stopped,
+                State::Error => SyncerState::Error,
+            };
+            status.last_error = p.last_error;
+            status.last_error_at = p.last_error_at;
+            status.lag_seconds = p.lag_seconds;
+        }
+        status
+    }
+
     /// Starts the binlog server if the desired state asks for it. A failure is logged; the
     /// node keeps running so an operator can fix it through the API.
     fn restore(&self, desired: Desired) {
@@ -845,48 +890,17 @@ impl Backend for Node {
 
     fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
         self.until_ready_leader()?;
-        let desired = self.cluster.state().syncer().cloned();
         let slot = self.syncer.lock().expect("syncer lock");
-        let index = self.store.index();
-        let state = index.maria_state();
-        let stored = index.resume_point();
-        let (events, bytes) = index.totals();
-        let mut status = SyncerStatus {
-            status: SyncerState::Stopped,
-            mysql_addr: None,
-            mysql_user: None,
-            syncer_id: None,
-            current_gtid: last_gtid(state),
-            last_binlog_file: stored.as_ref().map(|s| s.0.clone()),
-            last_file_position: stored.map(|s| s.1),
-            executed_gtid_set: Some(state.to_string()),
-            purged_gtid_set: Some(index.purged_gtids().to_string()),
-            last_error: None,
-            last_error_at: None,
-            lag_seconds: None,
-            events,
-            bytes,
-        };
-        if let Some(args) = &desired {
-            // Desired but not running here yet: the leader is starting it.
-            status.status = SyncerState::Connecting;
-            status.mysql_addr = Some(args.mysql_addr.clone());
-            status.mysql_user = Some(args.mysql_user.clone());
-            status.syncer_id = Some(args.syncer_id);
+        Ok(self.syncer_view(&slot))
+    }
+
+    fn syncer_status_now(&self) -> Option<SyncerStatus> {
+        if !self.cluster.leads_ready(&self.raft.status()) {
+            return None;
         }
-        if let Some((_, _, syncer)) = slot.running.as_ref().filter(|_| desired.is_some()) {
-            let p = syncer.progress();
-            status.status = match p.state {
-                State::Running => SyncerState::Running,
-                State::Connecting => SyncerState::Connecting,
-                State::Stopped => SyncerState::Stopped,
-                State::Error => SyncerState::Error,
-            };
-            status.last_error = p.last_error;
-            status.last_error_at = p.last_error_at;
-            status.lag_seconds = p.lag_seconds;
-        }
-        Ok(status)
+        // Busy while the leader watch starts or stops the syncer: no figure this time.
+        let slot = self.syncer.try_lock().ok()?;
+        Some(self.syncer_view(&slot))
     }
 
     fn members_list(&self) -> Result<Vec<MemberView>, ApiError> {

@@ -969,7 +969,6 @@ impl Log {
     }
 }
 
-/// Writes all of `bufs` at `offset` with pwritev.
 /// Fills `first` then `second` from the file's bytes at `offset` (contiguous): one `preadv`,
 /// finished with plain reads after a short one. The end of the file first is an
 /// `UnexpectedEof` error, as for `read_exact_at`.
@@ -1016,6 +1015,7 @@ fn read_exact_pair_at(
     Ok(())
 }
 
+/// Writes all of `bufs` at `offset` with pwritev.
 fn write_all_vectored_at(file: &File, bufs: &mut [IoSlice<'_>], offset: u64) -> io::Result<()> {
     write_all_vectored(bufs, offset, |slices, at| {
         let at = libc::off_t::try_from(at)

@@ -327,9 +327,6 @@ fn syncer_through_follower_runs_on_leader_and_stop_sticks() {
     }
 }
 
-/// `GET /raft/status` on every node of a synced, idle cluster led by `leader`: the roles
-/// and the leader agree, the leader sees both followers caught up and streaming (matched =
-/// its last index), every node has applied its whole log and timed its log syncs.
 /// `GET /metrics` on the leader and on a follower of a cluster whose syncer runs and whose
 /// nodes all serve: Prometheus text with each node's part.
 fn assert_metrics(cluster: &Cluster, leader: &str, follower: &str) {
@@ -373,6 +370,9 @@ fn assert_metrics(cluster: &Cluster, leader: &str, follower: &str) {
     assert!(stored(&on_follower) > 0, "{on_follower}");
 }
 
+/// `GET /raft/status` on every node of a synced, idle cluster led by `leader`: the roles
+/// and the leader agree, the leader sees both followers caught up and streaming (matched =
+/// its last index), every node has applied its whole log and timed its log syncs.
 fn assert_raft_status(cluster: &Cluster, leader: &str) {
     let on_leader = cluster.node(leader).get_ok("/raft/status").unwrap();
     assert_eq!(on_leader["role"], "leader", "{on_leader}");
