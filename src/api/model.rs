@@ -141,6 +141,9 @@ pub struct SyncerStatus {
 pub enum ServerState {
     Running,
     Stopped,
+    /// The server this node ran before it restarted: it resumes once the node has caught up
+    /// with the cluster.
+    Starting,
 }
 
 impl ServerState {
@@ -148,6 +151,7 @@ impl ServerState {
         match self {
             ServerState::Running => "running",
             ServerState::Stopped => "stopped",
+            ServerState::Starting => "starting",
         }
     }
 }

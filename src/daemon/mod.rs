@@ -133,6 +133,9 @@ pub struct Node {
     /// The binlog server of `desired.json` was given its chance to resume (`restore`):
     /// until then this node's binlog address is not known, and not announced.
     restored: AtomicBool,
+    /// Until `restore`: the binlog server `desired.json` names (address, user), which
+    /// `server status` shows as starting.
+    resuming: Mutex<Option<(String, String)>>,
     desired: Mutex<Desired>,
     /// Serializes this node's changes to the replicated state (syncer, members, purge,
     /// import), which wait for raft; the node-local `desired` state has its own lock, so
@@ -210,6 +213,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         server: Mutex::new(None),
         removed: AtomicBool::new(false),
         restored: AtomicBool::new(false),
+        resuming: Mutex::new(None),
         desired: Mutex::new(Desired::default()),
         changes: Mutex::new(()),
         server_max_connections: config.server_max_connections,
@@ -225,6 +229,10 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // replica is never told the binlog it already has is not stored. In the background:
     // the other members may still be starting, and they need this node's admin API.
     let desired = load_desired(&data_dir)?;
+    *node.resuming.lock().expect("resuming lock") = desired
+        .server
+        .as_ref()
+        .map(|s| (s.addr.clone(), s.user.clone()));
     // Set on SIGTERM: a restore still waiting for the cluster gives up (the node stops).
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let restorer = {
@@ -521,6 +529,7 @@ impl Node {
         if current.server.is_some() || self.server.lock().expect("server lock").is_some() {
             // The API started a server meanwhile: that is the desired state now.
             self.restored.store(true, Ordering::SeqCst);
+            *self.resuming.lock().expect("resuming lock") = None;
             return;
         }
         // What is saved now wins over what was read at start: a `server stop` through the
@@ -542,6 +551,7 @@ impl Node {
         }
         *current = desired;
         self.restored.store(true, Ordering::SeqCst);
+        *self.resuming.lock().expect("resuming lock") = None;
     }
 
     fn shutdown(&self) {
@@ -641,6 +651,8 @@ impl Node {
     ) -> Result<(), ApiError> {
         let mut desired = self.desired.lock().expect("desired lock");
         act()?;
+        // What the API asks for now replaces the server waiting to resume.
+        *self.resuming.lock().expect("resuming lock") = None;
         record(&mut desired);
         save_desired(&self.data_dir, &desired)
             .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))
@@ -1058,10 +1070,16 @@ impl Backend for Node {
     fn server_status(&self) -> Result<ServerStatus, ApiError> {
         let slot = self.server.lock().expect("server lock");
         let Some(server) = slot.as_ref() else {
+            let resuming = self.resuming.lock().expect("resuming lock").clone();
+            let status = match resuming {
+                Some(_) => ServerState::Starting,
+                None => ServerState::Stopped,
+            };
+            let (addr, user) = resuming.unzip();
             return Ok(ServerStatus {
-                addr: None,
-                user: None,
-                status: ServerState::Stopped,
+                addr,
+                user,
+                status,
                 slaves: Vec::new(),
             });
         };

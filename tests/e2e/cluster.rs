@@ -508,11 +508,23 @@ fn full_cluster_stop_and_start_resumes() {
     Load::run(master.port(), LoadPlan::small()).unwrap();
     write_marker(&master, "while-down");
 
-    for name in ["n1", "n2", "n3"] {
+    // Alone, a node cannot catch up: its binlog server waits, and says so.
+    cluster.restart("n1").unwrap();
+    let alone = cluster.node("n1").get_ok("/binlog/server/status").unwrap();
+    assert_eq!(alone["status"], "starting", "{alone}");
+    assert!(alone["addr"].is_string(), "{alone}");
+    for name in ["n2", "n3"] {
         cluster.restart(name).unwrap();
     }
     cluster.wait_leader(LEADER_TIMEOUT).unwrap();
     wait_status_everywhere(&cluster, "running");
+    wait_until("n1's binlog server to resume", CATCH_UP_TIMEOUT, || {
+        cluster
+            .node("n1")
+            .get_ok("/binlog/server/status")
+            .is_ok_and(|s| s["status"] == "running")
+    })
+    .unwrap();
     cluster
         .wait_synced_via("n3", &master, CATCH_UP_TIMEOUT)
         .unwrap();
