@@ -759,6 +759,10 @@ mod tests {
         assert_eq!(password_from_file(&most).unwrap().len(), most.len());
         most.extend_from_slice(b"\r\n");
         assert_eq!(password_from_file(&most).unwrap().len(), most.len() - 2);
+        // A longer file read up to its cap, cut inside a character: too long, not "not UTF-8".
+        let mut cut = "é".repeat(PASSWORD_FILE_BYTES_MAX as usize).into_bytes();
+        cut.truncate(PASSWORD_FILE_BYTES_MAX as usize + 3);
+        assert!(password_from_file(&cut).unwrap_err().contains("more than"));
     }
 
     #[test]

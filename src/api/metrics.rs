@@ -289,7 +289,8 @@ mod tests {
     fn latency(count: u64) -> LatencyView {
         LatencyView {
             count,
-            sum_us: 500 * count,
+            // Not mean × count: the exact sum is what is exported.
+            sum_us: 500 * count + 7,
             mean_us: 500,
             p50_us: 400,
             p90_us: 900,
@@ -422,7 +423,7 @@ mod tests {
             "ferrobus_raft_peer_matched_index{peer=\"n\\\"2\",id=\"2b\"} 91",
             "ferrobus_raft_peer_heard_seconds{peer=\"n\\\"2\",id=\"2b\"} 1.5",
             "ferrobus_raft_log_sync_seconds{quantile=\"0.99\"} 0.002",
-            "ferrobus_raft_log_sync_seconds_sum 0.04",
+            "ferrobus_raft_log_sync_seconds_sum 0.040007",
             "ferrobus_raft_log_sync_seconds_count 80",
             "ferrobus_syncer_state{state=\"running\"} 1",
             "ferrobus_syncer_state{state=\"error\"} 0",

@@ -297,7 +297,7 @@ impl Driver {
         if !leaving {
             return Ok(());
         }
-        let Some(to) = self.successor(false) else {
+        let Some(to) = self.successor(None) else {
             let reason = "the only voter cannot leave the cluster".to_owned();
             return Err(ConsensusError::Raft(raft::Error::ConfChangeError(reason)));
         };
@@ -305,29 +305,28 @@ impl Driver {
         Err(ConsensusError::HandingOver { to })
     }
 
-    /// A leader about to stop hands leadership to the voter whose log matches most (raft-rs
-    /// catches it up, then has it campaign at once), so that the cluster need not wait an
-    /// election timeout. Answers the voter chosen; None when this node does not lead or is
-    /// the only voter.
-    pub fn transfer_leadership(&mut self) -> Option<u64> {
+    /// A leader about to stop hands leadership to the voter of `active` (those it heard from
+    /// recently) whose log matches most (raft-rs catches it up, then has it campaign at
+    /// once), so that the cluster need not wait an election timeout. Answers the voter
+    /// chosen; None when this node does not lead or no other voter is in `active`.
+    pub fn transfer_leadership(&mut self, active: &[u64]) -> Option<u64> {
         if self.raw.raft.state != raft::StateRole::Leader {
             return None;
         }
-        let to = self.successor(true)?;
+        let to = self.successor(Some(active))?;
         self.raw.transfer_leader(to);
         Some(to)
     }
 
-    /// The other voter whose log matches this leader's most (only among those heard from
-    /// recently when `active_only`).
-    fn successor(&self, active_only: bool) -> Option<u64> {
+    /// The other voter whose log matches this leader's most (only among `among` if given).
+    fn successor(&self, among: Option<&[u64]>) -> Option<u64> {
         let me = self.id();
         let prs = self.raw.raft.prs();
         self.conf_state()
             .voters
             .into_iter()
             .filter(|&id| id != me)
-            .filter(|&id| !active_only || prs.get(id).is_some_and(|p| p.recent_active))
+            .filter(|id| among.is_none_or(|ids| ids.contains(id)))
             .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched))
     }
 
@@ -1288,8 +1287,9 @@ mod tests {
         let mut c = Cluster::new(&[1, 2, 3]);
         let leader = c.elect(&[1, 2, 3]);
         let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+        let all = [1, 2, 3];
         assert_eq!(
-            c.d(followers[0]).transfer_leadership(),
+            c.d(followers[0]).transfer_leadership(&all),
             None,
             "a follower does not"
         );
@@ -1300,7 +1300,11 @@ mod tests {
             c.propose(leader, &format!("e{i}"));
         }
         c.settle();
-        assert_eq!(c.d(leader).transfer_leadership(), Some(ahead));
+        // Only the voters heard from recently are candidates.
+        assert_eq!(c.d(leader).successor(Some(&[leader, behind])), Some(behind));
+        assert_eq!(c.d(leader).successor(Some(&[leader])), None);
+        assert_eq!(c.d(leader).transfer_leadership(&[leader]), None);
+        assert_eq!(c.d(leader).transfer_leadership(&all), Some(ahead));
         c.settle();
         assert!(
             c.d(ahead).is_leader(),
@@ -1315,7 +1319,7 @@ mod tests {
             c.tick();
         }
         assert!(!c.d(now).is_leader());
-        assert_eq!(c.d(now).transfer_leadership(), None);
+        assert_eq!(c.d(now).transfer_leadership(&all), None);
     }
 
     #[test]

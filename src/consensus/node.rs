@@ -586,9 +586,9 @@ impl RaftHandle {
         self.send(Request::RemovePeer { id });
     }
 
-    /// On a leader about to stop: hands leadership to the most caught-up active voter (see
-    /// `Driver::transfer_leadership`). Answers the voter chosen, or None (not the leader,
-    /// no other active voter).
+    /// On a leader about to stop: hands leadership to the most caught-up voter heard from
+    /// within `PEER_ACTIVE_WINDOW_MS` (see `Driver::transfer_leadership`). Answers the voter
+    /// chosen, or None (not the leader, no other voter heard from).
     pub fn transfer_leadership(&self) -> Receiver<Option<u64>> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Request::TransferLeadership { reply });
@@ -1104,7 +1104,12 @@ impl Runner {
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
             Request::TransferLeadership { reply } => {
-                answer(&reply, self.driver.transfer_leadership());
+                let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
+                let active: Vec<u64> = (self.heard.iter())
+                    .filter(|(_, at)| at.elapsed() < window)
+                    .map(|(id, _)| *id)
+                    .collect();
+                answer(&reply, self.driver.transfer_leadership(&active));
             }
         }
         Ok(())

@@ -10,8 +10,16 @@
 
 use std::fmt::{self, Write as _};
 
-/// Keys under which raft-rs (0.7) logs a raft id as a `u64`.
-const RAFT_ID_KEYS: [&str; 3] = ["from", "to", "id"];
+/// Keys under which raft-rs (0.7) logs a raft id as a `u64` (slog makes a key of a named
+/// format argument too, as in "vote for {vote}").
+const RAFT_ID_KEYS: [&str; 6] = [
+    "from",
+    "to",
+    "id",
+    "vote",
+    "lead_transferee",
+    "last_lead_transferee",
+];
 
 /// Keys under which raft-rs (0.7) logs a whole message (`msg`) or entries (`ents`): left
 /// out of the line (see the module doc).
@@ -118,6 +126,8 @@ mod tests {
             "received votes response from=2824fb30bb22f7e term=12 type=MsgRequestVote \
              last_index=0"
         );
+        let text = render(slog::o!("vote" => 0x2a_u64, "lead_transferee" => 0x2b_u64));
+        assert_eq!(text, "received votes response vote=2a lead_transferee=2b");
     }
 
     #[test]

@@ -321,12 +321,24 @@ fn hand_leadership_over(raft: &RaftHandle, my_id: u64) {
     if !status.is_leader() || status.voters.len() < 2 {
         return;
     }
-    let wait = Duration::from_millis(crate::limits::HANDOVER_WAIT_MS);
-    let Ok(Some(to)) = raft.transfer_leadership().recv_timeout(wait) else {
-        log::info!("no other voter is active: stopping without handing leadership over");
-        return;
+    let deadline = Instant::now() + Duration::from_millis(crate::limits::HANDOVER_WAIT_MS);
+    let to = match raft
+        .transfer_leadership()
+        .recv_timeout(Duration::from_millis(crate::limits::HANDOVER_WAIT_MS))
+    {
+        Ok(Some(to)) => to,
+        Ok(None) => {
+            log::info!(
+                "no other voter heard from recently (or no longer the leader): stopping \
+                 without handing leadership over"
+            );
+            return;
+        }
+        Err(_) => {
+            log::warn!("the raft thread did not answer: stopping without handing leadership over");
+            return;
+        }
     };
-    let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -424,14 +436,26 @@ fn wait_caught_up(
             return false;
         }
         let status = raft.status();
-        if cluster.caught_up(&status) || !status.running || Instant::now() >= deadline {
+        let caught_up = cluster.caught_up(&status);
+        if caught_up || !status.running || Instant::now() >= deadline {
             let leader = match status.leader_id {
                 0 => "no leader known yet".to_string(),
                 id => format!("leader {id:x}"),
             };
-            log::info!(
-                "ready: applied {} of the {} entries this node knows committed ({leader}; a \
+            let level = if caught_up {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
+                "{}: applied {} of the {} entries this node knows committed ({leader}; a \
                  node behind the leader learns of more as it hears from it)",
+                if caught_up {
+                    "ready"
+                } else {
+                    "not caught up with the cluster, going on anyway"
+                },
                 status.applied,
                 status.commit,
             );
