@@ -2,7 +2,7 @@
 # Benchmark: catch-up ingest of a >= 100 MB sysbench binlog into a fresh ferrobus node and
 # into a fresh three-node cluster, next to `mariadb-binlog --read-from-remote-server --raw`
 # fetching the same binlog; then, on that cluster, added replication lag, concurrent dump
-# clients and failover. Regenerates BENCHMARKS.md. Run with `make bench` (~10 min, 2 cores).
+# clients and failover. Regenerates BENCHMARKS.md. Run with `make bench` (~7 min, 2 cores).
 #
 #   1. builds the release binary and scripts/bench/dumpclient;
 #   2. starts a throwaway MariaDB master (temp dir, free 127.0.0.1 port) and fills its binlog

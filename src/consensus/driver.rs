@@ -144,6 +144,9 @@ pub struct Driver {
     persistence: Persistence,
     /// The last entry index handed out as committed (or restored from a snapshot).
     handed_out: u64,
+    /// The nodes the raft thread heard from recently (`set_recently_heard`), among which a
+    /// leader that leaves picks its successor; None until told (then any voter).
+    recently_heard: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -182,7 +185,15 @@ impl Driver {
             storage,
             persistence: Persistence::default(),
             handed_out: 0,
+            recently_heard: None,
         })
+    }
+
+    /// The nodes heard from recently, for the choice of a successor when this leader is
+    /// asked to leave (raft-rs's own `recent_active` flags are reset every election timeout,
+    /// so they may show every peer idle at the moment of asking).
+    pub fn set_recently_heard(&mut self, ids: Vec<u64>) {
+        self.recently_heard = Some(ids);
     }
 
     /// From now on the log's fdatasyncs run on `worker` (asynchronous persistence); without
@@ -297,7 +308,10 @@ impl Driver {
         if !leaving {
             return Ok(());
         }
-        let Some(to) = self.successor(None) else {
+        // A voter heard from recently, else any (a removal's quorum check keeps the first
+        // from being empty, but the caller may not have told who was heard).
+        let heard = self.successor(self.recently_heard.as_deref());
+        let Some(to) = heard.or_else(|| self.successor(None)) else {
             let reason = "the only voter cannot leave the cluster".to_owned();
             return Err(ConsensusError::Raft(raft::Error::ConfChangeError(reason)));
         };
@@ -1722,6 +1736,39 @@ mod tests {
         c.tick();
         assert_eq!(c.nodes[&4].sm, c.nodes[&leader].sm);
         assert_eq!(voters(c.d(4).conf_state()), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_leader_asked_to_leave_hands_over_to_a_voter_heard_from() {
+        let mut c = Cluster::new(&[1, 2, 3]);
+        let leader = c.elect(&[1, 2, 3]);
+        c.propose(leader, "before");
+        c.settle();
+        // Both followers are as caught up; the one not heard from lately is passed over,
+        // whichever comes first in the list.
+        for silent in [1, 2, 3].into_iter().filter(|&id| id != leader) {
+            let heard = [1, 2, 3].into_iter().filter(|&id| id != silent).collect();
+            c.d(leader).set_recently_heard(heard);
+            let refused = c
+                .d(leader)
+                .propose_conf_change(conf_change(ConfChangeType::RemoveNode, leader));
+            let Err(ConsensusError::HandingOver { to }) = refused else {
+                panic!("{refused:?}");
+            };
+            assert!(
+                to != silent && to != leader,
+                "handed to {to}, {silent} is silent"
+            );
+        }
+        // Told of no one, any voter will do rather than none.
+        c.d(leader).set_recently_heard(vec![leader]);
+        let refused = c
+            .d(leader)
+            .propose_conf_change(conf_change(ConfChangeType::RemoveNode, leader));
+        assert!(
+            matches!(refused, Err(ConsensusError::HandingOver { .. })),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -1104,11 +1104,7 @@ impl Runner {
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
             Request::TransferLeadership { reply } => {
-                let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
-                let active: Vec<u64> = (self.heard.iter())
-                    .filter(|(_, at)| at.elapsed() < window)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let active = self.recently_heard();
                 answer(&reply, self.driver.transfer_leadership(&active));
             }
         }
@@ -1207,7 +1203,18 @@ impl Runner {
         }
     }
 
+    /// The peers heard from within `PEER_ACTIVE_WINDOW_MS`.
+    fn recently_heard(&self) -> Vec<u64> {
+        let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
+        (self.heard.iter())
+            .filter(|(_, at)| at.elapsed() < window)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn propose_conf_change(&mut self, cc: ConfChange, reply: SyncSender<Result<(), ProposeError>>) {
+        let heard = self.recently_heard();
+        self.driver.set_recently_heard(heard);
         let result = self.check_leader().and_then(|()| {
             self.driver
                 .propose_conf_change(cc)

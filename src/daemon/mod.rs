@@ -437,28 +437,28 @@ fn wait_caught_up(
         }
         let status = raft.status();
         let caught_up = cluster.caught_up(&status);
-        if caught_up || !status.running || Instant::now() >= deadline {
+        let timed_out = Instant::now() >= deadline;
+        if caught_up || !status.running || timed_out {
             let leader = match status.leader_id {
                 0 => "no leader known yet".to_string(),
                 id => format!("leader {id:x}"),
             };
-            let level = if caught_up {
-                log::Level::Info
-            } else {
-                log::Level::Warn
-            };
-            log::log!(
-                level,
-                "{}: applied {} of the {} entries this node knows committed ({leader}; a \
-                 node behind the leader learns of more as it hears from it)",
-                if caught_up {
-                    "ready"
-                } else {
-                    "not caught up with the cluster, going on anyway"
-                },
-                status.applied,
-                status.commit,
+            let what = format!(
+                "applied {} of the {} entries this node knows committed ({leader})",
+                status.applied, status.commit
             );
+            if caught_up {
+                log::info!("ready: {what}");
+            } else if timed_out {
+                log::warn!(
+                    "not caught up with the cluster after {} s ({what}, none yet of the \
+                     current term): ready anyway; a binlog server resumed now serves what \
+                     this node has",
+                    crate::limits::STARTUP_APPLY_WAIT_MS / 1000
+                );
+            } else {
+                log::info!("raft stopped before this node caught up ({what})");
+            }
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -675,11 +675,12 @@ impl Node {
     ) -> Result<(), ApiError> {
         let mut desired = self.desired.lock().expect("desired lock");
         act()?;
-        // What the API asks for now replaces the server waiting to resume.
-        *self.resuming.lock().expect("resuming lock") = None;
         record(&mut desired);
         save_desired(&self.data_dir, &desired)
-            .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))
+            .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))?;
+        // What the API asked for, now saved, replaces the server waiting to resume.
+        *self.resuming.lock().expect("resuming lock") = None;
+        Ok(())
     }
 
     /// Waits until this node is a ready leader: one that has applied an entry of its own
