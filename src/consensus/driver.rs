@@ -145,7 +145,7 @@ pub struct Driver {
     /// The last entry index handed out as committed (or restored from a snapshot).
     handed_out: u64,
     /// The nodes the raft thread heard from recently (`set_recently_heard`), among which a
-    /// leader that leaves picks its successor; None until told (then any voter).
+    /// leader that leaves or stops picks its successor; None until told.
     recently_heard: Option<Vec<u64>>,
 }
 
@@ -190,8 +190,8 @@ impl Driver {
     }
 
     /// The nodes heard from recently, for the choice of a successor when this leader is
-    /// asked to leave (raft-rs's own `recent_active` flags are reset every election timeout,
-    /// so they may show every peer idle at the moment of asking).
+    /// asked to leave or stops (raft-rs's own `recent_active` flags are reset every election
+    /// timeout, so they may show every peer idle at the moment of asking).
     pub fn set_recently_heard(&mut self, ids: Vec<u64>) {
         self.recently_heard = Some(ids);
     }
@@ -319,15 +319,16 @@ impl Driver {
         Err(ConsensusError::HandingOver { to })
     }
 
-    /// A leader about to stop hands leadership to the voter of `active` (those it heard from
-    /// recently) whose log matches most (raft-rs catches it up, then has it campaign at
-    /// once), so that the cluster need not wait an election timeout. Answers the voter
-    /// chosen; None when this node does not lead or no other voter is in `active`.
-    pub fn transfer_leadership(&mut self, active: &[u64]) -> Option<u64> {
+    /// A leader about to stop hands leadership to the voter heard from recently (see
+    /// `set_recently_heard`; not told, any) whose log matches most (raft-rs catches it up,
+    /// then has it campaign at once), so that the cluster need not wait an election timeout.
+    /// Answers the voter chosen; None when this node does not lead or no other voter was
+    /// heard from.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
         if self.raw.raft.state != raft::StateRole::Leader {
             return None;
         }
-        let to = self.successor(Some(active))?;
+        let to = self.successor(self.recently_heard.as_deref())?;
         self.raw.transfer_leader(to);
         Some(to)
     }
@@ -1301,9 +1302,8 @@ mod tests {
         let mut c = Cluster::new(&[1, 2, 3]);
         let leader = c.elect(&[1, 2, 3]);
         let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
-        let all = [1, 2, 3];
         assert_eq!(
-            c.d(followers[0]).transfer_leadership(&all),
+            c.d(followers[0]).transfer_leadership(),
             None,
             "a follower does not"
         );
@@ -1317,8 +1317,10 @@ mod tests {
         // Only the voters heard from recently are candidates.
         assert_eq!(c.d(leader).successor(Some(&[leader, behind])), Some(behind));
         assert_eq!(c.d(leader).successor(Some(&[leader])), None);
-        assert_eq!(c.d(leader).transfer_leadership(&[leader]), None);
-        assert_eq!(c.d(leader).transfer_leadership(&all), Some(ahead));
+        c.d(leader).set_recently_heard(vec![leader]);
+        assert_eq!(c.d(leader).transfer_leadership(), None);
+        c.d(leader).set_recently_heard(vec![1, 2, 3]);
+        assert_eq!(c.d(leader).transfer_leadership(), Some(ahead));
         c.settle();
         assert!(
             c.d(ahead).is_leader(),
@@ -1333,7 +1335,7 @@ mod tests {
             c.tick();
         }
         assert!(!c.d(now).is_leader());
-        assert_eq!(c.d(now).transfer_leadership(&all), None);
+        assert_eq!(c.d(now).transfer_leadership(), None);
     }
 
     #[test]

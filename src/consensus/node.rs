@@ -1104,8 +1104,8 @@ impl Runner {
             }
             Request::RemovePeer { id } => self.transport.remove_peer(id),
             Request::TransferLeadership { reply } => {
-                let active = self.recently_heard();
-                answer(&reply, self.driver.transfer_leadership(&active));
+                self.tell_recently_heard();
+                answer(&reply, self.driver.transfer_leadership());
             }
         }
         Ok(())
@@ -1203,18 +1203,19 @@ impl Runner {
         }
     }
 
-    /// The peers heard from within `PEER_ACTIVE_WINDOW_MS`.
-    fn recently_heard(&self) -> Vec<u64> {
+    /// Tells the driver the peers heard from within `PEER_ACTIVE_WINDOW_MS`, among which a
+    /// leader that leaves or stops picks its successor.
+    fn tell_recently_heard(&mut self) {
         let window = Duration::from_millis(crate::limits::PEER_ACTIVE_WINDOW_MS);
-        (self.heard.iter())
+        let heard = (self.heard.iter())
             .filter(|(_, at)| at.elapsed() < window)
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        self.driver.set_recently_heard(heard);
     }
 
     fn propose_conf_change(&mut self, cc: ConfChange, reply: SyncSender<Result<(), ProposeError>>) {
-        let heard = self.recently_heard();
-        self.driver.set_recently_heard(heard);
+        self.tell_recently_heard();
         let result = self.check_leader().and_then(|()| {
             self.driver
                 .propose_conf_change(cc)

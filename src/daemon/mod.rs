@@ -130,12 +130,8 @@ pub struct Node {
     server: Mutex<Option<BinlogServer>>,
     /// This node was removed from the cluster while it ran (see `removed_from_cluster`).
     removed: AtomicBool,
-    /// The binlog server of `desired.json` was given its chance to resume (`restore`):
-    /// until then this node's binlog address is not known, and not announced.
-    restored: AtomicBool,
-    /// Until `restore`: the binlog server `desired.json` names (address, user), which
-    /// `server status` shows as starting.
-    resuming: Mutex<Option<(String, String)>>,
+    /// Where the node is in resuming the binlog server `desired.json` names (`restore`).
+    resume: Mutex<Resume>,
     desired: Mutex<Desired>,
     /// Serializes this node's changes to the replicated state (syncer, members, purge,
     /// import), which wait for raft; the node-local `desired` state has its own lock, so
@@ -153,6 +149,16 @@ pub struct Node {
     /// peers listen on a port of the system's choosing, which no other node can know, so
     /// the cluster cannot grow.
     chosen_peer_port: bool,
+}
+
+/// Where a starting node is in resuming the binlog server it ran before (see
+/// `Node::restore`).
+enum Resume {
+    /// Not yet: this node's binlog address is not known, and not announced. The server
+    /// `desired.json` names (address, user), shown by `server status` as starting, unless
+    /// the API started or stopped one since.
+    Waiting(Option<(String, String)>),
+    Done,
 }
 
 /// Runs a node until SIGTERM, SIGINT or SIGHUP. Returns after a clean stop.
@@ -212,8 +218,7 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         syncer: Arc::new(Mutex::new(SyncerSlot::default())),
         server: Mutex::new(None),
         removed: AtomicBool::new(false),
-        restored: AtomicBool::new(false),
-        resuming: Mutex::new(None),
+        resume: Mutex::new(Resume::Waiting(None)),
         desired: Mutex::new(Desired::default()),
         changes: Mutex::new(()),
         server_max_connections: config.server_max_connections,
@@ -229,10 +234,12 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
     // replica is never told the binlog it already has is not stored. In the background:
     // the other members may still be starting, and they need this node's admin API.
     let desired = load_desired(&data_dir)?;
-    *node.resuming.lock().expect("resuming lock") = desired
-        .server
-        .as_ref()
-        .map(|s| (s.addr.clone(), s.user.clone()));
+    *node.resume.lock().expect("resume lock") = Resume::Waiting(
+        desired
+            .server
+            .as_ref()
+            .map(|s| (s.addr.clone(), s.user.clone())),
+    );
     // Set on SIGTERM: a restore still waiting for the cluster gives up (the node stops).
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let restorer = {
@@ -279,8 +286,8 @@ pub fn serve(config: Config) -> Result<(), DaemonError> {
         binlog_addr: {
             let node = node.clone();
             Box::new(move || {
-                let restored = node.restored.load(Ordering::SeqCst);
-                restored.then(|| node.binlog_addr())
+                let resumed = matches!(*node.resume.lock().expect("resume lock"), Resume::Done);
+                resumed.then(|| node.binlog_addr())
             })
         },
         on_removed: {
@@ -552,8 +559,7 @@ impl Node {
         let mut current = self.desired.lock().expect("desired lock");
         if current.server.is_some() || self.server.lock().expect("server lock").is_some() {
             // The API started a server meanwhile: that is the desired state now.
-            self.restored.store(true, Ordering::SeqCst);
-            *self.resuming.lock().expect("resuming lock") = None;
+            *self.resume.lock().expect("resume lock") = Resume::Done;
             return;
         }
         // What is saved now wins over what was read at start: a `server stop` through the
@@ -574,8 +580,7 @@ impl Node {
             }
         }
         *current = desired;
-        self.restored.store(true, Ordering::SeqCst);
-        *self.resuming.lock().expect("resuming lock") = None;
+        *self.resume.lock().expect("resume lock") = Resume::Done;
     }
 
     fn shutdown(&self) {
@@ -679,7 +684,9 @@ impl Node {
         save_desired(&self.data_dir, &desired)
             .map_err(|e| ApiError::internal(format!("cannot save the desired state: {e}")))?;
         // What the API asked for, now saved, replaces the server waiting to resume.
-        *self.resuming.lock().expect("resuming lock") = None;
+        if let Resume::Waiting(shown) = &mut *self.resume.lock().expect("resume lock") {
+            *shown = None;
+        }
         Ok(())
     }
 
@@ -1095,12 +1102,15 @@ impl Backend for Node {
     fn server_status(&self) -> Result<ServerStatus, ApiError> {
         let slot = self.server.lock().expect("server lock");
         let Some(server) = slot.as_ref() else {
-            let resuming = self.resuming.lock().expect("resuming lock").clone();
-            let status = match resuming {
+            let waiting = match &*self.resume.lock().expect("resume lock") {
+                Resume::Waiting(Some(server)) => Some(server.clone()),
+                _ => None,
+            };
+            let status = match waiting {
                 Some(_) => ServerState::Starting,
                 None => ServerState::Stopped,
             };
-            let (addr, user) = resuming.unzip();
+            let (addr, user) = waiting.unzip();
             return Ok(ServerStatus {
                 addr,
                 user,

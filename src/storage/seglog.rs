@@ -311,7 +311,7 @@ fn read_record_range(
     let mut head = [0u8; RECORD_OVERHEAD];
     // What the index says the data holds; checked against the record's own length below.
     let indexed_len = (loc.len as usize).saturating_sub(RECORD_OVERHEAD);
-    let mut read = indexed_len.saturating_sub(offset).min(buf.len());
+    let read = indexed_len.saturating_sub(offset).min(buf.len());
     let together = offset == 0 && read > 0;
     if together {
         read_exact_pair_at(file, &mut head, &mut buf[..read], loc.offset)
@@ -331,12 +331,6 @@ fn read_record_range(
             "entry {found} found where {index} expected"
         )));
     }
-    let data_len = body_len as usize - BODY_FIXED_LEN;
-    debug_assert_eq!(
-        data_len, indexed_len,
-        "checked with the record length above"
-    );
-    read = data_len.saturating_sub(offset).min(buf.len());
     if read > 0 && !together {
         let at = loc.offset + RECORD_OVERHEAD as u64 + offset as u64;
         file.read_exact_at(&mut buf[..read], at)
@@ -344,7 +338,8 @@ fn read_record_range(
     }
     Ok(DataRange {
         kind,
-        data_len,
+        // The record's length matches the index's (checked above).
+        data_len: indexed_len,
         read,
     })
 }
