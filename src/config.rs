@@ -164,10 +164,7 @@ impl Config {
                 .map(|p| format!("{}={}", p.name, p.peer_url))
                 .collect::<Vec<_>>()
                 .join(","),
-            match self.initial_cluster_state {
-                InitialClusterState::New => "new",
-                InitialClusterState::Existing => "existing",
-            },
+            self.initial_cluster_state.as_str(),
             if self.cluster_token == CLUSTER_TOKEN_DEFAULT {
                 "the default"
             } else {
@@ -609,6 +606,14 @@ mod tests {
         load_with_cluster(None, &Overrides::default(), &flags)
     }
 
+    /// `load` of a configuration file holding `text`, without flags.
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path), &Overrides::default())
+    }
+
     fn invalid(result: Result<Config, ConfigError>) -> String {
         match result {
             Err(ConfigError::Invalid(message)) => message,
@@ -791,19 +796,13 @@ mod tests {
 
     #[test]
     fn server_auth_plugin_and_key_from_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.toml");
-        let load_text = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            load(Some(&path), &Overrides::default())
-        };
-        let c = load_text(
+        let c = load_toml(
             "[server]\nauth_plugin = \"caching_sha2_password\"\nrsa_private_key_path = \"/k.pem\"\n",
         )
         .unwrap();
         assert_eq!(c.server_auth_plugin, AuthPlugin::CachingSha2Password);
         assert_eq!(c.server_rsa_private_key_path.as_deref(), Some("/k.pem"));
-        let error = load_text("[server]\nauth_plugin = \"sha256_password\"\n").unwrap_err();
+        let error = load_toml("[server]\nauth_plugin = \"sha256_password\"\n").unwrap_err();
         assert!(error.to_string().contains("server.auth_plugin"), "{error}");
     }
 
@@ -832,23 +831,15 @@ mod tests {
 
     #[test]
     fn the_admin_and_peer_addresses_must_differ() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.toml");
-        std::fs::write(
-            &path,
+        let message = invalid(load_toml(
             "admin_addr = \"127.0.0.1:7000\"\npeer_addr = \"127.0.0.1:7000\"\n",
-        )
-        .unwrap();
-        let message = invalid(load(Some(&path), &Overrides::default()));
+        ));
         assert!(message.contains("a port each"), "{message}");
     }
 
     #[test]
     fn an_empty_cluster_token_is_refused_as_on_the_command_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.toml");
-        std::fs::write(&path, "cluster_token = \"\"\n").unwrap();
-        let message = invalid(load(Some(&path), &Overrides::default()));
+        let message = invalid(load_toml("cluster_token = \"\"\n"));
         assert!(message.contains("cluster_token is empty"), "{message}");
     }
 }

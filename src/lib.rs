@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`limits`]: every bound, as a named constant.
+//! - [`clock`]: wall-clock time as Unix seconds.
 //! - [`mysql`]: the MySQL wire protocol, pure (bytes ↔ values), password proofs included.
 //! - [`net`]: blocking packet connections and the MySQL client used by the syncer.
 //! - [`binlog`]: what a binlog is, pure: events, checksums, GTIDs, transactions, files.
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod binlog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod ctl;

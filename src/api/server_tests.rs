@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::limits::HTTP_BODY_BYTES_MAX;
 
-/// A backend that keeps running flags, records the arguments it was started with, and
-/// can be told to panic on its next status call.
+/// A backend that keeps running flags, records the arguments it was started with, can be
+/// told to panic on its next status call, and whose import reads its body to the end and
+/// records how that went.
 #[derive(Default)]
 struct FakeBackend {
     syncer: Mutex<Option<SyncerArgs>>,
@@ -24,6 +25,8 @@ struct FakeBackend {
     route: Mutex<ClusterRoute>,
     members: Mutex<Vec<MemberView>>,
     purged_to: Mutex<Option<String>>,
+    import_reading: AtomicBool,
+    import_outcome: Mutex<Option<String>>,
 }
 
 fn view(name: &str, peer_url: &str, admin_url: Option<String>) -> MemberView {
@@ -48,6 +51,17 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
+    fn binlog_import(&self, _file: &str, body: &mut dyn Read) -> Result<ImportSummary, ApiError> {
+        self.import_reading.store(true, Ordering::SeqCst);
+        let mut sink = Vec::new();
+        let outcome = match body.read_to_end(&mut sink) {
+            Ok(n) => format!("read to the end: {n} bytes"),
+            Err(e) => format!("error: {e}"),
+        };
+        *self.import_outcome.lock().unwrap() = Some(outcome.clone());
+        Err(ApiError::bad_request(outcome))
+    }
+
     fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
         let mut syncer = self.syncer.lock().unwrap();
         if syncer.is_some() {
@@ -1120,51 +1134,9 @@ fn ctl_cluster_commands_talk_to_the_server() {
     assert_eq!(ctl(CtlCommand::SyncerStatus), EXIT_NODE_ERROR);
 }
 
-/// A backend whose import reads its body to the end and records how that went.
-#[derive(Default)]
-struct UploadReader {
-    base: FakeBackend,
-    reading: AtomicBool,
-    outcome: Mutex<Option<String>>,
-}
-
-impl Backend for UploadReader {
-    fn syncer_start(&self, args: SyncerArgs) -> Result<(), ApiError> {
-        self.base.syncer_start(args)
-    }
-    fn syncer_stop(&self) -> Result<(), ApiError> {
-        self.base.syncer_stop()
-    }
-    fn syncer_status(&self) -> Result<SyncerStatus, ApiError> {
-        self.base.syncer_status()
-    }
-    fn server_start(&self, args: ServerArgs) -> Result<(), ApiError> {
-        self.base.server_start(args)
-    }
-    fn server_stop(&self) -> Result<(), ApiError> {
-        self.base.server_stop()
-    }
-    fn server_status(&self) -> Result<ServerStatus, ApiError> {
-        self.base.server_status()
-    }
-    fn health(&self) -> Health {
-        self.base.health()
-    }
-    fn binlog_import(&self, _file: &str, body: &mut dyn Read) -> Result<ImportSummary, ApiError> {
-        self.reading.store(true, Ordering::SeqCst);
-        let mut sink = Vec::new();
-        let outcome = match body.read_to_end(&mut sink) {
-            Ok(n) => format!("read to the end: {n} bytes"),
-            Err(e) => format!("error: {e}"),
-        };
-        *self.outcome.lock().unwrap() = Some(outcome.clone());
-        Err(ApiError::bad_request(outcome))
-    }
-}
-
 /// A server on `backend` and a client that has begun an import upload: it announced
 /// 100000 bytes and sent 4.
-fn begin_upload(backend: &Arc<UploadReader>) -> (AdminServer, TcpStream) {
+fn begin_upload(backend: &Arc<FakeBackend>) -> (AdminServer, TcpStream) {
     let server = AdminServer::start("127.0.0.1:0", backend.clone(), 1).unwrap();
     let mut client = TcpStream::connect(server.local_addr()).unwrap();
     client
@@ -1181,10 +1153,10 @@ fn begin_upload(backend: &Arc<UploadReader>) -> (AdminServer, TcpStream) {
 /// nothing of a cut upload may be taken for a whole file.
 #[test]
 fn stopping_cuts_an_import_upload_short() {
-    let backend = Arc::new(UploadReader::default());
+    let backend = Arc::new(FakeBackend::default());
     let (server, client) = begin_upload(&backend);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !backend.reading.load(Ordering::SeqCst) {
+    while !backend.import_reading.load(Ordering::SeqCst) {
         assert!(
             std::time::Instant::now() < deadline,
             "the import never started"
@@ -1200,7 +1172,7 @@ fn stopping_cuts_an_import_upload_short() {
     stopped
         .recv_timeout(Duration::from_secs(20))
         .expect("the shutdown waited for the stalled upload");
-    let outcome = backend.outcome.lock().unwrap().clone().unwrap();
+    let outcome = backend.import_outcome.lock().unwrap().clone().unwrap();
     assert!(
         outcome.starts_with("error: the node is stopping"),
         "{outcome}"
@@ -1212,12 +1184,12 @@ fn stopping_cuts_an_import_upload_short() {
 /// error, not an end of the body (a file cut between transactions would pass for whole).
 #[test]
 fn an_upload_cut_by_its_client_is_an_error_not_an_end() {
-    let backend = Arc::new(UploadReader::default());
+    let backend = Arc::new(FakeBackend::default());
     let (server, client) = begin_upload(&backend);
     client.shutdown(Shutdown::Write).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let outcome = loop {
-        if let Some(outcome) = backend.outcome.lock().unwrap().clone() {
+        if let Some(outcome) = backend.import_outcome.lock().unwrap().clone() {
             break outcome;
         }
         assert!(

@@ -34,6 +34,17 @@ pub fn is_plain_file_name(name: &str) -> bool {
             .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
+/// A binlog file name's parts as a master numbers its files: the base, the digits after
+/// the last dot, and their value (`mysql-bin.000009` → `("mysql-bin", "000009", 9)`). None
+/// when the name does not end in `.DIGITS`.
+pub fn numbered_name(name: &str) -> Option<(&str, &str, u64)> {
+    let (base, digits) = name.rsplit_once('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((base, digits, digits.parse().ok()?))
+}
+
 /// Writes the magic that starts a binlog file.
 pub fn write_file_header<W: Write>(out: &mut W) -> io::Result<()> {
     out.write_all(&MAGIC)
@@ -271,6 +282,24 @@ pub(crate) fn read_up_to<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_names_split_at_the_last_dot() {
+        assert_eq!(
+            numbered_name("mysql-bin.000009"),
+            Some(("mysql-bin", "000009", 9))
+        );
+        assert_eq!(numbered_name("a.b.12"), Some(("a.b", "12", 12)));
+        for bad in [
+            "mysql-bin",
+            "mysql-bin.",
+            "mysql-bin.00a1",
+            "x.+1",
+            "x.99999999999999999999",
+        ] {
+            assert_eq!(numbered_name(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn plain_file_names() {

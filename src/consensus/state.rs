@@ -617,18 +617,9 @@ fn check_addr(field: &'static str, addr: &str) -> Result<(), StateError> {
 /// extension compared as a number. Files of different series (the master was changed)
 /// are not comparable: `None`, and the later purge wins.
 pub fn binlog_file_order(a: &str, b: &str) -> Option<Ordering> {
-    let (base_a, seq_a) = a.rsplit_once('.')?;
-    let (base_b, seq_b) = b.rsplit_once('.')?;
-    if base_a != base_b {
-        return None;
-    }
-    let number = |seq: &str| {
-        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        seq.parse::<u64>().ok()
-    };
-    Some(number(seq_a)?.cmp(&number(seq_b)?))
+    let (base_a, _, number_a) = crate::binlog::file::numbered_name(a)?;
+    let (base_b, _, number_b) = crate::binlog::file::numbered_name(b)?;
+    (base_a == base_b).then(|| number_a.cmp(&number_b))
 }
 
 /// Voters that would remain after removing `removing`, and whether enough of them are

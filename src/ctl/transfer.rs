@@ -19,7 +19,7 @@ use crate::api::forward::admin_agent as agent;
 use crate::api::model::{BinlogFileInfo, ImportSummary};
 use crate::api::validate::percent_encode;
 use crate::binlog::event::{FormatDescription, CHECKSUM_LEN};
-use crate::binlog::file::BinlogFileReader;
+use crate::binlog::file::{numbered_name, BinlogFileReader};
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::daemon::import::{next_name, LastEvent, Tail};
 use crate::limits::{EXPORT_TIMEOUT_MS, HTTP_CLIENT_TIMEOUT_MS, IMPORT_TIMEOUT_MS};
@@ -94,8 +94,9 @@ pub fn chain_names(
         // do: a file given out of order would otherwise be stored under the wrong name.
         let step = |p: &PathBuf, stored: &str| {
             let own = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            file_number(own)
-                .zip(file_number(stored))
+            let number = |name| numbered_name(name).map(|(_, _, number)| number);
+            number(own)
+                .zip(number(stored))
                 .map(|(own, stored)| i128::from(own) - i128::from(stored))
         };
         if let (Some(first), Some(this)) = (step(&files[0], &names[0]), step(path, &name)) {
@@ -111,15 +112,6 @@ pub fn chain_names(
         names.push(name);
     }
     Ok(names)
-}
-
-/// The number after a binlog file name's last dot (`mysql-bin.000012` → 12).
-fn file_number(name: &str) -> Option<u64> {
-    let (_, digits) = name.rsplit_once('.')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// `ctl import`.

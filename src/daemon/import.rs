@@ -36,7 +36,9 @@ use crate::api::ApiError;
 use crate::binlog::event::{
     self, ChecksumAlg, FormatDescription, FLAGS_OFFSET, LOG_EVENT_BINLOG_IN_USE_F, TYPE_CODE_OFFSET,
 };
-use crate::binlog::file::{read_up_to, BinlogFileReader, FileError, FIRST_EVENT_POSITION};
+use crate::binlog::file::{
+    numbered_name, read_up_to, BinlogFileReader, FileError, FIRST_EVENT_POSITION,
+};
 use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::binlog::Flavour;
 use crate::limits::{BATCH_BYTES_MAX, IMPORT_BODY_STALL_MS, IMPORT_FILE_BYTES_MAX};
@@ -307,11 +309,8 @@ pub fn store_view(store: &Store) -> Result<StoreView, ApiError> {
 /// The file a master opens after `name` when it restarts: the same base with the number
 /// after the last dot incremented, keeping its width (`mysql-bin.000009` → `.000010`).
 pub fn successor(name: &str) -> Option<String> {
-    let (base, digits) = name.rsplit_once('.')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let next = digits.parse::<u64>().ok()?.checked_add(1)?;
+    let (base, digits, number) = numbered_name(name)?;
+    let next = number.checked_add(1)?;
     Some(format!("{base}.{next:0width$}", width = digits.len()))
 }
 

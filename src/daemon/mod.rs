@@ -1444,17 +1444,6 @@ mod tests {
     }
 
     #[test]
-    fn an_export_target_that_is_a_file_is_named_as_such() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("afile");
-        fs::write(&file, b"x").unwrap();
-        let message = crate::store::export::prepare_dir(&file, &[], false)
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("is not a directory"), "{message}");
-    }
-
-    #[test]
     fn a_wildcard_admin_address_is_advertised_with_the_peer_host() {
         for (listen, peer_url, advertised) in [
             ("10.0.0.5:9595", "10.0.0.5:9596", "10.0.0.5:9595"),

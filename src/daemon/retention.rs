@@ -11,9 +11,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::api::ApiError;
+use crate::clock::unix_now;
 use crate::config::Retention;
 use crate::consensus::node::{CompactError, RaftHandle};
 use crate::consensus::state::Command;
@@ -233,12 +234,6 @@ pub(super) fn purge(node: &Node, to_file: String) -> Result<(), ApiError> {
     compact_pending(&node.store, &node.raft);
     log::info!("binlog purged to {to_file} through the API");
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::binlog::event::{EventHeader, FormatDescription};
 use crate::binlog::Flavour;
@@ -131,9 +131,7 @@ impl Shared {
             gtid_binlog_pos: index.maria_state().to_string(),
             master_status: files.last().map(|f| (f.name.clone(), f.end_pos)),
             binary_logs: files.iter().map(|f| (f.name.clone(), f.end_pos)).collect(),
-            unix_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            unix_time: crate::clock::unix_now(),
             flavour,
             server_uuid: self.config.server_uuid.clone(),
             gtid_executed: if mysql {

@@ -7,8 +7,9 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::unix_now;
 use crate::limits::{
     CLIENT_COMMAND_MAX, DOWNSTREAM_HEARTBEAT_DEFAULT_MS, DOWNSTREAM_HEARTBEAT_MIN_MS,
     DOWNSTREAM_HEARTBEAT_OFF_WAIT_MS, USER_VARS_MAX, USER_VAR_BYTES_MAX,
@@ -311,10 +312,4 @@ fn send_reply<S: Read + Write>(conn: &mut PacketConn<S>, reply: Reply) -> Result
             conn.flush()
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -528,6 +528,15 @@ pub fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_target_that_is_a_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        std::fs::write(&file, b"x").unwrap();
+        let message = prepare_dir(&file, &[], false).unwrap_err().to_string();
+        assert!(message.contains("is not a directory"), "{message}");
+    }
     use crate::binlog::test_data::{mariadb_files, mysql_files};
     use crate::store::testdata::SERVER_ID;
     use crate::syncer::ingest::Ingest;

@@ -21,7 +21,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::binlog::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::binlog::Flavour;
@@ -282,10 +282,7 @@ fn set_state(shared: &Shared, state: State, error: Option<String>) {
     p.state = state;
     if error.is_some() {
         p.last_error = error;
-        p.last_error_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs());
+        p.last_error_at = Some(crate::clock::unix_now());
     }
 }
 
@@ -649,9 +646,7 @@ fn publish(
     }
     p.events += events;
     p.bytes += bytes;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_now();
     p.lag_seconds = if caught_up {
         Some(0)
     } else {

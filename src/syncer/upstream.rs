@@ -228,9 +228,7 @@ pub fn precheck(client: &mut Client) -> Result<MasterInfo, SyncerError> {
 fn log_clock_skew(client: &mut Client) -> Result<(), SyncerError> {
     match client.query_one_value("SELECT UNIX_TIMESTAMP()") {
         Ok(Some(text)) => {
-            let ours = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let ours = crate::clock::unix_now() as i64;
             if let Ok(theirs) = text.split('.').next().unwrap_or("").parse::<i64>() {
                 if (theirs - ours).abs() > 60 {
                     log::warn!(

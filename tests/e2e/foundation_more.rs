@@ -564,13 +564,13 @@ fn syncer_precheck_fails_without_log_bin() {
     assert_eq!(node.syncer_status().unwrap()["status"], "stopped");
 }
 
-/// A wrong password shows as an access denial; a closed port as a connect error, retried
-/// (a listener opened later on that port gets a connection from the syncer); pointed
-/// correctly (stop + start), the syncer syncs.
 /// Within this after a stop, the syncer has closed a connection that waits for a greeting
 /// (well under its 30 s I/O timeout, which it must not wait for).
 const STOP_BOUND: Duration = Duration::from_secs(10);
 
+/// A wrong password shows as an access denial; a closed port as a connect error, retried
+/// (a listener opened later on that port gets a connection from the syncer); pointed
+/// correctly (stop + start), the syncer syncs.
 #[test]
 fn syncer_connect_errors_then_recovers() {
     let work = WorkDir::new("syncer-errors").unwrap();
